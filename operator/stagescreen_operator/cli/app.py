@@ -1,0 +1,25 @@
+"""The one Typer application every command module registers itself on."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="stagescreen",
+    help=(
+        "Staged factorial screening for budget-constrained micro-pretraining.\n\n"
+        "Declare a study (factors, design, budgets, seeds, stages, pools) in a ScreeningStudy "
+        "YAML file, check it with `validate`, price it with `plan`, and run it here with `run` "
+        "or on Kubernetes with `kubectl apply -f`. `design` and `effects` work on their own, "
+        "on any factors and any results table."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Keep `stagescreen` a command group even while it has a single command."""

@@ -1,0 +1,14 @@
+"""`stagescreen version`: which build is this."""
+
+from __future__ import annotations
+
+import typer
+
+from stagescreen import __version__
+from stagescreen_operator.cli.app import app
+
+
+@app.command()
+def version() -> None:
+    """Print the StageScreen version."""
+    typer.echo(__version__)
