@@ -1,0 +1,397 @@
+"""Result store: one key space over a local directory or an S3 bucket (DESIGN.md "Storage").
+
+Everything a study produces (spec, per-run results and curves, stage outcomes, reports, the
+manifest) lives under the same relative keys in both backends, so the operator, the analysis
+Jobs, the local executor and `stagescreen report` read each other's output without knowing
+where it is kept. Each object is written atomically: a reader sees the old bytes or the new
+ones, never a torn file, which matters because the reconcile loop decides what to launch from
+what it finds here. A store's prefix is part of the store, so keys never carry it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# Local writes go to a hidden sibling first; listing skips such names and keys may not use them.
+TEMP_PREFIX = ".stagescreen-tmp-"
+
+# Object names inside a run's and a stage's folder (DESIGN.md "Storage").
+SPEC = "spec.yaml"
+MANIFEST = "manifest.json"
+RESULT = "result.json"
+CURVE = "curve.parquet"
+LOG = "log.txt"
+CKPT = "ckpt/"
+RESULTS = "results.parquet"
+OUTCOME = "outcome.json"
+REPORT = "report.md"
+
+
+class StoreError(Exception):
+    """A store could not be opened or used as asked."""
+
+
+class InvalidKey(StoreError, ValueError):
+    """A key or prefix that could escape the store or name no single object."""
+
+
+class MissingKey(StoreError, KeyError):
+    """A read of a key that holds no object."""
+
+    def __init__(self, key: str, uri: str) -> None:
+        super().__init__(key)
+        self.key = key
+        self.uri = uri
+
+    def __str__(self) -> str:
+        return f"no object at {self.uri}"
+
+
+def check_key(key: str, *, prefix: bool = False) -> str:
+    """Return `key` if it is a clean relative key ("a/b.json"); a prefix may be "" or end in "/"."""
+    accepted = "relative '/'-separated names without '.', '..', empty parts or a leading '/'"
+    if prefix and key == "":
+        return key
+    body = key[:-1] if prefix and key.endswith("/") else key
+    problem = None
+    if not body:
+        problem = "is empty"
+    elif body.startswith("/"):
+        problem = "starts with '/'"
+    elif "\\" in body or "\0" in body:
+        problem = "contains a backslash or NUL"
+    elif any(part in ("", ".", "..") for part in body.split("/")):
+        problem = "has an empty, '.' or '..' part"
+    elif any(part.startswith(TEMP_PREFIX) for part in body.split("/")):
+        problem = f"has a part starting with {TEMP_PREFIX!r}, reserved for partial writes"
+    if problem:
+        kind = "prefix" if prefix else "key"
+        raise InvalidKey(f"{kind} {key!r} {problem}; accepted: {accepted}")
+    return key
+
+
+def _json_ready(value: Any) -> Any:
+    """JSON has no NaN or infinity; the project writes `null` for what cannot be computed."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+class Store(Protocol):
+    """Objects under relative keys; backends implement the five byte operations and `uri`."""
+
+    def uri(self, key: str) -> str:
+        """The full address of `key` (file:// or s3://), for reports and resource status."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write one object atomically, replacing any previous one."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read one object; raises MissingKey naming its URI when there is none."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key starting with `prefix`, sorted."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove one object; removing an absent one is not an error."""
+        ...
+
+    def put_text(self, key: str, text: str) -> None:
+        self.put_bytes(key, text.encode("utf-8"))
+
+    def get_text(self, key: str) -> str:
+        return self.get_bytes(key).decode("utf-8")
+
+    def put_json(self, key: str, value: Any) -> None:
+        """Sorted keys and a trailing newline keep diffs and checksums stable across writers."""
+        text = json.dumps(_json_ready(value), sort_keys=True, indent=2, allow_nan=False)
+        self.put_text(key, text + "\n")
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def put_frame(self, key: str, frame: pd.DataFrame) -> None:
+        """Parquet, serialised in memory first so a failure leaves the old object untouched."""
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, engine="pyarrow")
+        self.put_bytes(key, buffer.getvalue())
+
+    def get_frame(self, key: str) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.get_bytes(key)), engine="pyarrow")
+
+
+class LocalStore(Store):
+    """Keys as files under `root`; a write lands in a temporary sibling, then `os.replace`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+        try:
+            with os.fdopen(descriptor, "wb") as sink:
+                sink.write(data)
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise MissingKey(key, path.as_uri()) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        check_key(prefix, prefix=True)
+        # Walk only the deepest folder the prefix names; the rest of the tree cannot match.
+        folder = self.root / prefix.rpartition("/")[0]
+        if not folder.is_dir():
+            return []
+        keys: list[str] = []
+        for directory, _, files in os.walk(folder):
+            for name in files:
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                key = Path(directory, name).relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class S3Store(Store):
+    """Keys as objects under `prefix` in `bucket`; a single PUT is already atomic in S3."""
+
+    def __init__(self, bucket: str, prefix: str, client: S3Client) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if self.prefix:
+            check_key(self.prefix)
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.uri('')!r})"
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        if key:
+            check_key(key)
+        return f"s3://{self.bucket}/{self._name(key)}"
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        name = self._name(check_key(key))
+        self._call(self.client.put_object, Bucket=self.bucket, Key=name, Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        name = self._name(check_key(key))
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=name)
+        except botocore.exceptions.ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                raise MissingKey(key, self.uri(key)) from None
+            raise self._explain(error) from error
+        return response["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        name = self._name(check_key(key))
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=name)
+        except botocore.exceptions.ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                return False
+            raise self._explain(error) from error
+        return True
+
+    def list(self, prefix: str = "") -> list[str]:
+        check_key(prefix, prefix=True)
+        start = len(self._name(""))
+        paginator = self.client.get_paginator("list_objects_v2")
+        keys: list[str] = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._name(prefix)):
+                keys.extend(item["Key"][start:] for item in page.get("Contents", []))
+        except botocore.exceptions.ClientError as error:
+            raise self._explain(error) from error
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        name = self._name(check_key(key))
+        self._call(self.client.delete_object, Bucket=self.bucket, Key=name)
+
+    def _call(self, operation: Any, **arguments: Any) -> None:
+        try:
+            operation(**arguments)
+        except botocore.exceptions.ClientError as error:
+            raise self._explain(error) from error
+
+    def _explain(self, error: botocore.exceptions.ClientError) -> StoreError:
+        """Name the bucket and endpoint: most S3 failures here are configuration mistakes."""
+        endpoint = self.client.meta.endpoint_url
+        message = error.response.get("Error", {}).get("Message", str(error))
+        return StoreError(
+            f"S3 {_code(error)} for s3://{self.bucket}/{self.prefix} at {endpoint}: {message}"
+        )
+
+
+def _code(error: botocore.exceptions.ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def open_store(
+    uri: str,
+    *,
+    endpoint_url: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    region: str | None = None,
+) -> Store:
+    """A store for "/dir", "file:///dir" or "s3://bucket/prefix".
+
+    S3 options left out come from boto3's usual sources (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_REGION, profiles), so a Job configured by environment needs none.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StoreError(f"store URI {uri!r} names no bucket; accepted: s3://bucket/prefix")
+        return S3Store(
+            parsed.netloc,
+            parsed.path,
+            s3_client(endpoint_url, access_key, secret_key, region),
+        )
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise StoreError(f"store URI {uri!r} names host {parsed.netloc!r}; use file:///dir")
+        return LocalStore(Path(url2pathname(parsed.path)))
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", uri) or not uri:
+        raise StoreError(
+            f"store URI {uri!r} is not supported; accepted: a directory path, file:///dir "
+            "or s3://bucket/prefix"
+        )
+    return LocalStore(Path(uri))
+
+
+def s3_client(
+    endpoint_url: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    region: str | None = None,
+) -> S3Client:
+    """A boto3 S3 client; path-style addressing whenever an endpoint other than AWS is set,
+    because in-cluster names like `seaweedfs.storage:8333` have no per-bucket DNS."""
+    custom = (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    if (access_key is None) != (secret_key is None):
+        given, missing = (
+            ("access_key", "secret_key")
+            if secret_key is None
+            else (
+                "secret_key",
+                "access_key",
+            )
+        )
+        raise StoreError(f"S3 {given} given without {missing}; pass both or neither")
+    config = botocore.config.Config(s3={"addressing_style": "path"} if custom else {})
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region,
+        config=config,
+    )
+
+
+@dataclass(frozen=True)
+class StudyKeys:
+    """The key layout of one study, in one place; every reader and writer builds keys here."""
+
+    study: str
+
+    def __post_init__(self) -> None:
+        _check_segment("study", self.study)
+
+    def spec(self) -> str:
+        return f"{self.study}/{SPEC}"
+
+    def manifest(self) -> str:
+        return f"{self.study}/{MANIFEST}"
+
+    def runs_prefix(self) -> str:
+        return f"{self.study}/runs/"
+
+    def run_prefix(self, run_id: str) -> str:
+        return f"{self.runs_prefix()}{_check_segment('run_id', run_id)}/"
+
+    def run(self, run_id: str, name: str) -> str:
+        """`name` is RESULT, CURVE, LOG, or CKPT and paths under it."""
+        return check_key(self.run_prefix(run_id) + name, prefix=name.endswith("/"))
+
+    def stage_prefix(self, stage: str) -> str:
+        return f"{self.study}/stages/{_check_segment('stage', stage)}/"
+
+    def stage(self, stage: str, name: str) -> str:
+        """`name` is RESULTS, OUTCOME, REPORT or a figure such as "effects.png"."""
+        return check_key(self.stage_prefix(stage) + name)
+
+
+def _check_segment(what: str, value: str) -> str:
+    if not value or "/" in value or value in (".", "..") or value.startswith(TEMP_PREFIX):
+        raise InvalidKey(f"{what} {value!r} must be one non-empty key part without '/'")
+    return value

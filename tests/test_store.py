@@ -1,0 +1,309 @@
+"""The result store behaves the same on a local directory and on a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from seaweed import S3Endpoint
+
+from stagescreen.store import (
+    TEMP_PREFIX,
+    InvalidKey,
+    LocalStore,
+    MissingKey,
+    S3Store,
+    Store,
+    StoreError,
+    StudyKeys,
+    open_store,
+)
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    endpoint: S3Endpoint = request.getfixturevalue("seaweedfs")
+    bucket: str = request.getfixturevalue("s3_bucket")
+    return S3Store(bucket, "studies/v1", endpoint.client())
+
+
+FRAME = pd.DataFrame(
+    {
+        "run_id": ["r1", "r2", "r3"],
+        "condition_id": ["c07", "c10", "c14"],
+        "budget_s": [120, 300, 600],
+        "val_bpb": [1.01, float("nan"), 0.97],
+        "A": [-1, 1, 1],
+    }
+)
+
+ROUNDTRIPS: list[tuple[str, str, str, Any]] = [
+    ("bytes", "put_bytes", "get_bytes", b"\x00\xffbinary\n"),
+    ("empty bytes", "put_bytes", "get_bytes", b""),
+    ("text", "put_text", "get_text", "val_bpb \u2248 0.97\nsecond line"),
+    ("json", "put_json", "get_json", {"best": {"condition": "c07", "interval": [0.9, 1.1]}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("put", "get", "value"), [case[1:] for case in ROUNDTRIPS], ids=[c[0] for c in ROUNDTRIPS]
+)
+def test_value_reads_back_as_written(store: Store, put: str, get: str, value: Any) -> None:
+    getattr(store, put)("demo/runs/r1/object", value)
+    assert getattr(store, get)("demo/runs/r1/object") == value
+
+
+def test_frame_reads_back_with_dtypes_and_nan(store: Store) -> None:
+    store.put_frame("demo/stages/screen/results.parquet", FRAME)
+    pd.testing.assert_frame_equal(store.get_frame("demo/stages/screen/results.parquet"), FRAME)
+
+
+def test_json_is_sorted_indented_and_has_no_nan(store: Store) -> None:
+    store.put_json("o.json", {"q": float("nan"), "n": np.int64(3), "e": (np.float64(0.5),)})
+    assert store.get_text("o.json") == '{\n  "e": [\n    0.5\n  ],\n  "n": 3,\n  "q": null\n}\n'
+
+
+def test_overwrite_replaces_the_object(store: Store) -> None:
+    store.put_text("demo/spec.yaml", "first")
+    store.put_text("demo/spec.yaml", "second")
+    assert store.get_text("demo/spec.yaml") == "second"
+    assert store.list("demo/") == ["demo/spec.yaml"]
+
+
+def test_list_returns_keys_under_prefix_sorted(store: Store) -> None:
+    for key in ["d/runs/r2/result.json", "d/runs/r10/log.txt", "d/runs/r1/ckpt/a.pt", "d/x", "e"]:
+        store.put_bytes(key, b"-")
+    assert store.list("d/runs/") == [
+        "d/runs/r1/ckpt/a.pt",
+        "d/runs/r10/log.txt",
+        "d/runs/r2/result.json",
+    ]
+    # A prefix is a string prefix, as in S3: "r1" also matches "r10".
+    assert store.list("d/runs/r1") == ["d/runs/r1/ckpt/a.pt", "d/runs/r10/log.txt"]
+    assert store.list("d/runs/r1/") == ["d/runs/r1/ckpt/a.pt"]
+    assert store.list() == [
+        "d/runs/r1/ckpt/a.pt",
+        "d/runs/r10/log.txt",
+        "d/runs/r2/result.json",
+        "d/x",
+        "e",
+    ]
+    assert store.list("nothing/here/") == []
+
+
+def test_exists_and_delete(store: Store) -> None:
+    assert not store.exists("d/manifest.json")
+    store.put_json("d/manifest.json", {})
+    assert store.exists("d/manifest.json")
+    assert not store.exists("d")
+    store.delete("d/manifest.json")
+    assert not store.exists("d/manifest.json")
+    store.delete("d/manifest.json")
+
+
+@pytest.mark.parametrize("read", ["get_bytes", "get_text", "get_json", "get_frame"])
+def test_missing_key_error_names_the_full_uri(store: Store, read: str) -> None:
+    with pytest.raises(MissingKey) as raised:
+        getattr(store, read)("demo/runs/r9/result.json")
+    assert raised.value.key == "demo/runs/r9/result.json"
+    assert str(raised.value) == f"no object at {store.uri('demo/runs/r9/result.json')}"
+    assert isinstance(raised.value, KeyError)
+
+
+BAD_KEYS = [
+    ("", "is empty"),
+    ("/etc/passwd", "starts with '/'"),
+    ("../outside", "'..'"),
+    ("a/../../b", "'..'"),
+    ("a//b", "empty"),
+    ("a/./b", "'.'"),
+    ("dir/", "empty"),
+    ("a\\b", "backslash"),
+    (f"a/{TEMP_PREFIX}x", "reserved"),
+]
+
+
+@pytest.mark.parametrize(("key", "problem"), BAD_KEYS)
+@pytest.mark.parametrize("operation", ["put", "get", "exists"])
+def test_bad_keys_are_refused_naming_the_key(
+    store: Store, key: str, problem: str, operation: str
+) -> None:
+    calls: dict[str, Callable[[], object]] = {
+        "put": lambda: store.put_bytes(key, b"x"),
+        "get": lambda: store.get_bytes(key),
+        "exists": lambda: store.exists(key),
+    }
+    with pytest.raises(InvalidKey, match=problem) as raised:
+        calls[operation]()
+    assert repr(key) in str(raised.value)
+
+
+@pytest.mark.parametrize("prefix", ["/abs", "../up/", "a//"])
+def test_bad_list_prefixes_are_refused(store: Store, prefix: str) -> None:
+    with pytest.raises(InvalidKey, match="prefix"):
+        store.list(prefix)
+
+
+def test_failed_write_leaves_the_old_object(store: Store) -> None:
+    store.put_frame("d/results.parquet", FRAME)
+    unwritable = pd.DataFrame({"mixed": [1, "two", object()]})
+    with pytest.raises(Exception, match=r"object|Conversion|convert"):
+        store.put_frame("d/results.parquet", unwritable)
+    pd.testing.assert_frame_equal(store.get_frame("d/results.parquet"), FRAME)
+
+
+# --- local directory specifics ----------------------------------------------------------------
+
+
+def test_local_writes_leave_no_temporary_files(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    for n in range(3):
+        store.put_json("d/runs/r1/result.json", {"n": n})
+    assert sorted(p.name for p in (tmp_path / "d/runs/r1").iterdir()) == ["result.json"]
+
+
+def test_local_write_that_fails_at_replace_cleans_up(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_bytes("d/ckpt/step1.pt", b"weights")
+    # "d/ckpt" is a folder, so the final rename onto it fails after the bytes were written.
+    with pytest.raises(OSError):
+        store.put_bytes("d/ckpt", b"not a folder")
+    assert os.listdir(tmp_path / "d") == ["ckpt"]
+    assert store.get_bytes("d/ckpt/step1.pt") == b"weights"
+
+
+def test_local_list_skips_partial_writes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_bytes("d/a", b"1")
+    (tmp_path / "d" / f"{TEMP_PREFIX}abc").write_bytes(b"half")
+    assert store.list("d/") == ["d/a"]
+
+
+def test_local_uri_is_a_file_uri(tmp_path: Path) -> None:
+    assert LocalStore(tmp_path).uri("s/spec.yaml") == f"file://{tmp_path.resolve()}/s/spec.yaml"
+
+
+# --- opening by URI ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["{dir}", "file://{dir}", "file://localhost{dir}"])
+def test_local_uris_open_the_same_directory(tmp_path: Path, form: str) -> None:
+    LocalStore(tmp_path).put_text("s/spec.yaml", "kind: ScreeningStudy\n")
+    opened = open_store(form.format(dir=tmp_path))
+    assert isinstance(opened, LocalStore)
+    assert opened.get_text("s/spec.yaml") == "kind: ScreeningStudy\n"
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("gs://bucket/x", "not supported; accepted: a directory path, file:///dir or s3://"),
+        ("s3:///prefix", "names no bucket"),
+        ("file://otherhost/dir", "names host 'otherhost'"),
+        ("", "not supported"),
+    ],
+)
+def test_unusable_uris_are_refused_saying_what_is_accepted(uri: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message):
+        open_store(uri)
+
+
+@pytest.mark.integration
+def test_s3_uri_with_explicit_options(seaweedfs: S3Endpoint, s3_bucket: str) -> None:
+    store = open_store(
+        f"s3://{s3_bucket}/team/studies",
+        endpoint_url=seaweedfs.url,
+        access_key=seaweedfs.access_key,
+        secret_key=seaweedfs.secret_key,
+        region=seaweedfs.region,
+    )
+    store.put_text("demo/spec.yaml", "spec")
+    body = seaweedfs.client().get_object(Bucket=s3_bucket, Key="team/studies/demo/spec.yaml")
+    assert body["Body"].read() == b"spec"
+    assert store.uri("demo/spec.yaml") == f"s3://{s3_bucket}/team/studies/demo/spec.yaml"
+    assert store.list("demo/") == ["demo/spec.yaml"]
+
+
+@pytest.mark.integration
+def test_s3_uri_takes_endpoint_and_credentials_from_environment(
+    seaweedfs: S3Endpoint, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    store = open_store(f"s3://{s3_bucket}")
+    store.put_bytes("k", b"v")
+    assert seaweedfs.client().get_object(Bucket=s3_bucket, Key="k")["Body"].read() == b"v"
+
+
+@pytest.mark.integration
+def test_s3_explicit_options_override_the_environment(
+    seaweedfs: S3Endpoint, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    store = open_store(
+        f"s3://{s3_bucket}", access_key=seaweedfs.access_key, secret_key="wrong-secret"
+    )
+    with pytest.raises(StoreError, match="SignatureDoesNotMatch"):
+        store.put_bytes("k", b"v")
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"), [("access_key", "secret_key"), ("secret_key", "access_key")]
+)
+def test_half_a_credential_pair_is_refused(given: str, missing: str) -> None:
+    with pytest.raises(StoreError, match=f"{given} given without {missing}"):
+        open_store("s3://bucket/p", **{given: "x"})
+
+
+@pytest.mark.integration
+def test_s3_missing_bucket_names_bucket_and_endpoint(seaweedfs: S3Endpoint) -> None:
+    store = S3Store("no-such-bucket-here", "p", seaweedfs.client())
+    with pytest.raises(StoreError, match=f"s3://no-such-bucket-here/p at {seaweedfs.url}"):
+        store.list("")
+
+
+# --- key layout -------------------------------------------------------------------------------
+
+LAYOUT = [
+    (lambda k: k.spec(), "paper/spec.yaml"),
+    (lambda k: k.manifest(), "paper/manifest.json"),
+    (lambda k: k.runs_prefix(), "paper/runs/"),
+    (lambda k: k.run_prefix("screen-c07-120s-s1"), "paper/runs/screen-c07-120s-s1/"),
+    (lambda k: k.run("r1", "result.json"), "paper/runs/r1/result.json"),
+    (lambda k: k.run("r1", "curve.parquet"), "paper/runs/r1/curve.parquet"),
+    (lambda k: k.run("r1", "log.txt"), "paper/runs/r1/log.txt"),
+    (lambda k: k.run("r1", "ckpt/"), "paper/runs/r1/ckpt/"),
+    (lambda k: k.stage_prefix("screen"), "paper/stages/screen/"),
+    (lambda k: k.stage("screen", "results.parquet"), "paper/stages/screen/results.parquet"),
+    (lambda k: k.stage("bridge", "outcome.json"), "paper/stages/bridge/outcome.json"),
+    (lambda k: k.stage("bridge", "report.md"), "paper/stages/bridge/report.md"),
+    (lambda k: k.stage("bridge", "effects.png"), "paper/stages/bridge/effects.png"),
+]
+
+
+@pytest.mark.parametrize(("build", "key"), LAYOUT, ids=[key for _, key in LAYOUT])
+def test_study_keys_follow_the_design_layout(build: Callable[[StudyKeys], str], key: str) -> None:
+    assert build(StudyKeys("paper")) == key
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: StudyKeys("a/b"),
+        lambda: StudyKeys(".."),
+        lambda: StudyKeys("s").run("r/1", "result.json"),
+        lambda: StudyKeys("s").run("r1", "../x"),
+        lambda: StudyKeys("s").stage("", "outcome.json"),
+    ],
+)
+def test_study_keys_refuse_parts_that_escape_their_folder(build: Callable[[], str]) -> None:
+    with pytest.raises(InvalidKey):
+        build()
