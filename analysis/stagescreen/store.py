@@ -24,7 +24,6 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import boto3
-import botocore.config
 import botocore.exceptions
 import numpy as np
 import pandas as pd
@@ -59,7 +58,7 @@ class MissingKey(StoreError, KeyError):
     """A read of a key that holds no object."""
 
     def __init__(self, key: str, uri: str) -> None:
-        super().__init__(key)
+        super().__init__(key, uri)
         self.key = key
         self.uri = uri
 
@@ -332,29 +331,21 @@ def s3_client(
     secret_key: str | None = None,
     region: str | None = None,
 ) -> S3Client:
-    """A boto3 S3 client; path-style addressing whenever an endpoint other than AWS is set,
-    because in-cluster names like `seaweedfs.storage:8333` have no per-bucket DNS."""
-    custom = (
-        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    )
-    if (access_key is None) != (secret_key is None):
-        given, missing = (
-            ("access_key", "secret_key")
-            if secret_key is None
-            else (
-                "secret_key",
-                "access_key",
-            )
-        )
-        raise StoreError(f"S3 {given} given without {missing}; pass both or neither")
-    config = botocore.config.Config(s3={"addressing_style": "path"} if custom else {})
+    """A boto3 S3 client; options left as None fall back to boto3's environment and profiles.
+
+    botocore already addresses custom endpoints path-style (`http://host:8333/bucket/key`),
+    which in-cluster names like `seaweedfs.storage` need, so no addressing config is set here.
+    """
+    if access_key is None and secret_key is not None:
+        raise StoreError("S3 secret_key given without access_key; pass both or neither")
+    if secret_key is None and access_key is not None:
+        raise StoreError("S3 access_key given without secret_key; pass both or neither")
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         region_name=region,
-        config=config,
     )
 
 
