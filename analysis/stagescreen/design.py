@@ -107,18 +107,18 @@ def _check_factors(factors: Sequence[str]) -> tuple[str, ...]:
         )
     names = tuple(factors)
     if not names:
-        raise DesignError("factors: need at least one factor letter, got none", "factors")
+        raise DesignError("need at least one factor letter, got none", "factors")
     for name in names:
         if not (isinstance(name, str) and len(name) == 1 and name.isalpha()):
             raise DesignError(
-                f"factors: {name!r} is not a factor code; accepted: one letter each (A, B, ...)",
+                f"{name!r} is not a factor code; accepted: one letter each (A, B, ...)",
                 "factors",
             )
     seen: set[str] = set()
     for name in names:
         if name in seen:
             raise DesignError(
-                f"factors: {name!r} appears twice in {','.join(names)}; each code letter once",
+                f"factor {name!r} appears twice in {','.join(names)}; each code letter once",
                 "factors",
             )
         seen.add(name)
@@ -393,14 +393,14 @@ def condition_id(
     for name in names:
         if levels.get(name) not in (-1, 1):
             raise DesignError(
-                f"levels: {name} must be -1 or +1 to name a condition, got {levels.get(name)!r}",
+                f"{name} must be -1 or +1 to name a condition, got {levels.get(name)!r}",
                 "levels",
             )
     for gen in gens:
         implied = gen.sign * math.prod(levels[names[i]] for i in _bits(gen.base))
         if levels[names[gen.factor]] != implied:
             raise DesignError(
-                f"levels: {names[gen.factor]}={levels[names[gen.factor]]:+d} is not in the "
+                f"{names[gen.factor]}={levels[names[gen.factor]]:+d} is not in the "
                 f"fraction; {gen.text} sets it to {implied:+d} here",
                 "levels",
             )
@@ -602,8 +602,7 @@ def decode_run(
     missing = [code for code in run if code not in levels]
     if missing:
         raise DesignError(
-            f"levels: no levels declared for {', '.join(missing)}; declared: "
-            f"{', '.join(levels) or 'none'}",
+            f"no levels declared for {', '.join(missing)}; declared: {', '.join(levels) or 'none'}",
             "levels",
         )
     return {code: decode(level, levels[code]) for code, level in run.items()}
