@@ -275,7 +275,7 @@ def check_aliasing(matrix: np.ndarray, terms: Sequence[str], factors: Sequence[s
         raise EffectsError(
             "aliased terms in the model: "
             + "; ".join(problems)
-            + ". Fit at most one term of each alias chain (choose the terms explicitly)."
+            + ". Fit at most one term of each alias chain: name the terms (terms=[...] or --terms)."
         )
 
 
@@ -507,11 +507,12 @@ def _fit_family(
     blocked = {term: _estimability(x, local[term], [readable[n] for n in names]) for term in terms}
     rank = int(np.linalg.matrix_rank(x))
     df_resid = n - rank
-    fit = sm.OLS(y, x).fit(method="pinv")
     with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # rank deficiency and zero residual df are reported per effect below
         warnings.simplefilter("ignore")
+        fit = sm.OLS(y, x).fit(method="pinv")
         bse = np.asarray(fit.bse) if df_resid > 0 else np.full(len(names), np.nan)
-    t_crit = stats.t.ppf((1 + level) / 2, df_resid) if df_resid > 0 else np.nan
+    t_crit = float(stats.t.ppf((1 + level) / 2, df_resid)) if df_resid > 0 else math.nan
     effects: list[Effect] = []
     for term in terms:
         if blocked[term] is not None:
@@ -727,7 +728,7 @@ def pooled_budget_effects(
     fit = smf.ols(formula, data=frame, eval_env=0).fit()
     params, cov = fit.params, fit.cov_params()
     df_resid = round(fit.df_resid)
-    t_crit = stats.t.ppf((1 + level) / 2, df_resid)
+    t_crit = float(stats.t.ppf((1 + level) / 2, df_resid))
 
     def contrast(columns: Sequence[str], term: str) -> Effect:
         weights = pd.Series(0.0, index=params.index)

@@ -1,0 +1,176 @@
+"""`stagescreen effects`: factor effects per budget from any results table (CSV or parquet)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from stagescreen_operator.cli.app import app
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from stagescreen.effects import Effect, Family
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _names(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A results table from CSV (lines starting with '#' are comments) or parquet."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise _fail(
+            f"RESULTS {str(path)!r}: unknown file type {suffix or '(none)'!r}; "
+            f"accepted: {', '.join(TABLE_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise _fail(f"RESULTS {str(path)!r}: no such file")
+    if suffix == ".csv":
+        lines = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+        text = "".join(line for line in lines if not line.lstrip().startswith("#"))
+        return pd.read_csv(io.StringIO(text), skipinitialspace=True)
+    return pd.read_parquet(path)
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _row(effect: Effect, fdr: float) -> list[str]:
+    interval = (
+        "-"
+        if effect.ci_low is None or effect.ci_high is None
+        else f"[{effect.ci_low:+.5g}, {effect.ci_high:+.5g}]"
+    )
+    mark = "*" if effect.q is not None and effect.q <= fdr else ""
+    return [
+        effect.term,
+        _number(effect.effect, "+.5g"),
+        interval,
+        _number(effect.p, ".3g"),
+        _number(effect.q, ".3g"),
+        mark,
+    ]
+
+
+def format_families(families: list[Family], fdr: float) -> str:
+    """One aligned table per family, rows with q <= fdr marked '*', then what was left out."""
+    blocks = []
+    for family in families:
+        title = " ".join(f"{k}={v}" for k, v in family.by.items()) or "all rows"
+        df = "-" if family.df_resid is None else str(family.df_resid)
+        lines = [f"{title}  n={family.n}  residual df={df}"]
+        rows = [["term", "effect", "95% CI", "p", "q", ""]]
+        rows += [_row(effect, fdr) for effect in family.effects]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines += [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ]
+        if family.missing:
+            lines.append(f"missing runs ({len(family.missing)}): {', '.join(family.missing)}")
+        for run in family.excluded:
+            labels = " ".join(f"{k}={v}" for k, v in run.labels.items())
+            lines.append(
+                f"excluded row {run.row}: {run.reason}" + (f" ({labels})" if labels else "")
+            )
+        lines += [f"note: {note}" for note in family.notes]
+        blocks.append("\n".join(lines))
+    scope = (
+        "across all families"
+        if families and families[0].q_scope == "combined"
+        else "within each family"
+    )
+    blocks.append(f"* q <= {fdr:g} (Benjamini-Hochberg, fdr_bh, {scope})")
+    return "\n\n".join(blocks)
+
+
+@app.command()
+def effects(
+    results: Annotated[
+        Path, typer.Argument(help="Results table: .csv ('#' lines are comments) or .parquet.")
+    ],
+    response: Annotated[str, typer.Option(help="Response column, e.g. val_bpb.")],
+    factors: Annotated[str, typer.Option(help="Factor columns, comma-separated, e.g. A,B,C,D,E.")],
+    by: Annotated[
+        str | None, typer.Option(help="Fit one family per value of these columns, e.g. budget_s.")
+    ] = None,
+    block: Annotated[
+        str | None, typer.Option(help="Block column fitted as a fixed effect, e.g. seed.")
+    ] = None,
+    interactions: Annotated[
+        bool, typer.Option(help="Add every two-factor interaction (refused if aliased).")
+    ] = False,
+    order: Annotated[
+        int | None, typer.Option(help="Add every interaction up to this order (2 = two-factor).")
+    ] = None,
+    terms: Annotated[
+        str | None, typer.Option(help="Extra interaction terms, e.g. A:B,C:E.")
+    ] = None,
+    fdr: Annotated[
+        float, typer.Option(help="Mark effects with BH q at or below this level.")
+    ] = 0.05,
+    lenth: Annotated[
+        bool, typer.Option(help="Saturated designs: intervals and p from Lenth's PSE.")
+    ] = False,
+    combined_fdr: Annotated[bool, typer.Option(help="BH q across all families together.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the families as JSON.")] = False,
+) -> None:
+    """Estimate high-minus-low effects (2*beta under -1/+1 coding) with intervals, p and BH q.
+
+    Rows whose status is not 'succeeded' or whose response is missing are left out and listed.
+    Two-valued factor columns holding real levels (e.g. 6/8) are coded -1/+1.
+    """
+    from stagescreen.effects import EffectsError, families_to_dict, fit_effects
+
+    if not 0 < fdr < 1:
+        raise _fail(f"--fdr must lie strictly between 0 and 1, got {fdr}")
+    if order is not None and order < 1:
+        raise _fail(f"--order must be 1 or more, got {order}")
+    table = read_table(results)
+    factor_names = _names(factors)
+    if not factor_names:
+        raise _fail(f"--factors names no column; columns: {list(table.columns)}")
+    for option, names in (
+        ("--factors", factor_names),
+        ("--by", _names(by)),
+        ("--block", _names(block)),
+    ):
+        absent = [name for name in names if name not in table.columns]
+        if absent:
+            raise _fail(f"{option}: no column {absent[0]!r}; columns: {list(table.columns)}")
+    if response not in table.columns:
+        raise _fail(f"--response: no column {response!r}; columns: {list(table.columns)}")
+    try:
+        families = fit_effects(
+            table,
+            response,
+            factor_names,
+            by=_names(by),
+            block=block,
+            order=max(order or 1, 2 if interactions else 1),
+            terms=_names(terms),
+            lenth=lenth,
+            combined_fdr=combined_fdr,
+        )
+    except EffectsError as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        typer.echo(json.dumps(families_to_dict(families), indent=2, allow_nan=False))
+    else:
+        typer.echo(format_families(families, fdr))
