@@ -1,0 +1,156 @@
+"""`stagescreen design`: print a two-level design, its defining relation and alias chains."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from stagescreen_operator.cli.app import app
+
+if TYPE_CHECKING:
+    from stagescreen.design import Design, Order
+
+_ROMAN = {3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII", 9: "IX", 10: "X", 11: "XI"}
+_OPTION_OF = {
+    "factors": "--factors",
+    "generators": "--generators",
+    "resolution": "--resolution",
+    "runs": "--resolution",
+    "order": "--alias-order",
+}
+
+
+def _fail(option: str, message: str) -> NoReturn:
+    typer.echo(f"Error: {option}: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _split_factors(text: str) -> list[str]:
+    """'A,B,C' or 'ABC' (every factor code is one letter)."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) == 1 and parts[0].isalpha():
+        return list(parts[0])
+    return parts
+
+
+def _split_generators(values: list[str]) -> list[str]:
+    return [part for value in values for part in re.split(r"[,\s]+", value) if part]
+
+
+def _table(design: Design) -> str:
+    width = max(len(cid) for cid in design.condition_ids)
+    header = "condition".ljust(max(width, 9)) + "".join(f"{f:>4}" for f in design.factors)
+    lines = [header]
+    for cid, row in zip(design.condition_ids, design.matrix, strict=True):
+        cells = "".join(f"{int(level):>+4d}" if level else f"{0:>4d}" for level in row)
+        lines.append(cid.ljust(max(width, 9)) + cells)
+    return "\n".join(lines)
+
+
+def _report(design: Design, alias_order: int) -> str:
+    k, runs = len(design.factors), len(design.matrix)
+    p = len(design.generators)
+    kind = f"2^{k} full factorial" if not p else f"2^({k}-{p}) fractional factorial"
+    lines = [f"{kind}, {runs} runs, {design.order} order"]
+    if p:
+        lines.append(f"generators: {', '.join(design.generators)}")
+    lines += ["", _table(design), ""]
+    resolution = design.resolution
+    if resolution is None:
+        lines += ["defining relation: none (full factorial)", "resolution: full (no aliasing)"]
+        return "\n".join(lines)
+    lines.append(f"defining relation: I = {' = '.join(design.defining_relation())}")
+    lines.append(f"resolution: {_ROMAN.get(resolution, str(resolution))} ({resolution})")
+    lines.append("aliases:")
+    for term, chain in design.aliases(alias_order).items():
+        lines.append(f"  {term} = {' = '.join(chain)}")
+    return "\n".join(lines)
+
+
+@app.command()
+def design(
+    factors: Annotated[
+        str, typer.Option("--factors", help="Factor code letters in order, e.g. A,B,C,D,E.")
+    ],
+    generators: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--generators",
+            "-g",
+            help="Generators of a regular fraction, e.g. E=ABCD or E=-ABCD; comma-separated "
+            "or repeated. Omit both this and --resolution for the full factorial.",
+        ),
+    ] = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            "--resolution",
+            help="Smallest minimum-aberration fraction of at least this resolution (3-11 "
+            "factors up to 11).",
+        ),
+    ] = None,
+    yates: Annotated[
+        bool,
+        typer.Option(
+            "--yates",
+            help="Number the runs in Yates order (first factor fastest) instead of the "
+            "paper's order (first factor slowest).",
+        ),
+    ] = False,
+    alias_order: Annotated[
+        int,
+        typer.Option("--alias-order", help="List alias chains of effects up to this order."),
+    ] = 2,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Print {"runs", "defining_relation", "resolution", "aliases"} as JSON.',
+        ),
+    ] = False,
+) -> None:
+    """Print a two-level design: its runs, defining relation, resolution and alias chains."""
+    from stagescreen.design import (
+        DesignError,
+        by_resolution,
+        fractional_factorial,
+        full_factorial,
+    )
+
+    names = _split_factors(factors)
+    words = _split_generators(generators or [])
+    if words and resolution is not None:
+        _fail(
+            "--generators",
+            f"got both --generators {','.join(words)} and --resolution {resolution}; "
+            "give one of them (or neither for the full factorial)",
+        )
+    order: Order = "yates" if yates else "paper"
+    try:
+        if resolution is not None:
+            chosen = by_resolution(names, resolution, order=order)
+        elif words:
+            chosen = fractional_factorial(names, words, order=order)
+        else:
+            chosen = full_factorial(names, order=order)
+        if not 1 <= alias_order <= len(names):
+            _fail(
+                "--alias-order",
+                f"must be between 1 and {len(names)} (the number of factors), got {alias_order}",
+            )
+        aliases = chosen.aliases(alias_order)
+    except DesignError as error:
+        _fail(_OPTION_OF.get(error.subject, "--" + error.subject), str(error))
+    if as_json:
+        payload = {
+            "runs": chosen.runs(),
+            "defining_relation": list(chosen.defining_relation()),
+            "resolution": chosen.resolution,
+            "aliases": aliases,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        typer.echo(_report(chosen, alias_order))
