@@ -768,7 +768,7 @@ class Study(_Model):
     status: dict[str, Any] | None = Field(
         default=None,
         exclude=True,
-        description="Progress written by the operator (see StudyStatus); ignored on input.",
+        description="Progress, written by the operator; `stagescreen run` ignores it.",
     )
 
     @property
