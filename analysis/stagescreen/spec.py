@@ -27,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -697,18 +698,7 @@ class StudySpec(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StudySpec:
-        for factor in self.factors:
-            if factor.code is None:
-                used = {f.code for f in self.factors}
-                factor.code = next(letter for letter in FACTOR_LETTERS if letter not in used)
-        problems = [
-            *_check_factors(self.factors),
-            *_check_design(self.design, self.codes),
-            *_check_pools(self.pools),
-            *_check_stages(self.stages, self.codes, [p.name for p in self.pools]),
-            *_check_trainer(self.trainer, self.factors),
-        ]
-        _raise_if(problems)
+        _raise_if(_cross_problems(self.factors, self.stages, self.pools, self.design, self.trainer))
         return self
 
     @property
@@ -859,6 +849,28 @@ class StudyStatus(_Status):
 
 # --------------------------------------------------------------------------------------------
 # Cross-field checks: each returns (path relative to spec, message) pairs
+
+
+def _cross_problems(
+    factors: list[Factor],
+    stages: list[Stage],
+    pools: list[Pool],
+    design: DesignSpec | None,
+    trainer: Trainer | None,
+) -> list[tuple[str, str]]:
+    """Checks across sections; design and trainer are None when they did not parse."""
+    for factor in factors:
+        if factor.code is None:
+            used = {f.code for f in factors}
+            factor.code = next(letter for letter in FACTOR_LETTERS if letter not in used)
+    codes = [factor.code or "" for factor in factors]
+    return [
+        *_check_factors(factors),
+        *(_check_design(design, codes) if design is not None else []),
+        *_check_pools(pools),
+        *_check_stages(stages, codes, [pool.name for pool in pools]),
+        *(_check_trainer(trainer, factors) if trainer is not None else []),
+    ]
 
 
 def _check_factors(factors: list[Factor]) -> list[tuple[str, str]]:
@@ -1088,7 +1100,40 @@ def parse_study(data: Any) -> Study:
     try:
         return Study.model_validate(data)
     except ValidationError as error:
-        raise SpecError(_problems_from(error)) from None
+        problems = _problems_from(error)
+    raise SpecError(problems + _cross_problems_of_parts(data.get("spec"), problems))
+
+
+def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
+    """Cross-section checks of a spec whose other sections failed, so one pass shows all.
+
+    They need every factor, stage and pool to parse; a section that did not is left out
+    rather than guessed at, and nothing already reported is repeated.
+    """
+    if not isinstance(spec, Mapping):
+        return []
+    sections: dict[str, Any] = {
+        "factors": list[Factor],
+        "stages": list[Stage],
+        "pools": list[Pool],
+        "design": DesignSpec,
+        "trainer": Trainer,
+    }
+    parts: dict[str, Any] = {}
+    for field, shape in sections.items():
+        value = spec.get(field)
+        if value is None and field in ("design", "trainer"):
+            value = {}
+        try:
+            parts[field] = TypeAdapter(shape).validate_python(value)
+        except ValidationError:
+            if field in ("factors", "stages", "pools"):
+                return []
+            parts[field] = None
+    found = [
+        Problem(_path(("spec", *_split(sub))), message) for sub, message in _cross_problems(**parts)
+    ]
+    return [problem for problem in found if problem not in known]
 
 
 def load_study(path_or_text: str | Path) -> Study:
@@ -1111,7 +1156,7 @@ def load_study(path_or_text: str | Path) -> Study:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
-        detail = " ".join(str(part) for part in (error.context, error.problem) if part)
+        detail = f"{error.problem} ({error.context})" if error.context else f"{error.problem}"
         raise SpecError([Problem(where, f"YAML syntax error: {detail}")]) from None
     if len(documents) != 1:
         raise SpecError(

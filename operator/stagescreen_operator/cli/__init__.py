@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from stagescreen_operator.cli import design as design
 from stagescreen_operator.cli import effects  # noqa: F401
+from stagescreen_operator.cli import validate  # noqa: F401
 from stagescreen_operator.cli import version  # noqa: F401
 from stagescreen_operator.cli.app import app
 
