@@ -415,44 +415,70 @@ def condition_id(
 # --- by resolution ----------------------------------------------------------------------
 
 
+_CHUNK = 1 << 14
+"""Candidate generator sets scored per numpy batch; bounds memory for the larger searches."""
+
+
 @lru_cache(maxsize=256)
 def _min_aberration(k: int, m: int, resolution: int) -> tuple[int, ...] | None:
-    """Generator words (masks over m base factors) of a minimum-aberration 2^(k-(k-m)).
+    """Generator words (masks over the m base factors) of a minimum-aberration 2^(k-(k-m)).
 
-    Returns None when no fraction of that size reaches `resolution`. Every candidate set
-    holds a column of largest weight w, and permuting the base factors maps it to the
-    canonical weight-w column (the first w factors) without changing the word-length
-    pattern; so fixing that column loses no pattern and shrinks the search several-fold.
+    Returns None when no fraction of that size reaches `resolution`. Minimum aberration
+    maximises resolution first, so the search starts from the highest resolution a generator
+    word allows (m + 1) and steps down: high targets leave few candidate columns and cost
+    little, and the first target met is the answer.
+    """
+    for target in range(m + 1, resolution - 1, -1):
+        found = _best_of_resolution(k, m, target)
+        if found is not None:
+            return found
+    return None
+
+
+@lru_cache(maxsize=256)
+def _best_of_resolution(k: int, m: int, resolution: int) -> tuple[int, ...] | None:
+    """The smallest word-length pattern among generator sets whose words all reach `resolution`.
+
+    Every candidate set holds a column of largest weight w, and permuting the base factors
+    maps it to the canonical weight-w column (the first w factors) without changing the
+    word-length pattern; so fixing that column loses no pattern and shrinks the search.
     """
     p = k - m
     minimum = max(resolution - 1, 2)
     columns = [c for c in range(1, 1 << m) if c.bit_count() >= minimum]
-    subsets = range(1, 1 << p)
     best: tuple[tuple[int, ...], tuple[int, ...]] | None = None
     for weight in range(minimum, m + 1):
         canonical = (1 << weight) - 1
         others = [c for c in columns if c.bit_count() <= weight and c != canonical]
-        combos = np.array(list(itertools.combinations(others, p - 1)), dtype=np.int64)
-        combos = combos.reshape(len(combos), p - 1)
-        if len(combos) == 0:
-            continue
-        cols = np.hstack([np.full((len(combos), 1), canonical, dtype=np.int64), combos])
-        xors = np.zeros((len(cols), 1 << p), dtype=np.int64)
-        for s in subsets:
-            low = (s & -s).bit_length() - 1
-            xors[:, s] = xors[:, s & (s - 1)] ^ cols[:, low]
-        sizes = np.array([s.bit_count() for s in subsets])
-        lengths = np.bitwise_count(xors[:, 1:]).astype(np.int64) + sizes
-        feasible = lengths.min(axis=1) >= resolution
-        if not feasible.any():
-            continue
-        lengths, cols = lengths[feasible], cols[feasible]
-        pattern = np.stack([(lengths == n).sum(axis=1) for n in range(1, k + 1)], axis=1)
-        first = int(np.lexsort(pattern.T[::-1])[0])
-        candidate = (tuple(int(x) for x in pattern[first]), tuple(int(c) for c in cols[first]))
-        if best is None or candidate[0] < best[0]:
-            best = candidate
+        combos = itertools.combinations(others, p - 1)
+        while chunk := list(itertools.islice(combos, _CHUNK)):
+            rest = np.array(chunk, dtype=np.int16).reshape(len(chunk), p - 1)
+            found = _best_in_batch(k, canonical, rest, resolution)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
     return None if best is None else best[1]
+
+
+def _best_in_batch(
+    k: int, canonical: int, rest: np.ndarray, resolution: int
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(pattern, columns) of the best set in one batch; each row is `canonical` + `rest`."""
+    cols = np.hstack([np.full((len(rest), 1), canonical, dtype=np.int16), rest])
+    p = cols.shape[1]
+    # Word of generator subset s: XOR of its columns, plus one generated letter per member.
+    xors = np.zeros((len(cols), 1 << p), dtype=np.int16)
+    for s in range(1, 1 << p):
+        low = (s & -s).bit_length() - 1
+        xors[:, s] = xors[:, s & (s - 1)] ^ cols[:, low]
+    members = np.array([s.bit_count() for s in range(1, 1 << p)], dtype=np.int16)
+    lengths = np.bitwise_count(xors[:, 1:]) + members
+    feasible = lengths.min(axis=1) >= resolution
+    if not feasible.any():
+        return None
+    lengths, cols = lengths[feasible], cols[feasible]
+    pattern = np.stack([(lengths == n).sum(axis=1) for n in range(1, k + 1)], axis=1)
+    first = int(np.lexsort(pattern.T[::-1])[0])
+    return tuple(int(x) for x in pattern[first]), tuple(int(c) for c in cols[first])
 
 
 def _resolution_of_matrix(matrix: np.ndarray, below: int) -> int | None:
