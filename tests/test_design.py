@@ -95,7 +95,15 @@ def test_condition_ids_widen_from_a_hundred_runs(k: int, first: str, last: str) 
 
 def test_condition_outside_the_fraction_is_refused_with_the_generator() -> None:
     with pytest.raises(DesignError, match=r"E=-1 is not in the fraction; E=ABCD sets it to \+1"):
-        condition_id({"A": -1, "B": 1, "C": 1, "D": -1, "E": -1}, ABCDE, ["E=ABCD"])
+        condition_id({"A": -1, "B": 1, "C": 1, "D": -1, "E": -1.0}, ABCDE, ["E=ABCD"])
+    with pytest.raises(DesignError, match=r"D must be -1 or \+1 to name a condition, got 0"):
+        condition_id({"A": -1, "B": 1, "C": 1, "D": 0, "E": 1}, ABCDE, ["E=ABCD"])
+
+
+def test_condition_id_reads_levels_straight_from_a_design_row() -> None:
+    screen = fractional_factorial(ABCDE, ["E=ABCD"])
+    row = dict(zip(ABCDE, screen.matrix[13], strict=True))
+    assert condition_id(row, ABCDE, ["E=ABCD"]) == "c14"
 
 
 # --- defining relation, resolution, aliases ----------------------------------------------
@@ -251,7 +259,7 @@ def brute_force_best_pattern(k: int, m: int, resolution: int) -> list[int] | Non
 @pytest.mark.parametrize(
     ("k", "resolution", "runs", "pattern"),
     [
-        # Word-length patterns of minimum-aberration designs (Chen, Sun & Wu 1993, table 1).
+        # Word-length patterns of minimum-aberration designs (Chen, Sun & Wu 1993 catalogue).
         (5, 5, 16, {5: 1}),
         (6, 4, 16, {4: 3}),
         (7, 4, 16, {4: 7}),

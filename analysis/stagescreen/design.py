@@ -396,19 +396,20 @@ def condition_id(
                 f"{name} must be -1 or +1 to name a condition, got {levels.get(name)!r}",
                 "levels",
             )
+    coded = [int(levels[name]) for name in names]
     for gen in gens:
-        implied = gen.sign * math.prod(levels[names[i]] for i in _bits(gen.base))
-        if levels[names[gen.factor]] != implied:
+        implied = gen.sign * math.prod(coded[i] for i in _bits(gen.base))
+        if coded[gen.factor] != implied:
             raise DesignError(
-                f"{names[gen.factor]}={levels[names[gen.factor]]:+d} is not in the "
-                f"fraction; {gen.text} sets it to {implied:+d} here",
+                f"{names[gen.factor]}={coded[gen.factor]:+d} is not in the fraction; "
+                f"{gen.text} sets it to {implied:+d} here",
                 "levels",
             )
     base = _base_bits(len(names), gens)
     index = 0
     for j, factor in enumerate(base):
         shift = len(base) - 1 - j if order == "paper" else j
-        index |= (levels[names[factor]] > 0) << shift
+        index |= (coded[factor] > 0) << shift
     return _condition_ids(1 << len(base))[index]
 
 
