@@ -1,0 +1,249 @@
+"""`stagescreen effects` on CSV and parquet tables, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_effects import DATA, paper_like_screen
+from typer.testing import CliRunner
+
+from stagescreen_operator.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, ["effects", *args])
+
+
+@pytest.fixture
+def screen_csv(tmp_path: Path) -> Path:
+    data = paper_like_screen()
+    data.loc[3, "status"] = "failed"
+    path = tmp_path / "results.csv"
+    path.write_text(
+        "# seeded screen, synthetic\n# budgets 300 and 600 s\n" + data.to_csv(index=False)
+    )
+    return path
+
+
+def test_json_has_exactly_the_documented_shape(screen_csv: Path) -> None:
+    result = run(
+        str(screen_csv),
+        "--response",
+        "val_bpb",
+        "--factors",
+        "A,B,C,D,E",
+        "--by",
+        "budget_s",
+        "--block",
+        "seed",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert list(document) == ["families"]
+    short, long = document["families"]
+    assert short["by"] == {"budget_s": 300} and long["by"] == {"budget_s": 600}
+    assert (short["n"], long["n"]) == (79, 80)
+    assert {"by", "n", "effects"} <= set(short)
+    assert [e["term"] for e in short["effects"]] == list("ABCDE")
+    for effect in short["effects"]:
+        assert list(effect) == ["term", "effect", "ci_low", "ci_high", "p", "q"]
+        assert effect["ci_low"] < effect["effect"] < effect["ci_high"]
+    assert short["missing"] == ["c04/seed=1"]
+    assert short["excluded"][0]["reason"] == "status=failed"
+
+
+def test_interactions_are_named_with_colons(screen_csv: Path) -> None:
+    result = run(
+        str(screen_csv),
+        "--response",
+        "val_bpb",
+        "--factors",
+        "A,B,C,D,E",
+        "--by",
+        "budget_s",
+        "--block",
+        "seed",
+        "--interactions",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    terms = [e["term"] for e in json.loads(result.stdout)["families"][0]["effects"]]
+    assert terms[5:] == ["A:B", "A:C", "A:D", "A:E", "B:C", "B:D", "B:E", "C:D", "C:E", "D:E"]
+
+
+def test_human_table_marks_effects_significant_at_the_fdr(screen_csv: Path) -> None:
+    result = run(
+        str(screen_csv),
+        "--response",
+        "val_bpb",
+        "--factors",
+        "A,B,C,D,E",
+        "--by",
+        "budget_s",
+        "--block",
+        "seed",
+        "--fdr",
+        "0.05",
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "budget_s=300  n=79  residual df=69"
+    assert lines[1].split() == ["term", "effect", "95%", "CI", "p", "q"]
+    marked = {line.split()[0] for line in lines if line.endswith("*")}
+    assert marked == set("ABCD")
+    assert "missing runs (1): c04/seed=1" in result.stdout
+    assert "excluded row 3: status=failed" in result.stdout
+    assert "* q <= 0.05 (Benjamini-Hochberg, fdr_bh, within each family)" in result.stdout
+
+
+def test_saturated_design_gives_null_not_nan_and_lenth_fills_it_in() -> None:
+    path = DATA / "montgomery_filtration_2x4.csv"
+    plain = run(
+        str(path), "--response", "filtration rate", "--factors", "A,B,C,D", "--order", "4", "--json"
+    )
+    assert plain.exit_code == 0, plain.output
+    assert "NaN" not in plain.stdout
+    [family] = json.loads(plain.stdout)["families"]
+    assert family["df_resid"] == 0
+    assert family["effects"][0] == {
+        "term": "A",
+        "effect": 21.625,
+        "ci_low": None,
+        "ci_high": None,
+        "p": None,
+        "q": None,
+    }
+    lenth = run(
+        str(path),
+        "--response",
+        "filtration rate",
+        "--factors",
+        "A,B,C,D",
+        "--order",
+        "4",
+        "--lenth",
+        "--json",
+    )
+    [family] = json.loads(lenth.stdout)["families"]
+    assert family["lenth"]["pse"] == pytest.approx(2.625)
+    assert family["effects"][0]["ci_low"] == pytest.approx(21.625 - 6.7478, abs=1e-3)
+
+
+def test_aliased_interactions_exit_2_naming_the_aliases() -> None:
+    result = run(
+        str(DATA / "montgomery_filtration_2x4-1.csv"),
+        "--response",
+        "filtration rate",
+        "--factors",
+        "A,B,C,D",
+        "--interactions",
+    )
+    assert result.exit_code == 2
+    assert "A:B is aliased with C:D" in result.stderr
+    chosen = run(
+        str(DATA / "montgomery_filtration_2x4-1.csv"),
+        "--response",
+        "filtration rate",
+        "--factors",
+        "A,B,C,D",
+        "--terms",
+        "A:B,A:C,A:D",
+        "--json",
+    )
+    assert chosen.exit_code == 0, chosen.output
+    effects = {e["term"]: e["effect"] for e in json.loads(chosen.stdout)["families"][0]["effects"]}
+    assert effects["A:C"] == pytest.approx(-18.5)
+
+
+def test_parquet_and_real_valued_factors_with_spaces(tmp_path: Path) -> None:
+    data = paper_like_screen().rename(columns={"B": "aspect ratio"})
+    path = tmp_path / "results.parquet"
+    data.to_parquet(path)
+    result = run(
+        str(path),
+        "--response",
+        "val_bpb",
+        "--factors",
+        "A,aspect ratio,C,D,E",
+        "--by",
+        "budget_s",
+        "--block",
+        "seed",
+        "--combined-fdr",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    family = json.loads(result.stdout)["families"][0]
+    assert family["q_scope"] == "combined"
+    assert "A: coded 6 -> -1, 8 -> +1" in family["notes"]
+    assert family["effects"][1]["term"] == "aspect ratio"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--response", "val_bpb", "--factors", "A,B,Z"], "--factors: no column 'Z'; columns: ["),
+        (["--response", "loss", "--factors", "A,B"], "--response: no column 'loss'"),
+        (
+            ["--response", "val_bpb", "--factors", "A,B", "--by", "budget"],
+            "--by: no column 'budget'",
+        ),
+        (
+            ["--response", "val_bpb", "--factors", "A,B", "--block", "rng"],
+            "--block: no column 'rng'",
+        ),
+        (["--response", "val_bpb", "--factors", "A,pool"], "factor column 'pool' is not numeric"),
+        (["--response", "val_bpb", "--factors", "A,B", "--fdr", "5"], "--fdr must lie"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_option_and_what_exists(
+    screen_csv: Path, args: list[str], message: str
+) -> None:
+    frame = pd.read_csv(screen_csv, comment="#")
+    frame["pool"] = np.where(frame.seed % 2, "a100", "l40s")
+    frame.to_csv(screen_csv, index=False)
+    result = run(str(screen_csv), *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_unknown_file_type_and_missing_file_exit_2(tmp_path: Path) -> None:
+    sheet = tmp_path / "results.xlsx"
+    sheet.write_bytes(b"not a table")
+    result = run(str(sheet), "--response", "val_bpb", "--factors", "A")
+    assert result.exit_code == 2
+    assert "unknown file type '.xlsx'; accepted: .csv, .parquet, .pq" in result.stderr
+    result = run(str(tmp_path / "absent.csv"), "--response", "val_bpb", "--factors", "A")
+    assert result.exit_code == 2 and "no such file" in result.stderr
+
+
+def test_rows_with_missing_response_are_excluded_and_listed(tmp_path: Path) -> None:
+    data = paper_like_screen()
+    data = data[data.budget_s == 300].drop(columns=["status"])
+    data.loc[data.index[0], "val_bpb"] = math.nan
+    path = tmp_path / "results.csv"
+    data.to_csv(path, index=False)
+    result = run(
+        str(path), "--response", "val_bpb", "--factors", "A,B,C,D,E", "--block", "seed", "--json"
+    )
+    [family] = json.loads(result.stdout)["families"]
+    assert family["n"] == 79
+    assert family["excluded"] == [
+        {
+            "row": 0,
+            "run_id": "b300-c01-s1",
+            "condition_id": "c01",
+            "seed": 1,
+            "budget_s": 300,
+            "reason": "val_bpb is missing",
+        }
+    ]
+    assert family["missing"] == ["c01/seed=1"]
