@@ -1,0 +1,288 @@
+"""Run configuration: every hyperparameter and run setting, read from the environment or flags.
+
+The run contract (DESIGN.md) says every hyperparameter is an environment variable named exactly
+like the factor in a study spec (DEPTH, MATRIX_LR, ...), each also a CLI flag. One table below
+declares each variable once: its type, default and meaning; `--help`, parsing and the record's
+`hyperparameters` block all come from it. Defaults are the paper's frozen reference recipe
+(the public autoresearch `train.py`): depth 8, aspect 64, head 128, 2048 context, 2^19-token
+steps, 5-minute budget.
+
+Validation happens before any work and names the variable, the value and what is accepted,
+because a screening study launches hundreds of Jobs and a typo must fail in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A variable has a value the trainer cannot run with."""
+
+
+def _var(default: Any, help: str, kind: str = "hyper") -> Any:
+    return field(default=default, metadata={"help": help, "kind": kind})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Field names are the environment variable names."""
+
+    # --- model (paper 4.1) ---
+    DEPTH: int = _var(8, "number of transformer blocks")
+    ASPECT_RATIO: int = _var(64, "width = DEPTH*ASPECT_RATIO rounded up to a multiple of HEAD_DIM")
+    HEAD_DIM: int = _var(128, "attention head dimension (even, for rotary embeddings)")
+    WINDOW_PATTERN: str = _var(
+        "SSSL", "per-layer attention windows, repeated: S = half context, L = full; last is L"
+    )
+    SEQ_LEN: int = _var(2048, "context length in tokens (training and evaluation)")
+    # --- optimisation ---
+    TOTAL_BATCH_SIZE: int = _var(524288, "tokens per optimiser step (gradient accumulation)")
+    DEVICE_BATCH_SIZE: int = _var(128, "sequences per forward/backward pass")
+    MATRIX_LR: float = _var(0.04, "Muon learning rate for the matrices inside the blocks")
+    EMBEDDING_LR: float = _var(0.6, "AdamW learning rate for token and value embeddings")
+    UNEMBEDDING_LR: float = _var(0.004, "AdamW learning rate for the output head")
+    SCALAR_LR: float = _var(0.5, "AdamW learning rate for the per-layer residual scalars")
+    WEIGHT_DECAY: float = _var(0.2, "cautious weight decay for Muon, decayed linearly to 0")
+    ADAM_BETA1: float = _var(0.8, "AdamW beta1")
+    ADAM_BETA2: float = _var(0.95, "AdamW beta2")
+    WARMUP_RATIO: float = _var(0.0, "fraction of the budget spent warming the learning rate up")
+    WARMDOWN_RATIO: float = _var(0.5, "fraction of the budget at the end decaying the lr linearly")
+    FINAL_LR_FRAC: float = _var(0.0, "learning rate at the end of the warmdown, as a fraction")
+    MUON_MOMENTUM_START: float = _var(0.85, "Muon momentum at step 0")
+    MUON_MOMENTUM_END: float = _var(0.95, "Muon momentum after MUON_MOMENTUM_STEPS")
+    MUON_MOMENTUM_STEPS: int = _var(300, "steps over which Muon momentum ramps up")
+    # --- evaluation ---
+    EVAL_TOKENS: int = _var(40 * 524288, "validation tokens scored for val_bpb")
+    EVAL_BATCH_SIZE: int = _var(0, "sequences per evaluation pass (0: DEVICE_BATCH_SIZE)")
+    # --- budget and run ---
+    TIME_BUDGET: float = _var(
+        300.0, "seconds of training steps (start-up and eval excluded)", "run"
+    )
+    MAX_STEPS: int = _var(
+        0, "stop after this many steps; progress is then step-based (0: off)", "run"
+    )
+    EXCLUDE_STEPS: int = _var(
+        10, "first steps (compile/warm-up) timed apart, not charged to the budget", "run"
+    )
+    RUN_SEED: int = _var(42, "seed for initialisation and data order", "run")
+    DATA_URI: str = _var("", "folder of parquet shards (last = validation): path or s3://", "run")
+    TOKENIZER_URI: str = _var("", "folder with tokenizer.json and token_bytes.json", "run")
+    RESULT_URI: str = _var("", "where result.json, curve.parquet and log.txt go", "run")
+    CHECKPOINT_URI: str = _var("", "where checkpoints go (empty: RESULT_URI/ckpt)", "run")
+    CHECKPOINT_EVERY: float = _var(
+        600.0, "seconds of training between checkpoints (0: only on SIGTERM)", "run"
+    )
+    PROGRESS_EVERY: float = _var(10.0, "seconds between progress lines", "run")
+    DIVERGE_LOSS: float = _var(100.0, "train loss above this (or NaN) ends as diverged", "run")
+    DEVICE: str = _var("auto", "auto, cpu, cuda or cuda:N", "run")
+    COMPILE: str = _var("auto", "torch.compile the model: auto (on for CUDA), 1 or 0", "run")
+    ATTENTION: str = _var(
+        "auto", "auto, sdpa (flash for full windows, masked for short) or flex", "run"
+    )
+    THREADS: int = _var(0, "CPU threads for torch (0: torch's default)", "run")
+    PEAK_FLOPS: float = _var(0.0, "device peak FLOP/s for MFU (0: look up or measure)", "run")
+    # --- pass-through identity, filled by the operator ---
+    STUDY: str = _var("", "study name (recorded)", "identity")
+    STAGE: str = _var("", "stage name (recorded)", "identity")
+    RUN_ID: str = _var("", "run id (recorded)", "identity")
+    CONDITION_ID: str = _var("", "condition id (recorded)", "identity")
+    POOL: str = _var("", "GPU pool (recorded)", "identity")
+    CODED_LEVELS: str = _var(
+        "{}", 'JSON of coded factor levels, e.g. {"A": -1} (recorded)', "identity"
+    )
+    CODE_VERSION: str = _var("", "code version, e.g. a git sha (recorded)", "identity")
+
+    # --- derived values, computed in named steps ---
+    @property
+    def width(self) -> int:
+        """Model width: DEPTH*ASPECT_RATIO rounded up to a whole number of heads."""
+        base = self.DEPTH * self.ASPECT_RATIO
+        return -(-base // self.HEAD_DIM) * self.HEAD_DIM
+
+    @property
+    def n_heads(self) -> int:
+        return self.width // self.HEAD_DIM
+
+    @property
+    def grad_accum_steps(self) -> int:
+        return self.TOTAL_BATCH_SIZE // (self.DEVICE_BATCH_SIZE * self.SEQ_LEN)
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.EVAL_BATCH_SIZE or self.DEVICE_BATCH_SIZE
+
+    @property
+    def checkpoint_uri(self) -> str:
+        return self.CHECKPOINT_URI or self.RESULT_URI.rstrip("/") + "/ckpt"
+
+    @property
+    def coded_levels(self) -> dict[str, Any]:
+        return dict(json.loads(self.CODED_LEVELS))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The decoded hyperparameters, as recorded (and as a study may vary them)."""
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if f.metadata["kind"] == "hyper"
+        }
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match for a checkpoint to be resumed: everything that shapes the run."""
+        keep = {"hyper"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["kind"] in keep}
+        out.update(TIME_BUDGET=self.TIME_BUDGET, MAX_STEPS=self.MAX_STEPS, RUN_SEED=self.RUN_SEED)
+        return out
+
+
+VARIABLES = {f.name: f for f in fields(TrainConfig)}
+
+
+def _convert(name: str, raw: str, kind: type) -> Any:
+    text = raw.strip()
+    try:
+        if kind is int:
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r}: expected {expected}") from None
+    return text
+
+
+def _field_type(name: str) -> type:
+    default = VARIABLES[name].default
+    return type(default)
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None, argv: Sequence[str] | None = None
+) -> TrainConfig:
+    """Build the config from the environment, flags overriding it, then validate it."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name in VARIABLES:
+        if name in environ:
+            values[name] = _convert(name, environ[name], _field_type(name))
+    if argv:
+        parsed = build_parser().parse_args(list(argv))
+        for name, raw in vars(parsed).items():
+            if raw is not None:
+                values[name] = _convert(name, raw, _field_type(name))
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stagescreen_trainer",
+        description=(
+            "Time-budgeted GPT micro-pretraining run. Every option is also an environment "
+            "variable of the same name (flags win); defaults are the paper's reference recipe."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for name, f in VARIABLES.items():
+        parser.add_argument(
+            f"--{name}",
+            f"--{name.lower().replace('_', '-')}",
+            dest=name,
+            metavar=_field_type(name).__name__.upper(),
+            help=f"{f.metadata['help']} [env {name}, default {f.default!r}]",
+        )
+    return parser
+
+
+def _require(ok: bool, name: str, value: Any, accepted: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r}: {accepted}")
+
+
+def validate(c: TrainConfig) -> None:
+    """Reject a config before any work; each message names the variable and what is accepted."""
+    for name in ("DEPTH", "ASPECT_RATIO", "HEAD_DIM", "SEQ_LEN", "DEVICE_BATCH_SIZE"):
+        _require(getattr(c, name) >= 1, name, getattr(c, name), "must be a positive integer")
+    _require(c.HEAD_DIM % 2 == 0, "HEAD_DIM", c.HEAD_DIM, "must be even (rotary embeddings)")
+    _require(c.SEQ_LEN >= 2, "SEQ_LEN", c.SEQ_LEN, "must be at least 2")
+    _require(
+        bool(c.WINDOW_PATTERN) and set(c.WINDOW_PATTERN.upper()) <= {"S", "L"},
+        "WINDOW_PATTERN",
+        c.WINDOW_PATTERN,
+        "must be a non-empty string of S (half context) and L (full context), e.g. SSSL",
+    )
+    tokens_per_pass = c.DEVICE_BATCH_SIZE * c.SEQ_LEN
+    _require(
+        tokens_per_pass <= c.TOTAL_BATCH_SIZE and c.TOTAL_BATCH_SIZE % tokens_per_pass == 0,
+        "TOTAL_BATCH_SIZE",
+        c.TOTAL_BATCH_SIZE,
+        f"must be a positive multiple of DEVICE_BATCH_SIZE*SEQ_LEN = "
+        f"{c.DEVICE_BATCH_SIZE}*{c.SEQ_LEN} = {tokens_per_pass}",
+    )
+    for name in ("MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR", "WEIGHT_DECAY"):
+        value = getattr(c, name)
+        _require(value >= 0 and value == value, name, value, "must be a number >= 0")
+    for name in (
+        "ADAM_BETA1",
+        "ADAM_BETA2",
+        "WARMUP_RATIO",
+        "WARMDOWN_RATIO",
+        "FINAL_LR_FRAC",
+        "MUON_MOMENTUM_START",
+        "MUON_MOMENTUM_END",
+    ):
+        value = getattr(c, name)
+        _require(0.0 <= value <= 1.0, name, value, "must lie in [0, 1]")
+    _require(
+        c.WARMUP_RATIO + c.WARMDOWN_RATIO <= 1.0,
+        "WARMDOWN_RATIO",
+        c.WARMDOWN_RATIO,
+        f"WARMUP_RATIO + WARMDOWN_RATIO must be <= 1 (WARMUP_RATIO={c.WARMUP_RATIO})",
+    )
+    _require(c.MUON_MOMENTUM_STEPS >= 0, "MUON_MOMENTUM_STEPS", c.MUON_MOMENTUM_STEPS, ">= 0")
+    _require(
+        c.eval_batch_size * c.SEQ_LEN <= c.EVAL_TOKENS,
+        "EVAL_TOKENS",
+        c.EVAL_TOKENS,
+        f"must be at least one evaluation batch, EVAL_BATCH_SIZE*SEQ_LEN = "
+        f"{c.eval_batch_size * c.SEQ_LEN}",
+    )
+    _require(c.EVAL_BATCH_SIZE >= 0, "EVAL_BATCH_SIZE", c.EVAL_BATCH_SIZE, "must be >= 0")
+    _require(c.TIME_BUDGET > 0, "TIME_BUDGET", c.TIME_BUDGET, "must be > 0 seconds")
+    _require(c.MAX_STEPS >= 0, "MAX_STEPS", c.MAX_STEPS, "must be >= 0 (0 turns it off)")
+    _require(c.EXCLUDE_STEPS >= 0, "EXCLUDE_STEPS", c.EXCLUDE_STEPS, "must be >= 0")
+    _require(c.CHECKPOINT_EVERY >= 0, "CHECKPOINT_EVERY", c.CHECKPOINT_EVERY, "must be >= 0")
+    _require(c.PROGRESS_EVERY > 0, "PROGRESS_EVERY", c.PROGRESS_EVERY, "must be > 0")
+    _require(c.DIVERGE_LOSS > 0, "DIVERGE_LOSS", c.DIVERGE_LOSS, "must be > 0")
+    _require(c.THREADS >= 0, "THREADS", c.THREADS, "must be >= 0")
+    _require(c.PEAK_FLOPS >= 0, "PEAK_FLOPS", c.PEAK_FLOPS, "must be >= 0")
+    for name in ("DATA_URI", "TOKENIZER_URI", "RESULT_URI"):
+        _require(bool(getattr(c, name)), name, getattr(c, name), "is required (path or s3://)")
+    _require(
+        c.DEVICE == "auto" or c.DEVICE == "cpu" or c.DEVICE.startswith("cuda"),
+        "DEVICE",
+        c.DEVICE,
+        "must be auto, cpu, cuda or cuda:N",
+    )
+    _require(c.COMPILE in ("auto", "0", "1"), "COMPILE", c.COMPILE, "must be auto, 0 or 1")
+    _require(
+        c.ATTENTION in ("auto", "sdpa", "flex"), "ATTENTION", c.ATTENTION, "auto, sdpa or flex"
+    )
+    try:
+        levels = json.loads(c.CODED_LEVELS)
+    except json.JSONDecodeError:
+        levels = None
+    _require(
+        isinstance(levels, dict),
+        "CODED_LEVELS",
+        c.CODED_LEVELS,
+        'must be a JSON object, e.g. {"A": 1}',
+    )

@@ -1,0 +1,210 @@
+"""Shards in, packed (inputs, targets) batches out, with a cursor a checkpoint can hold.
+
+Shards are parquet files with a `text` column (the climbmix layout the reference reads), in a
+local folder or under `s3://` (downloaded one at a time as the stream reaches them). Sorted by
+name, the last shard is the pinned validation shard; the rest are training shards.
+
+Packing follows the reference's BOS-aligned best-fit: every row of T+1 tokens starts at a
+document's BOS; the longest buffered document that still fits is placed next, and when none
+fits the shortest one is cropped to fill the row exactly, so no padding and no row starts
+mid-document. Attention is plain causal within a row, so a token may see earlier documents
+packed into the same row and nothing else. Departures: the buffer is kept sorted so the best
+fit is a bisection rather than a scan, and training order is shuffled from RUN_SEED (shard
+order per epoch, document order per row group); validation is read in file order, always the
+same.
+
+Every piece of state (stream position, epoch, buffered documents) round-trips through
+`state_dict`, so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import torch
+from torch import Tensor
+
+from stagescreen_trainer.storage import Location
+from stagescreen_trainer.tokenizer import Tokenizer
+
+
+class DataError(ValueError):
+    """The shards cannot feed a run (too few, missing the text column, empty)."""
+
+
+def split_shards(location: Location) -> tuple[list[str], str]:
+    """(training shard names, validation shard name) under a location."""
+    names = location.list(".parquet")
+    if len(names) < 2:
+        raise DataError(
+            f"DATA_URI={location.root!r}: found {len(names)} parquet shard(s); need at least 2 "
+            "(training shards, then the validation shard last by name)"
+        )
+    return names[:-1], names[-1]
+
+
+@dataclass
+class Cursor:
+    """Where the document stream stands: epoch, shard in this epoch's order, row group, doc."""
+
+    epoch: int = 1
+    shard: int = 0
+    row_group: int = 0
+    doc: int = 0
+
+
+class DocumentStream:
+    """Endless documents from a list of shards; the order is a pure function of the seed."""
+
+    def __init__(
+        self, location: Location, names: list[str], cache: Path, seed: int | None, chunk: int = 128
+    ) -> None:
+        self.location, self.names, self.cache, self.seed, self.chunk = (
+            location,
+            names,
+            cache,
+            seed,
+            chunk,
+        )
+        self.cursor = Cursor()
+        self._loaded: tuple[tuple[int, int, int], list[str]] | None = None
+        self._row_group_counts: dict[int, int] = {}
+
+    def _order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.names)))
+        if self.seed is not None:
+            random.Random(f"shards:{self.seed}:{epoch}").shuffle(order)
+        return order
+
+    def _row_group(self, epoch: int, shard: int, row_group: int) -> list[str]:
+        key = (epoch, shard, row_group)
+        if self._loaded is None or self._loaded[0] != key:
+            path = self.location.local_copy(self.names[shard], self.cache)
+            table = pq.ParquetFile(path).read_row_group(row_group, columns=["text"])
+            texts = [str(t) for t in table.column("text").to_pylist()]
+            if self.seed is not None:
+                random.Random(f"docs:{self.seed}:{epoch}:{shard}:{row_group}").shuffle(texts)
+            self._loaded = (key, texts)
+        return self._loaded[1]
+
+    def _row_groups(self, shard: int) -> int:
+        if shard not in self._row_group_counts:
+            path = self.location.local_copy(self.names[shard], self.cache)
+            meta = pq.ParquetFile(path)
+            if "text" not in meta.schema_arrow.names:
+                raise DataError(f"{self.location.uri(self.names[shard])}: no 'text' column")
+            self._row_group_counts[shard] = int(meta.num_row_groups)
+        return self._row_group_counts[shard]
+
+    def next_documents(self) -> list[str]:
+        """The next few documents (at most `chunk`), advancing the cursor."""
+        for _ in range(4 * len(self.names) + 4):
+            c = self.cursor
+            shard = self._order(c.epoch)[c.shard]
+            if c.row_group < self._row_groups(shard):
+                texts = self._row_group(c.epoch, shard, c.row_group)
+                if c.doc < len(texts):
+                    out = texts[c.doc : c.doc + self.chunk]
+                    c.doc += len(out)
+                    return out
+                c.row_group, c.doc = c.row_group + 1, 0
+                continue
+            c.shard, c.row_group, c.doc = c.shard + 1, 0, 0
+            if c.shard == len(self.names):
+                c.epoch, c.shard = c.epoch + 1, 0
+        raise DataError(f"DATA_URI={self.location.root!r}: shards {self.names} hold no documents")
+
+
+class PackedBatches:
+    """BOS-aligned best-fit packing of a document stream into (B, T) inputs and targets."""
+
+    def __init__(
+        self,
+        stream: DocumentStream,
+        tokenizer: Tokenizer,
+        batch_size: int,
+        seq_len: int,
+        buffer_docs: int = 1000,
+    ) -> None:
+        self.stream, self.tokenizer = stream, tokenizer
+        self.batch_size, self.seq_len, self.buffer_docs = batch_size, seq_len, buffer_docs
+        self._buffer: list[tuple[int, int, list[int]]] = []  # (length, arrival, tokens), sorted
+        self._arrivals = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.stream.cursor.epoch
+
+    def _refill(self) -> None:
+        while len(self._buffer) < self.buffer_docs:
+            for tokens in self.tokenizer.encode_documents(self.stream.next_documents()):
+                bisect.insort(self._buffer, (len(tokens), self._arrivals, tokens))
+                self._arrivals += 1
+
+    def _take_fitting(self, room: int) -> list[int]:
+        """The longest document of length <= room, else the shortest one cropped to room."""
+        index = bisect.bisect_right(self._buffer, (room, float("inf"))) - 1
+        if index >= 0:
+            return self._buffer.pop(index)[2]
+        return self._buffer.pop(0)[2][:room]
+
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        width = self.seq_len + 1
+        rows = torch.empty((self.batch_size, width), dtype=torch.long)
+        for r in range(self.batch_size):
+            filled = 0
+            while filled < width:
+                self._refill()
+                tokens = self._take_fitting(width - filled)
+                rows[r, filled : filled + len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+                filled += len(tokens)
+        return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+
+    def state_dict(self) -> dict[str, Any]:
+        c = self.stream.cursor
+        lengths = [entry[0] for entry in self._buffer]
+        flat = [token for entry in self._buffer for token in entry[2]]
+        return {
+            "cursor": [c.epoch, c.shard, c.row_group, c.doc],
+            "arrivals": self._arrivals,
+            "buffer_lengths": torch.tensor(lengths, dtype=torch.int64),
+            "buffer_arrivals": torch.tensor(
+                [entry[1] for entry in self._buffer], dtype=torch.int64
+            ),
+            "buffer_tokens": torch.tensor(flat, dtype=torch.int32),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stream.cursor = Cursor(*(int(v) for v in state["cursor"]))
+        self._arrivals = int(state["arrivals"])
+        tokens = state["buffer_tokens"].tolist()
+        self._buffer, start = [], 0
+        for length, arrival in zip(
+            state["buffer_lengths"].tolist(), state["buffer_arrivals"].tolist(), strict=True
+        ):
+            self._buffer.append((length, arrival, tokens[start : start + length]))
+            start += length
+
+
+def train_batches(
+    location: Location, tokenizer: Tokenizer, batch_size: int, seq_len: int, seed: int, cache: Path
+) -> PackedBatches:
+    names, _ = split_shards(location)
+    return PackedBatches(
+        DocumentStream(location, names, cache, seed), tokenizer, batch_size, seq_len
+    )
+
+
+def validation_batches(
+    location: Location, tokenizer: Tokenizer, batch_size: int, seq_len: int, cache: Path
+) -> PackedBatches:
+    """Always the same batches: the pinned shard in file order, whatever the run seed."""
+    _, val = split_shards(location)
+    return PackedBatches(
+        DocumentStream(location, [val], cache, None), tokenizer, batch_size, seq_len
+    )

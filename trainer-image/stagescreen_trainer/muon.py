@@ -1,0 +1,128 @@
+"""Muon for the matrices inside the blocks, AdamW for everything else, in one optimiser.
+
+Muon (Keller Jordan et al. 2024, "Muon: An optimizer for hidden layers in neural networks",
+https://kellerjordan.github.io/posts/muon/) replaces each matrix update by the nearest
+semi-orthogonal matrix to its Nesterov momentum. As in the autoresearch reference the paper
+froze (and nanochat, which it came from):
+- orthogonalisation by the "Polar Express" odd-polynomial iteration (Amsel, Persson, Musco and
+  Gower 2025, arXiv:2505.16932), five steps, its published per-step coefficients, in bf16 on
+  CUDA (fp32 on CPU, where bf16 matmuls are slow and the run is a test);
+- NorMuon-style variance reduction (Li et al. 2025, arXiv:2510.05491): the orthogonalised
+  update is divided by a running RMS per row (or column, along the longer side) and rescaled
+  to keep its Frobenius norm;
+- cautious weight decay (Chen et al. 2025, arXiv:2510.12402): decay only coordinates where
+  the update and the weight agree in sign;
+- learning rate scaled by sqrt(max(1, rows/cols)) so tall matrices take proportionate steps;
+- momentum ramped 0.85 -> 0.95 over the first 300 steps by the training loop (schedule.py).
+Matrices of the same shape are stacked and updated together, which keeps the kernel count low.
+
+AdamW (Loshchilov and Hutter 2019) with betas (0.8, 0.95), eps 1e-10 and bias correction
+drives embeddings, value embeddings, head and scalars; decay is decoupled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+# Amsel et al. 2025, Polar Express: degree-5 coefficients (a, b, c) of p(x) = a x + b x^3 + c x^5
+# for each step, for a spectrum normalised into (0, 1] with a safety margin.
+POLAR_EXPRESS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+
+
+def orthogonalise(update: Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """Approximate U V^T of update = U S V^T for a stack (N, rows, cols) of matrices."""
+    x = update.to(dtype)
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) * 1.02 + 1e-6)
+    tall = x.size(-2) > x.size(-1)
+    if tall:
+        x = x.mT  # iterate on the wide side: the Gram matrix is the smaller one
+    for a, b, c in POLAR_EXPRESS[:steps]:
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * (gram @ gram)) @ x
+    return (x.mT if tall else x).to(update.dtype)
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """Param groups carry `kind` ("muon" or "adamw") and an `initial_lr` the schedule scales."""
+
+    def __init__(self, groups: Iterable[dict[str, Any]], orthogonal_dtype: torch.dtype) -> None:
+        super().__init__(list(groups), defaults={})
+        self.orthogonal_dtype = orthogonal_dtype
+        for group in self.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            if group["kind"] == "muon":
+                shapes = {p.shape for p in group["params"]}
+                assert len(shapes) == 1, "a Muon group stacks matrices of one shape"
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            if group["kind"] == "muon":
+                self._muon(group)
+            else:
+                self._adamw(group)
+
+    def _adamw(self, group: dict[str, Any]) -> None:
+        beta1, beta2 = group["betas"]
+        lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            state["step"] += 1
+            t = state["step"]
+            p.mul_(1 - lr * decay)
+            state["exp_avg"].lerp_(p.grad, 1 - beta1)
+            state["exp_avg_sq"].lerp_(p.grad.square(), 1 - beta2)
+            denom = (state["exp_avg_sq"] / (1 - beta2**t)).sqrt_().add_(eps)
+            p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**t))
+
+    def _muon(self, group: dict[str, Any]) -> None:
+        params: list[Tensor] = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        rows, cols = params[0].shape
+        state = self.state[params[0]]
+        # Reduce along the longer side so the running RMS is per row of a tall matrix.
+        reduce_dim = -1 if rows >= cols else -2
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros(len(params), rows, cols, device=params[0].device)
+            rms_shape = (len(params), rows, 1) if rows >= cols else (len(params), 1, cols)
+            state["second_moment"] = torch.zeros(rms_shape, device=params[0].device)
+        momentum, beta2 = group["momentum"], group["beta2"]
+        grads = torch.stack([p.grad for p in params]).float()
+        weights = torch.stack(params).float()
+        buffer: Tensor = state["momentum_buffer"]
+        buffer.lerp_(grads, 1 - momentum)
+        update = grads.lerp_(buffer, momentum)  # Nesterov: look ahead along the momentum
+        update = orthogonalise(update, group["ns_steps"], self.orthogonal_dtype)
+        # NorMuon: per-row RMS normalisation, then restore the update's Frobenius norm.
+        mean_sq = update.square().mean(dim=reduce_dim, keepdim=True)
+        norm_before = (mean_sq.sum(dim=(-2, -1), keepdim=True) * update.size(reduce_dim)).sqrt()
+        second: Tensor = state["second_moment"]
+        second.lerp_(mean_sq, 1 - beta2)
+        scale = second.clamp_min(1e-10).rsqrt()
+        norm_after = (
+            (mean_sq * update.size(reduce_dim) * scale.square())
+            .sum(dim=(-2, -1), keepdim=True)
+            .sqrt()
+        )
+        update = update * (scale * norm_before / norm_after.clamp_min(1e-10))
+        lr = group["lr"] * max(1.0, rows / cols) ** 0.5
+        agree = (update * weights) >= 0  # cautious weight decay
+        weights.sub_(lr * update + lr * group["weight_decay"] * weights * agree)
+        torch._foreach_copy_(params, list(weights.to(params[0].dtype).unbind(0)))

@@ -1,0 +1,586 @@
+"""The time-budgeted training run: the loop the paper screened (section 4.1), made resumable.
+
+Read top to bottom: configuration, device, data and tokenizer, model and optimiser, resume,
+training loop, evaluation, record. The departures from the autoresearch reference loop:
+- every hyperparameter comes from the environment (the run contract) instead of constants;
+- the budget counts only training steps; the first EXCLUDE_STEPS steps (compile, warm-up),
+  the first step after a resume, start-up, checkpoints and evaluation are timed apart;
+- with MAX_STEPS the schedule runs on step progress, so a CPU run's curve is reproducible;
+- checkpoints every CHECKPOINT_EVERY training seconds and on SIGTERM; a restart resumes;
+- NaN or a loss above DIVERGE_LOSS ends the run as `diverged` with a record, not a bare exit;
+- MFU is against the peak of the device the run is on, looked up or measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import platform
+import random
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+
+from stagescreen_trainer import __version__
+from stagescreen_trainer.checkpoint import load_checkpoint, save_checkpoint
+from stagescreen_trainer.config import ConfigError, TrainConfig, load_config
+from stagescreen_trainer.data import DataError, train_batches, validation_batches
+from stagescreen_trainer.device import (
+    Peak,
+    device_name,
+    peak_flops,
+    peak_memory_bytes,
+    pick_device,
+    synchronize,
+)
+from stagescreen_trainer.evaluate import evaluate_bpb
+from stagescreen_trainer.model import GPT, GPTConfig, reference_lr_scale
+from stagescreen_trainer.muon import MuonAdamW
+from stagescreen_trainer.schedule import (
+    lr_multiplier,
+    muon_momentum,
+    muon_weight_decay,
+    progress_of,
+)
+from stagescreen_trainer.storage import Location
+from stagescreen_trainer.tokenizer import (
+    BYTES_FILE,
+    META_FILE,
+    RANKS_FILE,
+    Tokenizer,
+    load_token_bytes,
+)
+
+SCHEMA_VERSION = 1
+EXIT_OK, EXIT_BAD_CONFIG, EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 4, 75
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN/inf or exceeded DIVERGE_LOSS."""
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM arrived; a checkpoint was written and a restart will resume."""
+
+
+# -----------------------------------------------------------------------------------------
+# Log: progress lines to stdout, kept for log.txt (and carried across resumes)
+# -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Log:
+    lines: list[str] = field(default_factory=list)
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        for line in message.splitlines() or [""]:
+            self.lines.append(f"{stamp} {line}")
+            print(line, flush=True)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+@dataclass
+class Progress:
+    """Counters of the run; all of it goes into checkpoints and the record."""
+
+    step: int = 0
+    tokens: int = 0
+    training_s: float = 0.0  # charged to the budget
+    warmup_s: float = 0.0  # excluded steps (compile, warm-up, first step after a resume)
+    counted_tokens: int = 0  # tokens of the steps charged to the budget
+    checkpoint_s: float = 0.0
+    last_checkpoint_training_s: float = 0.0
+    smooth_loss: float = 0.0
+    last_loss: float = float("nan")
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+    def debiased_loss(self) -> float:
+        return self.smooth_loss / (1 - 0.9**self.step) if self.step else float("nan")
+
+
+# -----------------------------------------------------------------------------------------
+# The run
+# -----------------------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, config: TrainConfig, log: Log) -> None:
+        self.config, self.log = config, log
+        self.started = time.time()
+        self.started_at = datetime.now(UTC).isoformat()
+        self.progress = Progress()
+        self.stop_requested = False
+        self.resumed_from: dict[str, Any] | None = None
+        self.facts: dict[str, Any] = {}
+        self.parameters: int | None = None
+        self.flops_per_token: float | None = None
+        self.peak: Peak | None = None
+        self.cache = Path(tempfile.mkdtemp(prefix="stagescreen-trainer-"))
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+
+    # --- device -------------------------------------------------------------------------
+    def setup_device(self) -> None:
+        c = self.config
+        self.device = pick_device(c.DEVICE)
+        if c.THREADS:
+            torch.set_num_threads(c.THREADS)
+        random.seed(c.RUN_SEED)
+        torch.manual_seed(c.RUN_SEED)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(c.RUN_SEED)
+            torch.set_float32_matmul_precision("high")
+            self.autocast: contextlib.AbstractContextManager[object] = torch.autocast(
+                "cuda", dtype=torch.bfloat16
+            )
+            self.compute_dtype = torch.bfloat16
+        else:  # CPU kernels used here are deterministic for a fixed thread count
+            self.autocast = contextlib.nullcontext()
+            self.compute_dtype = torch.float32
+        self.compile = c.COMPILE == "1" or (c.COMPILE == "auto" and self.device.type == "cuda")
+        self.attention = "flex" if c.ATTENTION == "flex" and self.device.type == "cuda" else "sdpa"
+
+    # --- data and tokenizer -------------------------------------------------------------
+    def setup_data(self) -> None:
+        c = self.config
+        tokenizer_location = Location(c.TOKENIZER_URI)
+        folder = self.cache / "tokenizer"
+        for name in (RANKS_FILE, META_FILE, BYTES_FILE):
+            copy = tokenizer_location.local_copy(name, folder)
+            if copy.parent != folder:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(copy.read_bytes())
+        self.tokenizer = Tokenizer.load(folder)
+        self.token_bytes = torch.tensor(
+            load_token_bytes(folder), dtype=torch.int64, device=self.device
+        )
+        data = Location(c.DATA_URI)
+        shards = self.cache / "shards"
+        self.train = train_batches(
+            data, self.tokenizer, c.DEVICE_BATCH_SIZE, c.SEQ_LEN, c.RUN_SEED, shards
+        )
+        self.validation = validation_batches(
+            data, self.tokenizer, c.eval_batch_size, c.SEQ_LEN, shards
+        )
+
+    # --- model and optimiser ------------------------------------------------------------
+    def setup_model(self) -> None:
+        c = self.config
+        self.model_config = GPTConfig(
+            vocab_size=self.tokenizer.vocab_size,
+            n_layer=c.DEPTH,
+            n_head=c.n_heads,
+            n_embd=c.width,
+            sequence_len=c.SEQ_LEN,
+            window_pattern=c.WINDOW_PATTERN,
+        )
+        model = GPT(self.model_config, attention=self.attention)
+        model.init_weights()
+        self.model = model.to(self.device)
+        self.optimizer = self.build_optimizer()
+        self.forward: Any = torch.compile(self.model, dynamic=False) if self.compile else self.model
+        self.flops_per_token = self.model.flops_per_token()
+        self.parameters = self.model.parameter_count()
+        self.peak = peak_flops(self.device, c.PEAK_FLOPS, self.compute_dtype)
+        self.facts["device_name"] = device_name(self.device)
+        self.facts["attention"] = attention_description(self.model, self.device, self.attention)
+
+    def build_optimizer(self) -> MuonAdamW:
+        c, groups = self.config, self.model.parameter_groups()
+        scale = reference_lr_scale(c.width)
+        betas = (c.ADAM_BETA1, c.ADAM_BETA2)
+        adam = {"kind": "adamw", "eps": 1e-10, "weight_decay": 0.0, "betas": betas}
+        param_groups = [
+            {**adam, "params": groups["head"], "lr": c.UNEMBEDDING_LR * scale},
+            {**adam, "params": groups["embedding"], "lr": c.EMBEDDING_LR * scale},
+            {**adam, "params": groups["value_embedding"], "lr": c.EMBEDDING_LR * scale},
+            {**adam, "params": groups["resid_scalar"], "lr": c.SCALAR_LR * 0.01},
+            {**adam, "params": groups["x0_scalar"], "lr": c.SCALAR_LR, "betas": (0.96, 0.95)},
+        ]
+        for shape in sorted({tuple(p.shape) for p in groups["matrix"]}):
+            param_groups.append(
+                {
+                    "kind": "muon",
+                    "params": [p for p in groups["matrix"] if tuple(p.shape) == shape],
+                    "lr": c.MATRIX_LR,
+                    "momentum": c.MUON_MOMENTUM_START,
+                    "beta2": 0.95,
+                    "ns_steps": 5,
+                    "weight_decay": c.WEIGHT_DECAY,
+                }
+            )
+        param_groups = [g for g in param_groups if g["params"]]
+        return MuonAdamW(param_groups, orthogonal_dtype=self.compute_dtype)
+
+    # --- resume -------------------------------------------------------------------------
+    def resume(self) -> None:
+        self.checkpoints = Location(self.config.checkpoint_uri)
+        state = load_checkpoint(self.checkpoints)
+        if state is None:
+            return
+        if state["fingerprint"] != json.loads(json.dumps(self.config.fingerprint())):
+            raise ConfigError(
+                f"CHECKPOINT_URI={self.config.checkpoint_uri!r}: holds a checkpoint of a different "
+                "configuration; point CHECKPOINT_URI at an empty location or rerun the same config"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.train.load_state_dict(state["data"])
+        self.progress = Progress(**state["progress"])
+        torch.set_rng_state(state["rng_cpu"])
+        if self.device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        random.setstate(_to_tuple(state["rng_python"]))
+        self.log.lines[:0] = state["log"]
+        self.resumed_from = {
+            "uri": self.checkpoints.uri("state.pt"),
+            "step": self.progress.step,
+            "training_s": self.progress.training_s,
+            "saved_at": state["saved_at"],
+        }
+        self.log(
+            f"resumed from {self.resumed_from['uri']} at step {self.progress.step}, "
+            f"{self.progress.training_s:.1f}s of {self.config.TIME_BUDGET:.0f}s budget charged"
+        )
+
+    def checkpoint(self, reason: str) -> None:
+        started = time.perf_counter()
+        p = self.progress
+        p.last_checkpoint_training_s = p.training_s
+        state = {
+            "fingerprint": json.loads(json.dumps(self.config.fingerprint())),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "data": self.train.state_dict(),
+            "progress": {k: getattr(p, k) for k in p.__dataclass_fields__},
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device)
+            if self.device.type == "cuda"
+            else None,
+            "rng_python": _to_lists(random.getstate()),
+            "log": list(self.log.lines),
+            "saved_at": datetime.now(UTC).isoformat(),
+        }
+        size = save_checkpoint(self.checkpoints, state)
+        elapsed = time.perf_counter() - started
+        p.checkpoint_s += elapsed
+        self.log(
+            f"checkpoint ({reason}) at step {p.step}, training {p.training_s:.1f}s: "
+            f"{size / 1e6:.1f} MB in {elapsed:.2f}s"
+        )
+
+    # --- training loop ------------------------------------------------------------------
+    def finished(self) -> bool:
+        c, p = self.config, self.progress
+        return p.training_s >= c.TIME_BUDGET or bool(c.MAX_STEPS and p.step >= c.MAX_STEPS)
+
+    def train_loop(self) -> None:
+        c, p = self.config, self.progress
+        first_step = p.step
+        last_print = time.perf_counter()
+        self.log(
+            f"training {self.parameters or 0:,} parameters, "
+            f"{c.grad_accum_steps} micro-batch(es) of "
+            f"{c.DEVICE_BATCH_SIZE}x{c.SEQ_LEN} per step, budget {c.TIME_BUDGET:.0f}s"
+            + (f" or {c.MAX_STEPS} steps" if c.MAX_STEPS else "")
+        )
+        while not self.finished():
+            if self.stop_requested:
+                self.checkpoint("SIGTERM")
+                raise Interrupted(
+                    f"SIGTERM at step {p.step}; checkpoint written, restart to resume"
+                )
+            synchronize(self.device)
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=self.device)
+            for _ in range(c.grad_accum_steps):
+                inputs, targets = self.train.next_batch()
+                inputs = inputs.to(self.device, non_blocking=True)
+                targets = targets.to(self.device, non_blocking=True)
+                with self.autocast:
+                    loss = self.forward(inputs, targets)
+                loss_sum += loss.detach()
+                (loss / c.grad_accum_steps).backward()
+            progress = progress_of(p.training_s, p.step, c)
+            lrm = lr_multiplier(progress, c)
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * lrm
+                if group["kind"] == "muon":
+                    group["momentum"] = muon_momentum(p.step, c)
+                    group["weight_decay"] = muon_weight_decay(progress, c)
+            self.optimizer.step()
+            self.model.zero_grad(set_to_none=True)
+            train_loss = float((loss_sum / c.grad_accum_steps).item())
+            synchronize(self.device)
+            dt = time.perf_counter() - t0
+            # --- accounting: warm-up steps are timed apart from the budget
+            if p.step < c.EXCLUDE_STEPS or (p.step == first_step and first_step > 0):
+                p.warmup_s += dt
+            else:
+                p.training_s += dt
+                p.counted_tokens += c.TOTAL_BATCH_SIZE
+            p.step += 1
+            p.tokens += c.TOTAL_BATCH_SIZE
+            p.last_loss = train_loss
+            p.smooth_loss = 0.9 * p.smooth_loss + 0.1 * train_loss
+            p.curve.append(
+                {
+                    "step": p.step,
+                    "elapsed_s": p.training_s,
+                    "tokens": p.tokens,
+                    "train_loss": train_loss,
+                    "lr": c.MATRIX_LR * lrm,
+                    "lr_multiplier": lrm,
+                }
+            )
+            if not math.isfinite(train_loss) or train_loss > c.DIVERGE_LOSS:
+                limit = f"DIVERGE_LOSS={c.DIVERGE_LOSS}"
+                raise Diverged(f"train loss {train_loss} at step {p.step} (limit {limit})")
+            now = time.perf_counter()
+            if now - last_print >= c.PROGRESS_EVERY or p.step == 1 or self.finished():
+                last_print = now
+                self.log(self.progress_line(dt))
+            if (
+                c.CHECKPOINT_EVERY
+                and not self.finished()
+                and p.training_s - p.last_checkpoint_training_s >= c.CHECKPOINT_EVERY
+            ):
+                self.checkpoint("interval")
+
+    def progress_line(self, dt: float) -> str:
+        c, p = self.config, self.progress
+        tok_s = c.TOTAL_BATCH_SIZE / dt if dt > 0 else 0.0
+        mfu = 100 * (self.flops_per_token or 0) * tok_s / (self.peak.flops if self.peak else 1)
+        if c.MAX_STEPS:
+            done = p.step / c.MAX_STEPS
+            eta = (c.MAX_STEPS - p.step) * dt
+        else:
+            done = p.training_s / c.TIME_BUDGET
+            eta = max(0.0, c.TIME_BUDGET - p.training_s)
+        lrm = lr_multiplier(progress_of(p.training_s, p.step, c), c)
+        return (
+            f"step {p.step:05d} | training {p.training_s:.2f}s/{c.TIME_BUDGET:.0f}s "
+            f"({100 * done:.1f}%) | loss {p.debiased_loss():.4f} | lrm {lrm:.2f} "
+            f"| {tok_s:,.0f} tok/s | mfu {mfu:.1f}% | epoch {self.train.epoch} | eta {eta:.0f}s"
+        )
+
+    # --- evaluation ---------------------------------------------------------------------
+    def evaluate(self) -> float:
+        c = self.config
+        steps = c.EVAL_TOKENS // (c.eval_batch_size * c.SEQ_LEN)
+        self.model.eval()
+        return evaluate_bpb(
+            self.forward, self.validation, self.token_bytes, steps, self.device, self.autocast
+        )
+
+    # --- record -------------------------------------------------------------------------
+    def record(
+        self, status: str, reason: str, val_bpb: float | None, timings: dict[str, float]
+    ) -> dict[str, Any]:
+        c, p = self.config, self.progress
+        tokens_per_s = p.counted_tokens / p.training_s if p.training_s > 0 else None
+        peak = self.peak
+        mfu = (
+            self.flops_per_token * tokens_per_s / peak.flops
+            if tokens_per_s and peak and self.flops_per_token
+            else None
+        )
+        device = getattr(self, "device", None)
+        memory, memory_kind = peak_memory_bytes(device) if device is not None else (None, None)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "study": c.STUDY,
+            "stage": c.STAGE,
+            "run_id": c.RUN_ID,
+            "condition_id": c.CONDITION_ID,
+            "coded_levels": c.coded_levels,
+            "hyperparameters": c.hyperparameters(),
+            "budget_s": c.TIME_BUDGET,
+            "max_steps": c.MAX_STEPS or None,
+            "seed": c.RUN_SEED,
+            "pool": c.POOL,
+            "status": status,
+            "reason": reason,
+            "val_bpb": val_bpb,
+            "train_loss": p.debiased_loss() if p.step else None,
+            "train_loss_last": p.last_loss if p.step else None,
+            "steps": p.step,
+            "tokens": p.tokens,
+            "parameters": self.parameters,
+            "flops_per_token": self.flops_per_token,
+            "training_s": p.training_s,
+            "warmup_s": p.warmup_s,
+            "checkpoint_s": p.checkpoint_s,
+            "startup_s": timings.get("startup_s"),
+            "eval_s": timings.get("eval_s"),
+            "wall_s": time.time() - self.started,
+            "tokens_per_s": tokens_per_s,
+            "mfu": mfu,
+            "peak_flops": peak.flops if peak else None,
+            "peak_flops_source": peak.source if peak else None,
+            "peak_memory_bytes": memory,
+            "peak_memory_kind": memory_kind,
+            "device": str(device) if device is not None else None,
+            "device_name": self.facts.get("device_name"),
+            "attention": self.facts.get("attention"),
+            "compiled": getattr(self, "compile", None),
+            "threads": torch.get_num_threads(),
+            "host": socket.gethostname(),
+            "versions": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "cuda": torch.version.cuda,
+                "stagescreen_trainer": __version__,
+            },
+            "code_version": c.CODE_VERSION or __version__,
+            "resumed_from": self.resumed_from,
+            "started_at": self.started_at,
+            "finished_at": datetime.now(UTC).isoformat(),
+        }
+
+
+def attention_description(model: GPT, device: torch.device, attention: str) -> str:
+    """Which kernels served attention, as recorded in the run record."""
+    if attention == "flex":
+        return "flex_attention sliding-window block mask (compiled)"
+    full = [w >= model.config.sequence_len - 1 for w in model.windows]
+    kinds = [
+        "sdpa is_causal (flash where available)" if all(full) else "sdpa is_causal for full windows"
+    ]
+    if not all(full):
+        kinds.append("sdpa boolean band mask for short windows")
+    return f"{' + '.join(kinds)} on {device.type}"
+
+
+def write_outputs(
+    config: TrainConfig, record: dict[str, Any], curve: list[dict[str, float]], log: Log
+) -> None:
+    """curve.parquet and log.txt first, result.json last: its presence means the run is over."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Location(config.RESULT_URI)
+    columns = ("step", "elapsed_s", "tokens", "train_loss", "lr", "lr_multiplier")
+    table = pa.table({name: [row[name] for row in curve] for name in columns})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    out.put_bytes("curve.parquet", sink.getvalue().to_pybytes())
+    out.put_bytes("log.txt", log.text().encode())
+    out.put_bytes(
+        "result.json", (json.dumps(record, indent=2, allow_nan=False, default=str) + "\n").encode()
+    )
+
+
+def _finite_or_none(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
+    }
+
+
+def _to_lists(value: Any) -> Any:
+    return [_to_lists(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _to_tuple(value: Any) -> Any:
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, list) else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    # --- configuration: fail before any work --------------------------------------------
+    try:
+        config = load_config(argv=argv)
+    except ConfigError as error:
+        print(f"bad configuration: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    log = Log()
+    run = Run(config, log)
+    signal.signal(signal.SIGTERM, run.on_sigterm)
+    timings: dict[str, float] = {}
+    status, reason, code, val_bpb = "succeeded", "", EXIT_OK, None
+    try:
+        run.setup_device()
+        run.setup_data()
+        run.setup_model()
+        run.resume()
+        timings["startup_s"] = time.time() - run.started
+        log(
+            f"device {run.device} ({run.facts['device_name']}), "
+            f"attention: {run.facts['attention']}, compile={run.compile}, "
+            f"peak {run.peak.flops / 1e12 if run.peak else 0:.2f} TFLOP/s "
+            f"({run.peak.source if run.peak else '-'})"
+        )
+        run.train_loop()
+        started_eval = time.perf_counter()
+        val_bpb = run.evaluate()
+        timings["eval_s"] = time.perf_counter() - started_eval
+    except ConfigError as error:
+        print(f"bad configuration: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except Interrupted as stop:
+        log(str(stop))
+        with contextlib.suppress(Exception):
+            Location(config.RESULT_URI).put_bytes("log.txt", log.text().encode())
+        print(str(stop), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Diverged as error:
+        status, reason, code = "diverged", str(error), EXIT_DIVERGED
+    except torch.OutOfMemoryError as error:
+        status, reason, code = "failed", f"out of memory: {str(error).splitlines()[0]}", EXIT_FAILED
+    except (DataError, OSError, RuntimeError, ValueError) as error:
+        log(traceback.format_exc())
+        status, reason, code = "failed", f"{type(error).__name__}: {error}", EXIT_FAILED
+    record = _finite_or_none(run.record(status, reason, val_bpb, timings))
+    log(summary(record))
+    try:
+        write_outputs(config, record, run.progress.curve, log)
+    except Exception as error:  # the record cannot be stored: say so, keep the exit code honest
+        print(
+            f"could not write results to RESULT_URI={config.RESULT_URI!r}: {error}", file=sys.stderr
+        )
+        return code or EXIT_FAILED
+    if code:
+        print(f"{status}: {reason}", file=sys.stderr)
+    return code
+
+
+def summary(record: dict[str, Any]) -> str:
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    rows = [
+        ("status", record["status"] + (f" ({record['reason']})" if record["reason"] else "")),
+        ("val_bpb", fmt(record["val_bpb"], ".6f")),
+        ("train_loss", fmt(record["train_loss"], ".4f")),
+        ("steps", str(record["steps"])),
+        ("tokens", f"{record['tokens']:,}"),
+        ("parameters", fmt(record["parameters"], ",")),
+        ("training_s", fmt(record["training_s"], ".1f")),
+        ("warmup_s", fmt(record["warmup_s"], ".1f")),
+        ("eval_s", fmt(record["eval_s"], ".1f")),
+        ("wall_s", fmt(record["wall_s"], ".1f")),
+        ("tokens_per_s", fmt(record["tokens_per_s"], ",.0f")),
+        ("mfu_percent", fmt(record["mfu"] * 100 if record["mfu"] is not None else None, ".2f")),
+        (
+            "peak_memory_mb",
+            fmt(
+                record["peak_memory_bytes"] / 2**20 if record["peak_memory_bytes"] else None, ".1f"
+            ),
+        ),
+        ("resumed_from", str(record["resumed_from"]["step"]) if record["resumed_from"] else "-"),
+    ]
+    return "---\n" + "\n".join(f"{name + ':':18}{value}" for name, value in rows)
