@@ -415,7 +415,7 @@ class Selection(_Model):
         return self
 
 
-# Fields a stage may set only when its kind uses them, with the kinds that do.
+# Fields a stage may set (to other than their default) only when its kind uses them.
 _KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "select": ("confirm", "bridge", "long-horizon"),
     "fix": ("followup",),
@@ -500,7 +500,8 @@ class Stage(_Model):
             if seed in self.seeds[:index]:
                 problems.append((f"seeds[{index}]", f"duplicate seed {seed}"))
         for field, kinds in _KIND_FIELDS.items():
-            if field in self.model_fields_set and self.kind not in kinds:
+            default = Stage.model_fields[field].get_default(call_default_factory=True)
+            if getattr(self, field) != default and self.kind not in kinds:
                 alias = to_camel(field)
                 problems.append(
                     (alias, f"only for kind {' or '.join(kinds)} (stage kind is {self.kind})")
@@ -864,9 +865,12 @@ def _cross_problems(
             used = {f.code for f in factors}
             factor.code = next(letter for letter in FACTOR_LETTERS if letter not in used)
     codes = [factor.code or "" for factor in factors]
+    factor_problems = _check_factors(factors)
+    # A design over duplicate codes would only repeat the factor problem in other words.
+    design_ok = design is not None and not factor_problems
     return [
-        *_check_factors(factors),
-        *(_check_design(design, codes) if design is not None else []),
+        *factor_problems,
+        *(_check_design(design, codes) if design_ok and design is not None else []),
         *_check_pools(pools),
         *_check_stages(stages, codes, [pool.name for pool in pools]),
         *(_check_trainer(trainer, factors) if trainer is not None else []),
@@ -976,7 +980,8 @@ def _check_codes(path: str, named: Iterable[str], codes: list[str]) -> list[tupl
     unknown = [code for code in named if code not in codes]
     if not unknown:
         return []
-    return [(path, f"unknown factor code {', '.join(unknown)} (codes: {', '.join(codes)})")]
+    listing = ", ".join(dict.fromkeys(codes))
+    return [(path, f"unknown factor code {', '.join(unknown)} (codes: {listing})")]
 
 
 def _check_stages(
