@@ -1,0 +1,350 @@
+"""Stage outcomes and the run manifest: what a finished stage found, in one JSON record.
+
+`stage_outcome` is what an analysis Job (or the local executor) writes to
+`<study>/stages/<stage>/outcome.json`: the effects the stage's kind calls for (paper 4.4),
+the ranking of its conditions with Student-t intervals, cross-seed win counts between its
+anchors, the best condition, and the anchors promoted into later stages with the rule that
+chose each. `manifest` is the paper's Table 1: runs and GPU-seconds per stage and pool.
+Both are pure functions of the spec and the results table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stagescreen import effects as fx
+from stagescreen import stages as planning
+from stagescreen.spec import Stage, StudySpec
+
+SCHEMA_VERSION = 1
+FDR = 0.05
+"""The q threshold at which a main effect counts as retained (paper 4.4)."""
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _stage_rows(results: pd.DataFrame, stage: Stage) -> pd.DataFrame:
+    if results.empty or "stage" not in results.columns:
+        return results
+    return results[results["stage"] == stage.name]
+
+
+def _run_counts(plan: planning.StagePlan, rows: pd.DataFrame) -> dict[str, Any]:
+    status = rows.set_index("run_id")["status"] if not rows.empty else pd.Series(dtype=object)
+    planned = [run.run_id for run in plan.runs]
+    return {
+        "planned": len(planned),
+        "succeeded": int((status == planning.SUCCEEDED).sum()),
+        "failed": int((status == "failed").sum()),
+        "diverged": int((status == "diverged").sum()),
+        "missing": [run for run in planned if run not in status.index],
+    }
+
+
+def _effect_groups(spec: StudySpec, stage: Stage) -> list[str]:
+    return ["budget_s", "pool"] if len(planning._pools(spec, stage)) > 1 else ["budget_s"]
+
+
+def _main_effects(
+    spec: StudySpec, stage: Stage, rows: pd.DataFrame, factors: Sequence[str], order: int = 1
+) -> list[fx.Family]:
+    block = "seed" if len(stage.seeds) > 1 else None
+    unreplicated = block is None and order == 1
+    return fx.fit_effects(
+        rows,
+        spec.metric.name,
+        factors,
+        by=_effect_groups(spec, stage),
+        block=block,
+        order=order,
+        lenth=unreplicated,
+    )
+
+
+def retained_factors(families: Sequence[fx.Family], fdr: float = FDR) -> list[str]:
+    """Main effects that hold at the longest budget: interval excludes zero and q <= fdr.
+
+    Unreplicated families have no interval; there an effect is retained when it exceeds
+    Lenth's margin of error. Order: largest absolute effect first.
+    """
+    if not families:
+        return []
+    longest = max(family.by["budget_s"] for family in families)
+    kept: dict[str, float] = {}
+    for family in families:
+        if family.by["budget_s"] != longest:
+            continue
+        for effect in family.effects:
+            if ":" in effect.term or effect.effect is None:
+                continue
+            if effect.ci_low is not None and effect.ci_high is not None and effect.q is not None:
+                holds = (effect.ci_low > 0 or effect.ci_high < 0) and effect.q <= fdr
+            elif family.lenth is not None:
+                holds = abs(effect.effect) > family.lenth.me
+            else:
+                holds = False
+            if holds:
+                kept[effect.term] = max(kept.get(effect.term, 0.0), abs(effect.effect))
+    return sorted(kept, key=lambda term: -kept[term])
+
+
+def _ranking(spec: StudySpec, rows: pd.DataFrame) -> list[dict[str, Any]]:
+    metric = spec.metric.name
+    usable = planning.succeeded(rows, metric)
+    if usable.empty:
+        return []
+    roles = usable.groupby("condition_id")["role"].first().to_dict()
+    means = fx.condition_means(usable, metric, by=["budget_s", "pool", "condition_id"])
+    table = []
+    for cell in means:
+        table.append(
+            {
+                "budget_s": int(cell.key["budget_s"]),
+                "pool": cell.key["pool"],
+                "condition_id": cell.key["condition_id"],
+                "role": roles.get(cell.key["condition_id"]),
+                "n": cell.n,
+                "mean": _num(cell.mean),
+                "sd": _num(cell.sd),
+                "ci_low": _num(cell.ci_low),
+                "ci_high": _num(cell.ci_high),
+            }
+        )
+    sign = 1 if spec.metric.goal == "minimize" else -1
+    table.sort(key=lambda r: (r["budget_s"], r["pool"], sign * r["mean"], r["condition_id"]))
+    for _, group in itertools.groupby(table, key=lambda r: (r["budget_s"], r["pool"])):
+        for rank, row in enumerate(group, 1):
+            row["rank"] = rank
+    return table
+
+
+def _best(spec: StudySpec, rows: pd.DataFrame, ranking: list[dict[str, Any]]) -> dict | None:
+    if not ranking:
+        return None
+    longest = max(row["budget_s"] for row in ranking)
+    top = [row for row in ranking if row["budget_s"] == longest and row["rank"] == 1]
+    sign = 1 if spec.metric.goal == "minimize" else -1
+    best = min(top, key=lambda row: sign * row["mean"])
+    first = rows[rows["condition_id"] == best["condition_id"]].iloc[0]
+    levels = {code: int(first[code]) for code in spec.codes}
+    return {
+        **{key: best[key] for key in ("condition_id", "role", "budget_s", "pool", "mean")},
+        "ci_low": best["ci_low"],
+        "ci_high": best["ci_high"],
+        "levels": levels,
+        "hyperparameters": planning.decode_levels(levels, spec),
+    }
+
+
+def _win_counts(spec: StudySpec, rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every pair of anchors (by role, else condition), within each budget and pool."""
+    metric = spec.metric.name
+    usable = planning.succeeded(rows, metric)
+    if usable.empty:
+        return []
+    label = usable["role"].fillna(usable["condition_id"]).astype(str)
+    usable = usable.assign(_label=label)
+    out = []
+    for (budget, pool), cell in usable.groupby(["budget_s", "pool"], sort=True):
+        values = {name: group[metric].to_numpy(float) for name, group in cell.groupby("_label")}
+        for left, right in itertools.combinations(sorted(values), 2):
+            count = fx.win_count(
+                values[left], values[right], lower_is_better=spec.metric.goal == "minimize"
+            )
+            out.append(
+                {"budget_s": int(budget), "pool": pool, "left": left, "right": right}
+                | count.to_dict()
+            )
+    return out
+
+
+def _greedy(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any]:
+    climbs = []
+    for (budget, pool), climb in planning.greedy_climbs(spec, stage, rows).items():
+        steps = [
+            {
+                "step": i,
+                "condition_id": planning.full_space_id(step.levels, spec.codes),
+                "levels": dict(step.levels),
+                "mean": _num(step.value),
+                "accepted": step.accepted,
+            }
+            for i, step in enumerate(climb.steps, 1)
+        ]
+        accepted = [s for s in steps if s["accepted"]]
+        climbs.append(
+            {
+                "budget_s": budget,
+                "pool": pool,
+                "steps": steps,
+                "accepted": max(0, len(accepted) - 1),
+                "best": _num(climb.best),
+                "best_step": accepted[-1]["step"] if accepted else None,
+                "stopped": climb.next_levels is None,
+            }
+        )
+    return {"climbs": climbs}
+
+
+def _random(spec: StudySpec, rows: pd.DataFrame) -> dict[str, Any] | None:
+    metric = spec.metric.name
+    usable = planning.succeeded(rows, metric)
+    if usable.empty:
+        return None
+    pick = "idxmin" if spec.metric.goal == "minimize" else "idxmax"
+    batches = []
+    for batch, group in usable.groupby("batch", sort=True):
+        winner = group.loc[getattr(group[metric], pick)()]
+        batches.append(
+            {
+                "batch": int(batch),
+                "condition_id": winner["condition_id"],
+                "levels": {code: int(winner[code]) for code in spec.codes},
+                "best": float(winner[metric]),
+            }
+        )
+    bests = np.array([b["best"] for b in batches])
+    return {
+        "batches": batches,
+        "mean_batch_best": float(bests.mean()),
+        "median_batch_best": float(np.median(bests)),
+        "min_batch_best": float(bests.min()),
+        "max_batch_best": float(bests.max()),
+    }
+
+
+def _promoted(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> list[dict[str, Any]]:
+    """Anchors that later stages select from this one, with the rule that chose each."""
+    out = []
+    for later in spec.stages[spec.stages.index(stage) + 1 :]:
+        for selection in later.select:
+            if selection.from_ != stage.name:
+                continue
+            for anchor in planning.select_anchors(spec, selection, results):
+                out.append({"to_stage": later.name} | anchor.to_dict())
+    return out
+
+
+def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: str) -> dict:
+    """The outcome record of one stage from every result so far (DESIGN.md storage)."""
+    plan = planning.plan_stage(spec, stage, results)
+    rows = _stage_rows(results, stage)
+    metric = spec.metric.name
+    usable = planning.succeeded(rows, metric)
+    out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "study": study,
+        "stage": stage.name,
+        "kind": stage.kind,
+        "metric": metric,
+        "goal": spec.metric.goal,
+        "runs": _run_counts(plan, rows),
+        "effects": None,
+        "interactions": None,
+        "pooled": None,
+        "variance_shares": None,
+        "relaxation": None,
+        "retained": [],
+        "ranking": _ranking(spec, rows),
+        "win_counts": [],
+        "best": None,
+        "anchors": [anchor.to_dict() for anchor in plan.anchors],
+        "promoted": [],
+        "greedy": None,
+        "random": None,
+        "notes": [],
+    }
+    out["best"] = _best(spec, rows, out["ranking"])
+    if usable.empty:
+        out["notes"].append("no succeeded runs yet")
+        return out
+    if stage.kind in ("screen", "followup"):
+        factors = [c for c in spec.codes if c not in stage.fix]
+        families = _main_effects(spec, stage, usable, factors)
+        out["effects"] = fx.families_to_dict(families)
+        out["retained"] = retained_factors(families)
+        if usable["budget_s"].nunique() > 1:
+            out["relaxation"] = [r.to_dict() for r in fx.relaxation_table(families, "budget_s")]
+        if stage.kind == "followup" and stage.interactions:
+            out["interactions"] = fx.families_to_dict(
+                _main_effects(spec, stage, usable, factors, order=2)
+            )
+            if usable["budget_s"].nunique() > 1:
+                out["pooled"] = fx.pooled_budget_effects(
+                    usable, metric, factors, budget="budget_s", order=2
+                ).to_dict()
+    if stage.kind in ("confirm", "bridge", "long-horizon"):
+        out["win_counts"] = _win_counts(spec, usable)
+        if usable["budget_s"].nunique() > 1 and usable["seed"].nunique() > 1:
+            shares = fx.variance_shares(usable, metric, factors=("budget_s", "condition_id"))
+            out["variance_shares"] = [share.to_dict() for share in shares]
+    if stage.kind == "greedy":
+        out["greedy"] = _greedy(spec, stage, results)
+    if stage.kind == "random":
+        out["random"] = _random(spec, usable)
+    out["promoted"] = _promoted(spec, stage, results)
+    return out
+
+
+def manifest(spec: StudySpec, results: pd.DataFrame, study: str) -> dict[str, Any]:
+    """Run accounting per stage and pool, the paper's Table 1.
+
+    GPU-seconds count each run's wall time (training, evaluation and start-up) times the
+    pool's GPUs per run; runs without a wall time count their budget.
+    """
+    pools = {pool.name: pool for pool in spec.pools}
+    lines: list[dict[str, Any]] = []
+    for stage in spec.stages:
+        rows = _stage_rows(results, stage)
+        for pool in planning._pools(spec, stage):
+            mine = rows[rows["pool"] == pool] if not rows.empty else rows
+            seconds = 0.0
+            if not mine.empty:
+                wall = (
+                    pd.to_numeric(mine["wall_s"], errors="coerce")
+                    if "wall_s" in mine.columns
+                    else pd.Series(np.nan, index=mine.index)
+                ).fillna(mine["budget_s"].astype(float))
+                seconds = float(wall.sum()) * (pools[pool].gpus if pool in pools else 1)
+            status = mine["status"] if not mine.empty else pd.Series(dtype=object)
+            lines.append(
+                {
+                    "stage": stage.name,
+                    "kind": stage.kind,
+                    "pool": pool,
+                    "budgets_s": list(stage.budgets),
+                    "planned": planning.expected_runs(spec, stage)
+                    // len(planning._pools(spec, stage)),
+                    "succeeded": int((status == planning.SUCCEEDED).sum()),
+                    "failed": int((status == "failed").sum()),
+                    "diverged": int((status == "diverged").sum()),
+                    "gpu_seconds": seconds,
+                }
+            )
+    per_pool: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        entry = per_pool.setdefault(line["pool"], {"runs": 0, "gpu_seconds": 0.0})
+        entry["runs"] += line["succeeded"] + line["failed"] + line["diverged"]
+        entry["gpu_seconds"] += line["gpu_seconds"]
+    total = {
+        key: sum(line[key] for line in lines)
+        for key in ("planned", "succeeded", "failed", "diverged", "gpu_seconds")
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "study": study,
+        "stages": lines,
+        "total": total,
+        "pools": per_pool,
+    }
