@@ -536,3 +536,12 @@ def test_quickstart_example_is_small_and_local() -> None:
     assert [pool.gpus for pool in spec.pools] == [0]
     assert spec.storage.uri("quickstart") == "runs/quickstart"
     assert math.prod(2 for _ in spec.factors) == len(spec.build_design().matrix)
+
+
+def test_references_are_checked_even_when_a_factor_is_broken() -> None:
+    data = mutate("spec.factors.0.low", "x")
+    data["spec"]["stages"][2]["pools"] = ["h100"]
+    assert [str(problem) for problem in problems_of(data)] == [
+        "spec.factors[0].low: Input should be a valid number (got 'x')",
+        "spec.stages[2].pools[0]: no pool named 'h100' (declared: a100, l40s)",
+    ]

@@ -853,13 +853,17 @@ class StudyStatus(_Status):
 
 
 def _cross_problems(
-    factors: list[Factor],
+    factors: list[Factor] | None,
     stages: list[Stage],
     pools: list[Pool],
     design: DesignSpec | None,
     trainer: Trainer | None,
 ) -> list[tuple[str, str]]:
-    """Checks across sections; design and trainer are None when they did not parse."""
+    """Checks across sections; factors, design or trainer are None when they did not parse,
+    and then the checks that need them are left out rather than guessed at."""
+    pool_check = [*_check_pools(pools)]
+    if factors is None:
+        return [*pool_check, *_check_stages(stages, None, [pool.name for pool in pools])]
     for factor in factors:
         if factor.code is None:
             used = {f.code for f in factors}
@@ -871,7 +875,7 @@ def _cross_problems(
     return [
         *factor_problems,
         *(_check_design(design, codes) if design_ok and design is not None else []),
-        *_check_pools(pools),
+        *pool_check,
         *_check_stages(stages, codes, [pool.name for pool in pools]),
         *(_check_trainer(trainer, factors) if trainer is not None else []),
     ]
@@ -976,7 +980,9 @@ def _check_pools(pools: list[Pool]) -> list[tuple[str, str]]:
     return problems
 
 
-def _check_codes(path: str, named: Iterable[str], codes: list[str]) -> list[tuple[str, str]]:
+def _check_codes(path: str, named: Iterable[str], codes: list[str] | None) -> list[tuple[str, str]]:
+    if codes is None:
+        return []
     unknown = [code for code in named if code not in codes]
     if not unknown:
         return []
@@ -985,7 +991,7 @@ def _check_codes(path: str, named: Iterable[str], codes: list[str]) -> list[tupl
 
 
 def _check_stages(
-    stages: list[Stage], codes: list[str], pool_names: list[str]
+    stages: list[Stage], codes: list[str] | None, pool_names: list[str]
 ) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     position: dict[str, int] = {}
@@ -1010,7 +1016,7 @@ def _check_stages(
                 )
         problems += _check_codes(f"{base}.fix", stage.fix, codes)
         problems += _check_codes(f"{base}.start", stage.start, codes)
-        if stage.fix and set(stage.fix) >= set(codes):
+        if codes is not None and stage.fix and set(stage.fix) >= set(codes):
             problems.append((f"{base}.fix", "fixes every factor; leave at least one free"))
         for number, selection in enumerate(stage.select):
             problems += _check_selection(
@@ -1025,11 +1031,11 @@ def _check_selection(
     index: int,
     stages: list[Stage],
     position: dict[str, int],
-    codes: list[str],
+    codes: list[str] | None,
 ) -> list[tuple[str, str]]:
     problems = _check_codes(f"{path}.factors", selection.factors, codes)
     problems += _check_codes(f"{path}.levels", selection.levels, codes)
-    if selection.rule == "control" and not problems:
+    if selection.rule == "control" and codes is not None and not problems:
         missing = [code for code in codes if code not in selection.levels]
         if missing:
             problems.append(
@@ -1112,7 +1118,7 @@ def parse_study(data: Any) -> Study:
 def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
     """Cross-section checks of a spec whose other sections failed, so one pass shows all.
 
-    They need every factor, stage and pool to parse; a section that did not is left out
+    They need every stage and pool to parse; checks on sections that did not are left out
     rather than guessed at, and nothing already reported is repeated.
     """
     if not isinstance(spec, Mapping):
@@ -1132,7 +1138,7 @@ def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
         try:
             parts[field] = TypeAdapter(shape).validate_python(value)
         except ValidationError:
-            if field in ("factors", "stages", "pools"):
+            if field in ("stages", "pools"):
                 return []
             parts[field] = None
     found = [
