@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from stagescreen_operator.cli import design as design
 from stagescreen_operator.cli import effects as effects
+from stagescreen_operator.cli import report as report
 from stagescreen_operator.cli import validate as validate
 from stagescreen_operator.cli import version as version
 from stagescreen_operator.cli.app import app

@@ -1,0 +1,92 @@
+"""`stagescreen report`: render a stored study's report.md and figures, beside its data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlparse
+
+import typer
+
+from stagescreen_operator.cli.app import app
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def split_study_uri(uri: str) -> tuple[str, str]:
+    """("./runs", "quickstart") for "./runs/quickstart"; ("s3://b/p", "paper") for "s3://b/p/paper".
+
+    The last path segment names the study, the rest is the store root the study lives under
+    (the spec's storage prefix). Raises ValueError when the URI names no study segment.
+    """
+    text = uri.strip().rstrip("/")
+    parsed = urlparse(text)
+    if parsed.scheme in ("s3", "file"):
+        root, _, study = parsed.path.rpartition("/")
+        if parsed.scheme == "s3" and not root and not study:
+            raise ValueError("names a bucket but no study; expected s3://bucket[/prefix]/STUDY")
+        if not study:
+            raise ValueError(f"names no study; expected {parsed.scheme}://.../STUDY")
+        return f"{parsed.scheme}://{parsed.netloc}{root or ''}", study
+    if not text:
+        raise ValueError("is empty; expected a study directory such as ./runs/quickstart")
+    path = Path(text)
+    if path.name in ("", ".", ".."):
+        raise ValueError("names no study; expected a study directory such as ./runs/quickstart")
+    return str(path.parent), path.name
+
+
+@app.command()
+def report(
+    uri: Annotated[
+        str,
+        typer.Argument(
+            metavar="DIR_OR_S3_URI",
+            help="A study's folder in storage: ./runs/quickstart or s3://bucket/prefix/paper.",
+        ),
+    ],
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Write here (a directory or s3:// URI) instead of beside the study's data."
+        ),
+    ] = None,
+) -> None:
+    """Write report.md and the figures (main effects by budget, variance shares, anchor seeds)
+    for every stage that has run; stages not run yet are listed as such.
+
+    S3 endpoint and credentials come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY and AWS_REGION.
+    """
+    from stagescreen.report import write_report
+    from stagescreen.spec import SpecError
+    from stagescreen.store import SPEC, MissingKey, StoreError, StudyKeys, open_store
+
+    try:
+        root, study = split_study_uri(uri)
+        store = open_store(root)
+        target = None if out is None else open_store(out)
+        keys = StudyKeys(study)
+    except (ValueError, StoreError) as error:
+        raise _fail(f"DIR_OR_S3_URI {uri!r}: {error}") from None
+    try:
+        if not store.exists(keys.spec()):
+            raise _fail(
+                f"no study at {uri!r}: expected {SPEC} at {store.uri(keys.spec())} "
+                "(give the study's folder, e.g. ./runs/quickstart or s3://bucket/prefix/paper)"
+            )
+        written = write_report(store, study, target)
+    except SpecError as error:
+        problems = "\n".join(f"  {problem}" for problem in error.problems)
+        raise _fail(f"{store.uri(keys.spec())} is not a valid study:\n{problems}") from None
+    except MissingKey as error:
+        raise _fail(f"{error}") from None
+    except StoreError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"report: {written[0]}")
+    for figure in written[1:]:
+        typer.echo(f"  {figure}")
