@@ -343,6 +343,21 @@ DELETE = object()
             "remove it from the fixed hyperparameters",
         ),
         (
+            "spec.trainer.hyperparameters",
+            {"SEQ_LEN": [2048]},
+            "spec.trainer.hyperparameters.SEQ_LEN: must be a string, number or boolean (got list)",
+        ),
+        (
+            "spec.trainer.hyperparameters",
+            {"seq_len": 2048},
+            "spec.trainer.hyperparameters.seq_len: names are trainer variables such as SEQ_LEN",
+        ),
+        (
+            "spec.stages.0.seeds",
+            [],
+            "spec.stages[0].seeds: needs at least one seed, e.g. [1], or a count such as 3",
+        ),
+        (
             "spec.storage",
             {},
             "spec.storage: set exactly one of s3 or local (got neither)",

@@ -140,6 +140,8 @@ def _seeds(value: Any) -> Any:
         if value < 1:
             raise ValueError("a seed count must be at least 1")
         return list(range(1, value + 1))
+    if value == []:
+        raise ValueError("needs at least one seed, e.g. [1], or a count such as 3")
     return value
 
 
@@ -152,6 +154,13 @@ _INT_OR_STRING = {
     "anyOf": [{"type": "integer"}, {"type": "string"}],
 }
 
+
+def _quantity(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+# The JSON schemas below are what the CRD shows: Kubernetes knows int-or-string, but has no
+# way to say "a list or a count", so seeds are left free-form there and checked here.
 Number = Annotated[int | float, BeforeValidator(_number), WithJsonSchema({"type": "number"})]
 Budget = Annotated[int, BeforeValidator(parse_duration), WithJsonSchema(_INT_OR_STRING)]
 CodedLevel = Annotated[int, Field(ge=-1, le=1)]
@@ -161,7 +170,7 @@ Seeds = Annotated[
     WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
 ]
 At = Annotated[int | Literal["longest"], BeforeValidator(_at), WithJsonSchema(_INT_OR_STRING)]
-Quantity = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
+Quantity = Annotated[str, BeforeValidator(_quantity)]
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
 Code = Annotated[str, Field(pattern=r"^[A-HJ-Z]$")]
 FreeForm = Annotated[
@@ -655,6 +664,24 @@ class Trainer(_Model):
     resources: Resources = Field(
         default_factory=Resources, description="CPU and memory for each training Pod."
     )
+
+    @model_validator(mode="after")
+    def _hyperparameters_are_variables(self) -> Trainer:
+        problems = []
+        for name, value in self.hyperparameters.items():
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                problems.append(
+                    (f"hyperparameters.{name}", "names are trainer variables such as SEQ_LEN")
+                )
+            elif not isinstance(value, str | int | float | bool):
+                problems.append(
+                    (
+                        f"hyperparameters.{name}",
+                        f"must be a string, number or boolean (got {type(value).__name__})",
+                    )
+                )
+        _raise_if(problems)
+        return self
 
 
 class Limits(_Model):
