@@ -182,6 +182,12 @@ def _levels_of(results: pd.DataFrame, condition: str, codes: Sequence[str]) -> d
     return {code: int(row[code]) for code in codes}
 
 
+def _source_role(results: pd.DataFrame, condition: str) -> str | None:
+    """The role an anchor already had in its source stage, so it keeps its name onwards."""
+    roles = results.loc[results["condition_id"] == condition, "role"].dropna()
+    return str(roles.iloc[0]) if len(roles) else None
+
+
 def _roles(selection: Selection, count: int) -> list[str]:
     role = selection.role or selection.rule
     return [role] if count == 1 else [f"{role}-{i}" for i in range(1, count + 1)]
@@ -219,6 +225,8 @@ def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame)
     anchors = []
     for role, cid in zip(_roles(selection, len(picked)), picked, strict=True):
         levels = _levels_of(rows, cid, codes)
+        if selection.role is None and selection.rule in ("best", "worst"):
+            role = _source_role(rows, cid) or role
         if selection.rule == "bridge":
             levels = {
                 code: 0 if code in selection.factors else level for code, level in levels.items()

@@ -1,0 +1,38 @@
+"""Loading a study file for a command: valid, or exit 2 with every problem by field path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from stagescreen.spec import Study
+
+
+def load_or_exit(path: Path) -> Study:
+    """The study in `path`; on any problem print them all (as `validate` does) and exit 2."""
+    from stagescreen.spec import SpecError, load_study
+
+    try:
+        return load_study(path)
+    except SpecError as error:
+        for problem in error.problems:
+            where = "" if problem.path == str(path) else f"{problem.path}: "
+            typer.echo(f"{path}: {where}{problem.message}", err=True)
+        typer.echo(f"{path}: not a valid study; fix the lines above (see docs/spec.md)", err=True)
+        raise typer.Exit(2) from None
+
+
+def table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
+    """A plain aligned text table: the first `left` columns left-aligned, numbers right."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i < left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(header), *(line(row) for row in rows)])
