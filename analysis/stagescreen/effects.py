@@ -790,6 +790,12 @@ def variance_shares(
     """
     columns = [*factors, *([block] if block else [])]
     usable = _usable(data, response, columns)
+    constant = [column for column in columns if usable[column].nunique() < 2]
+    if constant:
+        raise EffectsError(
+            f"variance shares need at least two levels of every term; "
+            f"{', '.join(repr(c) for c in constant)} has one"
+        )
     frame = pd.DataFrame({"y": usable[response].astype(float)})
     for i, column in enumerate(columns):
         frame[f"g{i}"] = usable[column].astype(str)

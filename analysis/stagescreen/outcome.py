@@ -286,7 +286,7 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
                 ).to_dict()
     if stage.kind in ("confirm", "bridge", "long-horizon"):
         out["win_counts"] = _win_counts(spec, usable)
-        if usable["budget_s"].nunique() > 1 and usable["seed"].nunique() > 1:
+        if all(usable[column].nunique() > 1 for column in ("budget_s", "condition_id", "seed")):
             shares = fx.variance_shares(usable, metric, factors=("budget_s", "condition_id"))
             out["variance_shares"] = [share.to_dict() for share in shares]
     if stage.kind == "greedy":
