@@ -1,0 +1,88 @@
+"""Configuration: bad hyperparameters stop the run before any work, naming the variable."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from trainer_support import Prepared, run_trainer, tiny_env
+
+from stagescreen_trainer.config import (
+    VARIABLES,
+    ConfigError,
+    TrainConfig,
+    build_parser,
+    load_config,
+)
+
+REQUIRED = {"DATA_URI": "/d", "TOKENIZER_URI": "/t", "RESULT_URI": "/r"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable", "hint"),
+    [
+        (
+            {"TOTAL_BATCH_SIZE": "1000", "DEVICE_BATCH_SIZE": "8", "SEQ_LEN": "64"},
+            "TOTAL_BATCH_SIZE",
+            "512",
+        ),
+        ({"WINDOW_PATTERN": "SXL"}, "WINDOW_PATTERN", "S (half context)"),
+        ({"DEPTH": "eight"}, "DEPTH", "integer"),
+        ({"DEPTH": "2.5"}, "DEPTH", "integer"),
+        ({"DEPTH": "0"}, "DEPTH", "positive"),
+        ({"HEAD_DIM": "33"}, "HEAD_DIM", "even"),
+        ({"MATRIX_LR": "-0.1"}, "MATRIX_LR", ">= 0"),
+        ({"WARMUP_RATIO": "0.6", "WARMDOWN_RATIO": "0.6"}, "WARMDOWN_RATIO", "<= 1"),
+        ({"ADAM_BETA1": "1.5"}, "ADAM_BETA1", "[0, 1]"),
+        ({"TIME_BUDGET": "0"}, "TIME_BUDGET", "> 0"),
+        ({"EVAL_TOKENS": "10"}, "EVAL_TOKENS", "evaluation batch"),
+        ({"DATA_URI": ""}, "DATA_URI", "required"),
+        ({"CODED_LEVELS": "A=1"}, "CODED_LEVELS", "JSON object"),
+        ({"DEVICE": "tpu"}, "DEVICE", "cuda:N"),
+    ],
+)
+def test_bad_values_name_the_variable_and_what_is_accepted(
+    overrides: dict[str, str], variable: str, hint: str
+) -> None:
+    env = {**REQUIRED, "SEQ_LEN": "64", "DEVICE_BATCH_SIZE": "8", "TOTAL_BATCH_SIZE": "512"}
+    env["EVAL_TOKENS"] = "4096"
+    with pytest.raises(ConfigError) as caught:
+        load_config({**env, **overrides})
+    assert str(caught.value).startswith(f"{variable}=")
+    assert hint in str(caught.value)
+
+
+def test_flags_override_the_environment_and_integral_floats_are_accepted() -> None:
+    config = load_config({**REQUIRED, "DEPTH": "4"}, ["--DEPTH", "6.0", "--matrix-lr", "0.02"])
+    assert (config.DEPTH, config.MATRIX_LR) == (6, 0.02)
+
+
+@pytest.mark.parametrize(
+    ("depth", "aspect", "head_dim", "width", "heads"),
+    [(8, 64, 128, 512, 4), (3, 50, 64, 192, 3), (6, 64, 128, 384, 3), (2, 32, 32, 64, 2)],
+)
+def test_width_is_depth_times_aspect_rounded_up_to_whole_heads(
+    depth: int, aspect: int, head_dim: int, width: int, heads: int
+) -> None:
+    config = TrainConfig(DEPTH=depth, ASPECT_RATIO=aspect, HEAD_DIM=head_dim)
+    assert (config.width, config.n_heads) == (width, heads)
+
+
+def test_help_lists_every_variable_with_default_and_meaning() -> None:
+    text = build_parser().format_help()
+    for name, f in VARIABLES.items():
+        assert f"--{name}" in text
+        assert f"default {f.default!r}" in " ".join(text.split())
+
+
+def test_bad_config_exits_2_before_any_work(quickstart: Prepared, tmp_path: Path) -> None:
+    result = tmp_path / "run"
+    env = tiny_env(quickstart, str(result), TOTAL_BATCH_SIZE="1000")
+    started = time.monotonic()
+    done = run_trainer(env, timeout=60)
+    assert done.returncode == 2
+    assert "TOTAL_BATCH_SIZE='1000'" not in done.stderr  # values are parsed, then shown as numbers
+    assert "TOTAL_BATCH_SIZE=1000" in done.stderr and "DEVICE_BATCH_SIZE*SEQ_LEN" in done.stderr
+    assert not result.exists()  # nothing written: the run never started
+    assert time.monotonic() - started < 30

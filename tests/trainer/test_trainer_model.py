@@ -1,0 +1,148 @@
+"""The model the paper screened: window pattern, value embeddings, attention, init, optimiser."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from stagescreen_trainer.model import (
+    GPT,
+    GPTConfig,
+    band_mask,
+    has_value_embedding,
+    window_sizes,
+)
+from stagescreen_trainer.muon import MuonAdamW, orthogonalise
+
+
+def tiny(**overrides: object) -> GPTConfig:
+    values: dict[str, object] = dict(
+        vocab_size=300, n_layer=4, n_head=2, n_embd=64, sequence_len=32, window_pattern="SSSL"
+    )
+    values.update(overrides)
+    return GPTConfig(**values)  # type: ignore[arg-type]
+
+
+def test_window_pattern_repeats_over_layers_and_the_last_layer_is_full() -> None:
+    assert window_sizes(tiny(n_layer=6, sequence_len=2048)) == [1024, 1024, 1024, 2048, 1024, 2048]
+    assert window_sizes(tiny(n_layer=3, window_pattern="L")) == [32, 32, 32]
+    assert window_sizes(tiny(n_layer=2, window_pattern="S")) == [16, 32]
+
+
+@pytest.mark.parametrize(("n_layer", "layers"), [(4, [1, 3]), (5, [0, 2, 4]), (1, [0])])
+def test_value_embeddings_on_alternating_layers_including_the_last(
+    n_layer: int, layers: list[int]
+) -> None:
+    assert [i for i in range(n_layer) if has_value_embedding(i, n_layer)] == layers
+    model = GPT(tiny(n_layer=n_layer))
+    assert sorted(int(k) for k in model.value_embeds) == layers
+    assert [i for i, b in enumerate(model.blocks) if b.attn.ve_gate is not None] == layers
+
+
+def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> torch.Tensor:
+    """Query i attends to keys i-window..i: one softmax per query, written out."""
+    out = torch.zeros_like(q)
+    T = q.size(2)
+    for i in range(T):
+        lo = max(0, i - window)
+        scores = (q[:, :, i : i + 1] @ k[:, :, lo : i + 1].transpose(-1, -2)) / math.sqrt(
+            q.size(-1)
+        )
+        out[:, :, i] = (scores.softmax(-1) @ v[:, :, lo : i + 1]).squeeze(2)
+    return out
+
+
+@pytest.mark.parametrize("window", [3, 8, 31])
+def test_sdpa_path_matches_naive_sliding_window_attention(window: int) -> None:
+    torch.manual_seed(0)
+    model = GPT(tiny())
+    q, k, v = (torch.randn(2, 2, 32, 32) for _ in range(3))
+    got = model._attend_sdpa(q, k, v, window)
+    assert torch.allclose(got, naive_attention(q, k, v, window), atol=1e-5)
+
+
+def test_band_mask_is_causal_and_bounded_by_the_window() -> None:
+    mask = band_mask(6, 2, torch.device("cpu"))
+    assert mask[4].tolist() == [False, False, True, True, True, False]
+    assert mask[0].tolist() == [True, False, False, False, False, False]
+
+
+def test_init_starts_every_block_as_identity_and_predicts_uniformly() -> None:
+    torch.manual_seed(0)
+    model = GPT(tiny())
+    model.init_weights()
+    for block in model.blocks:
+        assert torch.count_nonzero(block.attn.c_proj.weight) == 0
+        assert torch.count_nonzero(block.mlp.c_proj.weight) == 0
+    idx = torch.randint(0, 300, (2, 32))
+    loss = model(idx, idx)
+    assert loss.item() == pytest.approx(math.log(300), rel=1e-3)  # tiny head: near-uniform logits
+
+
+def test_future_tokens_do_not_change_past_logits_and_logits_are_soft_capped() -> None:
+    torch.manual_seed(0)
+    model = GPT(tiny())
+    model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+        model.lm_head.weight.mul_(1000)  # push logits into the cap
+    idx = torch.randint(0, 300, (1, 32))
+    changed = idx.clone()
+    changed[0, 20:] = (changed[0, 20:] + 1) % 300
+    a, b = model(idx), model(changed)
+    assert torch.equal(a[:, :20], b[:, :20])
+    assert not torch.equal(a[:, 20:], b[:, 20:])
+    assert a.abs().max().item() <= 15.0 and a.abs().max().item() > 14.0
+    assert a.dtype == torch.float32
+
+
+def test_parameter_groups_cover_everything_and_flops_follow_the_formula() -> None:
+    model = GPT(tiny(n_layer=2, vocab_size=100, sequence_len=32, window_pattern="S"))
+    groups = model.parameter_groups()
+    assert sum(p.numel() for g in groups.values() for p in g) == model.parameter_count()
+    width = 64
+    matmul_params = (
+        2 * (4 * width * width + 8 * width * width) + 100 * width + 2 * 32
+    )  # + head + 1 gate
+    # layer 1 has the value embedding (and gate 2x32); layer 0 window 16, layer 1 full 32
+    assert model.flops_per_token() == 6 * matmul_params + 12 * 2 * 32 * (16 + 32)
+
+
+def test_orthogonalise_maps_singular_values_near_one_for_tall_and_wide() -> None:
+    torch.manual_seed(0)
+    for shape in [(3, 64, 16), (3, 16, 64)]:
+        out = orthogonalise(torch.randn(*shape), dtype=torch.float32)
+        singular = torch.linalg.svdvals(out)
+        assert out.shape == shape
+        assert singular.min().item() > 0.5 and singular.max().item() < 1.3
+
+
+def test_muon_and_adamw_reduce_a_tiny_models_loss() -> None:
+    torch.manual_seed(0)
+    model = GPT(tiny(n_layer=2))
+    model.init_weights()
+    groups = model.parameter_groups()
+    adam = {"kind": "adamw", "eps": 1e-10, "weight_decay": 0.0, "betas": (0.8, 0.95)}
+    muon = {"kind": "muon", "momentum": 0.9, "beta2": 0.95, "ns_steps": 5, "weight_decay": 0.0}
+    shapes = sorted({tuple(p.shape) for p in groups["matrix"]})
+    param_groups = [
+        {**adam, "params": groups["embedding"] + groups["value_embedding"], "lr": 0.3},
+        {**adam, "params": groups["head"], "lr": 0.01},
+        {**adam, "params": groups["resid_scalar"] + groups["x0_scalar"], "lr": 0.01},
+    ] + [
+        {**muon, "params": [p for p in groups["matrix"] if tuple(p.shape) == s], "lr": 0.02}
+        for s in shapes
+    ]
+    optimizer = MuonAdamW(param_groups, orthogonal_dtype=torch.float32)
+    idx = torch.randint(0, 300, (4, 33))
+    losses = []
+    for _ in range(15):
+        loss = model(idx[:, :-1], idx[:, 1:])
+        loss.backward()
+        optimizer.step()
+        model.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
