@@ -14,8 +14,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[trainer,operator,dev]'
 	touch $(STAMP)
 
+# Until the local executor lands, the demo runs the quickstart's analysis path on planted
+# effects (clearly labelled SYNTHETIC): validate, price, simulate every stage, report.
+DEMO_OUT := runs/demo
+
 demo: install
-	$(BIN)/python examples/demo.py
+	$(BIN)/stagescreen validate examples/quickstart.yaml
+	$(BIN)/stagescreen plan examples/quickstart.yaml
+	$(BIN)/stagescreen simulate examples/quickstart.yaml --out $(DEMO_OUT)
+	$(BIN)/stagescreen report $(DEMO_OUT)/quickstart
 
 test: install lint typecheck pytest
 
@@ -36,7 +43,7 @@ image:
 	docker build -f Dockerfile.trainer -t stagescreen-trainer:dev .
 
 bench: install
-	$(BIN)/python bench/analysis_speed.py
+	$(BIN)/python bench/analysis_speed.py --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -60,15 +60,11 @@ def _main_effects(
     spec: StudySpec, stage: Stage, rows: pd.DataFrame, factors: Sequence[str], order: int = 1
 ) -> list[fx.Family]:
     block = "seed" if len(stage.seeds) > 1 else None
-    unreplicated = block is None and order == 1
+    groups = _effect_groups(spec, stage)
+    terms = len(fx.model_terms(factors, order))
+    saturated = block is None and rows.groupby(groups).size().max() <= terms + 1
     return fx.fit_effects(
-        rows,
-        spec.metric.name,
-        factors,
-        by=_effect_groups(spec, stage),
-        block=block,
-        order=order,
-        lenth=unreplicated,
+        rows, spec.metric.name, factors, by=groups, block=block, order=order, lenth=saturated
     )
 
 
