@@ -38,6 +38,7 @@ pytest: install
 
 crds: install
 	$(BIN)/python -m stagescreen.crd > crds/screeningstudy.yaml
+	$(BIN)/python -m stagescreen.crd --markdown > docs/spec.md
 
 image:
 	docker build -f Dockerfile.trainer -t stagescreen-trainer:dev .

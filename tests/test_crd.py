@@ -61,9 +61,7 @@ def test_checked_in_crd_is_fresh() -> None:
 
 def test_checked_in_field_reference_is_fresh() -> None:
     checked_in = (ROOT / "docs" / "spec.md").read_text()
-    assert checked_in == markdown_reference(), (
-        "docs/spec.md is stale: run `.venv/bin/python -m stagescreen.crd --markdown > docs/spec.md`"
-    )
+    assert checked_in == markdown_reference(), "docs/spec.md is stale: run `make crds`"
 
 
 def test_every_property_has_a_description() -> None:
