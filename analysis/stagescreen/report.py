@@ -318,18 +318,18 @@ def effects_figure(
                 y = np.array([p[3] for p in rows])
                 lower = np.array([p[3] - p[4] if p[4] is not None else np.nan for p in rows])
                 upper = np.array([p[5] - p[3] if p[5] is not None else np.nan for p in rows])
-                axes.errorbar(
+                bars = axes.errorbar(
                     x,
                     y,
-                    yerr=np.vstack([lower, upper]),
+                    yerr=np.clip(np.vstack([lower, upper]), 0.0, None),
                     color=COLOURS[t % len(COLOURS)],
                     marker=MARKERS[s % len(MARKERS)],
                     markersize=5,
                     capsize=3,
                     linewidth=1.2,
                     label=_factor_label(study, term) if s == 0 else None,
-                    gid=f"effect:{name}:{term}",
                 )
+                bars.lines[0].set_gid(f"effect:{name}:{term}")
         axes.axhline(0.0, color="black", linewidth=0.8)
         axes.set_xticks(range(len(budgets)), [fmt_budget(b) for b in budgets])
         axes.set_xlim(-0.6, len(budgets) - 0.4)
@@ -458,17 +458,20 @@ def anchor_figure(
                         gid=f"seeds:{label}",
                     )
                     mean, low, high = _cell_interval(cells, pool, budget, label, values)
-                    axes.errorbar(
+                    # An interval that misses its mean (inconsistent input) draws as none.
+                    bars = axes.errorbar(
                         [i + 0.12],
                         [mean],
-                        yerr=None if low is None or high is None else [[mean - low], [high - mean]],
+                        yerr=None
+                        if low is None or high is None
+                        else [[max(mean - low, 0.0)], [max(high - mean, 0.0)]],
                         color="black",
                         marker="o",
                         markersize=6,
                         capsize=4,
                         zorder=3,
-                        gid=f"mean:{label}",
                     )
+                    bars.lines[0].set_gid(f"mean:{label}")
                 axes.set_xticks(range(len(order)), order, fontsize=8)
                 axes.set_xlim(-0.6, len(order) - 0.4)
                 where = f"{pool}, " if pool else ""
@@ -872,7 +875,7 @@ def _stage_section(
         return "\n".join(parts)
     if outcome is None:
         n = 0 if data.results is None else len(data.results)
-        parts.append(f"**Analysis not run yet**: {n} run(s) in `{RESULTS}`, no `{OUTCOME}`.")
+        parts += [f"**Analysis not run yet**: {n} run(s) in `{RESULTS}`, no `{OUTCOME}`.", ""]
     else:
         retained = [str(r) for r in _list(outcome.get("retained"))]
         sections: list[tuple[str, str]] = [("Runs", _runs_section(outcome))]
