@@ -581,12 +581,11 @@ def test_stage_reports_link_figures_beside_them(paper_report: dict[str, bytes]) 
 
 
 def test_figures_are_deterministic(paper_data: StudyData, paper_report: dict[str, bytes]) -> None:
-    stage = next(s for s in paper_data.stages if s.name == "long-horizon")
+    stage = next(s for s in paper_data.stages if s.name == "confirm")
     assert stage.outcome is not None
-    figure = anchor_figure(stage.results, stage.outcome["ranking"], pools=["a100", "l40s"])
+    figure = variance_figure(stage.outcome["variance_shares"])
     assert figure is not None
-    assert png_bytes(figure) == png_bytes(figure)
-    assert png_bytes(figure) != paper_report["stages/long-horizon/anchors.png"]  # titles differ
+    assert png_bytes(figure) == paper_report["stages/confirm/variance-shares.png"]
 
 
 def test_a_stage_outcome_of_nothing_but_nulls_renders(paper_data: StudyData) -> None:

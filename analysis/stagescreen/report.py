@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -302,7 +303,9 @@ def effects_figure(
     terms = sorted({p[1] for p in points}, key=lambda t: (len(t), t))
     budgets = sorted({p[2] for p in points})
     with _styled():
-        figure = Figure(figsize=(max(5.5, 1.6 * len(budgets) + 3), 4.2), dpi=DPI)
+        figure = Figure(
+            figsize=(max(5.5, 1.6 * len(budgets) + 3), 4.2), dpi=DPI, layout="constrained"
+        )
         axes = figure.add_subplot()
         slots = len(terms) * len(labels)
         step = min(0.7 / max(slots, 1), 0.12)
@@ -343,8 +346,7 @@ def effects_figure(
                     Line2D([], [], color="grey", marker=MARKERS[s % len(MARKERS)], linestyle="")
                 )
                 names.append(name)
-        axes.legend(handles, names, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        figure.tight_layout()
+        figure.legend(handles, names, loc="outside right center")
     return figure
 
 
@@ -359,7 +361,7 @@ def variance_figure(shares: Any, *, metric: str = "val_bpb") -> Figure | None:
         return None
     rows.sort(key=lambda r: (r[0] == "residual", -r[1]))
     with _styled():
-        figure = Figure(figsize=(6.0, 0.45 * len(rows) + 1.4), dpi=DPI)
+        figure = Figure(figsize=(6.0, 0.45 * len(rows) + 1.4), dpi=DPI, layout="constrained")
         axes = figure.add_subplot()
         positions = np.arange(len(rows))[::-1]
         bars = axes.barh(
@@ -373,7 +375,6 @@ def variance_figure(shares: Any, *, metric: str = "val_bpb") -> Figure | None:
         axes.set_xlabel("share of total sum of squares (η²)")
         axes.set_title(f"Where the variance in {metric} comes from (Type-II ANOVA)")
         axes.grid(axis="y", visible=False)
-        figure.tight_layout()
     return figure
 
 
@@ -436,6 +437,7 @@ def anchor_figure(
         figure = Figure(
             figsize=(max(4.2, 0.9 * len(order) + 1.5) * cols, 3.6 * rows + 0.6),
             dpi=DPI,
+            layout="constrained",
         )
         grid = figure.subplots(rows, cols, squeeze=False)
         for r, pool in enumerate(pool_order):
@@ -478,10 +480,10 @@ def anchor_figure(
                 axes.set_title(f"{where}{fmt_budget(budget)}")
                 if c == 0:
                     axes.set_ylabel(metric)
-        figure.suptitle(
-            title or f"{metric} per anchor: seed runs (points), mean and 95% interval (black)"
-        )
-        figure.tight_layout()
+        width = figure.get_figwidth()
+        heading = title or f"{metric} per anchor"
+        key = "points: seed runs; black: mean and 95% interval"
+        figure.suptitle("\n".join([*textwrap.wrap(heading, int(width * 11)), key]), fontsize=10)
     return figure
 
 
@@ -1023,7 +1025,7 @@ def _stage_figures(data: StageData, study: Study) -> dict[str, tuple[Figure, str
             metric=metric,
             goal=goal,
             pools=data.stage.pools,
-            title=f"{metric} per anchor in {data.name}: seed runs, mean and 95% interval (black)",
+            title=f"{metric} per anchor in {data.name}",
         )
         if figure is not None:
             out["anchors.png"] = (

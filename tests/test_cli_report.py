@@ -1,0 +1,139 @@
+"""`stagescreen report URI`: a stored study's report written beside it, locally and on S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from seaweed import S3Endpoint
+from test_report import PAPER, PNG_MAGIC, write_programme
+from typer.testing import CliRunner
+
+from stagescreen.store import LocalStore, open_store
+from stagescreen_operator.cli import app
+from stagescreen_operator.cli.report import split_study_uri
+
+runner = CliRunner()
+
+
+def report(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["report", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("uri", "root", "study"),
+    [
+        ("./runs/quickstart", "runs", "quickstart"),
+        ("runs/quickstart/", "runs", "quickstart"),
+        ("quickstart", ".", "quickstart"),
+        ("/data/runs/paper", "/data/runs", "paper"),
+        ("file:///data/runs/paper", "file:///data/runs", "paper"),
+        ("s3://bucket/prefix/paper", "s3://bucket/prefix", "paper"),
+        ("s3://bucket/a/b/paper/", "s3://bucket/a/b", "paper"),
+        ("s3://bucket/paper", "s3://bucket", "paper"),
+    ],
+)
+def test_the_last_path_segment_is_the_study_and_the_rest_the_store_root(
+    uri: str, root: str, study: str
+) -> None:
+    assert split_study_uri(uri) == (root, study)
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket", "s3://bucket/", "", "."])
+def test_a_uri_without_a_study_segment_is_refused(uri: str) -> None:
+    with pytest.raises(ValueError, match="study"):
+        split_study_uri(uri)
+
+
+def test_local_report_is_written_beside_the_study(tmp_path: Path) -> None:
+    write_programme(LocalStore(tmp_path / "runs"))
+    code, out, _ = report(str(tmp_path / "runs" / "quickstart"))
+    assert code == 0
+    study = tmp_path / "runs" / "quickstart"
+    assert out.splitlines()[0] == f"report: {(study / 'report.md').as_uri()}"
+    assert f"  {(study / 'stages' / 'screen' / 'effects.png').as_uri()}" in out.splitlines()
+    markdown = (study / "report.md").read_text()
+    assert "# Study `quickstart`" in markdown
+    assert "| 2^3 full factorial | 8 | — | — | — |" in markdown
+    assert "**Not run yet**" in markdown.split("### Stage `confirm`")[1]
+    assert "(stages/screen/effects.png)" in markdown
+    assert (study / "stages" / "screen" / "effects.png").read_bytes().startswith(PNG_MAGIC)
+    assert (study / "stages" / "confirm" / "report.md").read_text().count("Not run yet") == 1
+
+
+def test_out_directory_receives_the_report_and_the_store_is_left_alone(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "runs")
+    write_programme(store)
+    before = store.list()
+    code, out, _ = report(str(tmp_path / "runs" / "quickstart"), "--out", str(tmp_path / "out"))
+    assert code == 0
+    assert store.list() == before
+    assert (tmp_path / "out" / "report.md").is_file()
+    assert (tmp_path / "out" / "main-effects.png").read_bytes().startswith(PNG_MAGIC)
+    assert (tmp_path / "out" / "stages" / "screen" / "effects.png").is_file()
+    assert str(tmp_path / "out") in out
+
+
+def test_a_study_with_only_its_spec_reports_every_stage_as_not_run(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_text("paper/spec.yaml", PAPER.read_text())
+    code, _, _ = report(str(tmp_path / "paper"))
+    assert code == 0
+    markdown = (tmp_path / "paper" / "report.md").read_text()
+    assert markdown.count("**Not run yet**") == 10
+    assert "No stage has a best condition yet." in markdown
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def test_no_spec_at_the_uri_exits_2_naming_the_uri_and_what_was_expected(tmp_path: Path) -> None:
+    code, out, err = report(str(tmp_path / "runs" / "nothing"))
+    assert code == 2
+    assert out == ""
+    assert f"no study at {str(tmp_path / 'runs' / 'nothing')!r}" in err
+    assert f"expected spec.yaml at {(tmp_path / 'runs' / 'nothing' / 'spec.yaml').as_uri()}" in err
+
+
+def test_an_invalid_spec_exits_2_with_its_field_paths(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    text = PAPER.read_text().replace("high: 8, scale: integer", "high: 6, scale: integer")
+    store.put_text("paper/spec.yaml", text)
+    code, _, err = report(str(tmp_path / "paper"))
+    assert code == 2
+    assert "is not a valid study" in err and "spec.factors[0]" in err
+
+
+def test_a_bucket_without_a_study_exits_2() -> None:
+    code, _, err = report("s3://bucket")
+    assert code == 2
+    assert "names a bucket but no study" in err
+
+
+@pytest.mark.integration
+def test_s3_report_is_written_beside_the_study(
+    seaweedfs: S3Endpoint, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    write_programme(open_store(f"s3://{s3_bucket}/team/studies"))
+    code, out, err = report(f"s3://{s3_bucket}/team/studies/quickstart")
+    assert code == 0, err
+    assert out.splitlines()[0] == f"report: s3://{s3_bucket}/team/studies/quickstart/report.md"
+    client = seaweedfs.client()
+    body = client.get_object(Bucket=s3_bucket, Key="team/studies/quickstart/report.md")
+    assert "# Study `quickstart`" in body["Body"].read().decode()
+    figure = client.get_object(
+        Bucket=s3_bucket, Key="team/studies/quickstart/stages/screen/effects.png"
+    )
+    assert figure["Body"].read().startswith(PNG_MAGIC)
+
+
+@pytest.mark.integration
+def test_s3_uri_without_a_spec_exits_2(
+    seaweedfs: S3Endpoint, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    code, _, err = report(f"s3://{s3_bucket}/team/missing")
+    assert code == 2
+    assert f"expected spec.yaml at s3://{s3_bucket}/team/missing/spec.yaml" in err
