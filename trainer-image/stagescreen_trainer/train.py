@@ -25,7 +25,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -63,6 +63,8 @@ from stagescreen_trainer.tokenizer import (
 )
 
 SCHEMA_VERSION = 1
+# datetime.UTC needs Python 3.11; CUDA base images may ship an older interpreter.
+UTC = timezone.utc  # noqa: UP017
 EXIT_OK, EXIT_BAD_CONFIG, EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 4, 75
 
 
@@ -308,12 +310,13 @@ class Run:
             synchronize(self.device)
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=self.device)
-            for _ in range(c.grad_accum_steps):
+            for micro in range(c.grad_accum_steps):
                 inputs, targets = self.train.next_batch()
                 inputs = inputs.to(self.device, non_blocking=True)
                 targets = targets.to(self.device, non_blocking=True)
-                with self.autocast:
-                    loss = self.forward(inputs, targets)
+                loss = self.compiled_forward(
+                    inputs, targets, first=p.step == first_step and micro == 0
+                )
                 loss_sum += loss.detach()
                 (loss / c.grad_accum_steps).backward()
             progress = progress_of(p.training_s, p.step, c)
@@ -361,6 +364,23 @@ class Run:
                 and p.training_s - p.last_checkpoint_training_s >= c.CHECKPOINT_EVERY
             ):
                 self.checkpoint("interval")
+
+    def compiled_forward(self, inputs: torch.Tensor, targets: torch.Tensor, first: bool) -> Any:
+        """The loss; if torch.compile cannot build the graph (no C compiler for Triton in a
+        slim image, an unsupported op), fall back to eager once, say so, and go on."""
+        try:
+            with self.autocast:
+                return self.forward(inputs, targets)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:
+            if not (first and self.compile):
+                raise
+            self.log(f"torch.compile failed, running eager: {type(error).__name__}: {error}")
+            self.facts["compile_error"] = f"{type(error).__name__}: {str(error)[:500]}"
+            self.compile, self.forward = False, self.model
+            with self.autocast:
+                return self.forward(inputs, targets)
 
     def progress_line(self, dt: float) -> str:
         c, p = self.config, self.progress
@@ -439,6 +459,7 @@ class Run:
             "device_name": self.facts.get("device_name"),
             "attention": self.facts.get("attention"),
             "compiled": getattr(self, "compile", None),
+            "compile_error": self.facts.get("compile_error"),
             "threads": torch.get_num_threads(),
             "host": socket.gethostname(),
             "versions": {

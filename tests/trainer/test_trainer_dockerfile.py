@@ -1,0 +1,31 @@
+"""The trainer image's Dockerfile: hadolint-clean, non-root, the trainer as its entry point."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile.trainer"
+
+
+def test_hadolint_finds_nothing() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    done = subprocess.run(
+        [str(hadolint), str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == ""
+
+
+def test_final_stage_runs_the_trainer_as_an_unprivileged_user_without_pip() -> None:
+    final = DOCKERFILE.read_text().split("\nFROM ")[-1]
+    assert final.startswith("${BASE_IMAGE}")
+    assert "USER 10001" in final and "USER root" not in final
+    assert 'ENTRYPOINT ["python", "-m", "stagescreen_trainer"]' in final
+    assert "pip install" not in final and "apt-get" not in final
+    assert "COPY trainer-image/stagescreen_trainer" in final
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert base and re.fullmatch(r"pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime", base[1])
