@@ -721,3 +721,15 @@ def test_write_report_puts_files_beside_the_study_data(tmp_path: Path) -> None:
     markdown = (study / "report.md").read_text()
     assert "**Not run yet**" in markdown.split("### Stage `confirm`")[1]
     assert "Not written yet: no `manifest.json`." in markdown
+
+
+def test_simulated_results_are_labelled_synthetic_and_real_ones_are_not(
+    paper_data: StudyData,
+) -> None:
+    """A report built from `stagescreen simulate` output must never pass for real runs."""
+    assert "SYNTHETIC" not in render_report(paper_data).files["report.md"].decode()
+    first = paper_data.stages[0]
+    assert first.results is not None
+    simulated = StageData(first.stage, first.outcome, first.results.assign(synthetic=True))
+    data = StudyData(paper_data.study, (simulated, *paper_data.stages[1:]), paper_data.manifest)
+    assert "**SYNTHETIC**" in render_report(data).files["report.md"].decode()

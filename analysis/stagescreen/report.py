@@ -1035,6 +1035,18 @@ def _stage_figures(data: StageData, study: Study) -> dict[str, tuple[Figure, str
     return out
 
 
+SYNTHETIC_BANNER = (
+    "> **SYNTHETIC**: these results were simulated on planted effects by `stagescreen "
+    "simulate`; no model was trained. They show what the design can detect, not what a "
+    "recipe does."
+)
+
+
+def _synthetic(results: pd.DataFrame | None) -> bool:
+    """Whether a results table came from `stagescreen simulate` rather than real runs."""
+    return results is not None and "synthetic" in results and bool(results["synthetic"].any())
+
+
 def render_report(data: StudyData) -> Report:
     """Every file of a study's report: the study report.md, each stage's report.md, figures."""
     study = data.study
@@ -1057,7 +1069,10 @@ def render_report(data: StudyData) -> Report:
         if s.stage.kind == "screen" and s.outcome is not None
     ]
     main = effects_figure(screens, metric=metric, study=study)
-    parts = [f"# Study `{study.name}`", "", "## Summary", "", _study_summary(study), ""]
+    parts = [f"# Study `{study.name}`", ""]
+    if any(_synthetic(stage.results) for stage in data.stages):
+        parts += [SYNTHETIC_BANNER, ""]
+    parts += ["## Summary", "", _study_summary(study), ""]
     parts += ["## Best condition", ""]
     chosen = best_overall(data.stages, goal)
     if chosen is None:
