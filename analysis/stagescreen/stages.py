@@ -497,7 +497,7 @@ def greedy_climbs(
             evaluated: dict[tuple[int, ...], float | None] = {}
             for point, group in rows.groupby(list(codes), sort=False):
                 values_of_point = point if isinstance(point, tuple) else (point,)
-                point_key = tuple(int(str(v)) for v in values_of_point)
+                point_key = tuple(int(float(str(v))) for v in values_of_point)
                 if set(group["seed"]) >= set(stage.seeds):
                     values = succeeded(group, metric)[metric]
                     evaluated[point_key] = float(values.mean()) if len(values) else None

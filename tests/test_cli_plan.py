@@ -1,0 +1,109 @@
+"""`stagescreen plan`: runs, GPU-hours per pool and wall-clock per stage, before anything runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stagescreen_operator.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+PAPER = ROOT / "examples" / "paper.yaml"
+runner = CliRunner()
+
+
+def plan_json(path: Path, *options: str) -> dict:
+    result = runner.invoke(app, ["plan", str(path), "--json", *options])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_quickstart_table() -> None:
+    result = runner.invoke(app, ["plan", str(QUICKSTART)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "Study 'quickstart': 2 stages, parallelism 2, overhead 0 s per run",
+        "stage    kind     budgets  seeds  runs  cpu GPU-h  wall-clock",
+        "screen   screen   10s,20s      1    16       0.00          2m",
+        "confirm  confirm  10s,20s      2    12       0.00          2m",
+        "total                               28       0.00          4m",
+        "GPU-hours count training budgets only; --overhead 90s adds start-up and eval.",
+    ]
+    assert result.stderr == ""
+
+
+def test_quickstart_json_figures() -> None:
+    document = plan_json(QUICKSTART)
+    assert (document["study"], document["overhead_s"], document["parallelism"]) == (
+        "quickstart",
+        0,
+        2,
+    )
+    assert [(s["stage"], s["kind"], s["runs"]) for s in document["stages"]] == [
+        ("screen", "screen", 16),
+        ("confirm", "confirm", 12),
+    ]
+    # Screen: 8 runs of 20 s and 8 of 10 s on 2 slots = 120 s; confirm: 6 + 6 runs = 90 s.
+    assert [s["wall_hours"] * 3600 for s in document["stages"]] == [
+        pytest.approx(120),
+        pytest.approx(90),
+    ]
+    assert document["stages"][0]["gpu_hours"] == {"cpu": 0.0}  # a CPU pool has no GPUs
+    assert document["total"]["runs"] == 28
+    assert document["total"]["wall_hours"] * 3600 == pytest.approx(210)
+    assert document["max_gpu_hours"] is None
+
+
+def test_overhead_is_added_to_every_run() -> None:
+    plain = plan_json(PAPER)
+    padded = plan_json(PAPER, "--overhead", "90s")
+    assert padded["overhead_s"] == 90
+    # Screen: 16 conditions x (2 + 5 + 10 min) on one GPU, then 48 runs x 90 s more.
+    assert plain["stages"][0]["gpu_hours"]["a100"] == pytest.approx(16 * 1020 / 3600)
+    assert padded["stages"][0]["gpu_hours"]["a100"] == pytest.approx((16 * 1020 + 48 * 90) / 3600)
+    assert padded["total"]["wall_hours"] > plain["total"]["wall_hours"]
+    assert padded["total"]["runs"] == plain["total"]["runs"] == 584
+
+
+def test_paper_table_has_a_column_per_pool_and_no_warning_under_the_limit() -> None:
+    result = runner.invoke(app, ["plan", str(PAPER)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].split() == [
+        "stage", "kind", "budgets", "seeds", "runs",
+        "a100", "GPU-h", "l40s", "GPU-h", "wall-clock",
+    ]  # fmt: skip
+    assert lines[-3].split()[:7] == [
+        "long-horizon", "long-horizon", "12h,24h", "2", "24", "216.0", "216.0",
+    ]  # fmt: skip
+    assert lines[-2].split()[:2] == ["total", "584"]
+    assert "warning" not in result.stderr
+
+
+def test_more_gpu_hours_than_the_limit_warns(tmp_path: Path) -> None:
+    study = tmp_path / "tight.yaml"
+    study.write_text(PAPER.read_text().replace("maxGpuHours: 600", "maxGpuHours: 100"))
+    result = runner.invoke(app, ["plan", str(study)])
+    assert result.exit_code == 0, result.output
+    assert "exceeds spec.limits.maxGpuHours (100)" in result.stderr
+    assert plan_json(study)["max_gpu_hours"] == 100
+
+
+def test_invalid_study_exits_2_naming_the_field(tmp_path: Path) -> None:
+    study = tmp_path / "bad.yaml"
+    study.write_text(QUICKSTART.read_text().replace("parallelism: 2", "parallelism: 0"))
+    result = runner.invoke(app, ["plan", str(study)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"{study}: spec.limits.parallelism:" in result.stderr
+
+
+def test_bad_overhead_exits_2_naming_the_option() -> None:
+    result = runner.invoke(app, ["plan", str(QUICKSTART), "--overhead", "soon"])
+    assert result.exit_code == 2
+    assert "--overhead 'soon'" in result.stderr
+    assert "120s" in result.stderr  # says what would be accepted

@@ -1,0 +1,319 @@
+"""Stage outcome records and the run manifest (the paper's Table 1), and publishing them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from seaweed import S3Endpoint
+
+from stagescreen import effects as fx
+from stagescreen import outcome, publish, stages, synthetic
+from stagescreen.spec import Study, load_study
+from stagescreen.store import LocalStore, Store, open_store
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART_TEXT = (ROOT / "examples" / "quickstart.yaml").read_text()
+# The quickstart on a pool with two GPUs per run, so GPU-seconds are visible.
+QUICKSTART = load_study(QUICKSTART_TEXT.replace("gpus: 0", "gpus: 2"))
+SPEC = QUICKSTART.spec
+MODEL = synthetic.ResponseModel(effects={"A": 0.10, "B": -0.05, "C": 0.02}, overhead_s=45.0)
+
+
+@pytest.fixture(scope="module")
+def screen() -> pd.DataFrame:
+    return synthetic.simulate_stage(SPEC, "screen", pd.DataFrame(), MODEL)
+
+
+@pytest.fixture(scope="module")
+def both(screen: pd.DataFrame) -> pd.DataFrame:
+    return synthetic.simulate_stage(SPEC, "confirm", screen, MODEL)
+
+
+def record(results: pd.DataFrame, stage: str) -> dict:
+    return outcome.stage_outcome(SPEC, SPEC.stage(stage), results, "quickstart")
+
+
+def test_runs_count_failed_and_missing_runs(screen: pd.DataFrame) -> None:
+    failed_id, missing_id = screen["run_id"].iloc[3], screen["run_id"].iloc[9]
+    results = screen[screen["run_id"] != missing_id].copy()
+    results.loc[results["run_id"] == failed_id, ["status", "val_bpb"]] = ["failed", np.nan]
+    runs = record(results, "screen")["runs"]
+    assert runs == {
+        "planned": 16,
+        "succeeded": 14,
+        "failed": 1,
+        "diverged": 0,
+        "missing": [missing_id],
+    }
+
+
+def test_a_stage_without_results_has_a_record_and_a_note(screen: pd.DataFrame) -> None:
+    out = record(screen, "confirm")
+    assert out["runs"]["planned"] == 12
+    assert out["runs"]["succeeded"] == 0
+    assert len(out["runs"]["missing"]) == 12
+    assert out["notes"] == ["no succeeded runs yet"]
+    assert out["best"] is None
+    assert out["effects"] is None
+
+
+def test_screen_record_has_effects_relaxation_and_what_it_promotes(screen: pd.DataFrame) -> None:
+    out = record(screen, "screen")
+    assert (out["schema_version"], out["study"], out["stage"], out["kind"]) == (
+        1,
+        "quickstart",
+        "screen",
+        "screen",
+    )
+    assert [family["by"] for family in out["effects"]["families"]] == [
+        {"budget_s": 10},
+        {"budget_s": 20},
+    ]
+    doubled = [r for r in out["relaxation"] if r["budget"] == 20]
+    assert [r["term"] for r in doubled] == ["A", "B", "C"]
+    # The model shrinks effects by 2**-0.8 per doubling of budget.
+    assert doubled[0]["ratio"] == pytest.approx(2**-0.8, abs=0.02)
+    assert out["variance_shares"] is None
+    promoted = {(p["to_stage"], p["rule"], p["role"], p["condition_id"]) for p in out["promoted"]}
+    # A+ raises the metric, B+ lowers it: best A-,B+,C-; worst A+,B-,C+ (full 2^3 ids).
+    assert promoted == {
+        ("confirm", "best", "best", "c03"),
+        ("confirm", "worst", "worst", "c06"),
+        ("confirm", "bridge", "bridge", "c03-b0"),
+    }
+    assert next(p for p in out["promoted"] if p["role"] == "bridge")["levels"] == {
+        "A": -1,
+        "B": 0,
+        "C": -1,
+    }
+
+
+def test_ranking_is_per_budget_and_pool_and_best_is_at_the_longest_budget(
+    screen: pd.DataFrame,
+) -> None:
+    results = screen.copy()
+    # c08 is best at 10 s only; at 20 s c03 stays best.
+    results.loc[(results["condition_id"] == "c08") & (results["budget_s"] == 10), "val_bpb"] = 0.5
+    out = record(results, "screen")
+    ranking = out["ranking"]
+    assert [(r["budget_s"], r["rank"]) for r in ranking] == [(10, i) for i in range(1, 9)] + [
+        (20, i) for i in range(1, 9)
+    ]
+    assert ranking[0]["condition_id"] == "c08"
+    assert ranking[8]["condition_id"] == "c03"
+    assert all(r["pool"] == "cpu" and r["n"] == 1 for r in ranking)
+    assert out["best"]["condition_id"] == "c03"
+    assert out["best"]["budget_s"] == 20
+    assert out["best"]["levels"] == {"A": -1, "B": 1, "C": -1}
+    assert out["best"]["hyperparameters"] == {"DEPTH": 1, "ASPECT_RATIO": 64, "MATRIX_LR": 0.02}
+
+
+def test_confirm_record_counts_wins_between_roles_and_shares_variance(
+    both: pd.DataFrame,
+) -> None:
+    out = record(both, "confirm")
+    assert out["runs"]["succeeded"] == 12
+    assert {(w["budget_s"], w["left"], w["right"]) for w in out["win_counts"]} == {
+        (budget, left, right)
+        for budget in (10, 20)
+        for left, right in (("best", "bridge"), ("best", "worst"), ("bridge", "worst"))
+    }
+    best_vs_worst = [w for w in out["win_counts"] if (w["left"], w["right"]) == ("best", "worst")]
+    # Two seeds each side: 2 x 2 pairings, and the planted gap is far above the noise.
+    assert [(w["wins"], w["ties"], w["total"]) for w in best_vs_worst] == [(4, 0, 4), (4, 0, 4)]
+    terms = [share["term"] for share in out["variance_shares"]]
+    assert "seed" in " ".join(terms)
+    assert any("budget" in t and "condition" in t for t in terms)
+    assert sum(share["eta_sq"] for share in out["variance_shares"]) == pytest.approx(1.0)
+    assert [a["role"] for a in out["anchors"]] == ["best", "worst", "bridge"]
+    assert {r["role"] for r in out["ranking"]} == {"best", "worst", "bridge"}
+    assert out["effects"] is None
+    assert out["promoted"] == []
+
+
+def test_one_budget_confirm_has_no_variance_shares() -> None:
+    study = load_study(
+        QUICKSTART_TEXT.replace(
+            "budgets: [10s, 20s]\n      seeds: 2", "budgets: [20s]\n      seeds: 2"
+        )
+    )
+    results = synthetic.simulate_stage(study.spec, "screen", pd.DataFrame(), MODEL)
+    results = synthetic.simulate_stage(study.spec, "confirm", results, MODEL)
+    out = outcome.stage_outcome(study.spec, study.spec.stage("confirm"), results, "quickstart")
+    assert out["variance_shares"] is None
+    assert out["win_counts"]
+
+
+@pytest.mark.parametrize(
+    ("families", "kept"),
+    [
+        ({}, []),
+        # Only the longest budget counts: B is large at 300 s but not at 600 s.
+        (
+            {
+                600: {"A": (0.10, 0.05, 0.15, 0.001), "B": (0.02, -0.01, 0.05, 0.2)},
+                300: {"B": (0.30, 0.20, 0.40, 0.001)},
+            },
+            ["A"],
+        ),
+        # Interval excludes zero but q above the threshold: not retained.
+        ({600: {"A": (0.10, 0.01, 0.19, 0.06)}}, []),
+        # q small but the interval straddles zero: not retained.
+        ({600: {"A": (0.10, -0.01, 0.21, 0.01)}}, []),
+        # Largest absolute effect first, negative ones included; interactions never.
+        (
+            {
+                60: {
+                    "A": (0.05, 0.01, 0.09, 0.01),
+                    "D": (-0.2, -0.3, -0.1, 0.001),
+                    "A:D": (0.5, 0.4, 0.6, 0.001),
+                }
+            },
+            ["D", "A"],
+        ),
+    ],
+)
+def test_retained_factors_hold_at_the_longest_budget(
+    families: dict[int, dict[str, tuple[float, float, float, float]]], kept: list[str]
+) -> None:
+    fitted = [
+        fx.Family(
+            by={"budget_s": budget},
+            n=16,
+            df_resid=10,
+            effects=tuple(
+                fx.Effect(term, effect, ci_low=low, ci_high=high, p=q, q=q)
+                for term, (effect, low, high, q) in terms.items()
+            ),
+        )
+        for budget, terms in families.items()
+    ]
+    assert outcome.retained_factors(fitted) == kept
+
+
+def test_manifest_counts_runs_and_gpu_seconds_per_stage_and_pool(both: pd.DataFrame) -> None:
+    results = both.copy()
+    failed = results["run_id"] == results["run_id"].iloc[0]
+    results.loc[failed, ["status", "val_bpb"]] = ["failed", np.nan]
+    results.loc[results["run_id"] == results["run_id"].iloc[1], "wall_s"] = np.nan
+    table = outcome.manifest(SPEC, results, "quickstart")
+    # Screen: 8 runs of 10 s and 8 of 20 s, each plus 45 s overhead, except one run without
+    # a wall time that counts its 10 s budget; two GPUs per run.
+    screen_seconds = (8 * 55 + 8 * 65 - 45) * 2
+    confirm_seconds = (6 * 55 + 6 * 65) * 2
+    assert table["stages"] == [
+        {
+            "stage": "screen",
+            "kind": "screen",
+            "pool": "cpu",
+            "budgets_s": [10, 20],
+            "planned": 16,
+            "succeeded": 15,
+            "failed": 1,
+            "diverged": 0,
+            "gpu_seconds": pytest.approx(screen_seconds),
+        },
+        {
+            "stage": "confirm",
+            "kind": "confirm",
+            "pool": "cpu",
+            "budgets_s": [10, 20],
+            "planned": 12,
+            "succeeded": 12,
+            "failed": 0,
+            "diverged": 0,
+            "gpu_seconds": pytest.approx(confirm_seconds),
+        },
+    ]
+    assert table["total"] == {
+        "planned": 28,
+        "succeeded": 27,
+        "failed": 1,
+        "diverged": 0,
+        "gpu_seconds": pytest.approx(screen_seconds + confirm_seconds),
+    }
+    assert table["pools"] == {
+        "cpu": {"runs": 28, "gpu_seconds": pytest.approx(screen_seconds + confirm_seconds)}
+    }
+    assert (table["schema_version"], table["study"]) == (1, "quickstart")
+
+
+def test_manifest_before_any_run_plans_every_stage() -> None:
+    table = outcome.manifest(SPEC, pd.DataFrame(), "quickstart")
+    assert [(line["stage"], line["planned"], line["gpu_seconds"]) for line in table["stages"]] == [
+        ("screen", 16, 0.0),
+        ("confirm", 12, 0.0),
+    ]
+    assert table["total"]["succeeded"] == 0
+
+
+def test_manifest_splits_a_two_pool_stage() -> None:
+    paper = load_study(ROOT / "examples" / "paper.yaml").spec
+    plan = stages.plan_stage(paper, paper.stage("screen"), pd.DataFrame())
+    long_runs = [
+        stages.PlannedRun(**{**run.__dict__, "stage": "long-horizon", "pool": pool})
+        for run in plan.runs[:3]
+        for pool in ("a100", "l40s")
+    ]
+    results = synthetic.simulate_runs(long_runs, MODEL, "val_bpb")
+    lines = [
+        (line["stage"], line["pool"], line["planned"], line["succeeded"])
+        for line in outcome.manifest(paper, results, "paper")["stages"]
+        if line["stage"] == "long-horizon"
+    ]
+    assert lines == [("long-horizon", "a100", 12, 3), ("long-horizon", "l40s", 12, 3)]
+
+
+# --- publishing -------------------------------------------------------------------------------
+
+
+def publish_quickstart(store: Store, study: Study, results: pd.DataFrame) -> None:
+    publish.publish_spec(store, study)
+    for stage in ("screen", "confirm"):
+        publish.publish_stage(store, study, stage, results)
+
+
+EXPECTED_KEYS = [
+    "quickstart/manifest.json",
+    "quickstart/spec.yaml",
+    "quickstart/stages/confirm/outcome.json",
+    "quickstart/stages/confirm/results.parquet",
+    "quickstart/stages/screen/outcome.json",
+    "quickstart/stages/screen/results.parquet",
+]
+
+
+def check_published(store: Store, results: pd.DataFrame) -> None:
+    assert store.list("") == EXPECTED_KEYS
+    screen = store.get_frame("quickstart/stages/screen/results.parquet")
+    assert len(screen) == 16
+    assert set(screen["stage"]) == {"screen"}
+    assert store.get_json("quickstart/stages/confirm/outcome.json")["runs"]["succeeded"] == 12
+    assert store.get_json("quickstart/manifest.json")["total"]["planned"] == 28
+    assert load_study(store.get_text("quickstart/spec.yaml")) == QUICKSTART
+
+
+def test_publish_writes_the_design_keys_to_a_local_store(
+    tmp_path: Path, both: pd.DataFrame
+) -> None:
+    store = LocalStore(tmp_path)
+    publish_quickstart(store, QUICKSTART, both)
+    check_published(store, both)
+
+
+@pytest.mark.integration
+def test_publish_writes_the_design_keys_to_s3(
+    seaweedfs: S3Endpoint, s3_bucket: str, both: pd.DataFrame
+) -> None:
+    store = open_store(
+        f"s3://{s3_bucket}",
+        endpoint_url=seaweedfs.url,
+        access_key=seaweedfs.access_key,
+        secret_key=seaweedfs.secret_key,
+        region=seaweedfs.region,
+    )
+    publish_quickstart(store, QUICKSTART, both)
+    check_published(store, both)

@@ -1,0 +1,138 @@
+"""Planted-effect simulation: deterministic draws, the response model, and effects recovered.
+
+Recovery closes the loop the way DESIGN.md's test layers ask: effects planted in synthetic
+data come back out of the screen's analysis (`stagescreen.outcome`) within their noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stagescreen import outcome, stages, synthetic
+from stagescreen.spec import load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = load_study(ROOT / "examples" / "paper.yaml").spec
+CODES = ["A", "B", "C", "D", "E"]
+
+
+def screen_runs() -> list[stages.PlannedRun]:
+    return list(stages.plan_stage(PAPER, PAPER.stage("screen"), pd.DataFrame()).runs)
+
+
+def test_a_run_draws_the_same_value_whatever_the_order() -> None:
+    model = synthetic.ResponseModel(effects={"A": 0.1})
+    runs = screen_runs()
+    forward = synthetic.simulate_runs(runs, model, "val_bpb").set_index("run_id")["val_bpb"]
+    backward = synthetic.simulate_runs(runs[::-1], model, "val_bpb").set_index("run_id")
+    assert backward["val_bpb"].loc[forward.index].tolist() == forward.tolist()
+    assert forward.nunique() == len(forward)  # every run has its own noise
+
+
+def test_draw_depends_on_seed_and_run_id() -> None:
+    model = synthetic.ResponseModel(effects={})
+    point = {"A": 1}
+    same = model.draw(point, 600, 1, "screen-c01-10m-s1-a100")
+    assert model.draw(point, 600, 1, "screen-c01-10m-s1-a100") == same
+    assert model.draw(point, 600, 2, "screen-c01-10m-s1-a100") != same
+    assert model.draw(point, 600, 1, "screen-c02-10m-s1-a100") != same
+
+
+def test_without_noise_a_draw_is_the_mean() -> None:
+    model = synthetic.ResponseModel(effects={"A": 0.1}, seed_sd=0.0, noise_sd=0.0)
+    assert model.draw({"A": 1}, 120, 5, "x") == model.mean({"A": 1}, 120)
+
+
+@pytest.mark.parametrize(
+    ("point", "budget_s", "expected"),
+    [
+        ({"A": 1, "B": -1}, 120, 1.30 + 0.05 + 0.01),
+        ({"A": -1, "B": 1}, 120, 1.30 - 0.05 - 0.01),
+        ({"A": 0, "B": 0}, 120, 1.30),
+        # One doubling of budget: base falls by gain, effects shrink by 2**-relaxation.
+        ({"A": 1, "B": 1}, 240, 1.30 - 0.06 + (0.05 - 0.01) * 2**-0.8),
+        ({"A": 1, "B": 1}, 480, 1.30 - 0.12 + (0.05 - 0.01) * 4**-0.8),
+        # The interaction counts half its size times the product of the levels.
+        ({"A": 1, "B": 1, "C": 1}, 120, 1.30 + 0.05 - 0.01 + 0.02),
+        ({"A": 1, "B": 1, "C": -1}, 120, 1.30 + 0.05 - 0.01 - 0.02),
+    ],
+)
+def test_response_model_mean(point: dict[str, int], budget_s: int, expected: float) -> None:
+    model = synthetic.ResponseModel(effects={"A": 0.1, "B": -0.02}, interactions={"A:C": 0.04})
+    assert model.mean(point, budget_s) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "planted"),
+    [
+        ("A=0.1", {"A": 0.1}),
+        ("A=0.1,D=-0.18", {"A": 0.1, "D": -0.18}),
+        (" A = 0.1 , B=2e-2 ,", {"A": 0.1, "B": 0.02}),
+        ("A:B=0.01,E=0", {"A:B": 0.01, "E": 0.0}),
+        ("", {}),
+    ],
+)
+def test_parse_effects(text: str, planted: dict[str, float]) -> None:
+    assert synthetic.parse_effects(text, CODES) == planted
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("A=0.1,Z=0.2", r"effect 'Z=0.2': expected TERM=VALUE .*\(A, B, C, D, E\)"),
+        ("A", r"effect 'A': expected TERM=VALUE"),
+        ("A:Q=0.1", r"effect 'A:Q=0.1'"),
+        ("B=big", r"effect 'B=big': 'big' is not a number"),
+    ],
+)
+def test_parse_effects_names_the_bad_part(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        synthetic.parse_effects(text, CODES)
+
+
+def test_default_effects_cover_every_factor_with_one_null() -> None:
+    planted = synthetic.default_effects(PAPER)
+    assert list(planted) == CODES
+    assert [code for code, size in planted.items() if size == 0.0] == ["E"]
+
+
+def test_simulated_rows_carry_the_results_table_columns() -> None:
+    runs = screen_runs()[:2]
+    model = synthetic.ResponseModel(effects={}, overhead_s=30.0)
+    frame = synthetic.simulate_runs(runs, model, "val_bpb")
+    row = frame.iloc[0]
+    assert (row["stage"], row["run_id"], row["status"]) == ("screen", runs[0].run_id, "succeeded")
+    assert row["wall_s"] == runs[0].budget_s + 30.0
+    assert row["DEPTH"] == runs[0].hyperparameters["DEPTH"]
+    assert row["A"] == runs[0].levels["A"]
+    assert bool(row["synthetic"])
+
+
+def test_seeded_screen_recovers_the_planted_effects_and_retains_exactly_them() -> None:
+    planted = {"A": 0.05, "B": 0.0, "C": -0.03, "D": 0.08, "E": 0.0}
+    model = synthetic.ResponseModel(effects=planted, reference_s=600, seed_sd=0.002, noise_sd=0.004)
+    results = synthetic.simulate_stage(PAPER, "seeded-screen", pd.DataFrame(), model)
+    assert len(results) == 160
+    record = outcome.stage_outcome(PAPER, PAPER.stage("seeded-screen"), results, "paper")
+    longest = next(f for f in record["effects"]["families"] if f["by"]["budget_s"] == 600)
+    estimates = {row["term"]: row for row in longest["effects"]}
+    for code, size in planted.items():
+        # 80 runs at 10 min: the effect's standard error is about 2 * 0.004 / sqrt(80).
+        assert estimates[code]["effect"] == pytest.approx(size, abs=0.004), code
+        assert estimates[code]["ci_low"] <= size <= estimates[code]["ci_high"], code
+    shorter = next(f for f in record["effects"]["families"] if f["by"]["budget_s"] == 300)
+    d_at_5m = next(row for row in shorter["effects"] if row["term"] == "D")["effect"]
+    assert d_at_5m == pytest.approx(0.08 * 2**0.8, abs=0.004)  # larger at the shorter budget
+    assert record["retained"] == ["D", "A", "C"]
+
+
+def test_greedy_stage_is_simulated_until_its_climb_stops() -> None:
+    model = synthetic.ResponseModel(effects=synthetic.default_effects(PAPER))
+    results = synthetic.simulate_stage(PAPER, "greedy-10m", pd.DataFrame(), model)
+    assert 1 < len(results) <= 20
+    assert stages.plan_stage(PAPER, PAPER.stage("greedy-10m"), results).finished
+    assert results["run_id"].is_unique
+    assert results["val_bpb"].notna().all()
