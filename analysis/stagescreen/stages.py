@@ -372,17 +372,29 @@ Condition = tuple[str, Mapping[str, int], str | None]
 """A condition to run: its id, coded levels and anchor role (None outside anchor stages)."""
 
 
-def _expand(spec: StudySpec, stage: Stage, conditions: Sequence[Condition]) -> list[PlannedRun]:
-    """Every condition x budget x seed x pool, in that nesting (condition outermost)."""
+def _expand(
+    spec: StudySpec,
+    stage: Stage,
+    conditions: Sequence[Condition],
+    *,
+    budgets: Sequence[int] = (),
+    pools: Sequence[str] = (),
+    tag: str = "",
+    batch: int | None = None,
+) -> list[PlannedRun]:
+    """Every condition x budget x seed x pool, in that nesting (condition outermost).
+
+    Budgets and pools default to the stage's; a greedy climb narrows them to its own.
+    """
     runs = []
     for cid, levels, role in conditions:
         hyper = decode_levels(levels, spec)
-        for budget in stage.budgets:
+        for budget in budgets or stage.budgets:
             for seed in stage.seeds:
-                for pool in _pools(spec, stage):
+                for pool in pools or _pools(spec, stage):
                     runs.append(
                         PlannedRun(
-                            run_id=run_id(stage.name, cid, budget, seed, pool),
+                            run_id=run_id(stage.name, cid, budget, seed, pool, tag),
                             stage=stage.name,
                             condition_id=cid,
                             levels=dict(levels),
@@ -391,6 +403,7 @@ def _expand(spec: StudySpec, stage: Stage, conditions: Sequence[Condition]) -> l
                             seed=seed,
                             pool=pool,
                             role=role,
+                            batch=batch,
                         )
                     )
     return runs
@@ -464,16 +477,7 @@ def _plan_random(spec: StudySpec, stage: Stage) -> list[PlannedRun]:
     ):
         cid = full_space_id(levels, spec.codes)
         tag = f"b{batch}d{draw:0{width}d}"
-        for run in _expand(spec, stage, [(cid, levels, None)]):
-            runs.append(
-                PlannedRun(
-                    **{
-                        **run.__dict__,
-                        "run_id": run_id(stage.name, cid, run.budget_s, run.seed, run.pool, tag),
-                        "batch": batch,
-                    }
-                )
-            )
+        runs += _expand(spec, stage, [(cid, levels, None)], tag=tag, batch=batch)
     return runs
 
 
@@ -516,22 +520,8 @@ def _plan_greedy(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StageP
         if climb.next_levels is not None:
             points.append(climb.next_levels)
             finished = False
-        for levels in points:
-            cid = full_space_id(levels, spec.codes)
-            hyper = decode_levels(levels, spec)
-            for seed in stage.seeds:
-                runs.append(
-                    PlannedRun(
-                        run_id=run_id(stage.name, cid, budget, seed, pool),
-                        stage=stage.name,
-                        condition_id=cid,
-                        levels=dict(levels),
-                        hyperparameters=hyper,
-                        budget_s=budget,
-                        seed=seed,
-                        pool=pool,
-                    )
-                )
+        conditions = [(full_space_id(levels, spec.codes), levels, None) for levels in points]
+        runs += _expand(spec, stage, conditions, budgets=[budget], pools=[pool])
     return StagePlan(stage.name, tuple(runs), finished=finished)
 
 
