@@ -8,10 +8,12 @@ peak, and the record says which one was used.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -42,6 +44,10 @@ def pick_device(requested: str) -> torch.device:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return str(torch.cuda.get_device_name(device))
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
