@@ -146,3 +146,17 @@ def test_muon_and_adamw_reduce_a_tiny_models_loss() -> None:
         model.zero_grad(set_to_none=True)
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_bf16_autocast_trains_with_fp32_parameters_loss_and_gradients() -> None:
+    """The CUDA path's mixed precision, exercised with CPU autocast: fp32 parameters, bf16
+    matmuls, fp32 logits and loss, fp32 gradients for every parameter."""
+    torch.manual_seed(0)
+    model = GPT(tiny(n_layer=2))
+    model.init_weights()
+    idx = torch.randint(0, 300, (2, 33))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(idx[:, :-1], idx[:, 1:])
+    loss.backward()
+    assert loss.dtype == torch.float32 and math.isfinite(loss.item())
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())

@@ -115,9 +115,12 @@ class Attention(nn.Module):
         v = self.c_v(x).view(B, T, self.n_head, self.head_dim)
         if ve is not None and self.ve_gate is not None:
             gate = 2 * torch.sigmoid(self.ve_gate(x[..., :VE_GATE_CHANNELS]))  # (B, T, H)
-            v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_head, self.head_dim)
+            # fp32 embedding weights must not promote bf16 values under autocast
+            ve = ve.view(B, T, self.n_head, self.head_dim).to(v.dtype)
+            v = v + gate.unsqueeze(-1).to(v.dtype) * ve
         cos, sin = rope
         q, k = norm(apply_rotary(q, cos, sin)), norm(apply_rotary(k, cos, sin))
+        q, k = q.to(v.dtype), k.to(v.dtype)  # SDPA wants one dtype, whatever autocast did to norm
         y = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.window)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 

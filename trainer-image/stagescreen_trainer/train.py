@@ -18,6 +18,7 @@ import json
 import math
 import platform
 import random
+import shutil
 import signal
 import socket
 import sys
@@ -528,9 +529,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"bad configuration: {error}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    log = Log()
-    run = Run(config, log)
+    run = Run(config, Log())
     signal.signal(signal.SIGTERM, run.on_sigterm)
+    try:
+        return execute(run)
+    finally:
+        shutil.rmtree(run.cache, ignore_errors=True)  # downloaded shards and tokenizer
+
+
+def execute(run: Run) -> int:
+    """Set up, train, evaluate, record; every ending but a bad config or SIGTERM is recorded."""
+    config, log = run.config, run.log
     timings: dict[str, float] = {}
     status, reason, code, val_bpb = "succeeded", "", EXIT_OK, None
     try:
