@@ -160,3 +160,13 @@ def test_bf16_autocast_trains_with_fp32_parameters_loss_and_gradients() -> None:
     loss.backward()
     assert loss.dtype == torch.float32 and math.isfinite(loss.item())
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.filterwarnings("ignore")  # eager flex_attention warns that it is unfused
+def test_flex_attention_path_matches_naive_sliding_window_attention() -> None:
+    """ATTENTION=flex is meant for CUDA; eager on CPU it checks the block mask's semantics."""
+    torch.manual_seed(0)
+    model = GPT(tiny(sequence_len=128), attention="flex")
+    q, k, v = (torch.randn(1, 2, 128, 32) for _ in range(3))
+    got = model._attend_flex(q, k, v, 40)
+    assert torch.allclose(got, naive_attention(q, k, v, 40), atol=1e-5)

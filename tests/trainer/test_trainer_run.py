@@ -221,3 +221,33 @@ def test_reads_data_from_and_writes_everything_to_seaweedfs_s3(
         client.get_object(Bucket=s3_bucket, Key="demo/runs/r1/result.json")["Body"].read()
     )
     assert record["status"] == "succeeded" and record["run_id"] == "r1" and record["val_bpb"] > 0
+
+
+def test_missing_shards_fail_with_a_record_naming_data_uri(
+    quickstart: Prepared, tmp_path: Path
+) -> None:
+    empty = tmp_path / "no-shards"
+    empty.mkdir()
+    done = run_trainer(
+        tiny_env(quickstart, str(tmp_path / "out"), DATA_URI=str(empty), MAX_STEPS=2)
+    )
+    assert done.returncode == 4
+    record = read_record(tmp_path / "out")
+    assert record["status"] == "failed" and record["steps"] == 0
+    assert f"DATA_URI={str(empty)!r}" in record["reason"] and "need at least 2" in record["reason"]
+
+
+@pytest.mark.skipif(
+    not Path("/proc/sys/vm/overcommit_memory").is_file()
+    or Path("/proc/sys/vm/overcommit_memory").read_text().strip() != "0",
+    reason="needs the kernel to refuse absurd allocations (overcommit heuristic mode)",
+)
+def test_a_model_too_big_for_memory_fails_as_out_of_memory(
+    quickstart: Prepared, tmp_path: Path
+) -> None:
+    # width 2^20: each block matrix alone would need 4 TiB
+    env = tiny_env(quickstart, str(tmp_path), DEPTH=1, ASPECT_RATIO=2**20, HEAD_DIM=64, MAX_STEPS=2)
+    done = run_trainer(env)
+    assert done.returncode == 4
+    record = read_record(tmp_path)
+    assert record["status"] == "failed" and record["reason"].startswith("out of memory: ")

@@ -36,7 +36,7 @@ import torch
 from stagescreen_trainer import __version__
 from stagescreen_trainer.checkpoint import load_checkpoint, save_checkpoint
 from stagescreen_trainer.config import ConfigError, TrainConfig, load_config
-from stagescreen_trainer.data import DataError, train_batches, validation_batches
+from stagescreen_trainer.data import train_batches, validation_batches
 from stagescreen_trainer.device import (
     Peak,
     device_name,
@@ -569,11 +569,13 @@ def execute(run: Run) -> int:
         return EXIT_INTERRUPTED
     except Diverged as error:
         status, reason, code = "diverged", str(error), EXIT_DIVERGED
-    except torch.OutOfMemoryError as error:
-        status, reason, code = "failed", f"out of memory: {str(error).splitlines()[0]}", EXIT_FAILED
-    except (DataError, OSError, RuntimeError, ValueError) as error:
+    except Exception as error:  # any other ending is still recorded, with its reason
         log(traceback.format_exc())
-        status, reason, code = "failed", f"{type(error).__name__}: {error}", EXIT_FAILED
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        if out_of_memory(error):
+            status, reason, code = "failed", f"out of memory: {first_line}", EXIT_FAILED
+        else:
+            status, reason, code = "failed", f"{type(error).__name__}: {first_line}", EXIT_FAILED
     record = _finite_or_none(run.record(status, reason, val_bpb, timings))
     log(summary(record))
     try:
@@ -586,6 +588,13 @@ def execute(run: Run) -> int:
     if code:
         print(f"{status}: {reason}", file=sys.stderr)
     return code
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """CUDA raises OutOfMemoryError; the CPU allocator raises a RuntimeError saying so."""
+    return isinstance(error, torch.OutOfMemoryError | MemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    )
 
 
 def summary(record: dict[str, Any]) -> str:
