@@ -66,6 +66,7 @@ from stagescreen_trainer.tokenizer import (
 SCHEMA_VERSION = 1
 # datetime.UTC needs Python 3.11; CUDA base images may ship an older interpreter.
 UTC = timezone.utc  # noqa: UP017
+CURVE_COLUMNS = ("step", "elapsed_s", "tokens", "train_loss", "lr", "lr_multiplier")
 EXIT_OK, EXIT_BAD_CONFIG, EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 4, 75
 
 
@@ -109,7 +110,10 @@ class Progress:
     last_checkpoint_training_s: float = 0.0
     smooth_loss: float = 0.0
     last_loss: float = float("nan")
-    curve: list[dict[str, float]] = field(default_factory=list)
+    # one list per curve.parquet column: columns pickle far smaller than rows in checkpoints
+    curve: dict[str, list[float]] = field(
+        default_factory=lambda: {name: [] for name in CURVE_COLUMNS}
+    )
 
     def debiased_loss(self) -> float:
         return self.smooth_loss / (1 - 0.9**self.step) if self.step else float("nan")
@@ -342,16 +346,9 @@ class Run:
             p.tokens += c.TOTAL_BATCH_SIZE
             p.last_loss = train_loss
             p.smooth_loss = 0.9 * p.smooth_loss + 0.1 * train_loss
-            p.curve.append(
-                {
-                    "step": p.step,
-                    "elapsed_s": p.training_s,
-                    "tokens": p.tokens,
-                    "train_loss": train_loss,
-                    "lr": c.MATRIX_LR * lrm,
-                    "lr_multiplier": lrm,
-                }
-            )
+            point = (p.step, p.training_s, p.tokens, train_loss, c.MATRIX_LR * lrm, lrm)
+            for name, value in zip(CURVE_COLUMNS, point, strict=True):
+                p.curve[name].append(value)
             if not math.isfinite(train_loss) or train_loss > c.DIVERGE_LOSS:
                 limit = f"DIVERGE_LOSS={c.DIVERGE_LOSS}"
                 raise Diverged(f"train loss {train_loss} at step {p.step} (limit {limit})")
@@ -490,15 +487,14 @@ def attention_description(model: GPT, device: torch.device, attention: str) -> s
 
 
 def write_outputs(
-    config: TrainConfig, record: dict[str, Any], curve: list[dict[str, float]], log: Log
+    config: TrainConfig, record: dict[str, Any], curve: dict[str, list[float]], log: Log
 ) -> None:
     """curve.parquet and log.txt first, result.json last: its presence means the run is over."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = Location(config.RESULT_URI)
-    columns = ("step", "elapsed_s", "tokens", "train_loss", "lr", "lr_multiplier")
-    table = pa.table({name: [row[name] for row in curve] for name in columns})
+    table = pa.table({name: curve[name] for name in CURVE_COLUMNS})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     out.put_bytes("curve.parquet", sink.getvalue().to_pybytes())
