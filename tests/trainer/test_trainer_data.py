@@ -9,6 +9,7 @@ import tiktoken.load
 import torch
 from trainer_support import Prepared
 
+from stagescreen_trainer import prepare
 from stagescreen_trainer.data import split_shards, train_batches, validation_batches
 from stagescreen_trainer.storage import Location
 from stagescreen_trainer.tokenizer import RANKS_FILE, Tokenizer, load_token_bytes
@@ -81,3 +82,29 @@ def test_validation_stream_is_pinned_whatever_the_run_seed(
     one = validation_batches(data, tokenizer, 4, 64, tmp_path).next_batch()[1]
     two = validation_batches(data, tokenizer, 4, 64, tmp_path).next_batch()[1]
     assert torch.equal(one, two)
+
+
+def test_prepare_reads_any_folder_of_text_and_rejects_bad_arguments(tmp_path: Path) -> None:
+    source = tmp_path / "notes"
+    source.mkdir()
+    for i in range(6):
+        paragraphs = [f"Note {i}.{j}: the budget relaxes the effect of depth." for j in range(40)]
+        (source / f"note{i}.txt").write_text("\n\n".join(paragraphs))
+    (source / "image.bin").write_bytes(bytes(range(256)))  # not UTF-8: skipped
+    out = tmp_path / "out"
+    assert (
+        prepare.main(
+            ["--source", str(source), "--out", str(out), "--vocab", "300", "--doc-chars", "400"]
+        )
+        == 0
+    )
+    train, val = split_shards(Location(str(out / "shards")))
+    texts = [
+        t
+        for name in [*train, val]
+        for t in pq.read_table(out / "shards" / name).column("text").to_pylist()
+    ]
+    assert len(texts) > 6 and all("budget relaxes" in t for t in texts)
+    assert Tokenizer.load(out / "tokenizer").vocab_size == 300
+    assert prepare.main(["--source", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert prepare.main(["--source", str(source), "--out", str(out), "--vocab", "100"]) == 2

@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if args.vocab < 260:
+        print(
+            f"--vocab={args.vocab}: must be at least 260 (256 bytes + 4 specials)", file=sys.stderr
+        )
+        return 2
     source = args.source or default_source()
     if not source.is_dir():
         print(f"--source={str(source)!r}: not a folder of text files", file=sys.stderr)
