@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from stagescreen_trainer.config import (
     build_parser,
     load_config,
 )
+from stagescreen_trainer.train import divergence_limit
 
 REQUIRED = {"DATA_URI": "/d", "TOKENIZER_URI": "/t", "RESULT_URI": "/r"}
 
@@ -86,3 +88,14 @@ def test_bad_config_exits_2_before_any_work(quickstart: Prepared, tmp_path: Path
     assert "TOTAL_BATCH_SIZE=1000" in done.stderr and "DEVICE_BATCH_SIZE*SEQ_LEN" in done.stderr
     assert not result.exists()  # nothing written: the run never started
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(
+    ("configured", "vocab", "limit"),
+    [(0.0, 8192, 2 * math.log(8192)), (0.0, 512, 2 * math.log(512)), (12.5, 8192, 12.5)],
+)
+def test_divergence_limit_is_reachable_under_the_softcap(
+    configured: float, vocab: int, limit: float
+) -> None:
+    assert divergence_limit(configured, vocab) == pytest.approx(limit)
+    assert divergence_limit(configured, vocab) < 30 + math.log(vocab)

@@ -251,3 +251,14 @@ def test_a_model_too_big_for_memory_fails_as_out_of_memory(
     assert done.returncode == 4
     record = read_record(tmp_path)
     assert record["status"] == "failed" and record["reason"].startswith("out of memory: ")
+
+
+def test_a_loss_above_the_limit_ends_diverged_naming_the_limit(
+    quickstart: Prepared, tmp_path: Path
+) -> None:
+    """Exploding (not only NaN) losses stop the run: here every loss is above the limit."""
+    done = run_trainer(tiny_env(quickstart, str(tmp_path), MAX_STEPS=20, DIVERGE_LOSS=0.5))
+    assert done.returncode == 3
+    record = read_record(tmp_path)
+    assert record["status"] == "diverged" and record["steps"] == 1
+    assert "DIVERGE_LOSS=0.5" in record["reason"]

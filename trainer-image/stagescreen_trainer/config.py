@@ -79,7 +79,12 @@ class TrainConfig:
         600.0, "seconds of training between checkpoints (0: only on SIGTERM)", "run"
     )
     PROGRESS_EVERY: float = _var(10.0, "seconds between progress lines", "run")
-    DIVERGE_LOSS: float = _var(100.0, "train loss above this (or NaN) ends as diverged", "run")
+    DIVERGE_LOSS: float = _var(
+        0.0,
+        "train loss above this (or NaN/inf) ends as diverged (0: twice ln(vocab), the loss "
+        "of a uniform guess doubled)",
+        "run",
+    )
     DEVICE: str = _var("auto", "auto, cpu, cuda or cuda:N", "run")
     COMPILE: str = _var("auto", "torch.compile the model: auto (on for CUDA), 1 or 0", "run")
     ATTENTION: str = _var(
@@ -261,7 +266,7 @@ def validate(c: TrainConfig) -> None:
     _require(c.EXCLUDE_STEPS >= 0, "EXCLUDE_STEPS", c.EXCLUDE_STEPS, "must be >= 0")
     _require(c.CHECKPOINT_EVERY >= 0, "CHECKPOINT_EVERY", c.CHECKPOINT_EVERY, "must be >= 0")
     _require(c.PROGRESS_EVERY > 0, "PROGRESS_EVERY", c.PROGRESS_EVERY, "must be > 0")
-    _require(c.DIVERGE_LOSS > 0, "DIVERGE_LOSS", c.DIVERGE_LOSS, "must be > 0")
+    _require(c.DIVERGE_LOSS >= 0, "DIVERGE_LOSS", c.DIVERGE_LOSS, "must be >= 0 (0: automatic)")
     _require(c.THREADS >= 0, "THREADS", c.THREADS, "must be >= 0")
     _require(c.PEAK_FLOPS >= 0, "PEAK_FLOPS", c.PEAK_FLOPS, "must be >= 0")
     for name in ("DATA_URI", "TOKENIZER_URI", "RESULT_URI"):

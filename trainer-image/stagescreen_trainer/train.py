@@ -74,6 +74,16 @@ class Diverged(RuntimeError):
     """The training loss became NaN/inf or exceeded DIVERGE_LOSS."""
 
 
+def divergence_limit(diverge_loss: float, vocab_size: int) -> float:
+    """The loss above which a run counts as exploding.
+
+    Logits are soft-capped at 15, so the loss can never pass about 30 + ln(vocab): a fixed
+    limit such as the reference's 100 only ever catches NaN. Twice the loss of a uniform
+    guess, 2 ln(vocab), is far above any healthy step after the first and still reachable.
+    """
+    return diverge_loss if diverge_loss > 0 else 2 * math.log(vocab_size)
+
+
 class Interrupted(RuntimeError):
     """SIGTERM arrived; a checkpoint was written and a restart will resume."""
 
@@ -349,9 +359,11 @@ class Run:
             point = (p.step, p.training_s, p.tokens, train_loss, c.MATRIX_LR * lrm, lrm)
             for name, value in zip(CURVE_COLUMNS, point, strict=True):
                 p.curve[name].append(value)
-            if not math.isfinite(train_loss) or train_loss > c.DIVERGE_LOSS:
-                limit = f"DIVERGE_LOSS={c.DIVERGE_LOSS}"
-                raise Diverged(f"train loss {train_loss} at step {p.step} (limit {limit})")
+            limit = divergence_limit(c.DIVERGE_LOSS, self.tokenizer.vocab_size)
+            if not math.isfinite(train_loss) or train_loss > limit:
+                raise Diverged(
+                    f"train loss {train_loss} at step {p.step} (limit DIVERGE_LOSS={limit:.4g})"
+                )
             now = time.perf_counter()
             if now - last_print >= c.PROGRESS_EVERY or p.step == 1 or self.finished():
                 last_print = now
