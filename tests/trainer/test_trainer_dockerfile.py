@@ -28,4 +28,11 @@ def test_final_stage_runs_the_trainer_as_an_unprivileged_user_without_pip() -> N
     assert "pip install" not in final and "apt-get" not in final
     assert "COPY trainer-image/stagescreen_trainer" in final
     base = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
-    assert base and re.fullmatch(r"pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime", base[1])
+    assert base and re.fullmatch(r"python:3\.11[\d.]*-slim-\w+", base[1])
+
+
+def test_image_torch_is_the_release_the_project_pins() -> None:
+    """The image must train with the torch the tests ran, not whatever a base image ships."""
+    pinned = re.search(r'"torch==([\d.]+)"', (ROOT / "pyproject.toml").read_text())
+    in_image = re.search(r'"torch==([\d.]+)"', DOCKERFILE.read_text())
+    assert pinned and in_image and in_image[1] == pinned[1]
