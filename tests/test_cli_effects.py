@@ -247,3 +247,45 @@ def test_rows_with_missing_response_are_excluded_and_listed(tmp_path: Path) -> N
         }
     ]
     assert family["missing"] == ["c01/seed=1"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", b"", "cannot be read as a CSV table with a header line"),
+        ("comments.csv", b"# only a comment\n", "cannot be read as a CSV table"),
+        ("ragged.csv", b"A,y\n1,2\n-1,3,4,5\n", "Expected 2 fields in line 3, saw 4"),
+        ("junk.parquet", b"junk", "cannot be read as a parquet file"),
+    ],
+)
+def test_unreadable_tables_exit_2_naming_the_file(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = run(str(path), "--response", "y", "--factors", "A")
+    assert result.exit_code == 2
+    assert f"RESULTS {str(path)!r}: " in result.stderr
+    assert message in result.stderr
+
+
+def test_text_in_the_response_is_refused_naming_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    path.write_text("A,B,y\n-1,-1,1.0\n1,-1,oops\n-1,1,3.0\n1,1,n/a?\n")
+    result = run(str(path), "--response", "y", "--factors", "A,B")
+    assert result.exit_code == 2
+    assert "response column 'y' is not numeric (row 1: 'oops', row 3: 'n/a?')" in result.stderr
+
+
+def test_saturated_note_points_to_the_lenth_option() -> None:
+    path = DATA / "montgomery_filtration_2x4.csv"
+    result = run(str(path), "--response", "filtration rate", "--factors", "A,B,C,D", "--order", "4")
+    assert result.exit_code == 0, result.output
+    assert "no intervals; for Lenth's pseudo standard error ask for --lenth" in result.stdout
+
+
+def test_help_teaches_with_examples_and_defaults() -> None:
+    result = runner.invoke(app, ["effects", "--help"])
+    assert result.exit_code == 0
+    assert "stagescreen effects results.csv --response val_bpb --factors A,B,C,D,E" in result.stdout
+    assert "[default: 0.05]" in result.stdout

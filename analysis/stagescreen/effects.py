@@ -311,11 +311,25 @@ def _labels(row: pd.Series) -> dict[str, Any]:
     }
 
 
+def _require_numeric_response(data: pd.DataFrame, response: str) -> None:
+    """Refuse a response column holding text, naming the entries that are not numbers."""
+    values = data[response]
+    if pd.api.types.is_numeric_dtype(values):
+        return
+    present = values.dropna()
+    bad = present[pd.to_numeric(present, errors="coerce").isna()]
+    examples = ", ".join(f"row {i}: {v!r}" for i, v in bad.head(4).items())
+    raise EffectsError(
+        f"response column {response!r} is not numeric ({examples or f'dtype {values.dtype}'}); "
+        "give numbers, and leave a value empty (or mark the run's status failed) when a run "
+        "has none"
+    )
+
+
 def _usable(data: pd.DataFrame, response: str, required: Sequence[str] = ()) -> pd.DataFrame:
     """The rows that can enter a fit, with the response checked to be numeric."""
     _require_columns(data, [response, *required], "required")
-    if not pd.api.types.is_numeric_dtype(data[response]):
-        raise EffectsError(f"response column {response!r} is not numeric")
+    _require_numeric_response(data, response)
     return data[_exclusion_reasons(data, response, required) == ""]
 
 
@@ -390,10 +404,7 @@ def _prepare(
     _require_columns(data, [response], "response")
     if block is not None:
         _require_columns(data, [block], "block")
-    if not pd.api.types.is_numeric_dtype(data[response]):
-        raise EffectsError(
-            f"response column {response!r} is not numeric (dtype {data[response].dtype})"
-        )
+    _require_numeric_response(data, response)
     frame = pd.DataFrame(index=data.index)
     frame["y"] = data[response].astype(float)
     notes: list[str] = []
@@ -541,7 +552,10 @@ def _fit_family(
             )
             effects = [_with_lenth(e, margin) for e in effects]
         else:
-            notes.append("no residual df (saturated design): no intervals; try lenth=True")
+            notes.append(
+                "no residual df (saturated design): no intervals; for Lenth's pseudo standard "
+                "error ask for --lenth (lenth=True)"
+            )
     elif lenth:
         notes.append("residual df available: Wald intervals used, Lenth's method not needed")
     return n, df_resid, effects, margin, notes
@@ -939,11 +953,6 @@ def relaxation_table(families: Sequence[Family], budget: str = "budget") -> list
                     Relaxation(effect.term, family.by[budget], effect.effect, ratio, dict(rest))
                 )
     return rows
-
-
-def frame_of(records: Iterable[Any]) -> pd.DataFrame:
-    """Any list of the records above as a DataFrame (one row each, `to_dict` columns)."""
-    return pd.DataFrame([record.to_dict() for record in records])
 
 
 def families_to_dict(families: Sequence[Family]) -> dict[str, Any]:

@@ -40,11 +40,18 @@ def read_table(path: Path) -> pd.DataFrame:
         )
     if not path.is_file():
         raise _fail(f"RESULTS {str(path)!r}: no such file")
-    if suffix == ".csv":
-        lines = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
-        text = "".join(line for line in lines if not line.lstrip().startswith("#"))
-        return pd.read_csv(io.StringIO(text), skipinitialspace=True)
-    return pd.read_parquet(path)
+    try:
+        if suffix == ".csv":
+            lines = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+            text = "".join(line for line in lines if not line.lstrip().startswith("#"))
+            return pd.read_csv(io.StringIO(text), skipinitialspace=True)
+        return pd.read_parquet(path)
+    except (ValueError, OSError) as error:
+        # pandas' EmptyDataError/ParserError, pyarrow's ArrowInvalid and UnicodeDecodeError are
+        # all ValueErrors; a user should see which file and why, not a traceback.
+        kind = "a CSV table with a header line" if suffix == ".csv" else "a parquet file"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise _fail(f"RESULTS {str(path)!r}: cannot be read as {kind}: {reason}") from None
 
 
 def _number(value: float | None, spec: str) -> str:
@@ -135,6 +142,14 @@ def effects(
 
     Rows whose status is not 'succeeded' or whose response is missing are left out and listed.
     Two-valued factor columns holding real levels (e.g. 6/8) are coded -1/+1.
+
+    \b
+    Examples:
+      stagescreen effects results.csv --response val_bpb --factors A,B,C,D,E \\
+          --by budget_s --block seed
+      stagescreen effects results.parquet --response val_bpb --factors A,B,C,E \\
+          --by budget_s --interactions --json
+      stagescreen effects runs.csv --response y --factors A,B,C,D --order 4 --lenth
     """
     from stagescreen.effects import EffectsError, families_to_dict, fit_effects
 
