@@ -105,3 +105,11 @@ def test_bad_input_exits_2_naming_option_value_and_what_is_accepted(
     assert code == 2
     assert message in err
     assert out == ""
+
+
+def test_help_teaches_with_examples_and_the_numbering() -> None:
+    result = runner.invoke(app, ["design", "--help"])
+    assert result.exit_code == 0
+    assert "stagescreen design --factors A,B,C,D,E --generators E=ABCD" in result.stdout
+    assert "c07 is A-,B+,C+,D-,E+" in result.stdout
+    assert "[default: 2]" in result.stdout

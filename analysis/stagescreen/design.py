@@ -196,7 +196,8 @@ def _check_main_effects_clear(gens: Sequence[_Generator], factors: Sequence[str]
                 first, second = (factors[i] for i in _bits(mask))
                 named = " and ".join(repr(gen.text) for gen in chosen)
                 raise DesignError(
-                    f"generator{'s' if size > 1 else ''} {named} alias main effect {first} with "
+                    f"{'generators' if size > 1 else 'generator'} {named} "
+                    f"{'alias' if size > 1 else 'aliases'} main effect {first} with "
                     f"main effect {second} (defining word {first}{second}); every defining word "
                     f"needs at least 3 letters (resolution III or more)"
                 )

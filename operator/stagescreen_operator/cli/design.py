@@ -88,8 +88,8 @@ def design(
         int | None,
         typer.Option(
             "--resolution",
-            help="Smallest minimum-aberration fraction of at least this resolution (3-11 "
-            "factors up to 11).",
+            help="Choose the smallest minimum-aberration fraction of at least this resolution "
+            "(3 = III, 4 = IV, ...; up to 11 factors), e.g. 4.",
         ),
     ] = None,
     yates: Annotated[
@@ -112,7 +112,17 @@ def design(
         ),
     ] = False,
 ) -> None:
-    """Print a two-level design: its runs, defining relation, resolution and alias chains."""
+    """Print a two-level design: its runs, defining relation, resolution and alias chains.
+
+    Runs are numbered c01, c02, ... with the first factor varying slowest (the paper's order:
+    with E=ABCD, c07 is A-,B+,C+,D-,E+); --yates numbers them first factor fastest.
+
+    \b
+    Examples:
+      stagescreen design --factors A,B,C,D,E --generators E=ABCD
+      stagescreen design --factors A,B,C,D,E,F,G --resolution 4 --json
+      stagescreen design --factors A,B,C --yates
+    """
     from stagescreen.design import (
         DesignError,
         by_resolution,
