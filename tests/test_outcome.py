@@ -317,3 +317,20 @@ def test_publish_writes_the_design_keys_to_s3(
     )
     publish_quickstart(store, QUICKSTART, both)
     check_published(store, both)
+
+
+def test_manifest_counts_a_stopped_greedy_climb_by_the_runs_it_made() -> None:
+    """maxRuns is a ceiling: once the climb stops, Table 1 shows what it actually spent."""
+    paper = load_study(ROOT / "examples" / "paper.yaml").spec
+    model = synthetic.ResponseModel(effects=synthetic.default_effects(paper))
+    before = {
+        line["stage"]: line["planned"]
+        for line in outcome.manifest(paper, pd.DataFrame(), "p")["stages"]
+    }
+    results = synthetic.simulate_stage(paper, "greedy-5m", pd.DataFrame(), model)
+    after = {
+        line["stage"]: line["planned"] for line in outcome.manifest(paper, results, "p")["stages"]
+    }
+    assert before["greedy-5m"] == 50
+    assert after["greedy-5m"] == len(results) < 50
+    assert after["greedy-10m"] == 20

@@ -534,3 +534,14 @@ def test_a_greedy_climb_waits_for_each_step() -> None:
     assert cost.runs == 12
     # Two seeds run side by side; the six points of the climb follow one another.
     assert cost.wall_hours * 3600 == pytest.approx(60)
+
+
+def test_followup_points_keep_the_names_they_have_elsewhere_in_the_study() -> None:
+    """One id, one set of levels: a follow-up point inside the screen fraction keeps its
+    screen id (c03 is A-,B-,C+,D-,E-), the others take their full-space id."""
+    plan = stages.plan_stage(PAPER, PAPER.stage("followup"), pd.DataFrame())
+    names = {run.condition_id: dict(run.levels) for run in plan.runs}
+    assert names["c03"] == {"A": -1, "B": -1, "C": 1, "D": -1, "E": -1}
+    outside = {"A": -1, "B": -1, "C": 1, "D": -1, "E": 1}
+    assert names[stages.full_space_id(outside, PAPER.codes)] == outside
+    assert len(names) == 16

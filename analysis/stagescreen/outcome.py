@@ -53,7 +53,7 @@ def _run_counts(plan: planning.StagePlan, rows: pd.DataFrame) -> dict[str, Any]:
 
 
 def _effect_groups(spec: StudySpec, stage: Stage) -> list[str]:
-    return ["budget_s", "pool"] if len(planning._pools(spec, stage)) > 1 else ["budget_s"]
+    return ["budget_s", "pool"] if len(planning.stage_pools(spec, stage)) > 1 else ["budget_s"]
 
 
 def _main_effects(
@@ -293,6 +293,19 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
     return out
 
 
+def _planned_per_pool(
+    spec: StudySpec, stage: Stage, rows: pd.DataFrame, results: pd.DataFrame
+) -> dict[str, int]:
+    """Runs a stage plans on each pool: its expected count, except for a greedy stage whose
+    climbs have stopped, which planned exactly the runs it made (often fewer than maxRuns)."""
+    pools = planning.stage_pools(spec, stage)
+    if stage.kind == "greedy" and not rows.empty:
+        plan = planning.plan_stage(spec, stage, results)
+        if plan.finished:
+            return {pool: sum(run.pool == pool for run in plan.runs) for pool in pools}
+    return dict.fromkeys(pools, planning.expected_runs(spec, stage) // len(pools))
+
+
 def manifest(spec: StudySpec, results: pd.DataFrame, study: str) -> dict[str, Any]:
     """Run accounting per stage and pool, the paper's Table 1.
 
@@ -303,7 +316,8 @@ def manifest(spec: StudySpec, results: pd.DataFrame, study: str) -> dict[str, An
     lines: list[dict[str, Any]] = []
     for stage in spec.stages:
         rows = _stage_rows(results, stage)
-        for pool in planning._pools(spec, stage):
+        planned = _planned_per_pool(spec, stage, rows, results)
+        for pool in planning.stage_pools(spec, stage):
             mine = rows[rows["pool"] == pool] if not rows.empty else rows
             seconds = 0.0
             if not mine.empty:
@@ -320,8 +334,7 @@ def manifest(spec: StudySpec, results: pd.DataFrame, study: str) -> dict[str, An
                     "kind": stage.kind,
                     "pool": pool,
                     "budgets_s": list(stage.budgets),
-                    "planned": planning.expected_runs(spec, stage)
-                    // len(planning._pools(spec, stage)),
+                    "planned": planned[pool],
                     "succeeded": int((status == planning.SUCCEEDED).sum()),
                     "failed": int((status == "failed").sum()),
                     "diverged": int((status == "diverged").sum()),

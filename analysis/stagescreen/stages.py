@@ -364,7 +364,8 @@ def _greedy_options(spec: StudySpec) -> dict[str, list[int]]:
 # --- planning -------------------------------------------------------------------------------
 
 
-def _pools(spec: StudySpec, stage: Stage) -> list[str]:
+def stage_pools(spec: StudySpec, stage: Stage) -> list[str]:
+    """The pools a stage runs on: those it names, else the first declared pool."""
     return list(stage.pools) or [spec.pools[0].name]
 
 
@@ -391,7 +392,7 @@ def _expand(
         hyper = decode_levels(levels, spec)
         for budget in budgets or stage.budgets:
             for seed in stage.seeds:
-                for pool in pools or _pools(spec, stage):
+                for pool in pools or stage_pools(spec, stage):
                     runs.append(
                         PlannedRun(
                             run_id=run_id(stage.name, cid, budget, seed, pool, tag),
@@ -439,15 +440,14 @@ def plan_stage(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePla
         ]
         return StagePlan(stage.name, tuple(_expand(spec, stage, conditions)))
     if stage.kind == "followup":
-        follow = followup_design(spec, stage)
-        conditions = [
-            (
-                str(cid),
-                {code: int(stage.fix.get(code, run.get(code, 0))) for code in spec.codes},
-                None,
-            )
-            for cid, run in zip(follow.condition_ids, follow.runs(), strict=True)
+        # Follow-up points are named as everywhere else (the screen's id when the point is
+        # one of its runs, else its full-space id), never by the follow-up's own numbering,
+        # so one id always means one set of levels across the study.
+        points = [
+            {code: int(stage.fix.get(code, run.get(code, 0))) for code in spec.codes}
+            for run in followup_design(spec, stage).runs()
         ]
+        conditions = [(condition_name(levels, spec), levels, None) for levels in points]
         return StagePlan(stage.name, tuple(_expand(spec, stage, conditions)))
     if stage.kind in ("confirm", "bridge", "long-horizon"):
         _check_sources(spec, stage, results)
@@ -496,7 +496,7 @@ def greedy_climbs(
     start = {code: int(stage.start.get(code, -1)) for code in codes}
     climbs = {}
     for budget in stage.budgets:
-        for pool in _pools(spec, stage):
+        for pool in stage_pools(spec, stage):
             rows = mine[(mine["budget_s"] == budget) & (mine["pool"] == pool)]
             evaluated: dict[tuple[int, ...], float | None] = {}
             for point, group in rows.groupby(list(codes), sort=False):
@@ -543,7 +543,7 @@ def expected_runs(spec: StudySpec, stage: Stage) -> int:
     Anchor stages count one condition per pick (k per rule, one for control); a greedy stage
     counts its run limit, the most it can spend.
     """
-    per_condition = len(stage.budgets) * len(stage.seeds) * len(_pools(spec, stage))
+    per_condition = len(stage.budgets) * len(stage.seeds) * len(stage_pools(spec, stage))
     if stage.kind == "screen":
         return len(spec.build_design().matrix) * per_condition
     if stage.kind == "followup":
@@ -582,8 +582,8 @@ def stage_cost(spec: StudySpec, stage: Stage, overhead_s: int = 0) -> StageCost:
     gpu_hours: dict[str, float] = {}
     durations: list[int] = []
     for budget in stage.budgets:
-        per_pool = per_budget // len(_pools(spec, stage))
-        for pool in _pools(spec, stage):
+        per_pool = per_budget // len(stage_pools(spec, stage))
+        for pool in stage_pools(spec, stage):
             gpus = pools[pool].gpus if pool in pools else 1
             gpu_hours[pool] = (
                 gpu_hours.get(pool, 0.0) + per_pool * (budget + overhead_s) * gpus / 3600
@@ -591,7 +591,7 @@ def stage_cost(spec: StudySpec, stage: Stage, overhead_s: int = 0) -> StageCost:
             durations += [budget + overhead_s] * per_pool
     slots = spec.limits.parallelism
     if stage.kind == "greedy":
-        width = len(stage.seeds) * len(stage.budgets) * len(_pools(spec, stage))
+        width = len(stage.seeds) * len(stage.budgets) * len(stage_pools(spec, stage))
         slots = min(slots, width)
     wall = _pack(sorted(durations, reverse=True), slots)
     return StageCost(stage.name, stage.kind, runs, gpu_hours, wall / 3600)
