@@ -289,3 +289,38 @@ def test_help_teaches_with_examples_and_defaults() -> None:
     assert result.exit_code == 0
     assert "stagescreen effects results.csv --response val_bpb --factors A,B,C,D,E" in result.stdout
     assert "[default: 0.05]" in result.stdout
+
+
+def test_generators_name_the_design_runs_the_table_lacks(tmp_path: Path) -> None:
+    """Without the design, a run deleted outright is invisible; with it, it is named."""
+    table = paper_like_screen()
+    table = table[(table["budget_s"] == 600) & (table["seed"] == 1)]
+    table = table[table["condition_id"] != "c07"].drop(columns=["condition_id"])
+    path = tmp_path / "screen.csv"
+    table.to_csv(path, index=False)
+    args = [str(path), "--response", "val_bpb", "--factors", "A,B,C,D,E", "--json"]
+    blind = runner.invoke(app, ["effects", *args])
+    named = runner.invoke(app, ["effects", *args, "--generators", "E=ABCD"])
+    assert blind.exit_code == 0 and named.exit_code == 0, named.output
+    assert json.loads(blind.stdout)["families"][0]["missing"] == []
+    assert json.loads(named.stdout)["families"][0]["missing"] == ["c07"]
+
+
+def test_generators_that_do_not_fit_the_factors_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "screen.csv"
+    paper_like_screen().to_csv(path, index=False)
+    done = runner.invoke(
+        app,
+        [
+            "effects",
+            str(path),
+            "--response",
+            "val_bpb",
+            "--factors",
+            "A,B,C,D,E",
+            "--generators",
+            "F=ABCD",
+        ],
+    )
+    assert done.exit_code == 2
+    assert "--generators 'F=ABCD'" in done.output

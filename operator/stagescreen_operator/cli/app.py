@@ -9,9 +9,10 @@ app = typer.Typer(
     help=(
         "Staged factorial screening for budget-constrained micro-pretraining.\n\n"
         "Declare a study (factors, design, budgets, seeds, stages, pools) in a ScreeningStudy "
-        "YAML file, check it with `validate`, price it with `plan`, and run it here with `run` "
-        "or on Kubernetes with `kubectl apply -f`. `design` and `effects` work on their own, "
-        "on any factors and any results table."
+        "YAML file (examples/quickstart.yaml, examples/paper.yaml), check it with `validate`, "
+        "price it with `plan`, rehearse its analysis on planted effects with `simulate`, and "
+        "render a stored study with `report`. `design` and `effects` work on their own, on any "
+        "factors and any results table."
     ),
     no_args_is_help=True,
     add_completion=False,

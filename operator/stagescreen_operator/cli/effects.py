@@ -136,6 +136,15 @@ def effects(
         bool, typer.Option(help="Saturated designs: intervals and p from Lenth's PSE.")
     ] = False,
     combined_fdr: Annotated[bool, typer.Option(help="BH q across all families together.")] = False,
+    generators: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "The design the table should hold, to name the runs it lacks: generators "
+                "such as E=ABCD, or 'full' for the full factorial of --factors."
+            )
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the families as JSON.")] = False,
 ) -> None:
     """Estimate high-minus-low effects (2*beta under -1/+1 coding) with intervals, p and BH q.
@@ -150,7 +159,10 @@ def effects(
       stagescreen effects results.parquet --response val_bpb --factors A,B,C,E \\
           --by budget_s --interactions --json
       stagescreen effects runs.csv --response y --factors A,B,C,D --order 4 --lenth
+      stagescreen effects screen.csv --response val_bpb --factors A,B,C,D,E \\
+          --generators E=ABCD        # also lists the design's runs the table lacks
     """
+    from stagescreen.design import DesignError, fractional_factorial
     from stagescreen.effects import EffectsError, families_to_dict, fit_effects
 
     if not 0 < fdr < 1:
@@ -171,6 +183,13 @@ def effects(
             raise _fail(f"{option}: no column {absent[0]!r}; columns: {list(table.columns)}")
     if response not in table.columns:
         raise _fail(f"--response: no column {response!r}; columns: {list(table.columns)}")
+    expected = None
+    if generators is not None:
+        words = [] if generators.strip().lower() == "full" else _names(generators)
+        try:
+            expected = fractional_factorial(factor_names, words)
+        except DesignError as error:
+            raise _fail(f"--generators {generators!r}: {error}") from None
     try:
         families = fit_effects(
             table,
@@ -182,6 +201,7 @@ def effects(
             terms=_names(terms),
             lenth=lenth,
             combined_fdr=combined_fdr,
+            design=expected,
         )
     except EffectsError as error:
         raise _fail(str(error)) from None
