@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from stagescreen_trainer.model import VE_GATE_CHANNELS
+
 
 class ConfigError(ValueError):
     """A variable has a value the trainer cannot run with."""
@@ -218,6 +220,13 @@ def validate(c: TrainConfig) -> None:
         _require(getattr(c, name) >= 1, name, getattr(c, name), "must be a positive integer")
     _require(c.HEAD_DIM % 2 == 0, "HEAD_DIM", c.HEAD_DIM, "must be even (rotary embeddings)")
     _require(c.SEQ_LEN >= 2, "SEQ_LEN", c.SEQ_LEN, "must be at least 2")
+    _require(
+        c.width >= VE_GATE_CHANNELS,
+        "ASPECT_RATIO",
+        c.ASPECT_RATIO,
+        f"width DEPTH*ASPECT_RATIO rounded up to HEAD_DIM = {c.width} must be at least "
+        f"{VE_GATE_CHANNELS} (the value-embedding gate reads that many channels)",
+    )
     _require(
         bool(c.WINDOW_PATTERN) and set(c.WINDOW_PATTERN.upper()) <= {"S", "L"},
         "WINDOW_PATTERN",
