@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from trainer_support import Prepared, run_trainer, tiny_env
+from trainer_support import Prepared, read_record, run_trainer, tiny_env
 
 from stagescreen_trainer.config import (
     VARIABLES,
@@ -34,6 +34,7 @@ REQUIRED = {"DATA_URI": "/d", "TOKENIZER_URI": "/t", "RESULT_URI": "/r"}
         ({"DEPTH": "2.5"}, "DEPTH", "integer"),
         ({"DEPTH": "0"}, "DEPTH", "positive"),
         ({"HEAD_DIM": "33"}, "HEAD_DIM", "even"),
+        ({"DEPTH": "1", "ASPECT_RATIO": "16", "HEAD_DIM": "16"}, "ASPECT_RATIO", "at least 32"),
         ({"MATRIX_LR": "-0.1"}, "MATRIX_LR", ">= 0"),
         ({"WARMUP_RATIO": "0.6", "WARMDOWN_RATIO": "0.6"}, "WARMDOWN_RATIO", "<= 1"),
         ({"ADAM_BETA1": "1.5"}, "ADAM_BETA1", "[0, 1]"),
@@ -80,14 +81,26 @@ def test_help_lists_every_variable_with_default_and_meaning() -> None:
 
 def test_bad_config_exits_2_before_any_work(quickstart: Prepared, tmp_path: Path) -> None:
     result = tmp_path / "run"
-    env = tiny_env(quickstart, str(result), TOTAL_BATCH_SIZE="1000")
+    env = tiny_env(
+        quickstart,
+        str(result),
+        TOTAL_BATCH_SIZE="1000",
+        RUN_ID="r7",
+        RUN_SEED="3",
+        CODED_LEVELS='{"D": 1}',
+    )
     started = time.monotonic()
     done = run_trainer(env, timeout=60)
     assert done.returncode == 2
     assert "TOTAL_BATCH_SIZE='1000'" not in done.stderr  # values are parsed, then shown as numbers
     assert "TOTAL_BATCH_SIZE=1000" in done.stderr and "DEVICE_BATCH_SIZE*SEQ_LEN" in done.stderr
-    assert not result.exists()  # nothing written: the run never started
     assert time.monotonic() - started < 30
+    # the run contract: the one-line reason is in the record too; nothing else was written
+    assert sorted(p.name for p in result.iterdir()) == ["result.json"]
+    record = read_record(result)
+    assert record["status"] == "failed" and record["steps"] == 0 and record["val_bpb"] is None
+    assert record["reason"] in done.stderr and "TOTAL_BATCH_SIZE=1000" in record["reason"]
+    assert record["run_id"] == "r7" and record["seed"] == 3 and record["coded_levels"] == {"D": 1}
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,7 @@ def test_a_cpu_run_writes_a_complete_record_curve_and_log(reference: Path) -> No
     assert record["steps"] == STEPS and record["tokens"] == STEPS * 512
     assert 0 < record["val_bpb"] < 8 and record["mfu"] > 0 and record["tokens_per_s"] > 0
     assert "band mask" in record["attention"]
+    assert all(record["versions"][name] for name in ("python", "torch", "pyarrow", "tiktoken"))
     curve = pq.read_table(reference / "curve.parquet")
     assert set(curve.column_names) >= CURVE_COLUMNS
     assert curve.column("step").to_pylist() == list(range(1, STEPS + 1))

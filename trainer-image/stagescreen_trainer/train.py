@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import platform
 import random
 import shutil
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +37,13 @@ import torch
 
 from stagescreen_trainer import __version__
 from stagescreen_trainer.checkpoint import load_checkpoint, save_checkpoint
-from stagescreen_trainer.config import ConfigError, TrainConfig, load_config
+from stagescreen_trainer.config import (
+    VARIABLES,
+    ConfigError,
+    TrainConfig,
+    build_parser,
+    load_config,
+)
 from stagescreen_trainer.data import train_batches, validation_batches
 from stagescreen_trainer.device import (
     Peak,
@@ -472,12 +480,7 @@ class Run:
             "compile_error": self.facts.get("compile_error"),
             "threads": torch.get_num_threads(),
             "host": socket.gethostname(),
-            "versions": {
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "cuda": torch.version.cuda,
-                "stagescreen_trainer": __version__,
-            },
+            "versions": library_versions(),
             "code_version": c.CODE_VERSION or __version__,
             "resumed_from": self.resumed_from,
             "started_at": self.started_at,
@@ -535,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(argv=argv)
     except ConfigError as error:
-        print(f"bad configuration: {error}", file=sys.stderr)
+        reason = f"bad configuration: {error}"
+        print(reason, file=sys.stderr)
+        record_rejected(reason, raw_settings(os.environ, argv))
         return EXIT_BAD_CONFIG
     run = Run(config, Log())
     signal.signal(signal.SIGTERM, run.on_sigterm)
@@ -546,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def execute(run: Run) -> int:
-    """Set up, train, evaluate, record; every ending but a bad config or SIGTERM is recorded."""
+    """Set up, train, evaluate, record; every ending but SIGTERM (to be resumed) is recorded."""
     config, log = run.config, run.log
     timings: dict[str, float] = {}
     status, reason, code, val_bpb = "succeeded", "", EXIT_OK, None
@@ -567,8 +572,7 @@ def execute(run: Run) -> int:
         val_bpb = run.evaluate()
         timings["eval_s"] = time.perf_counter() - started_eval
     except ConfigError as error:
-        print(f"bad configuration: {error}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        status, reason, code = "failed", f"bad configuration: {error}", EXIT_BAD_CONFIG
     except Interrupted as stop:
         log(str(stop))
         with contextlib.suppress(Exception):
@@ -596,6 +600,82 @@ def execute(run: Run) -> int:
     if code:
         print(f"{status}: {reason}", file=sys.stderr)
     return code
+
+
+def raw_settings(environ: Mapping[str, str], argv: list[str] | None) -> dict[str, str]:
+    """The variables as given, flags over the environment, before any of them is parsed."""
+    raw = {name: environ[name] for name in VARIABLES if name in environ}
+    if argv:
+        parsed = vars(build_parser().parse_args(argv))
+        raw.update({name: value for name, value in parsed.items() if value is not None})
+    return raw
+
+
+def record_rejected(reason: str, raw: dict[str, str]) -> None:
+    """A rejected configuration still ends in a record (the run contract), when RESULT_URI
+    itself is usable: identity passed through, status `failed`, the reason, nothing measured."""
+    result_uri = raw.get("RESULT_URI", "")
+    if not result_uri:
+        return
+
+    def number(name: str, kind: type[int] | type[float]) -> int | float | None:
+        with contextlib.suppress(ValueError):
+            value = float(raw.get(name, VARIABLES[name].default))
+            return int(value) if kind is int else value
+        return None
+
+    try:
+        levels = json.loads(raw.get("CODED_LEVELS", "{}"))
+    except json.JSONDecodeError:
+        levels = None
+    now = datetime.now(UTC).isoformat()
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        **{key.lower(): raw.get(key, "") for key in ("STUDY", "STAGE", "RUN_ID", "CONDITION_ID")},
+        "coded_levels": levels if isinstance(levels, dict) else None,
+        "hyperparameters": {},
+        "budget_s": number("TIME_BUDGET", float),
+        "seed": number("RUN_SEED", int),
+        "pool": raw.get("POOL", ""),
+        "status": "failed",
+        "reason": reason,
+        **dict.fromkeys(
+            ("val_bpb", "train_loss", "parameters", "training_s", "eval_s", "tokens_per_s")
+        ),
+        **dict.fromkeys(("mfu", "peak_memory_bytes", "device", "resumed_from")),
+        "steps": 0,
+        "tokens": 0,
+        "wall_s": 0.0,
+        "host": socket.gethostname(),
+        "versions": library_versions(),
+        "code_version": raw.get("CODE_VERSION") or __version__,
+        "started_at": now,
+        "finished_at": now,
+    }
+    try:
+        Location(result_uri).put_bytes(
+            "result.json", (json.dumps(record, indent=2) + "\n").encode()
+        )
+    except Exception as error:  # the reason is on stderr already; say why it is not stored
+        print(f"could not write results to RESULT_URI={result_uri!r}: {error}", file=sys.stderr)
+
+
+def library_versions() -> dict[str, str | None]:
+    """Python and the libraries a run's numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "stagescreen_trainer": __version__,
+    }
+    for package in ("pyarrow", "tiktoken", "boto3"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return versions
 
 
 def out_of_memory(error: BaseException) -> bool:
