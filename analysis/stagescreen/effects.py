@@ -49,9 +49,12 @@ class EffectsError(ValueError):
 class DesignLike(Protocol):
     """What the effects need from a `stagescreen.design.Design`: its runs and their ids."""
 
-    factors: tuple[str, ...]
-    matrix: np.ndarray
-    condition_ids: tuple[str, ...]
+    @property
+    def factors(self) -> tuple[str, ...]: ...
+    @property
+    def matrix(self) -> np.ndarray: ...
+    @property
+    def condition_ids(self) -> tuple[str, ...]: ...
 
 
 # --- result records ----------------------------------------------------------------------
