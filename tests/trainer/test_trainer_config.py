@@ -16,7 +16,7 @@ from stagescreen_trainer.config import (
     build_parser,
     load_config,
 )
-from stagescreen_trainer.train import divergence_limit
+from stagescreen_trainer.train import divergence, divergence_limit
 
 REQUIRED = {"DATA_URI": "/d", "TOKENIZER_URI": "/t", "RESULT_URI": "/r"}
 
@@ -112,3 +112,19 @@ def test_divergence_limit_is_reachable_under_the_softcap(
 ) -> None:
     assert divergence_limit(configured, vocab) == pytest.approx(limit)
     assert divergence_limit(configured, vocab) < 30 + math.log(vocab)
+
+
+@pytest.mark.parametrize(
+    ("loss", "smoothed", "diverged"),
+    [
+        (float("nan"), 3.0, True),  # NaN ends the run whatever came before
+        (float("inf"), 3.0, True),
+        (40.0, 6.0, False),  # one spike: the smoothed loss stays under the limit
+        (20.0, 19.0, True),  # a sustained explosion lifts the smoothed loss over it
+        (3.0, 3.0, False),
+    ],
+)
+def test_divergence_needs_nan_or_a_sustained_explosion(
+    loss: float, smoothed: float, diverged: bool
+) -> None:
+    assert (divergence(loss, smoothed, limit=18.0, step=7) is not None) == diverged

@@ -263,3 +263,21 @@ def test_a_loss_above_the_limit_ends_diverged_naming_the_limit(
     record = read_record(tmp_path)
     assert record["status"] == "diverged" and record["steps"] == 1
     assert "DIVERGE_LOSS=0.5" in record["reason"]
+
+
+def test_a_run_long_enough_to_checkpoint_saves_its_training_before_evaluation(
+    quickstart: Prepared, tmp_path: Path
+) -> None:
+    """An eviction during evaluation must cost the evaluation only: a restart resumes at the
+    budget, trains no further and reproduces the same val_bpb."""
+    env = tiny_env(quickstart, str(tmp_path), TIME_BUDGET=3, CHECKPOINT_EVERY=1)
+    first = run_trainer(env)
+    assert first.returncode == 0, first.stderr
+    assert "checkpoint (before evaluation)" in (tmp_path / "log.txt").read_text()
+    finished = read_record(tmp_path)
+    again = run_trainer(env)
+    assert again.returncode == 0, again.stderr
+    record = read_record(tmp_path)
+    assert record["resumed_from"]["training_s"] >= 3
+    assert record["steps"] == finished["steps"]
+    assert record["val_bpb"] == finished["val_bpb"]

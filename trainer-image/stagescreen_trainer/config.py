@@ -83,8 +83,8 @@ class TrainConfig:
     PROGRESS_EVERY: float = _var(10.0, "seconds between progress lines", "run")
     DIVERGE_LOSS: float = _var(
         0.0,
-        "train loss above this (or NaN/inf) ends as diverged (0: twice ln(vocab), the loss "
-        "of a uniform guess doubled)",
+        "smoothed train loss above this (or any NaN/inf) ends as diverged (0: twice "
+        "ln(vocab), the loss of a uniform guess doubled)",
         "run",
     )
     DEVICE: str = _var("auto", "auto, cpu, cuda or cuda:N", "run")

@@ -92,6 +92,20 @@ def divergence_limit(diverge_loss: float, vocab_size: int) -> float:
     return diverge_loss if diverge_loss > 0 else 2 * math.log(vocab_size)
 
 
+def divergence(loss: float, smoothed: float, limit: float, step: int) -> str | None:
+    """Why the run has diverged, or None.
+
+    NaN/inf ends the run at once; a finite loss only when its smoothed value (the debiased
+    EMA, so step 1 counts in full) is above the limit, so a single spike that training would
+    ride out does not end a screening run.
+    """
+    if not math.isfinite(loss):
+        return f"train loss {loss} at step {step}"
+    if smoothed > limit:
+        return f"smoothed train loss {smoothed:.4g} at step {step} above DIVERGE_LOSS={limit:.4g}"
+    return None
+
+
 class Interrupted(RuntimeError):
     """SIGTERM arrived; a checkpoint was written and a restart will resume."""
 
@@ -309,6 +323,19 @@ class Run:
             f"{size / 1e6:.1f} MB in {elapsed:.2f}s"
         )
 
+    def checkpoint_before_evaluation(self) -> None:
+        """Keep a finished training safe while evaluation runs.
+
+        The loop takes no interval checkpoint on the step that ends the budget, and SIGTERM
+        is not honoured during evaluation, so an eviction then (SIGKILL after the grace
+        period) would retrain up to CHECKPOINT_EVERY seconds. Runs long enough to checkpoint
+        at all write one more here; a restart then resumes at the budget and only evaluates.
+        """
+        c, p = self.config, self.progress
+        long_enough = c.CHECKPOINT_EVERY and c.TIME_BUDGET > c.CHECKPOINT_EVERY
+        if long_enough and p.training_s > p.last_checkpoint_training_s:
+            self.checkpoint("before evaluation")
+
     # --- training loop ------------------------------------------------------------------
     def finished(self) -> bool:
         c, p = self.config, self.progress
@@ -368,10 +395,9 @@ class Run:
             for name, value in zip(CURVE_COLUMNS, point, strict=True):
                 p.curve[name].append(value)
             limit = divergence_limit(c.DIVERGE_LOSS, self.tokenizer.vocab_size)
-            if not math.isfinite(train_loss) or train_loss > limit:
-                raise Diverged(
-                    f"train loss {train_loss} at step {p.step} (limit DIVERGE_LOSS={limit:.4g})"
-                )
+            reason = divergence(train_loss, p.debiased_loss(), limit, p.step)
+            if reason:
+                raise Diverged(reason)
             now = time.perf_counter()
             if now - last_print >= c.PROGRESS_EVERY or p.step == 1 or self.finished():
                 last_print = now
@@ -568,6 +594,7 @@ def execute(run: Run) -> int:
             f"({run.peak.source if run.peak else '-'})"
         )
         run.train_loop()
+        run.checkpoint_before_evaluation()
         started_eval = time.perf_counter()
         val_bpb = run.evaluate()
         timings["eval_s"] = time.perf_counter() - started_eval
