@@ -26,6 +26,10 @@ def test_simulate_writes_the_study_keys_and_says_it_is_synthetic(tmp_path: Path)
     assert lines[1].split()[:4] == ["screen", "screen", "16", "runs"]
     assert "retained A,B" in lines[1]
     assert lines[2].split()[:4] == ["confirm", "confirm", "12", "runs"]
+    # The last stage's best condition is the study's answer, with its recipe and interval.
+    assert lines[3].startswith("SYNTHETIC outcome: best ")
+    assert "A-,B+" in lines[3] and "DEPTH=1, ASPECT_RATIO=64" in lines[3]
+    assert "at 20 s in stage 'confirm'" in lines[3]
     assert lines[-1] == f"wrote {(out / 'quickstart').as_uri()}/"
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == [

@@ -93,7 +93,29 @@ def simulate(
         results = synthetic.simulate_stage(spec, stage.name, results, model)
         record = publish.publish_stage(store, study, stage.name, results)
         typer.echo(_summary(record))
+    typer.echo(_verdict(record))
     typer.echo(f"wrote {store.uri(study.metadata.name)}/")
+
+
+def _verdict(last: dict) -> str:
+    """The study's answer as the last stage gives it: which recipe deserves the long runs."""
+    best = last["best"]
+    if not best:
+        return f"SYNTHETIC outcome: stage {last['stage']!r} has no succeeded runs"
+    levels = ",".join(
+        f"{code}{'+' if v > 0 else '-' if v < 0 else '0'}" for code, v in best["levels"].items()
+    )
+    recipe = ", ".join(f"{name}={value}" for name, value in best["hyperparameters"].items())
+    interval = (
+        f" [{best['ci_low']:.4f}, {best['ci_high']:.4f}]"
+        if best["ci_low"] is not None and best["ci_high"] is not None
+        else ""
+    )
+    return (
+        f"SYNTHETIC outcome: best {best['condition_id']} ({levels}: {recipe}) "
+        f"{last['metric']} {best['mean']:.4f}{interval} at {best['budget_s']} s in stage "
+        f"{last['stage']!r}"
+    )
 
 
 def _summary(record: dict) -> str:
