@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest crds image bench clean
+.PHONY: install demo test lint typecheck pytest crds image bench bench-trainer clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ image:
 
 bench: install
 	$(BIN)/python bench/analysis_speed.py --write docs/benchmarks.md
+
+# Prints the trainer's throughput table (CPU here, the paper's model on CUDA) for docs/benchmarks.md.
+bench-trainer: install
+	$(BIN)/python bench/trainer_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
