@@ -473,6 +473,25 @@ def test_every_problem_is_reported_in_one_pass() -> None:
     ]
 
 
+def test_a_broken_stage_or_factor_does_not_hide_the_cross_section_problems() -> None:
+    """Budgets out of order and low == high are a model's own checks; the duplicate code, the
+    undeclared pool and the unknown source stage still show in the same pass."""
+    data = base()
+    data["spec"]["factors"][1]["high"] = data["spec"]["factors"][1]["low"]
+    data["spec"]["factors"][2]["code"] = data["spec"]["factors"][0]["code"]
+    data["spec"]["stages"][0]["budgets"] = ["10m", "5m"]
+    data["spec"]["stages"][0]["pools"] = ["h100"]
+    data["spec"]["stages"][2]["select"][0]["from"] = "later"
+    assert [p.path for p in problems_of(data)] == [
+        "spec.factors[1].high",
+        "spec.stages[0].budgets[1]",
+        "spec.factors[2].code",
+        "spec.stages[0].pools[0]",
+        "spec.stages[2].select[0].from",
+        "spec.stages[2].select[3].levels",  # names C, which factors[2] no longer is
+    ]
+
+
 def test_spec_error_lists_one_problem_per_line() -> None:
     data = mutate("spec.factors.2.high", 0.03)
     data["spec"]["stages"][0]["budgets"] = ["10m", "5m"]

@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -77,6 +78,16 @@ class _Problems(ValueError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.items = problems
         super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+
+
+LENIENT = {"lenient": True}
+"""Validation context that skips a model's own consistency checks (shapes still count), so a
+spec whose stages or factors broke one of them can still go through the cross-section checks
+and every problem shows in one pass."""
+
+
+def _lenient(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("lenient"))
 
 
 def _raise_if(problems: list[tuple[str, str]]) -> None:
@@ -231,7 +242,9 @@ class Factor(_Model):
     )
 
     @model_validator(mode="after")
-    def _levels_fit_scale(self) -> Factor:
+    def _levels_fit_scale(self, info: ValidationInfo) -> Factor:
+        if _lenient(info):
+            return self
         problems: list[tuple[str, str]] = []
         levels = {"low": self.low, "high": self.high, "centre": self.centre}
         for field, value in levels.items():
@@ -402,7 +415,9 @@ class Selection(_Model):
     )
 
     @model_validator(mode="after")
-    def _fields_fit_rule(self) -> Selection:
+    def _fields_fit_rule(self, info: ValidationInfo) -> Selection:
+        if _lenient(info):
+            return self
         problems: list[tuple[str, str]] = []
         if self.rule == "control":
             if not self.levels:
@@ -495,7 +510,9 @@ class Stage(_Model):
     )
 
     @model_validator(mode="after")
-    def _fields_fit_kind(self) -> Stage:
+    def _fields_fit_kind(self, info: ValidationInfo) -> Stage:
+        if _lenient(info):
+            return self
         problems: list[tuple[str, str]] = []
         for later, (earlier, current) in enumerate(itertools.pairwise(self.budgets), 1):
             if current <= earlier:
@@ -1163,14 +1180,18 @@ def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
         if value is None and field in ("design", "trainer"):
             value = {}
         try:
-            parts[field] = TypeAdapter(shape).validate_python(value)
+            parts[field] = TypeAdapter(shape).validate_python(value, context=LENIENT)
         except ValidationError:
             if field in ("stages", "pools"):
                 return []
             parts[field] = None
-    found = [
-        Problem(_path(("spec", *_split(sub))), message) for sub, message in _cross_problems(**parts)
-    ]
+    try:
+        cross = _cross_problems(**parts)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        # Leniently parsed parts may break what the checks assume; the problems already
+        # found still stand and name the part to fix first.
+        return []
+    found = [Problem(_path(("spec", *_split(sub))), message) for sub, message in cross]
     return [problem for problem in found if problem not in known]
 
 
