@@ -60,7 +60,7 @@ class DesignLike(Protocol):
 # --- result records ----------------------------------------------------------------------
 
 
-def _num(value: Any) -> float | None:
+def json_number(value: Any) -> float | None:
     """A JSON-safe number: NaN and infinities become None, numpy scalars plain floats."""
     if value is None:
         return None
@@ -90,11 +90,11 @@ class Effect:
         """The `--json` shape: exactly term, effect, ci_low, ci_high, p, q."""
         return {
             "term": self.term,
-            "effect": _num(self.effect),
-            "ci_low": _num(self.ci_low),
-            "ci_high": _num(self.ci_high),
-            "p": _num(self.p),
-            "q": _num(self.q),
+            "effect": json_number(self.effect),
+            "ci_low": json_number(self.ci_low),
+            "ci_high": json_number(self.ci_high),
+            "p": json_number(self.p),
+            "q": json_number(self.q),
         }
 
 
@@ -580,7 +580,7 @@ def _with_lenth(effect: Effect, margin: LenthMargin) -> Effect:
 
 def _with_q(effects: Sequence[Effect]) -> tuple[Effect, ...]:
     q = benjamini_hochberg([e.p for e in effects])
-    return tuple(replace(e, q=_num(value)) for e, value in zip(effects, q, strict=True))
+    return tuple(replace(e, q=json_number(value)) for e, value in zip(effects, q, strict=True))
 
 
 def fit_effects(
@@ -669,7 +669,7 @@ def _combine_q(families: Sequence[Family]) -> list[Family]:
     return [
         replace(
             family,
-            effects=tuple(replace(effect, q=_num(next(q))) for effect in family.effects),
+            effects=tuple(replace(effect, q=json_number(next(q))) for effect in family.effects),
             q_scope="combined",
         )
         for family in families
@@ -853,9 +853,9 @@ class ConditionMean:
             **{k: _plain(v) for k, v in self.key.items()},
             "n": self.n,
             "mean": self.mean,
-            "sd": _num(self.sd),
-            "ci_low": _num(self.ci_low),
-            "ci_high": _num(self.ci_high),
+            "sd": json_number(self.sd),
+            "ci_low": json_number(self.ci_low),
+            "ci_high": json_number(self.ci_high),
         }
 
 
@@ -922,8 +922,8 @@ class Relaxation:
             **{k: _plain(v) for k, v in self.group.items()},
             "term": self.term,
             "budget": _plain(self.budget),
-            "effect": _num(self.effect),
-            "ratio": _num(self.ratio),
+            "effect": json_number(self.effect),
+            "ratio": json_number(self.ratio),
         }
 
 

@@ -11,7 +11,6 @@ Both are pure functions of the spec and the results table.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,13 +24,6 @@ from stagescreen.spec import Stage, StudySpec
 SCHEMA_VERSION = 1
 FDR = 0.05
 """The q threshold at which a main effect counts as retained (paper 4.4)."""
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _stage_rows(results: pd.DataFrame, stage: Stage) -> pd.DataFrame:
@@ -111,10 +103,10 @@ def _ranking(spec: StudySpec, rows: pd.DataFrame) -> list[dict[str, Any]]:
                 "condition_id": cell.key["condition_id"],
                 "role": roles.get(cell.key["condition_id"]),
                 "n": cell.n,
-                "mean": _num(cell.mean),
-                "sd": _num(cell.sd),
-                "ci_low": _num(cell.ci_low),
-                "ci_high": _num(cell.ci_high),
+                "mean": fx.json_number(cell.mean),
+                "sd": fx.json_number(cell.sd),
+                "ci_low": fx.json_number(cell.ci_low),
+                "ci_high": fx.json_number(cell.ci_high),
             }
         )
     sign = 1 if spec.metric.goal == "minimize" else -1
@@ -173,7 +165,7 @@ def _greedy(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any]
                 "step": i,
                 "condition_id": planning.full_space_id(step.levels, spec.codes),
                 "levels": dict(step.levels),
-                "mean": _num(step.value),
+                "mean": fx.json_number(step.value),
                 "accepted": step.accepted,
             }
             for i, step in enumerate(climb.steps, 1)
@@ -185,7 +177,7 @@ def _greedy(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any]
                 "pool": pool,
                 "steps": steps,
                 "accepted": max(0, len(accepted) - 1),
-                "best": _num(climb.best),
+                "best": fx.json_number(climb.best),
                 "best_step": accepted[-1]["step"] if accepted else None,
                 "stopped": climb.next_levels is None,
             }
