@@ -30,8 +30,8 @@ import torch
 
 from stagescreen_trainer.config import TrainConfig
 from stagescreen_trainer.device import device_name, measure_matmul_flops, synchronize
-from stagescreen_trainer.model import GPT, GPTConfig
-from stagescreen_trainer.train import Log, Run
+from stagescreen_trainer.model import GPT
+from stagescreen_trainer.train import Log, Run, gpt_config
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,7 @@ def build(size: Size, device: torch.device, compile_model: bool) -> tuple[Run, G
     )
     run = Run(config, Log())
     run.setup_device()
-    model_config = GPTConfig(
-        vocab_size=size.vocab,
-        n_layer=config.DEPTH,
-        n_head=config.n_heads,
-        n_embd=config.width,
-        sequence_len=config.SEQ_LEN,
-        window_pattern=config.WINDOW_PATTERN,
-    )
+    model_config = gpt_config(config, size.vocab)
     model = GPT(model_config)
     model.init_weights()
     run.model = model.to(device)

@@ -17,6 +17,19 @@ from stagescreen_operator.cli import app
 runner = CliRunner()
 
 
+# The paper's seeded-screen model: main effects per budget with a seed block.
+SEEDED_SCREEN = (
+    "--response",
+    "val_bpb",
+    "--factors",
+    "A,B,C,D,E",
+    "--by",
+    "budget_s",
+    "--block",
+    "seed",
+)
+
+
 def run(*args: str):
     return runner.invoke(app, ["effects", *args])
 
@@ -35,14 +48,7 @@ def screen_csv(tmp_path: Path) -> Path:
 def test_json_has_exactly_the_documented_shape(screen_csv: Path) -> None:
     result = run(
         str(screen_csv),
-        "--response",
-        "val_bpb",
-        "--factors",
-        "A,B,C,D,E",
-        "--by",
-        "budget_s",
-        "--block",
-        "seed",
+        *SEEDED_SCREEN,
         "--json",
     )
     assert result.exit_code == 0, result.output
@@ -63,14 +69,7 @@ def test_json_has_exactly_the_documented_shape(screen_csv: Path) -> None:
 def test_interactions_are_named_with_colons(screen_csv: Path) -> None:
     result = run(
         str(screen_csv),
-        "--response",
-        "val_bpb",
-        "--factors",
-        "A,B,C,D,E",
-        "--by",
-        "budget_s",
-        "--block",
-        "seed",
+        *SEEDED_SCREEN,
         "--interactions",
         "--json",
     )
@@ -82,14 +81,7 @@ def test_interactions_are_named_with_colons(screen_csv: Path) -> None:
 def test_human_table_marks_effects_significant_at_the_fdr(screen_csv: Path) -> None:
     result = run(
         str(screen_csv),
-        "--response",
-        "val_bpb",
-        "--factors",
-        "A,B,C,D,E",
-        "--by",
-        "budget_s",
-        "--block",
-        "seed",
+        *SEEDED_SCREEN,
         "--fdr",
         "0.05",
     )

@@ -78,6 +78,18 @@ CURVE_COLUMNS = ("step", "elapsed_s", "tokens", "train_loss", "lr", "lr_multipli
 EXIT_OK, EXIT_BAD_CONFIG, EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 4, 75
 
 
+def gpt_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
+    """The network's shape from the run's hyperparameters and the tokenizer's vocabulary."""
+    return GPTConfig(
+        vocab_size=vocab_size,
+        n_layer=config.DEPTH,
+        n_head=config.n_heads,
+        n_embd=config.width,
+        sequence_len=config.SEQ_LEN,
+        window_pattern=config.WINDOW_PATTERN,
+    )
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN/inf or exceeded DIVERGE_LOSS."""
 
@@ -220,14 +232,7 @@ class Run:
     # --- model and optimiser ------------------------------------------------------------
     def setup_model(self) -> None:
         c = self.config
-        self.model_config = GPTConfig(
-            vocab_size=self.tokenizer.vocab_size,
-            n_layer=c.DEPTH,
-            n_head=c.n_heads,
-            n_embd=c.width,
-            sequence_len=c.SEQ_LEN,
-            window_pattern=c.WINDOW_PATTERN,
-        )
+        self.model_config = gpt_config(c, self.tokenizer.vocab_size)
         model = GPT(self.model_config, attention=self.attention)
         model.init_weights()
         self.model = model.to(self.device)
