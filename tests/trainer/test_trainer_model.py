@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from stagescreen_trainer.loss import head_loss, plain_head_loss
 from stagescreen_trainer.model import (
     GPT,
     GPTConfig,
@@ -170,3 +171,45 @@ def test_flex_attention_path_matches_naive_sliding_window_attention() -> None:
     q, k, v = (torch.randn(1, 2, 128, 32) for _ in range(3))
     got = model._attend_flex(q, k, v, 40)
     assert torch.allclose(got, naive_attention(q, k, v, 40), atol=1e-5)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_blockwise_head_loss_equals_the_plain_expression_with_its_gradients(
+    autocast: bool,
+) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 70, 64, requires_grad=True)
+    weight = (torch.randn(700, 64) * 0.3).requires_grad_()
+    targets = torch.randint(0, 700, (3, 70))
+    targets[0, :5] = -1  # ignored positions count nowhere
+    results = []
+    for loss_of in (plain_head_loss, head_loss):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_of(x, weight, targets, 15.0, "mean")
+        loss.backward()
+        results.append((loss.detach(), x.grad, weight.grad))
+        x.grad = weight.grad = None
+        assert torch.allclose(
+            loss_of(x, weight, targets, 15.0, "none"),
+            plain_head_loss(x, weight, targets, 15.0, "none"),
+            atol=1e-5,
+        )
+    (plain, plain_dx, plain_dw), (fused, fused_dx, fused_dw) = results
+    tolerance = 1e-2 if autocast else 1e-5  # bf16 matmuls round differently in blocks
+    assert torch.allclose(plain, fused, rtol=1e-5)
+    for ours, reference in ((fused_dx, plain_dx), (fused_dw, plain_dw)):
+        assert (ours - reference).abs().max() <= tolerance * reference.abs().max()
+
+
+def test_head_loss_spans_several_blocks_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import stagescreen_trainer.loss as loss_module
+
+    monkeypatch.setattr(loss_module, "BLOCK_VALUES", 700 * 16)  # 16 rows a block, 7 blocks
+    torch.manual_seed(1)
+    x, weight = torch.randn(100, 32, requires_grad=True), torch.randn(700, 32)
+    targets = torch.randint(0, 700, (100,))
+    head_loss(x, weight, targets, 15.0).backward()
+    fused = x.grad
+    x.grad = None
+    plain_head_loss(x, weight, targets, 15.0, "mean").backward()
+    assert torch.allclose(fused, x.grad, atol=1e-6)

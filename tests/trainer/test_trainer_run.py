@@ -18,6 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from trainer_support import Prepared, read_record, run_trainer, tiny_env, trainer_command
 
+from stagescreen_trainer.data import split_shards
+from stagescreen_trainer.prepare import validation_tokens
+from stagescreen_trainer.storage import Location
+from stagescreen_trainer.tokenizer import Tokenizer
+
 pytestmark = pytest.mark.slow  # each test runs the trainer in a subprocess: seconds apiece
 
 CONTRACT_FIELDS = {
@@ -110,6 +115,24 @@ def test_a_cpu_run_writes_a_complete_record_curve_and_log(reference: Path) -> No
     assert curve.column("step").to_pylist() == list(range(1, STEPS + 1))
     log = (reference / "log.txt").read_text()
     assert "val_bpb:" in log and "step 00001" in log
+
+
+def test_eval_tokens_beyond_the_shard_scores_it_once_and_says_so(
+    quickstart: Prepared, reference: Path, tmp_path: Path
+) -> None:
+    assert (
+        read_record(reference)["eval_tokens"] == 2048 and read_record(reference)["warnings"] == []
+    )
+    done = run_trainer(tiny_env(quickstart, str(tmp_path), MAX_STEPS=2, EVAL_TOKENS=10**9))
+    assert done.returncode == 0, done.stderr
+    record = read_record(tmp_path)
+    tokenizer = Tokenizer.load(quickstart.tokenizer)
+    _, val = split_shards(Location(str(quickstart.data)))
+    texts = pq.read_table(quickstart.data / val).column("text").to_pylist()
+    assert record["eval_tokens"] == validation_tokens(tokenizer, texts)
+    assert record["eval_bytes"] == sum(len(t.encode("utf-8")) for t in texts)
+    assert len(record["warnings"]) == 1 and "EVAL_TOKENS=1000000000" in record["warnings"][0]
+    assert "warning: EVAL_TOKENS" in done.stdout
 
 
 def test_same_seed_and_config_give_an_identical_loss_curve(

@@ -4,16 +4,24 @@ Shards are parquet files with a `text` column (the climbmix layout the reference
 local folder or under `s3://` (downloaded one at a time as the stream reaches them). Sorted by
 name, the last shard is the pinned validation shard; the rest are training shards.
 
-Packing follows the reference's BOS-aligned best-fit: every row of T+1 tokens starts at a
-document's BOS; the longest buffered document that still fits is placed next, and when none
-fits the shortest one is cropped to fill the row exactly, so no padding and no row starts
-mid-document. Attention is plain causal within a row, so a token may see earlier documents
-packed into the same row and nothing else. Departures: the buffer is kept sorted so the best
-fit is a bisection rather than a scan, and training order is shuffled from RUN_SEED (shard
-order per epoch, document order per row group); validation is read in file order, always the
-same.
+Training packs documents best-fit, as the reference does: the longest buffered document that
+still fits the row's room is placed next; when none fits, the shortest one is split at the
+room left. Two departures keep every token of the corpus in play (a small corpus trained on
+the reference packer is seen as a few rows repeated many times, and val_bpb then rises with
+budget):
+- the rest of a split document goes back into the buffer and starts a later row, instead of
+  being thrown away, so one epoch emits each token of the training shards exactly once;
+- the buffer never reads past the end of an epoch to fill itself: it drains first, so a shard
+  smaller than the buffer is not looped, and `epoch` counts passes over the data.
+A row starts at a document's BOS unless it continues a split document. Attention is plain
+causal within a row. The buffer is kept sorted so the best fit is a bisection; training order
+is shuffled from RUN_SEED (shard order per epoch, document order per row group).
 
-Every piece of state (stream position, epoch, buffered documents) round-trips through
+Validation is one pass (`validation_batches`): the pinned shard's documents in file order,
+joined into one token stream, cut into rows that overlap by one token so every token after
+the first is a target exactly once; nothing depends on the run seed or on earlier calls.
+
+Every piece of training state (stream position, epoch, buffered documents) round-trips through
 `state_dict`, so a resumed run sees exactly the batches an uninterrupted one would.
 """
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,10 +110,18 @@ class DocumentStream:
             self._row_group_counts[shard] = int(meta.num_row_groups)
         return self._row_group_counts[shard]
 
-    def next_documents(self) -> list[str]:
-        """The next few documents (at most `chunk`), advancing the cursor."""
+    def next_documents(self, new_epoch: bool = True) -> list[str]:
+        """The next few documents (at most `chunk`), advancing the cursor.
+
+        At the end of an epoch the stream starts the next one only when `new_epoch` is true;
+        otherwise it answers [] and stays at the end.
+        """
         for _ in range(4 * len(self.names) + 4):
             c = self.cursor
+            if c.shard == len(self.names):
+                if not new_epoch:
+                    return []
+                c.epoch, c.shard, c.row_group, c.doc = c.epoch + 1, 0, 0, 0
             shard = self._order(c.epoch)[c.shard]
             if c.row_group < self._row_groups(shard):
                 texts = self._row_group(c.epoch, shard, c.row_group)
@@ -115,8 +132,6 @@ class DocumentStream:
                 c.row_group, c.doc = c.row_group + 1, 0
                 continue
             c.shard, c.row_group, c.doc = c.shard + 1, 0, 0
-            if c.shard == len(self.names):
-                c.epoch, c.shard = c.epoch + 1, 0
         raise DataError(f"DATA_URI={self.location.root!r}: shards {self.names} hold no documents")
 
 
@@ -141,17 +156,27 @@ class PackedBatches:
         return self.stream.cursor.epoch
 
     def _refill(self) -> None:
+        """Top the buffer up to buffer_docs from this epoch; start the next only when empty."""
         while len(self._buffer) < self.buffer_docs:
-            for tokens in self.tokenizer.encode_documents(self.stream.next_documents()):
-                bisect.insort(self._buffer, (len(tokens), self._arrivals, tokens))
-                self._arrivals += 1
+            texts = self.stream.next_documents(new_epoch=not self._buffer)
+            if not texts:
+                return
+            for tokens in self.tokenizer.encode_documents(texts):
+                self._insert(tokens)
+
+    def _insert(self, tokens: list[int]) -> None:
+        bisect.insort(self._buffer, (len(tokens), self._arrivals, tokens))
+        self._arrivals += 1
 
     def _take_fitting(self, room: int) -> list[int]:
-        """The longest document of length <= room, else the shortest one cropped to room."""
+        """The longest document of length <= room, else the first `room` tokens of the
+        shortest one, whose rest goes back into the buffer for a later row."""
         index = bisect.bisect_right(self._buffer, (room, float("inf"))) - 1
         if index >= 0:
             return self._buffer.pop(index)[2]
-        return self._buffer.pop(0)[2][:room]
+        tokens = self._buffer.pop(0)[2]
+        self._insert(tokens[room:])
+        return tokens[:room]
 
     def next_batch(self) -> tuple[Tensor, Tensor]:
         width = self.seq_len + 1
@@ -201,10 +226,50 @@ def train_batches(
 
 
 def validation_batches(
-    location: Location, tokenizer: Tokenizer, batch_size: int, seq_len: int, cache: Path
-) -> PackedBatches:
-    """Always the same batches: the pinned shard in file order, whatever the run seed."""
+    location: Location,
+    tokenizer: Tokenizer,
+    batch_size: int,
+    seq_len: int,
+    max_tokens: int,
+    cache: Path,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """One pass over the pinned validation shard, the same batches whatever the run.
+
+    The shard's documents, in file order and each led by BOS, form one token stream. Row i
+    holds stream[i*T : i*T + T] as inputs and the next token of each as targets, so rows
+    overlap by one token and every token after the first is a target exactly once. Targets
+    stop after `max_tokens` or at the end of the shard; the rest of the last row, and rows
+    padding the last batch to full size (shapes stay fixed for a compiled model), carry
+    target -1, which scores nothing.
+    """
     _, val = split_shards(location)
-    return PackedBatches(
-        DocumentStream(location, [val], cache, None), tokenizer, batch_size, seq_len
-    )
+    path = location.local_copy(val, cache)
+    shard = pq.ParquetFile(path)
+    if "text" not in shard.schema_arrow.names:
+        raise DataError(f"{location.uri(val)}: no 'text' column")
+    stream: list[int] = []
+    targets_left = max_tokens
+    row_groups = iter(range(shard.num_row_groups))
+    exhausted = False
+    while targets_left > 0:
+        while len(stream) <= batch_size * seq_len and not exhausted:
+            group = next(row_groups, None)
+            if group is None:
+                exhausted = True
+                break
+            texts = [str(t) for t in shard.read_row_group(group, columns=["text"])["text"]]
+            for tokens in tokenizer.encode_documents(texts):
+                stream.extend(tokens)
+        if len(stream) < 2:
+            return
+        inputs = torch.zeros((batch_size, seq_len), dtype=torch.long)
+        targets = torch.full((batch_size, seq_len), -1, dtype=torch.long)
+        for row in range(batch_size):
+            take = min(seq_len, len(stream) - 1, targets_left)
+            if take <= 0:
+                break
+            inputs[row, :take] = torch.tensor(stream[:take])
+            targets[row, :take] = torch.tensor(stream[1 : take + 1])
+            del stream[:take]  # the last target becomes the next row's first input
+            targets_left -= take
+        yield inputs, targets

@@ -12,7 +12,8 @@ Departures from a textbook GPT-2, all following the reference (itself from nanoc
   x <- resid_lambda[i] * x + x0_lambda[i] * x0;
 - sliding-window attention by a pattern string such as SSSL (S = half the context), the last
   layer always full;
-- untied head, logits in fp32 soft-capped at 15 (Gemma 2);
+- untied head, logits in fp32 soft-capped at 15 (Gemma 2), the loss computed a block of rows
+  at a time with its gradient (loss.py), so the full logits never pass through memory;
 - zero-initialised output projections, so every block starts as the identity.
 
 Attention runs through `scaled_dot_product_attention`: full-window layers use `is_causal`
@@ -29,6 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from stagescreen_trainer.loss import head_loss
 
 VE_GATE_CHANNELS = 32
 SOFTCAP = 15.0
@@ -225,16 +228,11 @@ class GPT(nn.Module):
             x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
             x = block(x, ve, rope, attend)
-        logits = self.lm_head(norm(x)).float()
-        logits = SOFTCAP * torch.tanh(logits / SOFTCAP)
-        if targets is None:
-            return logits
-        return F.cross_entropy(
-            logits.view(-1, logits.size(-1)),
-            targets.reshape(-1),
-            ignore_index=-1,
-            reduction=reduction,
-        )
+        x = norm(x)
+        if targets is not None:
+            return head_loss(x, self.lm_head.weight, targets, SOFTCAP, reduction)
+        logits = self.lm_head(x).float()
+        return SOFTCAP * torch.tanh(logits / SOFTCAP)
 
     # --- accounting ---
     def parameter_count(self) -> int:

@@ -53,7 +53,7 @@ from stagescreen_trainer.device import (
     pick_device,
     synchronize,
 )
-from stagescreen_trainer.evaluate import evaluate_bpb
+from stagescreen_trainer.evaluate import Evaluation, evaluate_bpb
 from stagescreen_trainer.model import GPT, GPTConfig, reference_lr_scale
 from stagescreen_trainer.muon import MuonAdamW
 from stagescreen_trainer.schedule import (
@@ -177,6 +177,7 @@ class Run:
         self.stop_requested = False
         self.resumed_from: dict[str, Any] | None = None
         self.facts: dict[str, Any] = {}
+        self.warnings: list[str] = []
         self.parameters: int | None = None
         self.flops_per_token: float | None = None
         self.peak: Peak | None = None
@@ -221,12 +222,9 @@ class Run:
             load_token_bytes(folder), dtype=torch.int64, device=self.device
         )
         data = Location(c.DATA_URI)
-        shards = self.cache / "shards"
+        self.data = data
         self.train = train_batches(
-            data, self.tokenizer, c.DEVICE_BATCH_SIZE, c.SEQ_LEN, c.RUN_SEED, shards
-        )
-        self.validation = validation_batches(
-            data, self.tokenizer, c.eval_batch_size, c.SEQ_LEN, shards
+            data, self.tokenizer, c.DEVICE_BATCH_SIZE, c.SEQ_LEN, c.RUN_SEED, self.cache / "shards"
         )
 
     # --- model and optimiser ------------------------------------------------------------
@@ -449,17 +447,31 @@ class Run:
         )
 
     # --- evaluation ---------------------------------------------------------------------
-    def evaluate(self) -> float:
+    def evaluate(self) -> Evaluation:
+        """One pass over the validation shard, up to EVAL_TOKENS targets."""
         c = self.config
-        steps = c.EVAL_TOKENS // (c.eval_batch_size * c.SEQ_LEN)
         self.model.eval()
-        return evaluate_bpb(
-            self.forward, self.validation, self.token_bytes, steps, self.device, self.autocast
+        batches = validation_batches(
+            self.data,
+            self.tokenizer,
+            c.eval_batch_size,
+            c.SEQ_LEN,
+            c.EVAL_TOKENS,
+            self.cache / "shards",
         )
+        result = evaluate_bpb(self.forward, batches, self.token_bytes, self.device, self.autocast)
+        if result.targets < c.EVAL_TOKENS:
+            warning = (
+                f"EVAL_TOKENS={c.EVAL_TOKENS} is more than the validation shard holds: scored "
+                f"all {result.targets} of its tokens once"
+            )
+            self.warnings.append(warning)
+            self.log(f"warning: {warning}")
+        return result
 
     # --- record -------------------------------------------------------------------------
     def record(
-        self, status: str, reason: str, val_bpb: float | None, timings: dict[str, float]
+        self, status: str, reason: str, evaluation: Evaluation | None, timings: dict[str, float]
     ) -> dict[str, Any]:
         c, p = self.config, self.progress
         tokens_per_s = p.counted_tokens / p.training_s if p.training_s > 0 else None
@@ -485,7 +497,10 @@ class Run:
             "pool": c.POOL,
             "status": status,
             "reason": reason,
-            "val_bpb": val_bpb,
+            "val_bpb": evaluation.val_bpb if evaluation else None,
+            "eval_tokens": evaluation.targets if evaluation else None,
+            "eval_bytes": evaluation.bytes if evaluation else None,
+            "warnings": list(self.warnings),
             "train_loss": p.debiased_loss() if p.step else None,
             "train_loss_last": p.last_loss if p.step else None,
             "steps": p.step,
@@ -585,7 +600,8 @@ def execute(run: Run) -> int:
     """Set up, train, evaluate, record; every ending but SIGTERM (to be resumed) is recorded."""
     config, log = run.config, run.log
     timings: dict[str, float] = {}
-    status, reason, code, val_bpb = "succeeded", "", EXIT_OK, None
+    status, reason, code = "succeeded", "", EXIT_OK
+    evaluation: Evaluation | None = None
     try:
         run.setup_device()
         run.setup_data()
@@ -601,7 +617,7 @@ def execute(run: Run) -> int:
         run.train_loop()
         run.checkpoint_before_evaluation()
         started_eval = time.perf_counter()
-        val_bpb = run.evaluate()
+        evaluation = run.evaluate()
         timings["eval_s"] = time.perf_counter() - started_eval
     except ConfigError as error:
         status, reason, code = "failed", f"bad configuration: {error}", EXIT_BAD_CONFIG
@@ -620,7 +636,7 @@ def execute(run: Run) -> int:
             status, reason, code = "failed", f"out of memory: {first_line}", EXIT_FAILED
         else:
             status, reason, code = "failed", f"{type(error).__name__}: {first_line}", EXIT_FAILED
-    record = _finite_or_none(run.record(status, reason, val_bpb, timings))
+    record = _finite_or_none(run.record(status, reason, evaluation, timings))
     log(summary(record))
     try:
         write_outputs(config, record, run.progress.curve, log)
@@ -730,6 +746,7 @@ def summary(record: dict[str, Any]) -> str:
         ("parameters", fmt(record["parameters"], ",")),
         ("training_s", fmt(record["training_s"], ".1f")),
         ("warmup_s", fmt(record["warmup_s"], ".1f")),
+        ("eval_tokens", fmt(record.get("eval_tokens"), ",")),
         ("eval_s", fmt(record["eval_s"], ".1f")),
         ("wall_s", fmt(record["wall_s"], ".1f")),
         ("tokens_per_s", fmt(record["tokens_per_s"], ",.0f")),
