@@ -1,19 +1,21 @@
-"""Trainer throughput: tokens/s and model FLOP/s per model size, against this device's matmul peak.
+"""Trainer throughput: its full step against a naive GPT step, and tokens/s per model size.
 
-    .venv/bin/python bench/trainer_throughput.py [--device cpu|cuda] [--steps 3] [--repeats 3]
+    .venv/bin/python bench/trainer_throughput.py [--device cpu|cuda] [--rounds 5] [--compile]
 
-For each size it times the trainer's own model and optimiser on random tokens (the data loader
-is not what is measured): forward+backward of one micro-batch, and one Muon+AdamW step, each the
-best of a few rounds after warm-up (the machine is shared; the best round is the least
-disturbed). The last column charges one optimiser step per STEP_TOKENS tokens of accumulated
-micro-batches (the paper steps every 2^19 tokens; at a few thousand tokens per step Muon's
-orthogonalisation, which is not model FLOPs, would dominate a CPU run).
+Two tables, both on random tokens (the data loader is not what is measured), each figure the
+best round of a few after warm-up (the machine is shared; the best round is the least
+disturbed), trainer and reference rounds interleaved so both see the same machine:
 
-Model FLOP/s = the model's training FLOPs per token (6 x matmul parameters + attention) x
-tokens/s; the achievable peak is the best square-matmul FLOP/s measured in this process
-(fp32 on CPU, bf16 on CUDA). Their ratio is the share of the device's matmul speed the model
-turns into training; the optimiser's own matmuls (Polar Express) count as overhead, not model
-FLOPs. Prints a Markdown table for docs/benchmarks.md.
+1. **Full step vs a naive reference** (bench/naive_gpt.py): width 512, 4 layers, context 256,
+   batch 16, vocabulary 8192; forward, backward, optimiser step and zeroing, in each dtype the
+   device runs fast (fp32, and bf16 autocast where bf16 matmuls are fast). The trainer's step
+   includes everything the recipe adds (rotary, QK-norm, value embeddings, sliding windows,
+   soft-capped logits, Muon's orthogonalisation). Goal: ratio >= 1.0 in the same dtype.
+2. **Sizes**: forward+backward tokens/s and model FLOP/s (training FLOPs per token, 6 x matmul
+   parameters + attention, times tokens/s) over the measured matmul peak in the run's dtype;
+   the last column charges one optimiser step per STEP_TOKENS tokens of micro-batches.
+
+Prints Markdown for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from naive_gpt import NaiveGPT, naive_optimizer
 
 from stagescreen_trainer.config import TrainConfig
-from stagescreen_trainer.device import device_name, measure_matmul_flops, synchronize
+from stagescreen_trainer.device import (
+    compute_dtype,
+    device_name,
+    measure_matmul_flops,
+    synchronize,
+)
 from stagescreen_trainer.model import GPT
 from stagescreen_trainer.train import Log, Run, gpt_config
 
@@ -47,6 +55,8 @@ class Size:
 
 # Tokens per optimiser step for the "with optimiser" column: micro-batches accumulate to this.
 STEP_TOKENS = 2**16
+# The comparison shape issue 6 names: width 512 (4 layers x aspect 128), context 256, batch 16.
+VERSUS = Size("d4-w512", 4, 128, 64, 256, 16)
 
 CPU_SIZES = (
     Size("d2-w128", 2, 64, 64, 128, 8),
@@ -56,8 +66,10 @@ CPU_SIZES = (
 # The paper's model (depth 8, aspect 64, head 128, 2048 context); DEVICE_BATCH_SIZE 32 per pass.
 CUDA_SIZES = (Size("paper d8-w512", 8, 64, 128, 2048, 32),)
 
+Work = Callable[[], None]
 
-def build(size: Size, device: torch.device, compile_model: bool) -> tuple[Run, GPT]:
+
+def build(size: Size, device: torch.device, dtype: str, compile_model: bool) -> tuple[Run, GPT]:
     """The trainer's own model and optimiser for a size, built the way a run builds them."""
     config = TrainConfig(
         DEPTH=size.depth,
@@ -68,71 +80,121 @@ def build(size: Size, device: torch.device, compile_model: bool) -> tuple[Run, G
         TOTAL_BATCH_SIZE=size.batch * size.seq_len,
         DEVICE=str(device),
         COMPILE="1" if compile_model else "0",
+        DTYPE=dtype,
     )
     run = Run(config, Log())
     run.setup_device()
-    model_config = gpt_config(config, size.vocab)
-    model = GPT(model_config)
+    model = GPT(gpt_config(config, size.vocab), attention=run.attention)
     model.init_weights()
     run.model = model.to(device)
     run.optimizer = run.build_optimizer()
+    run.forward = torch.compile(model, dynamic=False) if compile_model else model
     return run, model
 
 
-def time_steps(
-    size: Size, device: torch.device, steps: int, warmup: int, repeats: int, compile_model: bool
-) -> dict[str, float]:
-    run, model = build(size, device, compile_model)
-    forward = torch.compile(model, dynamic=False) if compile_model else model
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
+def batch(size: Size, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     tokens = torch.randint(0, size.vocab, (size.batch, size.seq_len + 1), device=device)
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def best_times(works: dict[str, Work], device: torch.device, rounds: int, calls: int) -> dict:
+    """Best mean seconds per call of each work, rounds interleaved across the works."""
+    for work in works.values():
+        work()
+        work()
+    best = dict.fromkeys(works, float("inf"))
+    for _ in range(rounds):
+        for name, work in works.items():
+            synchronize(device)
+            started = time.perf_counter()
+            for _ in range(calls):
+                work()
+            synchronize(device)
+            best[name] = min(best[name], (time.perf_counter() - started) / calls)
+    return best
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def versus_naive(device: torch.device, dtype_name: str, rounds: int, compile_model: bool) -> str:
+    """One row of table 1: naive and trainer full steps in one dtype, interleaved."""
+    size = VERSUS
+    run, model = build(size, device, dtype_name, compile_model)
+    dtype = run.compute_dtype
+    naive = NaiveGPT(size.vocab, 512, size.depth, 8, size.seq_len).to(device)
+    naive_opt = naive_optimizer(naive)
+    inputs, targets = batch(size, device)
+
+    def naive_step() -> None:
+        with autocast_for(device, dtype):
+            loss = naive(inputs, targets)
+        loss.backward()
+        naive_opt.step()
+        naive.zero_grad(set_to_none=True)
+
+    def trainer_forward_backward() -> None:
+        with run.autocast:
+            loss = run.forward(inputs, targets)
+        loss.backward()
+
+    def trainer_step() -> None:
+        trainer_forward_backward()
+        run.optimizer.step()
+        model.zero_grad(set_to_none=True)
+
+    times = best_times(
+        {"naive": naive_step, "trainer": trainer_step, "fwd_bwd": trainer_forward_backward},
+        device,
+        rounds,
+        calls=2,
+    )
+    model.zero_grad(set_to_none=True)
+    tokens = size.batch * size.seq_len
+    optimiser = max(0.0, times["trainer"] - times["fwd_bwd"])
+    return (
+        f"| {str(dtype).removeprefix('torch.')} | {tokens / times['naive']:,.0f} "
+        f"| {tokens / times['trainer']:,.0f} | **{times['naive'] / times['trainer']:.2f}** "
+        f"| {1000 * times['fwd_bwd']:.0f} ms | {1000 * optimiser:.0f} ms "
+        f"| {optimiser / times['fwd_bwd']:.0%} |"
+    )
+
+
+def size_row(
+    size: Size, device: torch.device, rounds: int, peak: float, compile_model: bool
+) -> str:
+    run, model = build(size, device, "auto", compile_model)
+    inputs, targets = batch(size, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     def forward_backward() -> None:
-        with autocast:
-            loss = forward(inputs, targets)
+        with run.autocast:
+            loss = run.forward(inputs, targets)
         loss.backward()
 
-    def best_time(work: Callable[[], None]) -> float:
-        """Best mean seconds per call over `repeats` rounds: the machine is shared, so the
-        fastest round is the one least disturbed by other processes."""
-        for _ in range(warmup):
-            work()
-        best = float("inf")
-        for _ in range(repeats):
-            synchronize(device)
-            started = time.perf_counter()
-            for _ in range(steps):
-                work()
-            synchronize(device)
-            best = min(best, (time.perf_counter() - started) / steps)
-        return best
-
-    fwd_bwd = best_time(forward_backward)
+    fwd_bwd = best_times({"x": forward_backward}, device, rounds, calls=2)["x"]
     forward_backward()
-    optimizer_step = best_time(run.optimizer.step)
+    optimizer_step = best_times({"x": run.optimizer.step}, device, rounds, calls=1)["x"]
     model.zero_grad(set_to_none=True)
-    n_tokens = size.batch * size.seq_len
-    accumulate = max(1, STEP_TOKENS // n_tokens)
+    tokens = size.batch * size.seq_len
     flops = model.flops_per_token()
-    memory = (
-        torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    )
+    accumulate = max(1, STEP_TOKENS // tokens)
     step_s = accumulate * fwd_bwd + optimizer_step
-    return {
-        "parameters": model.parameter_count(),
-        "tokens_per_s": n_tokens / fwd_bwd,
-        "model_flops": flops * n_tokens / fwd_bwd,
-        "optimizer_s": optimizer_step,
-        "model_flops_step": flops * n_tokens * accumulate / step_s,
-        "peak_memory_gib": memory,
-    }
+    memory = (
+        f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+        if device.type == "cuda"
+        else "-"
+    )
+    return (
+        f"| {size.name} | {model.parameter_count() / 1e6:.1f}M | {size.seq_len} x {size.batch} "
+        f"| {tokens / fwd_bwd:,.0f} | {flops * tokens / fwd_bwd / 1e9:,.1f} "
+        f"| {flops * tokens / fwd_bwd / peak:.2f} | {optimizer_step:.2f} s "
+        f"| {flops * tokens * accumulate / step_s / peak:.2f} | {memory} |"
+    )
 
 
 def main() -> None:
@@ -140,40 +202,42 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=3, help="timed calls per round")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per figure")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     args = parser.parse_args()
     device = torch.device(args.device)
-    sizes = CUDA_SIZES if device.type == "cuda" else CPU_SIZES
-    if device.type == "cuda":
-        peak = measure_matmul_flops(device, torch.bfloat16, 8192, 2.0)
-        peak_label = "bf16 8192^3 matmul"
-    else:
-        peak = max(measure_matmul_flops(device, torch.float32, n, 1.0) for n in (1024, 2048))
-        peak_label = "fp32 1024^3/2048^3 matmul"
+    dtype = compute_dtype(device, "auto")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"device: {device_name(device)} ({device.type}), {os.cpu_count()} logical CPUs, "
         f"{torch.get_num_threads()} torch threads, load average {load:.2f} at start; "
-        f"torch {torch.__version__}, Python {platform.python_version()}"
+        f"torch {torch.__version__}, Python {platform.python_version()}, "
+        f"compile={'on' if args.compile else 'off'}\n"
     )
-    print(f"measured matmul peak ({peak_label}): {peak / 1e9:,.1f} GFLOP/s\n")
+    print(
+        f"Full step vs the naive reference ({VERSUS.name}: width 512, {VERSUS.depth} layers, "
+        f"context {VERSUS.seq_len}, batch {VERSUS.batch}, vocab {VERSUS.vocab}):\n"
+    )
+    print(
+        "| dtype | naive tokens/s | trainer tokens/s | trainer / naive "
+        "| trainer fwd+bwd | trainer optimiser | optimiser / fwd+bwd |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    dtypes = ["float32"] + (["bfloat16"] if dtype == torch.bfloat16 else [])
+    for name in dtypes:
+        print(versus_naive(device, name, args.rounds, args.compile), flush=True)
+
+    size = 8192 if device.type == "cuda" else 2048
+    peak = max(measure_matmul_flops(device, dtype, n, 1.5) for n in (size // 2, size))
+    print(f"\nSizes, in {dtype} (measured matmul peak {peak / 1e9:,.1f} GFLOP/s):\n")
     print(
         "| size | params | micro-batch (context x batch) | fwd+bwd tokens/s | model GFLOP/s "
-        f"| / matmul peak | optimiser step | / peak with optimiser, {STEP_TOKENS:,} tokens/step |"
+        f"| / matmul peak | optimiser step | / peak with optimiser, {STEP_TOKENS:,} tokens/step "
+        "| peak memory |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for size in sizes:
-        r = time_steps(size, device, args.steps, args.warmup, args.repeats, args.compile)
-        print(
-            f"| {size.name} | {r['parameters'] / 1e6:.1f}M | {size.seq_len} x {size.batch} "
-            f"| {r['tokens_per_s']:,.0f} | {r['model_flops'] / 1e9:,.1f} "
-            f"| {r['model_flops'] / peak:.2f} | {r['optimizer_s']:.2f} s "
-            f"| {r['model_flops_step'] / peak:.2f} |",
-            flush=True,
-        )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in CUDA_SIZES if device.type == "cuda" else CPU_SIZES:
+        print(size_row(s, device, args.rounds, peak, args.compile), flush=True)
 
 
 if __name__ == "__main__":

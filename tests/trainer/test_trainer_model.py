@@ -60,7 +60,7 @@ def test_sdpa_path_matches_naive_sliding_window_attention(window: int) -> None:
     torch.manual_seed(0)
     model = GPT(tiny())
     q, k, v = (torch.randn(2, 2, 32, 32) for _ in range(3))
-    got = model._attend_sdpa(q, k, v, window)
+    got = model._attend(q, k, v, window)
     assert torch.allclose(got, naive_attention(q, k, v, window), atol=1e-5)
 
 
@@ -213,3 +213,40 @@ def test_head_loss_spans_several_blocks_of_rows(monkeypatch: pytest.MonkeyPatch)
     x.grad = None
     plain_head_loss(x, weight, targets, 15.0, "mean").backward()
     assert torch.allclose(fused, x.grad, atol=1e-6)
+
+
+def test_adamw_groups_step_exactly_like_torch_adamw() -> None:
+    torch.manual_seed(0)
+    ours, theirs = torch.randn(6, 5, requires_grad=True), torch.zeros(6, 5, requires_grad=True)
+    with torch.no_grad():
+        theirs.copy_(ours)
+    settings = {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-10, "weight_decay": 0.1}
+    optimiser = MuonAdamW([{"kind": "adamw", "params": [ours], **settings}], torch.float32)
+    reference = torch.optim.AdamW([theirs], foreach=False, **settings)  # type: ignore[arg-type]
+    for step in range(4):
+        grad = torch.randn(6, 5) * (step + 1)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        optimiser.step()
+        reference.step()
+    assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_compiled_muon_update_equals_the_eager_one() -> None:
+    """CUDA runs compile the Muon update; the compiled graph must do the same arithmetic."""
+    torch.manual_seed(0)
+    shape = (2, 48, 16)
+    weights, grads = torch.randn(shape), torch.randn(shape)
+    results = []
+    for compile_update in (False, True):
+        params = [torch.nn.Parameter(w.clone()) for w in weights]
+        group = {"kind": "muon", "params": params, "lr": 0.02, "momentum": 0.9, "beta2": 0.95}
+        optimiser = MuonAdamW(
+            [{**group, "ns_steps": 5, "weight_decay": 0.1}], torch.float32, compile_update
+        )
+        for step in range(3):
+            for p, g in zip(params, grads * (step + 1), strict=True):
+                p.grad = g.clone()
+            optimiser.param_groups[0]["momentum"] = 0.85 + 0.05 * step  # no recompilation
+            optimiser.step()
+        results.append(torch.stack([p.detach() for p in params]))
+    assert torch.allclose(results[0], results[1], atol=1e-5)

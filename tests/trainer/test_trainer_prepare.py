@@ -45,18 +45,40 @@ def notes_folder(root: Path) -> Path:
     return source
 
 
-def test_text_folder_keeps_every_paragraph_whole(tmp_path: Path) -> None:
+def test_text_folder_loses_no_text_and_cuts_only_oversized_paragraphs(tmp_path: Path) -> None:
     source = notes_folder(tmp_path)
     out = tmp_path / "out"
     args = ["--source", str(source), "--out", str(out), "--vocab", "300", "--doc-chars", "400"]
     assert prepare.main([*args, "--min-val-tokens", "100"]) == 0
     train, val = shard_texts(out / "shards")
-    source_paragraphs = paragraphs([p.read_text() for p in sorted(source.glob("*.txt"))])
-    # nothing cut or lost: the output's paragraphs are the source's, bar exact duplicates
-    assert set(paragraphs(train + val)) == set(source_paragraphs)
-    assert "A paragraph longer than any document limit. " * 30 in paragraphs(train + val)
+    originals = [(source / f"note{i}.txt").read_text() for i in range(6)]
+
+    def words(texts: list[str]) -> Counter[str]:
+        return Counter(w for t in texts for w in t.split())
+
+    # every word of every note is kept; of the copied note, the copies also in validation go
+    assert not words(originals) - words(train + val)
+    assert not words(train + val) - words(originals) - words(originals[:1])
+    long_paragraph = "A paragraph longer than any document limit. " * 30
+    whole = [p for p in paragraphs(originals) if p != long_paragraph]
+    assert set(whole) <= set(paragraphs(train + val))  # paragraphs that fit are never cut
+    assert all(len(doc) <= 400 for doc in train + val)
     assert not set(train) & set(val)  # a copied note never sits on both sides of the split
     assert Tokenizer.load(out / "tokenizer").vocab_size == 300
+
+
+def test_documents_cut_at_blank_lines_then_lines_then_spaces() -> None:
+    text = "intro\n\n" + "one two three four five six\nseven eight\n" * 2 + "\n\nend"
+    docs = prepare.documents_of(text, 30)
+    assert docs == [
+        "intro",
+        "one two three four five six",
+        "seven eight",
+        "one two three four five six",
+        "seven eight",
+        "end",
+    ]
+    assert prepare.documents_of("x" * 50, 30) == ["x" * 50]  # nowhere to cut: kept whole
 
 
 def test_bad_arguments_exit_2_naming_the_fix(

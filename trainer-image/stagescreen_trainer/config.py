@@ -92,6 +92,12 @@ class TrainConfig:
     ATTENTION: str = _var(
         "auto", "auto, sdpa (flash for full windows, masked for short) or flex", "run"
     )
+    DTYPE: str = _var(
+        "auto",
+        "compute dtype under autocast: auto (bfloat16 on CUDA and on CPUs with bf16 matrix "
+        "units, else float32), bfloat16 or float32",
+        "run",
+    )
     THREADS: int = _var(0, "CPU threads for torch (0: torch's default)", "run")
     PEAK_FLOPS: float = _var(0.0, "device peak FLOP/s for MFU (0: look up or measure)", "run")
     # --- pass-through identity, filled by the operator ---
@@ -143,6 +149,7 @@ class TrainConfig:
         keep = {"hyper"}
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["kind"] in keep}
         out.update(TIME_BUDGET=self.TIME_BUDGET, MAX_STEPS=self.MAX_STEPS, RUN_SEED=self.RUN_SEED)
+        out.update(DTYPE=self.DTYPE)
         return out
 
 
@@ -287,6 +294,9 @@ def validate(c: TrainConfig) -> None:
         "must be auto, cpu, cuda or cuda:N",
     )
     _require(c.COMPILE in ("auto", "0", "1"), "COMPILE", c.COMPILE, "must be auto, 0 or 1")
+    _require(
+        c.DTYPE in ("auto", "bfloat16", "float32"), "DTYPE", c.DTYPE, "auto, bfloat16 or float32"
+    )
     _require(
         c.ATTENTION in ("auto", "sdpa", "flex"), "ATTENTION", c.ATTENTION, "auto, sdpa or flex"
     )

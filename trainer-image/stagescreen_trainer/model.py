@@ -16,9 +16,10 @@ Departures from a textbook GPT-2, all following the reference (itself from nanoc
   at a time with its gradient (loss.py), so the full logits never pass through memory;
 - zero-initialised output projections, so every block starts as the identity.
 
-Attention runs through `scaled_dot_product_attention`: full-window layers use `is_causal`
-(flash kernels where the device has them), short-window layers a boolean band mask. With
-ATTENTION=flex, CUDA uses `flex_attention` with a sliding-window block mask instead.
+Attention runs through `scaled_dot_product_attention` with `is_causal` for full-window layers
+(flash kernels where the device has them). Short-window layers use `flex_attention` with a
+sliding-window block mask when compiled on CUDA (the default there), else SDPA with a boolean
+band mask.
 """
 
 from __future__ import annotations
@@ -193,20 +194,26 @@ class GPT(nn.Module):
             nn.init.uniform_(ve.weight, -bound, bound)
 
     # --- attention kernels ---
-    def _attend_sdpa(self, q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
+        """Causal attention looking back `window` tokens: full windows take SDPA's is_causal
+        path (flash kernels where the device has them), short ones flex or a band mask."""
         T = q.size(2)
         if window >= T - 1:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.attention == "flex":
+            return self._attend_flex(q, k, v, window)
         key = (T, window, str(q.device))
         if key not in self._masks:
             self._masks[key] = band_mask(T, window, q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=self._masks[key])
 
     def _attend_flex(self, q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
+        """flex_attention with a sliding-window block mask: blocks wholly outside the window
+        are skipped, so a short window costs less than a full one (fused only when compiled)."""
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
         T = q.size(2)
-        key = (T, window, str(q.device))
+        key = (T, window, f"flex:{q.device}")
         if key not in self._masks:
 
             def visible(b: Tensor, h: Tensor, i: Tensor, j: Tensor) -> Tensor:
@@ -221,13 +228,12 @@ class GPT(nn.Module):
         """Logits (B, T, V) in fp32, or the cross-entropy against targets (-1 ignored)."""
         T = idx.size(1)
         rope = (self.cos[:, :T], self.sin[:, :T])
-        attend = self._attend_flex if self.attention == "flex" else self._attend_sdpa
         x = norm(self.wte(idx))
         x0 = x
         for i, block in enumerate(self.blocks):
             x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
-            x = block(x, ve, rope, attend)
+            x = block(x, ve, rope, self._attend)
         x = norm(x)
         if targets is not None:
             return head_loss(x, self.lm_head.weight, targets, SOFTCAP, reduction)

@@ -6,7 +6,7 @@ semi-orthogonal matrix to its Nesterov momentum. As in the autoresearch referenc
 froze (and nanochat, which it came from):
 - orthogonalisation by the "Polar Express" odd-polynomial iteration (Amsel, Persson, Musco and
   Gower 2025, arXiv:2505.16932), five steps, its published per-step coefficients, in bf16 on
-  CUDA (fp32 on CPU, where bf16 matmuls are slow and the run is a test);
+  the run's compute dtype (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32);
 - NorMuon-style variance reduction (Li et al. 2025, arXiv:2510.05491): the orthogonalised
   update is divided by a running RMS per row (or column, along the longer side) and rescaled
   to keep its Frobenius norm;
@@ -14,7 +14,9 @@ froze (and nanochat, which it came from):
   the update and the weight agree in sign;
 - learning rate scaled by sqrt(max(1, rows/cols)) so tall matrices take proportionate steps;
 - momentum ramped 0.85 -> 0.95 over the first 300 steps by the training loop (schedule.py).
-Matrices of the same shape are stacked and updated together, which keeps the kernel count low.
+Matrices of the same shape are stacked and updated together, which keeps the kernel count low,
+and on CUDA the update is compiled so its elementwise work fuses; AdamW groups use torch's fused
+kernel.
 
 AdamW (Loshchilov and Hutter 2019) with betas (0.8, 0.95), eps 1e-10 and bias correction
 drives embeddings, value embeddings, head and scalars; decay is decoupled.
@@ -57,9 +59,16 @@ def orthogonalise(update: Tensor, steps: int = 5, dtype: torch.dtype = torch.bfl
 class MuonAdamW(torch.optim.Optimizer):
     """Param groups carry `kind` ("muon" or "adamw") and an `initial_lr` the schedule scales."""
 
-    def __init__(self, groups: Iterable[dict[str, Any]], orthogonal_dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        groups: Iterable[dict[str, Any]],
+        orthogonal_dtype: torch.dtype,
+        compile_update: bool = False,
+    ) -> None:
         super().__init__(list(groups), defaults={})
         self.orthogonal_dtype = orthogonal_dtype
+        # Compiled (CUDA runs), the Muon update's elementwise work fuses into a few kernels.
+        self._update = torch.compile(muon_update, dynamic=False) if compile_update else muon_update
         for group in self.param_groups:
             group.setdefault("initial_lr", group["lr"])
             if group["kind"] == "muon":
@@ -75,23 +84,36 @@ class MuonAdamW(torch.optim.Optimizer):
                 self._adamw(group)
 
     def _adamw(self, group: dict[str, Any]) -> None:
-        beta1, beta2 = group["betas"]
-        lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
+        """One fused kernel per group (torch's fused AdamW, CPU and CUDA): decoupled decay,
+        bias-corrected moments, the same arithmetic as the reference's loop over tensors."""
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        for p in params:
             state = self.state[p]
             if not state:
-                state["step"] = 0
+                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
-            state["step"] += 1
-            t = state["step"]
-            p.mul_(1 - lr * decay)
-            state["exp_avg"].lerp_(p.grad, 1 - beta1)
-            state["exp_avg_sq"].lerp_(p.grad.square(), 1 - beta2)
-            denom = (state["exp_avg_sq"] / (1 - beta2**t)).sqrt_().add_(eps)
-            p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**t))
+        states = [self.state[p] for p in params]
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)  # the fused kernel reads the step count, never bumps it
+        beta1, beta2 = group["betas"]
+        torch._fused_adamw_(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [],
+            steps,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            amsgrad=False,
+            maximize=False,
+        )
 
     def _muon(self, group: dict[str, Any]) -> None:
         params: list[Tensor] = [p for p in group["params"] if p.grad is not None]
@@ -99,33 +121,56 @@ class MuonAdamW(torch.optim.Optimizer):
             return
         rows, cols = params[0].shape
         state = self.state[params[0]]
-        # Reduce along the longer side so the running RMS is per row of a tall matrix.
-        reduce_dim = -1 if rows >= cols else -2
+        device = params[0].device
         if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros(len(params), rows, cols, device=params[0].device)
+            state["momentum_buffer"] = torch.zeros(len(params), rows, cols, device=device)
             rms_shape = (len(params), rows, 1) if rows >= cols else (len(params), 1, cols)
-            state["second_moment"] = torch.zeros(rms_shape, device=params[0].device)
-        momentum, beta2 = group["momentum"], group["beta2"]
-        grads = torch.stack([p.grad for p in params]).float()
-        weights = torch.stack(params).float()
-        buffer: Tensor = state["momentum_buffer"]
-        buffer.lerp_(grads, 1 - momentum)
-        update = grads.lerp_(buffer, momentum)  # Nesterov: look ahead along the momentum
-        update = orthogonalise(update, group["ns_steps"], self.orthogonal_dtype)
-        # NorMuon: per-row RMS normalisation, then restore the update's Frobenius norm.
-        mean_sq = update.square().mean(dim=reduce_dim, keepdim=True)
-        norm_before = (mean_sq.sum(dim=(-2, -1), keepdim=True) * update.size(reduce_dim)).sqrt()
-        second: Tensor = state["second_moment"]
-        second.lerp_(mean_sq, 1 - beta2)
-        scale = second.clamp_min(1e-10).rsqrt()
-        norm_after = (
-            (mean_sq * update.size(reduce_dim) * scale.square())
-            .sum(dim=(-2, -1), keepdim=True)
-            .sqrt()
-        )
-        update.mul_(scale * norm_before / norm_after.clamp_min(1e-10))
+            state["second_moment"] = torch.zeros(rms_shape, device=device)
+        # Scalars that change every step travel as tensors, so a compiled update is built once.
         lr = group["lr"] * max(1.0, rows / cols) ** 0.5
-        agree = (update * weights) >= 0  # cautious weight decay: where update and weight agree
-        weights.addcmul_(weights, agree, value=-lr * group["weight_decay"])
-        weights.add_(update, alpha=-lr)
+        settings = torch.tensor(
+            [group["momentum"], group["beta2"], lr, lr * group["weight_decay"]], device=device
+        )
+        weights = torch.stack(params).float()
+        self._update(
+            torch.stack([p.grad for p in params]).float(),
+            weights,
+            state["momentum_buffer"],
+            state["second_moment"],
+            settings,
+            group["ns_steps"],
+            self.orthogonal_dtype,
+        )
         torch._foreach_copy_(params, list(weights.to(params[0].dtype).unbind(0)))
+
+
+def muon_update(
+    grads: Tensor,
+    weights: Tensor,
+    buffer: Tensor,
+    second: Tensor,
+    settings: Tensor,
+    ns_steps: int,
+    dtype: torch.dtype,
+) -> None:
+    """One Muon step on a stack (N, rows, cols) of same-shape matrices, in place on weights,
+    the momentum buffer and the NorMuon second moment; grads is used as scratch.
+    settings = [momentum, beta2, lr, lr * weight_decay]."""
+    momentum, beta2, lr, decay = settings.unbind(0)
+    rows, cols = weights.shape[-2:]
+    reduce_dim = -1 if rows >= cols else -2  # the running RMS is per row of a tall matrix
+    buffer.lerp_(grads, 1 - momentum)
+    update = grads.lerp_(buffer, momentum)  # Nesterov: look ahead along the momentum
+    update = orthogonalise(update, ns_steps, dtype)
+    # NorMuon: per-row RMS normalisation, then restore the update's Frobenius norm.
+    mean_sq = update.square().mean(dim=reduce_dim, keepdim=True)
+    norm_before = (mean_sq.sum(dim=(-2, -1), keepdim=True) * update.size(reduce_dim)).sqrt()
+    second.lerp_(mean_sq, 1 - beta2)
+    scale = second.clamp_min(1e-10).rsqrt()
+    norm_after = (
+        (mean_sq * update.size(reduce_dim) * scale.square()).sum(dim=(-2, -1), keepdim=True).sqrt()
+    )
+    update.mul_(scale * norm_before / norm_after.clamp_min(1e-10))
+    agree = (update * weights) >= 0  # cautious weight decay: where update and weight agree
+    keep = agree.to(weights.dtype).mul_(-decay).add_(1)
+    weights.mul_(keep).sub_(update.mul_(lr))

@@ -10,9 +10,10 @@ Two kinds of source:
 - a folder of **text files** (`--glob`, default `**/*`), or with no `--source` at all the
   Python standard library of the running interpreter (`Lib/**/*.py`, test suites and
   site-packages left out): on every machine that can run the trainer, nothing downloaded, the
-  same corpus for the same Python version. Files are cut at blank lines into documents of
-  about `--doc-chars` characters (a paragraph is never cut: a longer one is a document of its
-  own), shuffled with a fixed seed, and `--val-fraction` of them held out for validation.
+  same corpus for the same Python version. Files are cut into documents of about
+  `--doc-chars` characters at blank lines (at line ends, then spaces, only inside a longer
+  paragraph; no text is ever dropped), shuffled with a fixed seed, and documents holding
+  `--val-fraction` of the characters held out for validation.
 
 Either way, a training document identical to a validation document is dropped (so val_bpb
 never scores text the model trained on), and the validation text must hold at least
@@ -74,20 +75,35 @@ def source_files(source: Path, pattern: str) -> Iterator[Path]:
             yield path
 
 
-def paragraphs_to_documents(text: str, doc_chars: int) -> list[str]:
-    """Consecutive paragraphs joined up to about doc_chars characters; none is ever cut, so a
-    paragraph longer than doc_chars is a document of its own and no text is lost."""
+def documents_of(text: str, doc_chars: int) -> list[str]:
+    """Documents of about doc_chars characters, cut at the strongest boundary available:
+    blank lines, then line ends, then spaces. Nothing is dropped: joining a document's pieces
+    gives back its text, and a piece with no boundary left (one very long word) stays whole."""
+    return [doc for doc in _pieces(text.strip("\n"), doc_chars, ("\n\n", "\n", " ")) if doc]
+
+
+def _pieces(text: str, limit: int, separators: tuple[str, ...]) -> list[str]:
+    if len(text) <= limit or not separators:
+        return [text]
+    separator, weaker = separators[0], separators[1:]
     docs: list[str] = []
-    current = ""
-    for paragraph in text.split("\n\n"):
-        piece = paragraph.strip("\n")
-        if not piece:
+    current: str | None = None
+    for part in text.split(separator):
+        if separator == "\n\n":
+            part = part.strip("\n")
+            if not part:
+                continue
+        if current is not None and len(current) + len(separator) + len(part) <= limit:
+            current = f"{current}{separator}{part}"
             continue
-        if current and len(current) + len(piece) + 2 > doc_chars:
+        if current is not None:
             docs.append(current)
-            current = ""
-        current = f"{current}\n\n{piece}" if current else piece
-    if current:
+        current = None
+        if len(part) > limit:
+            docs.extend(_pieces(part, limit, weaker))
+        else:
+            current = part
+    if current is not None:
         docs.append(current)
     return docs
 
@@ -101,7 +117,7 @@ def text_documents(source: Path, pattern: str, max_bytes: int, doc_chars: int) -
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue  # binary or unreadable: not text for a language model
-        docs.extend(paragraphs_to_documents(text, doc_chars))
+        docs.extend(documents_of(text, doc_chars))
         total += len(text.encode("utf-8"))
         if total >= max_bytes:
             break
@@ -110,11 +126,15 @@ def text_documents(source: Path, pattern: str, max_bytes: int, doc_chars: int) -
 
 def split_text(docs: list[str], val_fraction: float) -> Split:
     """Shuffle with a fixed seed (validation is drawn from the same mix as training) and hold
-    out a fraction for validation."""
+    out documents until they hold val_fraction of the characters."""
     docs = list(docs)
     random.Random(0).shuffle(docs)
-    val_docs = max(1, round(len(docs) * val_fraction))
-    return Split(train=docs[:-val_docs], val=docs[-val_docs:])
+    target = val_fraction * sum(len(doc) for doc in docs)
+    held, count = 0, 0
+    while count < len(docs) - 1 and (count == 0 or held < target):
+        count += 1
+        held += len(docs[-count])
+    return Split(train=docs[:-count], val=docs[-count:])
 
 
 # --- parquet shards ----------------------------------------------------------------------
@@ -227,14 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--doc-chars",
         type=int,
         default=2000,
-        help="text files: join paragraphs into documents of about this many characters",
+        help="text files: cut into documents of about this many characters, at blank lines",
     )
     parser.add_argument("--shard-docs", type=int, default=2000, help="documents per training shard")
     parser.add_argument(
         "--val-fraction",
         type=float,
         default=0.05,
-        help="text files: share of documents held out for validation",
+        help="text files: share of the text held out for validation",
     )
     parser.add_argument(
         "--val-shard", default=None, help="parquet: the validation shard's name (default: last)"
