@@ -127,11 +127,12 @@ def versus_naive(device: torch.device, dtype_name: str, rounds: int, compile_mod
     dtype = run.compute_dtype
     naive = NaiveGPT(size.vocab, 512, size.depth, 8, size.seq_len).to(device)
     naive_opt = naive_optimizer(naive)
+    naive_forward = torch.compile(naive, dynamic=False) if compile_model else naive
     inputs, targets = batch(size, device)
 
     def naive_step() -> None:
         with autocast_for(device, dtype):
-            loss = naive(inputs, targets)
+            loss = naive_forward(inputs, targets)
         loss.backward()
         naive_opt.step()
         naive.zero_grad(set_to_none=True)
@@ -203,7 +204,9 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per figure")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile both models (compare like with like)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = compute_dtype(device, "auto")

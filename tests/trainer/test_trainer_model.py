@@ -195,24 +195,29 @@ def test_blockwise_head_loss_equals_the_plain_expression_with_its_gradients(
             atol=1e-5,
         )
     (plain, plain_dx, plain_dw), (fused, fused_dx, fused_dw) = results
-    tolerance = 1e-2 if autocast else 1e-5  # bf16 matmuls round differently in blocks
-    assert torch.allclose(plain, fused, rtol=1e-5)
+    # bf16 rounds x W^T / 15 where the plain path rounds x W^T: equal precision, other bits
+    tolerance = 1e-2 if autocast else 1e-5
+    assert torch.allclose(plain, fused, rtol=tolerance / 10)
     for ours, reference in ((fused_dx, plain_dx), (fused_dw, plain_dw)):
         assert (ours - reference).abs().max() <= tolerance * reference.abs().max()
 
 
-def test_head_loss_spans_several_blocks_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_head_loss_spans_several_blocks_and_groups_of_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import stagescreen_trainer.loss as loss_module
 
     monkeypatch.setattr(loss_module, "BLOCK_VALUES", 700 * 16)  # 16 rows a block, 7 blocks
+    monkeypatch.setattr(loss_module, "GROUP_VALUES", 700 * 32)  # 2 blocks a group, 4 groups
     torch.manual_seed(1)
-    x, weight = torch.randn(100, 32, requires_grad=True), torch.randn(700, 32)
+    x, weight = torch.randn(100, 32, requires_grad=True), torch.randn(700, 32, requires_grad=True)
     targets = torch.randint(0, 700, (100,))
     head_loss(x, weight, targets, 15.0).backward()
-    fused = x.grad
-    x.grad = None
+    fused = x.grad, weight.grad
+    x.grad = weight.grad = None
     plain_head_loss(x, weight, targets, 15.0, "mean").backward()
-    assert torch.allclose(fused, x.grad, atol=1e-6)
+    assert torch.allclose(fused[0], x.grad, atol=1e-6)
+    assert torch.allclose(fused[1], weight.grad, atol=1e-6)
 
 
 def test_adamw_groups_step_exactly_like_torch_adamw() -> None:

@@ -30,6 +30,8 @@ from torch import Tensor
 
 # Rows of logits per block: about 2M fp32 values (8 MB) at any vocabulary size.
 BLOCK_VALUES = 2**21
+# Logit gradients kept for one weight-gradient matmul: 32M values (64 MB in bf16).
+GROUP_VALUES = 2**25
 
 
 def plain_head_loss(
@@ -74,34 +76,54 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 def _blocks(
     x: Tensor, weight: Tensor, targets: Tensor, softcap: float, want_grad: bool
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Per-row losses (fp32), and with want_grad the gradients of their sum w.r.t. x and W."""
+    """Per-row losses (fp32), and with want_grad the gradients of their sum w.r.t. x and W.
+
+    Soft-capped logits lie in [-softcap, softcap], so exp() needs no max subtracted: a sum of
+    exp(15) over any vocabulary stays far inside fp32. Each block takes about nine passes over
+    its logits, in place where it can. The logit gradients of a group of blocks are kept (in
+    the compute dtype, GROUP_VALUES at most) so the weight gradient is one long matmul per
+    group rather than a short one, and an fp32 accumulation, per block.
+    """
+    assert softcap <= 80, "exp(softcap) must fit in fp32"
     dtype = _compute_dtype(x)
-    xc, wc = x.detach().to(dtype), weight.detach().to(dtype)
+    xc = x.detach().to(dtype)
+    wc = weight.detach().to(dtype)
+    wc_capped = (weight.detach() / softcap).to(dtype)  # x W^T / softcap straight from the matmul
     n, vocab = x.size(0), weight.size(0)
     step = max(1, BLOCK_VALUES // vocab)
+    group_rows = step * max(1, GROUP_VALUES // (step * vocab))
     losses = torch.empty(n, dtype=torch.float32, device=x.device)
     grad_x = torch.empty(x.shape, dtype=torch.float32, device=x.device) if want_grad else None
-    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=x.device) if want_grad else None
+    grad_w: Tensor | None = None
+    kept = torch.empty((min(n, group_rows), vocab), dtype=dtype, device=x.device)
     with torch.autocast(x.device.type, enabled=False):
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            target = targets[start:stop]
-            counted = target >= 0
-            index = target.clamp_min(0).unsqueeze(1)
-            capped = (xc[start:stop] @ wc.T).float().mul_(1 / softcap).tanh_()  # tanh(z/cap)
-            logits = capped * softcap
-            lse = torch.logsumexp(logits, dim=1)
-            picked = logits.gather(1, index).squeeze(1)
-            losses[start:stop] = torch.where(counted, lse - picked, 0.0)
-            if grad_x is None or grad_w is None:
+        for group in range(0, n, group_rows):
+            group_stop = min(n, group + group_rows)
+            for start in range(group, group_stop, step):
+                stop = min(group_stop, start + step)
+                target = targets[start:stop]
+                counted = target >= 0
+                index = target.clamp_min(0).unsqueeze(1)
+                capped = (xc[start:stop] @ wc_capped.T).float().tanh_()  # logits / softcap
+                exp = torch.mul(capped, softcap).exp_()
+                total = exp.sum(dim=1, keepdim=True)
+                picked = capped.gather(1, index) * softcap
+                losses[start:stop] = torch.where(counted, (total.log() - picked).squeeze(1), 0.0)
+                if grad_x is None:
+                    continue
+                # d loss / d z = (softmax - onehot) * (1 - tanh^2); rows with no target get 0
+                slope = capped.square_().neg_().add_(1)
+                grad = exp.div_(total).mul_(slope)
+                grad.scatter_add_(1, index, -slope.gather(1, index))
+                if not bool(counted.all()):
+                    grad.mul_(counted.unsqueeze(1))
+                grad_c = kept[start - group : stop - group]
+                grad_c.copy_(grad)
+                grad_x[start:stop] = grad_c @ wc
+            if grad_x is None:
                 continue
-            # d loss / d z = (softmax - onehot) * (1 - tanh^2); rows with no target get 0
-            grad = logits.sub_(lse.unsqueeze(1)).exp_()
-            grad.scatter_add_(1, index, torch.full_like(picked, -1.0).unsqueeze(1))
-            grad.mul_(capped.square_().neg_().add_(1)).mul_(counted.unsqueeze(1))
-            grad_c = grad.to(dtype)
-            grad_x[start:stop] = grad_c @ wc
-            grad_w += (grad_c.T @ xc[start:stop]).float()
+            part = (kept[: group_stop - group].T @ xc[group:group_stop]).float()
+            grad_w = part if grad_w is None else grad_w.add_(part)
     return losses, grad_x, grad_w
 
 

@@ -271,9 +271,10 @@ class Run:
                 }
             )
         param_groups = [g for g in param_groups if g["params"]]
-        return MuonAdamW(
-            param_groups, orthogonal_dtype=self.compute_dtype, compile_update=self.compile
-        )
+        # Polar Express runs in bf16 wherever bf16 matmuls are fast, as the reference does on
+        # CUDA, even when the model computes in fp32 (DTYPE=float32)
+        orthogonal_dtype = compute_dtype(self.device, "auto")
+        return MuonAdamW(param_groups, orthogonal_dtype, compile_update=self.compile)
 
     # --- resume -------------------------------------------------------------------------
     def resume(self) -> None:
