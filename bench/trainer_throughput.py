@@ -27,6 +27,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from naive_gpt import NaiveGPT, naive_optimizer
@@ -164,10 +165,8 @@ def versus_naive(device: torch.device, dtype_name: str, rounds: int, compile_mod
     )
 
 
-def size_row(
-    size: Size, device: torch.device, rounds: int, peak: float, compile_model: bool
-) -> str:
-    run, model = build(size, device, "auto", compile_model)
+def size_row(size: Size, device: torch.device, dtype: torch.dtype, peak: float, args: Any) -> str:
+    run, model = build(size, device, str(dtype).removeprefix("torch."), args.compile)
     inputs, targets = batch(size, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -177,9 +176,9 @@ def size_row(
             loss = run.forward(inputs, targets)
         loss.backward()
 
-    fwd_bwd = best_times({"x": forward_backward}, device, rounds, calls=2)["x"]
+    fwd_bwd = best_times({"x": forward_backward}, device, args.rounds, calls=2)["x"]
     forward_backward()
-    optimizer_step = best_times({"x": run.optimizer.step}, device, rounds, calls=1)["x"]
+    optimizer_step = best_times({"x": run.optimizer.step}, device, args.rounds, calls=1)["x"]
     model.zero_grad(set_to_none=True)
     tokens = size.batch * size.seq_len
     flops = model.flops_per_token()
@@ -209,7 +208,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     device = torch.device(args.device)
-    dtype = compute_dtype(device, "auto")
+    dtype = compute_dtype(device, "auto", 512)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"device: {device_name(device)} ({device.type}), {os.cpu_count()} logical CPUs, "
@@ -240,7 +239,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for s in CUDA_SIZES if device.type == "cuda" else CPU_SIZES:
-        print(size_row(s, device, args.rounds, peak, args.compile), flush=True)
+        print(size_row(s, device, dtype, peak, args), flush=True)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ REQUIRED = {"DATA_URI": "/d", "TOKENIZER_URI": "/t", "RESULT_URI": "/r"}
         ({"WARMUP_RATIO": "0.6", "WARMDOWN_RATIO": "0.6"}, "WARMDOWN_RATIO", "<= 1"),
         ({"ADAM_BETA1": "1.5"}, "ADAM_BETA1", "[0, 1]"),
         ({"TIME_BUDGET": "0"}, "TIME_BUDGET", "> 0"),
-        ({"EVAL_TOKENS": "10"}, "EVAL_TOKENS", "evaluation batch"),
+        ({"EVAL_TOKENS": "0"}, "EVAL_TOKENS", "positive integer"),
         ({"DATA_URI": ""}, "DATA_URI", "required"),
         ({"CODED_LEVELS": "A=1"}, "CODED_LEVELS", "JSON object"),
         ({"DEVICE": "tpu"}, "DEVICE", "cuda:N"),

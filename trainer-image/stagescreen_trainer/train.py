@@ -202,7 +202,7 @@ class Run:
             torch.cuda.manual_seed(c.RUN_SEED)
             torch.set_float32_matmul_precision("high")
         # CPU kernels used here are deterministic for a fixed thread count, in either dtype
-        self.compute_dtype = compute_dtype(self.device, c.DTYPE)
+        self.compute_dtype = compute_dtype(self.device, c.DTYPE, c.width)
         self.autocast: contextlib.AbstractContextManager[object] = (
             torch.autocast(self.device.type, dtype=self.compute_dtype)
             if self.compute_dtype != torch.float32
@@ -273,7 +273,7 @@ class Run:
         param_groups = [g for g in param_groups if g["params"]]
         # Polar Express runs in bf16 wherever bf16 matmuls are fast, as the reference does on
         # CUDA, even when the model computes in fp32 (DTYPE=float32)
-        orthogonal_dtype = compute_dtype(self.device, "auto")
+        orthogonal_dtype = compute_dtype(self.device, "auto", c.width)
         return MuonAdamW(param_groups, orthogonal_dtype, compile_update=self.compile)
 
     # --- resume -------------------------------------------------------------------------
