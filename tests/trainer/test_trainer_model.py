@@ -169,7 +169,7 @@ def test_flex_attention_path_matches_naive_sliding_window_attention() -> None:
     torch.manual_seed(0)
     model = GPT(tiny(sequence_len=128), attention="flex")
     q, k, v = (torch.randn(1, 2, 128, 32) for _ in range(3))
-    got = model._attend_flex(q, k, v, 40)
+    got = model._attend(q, k, v, 40)
     assert torch.allclose(got, naive_attention(q, k, v, 40), atol=1e-5)
 
 
@@ -255,3 +255,23 @@ def test_compiled_muon_update_equals_the_eager_one() -> None:
             optimiser.step()
         results.append(torch.stack([p.detach() for p in params]))
     assert torch.allclose(results[0], results[1], atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_compiled_flex_model_reads_its_prepared_masks_and_matches_the_band_mask_path() -> None:
+    """CUDA's default graph: the model compiled, short windows through flex_attention with a
+    block mask made before compiling. CPU runs flex forward only, which is what this checks."""
+    torch.manual_seed(0)
+    config = tiny(n_layer=2, sequence_len=128, window_pattern="SL")
+    band, flex = GPT(config), GPT(config, attention="flex")
+    band.init_weights()
+    with torch.no_grad():  # zero-initialised projections would hide attention entirely
+        for p in band.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    flex.load_state_dict(band.state_dict())
+    flex.prepare_masks(torch.device("cpu"))
+    idx = torch.randint(0, 300, (2, 129))
+    with torch.no_grad():
+        compiled = torch.compile(flex, dynamic=False)(idx[:, :-1], idx[:, 1:])
+        expected = band(idx[:, :-1], idx[:, 1:])
+    assert torch.allclose(compiled, expected, rtol=1e-5)

@@ -200,27 +200,38 @@ class GPT(nn.Module):
         T = q.size(2)
         if window >= T - 1:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        mask = self.attention_mask(T, window, q.device)
         if self.attention == "flex":
-            return self._attend_flex(q, k, v, window)
-        key = (T, window, str(q.device))
+            from torch.nn.attention.flex_attention import flex_attention
+
+            return flex_attention(q, k, v, block_mask=mask)  # type: ignore[return-value]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    def attention_mask(self, T: int, window: int, device: torch.device) -> Any:
+        """The short-window mask (a boolean band, or flex's block mask), made once per shape.
+
+        Call it for the run's sequence length before torch.compile (`prepare_masks`): the
+        compiled graph then only reads the mask instead of building it.
+        """
+        key = (T, window, str(device))
         if key not in self._masks:
-            self._masks[key] = band_mask(T, window, q.device)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=self._masks[key])
+            if self.attention == "flex":
+                from torch.nn.attention.flex_attention import create_block_mask
 
-    def _attend_flex(self, q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
-        """flex_attention with a sliding-window block mask: blocks wholly outside the window
-        are skipped, so a short window costs less than a full one (fused only when compiled)."""
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+                def visible(b: Tensor, h: Tensor, i: Tensor, j: Tensor) -> Tensor:
+                    return (j <= i) & (i - j <= window)
 
-        T = q.size(2)
-        key = (T, window, f"flex:{q.device}")
-        if key not in self._masks:
+                self._masks[key] = create_block_mask(visible, None, None, T, T, device=device)
+            else:
+                self._masks[key] = band_mask(T, window, device)
+        return self._masks[key]
 
-            def visible(b: Tensor, h: Tensor, i: Tensor, j: Tensor) -> Tensor:
-                return (j <= i) & (i - j <= window)
-
-            self._masks[key] = create_block_mask(visible, None, None, T, T, device=q.device)
-        return flex_attention(q, k, v, block_mask=self._masks[key])  # type: ignore[return-value]
+    def prepare_masks(self, device: torch.device) -> None:
+        """Every short window's mask at the configured sequence length."""
+        T = self.config.sequence_len
+        for window in self.windows:
+            if window < T - 1:
+                self.attention_mask(T, window, device)
 
     def forward(
         self, idx: Tensor, targets: Tensor | None = None, reduction: str = "mean"

@@ -238,6 +238,7 @@ class Run:
         model = GPT(self.model_config, attention=self.attention)
         model.init_weights()
         self.model = model.to(self.device)
+        self.model.prepare_masks(self.device)
         self.optimizer = self.build_optimizer()
         self.forward: Any = torch.compile(self.model, dynamic=False) if self.compile else self.model
         self.flops_per_token = self.model.flops_per_token()
