@@ -38,7 +38,8 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
-SUCCEEDED = "succeeded"
+from stagescreen.runstatus import RunStatus
+
 _TOL = 1e-9
 
 
@@ -298,7 +299,7 @@ def _exclusion_reasons(data: pd.DataFrame, response: str, required: Sequence[str
     reasons = pd.Series("", index=data.index, dtype=object)
     if "status" in data.columns:
         status = data["status"].astype(str).str.strip().str.lower()
-        bad = data["status"].notna() & (status != SUCCEEDED)
+        bad = data["status"].notna() & (status != RunStatus.SUCCEEDED)
         reasons[bad] = "status=" + data.loc[bad, "status"].astype(str)
     for column in (response, *required):
         gap = data[column].isna() & (reasons == "")

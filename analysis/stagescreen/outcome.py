@@ -19,6 +19,7 @@ import pandas as pd
 
 from stagescreen import effects as fx
 from stagescreen import stages as planning
+from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
 
 SCHEMA_VERSION = 1
@@ -32,14 +33,21 @@ def _stage_rows(results: pd.DataFrame, stage: Stage) -> pd.DataFrame:
     return results[results["stage"] == stage.name]
 
 
+# Terminal states in the order the outcome and the report list them.
+TERMINAL_ORDER = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DIVERGED)
+
+
+def status_counts(status: pd.Series) -> dict[str, int]:
+    """Runs per terminal state, keyed by the state's name."""
+    return {state.value: int((status == state).sum()) for state in TERMINAL_ORDER}
+
+
 def _run_counts(plan: planning.StagePlan, rows: pd.DataFrame) -> dict[str, Any]:
     status = rows.set_index("run_id")["status"] if not rows.empty else pd.Series(dtype=object)
     planned = [run.run_id for run in plan.runs]
     return {
         "planned": len(planned),
-        "succeeded": int((status == planning.SUCCEEDED).sum()),
-        "failed": int((status == "failed").sum()),
-        "diverged": int((status == "diverged").sum()),
+        **status_counts(status),
         "missing": [run for run in planned if run not in status.index],
     }
 
@@ -163,7 +171,7 @@ def _greedy(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any]
         steps = [
             {
                 "step": i,
-                "condition_id": planning.full_space_id(step.levels, spec.codes),
+                "condition_id": planning.condition_name(step.levels, spec),
                 "levels": dict(step.levels),
                 "mean": fx.json_number(step.value),
                 "accepted": step.accepted,
@@ -288,12 +296,16 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
 def _planned_per_pool(
     spec: StudySpec, stage: Stage, rows: pd.DataFrame, results: pd.DataFrame
 ) -> dict[str, int]:
-    """Runs a stage plans on each pool: its expected count, except for a greedy stage whose
-    climbs have stopped, which planned exactly the runs it made (often fewer than maxRuns)."""
+    """Runs a stage plans on each pool: exactly its plan's once that is final (a greedy
+    stage whose climbs have stopped, often short of maxRuns; an anchor stage whose sources
+    are complete, one condition per distinct anchor), else the expected count, its most."""
     pools = planning.stage_pools(spec, stage)
-    if stage.kind == "greedy" and not rows.empty:
-        plan = planning.plan_stage(spec, stage, results)
-        if plan.finished:
+    if stage.kind != "greedy" or not rows.empty:
+        try:
+            plan = planning.plan_stage(spec, stage, results)
+        except planning.PlanError:
+            plan = None
+        if plan is not None and plan.finished:
             return {pool: sum(run.pool == pool for run in plan.runs) for pool in pools}
     return dict.fromkeys(pools, planning.expected_runs(spec, stage) // len(pools))
 
@@ -327,20 +339,18 @@ def manifest(spec: StudySpec, results: pd.DataFrame, study: str) -> dict[str, An
                     "pool": pool,
                     "budgets_s": list(stage.budgets),
                     "planned": planned[pool],
-                    "succeeded": int((status == planning.SUCCEEDED).sum()),
-                    "failed": int((status == "failed").sum()),
-                    "diverged": int((status == "diverged").sum()),
+                    **status_counts(status),
                     "gpu_seconds": seconds,
                 }
             )
     per_pool: dict[str, dict[str, Any]] = {}
     for line in lines:
         entry = per_pool.setdefault(line["pool"], {"runs": 0, "gpu_seconds": 0.0})
-        entry["runs"] += line["succeeded"] + line["failed"] + line["diverged"]
+        entry["runs"] += sum(line[status.value] for status in TERMINAL_ORDER)
         entry["gpu_seconds"] += line["gpu_seconds"]
     total = {
         key: sum(line[key] for line in lines)
-        for key in ("planned", "succeeded", "failed", "diverged", "gpu_seconds")
+        for key in ("planned", *(status.value for status in TERMINAL_ORDER), "gpu_seconds")
     }
     return {
         "schema_version": SCHEMA_VERSION,

@@ -32,6 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from stagescreen.runstatus import RunStatus
 from stagescreen.store import MANIFEST, OUTCOME, REPORT, RESULTS, StudyKeys
 
 if TYPE_CHECKING:
@@ -406,7 +407,7 @@ def anchor_figure(
         return None
     runs = results.copy()
     if "status" in runs.columns:
-        runs = runs[runs["status"].fillna("succeeded") == "succeeded"]
+        runs = runs[runs["status"].fillna(RunStatus.SUCCEEDED) == RunStatus.SUCCEEDED]
     runs = runs[pd.to_numeric(runs[metric], errors="coerce").notna()]
     if runs.empty:
         return None

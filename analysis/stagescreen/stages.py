@@ -23,13 +23,20 @@ import numpy as np
 import pandas as pd
 
 from stagescreen import design as designs
+from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import Selection, Stage, StudySpec
-
-SUCCEEDED = "succeeded"
 
 
 class PlanError(ValueError):
     """A stage cannot be planned yet or at all; the message says which stage and why."""
+
+
+class NotReady(PlanError):
+    """A source stage has runs still to end: plan again later; nothing is wrong."""
+
+
+class Unplannable(PlanError):
+    """The stage can never be planned as the spec stands; the study fails with this reason."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +155,7 @@ def succeeded(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Rows that count for ranking: status succeeded and a finite metric."""
     if results.empty:
         return results
-    ok = results["status"].eq(SUCCEEDED) & np.isfinite(
+    ok = results["status"].eq(RunStatus.SUCCEEDED) & np.isfinite(
         pd.to_numeric(results[metric], errors="coerce")
     )
     return results[ok]
@@ -210,11 +217,14 @@ def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame)
         return [Anchor(cid, levels, _roles(selection, 1)[0], "control", None)]
     source = selection.from_ or ""
     rows = _among(results[results["stage"] == source], selection.among)
-    ranking = rank_conditions(rows, spec.metric.name, spec.metric.goal, selection.at)
+    # `longest` is the longest budget the source declares, never merely the longest that
+    # happens to have results: a ranking must not move as the source's runs come in.
+    at = max(spec.stage(source).budgets) if selection.at == "longest" else selection.at
+    ranking = rank_conditions(rows, spec.metric.name, spec.metric.goal, at)
     if ranking.empty:
-        raise PlanError(
-            f"select rule {selection.rule!r} from stage {source!r}: no succeeded runs to rank"
-            + (f" at {selection.at} s" if selection.at != "longest" else "")
+        raise Unplannable(
+            f"select rule {selection.rule!r} from stage {source!r}: no succeeded runs to rank "
+            f"at {at} s"
         )
     if selection.rule == "worst":
         picked = list(ranking["condition_id"].iloc[::-1][: selection.k])
@@ -416,12 +426,26 @@ def followup_design(spec: StudySpec, stage: Stage) -> designs.Design:
     return designs.full_factorial(free)
 
 
-def _check_sources(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> None:
-    for selection in stage.select:
-        source = selection.from_
-        if source is not None and results[results["stage"] == source].empty:
-            raise PlanError(
-                f"stage {stage.name!r} selects from stage {source!r}, which has no results yet"
+def _require_complete_sources(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> None:
+    """Anchors are chosen only from finished stages, so a plan never changes its mind.
+
+    A source is complete when its own plan is finished (a greedy climb has stopped) and every
+    run of that plan has ended (succeeded, diverged or failed); until then the stage is not
+    ready. Ranking half a screen would pick other anchors than the whole one and orphan the
+    runs already launched for them.
+    """
+    ended = set(results.loc[results["status"].isin(list(TERMINAL)), "run_id"])
+    for source_name in dict.fromkeys(s.from_ for s in stage.select if s.from_ is not None):
+        source_plan = plan_stage(spec, spec.stage(source_name), results)
+        waiting = [run.run_id for run in source_plan.runs if run.run_id not in ended]
+        if waiting:
+            raise NotReady(
+                f"stage {stage.name!r} waits for stage {source_name!r}: {len(waiting)} of its "
+                f"{len(source_plan.runs)} planned runs have not ended (first: {waiting[0]})"
+            )
+        if not source_plan.finished:
+            raise NotReady(
+                f"stage {stage.name!r} waits for stage {source_name!r}: its climbs have not stopped"
             )
 
 
@@ -450,7 +474,7 @@ def plan_stage(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePla
         conditions = [(condition_name(levels, spec), levels, None) for levels in points]
         return StagePlan(stage.name, tuple(_expand(spec, stage, conditions)))
     if stage.kind in ("confirm", "bridge", "long-horizon"):
-        _check_sources(spec, stage, results)
+        _require_complete_sources(spec, stage, results)
         anchors = _unique_anchors(
             [a for selection in stage.select for a in select_anchors(spec, selection, results)]
         )
@@ -475,7 +499,7 @@ def _plan_random(spec: StudySpec, stage: Stage) -> list[PlannedRun]:
     for batch, draw, levels in random_draws(
         spec.codes, stage.batches, stage.draws_per_batch, stage.draw_seed
     ):
-        cid = full_space_id(levels, spec.codes)
+        cid = condition_name(levels, spec)
         tag = f"b{batch}d{draw:0{width}d}"
         runs += _expand(spec, stage, [(cid, levels, None)], tag=tag, batch=batch)
     return runs
@@ -520,7 +544,7 @@ def _plan_greedy(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StageP
         if climb.next_levels is not None:
             points.append(climb.next_levels)
             finished = False
-        conditions = [(full_space_id(levels, spec.codes), levels, None) for levels in points]
+        conditions = [(condition_name(levels, spec), levels, None) for levels in points]
         runs += _expand(spec, stage, conditions, budgets=[budget], pools=[pool])
     return StagePlan(stage.name, tuple(runs), finished=finished)
 
@@ -540,8 +564,10 @@ def _with_identity_columns(results: pd.DataFrame, codes: Sequence[str]) -> pd.Da
 def expected_runs(spec: StudySpec, stage: Stage) -> int:
     """How many runs a stage will launch, known before any of its sources has run.
 
-    Anchor stages count one condition per pick (k per rule, one for control); a greedy stage
-    counts its run limit, the most it can spend.
+    Anchor stages count one condition per pick (k per rule, one for control), the most they
+    can run: once the sources are complete, two rules picking the same condition plan it
+    once (one recipe, one id), and the manifest counts the plan. A greedy stage counts its
+    run limit, the most it can spend.
     """
     per_condition = len(stage.budgets) * len(stage.seeds) * len(stage_pools(spec, stage))
     if stage.kind == "screen":

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from stagescreen import stages as planning
+from stagescreen.runstatus import RunStatus
 from stagescreen.spec import StudySpec
 
 
@@ -100,7 +101,7 @@ def simulate_runs(
         rows.append(
             run.to_row()
             | {
-                "status": planning.SUCCEEDED,
+                "status": RunStatus.SUCCEEDED.value,
                 metric: value,
                 "training_s": float(run.budget_s),
                 "wall_s": float(run.budget_s) + model.overhead_s,

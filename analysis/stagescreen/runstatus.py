@@ -1,0 +1,45 @@
+"""Where a training run stands: one enumeration for the planner, the analysis, the executors.
+
+A run is `pending` until an executor starts it and `running` until it ends. The trainer's
+record (`result.json`) says how it ended: `succeeded`, `diverged` or `failed`, the three
+terminal states. `interrupted` is the one ending without a record: the trainer checkpointed on
+SIGTERM (exit 75) and the same run started again resumes. The trainer's exit codes map onto
+these states here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        """The run is over for good: its record is written and it is never started again."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.DIVERGED, RunStatus.FAILED})
+
+# The trainer's exit codes (docs/trainer.md): 0 succeeded, 2 bad configuration, 3 diverged,
+# 4 failed, 75 SIGTERM with a checkpoint written (EX_TEMPFAIL: start it again to resume).
+EXIT_INTERRUPTED = 75
+
+
+def status_of_exit(code: int) -> RunStatus:
+    """How a trainer process's exit code reads; any code it does not define is a failure
+    (killed by a signal, crashed before it could write a record)."""
+    if code == 0:
+        return RunStatus.SUCCEEDED
+    if code == 3:
+        return RunStatus.DIVERGED
+    if code == EXIT_INTERRUPTED:
+        return RunStatus.INTERRUPTED
+    return RunStatus.FAILED
