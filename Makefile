@@ -39,6 +39,7 @@ pytest: install
 crds: install
 	$(BIN)/python -m stagescreen.crd > crds/screeningstudy.yaml
 	$(BIN)/python -m stagescreen.crd --markdown > docs/spec.md
+	$(BIN)/python -m stagescreen_trainer.contract > analysis/stagescreen/trainer_contract.json
 
 image:
 	docker build -f Dockerfile.trainer -t stagescreen-trainer:dev .

@@ -35,6 +35,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from stagescreen import trainer_contract
+
 API_VERSION = "stagescreen.dev/v1alpha1"
 KIND = "ScreeningStudy"
 
@@ -922,6 +924,11 @@ def _cross_problems(
         *pool_check,
         *_check_stages(stages, codes, [pool.name for pool in pools]),
         *(_check_trainer(trainer, factors) if trainer is not None else []),
+        *(
+            trainer_contract.problems(factors, stages, trainer)
+            if trainer is not None and not factor_problems
+            else []
+        ),
     ]
 
 
@@ -1192,7 +1199,10 @@ def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
         # found still stand and name the part to fix first.
         return []
     found = [Problem(_path(("spec", *_split(sub))), message) for sub, message in cross]
-    return [problem for problem in found if problem not in known]
+    # A field already reported keeps its first message: the trainer's view of a value the
+    # spec itself rejects (a log-scale level of 0) would only repeat it in other words.
+    reported = {problem.path for problem in known}
+    return [problem for problem in found if problem.path not in reported]
 
 
 def load_study(path_or_text: str | Path) -> Study:

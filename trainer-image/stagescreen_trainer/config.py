@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -223,6 +225,125 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class Range:
+    """What a variable accepts beyond its type. Declared once here: `validate` enforces it and
+    the contract file (contract.py) carries it to the core, which checks a study with it."""
+
+    accepted: str  # the end of the message, "must be a positive integer"
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None  # strictly greater than
+    even: bool = False
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+
+    def accepts(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        if self.pattern is not None:
+            return re.fullmatch(self.pattern, str(value)) is not None
+        number = float(value)  # NaN fails every comparison below, as it should
+        return (
+            (self.minimum is None or number >= self.minimum)
+            and (self.maximum is None or number <= self.maximum)
+            and (self.above is None or number > self.above)
+            and (not self.even or number % 2 == 0)
+        )
+
+
+POSITIVE = Range("must be a positive integer", minimum=1)
+AT_LEAST_0 = Range("must be >= 0", minimum=0)
+UNIT = Range("must lie in [0, 1]", minimum=0, maximum=1)
+RANGES: dict[str, Range] = {
+    "DEPTH": POSITIVE,
+    "ASPECT_RATIO": POSITIVE,
+    "HEAD_DIM": Range("must be a positive even integer (rotary embeddings)", minimum=2, even=True),
+    "SEQ_LEN": Range("must be at least 2", minimum=2),
+    "DEVICE_BATCH_SIZE": POSITIVE,
+    "WINDOW_PATTERN": Range(
+        "must be a non-empty string of S (half context) and L (full context), e.g. SSSL",
+        pattern="[SLsl]+",
+    ),
+    "TOTAL_BATCH_SIZE": POSITIVE,
+    **dict.fromkeys(
+        ("MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR", "WEIGHT_DECAY"),
+        Range("must be a number >= 0", minimum=0),
+    ),
+    **dict.fromkeys(
+        (
+            "ADAM_BETA1",
+            "ADAM_BETA2",
+            "WARMUP_RATIO",
+            "WARMDOWN_RATIO",
+            "FINAL_LR_FRAC",
+            "MUON_MOMENTUM_START",
+            "MUON_MOMENTUM_END",
+        ),
+        UNIT,
+    ),
+    "MUON_MOMENTUM_STEPS": AT_LEAST_0,
+    "EVAL_TOKENS": POSITIVE,
+    "EVAL_BATCH_SIZE": Range("must be >= 0 (0: DEVICE_BATCH_SIZE)", minimum=0),
+    "TIME_BUDGET": Range("must be > 0 seconds", above=0),
+    "MAX_STEPS": Range("must be >= 0 (0 turns it off)", minimum=0),
+    "EXCLUDE_STEPS": AT_LEAST_0,
+    "CHECKPOINT_EVERY": AT_LEAST_0,
+    "PROGRESS_EVERY": Range("must be > 0", above=0),
+    "DIVERGE_LOSS": Range("must be >= 0 (0: automatic)", minimum=0),
+    "THREADS": AT_LEAST_0,
+    "PEAK_FLOPS": AT_LEAST_0,
+    "DEVICE": Range("must be auto, cpu, cuda or cuda:N", pattern="auto|cpu|cuda(:[0-9]+)?"),
+    "COMPILE": Range("must be auto, 0 or 1", choices=("auto", "0", "1")),
+    "ATTENTION": Range("auto, sdpa or flex", choices=("auto", "sdpa", "flex")),
+    "DTYPE": Range("auto, bfloat16 or float32", choices=("auto", "bfloat16", "float32")),
+}
+
+# Checks across variables, as data: the trainer runs them in `validate`, the core runs them on
+# every combination of a study's factor levels (stagescreen.trainer_contract), so a study that
+# would make a run fail is rejected before anything runs.
+CHECKS: tuple[dict[str, Any], ...] = (
+    {
+        "check": "multiple_of_product",
+        "variable": "TOTAL_BATCH_SIZE",
+        "of": ["DEVICE_BATCH_SIZE", "SEQ_LEN"],
+    },
+    {"check": "sum_at_most", "variables": ["WARMUP_RATIO", "WARMDOWN_RATIO"], "limit": 1.0},
+    {"check": "width_at_least", "variable": "ASPECT_RATIO", "minimum": VE_GATE_CHANNELS},
+)
+
+
+def check_problem(check: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(variable to blame, message) when `values` fail one cross-check, else None."""
+    kind = check["check"]
+    if kind == "multiple_of_product":
+        total = values[check["variable"]]
+        parts = [values[name] for name in check["of"]]
+        unit = math.prod(parts)
+        if unit <= total and total % unit == 0:
+            return None
+        spelled = "*".join(check["of"])
+        numbers = "*".join(str(p) for p in parts)
+        return check["variable"], f"must be a positive multiple of {spelled} = {numbers} = {unit}"
+    if kind == "sum_at_most":
+        first, second = check["variables"]
+        if values[first] + values[second] <= check["limit"]:
+            return None
+        return second, (
+            f"{first} + {second} must be <= {check['limit']:g} ({first}={values[first]})"
+        )
+    if kind == "width_at_least":
+        base = values["DEPTH"] * values["ASPECT_RATIO"]
+        width = -(-base // values["HEAD_DIM"]) * values["HEAD_DIM"]
+        if width >= check["minimum"]:
+            return None
+        return check["variable"], (
+            f"width DEPTH*ASPECT_RATIO rounded up to HEAD_DIM = {width} must be at least "
+            f"{check['minimum']} (the value-embedding gate reads that many channels)"
+        )
+    raise ValueError(f"unknown check {kind!r}")
+
+
 def _require(ok: bool, name: str, value: Any, accepted: str) -> None:
     if not ok:
         raise ConfigError(f"{name}={value!r}: {accepted}")
@@ -230,77 +351,17 @@ def _require(ok: bool, name: str, value: Any, accepted: str) -> None:
 
 def validate(c: TrainConfig) -> None:
     """Reject a config before any work; each message names the variable and what is accepted."""
-    for name in ("DEPTH", "ASPECT_RATIO", "HEAD_DIM", "SEQ_LEN", "DEVICE_BATCH_SIZE"):
-        _require(getattr(c, name) >= 1, name, getattr(c, name), "must be a positive integer")
-    _require(c.HEAD_DIM % 2 == 0, "HEAD_DIM", c.HEAD_DIM, "must be even (rotary embeddings)")
-    _require(c.SEQ_LEN >= 2, "SEQ_LEN", c.SEQ_LEN, "must be at least 2")
-    _require(
-        c.width >= VE_GATE_CHANNELS,
-        "ASPECT_RATIO",
-        c.ASPECT_RATIO,
-        f"width DEPTH*ASPECT_RATIO rounded up to HEAD_DIM = {c.width} must be at least "
-        f"{VE_GATE_CHANNELS} (the value-embedding gate reads that many channels)",
-    )
-    _require(
-        bool(c.WINDOW_PATTERN) and set(c.WINDOW_PATTERN.upper()) <= {"S", "L"},
-        "WINDOW_PATTERN",
-        c.WINDOW_PATTERN,
-        "must be a non-empty string of S (half context) and L (full context), e.g. SSSL",
-    )
-    tokens_per_pass = c.DEVICE_BATCH_SIZE * c.SEQ_LEN
-    _require(
-        tokens_per_pass <= c.TOTAL_BATCH_SIZE and c.TOTAL_BATCH_SIZE % tokens_per_pass == 0,
-        "TOTAL_BATCH_SIZE",
-        c.TOTAL_BATCH_SIZE,
-        f"must be a positive multiple of DEVICE_BATCH_SIZE*SEQ_LEN = "
-        f"{c.DEVICE_BATCH_SIZE}*{c.SEQ_LEN} = {tokens_per_pass}",
-    )
-    for name in ("MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR", "WEIGHT_DECAY"):
+    for name, rule in RANGES.items():
         value = getattr(c, name)
-        _require(value >= 0 and value == value, name, value, "must be a number >= 0")
-    for name in (
-        "ADAM_BETA1",
-        "ADAM_BETA2",
-        "WARMUP_RATIO",
-        "WARMDOWN_RATIO",
-        "FINAL_LR_FRAC",
-        "MUON_MOMENTUM_START",
-        "MUON_MOMENTUM_END",
-    ):
-        value = getattr(c, name)
-        _require(0.0 <= value <= 1.0, name, value, "must lie in [0, 1]")
-    _require(
-        c.WARMUP_RATIO + c.WARMDOWN_RATIO <= 1.0,
-        "WARMDOWN_RATIO",
-        c.WARMDOWN_RATIO,
-        f"WARMUP_RATIO + WARMDOWN_RATIO must be <= 1 (WARMUP_RATIO={c.WARMUP_RATIO})",
-    )
-    _require(c.MUON_MOMENTUM_STEPS >= 0, "MUON_MOMENTUM_STEPS", c.MUON_MOMENTUM_STEPS, ">= 0")
-    _require(c.EVAL_TOKENS >= 1, "EVAL_TOKENS", c.EVAL_TOKENS, "must be a positive integer")
-    _require(c.EVAL_BATCH_SIZE >= 0, "EVAL_BATCH_SIZE", c.EVAL_BATCH_SIZE, "must be >= 0")
-    _require(c.TIME_BUDGET > 0, "TIME_BUDGET", c.TIME_BUDGET, "must be > 0 seconds")
-    _require(c.MAX_STEPS >= 0, "MAX_STEPS", c.MAX_STEPS, "must be >= 0 (0 turns it off)")
-    _require(c.EXCLUDE_STEPS >= 0, "EXCLUDE_STEPS", c.EXCLUDE_STEPS, "must be >= 0")
-    _require(c.CHECKPOINT_EVERY >= 0, "CHECKPOINT_EVERY", c.CHECKPOINT_EVERY, "must be >= 0")
-    _require(c.PROGRESS_EVERY > 0, "PROGRESS_EVERY", c.PROGRESS_EVERY, "must be > 0")
-    _require(c.DIVERGE_LOSS >= 0, "DIVERGE_LOSS", c.DIVERGE_LOSS, "must be >= 0 (0: automatic)")
-    _require(c.THREADS >= 0, "THREADS", c.THREADS, "must be >= 0")
-    _require(c.PEAK_FLOPS >= 0, "PEAK_FLOPS", c.PEAK_FLOPS, "must be >= 0")
+        _require(rule.accepts(value), name, value, rule.accepted)
+    values = {name: getattr(c, name) for name in VARIABLES}
+    for check in CHECKS:
+        problem = check_problem(check, values)
+        if problem is not None:
+            name, message = problem
+            raise ConfigError(f"{name}={values[name]!r}: {message}")
     for name in ("DATA_URI", "TOKENIZER_URI", "RESULT_URI"):
         _require(bool(getattr(c, name)), name, getattr(c, name), "is required (path or s3://)")
-    _require(
-        c.DEVICE == "auto" or c.DEVICE == "cpu" or c.DEVICE.startswith("cuda"),
-        "DEVICE",
-        c.DEVICE,
-        "must be auto, cpu, cuda or cuda:N",
-    )
-    _require(c.COMPILE in ("auto", "0", "1"), "COMPILE", c.COMPILE, "must be auto, 0 or 1")
-    _require(
-        c.DTYPE in ("auto", "bfloat16", "float32"), "DTYPE", c.DTYPE, "auto, bfloat16 or float32"
-    )
-    _require(
-        c.ATTENTION in ("auto", "sdpa", "flex"), "ATTENTION", c.ATTENTION, "auto, sdpa or flex"
-    )
     try:
         levels = json.loads(c.CODED_LEVELS)
     except json.JSONDecodeError:

@@ -1,0 +1,160 @@
+"""A study is checked against the trainer's contract before anything runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stagescreen.spec import SpecError, parse_study
+from stagescreen.trainer_contract import CONTRACT_FILE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+STUDY = """
+apiVersion: stagescreen.dev/v1alpha1
+kind: ScreeningStudy
+metadata: {name: contract}
+spec:
+  factors:
+    - {name: DEPTH, code: A, low: 2, high: 4, scale: integer}
+    - {name: ASPECT_RATIO, code: B, low: 32, high: 64, centre: 48, scale: integer}
+  design: {type: full}
+  stages:
+    - {name: screen, kind: screen, budgets: [10], seeds: [1]}
+    - name: confirm
+      kind: confirm
+      budgets: [20]
+      seeds: [1, 2]
+      select:
+        - {rule: best, from: screen, k: 1}
+        - {rule: bridge, from: screen, factors: [A]}
+  pools: [{name: cpu}]
+  trainer:
+    hyperparameters: {HEAD_DIM: 32, SEQ_LEN: 64, DEVICE_BATCH_SIZE: 8, TOTAL_BATCH_SIZE: 512}
+"""
+
+
+def study(**changes: Any) -> dict[str, Any]:
+    """The valid study above with `changes` applied at dotted paths under spec."""
+    data: dict[str, Any] = yaml.safe_load(STUDY)
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node: Any = data["spec"]
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[int(last) if last.isdigit() else last] = value
+    return data
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        parse_study(data)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_the_committed_contract_is_what_the_trainer_exports() -> None:
+    exported = subprocess.run(
+        [sys.executable, "-m", "stagescreen_trainer.contract"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(exported) == json.loads(CONTRACT_FILE.read_text()), "run `make crds`"
+
+
+def test_a_study_the_trainer_accepts_is_valid() -> None:
+    parse_study(study())
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"factors__0__name": "DEPHT"},
+            "spec.factors[0].name: DEPHT is not a variable the trainer reads; did you mean DEPTH?",
+        ),
+        (
+            {"trainer__hyperparameters__HEAD_DIMM": 32},
+            "spec.trainer.hyperparameters.HEAD_DIMM: HEAD_DIMM is not a variable the trainer "
+            "reads; did you mean HEAD_DIM?",
+        ),
+        (
+            {"trainer__hyperparameters__SEQ_LEN": "long"},
+            "spec.trainer.hyperparameters.SEQ_LEN: SEQ_LEN takes an integer (got 'long')",
+        ),
+        (
+            {"trainer__hyperparameters__HEAD_DIM": 33},
+            "spec.trainer.hyperparameters.HEAD_DIM: HEAD_DIM=33: must be a positive even "
+            "integer (rotary embeddings)",
+        ),
+        (
+            {"trainer__hyperparameters__RESULT_URI": "/tmp/x"},
+            "spec.trainer.hyperparameters.RESULT_URI: RESULT_URI is set for each run by "
+            "StageScreen, not by the study",
+        ),
+        (
+            {"factors__0__name": "THREADS"},
+            "spec.factors[0].name: THREADS is a run setting, not a hyperparameter",
+        ),
+        (
+            {
+                "factors__0__name": "MATRIX_LR",
+                "factors__0__low": -0.01,
+                "factors__0__high": 0.04,
+                "factors__0__scale": "float",
+            },
+            "spec.factors[0].low: MATRIX_LR=-0.01: must be a number >= 0",
+        ),
+        (
+            {"factors__0__high": 3},  # DEPTH 2..3: the bridge's centre rounds onto a level
+            "spec.factors[0].centre: DEPTH's centre comes out as 3, equal to a level: a bridge "
+            "point would repeat a corner; declare a centre between the levels",
+        ),
+    ],
+)
+def test_what_the_trainer_would_refuse_is_named_by_its_path(
+    changes: dict[str, Any], expected: str
+) -> None:
+    assert problems(study(**changes)) == [expected]
+
+
+def test_cross_checks_run_on_every_combination_of_levels() -> None:
+    """DEVICE_BATCH_SIZE 8 or 12 as a factor: 512 tokens a step is a multiple of 8*64 but
+    not of 12*64, which half the design reaches; the fixed value is what to change."""
+    data = study()
+    data["spec"]["factors"][1] = {
+        "name": "DEVICE_BATCH_SIZE",
+        "code": "B",
+        "low": 8,
+        "high": 12,
+        "scale": "integer",
+    }
+    del data["spec"]["trainer"]["hyperparameters"]["DEVICE_BATCH_SIZE"]
+    assert problems(data) == [
+        "spec.trainer.hyperparameters.TOTAL_BATCH_SIZE: TOTAL_BATCH_SIZE=512 must be a "
+        "positive multiple of "
+        "DEVICE_BATCH_SIZE*SEQ_LEN = 12*64 = 768 when DEPTH=2 (low), DEVICE_BATCH_SIZE=12 (high)"
+    ]
+
+
+def test_a_log_scale_batch_whose_centre_breaks_the_multiple_is_caught() -> None:
+    """TOTAL_BATCH_SIZE between 2^18 and 2^19 on a log scale centres at 370728, which no
+    micro-batch divides; only the bridge rule runs it, so only that is reported."""
+    data = study()
+    data["spec"]["factors"][0] = {
+        "name": "TOTAL_BATCH_SIZE",
+        "code": "A",
+        "low": 262144,
+        "high": 524288,
+        "scale": "log",
+    }
+    del data["spec"]["trainer"]["hyperparameters"]["TOTAL_BATCH_SIZE"]
+    (found,) = problems(data)
+    assert found.startswith("spec.factors[0]: TOTAL_BATCH_SIZE=370728 must be a positive")
+    assert "TOTAL_BATCH_SIZE=370728 (centre)" in found
