@@ -6,9 +6,11 @@
 #   bash bench/gpu_check.sh [OUT_DIR]        (default OUT_DIR: runs/gpu-check)
 #
 # Needs a CUDA build of torch 2.13.0 and the trainer's dependencies on `python` (the trainer
-# image has both; PYTHON=... picks another interpreter). Nothing is downloaded: the corpus is
-# this interpreter's standard library. Prints a Markdown table for docs/benchmarks.md; each
-# run's full record stays in OUT_DIR/<path>/result.json.
+# image has both; PYTHON=... picks another interpreter). The corpus is CORPUS, a folder of
+# parquet shards (local or s3://, e.g. climbmix), else this interpreter's standard library
+# (about 2M tokens): on that, 2 minutes of the paper's model make dozens of passes, so its
+# val_bpb checks the GPU path end to end but is no figure to compare with the paper's.
+# Prints a Markdown table for docs/benchmarks.md; each run's record is OUT_DIR/<path>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/gpu-check}
@@ -22,7 +24,8 @@ print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_de
 EOF
 
 # 1. corpus and tokenizer at the paper's vocabulary (about 20 s)
-"$PYTHON" -m stagescreen_trainer.prepare --out "$OUT/corpus" --vocab 8192 --max-bytes 4000000
+"$PYTHON" -m stagescreen_trainer.prepare --out "$OUT/corpus" --vocab 8192 \
+    ${CORPUS:+--source "$CORPUS" --max-bytes 2000000000}
 
 # 2. one run per attention path; the paper's recipe is the trainer's default configuration
 run() {  # run NAME TIME_BUDGET EVAL_TOKENS [VAR=VALUE ...]

@@ -88,6 +88,7 @@ def build(size: Size, device: torch.device, dtype: str, compile_model: bool) -> 
     model = GPT(gpt_config(config, size.vocab), attention=run.attention)
     model.init_weights()
     run.model = model.to(device)
+    run.model.prepare_masks(device)
     run.optimizer = run.build_optimizer()
     run.forward = torch.compile(model, dynamic=False) if compile_model else model
     return run, model
@@ -207,7 +208,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     device = torch.device(args.device)
-    dtype = compute_dtype(device, "auto", 512)
+    dtype = compute_dtype(device, "auto")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"device: {device_name(device)} ({device.type}), {os.cpu_count()} logical CPUs, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 
@@ -109,6 +110,27 @@ def test_packing_uses_each_training_token_once_per_epoch(
     assert batches.epoch == 2
     assert not (seen + more) - corpus - corpus
     assert (seen + more) - corpus  # epoch 2 repeats tokens only once epoch 1 is used up
+
+
+def test_a_split_document_goes_on_at_the_start_of_the_next_row(
+    quickstart: Prepared, tmp_path: Path
+) -> None:
+    """Documents are 100-300 tokens and rows 65, so most are split: every token that is not a
+    BOS follows, in its row or across the row boundary, the token before it in its document.
+    A split document's rest placed after another document would glue two texts together."""
+    tokenizer = Tokenizer.load(quickstart.tokenizer)
+    texts = pq.read_table(quickstart.data / split_shards(Location(str(quickstart.data)))[0][0])
+    documents = tokenizer.encode_documents(texts.column("text").to_pylist()[:300])
+    follows = {(a, b) for doc in documents for a, b in itertools.pairwise(doc)}
+    location = write_corpus(tmp_path / "shards", [texts.column("text").to_pylist()[:300], ["v"]])
+    batches = train_batches(location, tokenizer, 4, 64, 3, tmp_path / "cache")
+    stream: list[int] = []
+    for _ in range(30):
+        inputs, targets = batches.next_batch()
+        for row in torch.cat([inputs, targets[:, -1:]], dim=1).tolist():
+            stream += row
+    bos = tokenizer.bos_id
+    assert all((a, b) in follows for a, b in itertools.pairwise(stream) if b != bos)
 
 
 def test_order_follows_the_seed_and_survives_a_checkpoint(

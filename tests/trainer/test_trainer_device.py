@@ -26,15 +26,15 @@ def test_bf16_matrix_units_are_read_from_the_cpu_flags(flags: str, expected: boo
     assert cpu_has_bf16_matmul(flags) is expected
 
 
-def test_auto_dtype_is_bf16_only_where_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_dtype_follows_the_device_never_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One dtype for every condition of a study, whatever its width."""
     monkeypatch.setattr(device, "cpu_has_bf16_matmul", lambda: True)
-    assert compute_dtype(CPU, "auto", 512) == torch.bfloat16
-    assert compute_dtype(CPU, "auto", 64) == torch.float32  # too narrow to repay the casts
-    assert compute_dtype(CPU, "bfloat16", 64) == torch.bfloat16
-    assert compute_dtype(torch.device("cuda"), "auto", 64) == torch.bfloat16
+    assert compute_dtype(CPU, "auto") == torch.bfloat16
+    assert compute_dtype(CPU, "float32") == torch.float32
+    assert compute_dtype(torch.device("cuda"), "auto") == torch.bfloat16
     monkeypatch.setattr(device, "cpu_has_bf16_matmul", lambda: False)
-    assert compute_dtype(CPU, "auto", 512) == torch.float32
-    assert compute_dtype(CPU, "float32", 512) == torch.float32
+    assert compute_dtype(CPU, "auto") == torch.float32
+    assert compute_dtype(CPU, "bfloat16") == torch.bfloat16
 
 
 def test_the_peak_is_measured_once_per_machine_and_dtype(

@@ -16,6 +16,7 @@ from stagescreen_trainer.model import (
     window_sizes,
 )
 from stagescreen_trainer.muon import MuonAdamW, orthogonalise
+from stagescreen_trainer.train import attention_kind
 
 
 def tiny(**overrides: object) -> GPTConfig:
@@ -275,3 +276,66 @@ def test_compiled_flex_model_reads_its_prepared_masks_and_matches_the_band_mask_
         compiled = torch.compile(flex, dynamic=False)(idx[:, :-1], idx[:, 1:])
         expected = band(idx[:, :-1], idx[:, 1:])
     assert torch.allclose(compiled, expected, rtol=1e-5)
+
+
+def test_a_muon_update_that_cannot_compile_runs_eagerly_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No C compiler in an image must cost speed, not the run."""
+    import stagescreen_trainer.muon as muon_module
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+
+    monkeypatch.setattr(muon_module.torch, "compile", lambda function, **_: broken)
+    torch.manual_seed(0)
+    weights, grads = torch.randn(2, 16, 8), torch.randn(2, 16, 8)
+    results = []
+    for compile_update in (False, True):
+        params = [torch.nn.Parameter(w.clone()) for w in weights]
+        group = {"kind": "muon", "params": params, "lr": 0.02, "momentum": 0.9, "beta2": 0.95}
+        optimiser = MuonAdamW(
+            [{**group, "ns_steps": 5, "weight_decay": 0.1}], torch.float32, compile_update
+        )
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        optimiser.step()
+        results.append((torch.stack([p.detach() for p in params]), optimiser.compile_error))
+    (eager, no_error), (fallen_back, error) = results
+    assert no_error is None and torch.equal(eager, fallen_back)
+    assert error is not None and "InvalidCxxCompiler" in error
+
+
+def test_adamw_step_counts_survive_a_checkpoint_round_trip() -> None:
+    """The fused kernel reads a step-count tensor; a resumed run continues its count (and
+    `_adamw` moves it to the parameter's device, as a checkpoint loads it on the CPU)."""
+    param = torch.nn.Parameter(torch.randn(4, 3))
+    settings = {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-10, "weight_decay": 0.0}
+    optimiser = MuonAdamW([{"kind": "adamw", "params": [param], **settings}], torch.float32)
+    for _ in range(3):
+        param.grad = torch.randn(4, 3)
+        optimiser.step()
+    saved = optimiser.state_dict()
+    resumed = MuonAdamW([{"kind": "adamw", "params": [param], **settings}], torch.float32)
+    resumed.load_state_dict(saved)
+    param.grad = torch.randn(4, 3)
+    resumed.step()
+    assert float(resumed.state[param]["step"]) == 4.0
+    assert resumed.state[param]["step"].device == param.device
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "compiled", "kind"),
+    [
+        ("auto", "cuda", True, "flex"),
+        ("auto", "cuda", False, "sdpa"),  # flex unfused would be slower than a band mask
+        ("flex", "cuda", False, "flex"),
+        ("sdpa", "cuda", True, "sdpa"),
+        ("auto", "cpu", True, "sdpa"),
+        ("flex", "cpu", False, "sdpa"),  # no flex backward on CPU
+    ],
+)
+def test_short_windows_use_flex_only_where_it_runs_fused(
+    requested: str, device: str, compiled: bool, kind: str
+) -> None:
+    assert attention_kind(requested, torch.device(device), compiled) == kind

@@ -16,9 +16,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 from trainer_support import Prepared, read_record, run_trainer, tiny_env, trainer_command
 
 from stagescreen_trainer.data import split_shards
+from stagescreen_trainer.device import compute_dtype
 from stagescreen_trainer.prepare import validation_tokens
 from stagescreen_trainer.storage import Location
 from stagescreen_trainer.tokenizer import Tokenizer
@@ -108,7 +110,9 @@ def test_a_cpu_run_writes_a_complete_record_curve_and_log(reference: Path) -> No
     assert record["hyperparameters"]["DEPTH"] == 2 and record["hyperparameters"]["SEQ_LEN"] == 64
     assert record["steps"] == STEPS and record["tokens"] == STEPS * 512
     assert 0 < record["val_bpb"] < 8 and record["mfu"] > 0 and record["tokens_per_s"] > 0
-    assert "band mask" in record["attention"]
+    assert "band mask" in record["attention"]  # masks made at set-up, before any compile
+    expected_dtype = str(compute_dtype(torch.device("cpu"), "auto")).removeprefix("torch.")
+    assert record["compute_dtype"] == record["orthogonal_dtype"] == expected_dtype
     assert all(record["versions"][name] for name in ("python", "torch", "pyarrow", "tiktoken"))
     curve = pq.read_table(reference / "curve.parquet")
     assert set(curve.column_names) >= CURVE_COLUMNS

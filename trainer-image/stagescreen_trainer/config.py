@@ -103,8 +103,8 @@ class TrainConfig:
     )
     DTYPE: str = _var(
         "auto",
-        "compute dtype under autocast: auto (bfloat16 on CUDA, and on CPUs with bf16 matrix "
-        "units for widths >= 128; else float32), bfloat16 or float32",
+        "compute dtype under autocast: auto (bfloat16 on CUDA and on CPUs with bf16 matrix "
+        "units, else float32), bfloat16 or float32",
         "run",
     )
     THREADS: int = _var(0, "CPU threads for torch (0: torch's default)", "run")

@@ -9,13 +9,14 @@ still fits the row's room is placed next; when none fits, the shortest one is sp
 room left. Two departures keep every token of the corpus in play (a small corpus trained on
 the reference packer is seen as a few rows repeated many times, and val_bpb then rises with
 budget):
-- the rest of a split document goes back into the buffer and starts a later row, instead of
-  being thrown away, so one epoch emits each token of the training shards exactly once;
+- the rest of a split document is carried into the next row and opens it, instead of being
+  thrown away, so one epoch emits each token of the training shards exactly once;
 - the buffer never reads past the end of an epoch to fill itself: it drains first, so a shard
   smaller than the buffer is not looped, and `epoch` counts passes over the data.
-A row starts at a document's BOS unless it continues a split document. Attention is plain
-causal within a row. The buffer is kept sorted so the best fit is a bisection; training order
-is shuffled from RUN_SEED (shard order per epoch, document order per row group).
+So a row opens with the rest of the document that ended the row before, or at a document's
+BOS; every other document in it starts at its BOS. Attention is plain causal within a row.
+The buffer is kept sorted so the best fit is a bisection; training order is shuffled from
+RUN_SEED (shard order per epoch, document order per row group).
 
 Validation is one pass (`validation_batches`): the pinned shard's documents in file order,
 joined into one token stream, cut into rows that overlap by one token so every token after
@@ -46,6 +47,21 @@ class DataError(ValueError):
     """The shards cannot feed a run (too few, missing the text column, empty)."""
 
 
+def text_shard(path: Path, uri: str) -> pq.ParquetFile:
+    """A parquet shard opened for its `text` column, or DataError naming it."""
+    shard = pq.ParquetFile(path)
+    if "text" not in shard.schema_arrow.names:
+        columns = ", ".join(shard.schema_arrow.names)
+        raise DataError(f"{uri}: no 'text' column (columns: {columns})")
+    return shard
+
+
+def row_group_texts(shard: pq.ParquetFile, row_group: int) -> list[str]:
+    """The documents of one row group; empty and null texts are not documents."""
+    texts = shard.read_row_group(row_group, columns=["text"]).column("text").to_pylist()
+    return [str(text) for text in texts if text]
+
+
 def split_shards(location: Location) -> tuple[list[str], str]:
     """(training shard names, validation shard name) under a location."""
     names = location.list(".parquet")
@@ -71,7 +87,7 @@ class DocumentStream:
     """Endless documents from a list of shards; the order is a pure function of the seed."""
 
     def __init__(
-        self, location: Location, names: list[str], cache: Path, seed: int | None, chunk: int = 128
+        self, location: Location, names: list[str], cache: Path, seed: int, chunk: int = 128
     ) -> None:
         self.location, self.names, self.cache, self.seed, self.chunk = (
             location,
@@ -86,29 +102,25 @@ class DocumentStream:
 
     def _order(self, epoch: int) -> list[int]:
         order = list(range(len(self.names)))
-        if self.seed is not None:
-            random.Random(f"shards:{self.seed}:{epoch}").shuffle(order)
+        random.Random(f"shards:{self.seed}:{epoch}").shuffle(order)
         return order
 
     def _row_group(self, epoch: int, shard: int, row_group: int) -> list[str]:
         key = (epoch, shard, row_group)
         if self._loaded is None or self._loaded[0] != key:
-            path = self.location.local_copy(self.names[shard], self.cache)
-            table = pq.ParquetFile(path).read_row_group(row_group, columns=["text"])
-            texts = [str(t) for t in table.column("text").to_pylist()]
-            if self.seed is not None:
-                random.Random(f"docs:{self.seed}:{epoch}:{shard}:{row_group}").shuffle(texts)
+            texts = row_group_texts(self._shard(shard), row_group)
+            random.Random(f"docs:{self.seed}:{epoch}:{shard}:{row_group}").shuffle(texts)
             self._loaded = (key, texts)
         return self._loaded[1]
 
     def _row_groups(self, shard: int) -> int:
         if shard not in self._row_group_counts:
-            path = self.location.local_copy(self.names[shard], self.cache)
-            meta = pq.ParquetFile(path)
-            if "text" not in meta.schema_arrow.names:
-                raise DataError(f"{self.location.uri(self.names[shard])}: no 'text' column")
-            self._row_group_counts[shard] = int(meta.num_row_groups)
+            self._row_group_counts[shard] = int(self._shard(shard).num_row_groups)
         return self._row_group_counts[shard]
+
+    def _shard(self, shard: int) -> pq.ParquetFile:
+        name = self.names[shard]
+        return text_shard(self.location.local_copy(name, self.cache), self.location.uri(name))
 
     def next_documents(self, new_epoch: bool = True) -> list[str]:
         """The next few documents (at most `chunk`), advancing the cursor.
@@ -136,7 +148,8 @@ class DocumentStream:
 
 
 class PackedBatches:
-    """BOS-aligned best-fit packing of a document stream into (B, T) inputs and targets."""
+    """Best-fit packing of a document stream into (B, T) inputs and targets, split documents
+    carried into the next row."""
 
     def __init__(
         self,
@@ -150,6 +163,7 @@ class PackedBatches:
         self.batch_size, self.seq_len, self.buffer_docs = batch_size, seq_len, buffer_docs
         self._buffer: list[tuple[int, int, list[int]]] = []  # (length, arrival, tokens), sorted
         self._arrivals = 0
+        self._carry: list[int] = []  # the rest of the document split at the last row's end
 
     @property
     def epoch(self) -> int:
@@ -162,27 +176,26 @@ class PackedBatches:
             if not texts:
                 return
             for tokens in self.tokenizer.encode_documents(texts):
-                self._insert(tokens)
-
-    def _insert(self, tokens: list[int]) -> None:
-        bisect.insort(self._buffer, (len(tokens), self._arrivals, tokens))
-        self._arrivals += 1
+                bisect.insort(self._buffer, (len(tokens), self._arrivals, tokens))
+                self._arrivals += 1
 
     def _take_fitting(self, room: int) -> list[int]:
         """The longest document of length <= room, else the first `room` tokens of the
-        shortest one, whose rest goes back into the buffer for a later row."""
+        shortest one, whose rest is carried into the next row."""
         index = bisect.bisect_right(self._buffer, (room, float("inf"))) - 1
         if index >= 0:
             return self._buffer.pop(index)[2]
         tokens = self._buffer.pop(0)[2]
-        self._insert(tokens[room:])
+        self._carry = tokens[room:]
         return tokens[:room]
 
     def next_batch(self) -> tuple[Tensor, Tensor]:
         width = self.seq_len + 1
         rows = torch.empty((self.batch_size, width), dtype=torch.long)
         for r in range(self.batch_size):
-            filled = 0
+            carried, self._carry = self._carry[:width], self._carry[width:]
+            rows[r, : len(carried)] = torch.tensor(carried, dtype=torch.long)
+            filled = len(carried)
             while filled < width:
                 self._refill()
                 tokens = self._take_fitting(width - filled)
@@ -202,11 +215,13 @@ class PackedBatches:
                 [entry[1] for entry in self._buffer], dtype=torch.int64
             ),
             "buffer_tokens": torch.tensor(flat, dtype=torch.int32),
+            "carry": torch.tensor(self._carry, dtype=torch.int32),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stream.cursor = Cursor(*(int(v) for v in state["cursor"]))
         self._arrivals = int(state["arrivals"])
+        self._carry = state["carry"].tolist()
         tokens = state["buffer_tokens"].tolist()
         self._buffer, start = [], 0
         for length, arrival in zip(
@@ -243,33 +258,32 @@ def validation_batches(
     target -1, which scores nothing.
     """
     _, val = split_shards(location)
-    path = location.local_copy(val, cache)
-    shard = pq.ParquetFile(path)
-    if "text" not in shard.schema_arrow.names:
-        raise DataError(f"{location.uri(val)}: no 'text' column")
+    shard = text_shard(location.local_copy(val, cache), location.uri(val))
     stream: list[int] = []
+    start = 0  # tokens of `stream` before this are scored already (kept: no O(n) deletes)
     targets_left = max_tokens
     row_groups = iter(range(shard.num_row_groups))
     exhausted = False
     while targets_left > 0:
-        while len(stream) <= batch_size * seq_len and not exhausted:
+        while len(stream) - start <= batch_size * seq_len and not exhausted:
             group = next(row_groups, None)
             if group is None:
                 exhausted = True
                 break
-            texts = [str(t) for t in shard.read_row_group(group, columns=["text"])["text"]]
-            for tokens in tokenizer.encode_documents(texts):
+            stream = stream[start:]
+            start = 0
+            for tokens in tokenizer.encode_documents(row_group_texts(shard, group)):
                 stream.extend(tokens)
-        if len(stream) < 2:
+        if len(stream) - start < 2:
             return
         inputs = torch.zeros((batch_size, seq_len), dtype=torch.long)
         targets = torch.full((batch_size, seq_len), -1, dtype=torch.long)
         for row in range(batch_size):
-            take = min(seq_len, len(stream) - 1, targets_left)
+            take = min(seq_len, len(stream) - start - 1, targets_left)
             if take <= 0:
                 break
-            inputs[row, :take] = torch.tensor(stream[:take])
-            targets[row, :take] = torch.tensor(stream[1 : take + 1])
-            del stream[:take]  # the last target becomes the next row's first input
+            inputs[row, :take] = torch.tensor(stream[start : start + take])
+            targets[row, :take] = torch.tensor(stream[start + 1 : start + take + 1])
+            start += take  # the last target becomes the next row's first input
             targets_left -= take
         yield inputs, targets

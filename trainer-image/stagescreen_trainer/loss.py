@@ -95,7 +95,12 @@ def _blocks(
     losses = torch.empty(n, dtype=torch.float32, device=x.device)
     grad_x = torch.empty(x.shape, dtype=torch.float32, device=x.device) if want_grad else None
     grad_w: Tensor | None = None
-    kept = torch.empty((min(n, group_rows), vocab), dtype=dtype, device=x.device)
+    kept = (
+        torch.empty((min(n, group_rows), vocab), dtype=dtype, device=x.device)
+        if want_grad
+        else None
+    )
+    all_counted = bool((targets >= 0).all())  # one host sync per call, not one per block
     with torch.autocast(x.device.type, enabled=False):
         for group in range(0, n, group_rows):
             group_stop = min(n, group + group_rows)
@@ -109,18 +114,18 @@ def _blocks(
                 total = exp.sum(dim=1, keepdim=True)
                 picked = capped.gather(1, index) * softcap
                 losses[start:stop] = torch.where(counted, (total.log() - picked).squeeze(1), 0.0)
-                if grad_x is None:
+                if grad_x is None or kept is None:
                     continue
                 # d loss / d z = (softmax - onehot) * (1 - tanh^2); rows with no target get 0
                 slope = capped.square_().neg_().add_(1)
                 grad = exp.div_(total).mul_(slope)
                 grad.scatter_add_(1, index, -slope.gather(1, index))
-                if not bool(counted.all()):
+                if not all_counted:
                     grad.mul_(counted.unsqueeze(1))
                 grad_c = kept[start - group : stop - group]
                 grad_c.copy_(grad)
                 grad_x[start:stop] = grad_c @ wc
-            if grad_x is None:
+            if grad_x is None or kept is None:
                 continue
             part = (kept[: group_stop - group].T @ xc[group:group_stop]).float()
             grad_w = part if grad_w is None else grad_w.add_(part)

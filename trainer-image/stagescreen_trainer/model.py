@@ -173,7 +173,7 @@ class GPT(nn.Module):
         cos, sin = rotary_tables(config.sequence_len, config.head_dim)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
-        self._masks: dict[tuple[int, int, str], Any] = {}
+        self._masks: dict[tuple[int, int, str, str], Any] = {}
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -213,7 +213,7 @@ class GPT(nn.Module):
         Call it for the run's sequence length before torch.compile (`prepare_masks`): the
         compiled graph then only reads the mask instead of building it.
         """
-        key = (T, window, str(device))
+        key = (T, window, str(device), self.attention)
         if key not in self._masks:
             if self.attention == "flex":
                 from torch.nn.attention.flex_attention import create_block_mask

@@ -6,7 +6,8 @@ semi-orthogonal matrix to its Nesterov momentum. As in the autoresearch referenc
 froze (and nanochat, which it came from):
 - orthogonalisation by the "Polar Express" odd-polynomial iteration (Amsel, Persson, Musco and
   Gower 2025, arXiv:2505.16932), five steps, its published per-step coefficients, in bf16 on
-  the run's compute dtype (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32);
+  bf16 wherever bf16 matmuls are fast (CUDA, CPUs with bf16 matrix units), else fp32, whatever
+  the model's compute dtype;
 - NorMuon-style variance reduction (Li et al. 2025, arXiv:2510.05491): the orthogonalised
   update is divided by a running RMS per row (or column, along the longer side) and rescaled
   to keep its Frobenius norm;
@@ -15,8 +16,8 @@ froze (and nanochat, which it came from):
 - learning rate scaled by sqrt(max(1, rows/cols)) so tall matrices take proportionate steps;
 - momentum ramped 0.85 -> 0.95 over the first 300 steps by the training loop (schedule.py).
 Matrices of the same shape are stacked and updated together, which keeps the kernel count low,
-and on CUDA the update is compiled so its elementwise work fuses; AdamW groups use torch's fused
-kernel.
+and with COMPILE on (the default on CUDA) the update is compiled so its elementwise work fuses;
+AdamW groups use torch's fused kernel.
 
 AdamW (Loshchilov and Hutter 2019) with betas (0.8, 0.95), eps 1e-10 and bias correction
 drives embeddings, value embeddings, head and scalars; decay is decoupled.
@@ -67,8 +68,10 @@ class MuonAdamW(torch.optim.Optimizer):
     ) -> None:
         super().__init__(list(groups), defaults={})
         self.orthogonal_dtype = orthogonal_dtype
-        # Compiled (CUDA runs), the Muon update's elementwise work fuses into a few kernels.
+        # Compiled (COMPILE on, the default on CUDA), the Muon update's elementwise work fuses
+        # into a few kernels; if it cannot be compiled it runs eagerly and says why.
         self._update = torch.compile(muon_update, dynamic=False) if compile_update else muon_update
+        self.compile_error: str | None = None
         for group in self.param_groups:
             group.setdefault("initial_lr", group["lr"])
             if group["kind"] == "muon":
@@ -95,6 +98,8 @@ class MuonAdamW(torch.optim.Optimizer):
                 state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
+            elif state["step"].device != p.device:  # a checkpoint loads step counts on the CPU
+                state["step"] = state["step"].to(p.device)
         states = [self.state[p] for p in params]
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)  # the fused kernel reads the step count, never bumps it
@@ -132,7 +137,7 @@ class MuonAdamW(torch.optim.Optimizer):
             [group["momentum"], group["beta2"], lr, lr * group["weight_decay"]], device=device
         )
         weights = torch.stack(params).float()
-        self._update(
+        arguments = (
             torch.stack([p.grad for p in params]).float(),
             weights,
             state["momentum_buffer"],
@@ -141,6 +146,16 @@ class MuonAdamW(torch.optim.Optimizer):
             group["ns_steps"],
             self.orthogonal_dtype,
         )
+        try:
+            self._update(*arguments)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:  # no compiler, an op it cannot lower: fails before running
+            if self._update is muon_update:
+                raise
+            self.compile_error = f"Muon update: {type(error).__name__}: {str(error)[:300]}"
+            self._update = muon_update
+            muon_update(*arguments)
         torch._foreach_copy_(params, list(weights.to(params[0].dtype).unbind(0)))
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stagescreen_trainer.data import DataError, row_group_texts, text_shard
 from stagescreen_trainer.storage import Location
 from stagescreen_trainer.tokenizer import Tokenizer, train_tokenizer
 
@@ -174,14 +175,12 @@ def parquet_split(source: str, val_shard: str | None, max_bytes: int, cache: Pat
 
 
 def shard_texts(location: Location, name: str, cache: Path) -> Iterator[str]:
-    shard = pq.ParquetFile(location.local_copy(name, cache))
-    if "text" not in shard.schema_arrow.names:
-        columns = ", ".join(shard.schema_arrow.names)
-        raise PrepareError(f"{location.uri(name)}: no 'text' column (columns: {columns})")
+    try:
+        shard = text_shard(location.local_copy(name, cache), location.uri(name))
+    except DataError as error:
+        raise PrepareError(str(error)) from None
     for group in range(shard.num_row_groups):
-        for text in shard.read_row_group(group, columns=["text"])["text"].to_pylist():
-            if text:
-                yield str(text)
+        yield from row_group_texts(shard, group)
 
 
 # --- the split, checked ------------------------------------------------------------------

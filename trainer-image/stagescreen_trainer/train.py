@@ -202,7 +202,7 @@ class Run:
             torch.cuda.manual_seed(c.RUN_SEED)
             torch.set_float32_matmul_precision("high")
         # CPU kernels used here are deterministic for a fixed thread count, in either dtype
-        self.compute_dtype = compute_dtype(self.device, c.DTYPE, c.width)
+        self.compute_dtype = compute_dtype(self.device, c.DTYPE)
         self.autocast: contextlib.AbstractContextManager[object] = (
             torch.autocast(self.device.type, dtype=self.compute_dtype)
             if self.compute_dtype != torch.float32
@@ -274,8 +274,8 @@ class Run:
         param_groups = [g for g in param_groups if g["params"]]
         # Polar Express runs in bf16 wherever bf16 matmuls are fast, as the reference does on
         # CUDA, even when the model computes in fp32 (DTYPE=float32)
-        orthogonal_dtype = compute_dtype(self.device, "auto", c.width)
-        return MuonAdamW(param_groups, orthogonal_dtype, compile_update=self.compile)
+        self.orthogonal_dtype = compute_dtype(self.device, "auto")
+        return MuonAdamW(param_groups, self.orthogonal_dtype, compile_update=self.compile)
 
     # --- resume -------------------------------------------------------------------------
     def resume(self) -> None:
@@ -434,6 +434,8 @@ class Run:
             self.log(f"torch.compile failed, running eager: {type(error).__name__}: {error}")
             self.facts["compile_error"] = f"{type(error).__name__}: {str(error)[:500]}"
             self.compile, self.forward = False, self.model
+            self.attention = self.model.attention = "sdpa"  # flex is only fast compiled
+            self.facts["attention"] = attention_description(self.model, self.device, "sdpa")
             with self.autocast:
                 return self.forward(inputs, targets)
 
@@ -530,8 +532,11 @@ class Run:
             "device": str(device) if device is not None else None,
             "device_name": self.facts.get("device_name"),
             "attention": self.facts.get("attention"),
+            "compute_dtype": _dtype_name(getattr(self, "compute_dtype", None)),
+            "orthogonal_dtype": _dtype_name(getattr(self, "orthogonal_dtype", None)),
             "compiled": getattr(self, "compile", None),
-            "compile_error": self.facts.get("compile_error"),
+            "compile_error": self.facts.get("compile_error")
+            or getattr(getattr(self, "optimizer", None), "compile_error", None),
             "threads": torch.get_num_threads(),
             "host": socket.gethostname(),
             "versions": library_versions(),
@@ -580,6 +585,10 @@ def write_outputs(
     out.put_bytes(
         "result.json", (json.dumps(record, indent=2, allow_nan=False, default=str) + "\n").encode()
     )
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str | None:
+    return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def _finite_or_none(record: dict[str, Any]) -> dict[str, Any]:
@@ -709,8 +718,10 @@ def record_rejected(reason: str, raw: dict[str, str]) -> None:
         "status": "failed",
         "reason": reason,
         **dict.fromkeys(
-            ("val_bpb", "train_loss", "parameters", "training_s", "eval_s", "tokens_per_s")
+            ("val_bpb", "eval_tokens", "eval_bytes", "train_loss", "parameters", "training_s")
         ),
+        **dict.fromkeys(("eval_s", "tokens_per_s", "compute_dtype", "orthogonal_dtype")),
+        "warnings": [],
         **dict.fromkeys(("mfu", "peak_memory_bytes", "device", "resumed_from")),
         "steps": 0,
         "tokens": 0,
