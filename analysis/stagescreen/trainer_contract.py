@@ -62,9 +62,18 @@ def _accepts(rule: Mapping[str, Any], value: Any) -> bool:
 
 
 def _value_problem(name: str, value: Any) -> str | None:
-    """Why the trainer would refuse `name=value` on its own, or None."""
+    """Why the trainer would refuse `name=value` on its own, or None.
+
+    A number written as a string is read as the trainer reads its environment (YAML takes
+    `1.0e11` for a string; the trainer parses it as a number).
+    """
     variable = contract()["variables"][name]
     kind = variable["type"]
+    if kind != "string" and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return f"{name} takes {'an' if kind == 'integer' else 'a'} {kind} (got {value!r})"
     if isinstance(value, bool) or (kind != "string" and not isinstance(value, int | float)):
         return f"{name} takes {'an' if kind == 'integer' else 'a'} {kind} (got {value!r})"
     if kind == "integer" and float(value) != int(value):

@@ -1,0 +1,108 @@
+"""The run contract end to end: a planned run's environment starts the real trainer, and its
+record joins the plan in the results table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from trainer_support import Prepared, trainer_command
+
+from stagescreen import stages
+from stagescreen.environment import run_environment, run_folder
+from stagescreen.records import results_table
+from stagescreen.spec import load_study
+from stagescreen.store import RESULT, LocalStore, StudyKeys
+
+STUDY = """
+apiVersion: stagescreen.dev/v1alpha1
+kind: ScreeningStudy
+metadata: {name: contract}
+spec:
+  factors:
+    - {name: DEPTH, code: A, low: 1, high: 2, scale: integer}
+    - {name: MATRIX_LR, code: B, low: 0.02, high: 0.04}
+  design: {type: full}
+  stages:
+    - {name: screen, kind: screen, budgets: [30], seeds: [3]}
+  pools: [{name: cpu}]
+  trainer:
+    hyperparameters: {ASPECT_RATIO: 32, HEAD_DIM: 32, SEQ_LEN: 64, DEVICE_BATCH_SIZE: 8,
+                      TOTAL_BATCH_SIZE: 512, EVAL_TOKENS: 2048, MAX_STEPS: 3, THREADS: 1,
+                      PEAK_FLOPS: 1.0e11, EXCLUDE_STEPS: 1}
+    env: {PROGRESS_EVERY: "5"}
+"""
+
+
+@pytest.fixture(scope="module")
+def plan() -> stages.StagePlan:
+    spec = load_study(STUDY).spec
+    return stages.plan_stage(spec, spec.stage("screen"), pd.DataFrame())
+
+
+def test_a_planned_runs_environment_trains_it_and_its_record_joins_the_plan(
+    quickstart: Prepared, plan: stages.StagePlan, tmp_path: Path
+) -> None:
+    spec = load_study(STUDY).spec
+    store = LocalStore(tmp_path)
+    run = plan.runs[3]  # c04: DEPTH=2, MATRIX_LR=0.04
+    corpus = {"DATA_URI": str(quickstart.data), "TOKENIZER_URI": str(quickstart.tokenizer)}
+    env = run_environment(spec, "contract", run, store.uri(run_folder("contract", run)), corpus)
+    assert (env["DEPTH"], env["MATRIX_LR"], env["TIME_BUDGET"], env["RUN_SEED"]) == (
+        "2",
+        "0.04",
+        "30",
+        "3",
+    )
+    done = subprocess.run(
+        trainer_command(), env={**_base_env(), **env}, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(store.get_text(StudyKeys("contract").run(run.run_id, RESULT)))
+    # what the trainer passes through is the plan's identity, in the record's own shapes
+    assert (record["run_id"], record["condition_id"], record["stage"]) == (
+        run.run_id,
+        run.condition_id,
+        "screen",
+    )
+    assert record["coded_levels"] == dict(run.levels) and record["budget_s"] == 30.0
+    assert (
+        record["hyperparameters"]["DEPTH"] == 2 and record["hyperparameters"]["MATRIX_LR"] == 0.04
+    )
+
+    joined = results_table(
+        plan.runs, {run.run_id: record}, "val_bpb", running=[plan.runs[0].run_id]
+    )
+    table = joined.table.set_index("run_id")
+    row = table.loc[run.run_id]
+    assert row["status"] == "succeeded" and row["val_bpb"] == record["val_bpb"]
+    assert (row["A"], row["B"], row["budget_s"], row["condition_id"]) == (1, 1, 30, "c04")
+    assert row["steps"] == 3 and row["wall_s"] > 0
+    assert table.loc[plan.runs[0].run_id, "status"] == "running"
+    assert table.loc[plan.runs[1].run_id, "status"] == "pending"
+    assert math.isnan(table.loc[plan.runs[1].run_id, "val_bpb"])
+
+
+def test_records_of_no_planned_run_are_reported_not_joined(plan: stages.StagePlan) -> None:
+    failed = {"status": "failed", "val_bpb": None, "reason": "out of memory: ...", "steps": 0}
+    records = {plan.runs[0].run_id: failed, "screen-c99-30s-s3-cpu": {"status": "succeeded"}}
+    joined = results_table(plan.runs, records, "val_bpb")
+    assert joined.unplanned == ("screen-c99-30s-s3-cpu",)
+    assert len(joined.table) == len(plan.runs)
+    first = joined.table.iloc[0]
+    assert first["status"] == "failed" and math.isnan(first["val_bpb"])
+    assert first["reason"].startswith("out of memory")
+
+
+def test_an_unknown_status_in_a_record_is_an_error(plan: stages.StagePlan) -> None:
+    with pytest.raises(ValueError, match="'finished'"):
+        results_table(plan.runs, {plan.runs[0].run_id: {"status": "finished"}}, "val_bpb")
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
