@@ -600,3 +600,16 @@ def test_followup_points_keep_the_names_they_have_elsewhere_in_the_study() -> No
     outside = {"A": -1, "B": -1, "C": 1, "D": -1, "E": 1}
     assert names[stages.full_space_id(outside, PAPER.codes)] == outside
     assert len(names) == 16
+
+
+def test_a_greedy_climb_does_not_step_past_a_point_still_pending() -> None:
+    """The results table lists planned runs before they end (status pending or running):
+    those are not evaluated points, so the climb stays where it is."""
+    from stagescreen.records import results_table
+
+    spec = small_spec(GREEDY)
+    stage = spec.stage("climb")
+    plan = stages.plan_stage(spec, stage, pd.DataFrame())
+    listed = results_table(plan.runs, {}, "val_bpb", running=[plan.runs[0].run_id]).table
+    assert set(listed["status"]) == {"pending", "running"}
+    assert stages.plan_stage(spec, stage, listed) == plan

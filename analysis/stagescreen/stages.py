@@ -510,13 +510,14 @@ def greedy_climbs(
 ) -> dict[tuple[int, str], Climb]:
     """Replay each greedy climb (one per budget and pool) from this stage's results.
 
-    A point counts as evaluated once every seed has a recorded run; its value is the mean of
-    the seeds that succeeded (None if none did).
+    A point counts as evaluated once every seed has a run that ended (a pending or running one
+    in the results table does not count); its value is the mean of the seeds that succeeded
+    (None if none did).
     """
     results = _with_identity_columns(results, spec.codes)
     codes = spec.codes
     metric = spec.metric.name
-    mine = results[results["stage"] == stage.name]
+    mine = results[(results["stage"] == stage.name) & results["status"].isin(list(TERMINAL))]
     start = {code: int(stage.start.get(code, -1)) for code in codes}
     climbs = {}
     for budget in stage.budgets:

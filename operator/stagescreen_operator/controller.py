@@ -1,0 +1,189 @@
+"""The controller: one pure function from what is observed to what to do next.
+
+    decide(spec, observed) -> Decision
+
+The local executor and the Kubernetes operator both loop observe -> decide -> act; neither
+keeps state of its own beyond what storage (run records, published outcomes) and its own
+processes or Jobs show, so a restart from any point takes the same next actions. No I/O and
+no clock reads here: the caller passes everything in.
+
+Each call re-plans every stage from the records (planning is deterministic and never changes
+its mind, stagescreen.stages), joins plans and records into the results table
+(stagescreen.records), then:
+- a stage whose source stages are still running waits; one that can never be planned fails
+  the study with the planner's reason;
+- runs with no record and no process start, in stage order, up to `limits.parallelism`
+  running at once, interrupted ones first (they resume from their checkpoint);
+- once more than `limits.maxFailedRuns` runs have failed or diverged, nothing more starts and
+  the study is Degraded (stages already complete are still analysed); a run that would take
+  the GPU-hours past `limits.maxGpuHours` does not start;
+- a stage whose plan is final and whose runs have all ended is analysed once;
+- when every stage is analysed the study has Succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from stagescreen import stages as planning
+from stagescreen.records import results_table
+from stagescreen.runstatus import TERMINAL, RunStatus
+from stagescreen.spec import StudySpec
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the controller may know: what storage holds and what is running."""
+
+    records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # run id -> record
+    running: frozenset[str] = frozenset()  # run ids with a live process or Job
+    interrupted: frozenset[str] = frozenset()  # ended with a checkpoint and no record
+    analysed: frozenset[str] = frozenset()  # stages whose outcome is published
+
+
+@dataclass(frozen=True)
+class StartRun:
+    run: planning.PlannedRun
+    resume: bool = False  # an interrupted run: it continues from its checkpoint
+
+
+@dataclass(frozen=True)
+class AnalyseStage:
+    stage: str
+
+
+Action = StartRun | AnalyseStage
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do now, and where the study stands (the status the executors report)."""
+
+    actions: tuple[Action, ...]
+    phase: str  # Running, Succeeded, Degraded, Failed
+    reason: str = ""
+    waiting: tuple[str, ...] = ()  # why stages or runs are held back, one line each
+    results: pd.DataFrame = field(default_factory=pd.DataFrame, compare=False, repr=False)
+
+
+def decide(spec: StudySpec, observed: Observed) -> Decision:
+    """The next actions for a study, from its records and its running runs alone."""
+    plans, waiting, failure = _plans(spec, observed)
+    planned = [run for plan in plans.values() for run in plan.runs]
+    results = results_table(
+        planned, observed.records, spec.metric.name, running=sorted(observed.running)
+    ).table
+    if failure:
+        return Decision((), "Failed", failure, tuple(waiting), results)
+    status = _status_by_run(results)
+    if len(plans) == len(spec.stages) and observed.analysed >= set(plans):
+        return Decision((), "Succeeded", "", (), results)
+    analyse = [
+        AnalyseStage(name)
+        for name, plan in plans.items()
+        if name not in observed.analysed and _complete(plan, status)
+    ]
+    failed = sum(
+        status.get(run.run_id) in (RunStatus.FAILED, RunStatus.DIVERGED) for run in planned
+    )
+    if failed > spec.limits.max_failed_runs:
+        reason = (
+            f"{failed} runs failed or diverged, more than maxFailedRuns "
+            f"{spec.limits.max_failed_runs}: no new run starts"
+        )
+        return Decision(tuple(analyse), "Degraded", reason, tuple(waiting), results)
+    starts, held = _starts(spec, planned, status, observed, results)
+    return Decision((*analyse, *starts), "Running", "", (*waiting, *held), results)
+
+
+def _plans(
+    spec: StudySpec, observed: Observed
+) -> tuple[dict[str, planning.StagePlan], list[str], str]:
+    """Every stage that can be planned now, in spec order; why the others wait; or why the
+    study cannot go on. Each stage is planned against the records of the stages before it."""
+    plans: dict[str, planning.StagePlan] = {}
+    waiting: list[str] = []
+    for stage in spec.stages:
+        planned = [run for plan in plans.values() for run in plan.runs]
+        so_far = results_table(planned, observed.records, spec.metric.name).table
+        try:
+            plan = planning.plan_stage(spec, stage, so_far)
+            while stage.kind == "greedy":  # a climb replays from its own records, step by step
+                own = results_table([*planned, *plan.runs], observed.records, spec.metric.name)
+                step = planning.plan_stage(spec, stage, own.table)
+                if step == plan:
+                    break
+                plan = step
+            plans[stage.name] = plan
+        except planning.NotReady as wait:
+            waiting.append(str(wait))
+        except planning.Unplannable as error:
+            return plans, waiting, f"stage {stage.name!r} cannot be planned: {error}"
+    return plans, waiting, ""
+
+
+def _status_by_run(results: pd.DataFrame) -> dict[str, RunStatus]:
+    if results.empty:
+        return {}
+    return {
+        str(run_id): RunStatus(status)
+        for run_id, status in zip(results["run_id"], results["status"], strict=True)
+    }
+
+
+def _complete(plan: planning.StagePlan, status: Mapping[str, RunStatus]) -> bool:
+    return plan.finished and all(status.get(run.run_id) in TERMINAL for run in plan.runs)
+
+
+def _starts(
+    spec: StudySpec,
+    planned: Sequence[planning.PlannedRun],
+    status: Mapping[str, RunStatus],
+    observed: Observed,
+    results: pd.DataFrame,
+) -> tuple[list[StartRun], list[str]]:
+    """Runs to start now within parallelism and the GPU-hour cap; why others are held."""
+    slots = spec.limits.parallelism - len(observed.running)
+    waiting = [
+        run
+        for run in planned
+        if status.get(run.run_id) == RunStatus.PENDING and run.run_id not in observed.running
+    ]
+    waiting.sort(key=lambda run: run.run_id not in observed.interrupted)  # resumes first
+    gpus = {pool.name: pool.gpus for pool in spec.pools}
+    cap = spec.limits.max_gpu_hours
+    committed = _gpu_seconds(results, gpus) + sum(
+        run.budget_s * gpus.get(run.pool, 1) for run in planned if run.run_id in observed.running
+    )
+    starts: list[StartRun] = []
+    held: list[str] = []
+    for run in waiting:
+        if len(starts) >= slots:
+            break
+        cost = run.budget_s * gpus.get(run.pool, 1)
+        if cap is not None and cost and committed + cost > cap * 3600:
+            held.append(
+                f"run {run.run_id} would take the study to "
+                f"{(committed + cost) / 3600:.2f} GPU-hours, over maxGpuHours {cap:g}"
+            )
+            continue
+        committed += cost
+        starts.append(StartRun(run, resume=run.run_id in observed.interrupted))
+    return starts, held
+
+
+def _gpu_seconds(results: pd.DataFrame, gpus: Mapping[str, int]) -> float:
+    """GPU-seconds spent by ended runs: wall time where recorded, else the budget."""
+    if results.empty:
+        return 0.0
+    ended = results[results["status"].isin([str(s) for s in TERMINAL])]
+    total = 0.0
+    for row in ended.itertuples():
+        wall = float(getattr(row, "wall_s", float("nan")))
+        seconds = wall if wall == wall else float(row.budget_s)
+        total += seconds * gpus.get(str(row.pool), 1)
+    return total
