@@ -10,6 +10,7 @@ from stagescreen_operator.cli import design as design
 from stagescreen_operator.cli import effects as effects
 from stagescreen_operator.cli import plan as plan
 from stagescreen_operator.cli import report as report
+from stagescreen_operator.cli import run as run
 from stagescreen_operator.cli import simulate as simulate
 from stagescreen_operator.cli import validate as validate
 from stagescreen_operator.cli import version as version

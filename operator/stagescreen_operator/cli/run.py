@@ -1,0 +1,93 @@
+"""`stagescreen run`: a whole study on this machine, resumable, with progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.study_file import load_or_exit
+
+if TYPE_CHECKING:
+    from stagescreen.spec import Study
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Where records go: a directory or s3://bucket/prefix. Default: the spec's "
+            "storage, else ./runs."
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Runs at once (at most limits.parallelism); CPU runs share the cores."
+        ),
+    ] = 2,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    vocab: Annotated[
+        int, typer.Option(help="Vocabulary of the corpus prepared when the spec names none.")
+    ] = 1024,
+) -> None:
+    """Train every stage of a study here: plan, run the trainers, analyse each stage, promote
+    its anchors, and write the report.
+
+    Kill it at any point (Ctrl-C checkpoints the running trainers; even SIGKILL loses at most
+    a checkpoint interval) and run the same command again: finished runs are kept, interrupted
+    ones resume, and the study ends with the same runs as an uninterrupted one.
+
+    Example: stagescreen run examples/quickstart.yaml --workers 2
+    """
+    from stagescreen.store import StoreError, open_store
+    from stagescreen_operator.local.corpus import corpus_for
+    from stagescreen_operator.local.executor import LocalExecutor
+    from stagescreen_operator.local.progress import progress_events
+
+    study = load_or_exit(study_file)
+    spec = study.spec
+    if device not in ("cpu", "cuda"):
+        typer.echo(f"error: --device={device!r}: expected cpu or cuda", err=True)
+        raise typer.Exit(2)
+    root, endpoint = (store, None) if store else _storage(study)
+    try:
+        opened = open_store(root, endpoint_url=endpoint)
+    except StoreError as error:
+        typer.echo(f"error: --store={root!r}: {error}", err=True)
+        raise typer.Exit(2) from None
+    slots = min(workers, spec.limits.parallelism)
+    events = progress_events(study)
+    corpus = corpus_for(study, opened, vocab, events.say)
+    limits = spec.limits.model_copy(update={"parallelism": slots})
+    executor = LocalExecutor(
+        study.model_copy(update={"spec": spec.model_copy(update={"limits": limits})}),
+        opened,
+        corpus,
+        workers=slots,
+        device=device,
+        events=events,
+        logs=Path(".stagescreen-logs") / study.metadata.name,
+    )
+    decision = executor.run()
+    reason = f" ({decision.reason})" if decision.reason else ""
+    typer.echo(f"study {study.metadata.name}: {decision.phase}{reason}")
+    if decision.phase in ("Failed", "Degraded"):
+        raise typer.Exit(1)
+    if decision.phase == "Running":  # stopped by Ctrl-C
+        typer.echo(f"stopped; run the same command again to resume: stagescreen run {study_file}")
+        raise typer.Exit(130)
+
+
+def _storage(study: Study) -> tuple[str, str | None]:
+    """The store root the spec names (the folder or bucket prefix studies live under) and
+    its S3 endpoint."""
+    s3 = study.spec.storage.s3
+    if s3 is not None:
+        return f"s3://{s3.bucket}/{s3.prefix.strip('/')}".rstrip("/"), s3.endpoint
+    local = study.spec.storage.local
+    return (local.path if local is not None else "runs"), None

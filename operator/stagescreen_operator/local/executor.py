@@ -1,0 +1,256 @@
+"""The local executor: a study on one machine, trainer subprocesses and the store.
+
+It loops observe -> decide -> act. What it observes is storage (run records, published stage
+outcomes, checkpoints) and its own child processes; what to do comes from the one controller
+(`stagescreen_operator.controller.decide`); acting is starting a trainer process, publishing a
+stage's analysis, and, at the end, the report. It keeps nothing that storage does not hold,
+so a killed `stagescreen run` started again finds finished runs finished, resumes interrupted
+ones from their checkpoints and plans exactly the same runs.
+
+Each trainer process gets THREADS = its share of the cores and is pinned to those cores, so
+two runs on two cores do not fight over them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from stagescreen.environment import run_environment, run_folder
+from stagescreen.publish import publish_spec, publish_stage
+from stagescreen.report import write_report
+from stagescreen.runstatus import RunStatus, status_of_exit
+from stagescreen.spec import Study
+from stagescreen.stages import PlannedRun
+from stagescreen.store import CKPT, OUTCOME, RESULT, Store, StudyKeys
+from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
+
+POLL_S = 0.5
+
+
+@dataclass
+class Child:
+    """A trainer process and what it was started for."""
+
+    run: PlannedRun
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    started: float
+
+
+@dataclass
+class Events:
+    """Where the executor reports what it does (progress display or plain lines)."""
+
+    say: Callable[[str], None] = print
+    tick: Callable[[Decision, Mapping[str, Child]], None] = lambda decision, children: None
+
+
+@dataclass
+class LocalExecutor:
+    study: Study
+    store: Store
+    corpus: Mapping[str, str]
+    workers: int = 1
+    device: str = "cpu"
+    events: Events = field(default_factory=Events)
+    logs: Path = field(default_factory=lambda: Path("runs/.logs"))
+
+    def __post_init__(self) -> None:
+        self.keys = StudyKeys(self.study.metadata.name)
+        self.children: dict[str, Child] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        self.interrupted: set[str] = set()
+        self.stopping = False
+
+    # --- observe ------------------------------------------------------------------------
+    def observe(self) -> Observed:
+        """Records and outcomes in the store, and this executor's live processes."""
+        prefix = self.keys.runs_prefix()
+        for key in self.store.list(prefix):
+            run_id, _, name = key[len(prefix) :].partition("/")
+            if name == RESULT and run_id not in self.records:
+                self.records[run_id] = self.store.get_json(key)
+        analysed = {
+            stage.name
+            for stage in self.study.spec.stages
+            if self.store.exists(self.keys.stage(stage.name, OUTCOME))
+        }
+        return Observed(
+            records=dict(self.records),
+            running=frozenset(self.children),
+            interrupted=frozenset(self.interrupted | self._checkpointed()),
+            analysed=frozenset(analysed),
+        )
+
+    def _checkpointed(self) -> set[str]:
+        """Runs with a checkpoint and no record: started before and stopped; they resume."""
+        prefix = self.keys.runs_prefix()
+        found = set()
+        for key in self.store.list(prefix):
+            run_id, _, name = key[len(prefix) :].partition("/")
+            if name.startswith(CKPT) and run_id not in self.records:
+                found.add(run_id)
+        return found - set(self.children)
+
+    # --- act ----------------------------------------------------------------------------
+    def start(self, action: StartRun) -> None:
+        run = action.run
+        env = run_environment(
+            self.study.spec,
+            self.study.metadata.name,
+            run,
+            self.store.uri(run_folder(self.study.metadata.name, run)),
+            self.corpus,
+        )
+        cores = self._cores(len(self.children))
+        env.update(DEVICE=self.device, THREADS=str(len(cores)))
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{run.run_id}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stagescreen_trainer"],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the executor, which stops runs cleanly
+            preexec_fn=lambda: _child_setup(cores),
+        )
+        self.children[run.run_id] = Child(run, process, log, time.monotonic())
+        self.interrupted.discard(run.run_id)
+        how = "resume" if action.resume else "start"
+        self.events.say(f"{how} {run.run_id} (threads {len(cores) or 'default'})")
+
+    def _cores(self, slot: int) -> list[int]:
+        """The cores of worker slot `slot`: an equal share of this process's cores."""
+        if self.device != "cpu" or not hasattr(os, "sched_getaffinity"):
+            return []
+        available = sorted(os.sched_getaffinity(0))
+        share = max(1, len(available) // self.workers)
+        taken = {c for child in self.children.values() for c in self._cores_of(child)}
+        free = [c for c in available if c not in taken] or available
+        return free[:share]
+
+    def _cores_of(self, child: Child) -> set[int]:
+        try:
+            return set(os.sched_getaffinity(child.process.pid))
+        except OSError:
+            return set()
+
+    def reap(self) -> None:
+        """Collect ended processes; an ending without a record gets one, so it is not rerun."""
+        for run_id, child in list(self.children.items()):
+            code = child.process.poll()
+            if code is None:
+                continue
+            child.log.close()
+            del self.children[run_id]
+            status = status_of_exit(code)
+            if status == RunStatus.INTERRUPTED or self.stopping:
+                self.interrupted.add(run_id)
+                self.events.say(f"interrupted {run_id}: checkpointed, resumes next time")
+                continue
+            key = self.keys.run(run_id, RESULT)
+            if not self.store.exists(key):
+                self._record_crash(child, code)
+            record = self.store.get_json(key)
+            self.records[run_id] = record
+            self.events.say(_ended_line(run_id, record, time.monotonic() - child.started))
+
+    def _record_crash(self, child: Child, code: int) -> None:
+        """The trainer died without writing its record (killed, crashed in start-up)."""
+        run = child.run
+        reason = f"trainer exited with code {code} and wrote no record; see its log"
+        record = {
+            "schema_version": 1,
+            "study": self.study.metadata.name,
+            "stage": run.stage,
+            "run_id": run.run_id,
+            "condition_id": run.condition_id,
+            "coded_levels": dict(run.levels),
+            "budget_s": float(run.budget_s),
+            "seed": run.seed,
+            "pool": run.pool,
+            "status": str(RunStatus.FAILED),
+            "reason": reason,
+            "val_bpb": None,
+            "wall_s": time.monotonic() - child.started,
+        }
+        self.store.put_json(self.keys.run(run.run_id, RESULT), record)
+
+    def analyse(self, action: AnalyseStage, decision: Decision) -> None:
+        record = publish_stage(self.store, self.study, action.stage, decision.results)
+        best = record.get("best") or {}
+        line = f"analysed stage {action.stage}"
+        if best.get("condition_id"):
+            line += f": best {best['condition_id']} {best.get('mean', float('nan')):.4f}"
+        self.events.say(line)
+
+    # --- the loop -----------------------------------------------------------------------
+    def run(self) -> Decision:
+        """Until the study ends or Ctrl-C: observe, decide, act. Returns the last decision."""
+        publish_spec(self.store, self.study)
+        previous = signal.signal(signal.SIGINT, self._on_interrupt)
+        try:
+            while True:
+                self.reap()
+                decision = decide(self.study.spec, self.observe())
+                self.events.tick(decision, self.children)
+                if self.stopping:
+                    self._stop_children()
+                    return decision
+                for action in decision.actions:
+                    if isinstance(action, AnalyseStage):
+                        self.analyse(action, decision)
+                    elif action.run.run_id not in self.children:
+                        self.start(action)
+                if decision.phase != "Running" and not self.children:
+                    if decision.phase == "Succeeded":
+                        self._report()
+                    return decision
+                if not decision.actions:
+                    time.sleep(POLL_S)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_interrupt(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+
+    def _stop_children(self) -> None:
+        """SIGTERM every trainer (each checkpoints and exits 75), then wait for them."""
+        for child in self.children.values():
+            child.process.send_signal(signal.SIGTERM)
+        for child in self.children.values():
+            child.process.wait()
+        self.reap()
+
+    def _report(self) -> None:
+        written = write_report(self.store, self.study.metadata.name)
+        self.events.say(f"report: {written[0]}")
+
+
+def _ended_line(run_id: str, record: Mapping[str, Any], wall: float) -> str:
+    status = record.get("status")
+    value = record.get("val_bpb")
+    shown = f"val_bpb {value:.4f}" if isinstance(value, int | float) else str(record.get("reason"))
+    return f"{status} {run_id}: {shown} ({wall:.0f} s)"
+
+
+def _child_setup(cores: list[int]) -> None:
+    """In the child before exec: pin it to its cores, and have the kernel send it SIGTERM
+    (checkpoint, exit 75) should the executor die, even by SIGKILL, so no run is orphaned."""
+    if cores:
+        os.sched_setaffinity(0, cores)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
