@@ -71,7 +71,7 @@ def run(
         workers=slots,
         device=device,
         events=events,
-        logs=Path(".stagescreen-logs") / study.metadata.name,
+        logs=Path.home() / ".cache" / "stagescreen" / "logs" / study.metadata.name,
     )
     decision = executor.run()
     reason = f" ({decision.reason})" if decision.reason else ""

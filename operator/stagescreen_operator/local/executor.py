@@ -63,7 +63,7 @@ class LocalExecutor:
     workers: int = 1
     device: str = "cpu"
     events: Events = field(default_factory=Events)
-    logs: Path = field(default_factory=lambda: Path("runs/.logs"))
+    logs: Path = field(default_factory=lambda: Path.home() / ".cache" / "stagescreen" / "logs")
 
     def __post_init__(self) -> None:
         self.keys = StudyKeys(self.study.metadata.name)
@@ -168,7 +168,7 @@ class LocalExecutor:
     def _record_crash(self, child: Child, code: int) -> None:
         """The trainer died without writing its record (killed, crashed in start-up)."""
         run = child.run
-        reason = f"trainer exited with code {code} and wrote no record; see its log"
+        reason = f"trainer exited with code {code} and wrote no record; see {child.log.name}"
         record = {
             "schema_version": 1,
             "study": self.study.metadata.name,

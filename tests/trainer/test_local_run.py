@@ -1,0 +1,141 @@
+"""`stagescreen run` end to end with the real trainer: a whole study, and a study killed at
+several points and started again, which must end with the same runs and nothing twice."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trainer_support import Prepared
+
+from stagescreen.store import LocalStore, StudyKeys
+
+# Deterministic runs (MAX_STEPS, one thread each), so an interrupted study must reproduce an
+# uninterrupted one exactly: same records, same anchors, same run ids.
+STUDY = """
+apiVersion: stagescreen.dev/v1alpha1
+kind: ScreeningStudy
+metadata: {{name: tiny}}
+spec:
+  factors:
+    - {{name: DEPTH, code: A, low: 1, high: 2, scale: integer}}
+    - {{name: MATRIX_LR, code: B, low: 0.02, high: 0.06}}
+  design: {{type: full}}
+  stages:
+    - {{name: screen, kind: screen, budgets: [30], seeds: [1]}}
+    - name: confirm
+      kind: confirm
+      budgets: [30]
+      seeds: [1, 2]
+      select:
+        - {{from: screen, rule: best, role: best}}
+        - {{from: screen, rule: worst, role: worst}}
+  pools: [{{name: cpu, gpus: 0}}]
+  storage: {{local: {{path: {store}}}}}
+  trainer:
+    dataUri: {data}
+    tokenizerUri: {tokenizer}
+    hyperparameters: {{ASPECT_RATIO: 32, HEAD_DIM: 32, SEQ_LEN: 64, DEVICE_BATCH_SIZE: 8,
+                      TOTAL_BATCH_SIZE: 512, EVAL_TOKENS: 2048, MAX_STEPS: 200,
+                      EXCLUDE_STEPS: 1, PEAK_FLOPS: 1.0e+11, CHECKPOINT_EVERY: 0.2}}
+  limits: {{parallelism: 2}}
+"""
+
+
+def write_study(folder: Path, quickstart: Prepared) -> Path:
+    path = folder / "tiny.yaml"
+    store = folder / "store"
+    path.write_text(STUDY.format(store=store, data=quickstart.data, tokenizer=quickstart.tokenizer))
+    return path
+
+
+def command(study: Path) -> list[str]:
+    stagescreen = Path(sys.executable).parent / "stagescreen"
+    return [str(stagescreen), "run", str(study), "--workers", "2"]
+
+
+def records(folder: Path) -> dict[str, dict[str, Any]]:
+    store = LocalStore(folder / "store")
+    keys = StudyKeys("tiny")
+    found = {}
+    for key in store.list(keys.runs_prefix()):
+        if key.endswith("/result.json"):
+            record = store.get_json(key)
+            found[record["run_id"]] = record
+    return found
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(quickstart: Prepared, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    done = subprocess.run(
+        command(write_study(folder, quickstart)), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "study tiny: Succeeded" in done.stdout
+    return folder
+
+
+@pytest.mark.integration
+def test_a_study_runs_to_its_report(uninterrupted: Path) -> None:
+    found = records(uninterrupted)
+    stages = {record["stage"] for record in found.values()}
+    assert stages == {"screen", "confirm"} and len(found) == 4 + 2 * 2  # 2 anchors x 2 seeds
+    assert all(record["status"] == "succeeded" for record in found.values())
+    study = uninterrupted / "store" / "tiny"
+    for name in ("spec.yaml", "manifest.json", "report.md"):
+        assert (study / name).is_file(), name
+    outcome = json.loads((study / "stages" / "confirm" / "outcome.json").read_text())
+    assert outcome["stage"] == "confirm"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("kill_after", "signal_to_send"),
+    [
+        ("start screen-c01", signal.SIGKILL),  # mid-run: the trainers checkpoint and resume
+        ("succeeded screen-c03", signal.SIGKILL),  # between runs of the screen
+        ("analysed stage screen", signal.SIGKILL),  # right after an analysis, before confirm
+        ("start confirm", signal.SIGINT),  # Ctrl-C
+    ],
+)
+def test_a_killed_study_resumes_to_the_same_runs(
+    quickstart: Prepared,
+    uninterrupted: Path,
+    tmp_path: Path,
+    kill_after: str,
+    signal_to_send: signal.Signals,
+) -> None:
+    study = write_study(tmp_path, quickstart)
+    process = subprocess.Popen(
+        command(study), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if kill_after in line:
+            # a started trainer takes about 2 s to start up, then trains for several seconds
+            time.sleep(3.5 if kill_after.startswith("start") else 0.2)
+            process.send_signal(signal_to_send)
+            break
+    process.wait(timeout=120)
+    assert any(kill_after in line for line in seen), "".join(seen)
+    time.sleep(1.0)  # trainers orphaned by SIGKILL get SIGTERM, checkpoint and exit
+    done = subprocess.run(command(study), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = records(uninterrupted)
+    got = records(tmp_path)
+    assert set(got) == set(expected)
+    for run_id, record in got.items():
+        assert record["status"] == "succeeded", (run_id, record["reason"])
+        assert record["val_bpb"] == expected[run_id]["val_bpb"], run_id
+    resumed = [r for r in got.values() if r["resumed_from"]]
+    if kill_after.startswith("start"):
+        assert resumed, "a run killed mid-way resumes from its checkpoint"
