@@ -12,6 +12,7 @@ from stagescreen_operator.cli import plan as plan
 from stagescreen_operator.cli import report as report
 from stagescreen_operator.cli import run as run
 from stagescreen_operator.cli import simulate as simulate
+from stagescreen_operator.cli import status as status
 from stagescreen_operator.cli import validate as validate
 from stagescreen_operator.cli import version as version
 from stagescreen_operator.cli.app import app
