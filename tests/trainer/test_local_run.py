@@ -4,6 +4,7 @@ several points and started again, which must end with the same runs and nothing 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -139,3 +140,84 @@ def test_a_killed_study_resumes_to_the_same_runs(
     resumed = [r for r in got.values() if r["resumed_from"]]
     if kill_after.startswith("start"):
         assert resumed, "a run killed mid-way resumes from its checkpoint"
+
+
+@pytest.mark.integration
+def test_status_reads_where_the_study_stands_from_its_store(uninterrupted: Path) -> None:
+    stagescreen = Path(sys.executable).parent / "stagescreen"
+    done = subprocess.run(
+        [str(stagescreen), "status", str(uninterrupted / "store" / "tiny")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "study tiny: Succeeded"
+    screen = next(line for line in lines if line.startswith("screen"))
+    assert screen.split()[:6] == ["screen", "screen", "4", "4", "0", "0"]
+    assert "started, not ended: none" in lines
+
+
+def test_run_rejects_a_bad_device_and_store_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from stagescreen_operator.cli import app
+
+    quickstart = str(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")
+    runner = CliRunner()
+    bad_device = runner.invoke(app, ["run", quickstart, "--device", "tpu"])
+    assert bad_device.exit_code == 2 and "--device='tpu'" in bad_device.output
+    bad_store = runner.invoke(app, ["run", quickstart, "--store", "ftp://somewhere"])
+    assert bad_store.exit_code == 2 and "--store='ftp://somewhere'" in bad_store.output
+
+
+@pytest.mark.integration
+def test_a_study_on_s3_killed_mid_run_resumes_to_the_same_runs(
+    quickstart: Prepared,
+    uninterrupted: Path,
+    tmp_path: Path,
+    seaweedfs: Any,
+    s3_bucket: str,
+) -> None:
+    """The same study with every record, checkpoint and outcome on SeaweedFS S3."""
+    study = write_study(tmp_path, quickstart)
+    store = f"s3://{s3_bucket}/studies"
+    env = {**os.environ, **seaweedfs.env()}
+    process = subprocess.Popen(
+        [*command(study), "--store", store],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "start screen-c02" in line:
+            time.sleep(3.5)
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=120)
+    time.sleep(1.0)
+    done = subprocess.run(
+        [*command(study), "--store", store], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = seaweedfs.client()
+    keys = [
+        item["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=s3_bucket, Prefix="studies/tiny/"
+        )
+        for item in page.get("Contents", [])
+    ]
+    results = {
+        key.split("/")[3]: json.loads(client.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
+        for key in keys
+        if key.endswith("/result.json")
+    }
+    expected = records(uninterrupted)
+    assert set(results) == set(expected)
+    assert all(results[r]["val_bpb"] == expected[r]["val_bpb"] for r in expected)
+    assert any(r["resumed_from"] for r in results.values())
+    assert "studies/tiny/report.md" in keys

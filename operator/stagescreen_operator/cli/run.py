@@ -72,6 +72,7 @@ def run(
         device=device,
         events=events,
         logs=Path.home() / ".cache" / "stagescreen" / "logs" / study.metadata.name,
+        extra_env={"AWS_ENDPOINT_URL": endpoint} if endpoint else {},
     )
     decision = executor.run()
     reason = f" ({decision.reason})" if decision.reason else ""

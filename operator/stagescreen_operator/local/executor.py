@@ -64,6 +64,7 @@ class LocalExecutor:
     device: str = "cpu"
     events: Events = field(default_factory=Events)
     logs: Path = field(default_factory=lambda: Path.home() / ".cache" / "stagescreen" / "logs")
+    extra_env: Mapping[str, str] = field(default_factory=dict)  # e.g. the S3 endpoint
 
     def __post_init__(self) -> None:
         self.keys = StudyKeys(self.study.metadata.name)
@@ -113,6 +114,7 @@ class LocalExecutor:
             self.corpus,
         )
         cores = self._cores(len(self.children))
+        env.update(self.extra_env)
         env.update(DEVICE=self.device, THREADS=str(len(cores)))
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{run.run_id}.log").open("ab")
