@@ -237,25 +237,31 @@ def test_adamw_groups_step_exactly_like_torch_adamw() -> None:
     assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
+def muon_steps(
+    weights: torch.Tensor, grads: torch.Tensor, compile_update: bool, steps: int
+) -> tuple[torch.Tensor, str | None]:
+    """A Muon group over a stack of matrices after `steps` steps (momentum changing each
+    step, as the schedule changes it), and the optimiser's compile error if any."""
+    params = [torch.nn.Parameter(w.clone()) for w in weights]
+    group = {"kind": "muon", "params": params, "lr": 0.02, "momentum": 0.9, "beta2": 0.95}
+    optimiser = MuonAdamW(
+        [{**group, "ns_steps": 5, "weight_decay": 0.1}], torch.float32, compile_update
+    )
+    for step in range(steps):
+        for p, g in zip(params, grads * (step + 1), strict=True):
+            p.grad = g.clone()
+        optimiser.param_groups[0]["momentum"] = 0.85 + 0.05 * step
+        optimiser.step()
+    return torch.stack([p.detach() for p in params]), optimiser.compile_error
+
+
 def test_compiled_muon_update_equals_the_eager_one() -> None:
     """CUDA runs compile the Muon update; the compiled graph must do the same arithmetic."""
     torch.manual_seed(0)
-    shape = (2, 48, 16)
-    weights, grads = torch.randn(shape), torch.randn(shape)
-    results = []
-    for compile_update in (False, True):
-        params = [torch.nn.Parameter(w.clone()) for w in weights]
-        group = {"kind": "muon", "params": params, "lr": 0.02, "momentum": 0.9, "beta2": 0.95}
-        optimiser = MuonAdamW(
-            [{**group, "ns_steps": 5, "weight_decay": 0.1}], torch.float32, compile_update
-        )
-        for step in range(3):
-            for p, g in zip(params, grads * (step + 1), strict=True):
-                p.grad = g.clone()
-            optimiser.param_groups[0]["momentum"] = 0.85 + 0.05 * step  # no recompilation
-            optimiser.step()
-        results.append(torch.stack([p.detach() for p in params]))
-    assert torch.allclose(results[0], results[1], atol=1e-5)
+    weights, grads = torch.randn(2, 48, 16), torch.randn(2, 48, 16)
+    eager, _ = muon_steps(weights, grads, compile_update=False, steps=3)
+    compiled, error = muon_steps(weights, grads, compile_update=True, steps=3)
+    assert error is None and torch.allclose(eager, compiled, atol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -290,18 +296,8 @@ def test_a_muon_update_that_cannot_compile_runs_eagerly_and_says_why(
     monkeypatch.setattr(muon_module.torch, "compile", lambda function, **_: broken)
     torch.manual_seed(0)
     weights, grads = torch.randn(2, 16, 8), torch.randn(2, 16, 8)
-    results = []
-    for compile_update in (False, True):
-        params = [torch.nn.Parameter(w.clone()) for w in weights]
-        group = {"kind": "muon", "params": params, "lr": 0.02, "momentum": 0.9, "beta2": 0.95}
-        optimiser = MuonAdamW(
-            [{**group, "ns_steps": 5, "weight_decay": 0.1}], torch.float32, compile_update
-        )
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g.clone()
-        optimiser.step()
-        results.append((torch.stack([p.detach() for p in params]), optimiser.compile_error))
-    (eager, no_error), (fallen_back, error) = results
+    eager, no_error = muon_steps(weights, grads, compile_update=False, steps=2)
+    fallen_back, error = muon_steps(weights, grads, compile_update=True, steps=2)
     assert no_error is None and torch.equal(eager, fallen_back)
     assert error is not None and "InvalidCxxCompiler" in error
 
