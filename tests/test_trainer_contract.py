@@ -158,3 +158,13 @@ def test_a_log_scale_batch_whose_centre_breaks_the_multiple_is_caught() -> None:
     (found,) = problems(data)
     assert found.startswith("spec.factors[0]: TOTAL_BATCH_SIZE=370728 must be a positive")
     assert "TOTAL_BATCH_SIZE=370728 (centre)" in found
+
+
+def test_the_core_evaluates_every_check_the_trainer_exports() -> None:
+    """The core re-implements the trainer's cross-check kinds (it cannot import the trainer);
+    a new kind in the contract must fail here until the core learns it."""
+    from stagescreen.trainer_contract import _check_problem, contract
+
+    defaults = {name: v["default"] for name, v in contract()["variables"].items()}
+    for check in contract()["checks"]:
+        assert _check_problem(check, defaults) is None, check  # the defaults pass every check
