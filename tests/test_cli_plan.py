@@ -26,11 +26,12 @@ def test_quickstart_table() -> None:
     result = runner.invoke(app, ["plan", str(QUICKSTART)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "Study 'quickstart': 2 stages, parallelism 2, overhead 0 s per run",
+        "Study 'quickstart': 3 stages, parallelism 2, overhead 0 s per run",
         "stage    kind     budgets  seeds  runs  cpu GPU-h  wall-clock",
-        "screen   screen   10s,20s      1    16       0.00          2m",
-        "confirm  confirm  10s,20s      2    12       0.00          2m",
-        "total                               28       0.00          4m",
+        "screen   screen   5s,15s       1    16       0.00          1m",
+        "confirm  confirm  5s,15s       2    12       0.00          1m",
+        "longer   bridge   45s          2     4       0.00          2m",
+        "total                               32       0.00          4m",
         "GPU-hours count training budgets only; --overhead 90s adds start-up and eval.",
     ]
     assert result.stderr == ""
@@ -46,15 +47,18 @@ def test_quickstart_json_figures() -> None:
     assert [(s["stage"], s["kind"], s["runs"]) for s in document["stages"]] == [
         ("screen", "screen", 16),
         ("confirm", "confirm", 12),
+        ("longer", "bridge", 4),
     ]
-    # Screen: 8 runs of 20 s and 8 of 10 s on 2 slots = 120 s; confirm: 6 + 6 runs = 90 s.
+    # Screen: 8 runs of 15 s and 8 of 5 s on 2 slots = 80 s; confirm: 6 + 6 runs = 60 s;
+    # the bridge stage: 4 runs of 45 s = 90 s.
     assert [s["wall_hours"] * 3600 for s in document["stages"]] == [
-        pytest.approx(120),
+        pytest.approx(80),
+        pytest.approx(60),
         pytest.approx(90),
     ]
     assert document["stages"][0]["gpu_hours"] == {"cpu": 0.0}  # a CPU pool has no GPUs
-    assert document["total"]["runs"] == 28
-    assert document["total"]["wall_hours"] * 3600 == pytest.approx(210)
+    assert document["total"]["runs"] == 32
+    assert document["total"]["wall_hours"] * 3600 == pytest.approx(230)
     assert document["max_gpu_hours"] is None
 
 

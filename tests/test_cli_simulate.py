@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from stagescreen_operator.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+QUICKSTART = ROOT / "tests" / "data" / "quickstart-two-stages.yaml"
 runner = CliRunner()
 
 

@@ -26,7 +26,7 @@ def test_several_files_are_checked_in_one_call() -> None:
     result = runner.invoke(app, ["validate", *paths])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == (
-        f"{paths[0]}: valid ScreeningStudy 'quickstart' (3 factors, 2^3 full factorial, 2 stages)"
+        f"{paths[0]}: valid ScreeningStudy 'quickstart' (3 factors, 2^3 full factorial, 3 stages)"
     )
     assert len(result.stdout.splitlines()) == 2
 
@@ -44,7 +44,8 @@ def test_every_problem_is_listed_with_its_path_and_exit_code_2(tmp_path: Path) -
     assert result.stderr.splitlines() == [
         f"{bad}: spec.factors[2].high: must differ from low (both 0.02)",
         f"{bad}: spec.limits.parallelism: Input should be greater than or equal to 1 (got 0)",
-        f"{bad}: spec.stages[1].select[1].from: no stage named 'later' (stages: screen, confirm)",
+        f"{bad}: spec.stages[1].select[1].from: no stage named 'later' "
+        "(stages: screen, confirm, longer)",
     ]
 
 

@@ -15,7 +15,7 @@ from stagescreen_operator.controller import AnalyseStage, Decision, Observed, St
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec
-QUICK = load_study(ROOT / "examples" / "quickstart.yaml").spec
+QUICK = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml").spec
 MODEL = synthetic.ResponseModel(effects=synthetic.default_effects(PAPER), seed_sd=0.0)
 
 

@@ -15,7 +15,7 @@ from stagescreen.spec import Study, load_study
 from stagescreen.store import LocalStore, Store, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART_TEXT = (ROOT / "examples" / "quickstart.yaml").read_text()
+QUICKSTART_TEXT = (ROOT / "tests" / "data" / "quickstart-two-stages.yaml").read_text()
 # The quickstart on a pool with two GPUs per run, so GPU-seconds are visible.
 QUICKSTART = load_study(QUICKSTART_TEXT.replace("gpus: 0", "gpus: 2"))
 SPEC = QUICKSTART.spec

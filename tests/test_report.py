@@ -48,7 +48,7 @@ from stagescreen.store import LocalStore, Store, StudyKeys
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "examples" / "paper.yaml"
-QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+QUICKSTART = ROOT / "tests" / "data" / "quickstart-two-stages.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLANTED = {"A": 0.018, "B": 0.006, "C": -0.0045, "D": 0.035, "E": 0.0}
 NOT_RUN = ("followup", "greedy-5m")
