@@ -52,6 +52,14 @@ def study(**changes: Any) -> dict[str, Any]:
     return data
 
 
+def screening(index: int, **factor: Any) -> dict[str, Any]:
+    """The study with factor `index` replaced, screening a variable fixed until now."""
+    data = study()
+    data["spec"]["factors"][index] = factor
+    data["spec"]["trainer"]["hyperparameters"].pop(factor["name"])
+    return data
+
+
 def problems(data: dict[str, Any]) -> list[str]:
     with pytest.raises(SpecError) as caught:
         parse_study(data)
@@ -127,15 +135,7 @@ def test_what_the_trainer_would_refuse_is_named_by_its_path(
 def test_cross_checks_run_on_every_combination_of_levels() -> None:
     """DEVICE_BATCH_SIZE 8 or 12 as a factor: 512 tokens a step is a multiple of 8*64 but
     not of 12*64, which half the design reaches; the fixed value is what to change."""
-    data = study()
-    data["spec"]["factors"][1] = {
-        "name": "DEVICE_BATCH_SIZE",
-        "code": "B",
-        "low": 8,
-        "high": 12,
-        "scale": "integer",
-    }
-    del data["spec"]["trainer"]["hyperparameters"]["DEVICE_BATCH_SIZE"]
+    data = screening(1, name="DEVICE_BATCH_SIZE", code="B", low=8, high=12, scale="integer")
     assert problems(data) == [
         "spec.trainer.hyperparameters.TOTAL_BATCH_SIZE: TOTAL_BATCH_SIZE=512 must be a "
         "positive multiple of "
@@ -146,15 +146,7 @@ def test_cross_checks_run_on_every_combination_of_levels() -> None:
 def test_a_log_scale_batch_whose_centre_breaks_the_multiple_is_caught() -> None:
     """TOTAL_BATCH_SIZE between 2^18 and 2^19 on a log scale centres at 370728, which no
     micro-batch divides; only the bridge rule runs it, so only that is reported."""
-    data = study()
-    data["spec"]["factors"][0] = {
-        "name": "TOTAL_BATCH_SIZE",
-        "code": "A",
-        "low": 262144,
-        "high": 524288,
-        "scale": "log",
-    }
-    del data["spec"]["trainer"]["hyperparameters"]["TOTAL_BATCH_SIZE"]
+    data = screening(0, name="TOTAL_BATCH_SIZE", code="A", low=262144, high=524288, scale="log")
     (found,) = problems(data)
     assert found.startswith("spec.factors[0]: TOTAL_BATCH_SIZE=370728 must be a positive")
     assert "TOTAL_BATCH_SIZE=370728 (centre)" in found

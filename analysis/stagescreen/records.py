@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from stagescreen.runstatus import RunStatus
+from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.stages import PlannedRun
 
 # What the results table takes from a run record, besides the metric: the columns the
@@ -78,3 +78,26 @@ def _number(value: Any) -> float:
     if value is None or isinstance(value, bool):
         return math.nan
     return float(value)
+
+
+@dataclass(frozen=True)
+class StageCounts:
+    """Where a stage's planned runs stand, as progress and status lines show it."""
+
+    planned: int
+    ended: int
+    running: int
+    failed: int  # failed or diverged, among the ended
+
+
+def stage_counts(results: pd.DataFrame, stage: str) -> StageCounts:
+    """Counts of one stage's rows of the results table (all zero before it is planned)."""
+    if results.empty:
+        return StageCounts(0, 0, 0, 0)
+    status = results.loc[results["stage"] == stage, "status"]
+    return StageCounts(
+        planned=len(status),
+        ended=int(status.isin([str(s) for s in TERMINAL]).sum()),
+        running=int((status == str(RunStatus.RUNNING)).sum()),
+        failed=int(status.isin([str(RunStatus.FAILED), str(RunStatus.DIVERGED)]).sum()),
+    )

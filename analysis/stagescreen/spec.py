@@ -637,13 +637,19 @@ class Storage(_Model):
             raise _Problems([("", f"set exactly one of s3 or local (got {given})")])
         return self
 
+    def root(self) -> str:
+        """The store every study lives under (its keys start with the study's name), in the
+        form `stagescreen.store.open_store` takes."""
+        if self.s3 is not None:
+            return f"s3://{self.s3.bucket}/{self.s3.prefix.strip('/')}".rstrip("/")
+        assert self.local is not None
+        return self.local.path
+
     def uri(self, study: str) -> str:
         """Where this study's keys live, in the form `stagescreen.store.open_store` takes."""
         if self.s3 is not None:
-            prefix = "/".join(part for part in (self.s3.prefix.strip("/"), study) if part)
-            return f"s3://{self.s3.bucket}/{prefix}"
-        assert self.local is not None
-        return str(Path(self.local.path) / study)
+            return f"{self.root()}/{study}"
+        return str(Path(self.root()) / study)
 
 
 class Resources(_Model):

@@ -85,10 +85,6 @@ def run(
 
 
 def _storage(study: Study) -> tuple[str, str | None]:
-    """The store root the spec names (the folder or bucket prefix studies live under) and
-    its S3 endpoint."""
-    s3 = study.spec.storage.s3
-    if s3 is not None:
-        return f"s3://{s3.bucket}/{s3.prefix.strip('/')}".rstrip("/"), s3.endpoint
-    local = study.spec.storage.local
-    return (local.path if local is not None else "runs"), None
+    """The store root the spec names and its S3 endpoint, if any."""
+    storage = study.spec.storage
+    return storage.root(), storage.s3.endpoint if storage.s3 is not None else None

@@ -30,8 +30,9 @@ def status(
     import yaml
 
     from stagescreen.spec import parse_study
-    from stagescreen.store import CKPT, OUTCOME, RESULT, SPEC, StoreError, StudyKeys, open_store
-    from stagescreen_operator.controller import Observed, decide
+    from stagescreen.store import OUTCOME, SPEC, StoreError, StudyKeys, open_store
+    from stagescreen_operator.controller import decide
+    from stagescreen_operator.local.executor import observe_store
 
     try:
         root, name = split_study_uri(uri)
@@ -44,22 +45,11 @@ def status(
     except (ValueError, StoreError) as error:
         typer.echo(f"error: DIR_OR_S3_URI {uri!r}: {error}", err=True)
         raise typer.Exit(2) from None
-    records: dict[str, Any] = {}
-    started: set[str] = set()
-    prefix = keys.runs_prefix()
-    for key in store.list(prefix):
-        run_id, _, rest = key[len(prefix) :].partition("/")
-        if rest == RESULT:
-            records[run_id] = store.get_json(key)
-        elif rest.startswith(CKPT):
-            started.add(run_id)
     spec = study.spec
-    outcomes = {
-        stage.name: store.get_json(keys.stage(stage.name, OUTCOME))
-        for stage in spec.stages
-        if store.exists(keys.stage(stage.name, OUTCOME))
-    }
-    decision = decide(spec, Observed(records=records, analysed=frozenset(outcomes)))
+    observed = observe_store(store, study)
+    records = observed.records
+    outcomes = {stage: store.get_json(keys.stage(stage, OUTCOME)) for stage in observed.analysed}
+    decision = decide(spec, observed)
     typer.echo(
         f"study {name}: {decision.phase}" + (f" ({decision.reason})" if decision.reason else "")
     )
@@ -79,40 +69,27 @@ def status(
         / 3600
     )
     typer.echo(f"compute: {hours:.2f} run-hours, {gpu_hours:.2f} GPU-hours")
-    unfinished = sorted(started - set(records))
+    unfinished = sorted(observed.interrupted)
     typer.echo("started, not ended: " + (", ".join(unfinished) if unfinished else "none"))
     for line in decision.waiting:
         typer.echo(f"waiting: {line}")
 
 
 def _rows(spec: Any, decision: Any, outcomes: dict[str, Any]) -> list[list[str]]:
-    from stagescreen.runstatus import TERMINAL, RunStatus
+    from stagescreen.records import stage_counts
 
-    results = decision.results
     rows = []
     for stage in spec.stages:
-        mine = results[results["stage"] == stage.name] if not results.empty else results
-        if mine.empty:
+        counts = stage_counts(decision.results, stage.name)
+        if not counts.planned:
             rows.append([stage.name, stage.kind, "-", "-", "-", "-", "not planned yet"])
             continue
-        status = mine["status"]
-        ended = int(status.isin([str(s) for s in TERMINAL]).sum())
-        failed = int(status.isin([str(RunStatus.FAILED), str(RunStatus.DIVERGED)]).sum())
         best = (outcomes.get(stage.name) or {}).get("best") or {}
         shown = (
             f"{best['condition_id']} {best['mean']:.4f} at {best['budget_s']} s"
             if best.get("condition_id")
             else "-"
         )
-        rows.append(
-            [
-                stage.name,
-                stage.kind,
-                str(len(mine)),
-                str(ended),
-                str(failed),
-                str(len(mine) - ended),
-                shown,
-            ]
-        )
+        numbers = (counts.planned, counts.ended, counts.failed, counts.planned - counts.ended)
+        rows.append([stage.name, stage.kind, *(str(n) for n in numbers), shown])
     return rows

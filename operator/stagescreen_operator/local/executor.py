@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -70,38 +70,14 @@ class LocalExecutor:
         self.keys = StudyKeys(self.study.metadata.name)
         self.children: dict[str, Child] = {}
         self.records: dict[str, dict[str, Any]] = {}
-        self.interrupted: set[str] = set()
         self.stopping = False
 
     # --- observe ------------------------------------------------------------------------
     def observe(self) -> Observed:
-        """Records and outcomes in the store, and this executor's live processes."""
-        prefix = self.keys.runs_prefix()
-        for key in self.store.list(prefix):
-            run_id, _, name = key[len(prefix) :].partition("/")
-            if name == RESULT and run_id not in self.records:
-                self.records[run_id] = self.store.get_json(key)
-        analysed = {
-            stage.name
-            for stage in self.study.spec.stages
-            if self.store.exists(self.keys.stage(stage.name, OUTCOME))
-        }
-        return Observed(
-            records=dict(self.records),
-            running=frozenset(self.children),
-            interrupted=frozenset(self.interrupted | self._checkpointed()),
-            analysed=frozenset(analysed),
-        )
-
-    def _checkpointed(self) -> set[str]:
-        """Runs with a checkpoint and no record: started before and stopped; they resume."""
-        prefix = self.keys.runs_prefix()
-        found = set()
-        for key in self.store.list(prefix):
-            run_id, _, name = key[len(prefix) :].partition("/")
-            if name.startswith(CKPT) and run_id not in self.records:
-                found.add(run_id)
-        return found - set(self.children)
+        """What the store holds, and this executor's live processes."""
+        stored = observe_store(self.store, self.study, self.records)
+        running = frozenset(self.children)
+        return replace(stored, running=running, interrupted=stored.interrupted - running)
 
     # --- act ----------------------------------------------------------------------------
     def start(self, action: StartRun) -> None:
@@ -127,7 +103,6 @@ class LocalExecutor:
             preexec_fn=lambda: _child_setup(cores),
         )
         self.children[run.run_id] = Child(run, process, log, time.monotonic())
-        self.interrupted.discard(run.run_id)
         how = "resume" if action.resume else "start"
         self.events.say(f"{how} {run.run_id} (threads {len(cores) or 'default'})")
 
@@ -156,8 +131,7 @@ class LocalExecutor:
             child.log.close()
             del self.children[run_id]
             status = status_of_exit(code)
-            if status == RunStatus.INTERRUPTED or self.stopping:
-                self.interrupted.add(run_id)
+            if status == RunStatus.INTERRUPTED or self.stopping:  # its checkpoint is stored
                 self.events.say(f"interrupted {run_id}: checkpointed, resumes next time")
                 continue
             key = self.keys.run(run_id, RESULT)
@@ -237,6 +211,34 @@ class LocalExecutor:
     def _report(self) -> None:
         written = write_report(self.store, self.study.metadata.name)
         self.events.say(f"report: {written[0]}")
+
+
+def observe_store(
+    store: Store, study: Study, records: dict[str, dict[str, Any]] | None = None
+) -> Observed:
+    """A study as its store shows it: run records, runs stopped with a checkpoint and no
+    record (they resume), stages whose outcome is published. Nothing about processes.
+
+    `records` caches records read before (a written record never changes) and is updated.
+    """
+    records = {} if records is None else records
+    keys = StudyKeys(study.metadata.name)
+    prefix = keys.runs_prefix()
+    checkpointed = set()
+    for key in store.list(prefix):
+        run_id, _, name = key[len(prefix) :].partition("/")
+        if name == RESULT and run_id not in records:
+            records[run_id] = store.get_json(key)
+        elif name.startswith(CKPT):
+            checkpointed.add(run_id)
+    analysed = {
+        stage.name for stage in study.spec.stages if store.exists(keys.stage(stage.name, OUTCOME))
+    }
+    return Observed(
+        records=dict(records),
+        interrupted=frozenset(checkpointed - set(records)),
+        analysed=frozenset(analysed),
+    )
 
 
 def _ended_line(run_id: str, record: Mapping[str, Any], wall: float) -> str:

@@ -8,7 +8,8 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 
-from stagescreen.runstatus import TERMINAL, RunStatus
+from stagescreen.records import stage_counts
+from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Study
 from stagescreen_operator.controller import Decision
 from stagescreen_operator.local.executor import Child, Events
@@ -41,21 +42,18 @@ def stage_lines(study: Study, decision: Decision) -> list[str]:
     metric = study.spec.metric.name
     lines = []
     for stage in study.spec.stages:
-        mine = results[results["stage"] == stage.name]
-        if mine.empty:
+        counts = stage_counts(results, stage.name)
+        if not counts.planned:
             continue
-        status = mine["status"]
-        ended = int(status.isin([str(s) for s in TERMINAL]).sum())
-        failed = int(status.isin([str(RunStatus.FAILED), str(RunStatus.DIVERGED)]).sum())
-        running = int((status == str(RunStatus.RUNNING)).sum())
-        done = mine[status == str(RunStatus.SUCCEEDED)]
+        mine = results[results["stage"] == stage.name]
+        done = mine[mine["status"] == str(RunStatus.SUCCEEDED)]
         best = ""
         if not done.empty:
             means = done.groupby("condition_id")[metric].mean()
             pick = means.idxmin() if study.spec.metric.goal == "minimize" else means.idxmax()
             best = f", best so far {pick} {means[pick]:.4f}"
         lines.append(
-            f"stage {stage.name}: {ended}/{len(mine)} ended, {running} running, "
-            f"{failed} failed{best}"
+            f"stage {stage.name}: {counts.ended}/{counts.planned} ended, {counts.running} "
+            f"running, {counts.failed} failed{best}"
         )
     return lines
