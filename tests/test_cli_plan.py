@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from stagescreen import stages
 from stagescreen_operator.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,23 +23,29 @@ def plan_json(path: Path, *options: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_quickstart_table() -> None:
+def test_quickstart_table_prices_the_cpu_pool_in_run_hours_with_the_measured_overhead() -> None:
     result = runner.invoke(app, ["plan", str(QUICKSTART)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "Study 'quickstart': 3 stages, parallelism 2, overhead 0 s per run",
-        "stage    kind     budgets  seeds  runs  cpu GPU-h  wall-clock",
-        "screen   screen   5s,15s       1    16       0.00          1m",
-        "confirm  confirm  5s,15s       2    12       0.00          1m",
-        "longer   bridge   45s          2     4       0.00          2m",
-        "total                               32       0.00          4m",
-        "GPU-hours count training budgets only; --overhead 90s adds start-up and eval.",
+        "Study 'quickstart': 3 stages, parallelism 2, overhead 5 s per run",
+        "stage    kind     budgets  seeds  runs  cpu CPU run-h  wall-clock",
+        "screen   screen   5s,15s       1    16           0.07          2m",
+        "confirm  confirm  5s,15s       2    12           0.05          2m",
+        "longer   bridge   45s          2     4           0.06          2m",
+        "total                               32           0.17          5m",
+        "Overhead 5 s per run is what CPU runs measure (start-up, evaluation, checkpoint); "
+        "GPU runs that compile their model need more: --overhead 60s.",
+        "CPU run-hours: each run's duration on its share of the cores (gpus: 0 pools).",
     ]
     assert result.stderr == ""
 
 
+def test_default_overhead_is_the_measured_one() -> None:
+    assert plan_json(QUICKSTART)["overhead_s"] == stages.RUN_OVERHEAD_S > 0
+
+
 def test_quickstart_json_figures() -> None:
-    document = plan_json(QUICKSTART)
+    document = plan_json(QUICKSTART, "--overhead", "0s")
     assert (document["study"], document["overhead_s"], document["parallelism"]) == (
         "quickstart",
         0,
@@ -57,13 +64,15 @@ def test_quickstart_json_figures() -> None:
         pytest.approx(90),
     ]
     assert document["stages"][0]["gpu_hours"] == {"cpu": 0.0}  # a CPU pool has no GPUs
+    # ...but its runs take time: 8 x 15 s + 8 x 5 s of CPU runs in the screen.
+    assert document["stages"][0]["run_hours"]["cpu"] * 3600 == pytest.approx(160)
     assert document["total"]["runs"] == 32
     assert document["total"]["wall_hours"] * 3600 == pytest.approx(230)
     assert document["max_gpu_hours"] is None
 
 
 def test_overhead_is_added_to_every_run() -> None:
-    plain = plan_json(PAPER)
+    plain = plan_json(PAPER, "--overhead", "0")
     padded = plan_json(PAPER, "--overhead", "90s")
     assert padded["overhead_s"] == 90
     # Screen: 16 conditions x (2 + 5 + 10 min) on one GPU, then 48 runs x 90 s more.

@@ -24,7 +24,7 @@ def test_simulate_writes_the_study_keys_and_says_it_is_synthetic(tmp_path: Path)
     lines = result.stdout.splitlines()
     assert lines[0] == "SYNTHETIC study 'quickstart': planted effects A=+0.1, B=-0.05"
     assert lines[1].split()[:4] == ["screen", "screen", "16", "runs"]
-    assert "retained A,B" in lines[1]
+    assert "retained A, B" in lines[1]
     assert lines[2].split()[:4] == ["confirm", "confirm", "12", "runs"]
     # The last stage's best condition is the study's answer, with its recipe and interval.
     assert lines[3].startswith("SYNTHETIC outcome: best ")

@@ -32,7 +32,7 @@ def both(screen: pd.DataFrame) -> pd.DataFrame:
     return synthetic.simulate_stage(SPEC, "confirm", screen, MODEL)
 
 
-def record(results: pd.DataFrame, stage: str) -> dict:
+def record(results: pd.DataFrame, stage: str) -> outcome.StageOutcome:
     return outcome.stage_outcome(SPEC, SPEC.stage(stage), results, "quickstart")
 
 
@@ -40,51 +40,47 @@ def test_runs_count_failed_and_missing_runs(screen: pd.DataFrame) -> None:
     failed_id, missing_id = screen["run_id"].iloc[3], screen["run_id"].iloc[9]
     results = screen[screen["run_id"] != missing_id].copy()
     results.loc[results["run_id"] == failed_id, ["status", "val_bpb"]] = ["failed", np.nan]
-    runs = record(results, "screen")["runs"]
-    assert runs == {
-        "planned": 16,
-        "succeeded": 14,
-        "failed": 1,
-        "diverged": 0,
-        "missing": [missing_id],
-    }
+    runs = record(results, "screen").runs
+    assert runs == outcome.StageRuns(
+        planned=16, succeeded=14, failed=1, diverged=0, missing=[missing_id]
+    )
 
 
 def test_a_stage_without_results_has_a_record_and_a_note(screen: pd.DataFrame) -> None:
     out = record(screen, "confirm")
-    assert out["runs"]["planned"] == 12
-    assert out["runs"]["succeeded"] == 0
-    assert len(out["runs"]["missing"]) == 12
-    assert out["notes"] == ["no succeeded runs yet"]
-    assert out["best"] is None
-    assert out["effects"] is None
+    assert out.runs.planned == 12
+    assert out.runs.succeeded == 0
+    assert len(out.runs.missing) == 12
+    assert out.notes == ["no succeeded runs yet"]
+    assert out.best is None
+    assert out.effects is None
 
 
 def test_screen_record_has_effects_relaxation_and_what_it_promotes(screen: pd.DataFrame) -> None:
     out = record(screen, "screen")
-    assert (out["schema_version"], out["study"], out["stage"], out["kind"]) == (
+    assert (out.schema_version, out.study, out.stage, out.kind) == (
         1,
         "quickstart",
         "screen",
         "screen",
     )
-    assert [family["by"] for family in out["effects"]["families"]] == [
+    assert [family["by"] for family in out.effects["families"]] == [
         {"budget_s": 10},
         {"budget_s": 20},
     ]
-    doubled = [r for r in out["relaxation"] if r["budget"] == 20]
+    doubled = [r for r in out.relaxation if r["budget"] == 20]
     assert [r["term"] for r in doubled] == ["A", "B", "C"]
     # The model shrinks effects by 2**-0.8 per doubling of budget.
     assert doubled[0]["ratio"] == pytest.approx(2**-0.8, abs=0.02)
-    assert out["variance_shares"] is None
-    promoted = {(p["to_stage"], p["rule"], p["role"], p["condition_id"]) for p in out["promoted"]}
+    assert out.variance_shares is None
+    promoted = {(p["to_stage"], p["rule"], p["role"], p["condition_id"]) for p in out.promoted}
     # A+ raises the metric, B+ lowers it: best A-,B+,C-; worst A+,B-,C+ (full 2^3 ids).
     assert promoted == {
         ("confirm", "best", "best", "c03"),
         ("confirm", "worst", "worst", "c06"),
         ("confirm", "bridge", "bridge", "c03-b0"),
     }
-    assert next(p for p in out["promoted"] if p["role"] == "bridge")["levels"] == {
+    assert next(p for p in out.promoted if p["role"] == "bridge")["levels"] == {
         "A": -1,
         "B": 0,
         "C": -1,
@@ -98,40 +94,43 @@ def test_ranking_is_per_budget_and_pool_and_best_is_at_the_longest_budget(
     # c08 is best at 10 s only; at 20 s c03 stays best.
     results.loc[(results["condition_id"] == "c08") & (results["budget_s"] == 10), "val_bpb"] = 0.5
     out = record(results, "screen")
-    ranking = out["ranking"]
-    assert [(r["budget_s"], r["rank"]) for r in ranking] == [(10, i) for i in range(1, 9)] + [
+    ranking = out.ranking
+    assert [(r.budget_s, r.rank) for r in ranking] == [(10, i) for i in range(1, 9)] + [
         (20, i) for i in range(1, 9)
     ]
-    assert ranking[0]["condition_id"] == "c08"
-    assert ranking[8]["condition_id"] == "c03"
-    assert all(r["pool"] == "cpu" and r["n"] == 1 for r in ranking)
-    assert out["best"]["condition_id"] == "c03"
-    assert out["best"]["budget_s"] == 20
-    assert out["best"]["levels"] == {"A": -1, "B": 1, "C": -1}
-    assert out["best"]["hyperparameters"] == {"DEPTH": 1, "ASPECT_RATIO": 64, "MATRIX_LR": 0.02}
+    assert ranking[0].condition_id == "c08"
+    assert ranking[8].condition_id == "c03"
+    assert all(r.pool == "cpu" and r.n == 1 for r in ranking)
+    # A screen's conditions have no role, however the table spells "none" (None or NaN).
+    assert all(r.role is None for r in record(results.assign(role=np.nan), "screen").ranking)
+    assert out.best is not None
+    assert out.best.condition_id == "c03"
+    assert out.best.budget_s == 20
+    assert out.best.levels == {"A": -1, "B": 1, "C": -1}
+    assert out.best.hyperparameters == {"DEPTH": 1, "ASPECT_RATIO": 64, "MATRIX_LR": 0.02}
 
 
 def test_confirm_record_counts_wins_between_roles_and_shares_variance(
     both: pd.DataFrame,
 ) -> None:
     out = record(both, "confirm")
-    assert out["runs"]["succeeded"] == 12
-    assert {(w["budget_s"], w["left"], w["right"]) for w in out["win_counts"]} == {
+    assert out.runs.succeeded == 12
+    assert {(w["budget_s"], w["left"], w["right"]) for w in out.win_counts} == {
         (budget, left, right)
         for budget in (10, 20)
         for left, right in (("best", "bridge"), ("best", "worst"), ("bridge", "worst"))
     }
-    best_vs_worst = [w for w in out["win_counts"] if (w["left"], w["right"]) == ("best", "worst")]
+    best_vs_worst = [w for w in out.win_counts if (w["left"], w["right"]) == ("best", "worst")]
     # Two seeds each side: 2 x 2 pairings, and the planted gap is far above the noise.
     assert [(w["wins"], w["ties"], w["total"]) for w in best_vs_worst] == [(4, 0, 4), (4, 0, 4)]
-    terms = [share["term"] for share in out["variance_shares"]]
+    terms = [share["term"] for share in out.variance_shares]
     assert "seed" in " ".join(terms)
     assert any("budget" in t and "condition" in t for t in terms)
-    assert sum(share["eta_sq"] for share in out["variance_shares"]) == pytest.approx(1.0)
-    assert [a["role"] for a in out["anchors"]] == ["best", "worst", "bridge"]
-    assert {r["role"] for r in out["ranking"]} == {"best", "worst", "bridge"}
-    assert out["effects"] is None
-    assert out["promoted"] == []
+    assert sum(share["eta_sq"] for share in out.variance_shares) == pytest.approx(1.0)
+    assert [a["role"] for a in out.anchors] == ["best", "worst", "bridge"]
+    assert {r.role for r in out.ranking} == {"best", "worst", "bridge"}
+    assert out.effects is None
+    assert out.promoted == []
 
 
 def test_one_budget_confirm_has_no_variance_shares() -> None:
@@ -143,8 +142,8 @@ def test_one_budget_confirm_has_no_variance_shares() -> None:
     results = synthetic.simulate_stage(study.spec, "screen", pd.DataFrame(), MODEL)
     results = synthetic.simulate_stage(study.spec, "confirm", results, MODEL)
     out = outcome.stage_outcome(study.spec, study.spec.stage("confirm"), results, "quickstart")
-    assert out["variance_shares"] is None
-    assert out["win_counts"]
+    assert out.variance_shares is None
+    assert out.win_counts
 
 
 @pytest.mark.parametrize(
@@ -302,6 +301,47 @@ def test_publish_writes_the_design_keys_to_a_local_store(
     store = LocalStore(tmp_path)
     publish_quickstart(store, QUICKSTART, both)
     check_published(store, both)
+
+
+class Killed(BaseException):
+    """The process dying mid-publish (SIGKILL: no cleanup runs)."""
+
+
+class DyingStore(LocalStore):
+    """A local store whose process dies on its `dies_at`-th write."""
+
+    def __init__(self, root: Path, dies_at: int) -> None:
+        super().__init__(root)
+        self.writes, self.dies_at = 0, dies_at
+
+    def _count(self) -> None:
+        self.writes += 1
+        if self.writes == self.dies_at:
+            raise Killed
+
+    def put_json(self, key: str, value: object) -> None:
+        self._count()
+        super().put_json(key, value)  # type: ignore[arg-type]
+
+    def put_frame(self, key: str, frame: pd.DataFrame) -> None:
+        self._count()
+        super().put_frame(key, frame)
+
+
+@pytest.mark.parametrize("dies_at", [1, 2, 3])
+def test_a_publish_killed_at_any_write_leaves_the_stage_unanalysed_until_redone(
+    tmp_path: Path, both: pd.DataFrame, dies_at: int
+) -> None:
+    from stagescreen_operator.local.executor import observe_store
+
+    dying = DyingStore(tmp_path, dies_at)
+    with pytest.raises(Killed):
+        publish.publish_stage(dying, QUICKSTART, "screen", both)
+    store = LocalStore(tmp_path)
+    assert "screen" not in observe_store(store, QUICKSTART).analysed  # so it is analysed again
+    publish.publish_stage(store, QUICKSTART, "screen", both)
+    assert "screen" in observe_store(store, QUICKSTART).analysed
+    assert store.get_json("quickstart/manifest.json")["stages"][0]["succeeded"] == 16
 
 
 @pytest.mark.integration

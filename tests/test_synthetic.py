@@ -117,16 +117,16 @@ def test_seeded_screen_recovers_the_planted_effects_and_retains_exactly_them() -
     results = synthetic.simulate_stage(PAPER, "seeded-screen", pd.DataFrame(), model)
     assert len(results) == 160
     record = outcome.stage_outcome(PAPER, PAPER.stage("seeded-screen"), results, "paper")
-    longest = next(f for f in record["effects"]["families"] if f["by"]["budget_s"] == 600)
+    longest = next(f for f in record.effects["families"] if f["by"]["budget_s"] == 600)
     estimates = {row["term"]: row for row in longest["effects"]}
     for code, size in planted.items():
         # 80 runs at 10 min: the effect's standard error is about 2 * 0.004 / sqrt(80).
         assert estimates[code]["effect"] == pytest.approx(size, abs=0.004), code
         assert estimates[code]["ci_low"] <= size <= estimates[code]["ci_high"], code
-    shorter = next(f for f in record["effects"]["families"] if f["by"]["budget_s"] == 300)
+    shorter = next(f for f in record.effects["families"] if f["by"]["budget_s"] == 300)
     d_at_5m = next(row for row in shorter["effects"] if row["term"] == "D")["effect"]
     assert d_at_5m == pytest.approx(0.08 * 2**0.8, abs=0.004)  # larger at the shorter budget
-    assert record["retained"] == ["D", "A", "C"]
+    assert record.retained == ["D", "A", "C"]
 
 
 def test_greedy_stage_is_simulated_until_its_climb_stops() -> None:

@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from stagescreen.spec import API_VERSION, KIND, Study, StudySpec, StudyStatus
+from stagescreen.spec import API_VERSION, KIND, Study, StudySpec
+from stagescreen.status import StudyStatus
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "screeningstudies"
@@ -145,7 +146,13 @@ def crd() -> dict[str, Any]:
         ("Stage", "string", ".status.currentStage", "Stage running or analysed now."),
         ("Phase", "string", ".status.phase", "Where the study is."),
         ("Done/Total", "string", ".status.progress", "Runs done over runs planned."),
-        ("Best val_bpb", "number", ".status.best.valBpb", "Best condition's mean metric."),
+        (
+            "Best",
+            "string",
+            ".status.best.conditionId",
+            "Best condition of the last analysed stage.",
+        ),
+        ("Metric", "number", ".status.best.mean", "Its mean metric."),
         ("Age", "date", ".metadata.creationTimestamp", "Time since the study was created."),
     ]
     return {

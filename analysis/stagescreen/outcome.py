@@ -16,15 +16,108 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from stagescreen import effects as fx
 from stagescreen import stages as planning
+from stagescreen.records import compute_seconds
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
 
 SCHEMA_VERSION = 1
 FDR = 0.05
 """The q threshold at which a main effect counts as retained (paper 4.4)."""
+
+
+class _Record(BaseModel):
+    """A JSON record in storage: snake_case keys, unknown keys of newer writers ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class StageRuns(_Record):
+    """A stage's planned runs by terminal state, and those with no record yet."""
+
+    planned: int
+    succeeded: int = 0
+    failed: int = 0
+    diverged: int = 0
+    missing: list[str] = Field(default_factory=list)
+
+
+class RankedCondition(_Record):
+    """One condition's mean metric in one (budget, pool) cell, with its Student-t interval."""
+
+    budget_s: int
+    pool: str
+    condition_id: str
+    role: str | None = None
+    n: int
+    mean: float | None
+    sd: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    rank: int
+
+
+class Best(_Record):
+    """The stage's best condition at its longest budget (interval not adjusted for the pick)."""
+
+    condition_id: str
+    role: str | None = None
+    budget_s: int
+    pool: str
+    mean: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    levels: dict[str, int]
+    hyperparameters: dict[str, Any]
+
+
+class StageOutcome(_Record):
+    """What a finished stage found: `<study>/stages/<stage>/outcome.json`.
+
+    The effect sections keep the shape `stagescreen.effects` writes (families of terms with
+    intervals, p and q); the parts that drive decisions and status (run counts, ranking,
+    best, retained factors, anchors) are typed here.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    study: str
+    stage: str
+    kind: str
+    metric: str
+    goal: str
+    runs: StageRuns
+    effects: dict[str, Any] | None = None
+    interactions: dict[str, Any] | None = None
+    pooled: dict[str, Any] | None = None
+    variance_shares: list[dict[str, Any]] | None = None
+    relaxation: list[dict[str, Any]] | None = None
+    retained: list[str] = Field(default_factory=list)
+    ranking: list[RankedCondition] = Field(default_factory=list)
+    win_counts: list[dict[str, Any]] = Field(default_factory=list)
+    best: Best | None = None
+    anchors: list[dict[str, Any]] = Field(default_factory=list)
+    promoted: list[dict[str, Any]] = Field(default_factory=list)
+    greedy: dict[str, Any] | None = None
+    random: dict[str, Any] | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for a status table: retained factors, best, promoted anchors."""
+        parts = []
+        if self.kind in ("screen", "followup"):
+            parts.append("retained " + (", ".join(self.retained) or "none"))
+        if self.best is not None:
+            parts.append(f"best {self.best.condition_id} {self.best.mean:.4f}")
+        promoted = sorted({(p.get("role") or "", p["condition_id"]) for p in self.promoted})
+        if promoted:
+            parts.append("promoted " + ", ".join(f"{r} {c}".strip() for r, c in promoted))
+        return "; ".join(parts) or "; ".join(self.notes)
 
 
 def _stage_rows(results: pd.DataFrame, stage: Stage) -> pd.DataFrame:
@@ -42,14 +135,14 @@ def status_counts(status: pd.Series) -> dict[str, int]:
     return {state.value: int((status == state).sum()) for state in TERMINAL_ORDER}
 
 
-def _run_counts(plan: planning.StagePlan, rows: pd.DataFrame) -> dict[str, Any]:
+def _run_counts(plan: planning.StagePlan, rows: pd.DataFrame) -> StageRuns:
     status = rows.set_index("run_id")["status"] if not rows.empty else pd.Series(dtype=object)
     planned = [run.run_id for run in plan.runs]
-    return {
-        "planned": len(planned),
+    return StageRuns(
+        planned=len(planned),
         **status_counts(status),
-        "missing": [run for run in planned if run not in status.index],
-    }
+        missing=[run for run in planned if run not in status.index],
+    )
 
 
 def _effect_groups(spec: StudySpec, stage: Stage) -> list[str]:
@@ -95,52 +188,67 @@ def retained_factors(families: Sequence[fx.Family], fdr: float = FDR) -> list[st
     return sorted(kept, key=lambda term: -kept[term])
 
 
-def _ranking(spec: StudySpec, rows: pd.DataFrame) -> list[dict[str, Any]]:
+def _ranking(spec: StudySpec, rows: pd.DataFrame) -> list[RankedCondition]:
     metric = spec.metric.name
     usable = planning.succeeded(rows, metric)
     if usable.empty:
         return []
-    roles = usable.groupby("condition_id")["role"].first().to_dict()
+    roles = {
+        condition: None if pd.isna(role) else str(role)
+        for condition, role in usable.groupby("condition_id")["role"].first().items()
+    }
     means = fx.condition_means(usable, metric, by=["budget_s", "pool", "condition_id"])
+    cells = sorted(
+        means,
+        key=lambda cell: (
+            int(cell.key["budget_s"]),
+            cell.key["pool"],
+            (1 if spec.metric.goal == "minimize" else -1) * cell.mean,
+            cell.key["condition_id"],
+        ),
+    )
     table = []
-    for cell in means:
-        table.append(
-            {
-                "budget_s": int(cell.key["budget_s"]),
-                "pool": cell.key["pool"],
-                "condition_id": cell.key["condition_id"],
-                "role": roles.get(cell.key["condition_id"]),
-                "n": cell.n,
-                "mean": fx.json_number(cell.mean),
-                "sd": fx.json_number(cell.sd),
-                "ci_low": fx.json_number(cell.ci_low),
-                "ci_high": fx.json_number(cell.ci_high),
-            }
-        )
-    sign = 1 if spec.metric.goal == "minimize" else -1
-    table.sort(key=lambda r: (r["budget_s"], r["pool"], sign * r["mean"], r["condition_id"]))
-    for _, group in itertools.groupby(table, key=lambda r: (r["budget_s"], r["pool"])):
-        for rank, row in enumerate(group, 1):
-            row["rank"] = rank
+    for _, group in itertools.groupby(
+        cells, key=lambda cell: (cell.key["budget_s"], cell.key["pool"])
+    ):
+        for rank, cell in enumerate(group, 1):
+            table.append(
+                RankedCondition(
+                    budget_s=int(cell.key["budget_s"]),
+                    pool=cell.key["pool"],
+                    condition_id=cell.key["condition_id"],
+                    role=roles.get(cell.key["condition_id"]),
+                    n=cell.n,
+                    mean=fx.json_number(cell.mean),
+                    sd=fx.json_number(cell.sd),
+                    ci_low=fx.json_number(cell.ci_low),
+                    ci_high=fx.json_number(cell.ci_high),
+                    rank=rank,
+                )
+            )
     return table
 
 
-def _best(spec: StudySpec, rows: pd.DataFrame, ranking: list[dict[str, Any]]) -> dict | None:
+def _best(spec: StudySpec, rows: pd.DataFrame, ranking: list[RankedCondition]) -> Best | None:
     if not ranking:
         return None
-    longest = max(row["budget_s"] for row in ranking)
-    top = [row for row in ranking if row["budget_s"] == longest and row["rank"] == 1]
+    longest = max(row.budget_s for row in ranking)
+    top = [row for row in ranking if row.budget_s == longest and row.rank == 1]
     sign = 1 if spec.metric.goal == "minimize" else -1
-    best = min(top, key=lambda row: sign * row["mean"])
-    first = rows[rows["condition_id"] == best["condition_id"]].iloc[0]
+    best = min(top, key=lambda row: sign * (row.mean or 0.0))
+    first = rows[rows["condition_id"] == best.condition_id].iloc[0]
     levels = {code: int(first[code]) for code in spec.codes}
-    return {
-        **{key: best[key] for key in ("condition_id", "role", "budget_s", "pool", "mean")},
-        "ci_low": best["ci_low"],
-        "ci_high": best["ci_high"],
-        "levels": levels,
-        "hyperparameters": planning.decode_levels(levels, spec),
-    }
+    return Best(
+        condition_id=best.condition_id,
+        role=best.role,
+        budget_s=best.budget_s,
+        pool=best.pool,
+        mean=best.mean if best.mean is not None else float("nan"),
+        ci_low=best.ci_low,
+        ci_high=best.ci_high,
+        levels=levels,
+        hyperparameters=planning.decode_levels(levels, spec),
+    )
 
 
 def _win_counts(spec: StudySpec, rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -232,64 +340,52 @@ def _promoted(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> list[dict
     return out
 
 
-def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: str) -> dict:
+def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: str) -> StageOutcome:
     """The outcome record of one stage from every result so far (DESIGN.md storage)."""
     plan = planning.plan_stage(spec, stage, results)
     rows = _stage_rows(results, stage)
     metric = spec.metric.name
     usable = planning.succeeded(rows, metric)
-    out: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "study": study,
-        "stage": stage.name,
-        "kind": stage.kind,
-        "metric": metric,
-        "goal": spec.metric.goal,
-        "runs": _run_counts(plan, rows),
-        "effects": None,
-        "interactions": None,
-        "pooled": None,
-        "variance_shares": None,
-        "relaxation": None,
-        "retained": [],
-        "ranking": _ranking(spec, rows),
-        "win_counts": [],
-        "best": None,
-        "anchors": [anchor.to_dict() for anchor in plan.anchors],
-        "promoted": [],
-        "greedy": None,
-        "random": None,
-        "notes": [],
-    }
-    out["best"] = _best(spec, rows, out["ranking"])
+    ranking = _ranking(spec, rows)
+    out = StageOutcome(
+        study=study,
+        stage=stage.name,
+        kind=stage.kind,
+        metric=metric,
+        goal=spec.metric.goal,
+        runs=_run_counts(plan, rows),
+        ranking=ranking,
+        best=_best(spec, rows, ranking),
+        anchors=[anchor.to_dict() for anchor in plan.anchors],
+    )
     if usable.empty:
-        out["notes"].append("no succeeded runs yet")
+        out.notes.append("no succeeded runs yet")
         return out
     if stage.kind in ("screen", "followup"):
         factors = [c for c in spec.codes if c not in stage.fix]
         families = _main_effects(spec, stage, usable, factors)
-        out["effects"] = fx.families_to_dict(families)
-        out["retained"] = retained_factors(families)
+        out.effects = fx.families_to_dict(families)
+        out.retained = retained_factors(families)
         if usable["budget_s"].nunique() > 1:
-            out["relaxation"] = [r.to_dict() for r in fx.relaxation_table(families, "budget_s")]
+            out.relaxation = [r.to_dict() for r in fx.relaxation_table(families, "budget_s")]
         if stage.kind == "followup" and stage.interactions:
-            out["interactions"] = fx.families_to_dict(
+            out.interactions = fx.families_to_dict(
                 _main_effects(spec, stage, usable, factors, order=2)
             )
             if usable["budget_s"].nunique() > 1:
-                out["pooled"] = fx.pooled_budget_effects(
+                out.pooled = fx.pooled_budget_effects(
                     usable, metric, factors, budget="budget_s", order=2
                 ).to_dict()
     if stage.kind in ("confirm", "bridge", "long-horizon"):
-        out["win_counts"] = _win_counts(spec, usable)
+        out.win_counts = _win_counts(spec, usable)
         if all(usable[column].nunique() > 1 for column in ("budget_s", "condition_id", "seed")):
             shares = fx.variance_shares(usable, metric, factors=("budget_s", "condition_id"))
-            out["variance_shares"] = [share.to_dict() for share in shares]
+            out.variance_shares = [share.to_dict() for share in shares]
     if stage.kind == "greedy":
-        out["greedy"] = _greedy(spec, stage, results)
+        out.greedy = _greedy(spec, stage, results)
     if stage.kind == "random":
-        out["random"] = _random(spec, usable)
-    out["promoted"] = _promoted(spec, stage, results)
+        out.random = _random(spec, usable)
+    out.promoted = _promoted(spec, stage, results)
     return out
 
 
@@ -323,14 +419,9 @@ def manifest(spec: StudySpec, results: pd.DataFrame, study: str) -> dict[str, An
         planned = _planned_per_pool(spec, stage, rows, results)
         for pool in planning.stage_pools(spec, stage):
             mine = rows[rows["pool"] == pool] if not rows.empty else rows
-            seconds = 0.0
-            if not mine.empty:
-                wall = (
-                    pd.to_numeric(mine["wall_s"], errors="coerce")
-                    if "wall_s" in mine.columns
-                    else pd.Series(np.nan, index=mine.index)
-                ).fillna(mine["budget_s"].astype(float))
-                seconds = float(wall.sum()) * (pools[pool].gpus if pool in pools else 1)
+            seconds = compute_seconds(mine).get(pool, 0.0) * (
+                pools[pool].gpus if pool in pools else 1
+            )
             status = mine["status"] if not mine.empty else pd.Series(dtype=object)
             lines.append(
                 {

@@ -7,7 +7,7 @@ pure `stagescreen.outcome` functions.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 import pandas as pd
 import yaml
@@ -23,14 +23,31 @@ def publish_spec(store: Store, study: Study) -> None:
     store.put_text(StudyKeys(study.metadata.name).spec(), yaml.safe_dump(document, sort_keys=False))
 
 
-def publish_stage(store: Store, study: Study, stage: str, results: pd.DataFrame) -> dict[str, Any]:
-    """Write the stage's results.parquet and outcome.json and refresh the manifest."""
+def publish_stage(
+    store: Store, study: Study, stage: str, results: pd.DataFrame
+) -> outcome.StageOutcome:
+    """Write the stage's results.parquet, refresh the manifest, then write outcome.json.
+
+    The outcome goes last because its presence is what marks a stage analysed: a publish cut
+    short anywhere leaves the stage unanalysed, and the controller analyses it again.
+    """
     name = study.metadata.name
     keys = StudyKeys(name)
     spec = study.spec
     mine = results[results["stage"] == stage].reset_index(drop=True)
-    store.put_frame(keys.stage(stage, RESULTS), mine)
     record = outcome.stage_outcome(spec, spec.stage(stage), results, name)
-    store.put_json(keys.stage(stage, OUTCOME), record)
+    store.put_frame(keys.stage(stage, RESULTS), mine)
     store.put_json(keys.manifest(), outcome.manifest(spec, results, name))
+    store.put_json(keys.stage(stage, OUTCOME), record.to_json())
     return record
+
+
+def read_outcomes(
+    store: Store, study: Study, stages: Iterable[str]
+) -> dict[str, outcome.StageOutcome]:
+    """The published outcomes of `stages`, by stage name, as the typed record."""
+    keys = StudyKeys(study.metadata.name)
+    return {
+        stage: outcome.StageOutcome.model_validate(store.get_json(keys.stage(stage, OUTCOME)))
+        for stage in stages
+    }

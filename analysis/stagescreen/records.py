@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pandas as pd
@@ -19,20 +19,53 @@ import pandas as pd
 from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.stages import PlannedRun
 
-# What the results table takes from a run record, besides the metric: the columns the
-# outcome, the manifest (GPU-seconds from wall_s) and the report read.
-RECORD_COLUMNS = (
-    "reason",
-    "train_loss",
-    "steps",
-    "tokens",
-    "training_s",
-    "eval_s",
-    "wall_s",
-    "tokens_per_s",
-    "mfu",
-    "peak_memory_bytes",
-    "eval_tokens",
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One row of the results table: who the run is (from the plan) and how it went (from its
+    record). Its columns are the plan's identity columns (`PlannedRun.to_row`: stage, run and
+    condition ids, role, batch, budget, seed, pool, coded levels, hyperparameters), `status`,
+    the spec's metric under its own name, and the record fields below: what the outcome, the
+    manifest (GPU-seconds from wall_s) and the report read."""
+
+    run: PlannedRun
+    status: RunStatus
+    value: float = math.nan  # the spec's metric, e.g. val_bpb
+    reason: str | None = None
+    train_loss: float = math.nan
+    steps: float = math.nan
+    tokens: float = math.nan
+    training_s: float = math.nan
+    eval_s: float = math.nan
+    wall_s: float = math.nan
+    tokens_per_s: float = math.nan
+    mfu: float = math.nan
+    peak_memory_bytes: float = math.nan
+    eval_tokens: float = math.nan
+
+    @classmethod
+    def of(
+        cls, run: PlannedRun, record: Mapping[str, Any] | None, metric: str, running: bool
+    ) -> ResultRow:
+        """The row of a planned run from its record; without one it is running or pending."""
+        if record is None:
+            return cls(run, RunStatus.RUNNING if running else RunStatus.PENDING)
+        numbers = {name: _number(record.get(name)) for name in RECORD_NUMBERS}
+        return cls(
+            run,
+            RunStatus(record["status"]),
+            _number(record.get(metric)),
+            reason=record.get("reason"),
+            **numbers,
+        )
+
+    def to_row(self, metric: str) -> dict[str, Any]:
+        measured = {name: getattr(self, name) for name in ("reason", *RECORD_NUMBERS)}
+        return {**self.run.to_row(), "status": str(self.status), metric: self.value, **measured}
+
+
+RECORD_NUMBERS = tuple(
+    f.name for f in fields(ResultRow) if f.name not in ("run", "status", "value", "reason")
 )
 
 
@@ -50,25 +83,13 @@ def results_table(
     metric: str,
     running: Sequence[str] = (),
 ) -> Joined:
-    """One row per planned run: its identity, coded levels and decoded hyperparameters from
-    the plan; status, the metric and RECORD_COLUMNS from its record by run id. A run without
-    a record is `running` when the executor says so, else `pending`."""
+    """One `ResultRow` per planned run, joined with its record by run id, as a DataFrame.
+    A run without a record is `running` when the executor says so, else `pending`."""
     active = set(running)
-    rows = []
-    for run in planned:
-        row: dict[str, Any] = run.to_row()
-        record = records.get(run.run_id)
-        if record is None:
-            row["status"] = str(RunStatus.RUNNING if run.run_id in active else RunStatus.PENDING)
-            row[metric] = math.nan
-            rows.append(row)
-            continue
-        row["status"] = str(RunStatus(record["status"]))
-        row[metric] = _number(record.get(metric))
-        for column in RECORD_COLUMNS:
-            value = record.get(column)
-            row[column] = value if column == "reason" else _number(value)
-        rows.append(row)
+    rows = [
+        ResultRow.of(run, records.get(run.run_id), metric, run.run_id in active).to_row(metric)
+        for run in planned
+    ]
     known = {run.run_id for run in planned}
     return Joined(pd.DataFrame(rows), tuple(sorted(set(records) - known)))
 
@@ -101,3 +122,20 @@ def stage_counts(results: pd.DataFrame, stage: str) -> StageCounts:
         running=int((status == str(RunStatus.RUNNING)).sum()),
         failed=int(status.isin([str(RunStatus.FAILED), str(RunStatus.DIVERGED)]).sum()),
     )
+
+
+def compute_seconds(results: pd.DataFrame) -> dict[str, float]:
+    """Wall-seconds spent by the ended runs of a results table, by pool: each run's recorded
+    wall time (start-up, training, evaluation), its budget where the record has none.
+    Times a pool's GPUs per run, these are its GPU-seconds."""
+    if results.empty:
+        return {}
+    ended = results[results["status"].isin([str(s) for s in TERMINAL])]
+    wall = (
+        pd.to_numeric(ended["wall_s"], errors="coerce")
+        if "wall_s" in ended.columns
+        else pd.Series(math.nan, index=ended.index)
+    ).fillna(ended["budget_s"].astype(float))
+    return {
+        str(pool): float(seconds) for pool, seconds in wall.groupby(ended["pool"]).sum().items()
+    }

@@ -30,7 +30,7 @@ TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.DIVERGED, RunStatus.FAILED}
 
 # The trainer's exit codes (docs/trainer.md): 0 succeeded, 2 bad configuration, 3 diverged,
 # 4 failed, 75 SIGTERM with a checkpoint written (EX_TEMPFAIL: start it again to resume).
-EXIT_INTERRUPTED = 75
+EXIT_BAD_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 75
 
 
 def status_of_exit(code: int) -> RunStatus:
@@ -38,7 +38,7 @@ def status_of_exit(code: int) -> RunStatus:
     (killed by a signal, crashed before it could write a record)."""
     if code == 0:
         return RunStatus.SUCCEEDED
-    if code == 3:
+    if code == EXIT_DIVERGED:
         return RunStatus.DIVERGED
     if code == EXIT_INTERRUPTED:
         return RunStatus.INTERRUPTED

@@ -587,6 +587,13 @@ class Pool(_Model):
         gt=0,
         description="Peak dense bf16 TFLOP/s per GPU, for model FLOPs utilisation (MFU).",
     )
+    queue_name: DnsLabel | None = Field(
+        default=None,
+        description=(
+            "Kueue LocalQueue the pool's Jobs are submitted to (label "
+            "kueue.x-k8s.io/queue-name; created suspended for Kueue to admit); empty: none."
+        ),
+    )
 
 
 class SecretRef(_Model):
@@ -818,86 +825,6 @@ class Study(_Model):
     def name(self) -> str:
         """The study name."""
         return self.metadata.name
-
-
-# --------------------------------------------------------------------------------------------
-# Status (written by the operator, read by kubectl and the CRD's printer columns)
-
-Phase = Literal["Pending", "Running", "Analyzing", "Succeeded", "Failed"]
-
-
-class _Status(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        extra="ignore",
-    )
-
-
-class RunCounts(_Status):
-    """How many runs are in each state."""
-
-    total: int = Field(default=0, description="Runs planned so far.")
-    succeeded: int = Field(default=0, description="Runs with a result.")
-    failed: int = Field(default=0, description="Runs that failed or diverged.")
-    running: int = Field(default=0, description="Runs executing now.")
-
-
-class StageStatus(_Status):
-    """Progress and outcome of one stage."""
-
-    phase: Phase = Field(default="Pending", description="Where the stage is.")
-    runs: RunCounts = Field(default_factory=RunCounts, description="Run counts of this stage.")
-    summary: str | None = Field(
-        default=None, description="One-line outcome: retained factors, promoted anchors."
-    )
-    report_uri: str | None = Field(default=None, description="Where the stage report is.")
-
-
-class BestCondition(_Status):
-    """The best condition so far, by mean metric at its stage's longest budget."""
-
-    condition: str = Field(description="Condition id, e.g. c07.")
-    stage: str | None = Field(default=None, description="Stage it was measured in.")
-    val_bpb: float = Field(description="Mean metric value.")
-    ci_low: float | None = Field(default=None, description="Lower end of the 95% interval.")
-    ci_high: float | None = Field(default=None, description="Upper end of the 95% interval.")
-
-
-class StatusCondition(_Status):
-    """A Kubernetes-style condition."""
-
-    type: str = Field(description="Condition type, e.g. Ready or BudgetExceeded.")
-    status: Literal["True", "False", "Unknown"] = Field(description="Whether it holds.")
-    reason: str | None = Field(default=None, description="CamelCase reason code.")
-    message: str | None = Field(default=None, description="Human-readable detail.")
-    last_transition_time: str | None = Field(
-        default=None, description="When status last changed (RFC 3339)."
-    )
-
-
-class StudyStatus(_Status):
-    """What the operator reports on a ScreeningStudy."""
-
-    phase: Phase = Field(default="Pending", description="Where the study is.")
-    current_stage: str | None = Field(default=None, description="Stage running or analysed now.")
-    progress: str | None = Field(default=None, description="Runs done over planned, e.g. 12/48.")
-    runs: RunCounts = Field(default_factory=RunCounts, description="Run counts of the study.")
-    stages: dict[str, StageStatus] = Field(
-        default_factory=dict, description="Per-stage progress, by stage name."
-    )
-    best: BestCondition | None = Field(default=None, description="Best condition so far.")
-    gpu_seconds: dict[str, float] = Field(
-        default_factory=dict, description="GPU-seconds spent, by pool."
-    )
-    conditions: list[StatusCondition] = Field(
-        default_factory=list, description="Kubernetes-style conditions."
-    )
-    observed_generation: int | None = Field(
-        default=None, description="metadata.generation this status describes."
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -586,15 +586,25 @@ def expected_runs(spec: StudySpec, stage: Stage) -> int:
     return picks * per_condition
 
 
+RUN_OVERHEAD_S = 5
+"""Seconds a run spends beyond its training budget: interpreter and torch start-up, data
+loading, evaluation and the final checkpoint. Measured on the CPU quickstart (a 5-45 s run
+takes 2.6-4.7 s longer inside the trainer, about 2 s more to start the process); GPU runs
+that compile their model start slower: price them with `stagescreen plan --overhead`."""
+
+
 @dataclass(frozen=True)
 class StageCost:
-    """What a stage will spend: runs, GPU-hours per pool and wall-clock at the parallelism."""
+    """What a stage will spend: runs, GPU-hours and run-hours per pool, and wall-clock at
+    the parallelism. Run-hours are the runs' own durations; on a CPU pool (gpus: 0) they are
+    what the study costs."""
 
     stage: str
     kind: str
     runs: int
     gpu_hours: Mapping[str, float]
     wall_hours: float
+    run_hours: Mapping[str, float] = field(default_factory=dict)
 
 
 def stage_cost(spec: StudySpec, stage: Stage, overhead_s: int = 0) -> StageCost:
@@ -607,21 +617,22 @@ def stage_cost(spec: StudySpec, stage: Stage, overhead_s: int = 0) -> StageCost:
     runs = expected_runs(spec, stage)
     per_budget = runs // len(stage.budgets)
     gpu_hours: dict[str, float] = {}
+    run_hours: dict[str, float] = {}
     durations: list[int] = []
     for budget in stage.budgets:
         per_pool = per_budget // len(stage_pools(spec, stage))
         for pool in stage_pools(spec, stage):
             gpus = pools[pool].gpus if pool in pools else 1
-            gpu_hours[pool] = (
-                gpu_hours.get(pool, 0.0) + per_pool * (budget + overhead_s) * gpus / 3600
-            )
+            hours = per_pool * (budget + overhead_s) / 3600
+            run_hours[pool] = run_hours.get(pool, 0.0) + hours
+            gpu_hours[pool] = gpu_hours.get(pool, 0.0) + hours * gpus
             durations += [budget + overhead_s] * per_pool
     slots = spec.limits.parallelism
     if stage.kind == "greedy":
         width = len(stage.seeds) * len(stage.budgets) * len(stage_pools(spec, stage))
         slots = min(slots, width)
     wall = _pack(sorted(durations, reverse=True), slots)
-    return StageCost(stage.name, stage.kind, runs, gpu_hours, wall / 3600)
+    return StageCost(stage.name, stage.kind, runs, gpu_hours, wall / 3600, run_hours)
 
 
 def _pack(durations: Sequence[int], slots: int) -> float:

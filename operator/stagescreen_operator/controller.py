@@ -30,9 +30,10 @@ from typing import Any
 import pandas as pd
 
 from stagescreen import stages as planning
-from stagescreen.records import results_table
+from stagescreen.records import compute_seconds, results_table
 from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import StudySpec
+from stagescreen.status import Phase
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Decision:
     """What to do now, and where the study stands (the status the executors report)."""
 
     actions: tuple[Action, ...]
-    phase: str  # Running, Succeeded, Degraded, Failed
+    phase: Phase  # Running, Succeeded, Degraded or Failed; never Pending or Analyzing
     reason: str = ""
     waiting: tuple[str, ...] = ()  # why stages or runs are held back, one line each
     results: pd.DataFrame = field(default_factory=pd.DataFrame, compare=False, repr=False)
@@ -156,7 +157,8 @@ def _starts(
     waiting.sort(key=lambda run: run.run_id not in observed.interrupted)  # resumes first
     gpus = {pool.name: pool.gpus for pool in spec.pools}
     cap = spec.limits.max_gpu_hours
-    committed = _gpu_seconds(results, gpus) + sum(
+    spent = compute_seconds(results)
+    committed = sum(seconds * gpus.get(pool, 1) for pool, seconds in spent.items()) + sum(
         run.budget_s * gpus.get(run.pool, 1) for run in planned if run.run_id in observed.running
     )
     starts: list[StartRun] = []
@@ -174,16 +176,3 @@ def _starts(
         committed += cost
         starts.append(StartRun(run, resume=run.run_id in observed.interrupted))
     return starts, held
-
-
-def _gpu_seconds(results: pd.DataFrame, gpus: Mapping[str, int]) -> float:
-    """GPU-seconds spent by ended runs: wall time where recorded, else the budget."""
-    if results.empty:
-        return 0.0
-    ended = results[results["status"].isin([str(s) for s in TERMINAL])]
-    total = 0.0
-    for row in ended.itertuples():
-        wall = float(getattr(row, "wall_s", float("nan")))
-        seconds = wall if wall == wall else float(row.budget_s)
-        total += seconds * gpus.get(str(row.pool), 1)
-    return total

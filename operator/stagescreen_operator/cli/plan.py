@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stagescreen_operator.cli.app import app
 from stagescreen_operator.cli.study_file import load_or_exit, table
+
+if TYPE_CHECKING:
+    from stagescreen.stages import StageCost
 
 
 def _hours(hours: float) -> str:
@@ -24,22 +27,33 @@ def _clock(hours: float) -> str:
     return f"{hours:.1f}h" if hours < 48 else f"{hours / 24:.1f}d"
 
 
+def _pool_hours(cost: StageCost, pool: str, on_cpu: set[str]) -> float:
+    """What a stage costs on a pool: GPU-hours, or run-hours on a CPU pool."""
+    return (cost.run_hours if pool in on_cpu else cost.gpu_hours).get(pool, 0.0)
+
+
 @app.command()
 def plan(
     study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
     overhead: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Start-up and evaluation time added to every run's training budget, e.g. 90s.",
+            help="Start-up, evaluation and checkpoint time added to every run's training "
+            "budget, e.g. 90s. Default: the overhead measured on CPU runs (5 s); GPU runs that "
+            "compile start slower.",
+            show_default=False,
         ),
-    ] = "0s",
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Price a study: runs, GPU-hours per pool and wall-clock per stage.
+    """Price a study: runs, GPU-hours per pool (CPU run-hours for pools with gpus: 0) and
+    wall-clock per stage.
 
     Anchor stages count one condition per pick and greedy stages their run limit, so the
     totals are known before the first run. Wall-clock packs runs onto `limits.parallelism`
     slots; stages run one after another.
+
+    Example: stagescreen plan examples/quickstart.yaml --overhead 60s
     """
     from stagescreen import stages
     from stagescreen.spec import parse_duration
@@ -47,12 +61,18 @@ def plan(
     study = load_or_exit(study_file)
     spec = study.spec
     try:
-        overhead_s = 0 if re.fullmatch(r"0+[smh]?", overhead.strip()) else parse_duration(overhead)
+        if overhead is None:
+            overhead_s = stages.RUN_OVERHEAD_S
+        elif re.fullmatch(r"0+[smh]?", overhead.strip()):
+            overhead_s = 0
+        else:
+            overhead_s = parse_duration(overhead)
     except ValueError as error:
         typer.echo(f"error: --overhead {overhead!r}: {error}", err=True)
         raise typer.Exit(2) from None
     costs = stages.programme_cost(spec, overhead_s)
     pools = [pool.name for pool in spec.pools]
+    on_cpu = {pool.name for pool in spec.pools if pool.gpus == 0}
     total_gpu = stages.budget_hours(costs)
     total_wall = sum(cost.wall_hours for cost in costs)
     limit = spec.limits.max_gpu_hours
@@ -67,6 +87,7 @@ def plan(
                     "kind": cost.kind,
                     "runs": cost.runs,
                     "gpu_hours": dict(cost.gpu_hours),
+                    "run_hours": dict(cost.run_hours),
                     "wall_hours": cost.wall_hours,
                 }
                 for cost in costs
@@ -74,6 +95,9 @@ def plan(
             "total": {
                 "runs": sum(cost.runs for cost in costs),
                 "gpu_hours": total_gpu,
+                "run_hours": {
+                    pool: sum(c.run_hours.get(pool, 0.0) for c in costs) for pool in pools
+                },
                 "wall_hours": total_wall,
             },
             "max_gpu_hours": limit,
@@ -90,7 +114,7 @@ def plan(
                 budgets,
                 str(len(stage.seeds)),
                 str(cost.runs),
-                *(_hours(cost.gpu_hours.get(pool, 0.0)) for pool in pools),
+                *(_hours(_pool_hours(cost, pool, on_cpu)) for pool in pools),
                 _clock(cost.wall_hours),
             ]
         )
@@ -101,7 +125,7 @@ def plan(
             "",
             "",
             str(sum(cost.runs for cost in costs)),
-            *(_hours(sum(c.gpu_hours.get(pool, 0.0) for c in costs)) for pool in pools),
+            *(_hours(sum(_pool_hours(c, pool, on_cpu) for c in costs)) for pool in pools),
             _clock(total_wall),
         ]
     )
@@ -111,7 +135,7 @@ def plan(
         "budgets",
         "seeds",
         "runs",
-        *(f"{p} GPU-h" for p in pools),
+        *(f"{p} CPU run-h" if p in on_cpu else f"{p} GPU-h" for p in pools),
         "wall-clock",
     ]
     typer.echo(
@@ -120,7 +144,14 @@ def plan(
     )
     typer.echo(table(header, rows, left=3))
     if overhead_s == 0:
-        typer.echo("GPU-hours count training budgets only; --overhead 90s adds start-up and eval.")
+        typer.echo("Hours count training budgets only; --overhead 90s adds start-up and eval.")
+    elif overhead is None:
+        typer.echo(
+            f"Overhead {overhead_s} s per run is what CPU runs measure (start-up, evaluation, "
+            "checkpoint); GPU runs that compile their model need more: --overhead 60s."
+        )
+    if on_cpu:
+        typer.echo("CPU run-hours: each run's duration on its share of the cores (gpus: 0 pools).")
     if limit is not None and total_gpu > limit:
         typer.echo(
             f"warning: {total_gpu:,.1f} GPU-hours exceeds spec.limits.maxGpuHours ({limit:g}); "

@@ -27,10 +27,14 @@ def run(
     workers: Annotated[
         int,
         typer.Option(
-            min=1, help="Runs at once (at most limits.parallelism); CPU runs share the cores."
+            min=1,
+            help="Runs at once (at most limits.parallelism). On CPU they share the cores; on "
+            "CUDA each takes one visible GPU, so at most that many run.",
         ),
     ] = 2,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="cpu, or cuda (one run per visible GPU, bf16, compiled).")
+    ] = "cpu",
     vocab: Annotated[
         int, typer.Option(help="Vocabulary of the corpus prepared when the spec names none.")
     ] = 1024,
@@ -45,7 +49,7 @@ def run(
     Example: stagescreen run examples/quickstart.yaml --workers 2
     """
     from stagescreen.store import StoreError, open_store
-    from stagescreen_operator.local.corpus import corpus_for
+    from stagescreen_operator.corpus import corpus_for
     from stagescreen_operator.local.executor import LocalExecutor
     from stagescreen_operator.local.progress import progress_events
 
@@ -60,8 +64,12 @@ def run(
     except StoreError as error:
         typer.echo(f"error: --store={root!r}: {error}", err=True)
         raise typer.Exit(2) from None
-    slots = min(workers, spec.limits.parallelism)
-    events = progress_events(study)
+    gpus = _visible_gpus() if device == "cuda" else []
+    if device == "cuda" and not gpus:
+        typer.echo("error: --device=cuda: no CUDA device is visible; use --device cpu", err=True)
+        raise typer.Exit(2)
+    slots = min(workers, spec.limits.parallelism, len(gpus) or workers)
+    events = progress_events(study, slots)
     corpus = corpus_for(study, opened, vocab, events.say)
     limits = spec.limits.model_copy(update={"parallelism": slots})
     executor = LocalExecutor(
@@ -70,11 +78,15 @@ def run(
         corpus,
         workers=slots,
         device=device,
+        gpus=gpus,
         events=events,
         logs=Path.home() / ".cache" / "stagescreen" / "logs" / study.metadata.name,
         extra_env={"AWS_ENDPOINT_URL": endpoint} if endpoint else {},
     )
-    decision = executor.run()
+    try:
+        decision = executor.run()
+    finally:
+        events.close()
     reason = f" ({decision.reason})" if decision.reason else ""
     typer.echo(f"study {study.metadata.name}: {decision.phase}{reason}")
     if decision.phase in ("Failed", "Degraded"):
@@ -82,6 +94,17 @@ def run(
     if decision.phase == "Running":  # stopped by Ctrl-C
         typer.echo(f"stopped; run the same command again to resume: stagescreen run {study_file}")
         raise typer.Exit(130)
+
+
+def _visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as ids for CUDA_VISIBLE_DEVICES."""
+    import os
+
+    import torch
+
+    count = torch.cuda.device_count()
+    listed = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:count] if listed else [str(i) for i in range(count)]
 
 
 def _storage(study: Study) -> tuple[str, str | None]:

@@ -7,12 +7,15 @@ exercises every stage's analysis and promotion rule; all of it is labelled synth
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stagescreen_operator.cli.app import app
 from stagescreen_operator.cli.study_file import load_or_exit
+
+if TYPE_CHECKING:
+    from stagescreen.outcome import StageOutcome
 
 
 @app.command()
@@ -97,36 +100,28 @@ def simulate(
     typer.echo(f"wrote {store.uri(study.metadata.name)}/")
 
 
-def _verdict(last: dict) -> str:
+def _verdict(last: StageOutcome) -> str:
     """The study's answer as the last stage gives it: which recipe deserves the long runs."""
-    best = last["best"]
-    if not best:
-        return f"SYNTHETIC outcome: stage {last['stage']!r} has no succeeded runs"
+    best = last.best
+    if best is None:
+        return f"SYNTHETIC outcome: stage {last.stage!r} has no succeeded runs"
     levels = ",".join(
-        f"{code}{'+' if v > 0 else '-' if v < 0 else '0'}" for code, v in best["levels"].items()
+        f"{code}{'+' if v > 0 else '-' if v < 0 else '0'}" for code, v in best.levels.items()
     )
-    recipe = ", ".join(f"{name}={value}" for name, value in best["hyperparameters"].items())
+    recipe = ", ".join(f"{name}={value}" for name, value in best.hyperparameters.items())
     interval = (
-        f" [{best['ci_low']:.4f}, {best['ci_high']:.4f}]"
-        if best["ci_low"] is not None and best["ci_high"] is not None
+        f" [{best.ci_low:.4f}, {best.ci_high:.4f}]"
+        if best.ci_low is not None and best.ci_high is not None
         else ""
     )
     return (
-        f"SYNTHETIC outcome: best {best['condition_id']} ({levels}: {recipe}) "
-        f"{last['metric']} {best['mean']:.4f}{interval} at {best['budget_s']} s in stage "
-        f"{last['stage']!r}"
+        f"SYNTHETIC outcome: best {best.condition_id} ({levels}: {recipe}) "
+        f"{last.metric} {best.mean:.4f}{interval} at {best.budget_s} s in stage {last.stage!r}"
     )
 
 
-def _summary(record: dict) -> str:
+def _summary(record: StageOutcome) -> str:
     """One line per stage: runs, what it retained, its best condition and what it promoted."""
-    parts = [f"{record['stage']:<14} {record['kind']:<12} {record['runs']['succeeded']:>4} runs"]
-    if record["retained"]:
-        parts.append(f"retained {','.join(record['retained'])}")
-    best = record["best"]
-    if best:
-        parts.append(f"best {best['condition_id']} {record['metric']}={best['mean']:.4f}")
-    promoted = sorted({f"{p['condition_id']}->{p['to_stage']}" for p in record["promoted"]})
-    if promoted:
-        parts.append("promoted " + " ".join(promoted))
-    return "  ".join(parts)
+    return f"{record.stage:<14} {record.kind:<12} {record.runs.succeeded:>4} runs  " + (
+        record.summary()
+    )

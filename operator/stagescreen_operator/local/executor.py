@@ -7,8 +7,9 @@ stage's analysis, and, at the end, the report. It keeps nothing that storage doe
 so a killed `stagescreen run` started again finds finished runs finished, resumes interrupted
 ones from their checkpoints and plans exactly the same runs.
 
-Each trainer process gets THREADS = its share of the cores and is pinned to those cores, so
-two runs on two cores do not fight over them.
+On CPU each trainer process gets THREADS = its share of the cores and is pinned to those
+cores, so two runs on two cores do not fight over them; on CUDA each gets one GPU of its own
+(CUDA_VISIBLE_DEVICES), one run per GPU.
 """
 
 from __future__ import annotations
@@ -20,21 +21,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from stagescreen.environment import run_environment, run_folder
-from stagescreen.publish import publish_spec, publish_stage
+from stagescreen.outcome import StageOutcome
+from stagescreen.publish import publish_spec, publish_stage, read_outcomes
 from stagescreen.report import write_report
 from stagescreen.runstatus import RunStatus, status_of_exit
 from stagescreen.spec import Study
 from stagescreen.stages import PlannedRun
+from stagescreen.status import StudyStatus, study_status
 from stagescreen.store import CKPT, OUTCOME, RESULT, Store, StudyKeys
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 
 POLL_S = 0.5
+PROGRESS_EVERY_S = 2.0  # trainer progress lines, read by the live display
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Child:
     process: subprocess.Popen[bytes]
     log: IO[bytes]
     started: float
+    gpu: str | None = None  # the CUDA device it runs on
 
 
 @dataclass
@@ -52,7 +57,8 @@ class Events:
     """Where the executor reports what it does (progress display or plain lines)."""
 
     say: Callable[[str], None] = print
-    tick: Callable[[Decision, Mapping[str, Child]], None] = lambda decision, children: None
+    tick: Callable[[Decision, StudyStatus, Mapping[str, Child]], None] = lambda *_: None
+    close: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -62,6 +68,7 @@ class LocalExecutor:
     corpus: Mapping[str, str]
     workers: int = 1
     device: str = "cpu"
+    gpus: Sequence[str] = ()  # CUDA device ids, one run on each at a time
     events: Events = field(default_factory=Events)
     logs: Path = field(default_factory=lambda: Path.home() / ".cache" / "stagescreen" / "logs")
     extra_env: Mapping[str, str] = field(default_factory=dict)  # e.g. the S3 endpoint
@@ -70,12 +77,15 @@ class LocalExecutor:
         self.keys = StudyKeys(self.study.metadata.name)
         self.children: dict[str, Child] = {}
         self.records: dict[str, dict[str, Any]] = {}
+        self.outcomes: dict[str, StageOutcome] = {}
         self.stopping = False
 
     # --- observe ------------------------------------------------------------------------
     def observe(self) -> Observed:
         """What the store holds, and this executor's live processes."""
         stored = observe_store(self.store, self.study, self.records)
+        unread = stored.analysed - set(self.outcomes)
+        self.outcomes.update(read_outcomes(self.store, self.study, sorted(unread)))
         running = frozenset(self.children)
         return replace(stored, running=running, interrupted=stored.interrupted - running)
 
@@ -90,8 +100,12 @@ class LocalExecutor:
             self.corpus,
         )
         cores = self._cores(len(self.children))
+        gpu = self._free_gpu()
         env.update(self.extra_env)
         env.update(DEVICE=self.device, THREADS=str(len(cores)))
+        env.setdefault("PROGRESS_EVERY", str(PROGRESS_EVERY_S))
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{run.run_id}.log").open("ab")
         process = subprocess.Popen(
@@ -102,9 +116,15 @@ class LocalExecutor:
             start_new_session=True,  # Ctrl-C reaches the executor, which stops runs cleanly
             preexec_fn=lambda: _child_setup(cores),
         )
-        self.children[run.run_id] = Child(run, process, log, time.monotonic())
+        self.children[run.run_id] = Child(run, process, log, time.monotonic(), gpu)
         how = "resume" if action.resume else "start"
-        self.events.say(f"{how} {run.run_id} (threads {len(cores) or 'default'})")
+        where = f"GPU {gpu}" if gpu is not None else f"threads {len(cores) or 'default'}"
+        self.events.say(f"{how} {run.run_id} ({where})")
+
+    def _free_gpu(self) -> str | None:
+        """A CUDA device no running child holds (the controller starts at most one per GPU)."""
+        taken = {child.gpu for child in self.children.values()}
+        return next((gpu for gpu in self.gpus if gpu not in taken), None)
 
     def _cores(self, slot: int) -> list[int]:
         """The cores of worker slot `slot`: an equal share of this process's cores."""
@@ -164,11 +184,8 @@ class LocalExecutor:
 
     def analyse(self, action: AnalyseStage, decision: Decision) -> None:
         record = publish_stage(self.store, self.study, action.stage, decision.results)
-        best = record.get("best") or {}
-        line = f"analysed stage {action.stage}"
-        if best.get("condition_id"):
-            line += f": best {best['condition_id']} {best.get('mean', float('nan')):.4f}"
-        self.events.say(line)
+        self.outcomes[action.stage] = record
+        self.events.say(f"analysed stage {action.stage}: {record.summary()}")
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> Decision:
@@ -179,7 +196,7 @@ class LocalExecutor:
             while True:
                 self.reap()
                 decision = decide(self.study.spec, self.observe())
-                self.events.tick(decision, self.children)
+                self.events.tick(decision, self.status(decision), self.children)
                 if self.stopping:
                     self._stop_children()
                     return decision
@@ -196,6 +213,17 @@ class LocalExecutor:
                     time.sleep(POLL_S)
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    def status(self, decision: Decision) -> StudyStatus:
+        """The study's status as the operator would write it."""
+        return study_status(
+            self.study.spec,
+            decision.phase,
+            decision.results,
+            self.outcomes,
+            reason=decision.reason,
+            waiting=decision.waiting,
+        )
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:
         self.stopping = True

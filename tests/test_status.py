@@ -1,0 +1,114 @@
+"""The study status: one builder for the resource's status, `stagescreen status` and the
+progress display, from the controller's phase, the results table and published outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from test_crd import openapi, pruned
+
+from stagescreen import outcome, synthetic
+from stagescreen.runstatus import RunStatus
+from stagescreen.spec import load_study
+from stagescreen.status import StudyStatus, study_status
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml")
+SPEC = STUDY.spec
+MODEL = synthetic.ResponseModel(effects={"A": 0.1, "B": -0.05}, seed_sd=0.001, noise_sd=0.001)
+
+
+@pytest.fixture(scope="module")
+def both() -> pd.DataFrame:
+    screen = synthetic.simulate_stage(SPEC, "screen", pd.DataFrame(), MODEL)
+    return synthetic.simulate_stage(SPEC, "confirm", screen, MODEL)
+
+
+def with_status(results: pd.DataFrame, stage: str, *states: RunStatus) -> pd.DataFrame:
+    """`results` with the first runs of `stage` set to `states` (no metric, no wall time)."""
+    out = results.copy()
+    ids = out.loc[out["stage"] == stage, "run_id"].iloc[: len(states)]
+    for run_id, state in zip(ids, states, strict=True):
+        out.loc[out["run_id"] == run_id, ["status", "val_bpb", "wall_s"]] = [str(state), None, None]
+    return out
+
+
+def test_a_running_study_reports_counts_current_stage_best_and_compute(
+    both: pd.DataFrame,
+) -> None:
+    screen = outcome.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
+    results = with_status(both, "confirm", RunStatus.RUNNING, RunStatus.PENDING, RunStatus.FAILED)
+    status = study_status(SPEC, "Running", results, {"screen": screen})
+    assert status.phase == "Running"
+    assert status.current_stage == "confirm"
+    assert (status.runs.total, status.runs.running, status.runs.pending) == (28, 1, 1)
+    assert (status.runs.succeeded, status.runs.failed, status.runs.ended) == (25, 1, 26)
+    assert status.progress == "26/28"
+    assert status.stages["screen"].phase == "Succeeded"
+    assert status.stages["screen"].summary == screen.summary()
+    assert status.stages["confirm"].phase == "Running"
+    # The study's best is the last analysed stage's, under the outcome's own names.
+    assert screen.best is not None and status.best is not None
+    assert (status.best.condition_id, status.best.stage) == (screen.best.condition_id, "screen")
+    assert status.best.mean == screen.best.mean
+    # Compute counts ended runs only: a failed run without a wall time counts its budget.
+    ended = results[results["status"].isin(["succeeded", "failed", "diverged"])]
+    expected = ended["wall_s"].fillna(ended["budget_s"].astype(float)).sum()
+    assert status.run_seconds == {"cpu": pytest.approx(expected)}
+    assert status.gpu_seconds == {"cpu": 0.0}  # the pool has gpus: 0
+
+
+def test_a_stage_whose_runs_have_all_ended_is_analyzing_until_its_outcome_exists(
+    both: pd.DataFrame,
+) -> None:
+    status = study_status(SPEC, "Running", both, {})
+    assert status.phase == "Analyzing"
+    assert {name: stage.phase for name, stage in status.stages.items()} == {
+        "screen": "Analyzing",
+        "confirm": "Analyzing",
+    }
+    assert status.best is None
+
+
+def test_nothing_started_is_pending_and_an_unplanned_stage_has_no_row(both: pd.DataFrame) -> None:
+    fresh = both[both["stage"] == "screen"].assign(status="pending", val_bpb=None)
+    status = study_status(SPEC, "Running", fresh, {})
+    assert status.phase == "Pending"
+    assert list(status.stages) == ["screen"]
+    assert status.current_stage is None
+    assert status.progress == "0/16"
+
+
+def test_degraded_and_failed_carry_a_condition_with_the_reason(both: pd.DataFrame) -> None:
+    degraded = study_status(SPEC, "Degraded", both, {}, reason="4 runs failed or diverged")
+    assert degraded.message == "4 runs failed or diverged"
+    assert [(c.type, c.status, c.reason) for c in degraded.conditions] == [
+        ("Degraded", "True", "TooManyFailedRuns")
+    ]
+    assert study_status(SPEC, "Running", both, {}).conditions == []
+
+
+def test_the_status_survives_the_crd_schema_and_reads_back(both: pd.DataFrame) -> None:
+    screen = outcome.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
+    status = study_status(
+        SPEC,
+        "Running",
+        both,
+        {"screen": screen},
+        waiting=["stage 'next' waits"],
+        report_uri="file:///runs/quickstart/report.md",
+        generation=3,
+    )
+    document = status.model_dump(mode="json", exclude_none=True)
+    assert document["best"]["conditionId"] == screen.best.condition_id  # type: ignore[union-attr]
+    assert pruned(document, openapi()["properties"]["status"], "status") == []
+    assert StudyStatus.model_validate(yaml.safe_load(yaml.safe_dump(document))) == status
+
+
+def test_the_outcome_reads_back_from_its_json(both: pd.DataFrame) -> None:
+    screen = outcome.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
+    assert outcome.StageOutcome.model_validate(screen.to_json()) == screen
+    assert screen.summary().startswith("retained A, B; best ")
