@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from stagescreen_operator.cli import design as design
 from stagescreen_operator.cli import effects as effects
+from stagescreen_operator.cli import manifests as manifests
 from stagescreen_operator.cli import plan as plan
 from stagescreen_operator.cli import report as report
 from stagescreen_operator.cli import run as run

@@ -1,0 +1,142 @@
+"""The Jobs the operator creates: names, placement, environment, failure policy and security,
+validated against the real Kubernetes schema (kubernetes-validate --strict)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from stagescreen import stages
+from stagescreen.spec import load_study
+from stagescreen_operator.cli import app
+from stagescreen_operator.kube.jobs import analysis_job, job_name, result_uri, run_job
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = load_study(ROOT / "examples" / "paper.yaml")
+K8S = "1.33.0"  # a current release; kubernetes-validate bundles its schemas
+CORPUS = {"DATA_URI": "s3://b/data", "TOKENIZER_URI": "s3://b/tok"}
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def screen_jobs(study=PAPER) -> list[dict]:  # type: ignore[no-untyped-def]
+    plan = stages.plan_stage(study.spec, study.spec.stages[0], pd.DataFrame())
+    return [
+        run_job(
+            study, run, namespace="ml", uid="u-1", result_uri=result_uri(study, run), corpus=CORPUS
+        )
+        for run in plan.runs
+    ]
+
+
+def env_of(job: dict) -> dict:
+    return {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_job_names_are_deterministic_labels_of_at_most_63_characters() -> None:
+    assert job_name("paper", "screen-c01-2m-s1-a100") == "paper-screen-c01-2m-s1-a100"
+    study = "a-study-with-a-rather-long-name-of-forty"
+    long_a = job_name(study, "long-horizon-c04-b0-12h-s2-a100")
+    long_b = job_name(study, "long-horizon-c04-b0-12h-s2-l40s")
+    assert len(long_a) <= 63 and len(long_b) <= 63
+    assert long_a != long_b
+    assert long_a == job_name(study, "long-horizon-c04-b0-12h-s2-a100")
+    assert DNS_LABEL.fullmatch(long_a) and DNS_LABEL.fullmatch(long_b)
+
+
+def test_every_screen_job_of_the_paper_validates_strictly() -> None:
+    jobs = screen_jobs()
+    assert len(jobs) == 48
+    for job in jobs:
+        kubernetes_validate.validate(job, K8S, strict=True)
+    assert len({job["metadata"]["name"] for job in jobs}) == 48
+
+
+def test_a_run_lands_on_its_pool_with_its_gpus_and_its_identity() -> None:
+    job = screen_jobs()[0]
+    pod = job["spec"]["template"]["spec"]
+    pool = PAPER.spec.pools[0]
+    assert pod["nodeSelector"] == pool.node_selector
+    assert pod["containers"][0]["resources"]["limits"][pool.gpu_resource] == "1"
+    labels = job["metadata"]["labels"]
+    assert labels["stagescreen.dev/pool"] == "a100"
+    assert labels["stagescreen.dev/stage"] == "screen"
+    assert job["metadata"]["annotations"]["stagescreen.dev/run-id"] == "screen-c01-2m-s1-a100"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    env = env_of(job)
+    assert env["TIME_BUDGET"]["value"] == "120" and env["DEVICE"]["value"] == "cuda"
+    assert env["RESULT_URI"]["value"] == "s3://stagescreen/studies/paper/runs/screen-c01-2m-s1-a100"
+
+
+def test_credentials_come_by_reference_never_by_value() -> None:
+    env = env_of(screen_jobs()[0])
+    assert env["AWS_ACCESS_KEY_ID"] == {
+        "name": "AWS_ACCESS_KEY_ID",
+        "valueFrom": {"secretKeyRef": {"name": "stagescreen-s3", "key": "AWS_ACCESS_KEY_ID"}},
+    }
+    assert "value" not in env["AWS_SECRET_ACCESS_KEY"]
+
+
+def test_disruptions_are_retried_and_bad_config_or_divergence_fail_at_once() -> None:
+    spec = screen_jobs()[0]["spec"]
+    ignore, fail = spec["podFailurePolicy"]["rules"]
+    assert ignore == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+    assert fail["action"] == "FailJob" and fail["onExitCodes"]["values"] == [2, 3]
+    assert spec["activeDeadlineSeconds"] > 120  # budget, overhead and margin
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    container = pod["containers"][0]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"name": "shm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+
+
+def test_a_pool_with_a_kueue_queue_submits_suspended_jobs_to_it() -> None:
+    text = (ROOT / "examples" / "paper.yaml").read_text()
+    queued = load_study(
+        text.replace("    - name: a100\n", "    - name: a100\n      queueName: gpus\n", 1)
+    )
+    job = screen_jobs(queued)[0]
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpus"
+    kubernetes_validate.validate(job, K8S, strict=True)
+
+
+def test_the_analysis_job_validates_and_runs_under_its_own_service_account() -> None:
+    job = analysis_job(
+        PAPER, "screen", namespace="ml", uid="u-1", image="op:1", service_account="sa"
+    )
+    kubernetes_validate.validate(job, K8S, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "sa"
+    assert pod["containers"][0]["args"] == ["analyse", "--namespace", "ml", "paper", "screen"]
+
+
+def test_manifests_prints_the_first_stage_jobs_as_valid_yaml() -> None:
+    result = CliRunner().invoke(app, ["manifests", str(ROOT / "examples" / "paper.yaml")])
+    assert result.exit_code == 0, result.output
+    jobs = list(yaml.safe_load_all(result.stdout))
+    assert len(jobs) == 48
+    for job in jobs:
+        kubernetes_validate.validate(job, K8S, strict=True)
+
+
+def test_manifests_of_an_anchor_stage_say_they_wait_for_earlier_results() -> None:
+    result = CliRunner().invoke(
+        app, ["manifests", str(ROOT / "examples" / "paper.yaml"), "--stage", "confirm"]
+    )
+    assert result.exit_code == 2
+    assert "--stage 'confirm': its Jobs depend on earlier results" in result.stderr
+    unknown = CliRunner().invoke(
+        app, ["manifests", str(ROOT / "examples" / "paper.yaml"), "--stage", "x"]
+    )
+    assert unknown.exit_code == 2 and "no such stage" in unknown.stderr
