@@ -332,7 +332,7 @@ class DyingStore(LocalStore):
 def test_a_publish_killed_at_any_write_leaves_the_stage_unanalysed_until_redone(
     tmp_path: Path, both: pd.DataFrame, dies_at: int
 ) -> None:
-    from stagescreen_operator.local.executor import observe_store
+    from stagescreen_operator.observe import observe_store
 
     dying = DyingStore(tmp_path, dies_at)
     with pytest.raises(Killed):

@@ -13,7 +13,7 @@ from test_crd import openapi, pruned
 from stagescreen import outcome, synthetic
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import load_study
-from stagescreen.status import StudyStatus, study_status
+from stagescreen.status import StudyStatus, study_conditions, study_status
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml")
@@ -82,13 +82,23 @@ def test_nothing_started_is_pending_and_an_unplanned_stage_has_no_row(both: pd.D
     assert status.progress == "0/16"
 
 
-def test_degraded_and_failed_carry_a_condition_with_the_reason(both: pd.DataFrame) -> None:
-    degraded = study_status(SPEC, "Degraded", both, {}, reason="4 runs failed or diverged")
-    assert degraded.message == "4 runs failed or diverged"
-    assert [(c.type, c.status, c.reason) for c in degraded.conditions] == [
-        ("Degraded", "True", "TooManyFailedRuns")
-    ]
-    assert study_status(SPEC, "Running", both, {}).conditions == []
+def test_conditions_say_ready_progressing_degraded_and_stalled_with_transition_times() -> None:
+    running = study_conditions("Running", None, stalled=None, previous=[], now="t0")
+    assert [(c.type, c.status) for c in running] == [
+        ("Ready", "False"), ("Progressing", "True"), ("Degraded", "False"), ("Stalled", "False"),
+    ]  # fmt: skip
+    degraded = study_conditions(
+        "Degraded", "4 runs failed or diverged", stalled=None, previous=running, now="t1"
+    )
+    by_type = {c.type: c for c in degraded}
+    assert (by_type["Degraded"].status, by_type["Degraded"].reason) == ("True", "TooManyFailedRuns")
+    assert by_type["Degraded"].message == "4 runs failed or diverged"
+    assert by_type["Degraded"].last_transition_time == "t1"  # it changed
+    assert by_type["Ready"].last_transition_time == "t0"  # it did not
+    stalled = study_conditions(
+        "Running", None, stalled="no run ended for 900 s", previous=running, now="t2"
+    )
+    assert [c.status for c in stalled if c.type == "Stalled"] == ["True"]
 
 
 def test_the_status_survives_the_crd_schema_and_reads_back(both: pd.DataFrame) -> None:

@@ -139,3 +139,23 @@ def compute_seconds(results: pd.DataFrame) -> dict[str, float]:
     return {
         str(pool): float(seconds) for pool, seconds in wall.groupby(ended["pool"]).sum().items()
     }
+
+
+def failure_record(study: str, run: PlannedRun, reason: str, wall_s: float) -> dict[str, Any]:
+    """The record an executor writes for a run whose trainer ended without writing its own
+    (killed, crashed in start-up, its pod failed for good), so it is never started again."""
+    return {
+        "schema_version": 1,
+        "study": study,
+        "stage": run.stage,
+        "run_id": run.run_id,
+        "condition_id": run.condition_id,
+        "coded_levels": dict(run.levels),
+        "budget_s": float(run.budget_s),
+        "seed": run.seed,
+        "pool": run.pool,
+        "status": str(RunStatus.FAILED),
+        "reason": reason,
+        "val_bpb": None,
+        "wall_s": wall_s,
+    }

@@ -79,7 +79,7 @@ class StageStatus(_Status):
 class StatusCondition(_Status):
     """A Kubernetes-style condition."""
 
-    type: str = Field(description="Condition type: Degraded or Failed.")
+    type: str = Field(description="Condition type: Ready, Progressing, Degraded or Stalled.")
     status: Literal["True", "False", "Unknown"] = Field(description="Whether it holds.")
     reason: str | None = Field(default=None, description="CamelCase reason code.")
     message: str | None = Field(default=None, description="Human-readable detail.")
@@ -121,6 +121,44 @@ class StudyStatus(_Status):
 
 
 REASONS = {"Degraded": "TooManyFailedRuns", "Failed": "StageUnplannable"}
+
+
+def study_conditions(
+    phase: Phase,
+    message: str | None,
+    *,
+    stalled: str | None,
+    previous: Sequence[StatusCondition],
+    now: str,
+    reason: str | None = None,
+) -> list[StatusCondition]:
+    """Ready, Progressing, Degraded and Stalled, each True or False with a reason; a
+    condition keeps its lastTransitionTime while its status stays the same. `stalled` is
+    why the study looks stalled, if it does; `reason` overrides the Degraded reason code."""
+    ended = phase in ("Succeeded", "Degraded", "Failed")
+    wanted = [
+        ("Ready", phase == "Succeeded", "Succeeded" if phase == "Succeeded" else phase, None),
+        ("Progressing", not ended, "RunsInProgress" if not ended else phase, None),
+        (
+            "Degraded",
+            phase in REASONS,
+            (reason or REASONS[phase]) if phase in REASONS else "AsPlanned",
+            message if phase in REASONS else None,
+        ),
+        ("Stalled", stalled is not None, "NoRunFinished" if stalled else "Progressing", stalled),
+    ]
+    before = {condition.type: condition for condition in previous}
+    out = []
+    for kind, holds, code, text in wanted:
+        status: Literal["True", "False"] = "True" if holds else "False"
+        old = before.get(kind)
+        since = old.last_transition_time if old is not None and old.status == status else now
+        out.append(
+            StatusCondition(
+                type=kind, status=status, reason=code, message=text, last_transition_time=since
+            )
+        )
+    return out
 
 
 def run_counts(status: pd.Series) -> RunCounts:
@@ -171,11 +209,6 @@ def study_status(
     )
     run_seconds = compute_seconds(results)
     gpus = {pool.name: pool.gpus for pool in spec.pools}
-    conditions = (
-        [StatusCondition(type=phase, status="True", reason=REASONS[phase], message=reason)]
-        if phase in REASONS
-        else []
-    )
     return StudyStatus(
         phase=phase,
         message=reason or None,
@@ -188,7 +221,6 @@ def study_status(
         run_seconds=run_seconds,
         waiting=list(waiting),
         report_uri=report_uri,
-        conditions=conditions,
         observed_generation=generation,
     )
 

@@ -364,6 +364,10 @@ class StudyKeys:
     def manifest(self) -> str:
         return f"{self.study}/{MANIFEST}"
 
+    def report(self) -> str:
+        """The study's report.md; its figures sit beside it."""
+        return f"{self.study}/{REPORT}"
+
     def runs_prefix(self) -> str:
         return f"{self.study}/runs/"
 

@@ -69,6 +69,11 @@ class Decision:
     reason: str = ""
     waiting: tuple[str, ...] = ()  # why stages or runs are held back, one line each
     results: pd.DataFrame = field(default_factory=pd.DataFrame, compare=False, repr=False)
+    planned: tuple[planning.PlannedRun, ...] = field(default=(), compare=False, repr=False)
+
+    def run(self, run_id: str) -> planning.PlannedRun | None:
+        """The planned run with this id, if any stage plans it now."""
+        return next((run for run in self.planned if run.run_id == run_id), None)
 
 
 def decide(spec: StudySpec, observed: Observed) -> Decision:
@@ -79,10 +84,10 @@ def decide(spec: StudySpec, observed: Observed) -> Decision:
         planned, observed.records, spec.metric.name, running=sorted(observed.running)
     ).table
     if failure:
-        return Decision((), "Failed", failure, tuple(waiting), results)
+        return Decision((), "Failed", failure, tuple(waiting), results, tuple(planned))
     status = _status_by_run(results)
     if len(plans) == len(spec.stages) and observed.analysed >= set(plans):
-        return Decision((), "Succeeded", "", (), results)
+        return Decision((), "Succeeded", "", (), results, tuple(planned))
     analyse = [
         AnalyseStage(name)
         for name, plan in plans.items()
@@ -96,9 +101,9 @@ def decide(spec: StudySpec, observed: Observed) -> Decision:
             f"{failed} runs failed or diverged, more than maxFailedRuns "
             f"{spec.limits.max_failed_runs}: no new run starts"
         )
-        return Decision(tuple(analyse), "Degraded", reason, tuple(waiting), results)
+        return Decision(tuple(analyse), "Degraded", reason, tuple(waiting), results, tuple(planned))
     starts, held = _starts(spec, planned, status, observed, results)
-    return Decision((*analyse, *starts), "Running", "", (*waiting, *held), results)
+    return Decision((*analyse, *starts), "Running", "", (*waiting, *held), results, tuple(planned))
 
 
 def _plans(

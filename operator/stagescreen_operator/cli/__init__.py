@@ -6,6 +6,7 @@ each imports the heavy parts of the core inside its function so `--help` stays f
 
 from __future__ import annotations
 
+from stagescreen_operator.cli import cluster as cluster
 from stagescreen_operator.cli import design as design
 from stagescreen_operator.cli import effects as effects
 from stagescreen_operator.cli import manifests as manifests

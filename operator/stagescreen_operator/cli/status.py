@@ -33,8 +33,8 @@ def status(
     from stagescreen.status import study_status
     from stagescreen.store import SPEC, StoreError, StudyKeys, open_store
     from stagescreen_operator.controller import decide
-    from stagescreen_operator.local.executor import observe_store
     from stagescreen_operator.local.progress import status_lines
+    from stagescreen_operator.observe import observe_store
 
     try:
         root, name = split_study_uri(uri)

@@ -29,13 +29,15 @@ from typing import IO, Any
 from stagescreen.environment import run_environment, run_folder
 from stagescreen.outcome import StageOutcome
 from stagescreen.publish import publish_spec, publish_stage, read_outcomes
+from stagescreen.records import failure_record
 from stagescreen.report import write_report
 from stagescreen.runstatus import RunStatus, status_of_exit
 from stagescreen.spec import Study
 from stagescreen.stages import PlannedRun
 from stagescreen.status import StudyStatus, study_status
-from stagescreen.store import CKPT, OUTCOME, RESULT, Store, StudyKeys
+from stagescreen.store import RESULT, Store, StudyKeys
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
+from stagescreen_operator.observe import observe_store
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 2.0  # trainer progress lines, read by the live display
@@ -163,24 +165,11 @@ class LocalExecutor:
 
     def _record_crash(self, child: Child, code: int) -> None:
         """The trainer died without writing its record (killed, crashed in start-up)."""
-        run = child.run
         reason = f"trainer exited with code {code} and wrote no record; see {child.log.name}"
-        record = {
-            "schema_version": 1,
-            "study": self.study.metadata.name,
-            "stage": run.stage,
-            "run_id": run.run_id,
-            "condition_id": run.condition_id,
-            "coded_levels": dict(run.levels),
-            "budget_s": float(run.budget_s),
-            "seed": run.seed,
-            "pool": run.pool,
-            "status": str(RunStatus.FAILED),
-            "reason": reason,
-            "val_bpb": None,
-            "wall_s": time.monotonic() - child.started,
-        }
-        self.store.put_json(self.keys.run(run.run_id, RESULT), record)
+        record = failure_record(
+            self.study.metadata.name, child.run, reason, time.monotonic() - child.started
+        )
+        self.store.put_json(self.keys.run(child.run.run_id, RESULT), record)
 
     def analyse(self, action: AnalyseStage, decision: Decision) -> None:
         record = publish_stage(self.store, self.study, action.stage, decision.results)
@@ -239,34 +228,6 @@ class LocalExecutor:
     def _report(self) -> None:
         written = write_report(self.store, self.study.metadata.name)
         self.events.say(f"report: {written[0]}")
-
-
-def observe_store(
-    store: Store, study: Study, records: dict[str, dict[str, Any]] | None = None
-) -> Observed:
-    """A study as its store shows it: run records, runs stopped with a checkpoint and no
-    record (they resume), stages whose outcome is published. Nothing about processes.
-
-    `records` caches records read before (a written record never changes) and is updated.
-    """
-    records = {} if records is None else records
-    keys = StudyKeys(study.metadata.name)
-    prefix = keys.runs_prefix()
-    checkpointed = set()
-    for key in store.list(prefix):
-        run_id, _, name = key[len(prefix) :].partition("/")
-        if name == RESULT and run_id not in records:
-            records[run_id] = store.get_json(key)
-        elif name.startswith(CKPT):
-            checkpointed.add(run_id)
-    analysed = {
-        stage.name for stage in study.spec.stages if store.exists(keys.stage(stage.name, OUTCOME))
-    }
-    return Observed(
-        records=dict(records),
-        interrupted=frozenset(checkpointed - set(records)),
-        analysed=frozenset(analysed),
-    )
 
 
 def _ended_line(run_id: str, record: Mapping[str, Any], wall: float) -> str:

@@ -188,19 +188,20 @@ def status_lines(spec: StudySpec, current: StudyStatus) -> list[str]:
         f"study phase {current.phase}, {current.progress} runs ended"
         + (f" ({current.message})" if current.message else "")
     ]
-    rows = []
+    rows, outcomes = [], []
     for stage in spec.stages:
         mine = current.stages.get(stage.name)
         if mine is None:
-            rows.append([stage.name, stage.kind, "Pending", "-", "-", "-", "-", "not planned yet"])
+            rows.append([stage.name, stage.kind, "Pending", "-", "-", "-", "-"])
             continue
         runs = mine.runs
         numbers = (runs.total, runs.ended, runs.failed + runs.diverged, runs.running)
-        rows.append(
-            [stage.name, stage.kind, mine.phase, *(str(n) for n in numbers), mine.summary or ""]
-        )
-    header = ["stage", "kind", "phase", "planned", "ended", "failed", "running", "outcome"]
+        rows.append([stage.name, stage.kind, mine.phase, *(str(n) for n in numbers)])
+        if mine.summary:
+            outcomes.append(f"  {stage.name}: {mine.summary}")
+    header = ["stage", "kind", "phase", "planned", "ended", "failed", "running"]
     lines += table(header, rows, left=3).splitlines()
+    lines += outcomes
     if current.best is not None:
         best = current.best
         lines.append(

@@ -1,0 +1,106 @@
+"""`stagescreen operator` and `stagescreen analyse`: the two commands of the operator image."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from stagescreen_operator.cli.app import app
+
+
+@app.command()
+def operator(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(help="Namespace to watch (repeat for several). Default: all namespaces."),
+    ] = None,
+    analysis_image: Annotated[
+        str | None, typer.Option(help="Image of the analysis Jobs (this operator's image).")
+    ] = None,
+    analysis_service_account: Annotated[
+        str | None, typer.Option(help="ServiceAccount the analysis Jobs run as.")
+    ] = None,
+    liveness: Annotated[
+        str | None,
+        typer.Option(help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
+) -> None:
+    """Run the Kubernetes operator: reconcile every ScreeningStudy into training Jobs on its
+    pools, analysis Jobs after each stage, and status (what `helm install` deploys).
+
+    S3 credentials come from AWS_* variables; the cluster from the pod's ServiceAccount, or
+    KUBECONFIG outside a cluster.
+
+    Example: stagescreen operator --namespace ml-research
+    """
+    import kopf
+
+    if analysis_image:
+        os.environ["STAGESCREEN_ANALYSIS_IMAGE"] = analysis_image
+    if analysis_service_account:
+        os.environ["STAGESCREEN_ANALYSIS_SERVICE_ACCOUNT"] = analysis_service_account
+    import stagescreen_operator.kube.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=verbose)
+    kopf.run(
+        standalone=True,
+        clusterwide=not namespace,
+        namespaces=namespace or [],
+        liveness_endpoint=liveness,
+    )
+
+
+@app.command()
+def analyse(
+    study: Annotated[str, typer.Argument(help="ScreeningStudy name.")],
+    stage: Annotated[str, typer.Argument(help="Stage whose runs have all ended.")],
+    namespace: Annotated[str, typer.Option(help="Namespace of the study.")] = "default",
+) -> None:
+    """Analyse one finished stage of a cluster study (what the analysis Job runs): read its
+    runs from S3, write results.parquet, outcome.json and the report there, and patch the
+    stage's outcome into the study's status.
+
+    Example: stagescreen analyse paper screen --namespace ml-research
+    """
+    from stagescreen.publish import publish_stage, read_outcomes
+    from stagescreen.records import stage_counts
+    from stagescreen.report import write_report
+    from stagescreen.spec import SpecError, parse_study
+    from stagescreen.status import study_status
+    from stagescreen_operator.controller import decide
+    from stagescreen_operator.kube.cluster import Cluster, load_config
+    from stagescreen_operator.observe import observe_store, study_store
+
+    load_config()
+    cluster = Cluster()
+    body = cluster.study(namespace, study)
+    try:
+        parsed = parse_study({key: body[key] for key in ("apiVersion", "kind", "metadata", "spec")})
+        store = study_store(parsed)
+    except SpecError as error:
+        typer.echo(f"error: study {study!r}: {error}", err=True)
+        raise typer.Exit(2) from None
+    if stage not in {s.name for s in parsed.spec.stages}:
+        typer.echo(f"error: STAGE {stage!r}: study {study!r} has no such stage", err=True)
+        raise typer.Exit(2)
+    observed = observe_store(store, parsed)
+    decision = decide(parsed.spec, observed)
+    counts = stage_counts(decision.results, stage)
+    if not counts.planned or counts.ended < counts.planned:
+        typer.echo(
+            f"error: stage {stage!r} is not finished: {counts.ended} of {counts.planned} runs "
+            "ended",
+            err=True,
+        )
+        raise typer.Exit(2)
+    outcome = publish_stage(store, parsed, stage, decision.results)
+    report = write_report(store, study)[0]
+    outcomes = read_outcomes(store, parsed, observed.analysed | {stage})
+    status = study_status(parsed.spec, decision.phase, decision.results, outcomes)
+    stage_status = status.stages[stage].model_dump(mode="json", exclude_none=True)
+    cluster.patch_status(namespace, study, {"stages": {stage: stage_status}, "reportUri": report})
+    typer.echo(f"stage {stage}: {outcome.summary()}")
+    typer.echo(f"report: {report}")

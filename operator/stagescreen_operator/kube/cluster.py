@@ -1,0 +1,91 @@
+"""The Kubernetes API calls the operator and the analysis Job make, and nothing else.
+
+Every call the operator makes is here (the chart's RBAC grants exactly these, and a test
+compares the two): list, create and patch Jobs in a study's namespace; get and patch a
+ScreeningStudy's status. Events go through kopf's poster. Bodies and answers are plain
+dicts, as the API speaks them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from stagescreen.spec import API_VERSION
+
+GROUP, VERSION = API_VERSION.split("/")
+PLURAL = "screeningstudies"
+STUDY_LABEL = f"{GROUP}/study"
+
+# (API group, resource, verb) for every call below: what the operator's Role must grant.
+CALLS = (
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "create"),
+    ("batch", "jobs", "patch"),
+    (GROUP, "screeningstudies/status", "get"),
+    (GROUP, "screeningstudies/status", "patch"),
+    ("", "events", "create"),
+)
+
+
+def load_config() -> None:
+    """In a pod, its ServiceAccount; elsewhere, KUBECONFIG or ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:  # KUBECONFIG as it is now, not as it was at import
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+class Cluster:
+    """The operator's view of one API server."""
+
+    def __init__(self, api: client.ApiClient | None = None) -> None:
+        self.api = api or client.ApiClient()
+        self.batch = client.BatchV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    def jobs(self, namespace: str, study: str) -> list[dict[str, Any]]:
+        """The Jobs of one study (runs and analyses), by the study label."""
+        answer = self.batch.list_namespaced_job(
+            namespace, label_selector=f"{STUDY_LABEL}={study}", _preload_content=False
+        )
+        return list(_body(answer).get("items") or [])
+
+    def create_job(self, job: Mapping[str, Any]) -> bool:
+        """Create a Job; False when one of that name exists (a restarted operator, a race)."""
+        try:
+            body: Any = dict(job)  # the client sends a dict as it is
+            self.batch.create_namespaced_job(job["metadata"]["namespace"], body)
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def annotate_job(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        self.batch.patch_namespaced_job(
+            name, namespace, {"metadata": {"annotations": dict(annotations)}}
+        )
+
+    def study(self, namespace: str, name: str) -> dict[str, Any]:
+        """A ScreeningStudy, read through its status subresource (all the analysis Job may)."""
+        answer = self.custom.get_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+        )
+        return _body(answer)
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the given status keys, leaving every other key as it is."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)}
+        )
+
+
+def _body(answer: Any) -> dict[str, Any]:
+    """The JSON of an answer asked for with _preload_content=False (raw, not client models)."""
+    return dict(json.loads(answer.data))

@@ -1,0 +1,144 @@
+"""The kopf handlers of the operator: small, and all the same shape.
+
+A ScreeningStudy created, resumed after an operator restart, changed in its spec, or simply
+due for a look (the timer) is reconciled once (`kube.reconcile`): observe its store and
+Jobs, call the pure controller, create what it asks for, merge-patch the status keys the
+operator owns. A Job of a study that ends wakes its study at once instead of at the next
+tick. A spec that is not a valid study gets status Failed with every problem and its field
+path, and nothing is created. Deleting a study needs no handler: its Jobs carry owner
+references and go with it; its results stay in storage.
+
+Configuration comes from the environment (the chart sets it; `stagescreen operator` flags
+too): STAGESCREEN_ANALYSIS_IMAGE, STAGESCREEN_ANALYSIS_SERVICE_ACCOUNT, STAGESCREEN_VOCAB,
+STAGESCREEN_RECONCILE_S; S3 credentials as AWS_* variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from stagescreen.spec import SpecError, parse_study
+from stagescreen_operator.kube.cluster import GROUP, PLURAL, VERSION, Cluster, load_config
+from stagescreen_operator.kube.reconcile import Settings, reconcile
+from stagescreen_operator.observe import study_store
+
+RECONCILE_S = float(os.environ.get("STAGESCREEN_RECONCILE_S", "15"))
+OWNED = ("app.kubernetes.io/managed-by", "stagescreen-operator")
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Keep kopf's own bookkeeping in annotations (the status is the study's), and connect."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 8
+    memo.settings = Settings(
+        analysis_image=os.environ.get("STAGESCREEN_ANALYSIS_IMAGE", Settings.analysis_image),
+        analysis_service_account=os.environ.get(
+            "STAGESCREEN_ANALYSIS_SERVICE_ACCOUNT", Settings.analysis_service_account
+        ),
+        vocab=int(os.environ.get("STAGESCREEN_VOCAB", Settings.vocab)),
+    )
+    load_config()
+    memo.cluster = Cluster()
+    memo.last = {}
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod, its ServiceAccount; elsewhere KUBECONFIG as it is when the operator starts."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def study_changed(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Reconcile now; a bad spec is a permanent error (retrying cannot fix it)."""
+    status = _reconcile(body, memo, logger)
+    patch.status.update(status)
+    if status.get("phase") == "Failed" and status.get("message", "").startswith("invalid spec"):
+        raise kopf.PermanentError(status["message"])
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RECONCILE_S, initial_delay=RECONCILE_S)
+def study_tick(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Progress, stall detection, and anything a missed event left behind."""
+    if (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return
+    patch.status.update(_reconcile(body, memo, logger))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={OWNED[0]: OWNED[1]})
+def job_changed(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """A study's Job ended: reconcile the study now rather than at its next tick."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    if not any(c.get("status") == "True" for c in conditions):
+        return
+    study = (body.get("metadata") or {}).get("labels", {}).get(f"{GROUP}/study")
+    if (
+        not study
+        or not namespace
+        or time.monotonic() - memo.last.get((namespace, study), -1e9) < 1.0
+    ):
+        return
+    cluster: Cluster = memo.cluster
+    current = cluster.study(namespace, study)
+    status = _reconcile(current, memo, logger)
+    cluster.patch_status(namespace, study, status)
+
+
+def _reconcile(body: Mapping[str, Any], memo: kopf.Memo, logger: kopf.Logger) -> dict[str, Any]:
+    """The status to patch after one reconcile (or after finding the spec invalid)."""
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace") or "default", meta.get("name")
+    memo.last[(namespace, name)] = time.monotonic()
+    previous = dict(body.get("status") or {})
+    try:
+        study = parse_study({key: body[key] for key in ("apiVersion", "kind", "metadata", "spec")})
+        store = study_store(study)
+    except SpecError as error:
+        problems = "; ".join(f"{p.path}: {p.message}" for p in error.problems)
+        logger.error(f"invalid spec: {problems}")
+        return {"phase": "Failed", "message": f"invalid spec: {problems}"}
+    now = datetime.now(UTC)
+
+    def announce(kind: str, reason: str, message: str) -> None:
+        involved: Any = body  # kopf takes any mapping with apiVersion, kind and metadata
+        kopf.event(involved, type=kind, reason=reason, message=message)
+
+    status = reconcile(
+        study,
+        namespace=namespace,
+        uid=meta.get("uid", ""),
+        generation=meta.get("generation"),
+        previous=previous,
+        cluster=memo.cluster,
+        store=store,
+        now=now,
+        announce=announce,
+        settings=memo.settings,
+    )
+    if not _changes(previous, status):
+        return {}
+    return status
+
+
+def _changes(previous: dict[str, Any], status: dict[str, Any]) -> bool:
+    """Whether patching `status` would change anything (no write when nothing moved)."""
+    return any(previous.get(key) != value for key, value in status.items())

@@ -1,0 +1,185 @@
+"""The test API server behaves as the real one where the operator depends on it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import Running
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+GROUP, VERSION, PLURAL = "stagescreen.dev", "v1alpha1", "screeningstudies"
+
+
+def api(running: Running, tmp_path: Path) -> client.ApiClient:
+    return config.new_client_from_config(str(running.write_kubeconfig(tmp_path / "kubeconfig")))
+
+
+def study(name: str = "s1") -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ScreeningStudy",
+        "metadata": {"name": name, "labels": {"team": "a"}},
+        "spec": {"x": 1},
+        "status": {"phase": "Fake"},
+    }
+
+
+def raw(answer) -> dict:  # type: ignore[no-untyped-def]
+    return json.loads(answer.data)
+
+
+def test_create_fills_server_fields_drops_status_and_refuses_a_live_name(
+    apiserver: Running, tmp_path: Path
+) -> None:
+    custom = client.CustomObjectsApi(api(apiserver, tmp_path))
+    made = custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, study())
+    meta = made["metadata"]
+    assert meta["uid"] and meta["resourceVersion"] and meta["creationTimestamp"]
+    assert (meta["generation"], meta["namespace"]) == (1, "ns")
+    assert "status" not in made  # the status subresource is written separately
+    with pytest.raises(ApiException) as again:
+        custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, study())
+    assert again.value.status == 409 and json.loads(again.value.body)["reason"] == "AlreadyExists"
+
+
+def test_generate_name_gives_a_fresh_name(apiserver: Running, tmp_path: Path) -> None:
+    core = client.CoreV1Api(api(apiserver, tmp_path))
+    body = {
+        "metadata": {"generateName": "s1."},
+        "reason": "R",
+        "message": "m",
+        "involvedObject": {"name": "s1", "namespace": "ns"},
+    }
+    first = core.create_namespaced_event("ns", body, _preload_content=False)
+    second = core.create_namespaced_event("ns", body, _preload_content=False)
+    names = {raw(first)["metadata"]["name"], raw(second)["metadata"]["name"]}
+    assert first.status == 201 and len(names) == 2 and all(n.startswith("s1.") for n in names)
+
+
+def test_status_and_spec_are_written_only_through_their_own_endpoints(
+    apiserver: Running, tmp_path: Path
+) -> None:
+    custom = client.CustomObjectsApi(api(apiserver, tmp_path))
+    custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, study())
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, "ns", PLURAL, "s1", {"spec": {"x": 2}, "status": {"phase": "No"}}
+    )
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, "ns", PLURAL, "s1", {"spec": {"x": 3}, "status": {"phase": "Yes"}}
+    )
+    got = custom.get_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, "s1")
+    assert got["spec"] == {"x": 2} and got["status"] == {"phase": "Yes"}
+    assert got["metadata"]["generation"] == 2  # one spec change; the status write kept it
+
+
+def test_patches_honour_their_content_type_and_preconditions(
+    apiserver: Running, tmp_path: Path
+) -> None:
+    client_ = api(apiserver, tmp_path)
+    custom = client.CustomObjectsApi(client_)
+    made = custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, study())
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/ns/{PLURAL}/s1"
+
+    def patch(body: object, kind: str) -> int:
+        request = urllib.request.Request(
+            apiserver.url + path, json.dumps(body).encode(), {"Content-Type": kind}, method="PATCH"
+        )
+        try:
+            with urllib.request.urlopen(request) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert patch({"spec": {"x": 5}}, "application/strategic-merge-patch+json") == 415
+    assert (
+        patch([{"op": "test", "path": "/spec/x", "value": 9}], "application/json-patch+json") == 422
+    )
+    assert (
+        patch([{"op": "replace", "path": "/spec/x", "value": 7}], "application/json-patch+json")
+        == 200
+    )
+    stale = {"metadata": {"resourceVersion": made["metadata"]["resourceVersion"]}, "spec": {"x": 8}}
+    assert patch(stale, "application/merge-patch+json") == 409
+    got = custom.get_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, "s1")
+    assert got["spec"] == {"x": 7}
+
+
+def test_lists_and_watches_select_by_label_and_resume_from_a_version(
+    apiserver: Running, tmp_path: Path
+) -> None:
+    client_ = api(apiserver, tmp_path)
+    custom = client.CustomObjectsApi(client_)
+    custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, study("s1"))
+    other = study("s2")
+    other["metadata"]["labels"] = {"team": "b"}
+    custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, other)
+    listed = custom.list_namespaced_custom_object(
+        GROUP, VERSION, "ns", PLURAL, label_selector="team=a"
+    )
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["s1"]
+    assert listed["kind"] == "ScreeningStudyList"
+    since = listed["metadata"]["resourceVersion"]
+    seen: list[tuple[str, str]] = []
+
+    def follow() -> None:
+        stream = watch.Watch().stream(
+            custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            "ns",
+            PLURAL,
+            label_selector="team=a",
+            resource_version=since,
+            timeout_seconds=2,
+        )
+        seen.extend((e["type"], e["object"]["metadata"]["name"]) for e in stream)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    custom.patch_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, "s2", {"spec": {"x": 2}})
+    custom.patch_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, "s1", {"spec": {"x": 2}})
+    custom.patch_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, "s1", {"spec": {"x": 2}})
+    thread.join(10)
+    # Nothing replayed from before `since`, the other team's object unseen, the no-op unsent.
+    assert seen == [("MODIFIED", "s1")]
+
+
+def test_deleting_an_owner_deletes_what_it_owns(apiserver: Running, tmp_path: Path) -> None:
+    client_ = api(apiserver, tmp_path)
+    custom, batch = client.CustomObjectsApi(client_), client.BatchV1Api(client_)
+    owner = custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, study())
+    job = {
+        "metadata": {
+            "name": "j1",
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "ScreeningStudy",
+                    "name": "s1",
+                    "uid": owner["metadata"]["uid"],
+                }
+            ],
+        },
+        "spec": {"template": {"spec": {"containers": []}}},
+    }
+    batch.create_namespaced_job("ns", job)
+    custom.delete_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, "s1")
+    assert batch.list_namespaced_job("ns").items == []
+
+
+def test_injected_faults_fail_writes_without_changing_anything(
+    apiserver: Running, tmp_path: Path
+) -> None:
+    custom = client.CustomObjectsApi(api(apiserver, tmp_path))
+    apiserver.server.inject("create", PLURAL, 500)
+    with pytest.raises(ApiException) as failed:
+        custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, study())
+    assert failed.value.status == 500
+    assert custom.list_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL)["items"] == []
+    custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, study())

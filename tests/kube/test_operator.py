@@ -1,0 +1,191 @@
+"""The operator end to end: kopf running for real against the test API server, a node agent
+running every Job's container as a local process (the real trainer, the real analysis
+command), results in a real SeaweedFS S3."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from agent import NodeAgent
+from conftest import Running
+from kopf.testing import KopfRunner
+from kubernetes import client, config
+from seaweed import S3Endpoint
+
+from stagescreen.spec import parse_study
+from stagescreen.store import StudyKeys, open_store
+from stagescreen_operator.corpus import corpus_for
+
+GROUP, VERSION, PLURAL = "stagescreen.dev", "v1alpha1", "screeningstudies"
+NAMESPACE = "ml"
+WAIT_S = 300  # a study of 8 tiny runs and 2 analyses takes about 30 s on 2 cores
+
+STUDY = """
+apiVersion: stagescreen.dev/v1alpha1
+kind: ScreeningStudy
+metadata: {{name: tiny, namespace: ml}}
+spec:
+  factors:
+    - {{name: DEPTH, code: A, low: 1, high: 2, scale: integer}}
+    - {{name: MATRIX_LR, code: B, low: 0.02, high: 0.06}}
+  design: {{type: full}}
+  stages:
+    - {{name: screen, kind: screen, budgets: [30], seeds: [1]}}
+    - name: confirm
+      kind: confirm
+      budgets: [30]
+      seeds: [1, 2]
+      select:
+        - {{from: screen, rule: best, role: best}}
+        - {{from: screen, rule: worst, role: worst}}
+  pools: [{{name: cpu, gpus: 0, nodeSelector: {{pool: cpu}}}}]
+  storage:
+    s3: {{endpoint: "{endpoint}", bucket: {bucket}, prefix: studies, region: us-east-1,
+          secretRef: {{name: s3}}}}
+  trainer:
+    hyperparameters: {{ASPECT_RATIO: 32, HEAD_DIM: 32, SEQ_LEN: 64, DEVICE_BATCH_SIZE: 8,
+                      TOTAL_BATCH_SIZE: 512, EVAL_TOKENS: 2048, MAX_STEPS: 40,
+                      EXCLUDE_STEPS: 1, PEAK_FLOPS: 1.0e+11}}
+  limits: {{parallelism: 4, maxFailedRuns: 1}}
+"""
+
+
+@dataclass
+class Cluster:
+    """A running cluster of the test: API server, node agent, operator, S3."""
+
+    api: client.ApiClient
+    server: Running
+    agent: NodeAgent
+    s3: S3Endpoint
+    bucket: str
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    def study(self, name: str = "tiny") -> dict[str, Any]:
+        return dict(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        )
+
+    def wait(self, name: str, phases: set[str], timeout: float = WAIT_S) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.study(name).get("status") or {}
+            if status.get("phase") in phases:
+                return status
+            assert not self.agent.errors, self.agent.errors
+            time.sleep(0.5)
+        raise AssertionError(
+            f"study {name} not {phases} after {timeout} s: {self.study(name).get('status')}"
+        )
+
+    def jobs(self) -> list[dict[str, Any]]:
+        answer = client.BatchV1Api(self.api).list_namespaced_job(NAMESPACE, _preload_content=False)
+        return list(json.loads(answer.data)["items"])
+
+    def job_creations(self) -> list[str]:
+        """Names of every Job create request the API server accepted or refused."""
+        return [
+            (request.data or {}).get("metadata", {}).get("name")
+            for request in list(self.server.server)
+            if request.method == "POST"
+            and request.resource is not None
+            and request.resource.plural == "jobs"
+        ]
+
+
+def study_text(s3: S3Endpoint, bucket: str) -> str:
+    return STUDY.format(endpoint=s3.url, bucket=bucket)
+
+
+@pytest.fixture
+def cluster(
+    apiserver: Running,
+    seaweedfs: S3Endpoint,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Cluster]:
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    for key, value in seaweedfs.env().items():
+        monkeypatch.setenv(key, value)
+    api = config.new_client_from_config(str(kubeconfig))
+    core = client.CoreV1Api(api)
+    credentials = {
+        "AWS_ACCESS_KEY_ID": seaweedfs.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key,
+    }
+    core.create_namespaced_secret(
+        NAMESPACE,
+        {
+            "metadata": {"name": "s3"},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in credentials.items()},
+        },
+    )
+    study = parse_study(yaml.safe_load(study_text(seaweedfs, s3_bucket)))
+    store = open_store(study.spec.storage.root(), endpoint_url=seaweedfs.url)
+    corpus_for(study, store, 1024, say=lambda line: None)  # what `stagescreen run` leaves there
+    agent = NodeAgent(
+        api, kubeconfig, tmp_path / "pods", extra_env={"STAGESCREEN_CACHE": str(tmp_path / "cache")}
+    ).start()
+    try:
+        yield Cluster(api, apiserver, agent, seaweedfs, s3_bucket)
+    finally:
+        agent.stop()
+
+
+def operator() -> KopfRunner:
+    return KopfRunner(
+        ["run", "--standalone", "-A", "-m", "stagescreen_operator.kube.handlers"],
+        timeout=60,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> None:
+    with operator() as running:
+        cluster.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            yaml.safe_load(study_text(cluster.s3, cluster.bucket)),
+        )
+        status = cluster.wait("tiny", {"Succeeded", "Failed", "Degraded"})
+    assert running.exception is None, running.output
+    assert status["phase"] == "Succeeded", status
+    assert status["progress"] == "8/8"
+    assert status["stages"]["screen"]["phase"] == "Succeeded"
+    assert status["stages"]["confirm"]["summary"].startswith("best ")
+    assert status["best"]["stage"] == "confirm"
+    assert status["reportUri"].startswith(f"s3://{cluster.bucket}/studies/tiny/report.md")
+    runs = [
+        job
+        for job in cluster.jobs()
+        if job["metadata"]["labels"]["app.kubernetes.io/component"] == "run"
+    ]
+    assert len(runs) == 8
+    for job in runs:
+        assert job["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "cpu"}
+        assert job["metadata"]["ownerReferences"][0]["name"] == "tiny"
+    names = cluster.job_creations()
+    assert len(names) == len(set(names)) == 8 + 2  # no Job created twice; two analyses
+    store = open_store(f"s3://{cluster.bucket}/studies", endpoint_url=cluster.s3.url)
+    keys = StudyKeys("tiny")
+    records = [k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]
+    assert len(records) == 8
+    assert store.exists(keys.report())
+    assert os.environ["KUBECONFIG"]
