@@ -95,3 +95,13 @@ def test_without_a_terminal_progress_is_plain_lines(
         for line in lines
     )
     assert lines[-1].endswith(" started")
+
+
+def test_on_cuda_each_running_trainer_holds_a_gpu_of_its_own(tmp_path: Path) -> None:
+    executor = LocalExecutor(STUDY, store=None, corpus={}, device="cuda", gpus=["0", "1"])  # type: ignore[arg-type]
+    assert executor._free_gpu() == "0"
+    first = child_with_log(tmp_path, "")
+    executor.children["a"] = Child(first.run, first.process, first.log, 0.0, gpu="0")
+    assert executor._free_gpu() == "1"
+    executor.children["b"] = Child(first.run, first.process, first.log, 0.0, gpu="1")
+    assert executor._free_gpu() is None  # the controller starts no more than there are GPUs
