@@ -60,6 +60,7 @@ class NodeAgent:
     jobs: dict[tuple[str, str], JobRun] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     errors: list[str] = field(default_factory=list)
+    crashing: set[str] = field(default_factory=set)  # Jobs whose every pod dies at once
 
     def __post_init__(self) -> None:
         self.batch = client.BatchV1Api(self.api)
@@ -92,6 +93,10 @@ class NodeAgent:
         return False
 
     # --- the loop ------------------------------------------------------------------------
+    def log_of(self, name: str, pod: int = 1) -> Path:
+        """The output of the `pod`-th pod of Job `name`."""
+        return self.logs / f"{name}-{pod}.log"
+
     def _loop(self) -> None:
         while not self.stopping.is_set():
             try:
@@ -181,9 +186,11 @@ class NodeAgent:
         else:
             command = [str(Path(sys.executable).parent / "stagescreen"), *container.get("args", [])]
         run.pods += 1
-        log = (self.logs / f"{run.name}-{run.pods}.log").open("wb")
+        log = self.log_of(run.name, run.pods).open("wb")
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        if run.name in self.crashing:  # a node that kills the pod: OOM, a bad GPU
+            process.kill()
         first = run.pod is None
         run.pod = Pod(process, time.monotonic())
         if first:

@@ -4,6 +4,12 @@ it from the test's thread."""
 
 from __future__ import annotations
 
+import os
+
+# Before the operator's handlers are imported: a study is looked at every 2 s, and a failed
+# handler is retried after 2 s (production: 15 s).
+os.environ.setdefault("STAGESCREEN_RECONCILE_S", "2")
+
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterator

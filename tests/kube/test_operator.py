@@ -216,3 +216,72 @@ def kubectl(cluster: Cluster, *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+FAILING = STUDY.replace(
+    "{{name: MATRIX_LR, code: B, low: 0.02, high: 0.06}}",
+    "{{name: UNEMBEDDING_LR, code: B, low: 0.004, high: 500}}",
+).replace("MAX_STEPS: 40", "MAX_STEPS: 400, CHECKPOINT_EVERY: 0.5")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_failures_are_recorded_with_their_reasons_and_degrade_the_study(cluster: Cluster) -> None:
+    """c02 and c04 (UNEMBEDDING_LR 500) diverge; c03's pods die on the node until the Job
+    gives up; c01 is preempted mid-run and resumes from its checkpoint; the API refuses the
+    first two Job creations. More than maxFailedRuns (1) failed: Degraded, no more starts."""
+    from stagescreen_operator.kube.jobs import job_name
+
+    c01, c03 = (job_name("tiny", f"screen-{c}-30s-s1-cpu") for c in ("c01", "c03"))
+    cluster.agent.crashing.add(c03)
+    cluster.server.server.inject("create", "jobs", 500, times=2)
+    text = FAILING.format(endpoint=cluster.s3.url, bucket=cluster.bucket)
+    with operator() as running:
+        cluster.custom.create_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, yaml.safe_load(text)
+        )
+        wait_for(lambda: "step 0" in _text(cluster.agent.log_of(c01)), "c01 training")
+        assert cluster.agent.preempt(c01)
+        status = cluster.wait("tiny", {"Degraded", "Failed", "Succeeded"})
+        wait_for(lambda: len(runs_ended(cluster)) == 4, "all screen runs recorded")
+    assert running.exception is None, running.output
+    assert status["phase"] == "Degraded", status
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "TooManyFailedRuns")
+    assert "3 runs failed or diverged, more than maxFailedRuns 1" in degraded["message"]
+    records = runs_ended(cluster)
+    for condition in ("c02", "c04"):
+        record = records[f"screen-{condition}-30s-s1-cpu"]
+        assert record["status"] == "diverged" and "above DIVERGE_LOSS" in record["reason"]
+    crashed = records["screen-c03-30s-s1-cpu"]
+    assert crashed["status"] == "failed" and "BackoffLimitExceeded" in crashed["reason"]
+    resumed = records["screen-c01-30s-s1-cpu"]
+    assert resumed["status"] == "succeeded" and resumed["resumed_from"], resumed
+    assert cluster.agent.log_of(c01, 2).exists()  # the preempted pod was replaced
+    names = [job["metadata"]["name"] for job in cluster.jobs()]
+    assert len(names) == len(set(names)) == 4  # no confirm run started; nothing twice
+    reasons = {
+        event.reason
+        for event in client.CoreV1Api(cluster.api).list_namespaced_event(NAMESPACE).items
+    }
+    assert {"RunsStarted", "RunDiverged", "RunFailed", "StudyDegraded"} <= reasons
+
+
+def runs_ended(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    store = open_store(f"s3://{cluster.bucket}/studies", endpoint_url=cluster.s3.url)
+    keys = StudyKeys("tiny")
+    found = [
+        store.get_json(k) for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")
+    ]
+    return {record["run_id"]: record for record in found}
+
+
+def wait_for(check: Any, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""

@@ -59,9 +59,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=RECONCILE_S)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=RECONCILE_S)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=RECONCILE_S)
 def study_changed(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
