@@ -108,6 +108,15 @@ class ApiServer(kmock.KubernetesEmulator):
         """The next `times` writes of `action` on `plural` fail with `status`, changing nothing."""
         self._faults.append(Fault(action, plural, status, times))
 
+    def created(self, plural: str) -> list[str]:
+        """Names of the objects of `plural` created so far, once per creation (a refused
+        duplicate create is not one)."""
+        return [
+            event["object"]["metadata"]["name"]
+            for _, resource, event in self._history
+            if resource.plural == plural and event["type"] == "ADDED"
+        ]
+
     def kubeconfig(self, url: str) -> Obj:
         return {
             "apiVersion": "v1",

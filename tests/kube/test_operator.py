@@ -97,14 +97,8 @@ class Cluster:
         return list(json.loads(answer.data)["items"])
 
     def job_creations(self) -> list[str]:
-        """Names of every Job create request the API server accepted or refused."""
-        return [
-            (request.data or {}).get("metadata", {}).get("name")
-            for request in list(self.server.server)
-            if request.method == "POST"
-            and request.resource is not None
-            and request.resource.plural == "jobs"
-        ]
+        """Names of every Job the API server created (a refused duplicate is not one)."""
+        return self.server.server.created("jobs")
 
 
 def study_text(s3: S3Endpoint, bucket: str) -> str:
@@ -285,3 +279,43 @@ def wait_for(check: Any, what: str, timeout: float = 120) -> None:
 
 def _text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _any_job(cluster: Cluster) -> bool:
+    return bool(cluster.jobs())
+
+
+def _screen_analysed(cluster: Cluster) -> bool:
+    stages = (cluster.study().get("status") or {}).get("stages") or {}
+    return (stages.get("screen") or {}).get("phase") == "Succeeded"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "stop_when", [_any_job, _screen_analysed], ids=["first-jobs", "screen-analysed"]
+)
+def test_an_operator_restarted_mid_study_finishes_it_with_the_same_runs(
+    cluster: Cluster, stop_when: Any
+) -> None:
+    with operator() as first:
+        cluster.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            yaml.safe_load(study_text(cluster.s3, cluster.bucket)),
+        )
+        wait_for(lambda: stop_when(cluster), stop_when.__name__)
+    assert first.exception is None, first.output
+    with operator() as second:  # the Jobs ran on while no operator was there
+        status = cluster.wait("tiny", {"Succeeded", "Failed", "Degraded"})
+    assert second.exception is None, second.output
+    assert status["phase"] == "Succeeded", status
+    names = cluster.job_creations()
+    assert len(names) == len(set(names)) == 8 + 2  # every Job made once, none made again
+    ended = runs_ended(cluster)
+    assert {run for run in ended if run.startswith("screen-")} == {
+        f"screen-{c}-30s-s1-cpu" for c in ("c01", "c02", "c03", "c04")
+    }
+    assert len([r for r in runs_ended(cluster) if r.startswith("confirm-")]) == 4

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     load_config()
     memo.cluster = Cluster()
     memo.last = {}
+    memo.locks = {}
 
 
 @kopf.on.login()
@@ -104,10 +106,22 @@ def job_changed(
 
 
 def _reconcile(body: Mapping[str, Any], memo: kopf.Memo, logger: kopf.Logger) -> dict[str, Any]:
-    """The status to patch after one reconcile (or after finding the spec invalid)."""
+    """The status to patch after one reconcile (or after finding the spec invalid); one
+    reconcile of a study at a time (the timer, a Job event and a spec change may coincide)."""
     meta = body.get("metadata") or {}
     namespace, name = meta.get("namespace") or "default", meta.get("name")
-    memo.last[(namespace, name)] = time.monotonic()
+    with memo.locks.setdefault((namespace, name), threading.Lock()):
+        memo.last[(namespace, name)] = time.monotonic()
+        return _reconcile_once(body, meta, namespace, memo, logger)
+
+
+def _reconcile_once(
+    body: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    namespace: str,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+) -> dict[str, Any]:
     previous = dict(body.get("status") or {})
     try:
         study = parse_study({key: body[key] for key in ("apiVersion", "kind", "metadata", "spec")})
