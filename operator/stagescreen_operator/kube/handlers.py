@@ -8,9 +8,12 @@ tick. A spec that is not a valid study gets status Failed with every problem and
 path, and nothing is created. Deleting a study needs no handler: its Jobs carry owner
 references and go with it; its results stay in storage.
 
+With STAGESCREEN_WEBHOOK_PORT set (the chart's webhook on), the operator also serves the
+validating admission webhook (`admit`, path /study) with STAGESCREEN_WEBHOOK_CERT and _KEY.
+
 Configuration comes from the environment (the chart sets it; `stagescreen operator` flags
 too): STAGESCREEN_ANALYSIS_IMAGE, STAGESCREEN_ANALYSIS_SERVICE_ACCOUNT, STAGESCREEN_VOCAB,
-STAGESCREEN_RECONCILE_S; S3 credentials as AWS_* variables.
+STAGESCREEN_RECONCILE_S, STAGESCREEN_WEBHOOK_*; S3 credentials as AWS_* variables.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from typing import Any
 import kopf
 
 from stagescreen.spec import SpecError, parse_study
+from stagescreen_operator.kube.admission import admission_problems
 from stagescreen_operator.kube.cluster import GROUP, PLURAL, VERSION, Cluster, load_config
 from stagescreen_operator.kube.reconcile import Settings, reconcile
 from stagescreen_operator.observe import study_store
 
 RECONCILE_S = float(os.environ.get("STAGESCREEN_RECONCILE_S", "15"))
+WEBHOOK_PORT = os.environ.get("STAGESCREEN_WEBHOOK_PORT")
 OWNED = ("app.kubernetes.io/managed-by", "stagescreen-operator")
 
 
@@ -53,12 +58,32 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.cluster = Cluster()
     memo.last = {}
     memo.locks = {}
+    port = os.environ.get("STAGESCREEN_WEBHOOK_PORT")
+    if port:
+        settings.admission.server = kopf.WebhookServer(
+            port=int(port),
+            certfile=os.environ.get("STAGESCREEN_WEBHOOK_CERT"),
+            pkeyfile=os.environ.get("STAGESCREEN_WEBHOOK_KEY"),
+            insecure=os.environ.get("STAGESCREEN_WEBHOOK_INSECURE") == "1",  # tests only
+        )
 
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In a pod, its ServiceAccount; elsewhere KUBECONFIG as it is when the operator starts."""
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def admit(body: kopf.Body, **kwargs: Any) -> None:
+    """The validating webhook: refuse a bad spec, or a change to work already done, at
+    `kubectl apply`, with every problem and its field path."""
+    problems = admission_problems(body, kwargs.get("old"))
+    if problems:
+        raise kopf.AdmissionError("; ".join(problems), code=422)
+
+
+if WEBHOOK_PORT:  # served at https://<service>:<port>/study (the chart's webhook config)
+    kopf.on.validate(GROUP, VERSION, PLURAL, id="study", operations=["CREATE", "UPDATE"])(admit)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=RECONCILE_S)
@@ -126,8 +151,8 @@ def _reconcile_once(
     try:
         study = parse_study({key: body[key] for key in ("apiVersion", "kind", "metadata", "spec")})
         store = study_store(study)
-    except SpecError as error:
-        problems = "; ".join(f"{p.path}: {p.message}" for p in error.problems)
+    except SpecError:
+        problems = "; ".join(admission_problems(body))
         logger.error(f"invalid spec: {problems}")
         return {"phase": "Failed", "message": f"invalid spec: {problems}"}
     now = datetime.now(UTC)

@@ -1,0 +1,132 @@
+"""Broken ScreeningStudy files, each with the field path its rejection must name: the
+webhook refuses them at `kubectl apply`, the operator's create handler marks them Failed."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+Spec = dict[str, Any]
+
+
+def base(endpoint: str = "http://s3:8333", bucket: str = "bucket") -> Spec:
+    """The operator tests' valid two-stage study."""
+    from test_operator import STUDY
+
+    return dict(yaml.safe_load(STUDY.format(endpoint=endpoint, bucket=bucket)))
+
+
+def spec(d: Spec) -> Any:
+    """The spec part of a study, to edit in place."""
+    return d["spec"]
+
+
+BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
+    "no factors": (lambda d: spec(d).pop("factors"), "spec.factors"),
+    "factor low equals high": (
+        lambda d: spec(d)["factors"][1].update(high=0.02),
+        "spec.factors[1]",
+    ),
+    "unknown factor name": (
+        lambda d: spec(d)["factors"][0].update(name="DEPHT"),
+        "spec.factors[0].name",
+    ),
+    "unknown hyperparameter": (
+        lambda d: spec(d)["trainer"]["hyperparameters"].update(HEAD_DIMM=32),
+        "HEAD_DIMM",
+    ),
+    "factor also fixed": (lambda d: spec(d)["trainer"]["hyperparameters"].update(DEPTH=2), "DEPTH"),
+    "wrong type level": (lambda d: spec(d)["factors"][0].update(low="one"), "spec.factors[0].low"),
+    "bad generator": (
+        lambda d: spec(d).update(design={"type": "fractional", "generators": ["B=AZ"]}),
+        "spec.design",
+    ),
+    "unknown design type": (lambda d: spec(d).update(design={"type": "latin"}), "spec.design"),
+    "negative budget": (
+        lambda d: spec(d)["stages"][0].update(budgets=["-5s"]),
+        "spec.stages[0].budgets",
+    ),
+    "budget unit": (
+        lambda d: spec(d)["stages"][0].update(budgets=["10x"]),
+        "spec.stages[0].budgets",
+    ),
+    "budgets out of order": (
+        lambda d: spec(d)["stages"][0].update(budgets=[30, 10]),
+        "spec.stages[0].budgets",
+    ),
+    "no seeds": (lambda d: spec(d)["stages"][0].update(seeds=[]), "spec.stages[0].seeds"),
+    "unknown pool": (lambda d: spec(d)["stages"][0].update(pools=["h100"]), "spec.stages[0].pools"),
+    "select from unknown stage": (
+        lambda d: spec(d)["stages"][1]["select"][0].update({"from": "scren"}),
+        "spec.stages[1].select[0]",
+    ),
+    "select from a later stage": (
+        lambda d: spec(d)["stages"][0].update(select=[{"from": "confirm", "rule": "best"}]),
+        "spec.stages[0]",
+    ),
+    "confirm without select": (lambda d: spec(d)["stages"][1].pop("select"), "spec.stages[1]"),
+    "unknown stage kind": (
+        lambda d: spec(d)["stages"][0].update(kind="sweep"),
+        "spec.stages[0].kind",
+    ),
+    "duplicate stage names": (lambda d: spec(d)["stages"][1].update(name="screen"), "spec.stages"),
+    "no stages": (lambda d: spec(d).update(stages=[]), "spec.stages"),
+    "parallelism zero": (
+        lambda d: spec(d)["limits"].update(parallelism=0),
+        "spec.limits.parallelism",
+    ),
+    "negative maxFailedRuns": (
+        lambda d: spec(d)["limits"].update(maxFailedRuns=-1),
+        "spec.limits.maxFailedRuns",
+    ),
+    "zero maxGpuHours": (
+        lambda d: spec(d)["limits"].update(maxGpuHours=0),
+        "spec.limits.maxGpuHours",
+    ),
+    "both storages": (lambda d: spec(d)["storage"].update(local={"path": "x"}), "spec.storage"),
+    "no storage kind": (lambda d: spec(d).update(storage={}), "spec.storage"),
+    "negative gpus": (lambda d: spec(d)["pools"][0].update(gpus=-1), "spec.pools[0].gpus"),
+    "pool name not a DNS label": (
+        lambda d: spec(d)["pools"][0].update(name="CPU_pool"),
+        "spec.pools[0].name",
+    ),
+    "duplicate factor codes": (lambda d: spec(d)["factors"][1].update(code="A"), "spec.factors"),
+    "unknown factor scale": (
+        lambda d: spec(d)["factors"][1].update(scale="cubic"),
+        "spec.factors[1].scale",
+    ),
+    "lowercase hyperparameter": (
+        lambda d: spec(d)["trainer"]["hyperparameters"].update(lr=0.1),
+        "spec.trainer.hyperparameters",
+    ),
+    "batch not a multiple": (
+        lambda d: spec(d)["trainer"]["hyperparameters"].update(TOTAL_BATCH_SIZE=500),
+        "TOTAL_BATCH_SIZE",
+    ),
+    "hyperparameter out of range": (
+        lambda d: spec(d)["trainer"]["hyperparameters"].update(SEQ_LEN=0),
+        "SEQ_LEN",
+    ),
+    "metric goal": (
+        lambda d: spec(d).update(metric={"name": "val_bpb", "goal": "up"}),
+        "spec.metric",
+    ),
+    "unknown spec field": (lambda d: spec(d).update(paralelism=2), "spec.paralelism"),
+    "study name uppercase": (lambda d: d["metadata"].update(name="Tiny"), "metadata.name"),
+    "wrong apiVersion": (lambda d: d.update(apiVersion="stagescreen.dev/v1"), "apiVersion"),
+    "select rule unknown": (
+        lambda d: spec(d)["stages"][1]["select"][0].update(rule="median"),
+        "spec.stages[1].select[0].rule",
+    ),
+}
+
+
+def broken(name: str, study: Spec | None = None) -> Spec:
+    """The base study with one mistake."""
+    edit, _ = BROKEN[name]
+    spoiled = copy.deepcopy(study or base())
+    edit(spoiled)
+    return spoiled

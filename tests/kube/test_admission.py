@@ -1,0 +1,60 @@
+"""The validating webhook's checks: a bad spec, or a change to work already done, is refused
+with every problem and its field path; limits may change at any time."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from bad_specs import BROKEN, base, broken
+
+from stagescreen_operator.kube.admission import admission_problems
+
+
+def test_the_corpus_is_large_and_its_base_is_valid() -> None:
+    assert len(BROKEN) >= 30
+    assert admission_problems(base()) == []
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_a_broken_spec_is_refused_naming_its_field(name: str) -> None:
+    problems = admission_problems(broken(name))
+    assert problems, name
+    assert any(BROKEN[name][1] in problem for problem in problems), problems
+
+
+def started(study: dict) -> dict:
+    """The study as the operator left it once its screen had runs."""
+    old = copy.deepcopy(study)
+    old["status"] = {"stages": {"screen": {"phase": "Running", "runs": {"total": 4}}}}
+    return old
+
+
+def test_factors_design_and_a_started_stage_cannot_change() -> None:
+    old = started(base())
+    new = copy.deepcopy(old)
+    new["spec"]["factors"][1]["high"] = 0.08
+    new["spec"]["stages"][0]["budgets"] = [60]
+    new["spec"]["design"] = {"type": "full", "resolution": None}
+    problems = admission_problems(new, old)
+    assert any(p.startswith("spec.factors: cannot change") for p in problems)
+    assert any(p.startswith("spec.design: cannot change") for p in problems)
+    assert (
+        "spec.stages[0].budgets: stage 'screen' has started; its budgets cannot change" in problems
+    )
+
+
+def test_removing_a_started_stage_is_refused() -> None:
+    old = started(base())
+    new = copy.deepcopy(old)
+    new["spec"]["stages"] = [{**new["spec"]["stages"][0], "name": "renamed"}]
+    problems = admission_problems(new, old)
+    assert any("stage 'screen' has started; it cannot be removed" in p for p in problems)
+
+
+def test_limits_and_stages_not_started_may_change() -> None:
+    old = started(base())
+    new = copy.deepcopy(old)
+    new["spec"]["limits"] = {"parallelism": 8, "maxFailedRuns": 5, "maxGpuHours": 10}
+    new["spec"]["stages"][1]["seeds"] = [1, 2, 3]
+    assert admission_problems(new, old) == []
