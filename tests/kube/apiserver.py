@@ -347,7 +347,7 @@ class ApiServer(kmock.KubernetesEmulator):
             {
                 "cells": [
                     item["metadata"]["name"],
-                    *(_path(item, c["jsonPath"]) for c in self._columns.get(resource, [])),
+                    *(_cell(item, c) for c in self._columns.get(resource, [])),
                 ],
                 "object": {
                     "kind": "PartialObjectMetadata",
@@ -454,6 +454,19 @@ def _path(obj: Obj, path: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+def _cell(item: Obj, column: Mapping[str, Any]) -> Any:
+    """A printer column's cell as the API server renders it: dates as an age ("42s")."""
+    value = _path(item, column["jsonPath"])
+    if column["type"] != "date" or not value:
+        return value
+    then = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    seconds = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
+    for limit, unit, size in ((120, "s", 1), (7200, "m", 60), (172800, "h", 3600)):
+        if seconds < limit:
+            return f"{seconds // size}{unit}"
+    return f"{seconds // 86400}d"
 
 
 def _merge(old: Any, patch: Any) -> Any:

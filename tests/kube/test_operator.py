@@ -185,6 +185,12 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
     assert len(records) == 8
     assert store.exists(keys.report())
     shown = kubectl(cluster, "get", "sstudy", "-n", NAMESPACE)
+    described = kubectl(cluster, "describe", "sstudy", "tiny", "-n", NAMESPACE)
+    print(f"$ kubectl get sstudy -n {NAMESPACE}\n{shown}")
+    print(f"$ kubectl describe sstudy tiny -n {NAMESPACE}\n{described}")
+    assert "Phase:" in described and "Succeeded" in described
+    assert "stage screen: 4 runs started" in described  # the study's events
+    assert "StudySucceeded" in described
     assert shown.split("\n")[0].split() == [
         "NAME",
         "STAGE",
@@ -195,6 +201,12 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
         "AGE",
     ]
     assert shown.split("\n")[1].split()[:4] == ["tiny", "confirm", "Succeeded", "8/8"]
+    # Deleting the study deletes its Jobs (owner references) and keeps its results; kopf
+    # holds a finalizer (for the timer), which a running operator releases.
+    with operator():
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "tiny")
+        wait_for(lambda: not cluster.jobs(), "the study's Jobs deleted with it")
+    assert len([k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]) == 8
 
 
 def kubectl(cluster: Cluster, *args: str) -> str:

@@ -35,6 +35,7 @@ from stagescreen_operator.kube.jobs import GROUP, RUN_ID, analysis_job, result_u
 from stagescreen_operator.observe import observe_store
 
 ANNOUNCED = f"{GROUP}/announced"
+ENDINGS = ("Succeeded", "Degraded", "Failed")  # phases announced as events
 STALL_MARGIN_S = 300  # beyond the longest running budget and the start-up overhead
 
 Announce = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
@@ -147,7 +148,8 @@ def reconcile(
             elif action.stage not in analyses:
                 announce("Normal", "StageAnalysing", f"stage {action.stage}: analysis started")
     for stage, count in started.items():
-        announce("Normal", "RunsStarted", f"stage {stage}: {count} runs started")
+        runs = "run" if count == 1 else "runs"
+        announce("Normal", "RunsStarted", f"stage {stage}: {count} {runs} started")
 
     phase: Phase = decision.phase
     message = decision.reason
@@ -173,8 +175,8 @@ def reconcile(
         now=now.isoformat(timespec="seconds"),
         reason="AnalysisFailed" if problems else None,
     )
-    if status.phase != previous.get("phase"):
-        kind = "Warning" if status.phase in ("Degraded", "Failed") else "Normal"
+    if status.phase != previous.get("phase") and status.phase in ENDINGS:
+        kind = "Normal" if status.phase == "Succeeded" else "Warning"
         announce(kind, f"Study{status.phase}", message or f"study is {status.phase}")
     return status.model_dump(mode="json", exclude_none=True)
 
