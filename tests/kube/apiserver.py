@@ -27,20 +27,24 @@ pins each fix to the API server's documented behaviour:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime
 import itertools
 import json
 import random
 import string
+import threading
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp.web
 import attrs
 import kmock
+import yaml
 from kmock._internal import enums, rendering
 
 Obj = dict[str, Any]
@@ -538,3 +542,50 @@ def _now() -> str:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, sort_keys=True)
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Running:
+    """A live API server: its URL, its handler and the loop it runs on."""
+
+    server: ApiServer
+    url: str
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        path.write_text(yaml.safe_dump(self.server.kubeconfig(self.url)))
+        return path
+
+
+@contextlib.contextmanager
+def serve(crd: Path) -> Iterator[Running]:
+    """An API server serving the built-in kinds and `crd`, from its own thread and event
+    loop, so blocking clients (the kubernetes client, kubectl, kopf's runner thread) can talk
+    to it from the caller's thread."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+    box: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with ApiServer() as server, kmock.Server(server) as http:
+            server.add_crd(yaml.safe_load(crd.read_text()))
+            box.update(server=server, url=str(http.url).rstrip("/"))
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        raise RuntimeError("the API server did not start")
+    try:
+        yield Running(box["server"], box["url"], loop)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)

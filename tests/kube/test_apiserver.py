@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import Running
+from apiserver import Running
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from agent import NodeAgent
-from conftest import Running
+from apiserver import Running
 from kopf.testing import KopfRunner
 from kubernetes import client, config
 from seaweed import S3Endpoint
@@ -235,12 +235,14 @@ FAILING = STUDY.replace(
 def test_failures_are_recorded_with_their_reasons_and_degrade_the_study(cluster: Cluster) -> None:
     """c02 and c04 (UNEMBEDDING_LR 500) diverge; c03's pods die on the node until the Job
     gives up; c01 is preempted mid-run and resumes from its checkpoint; the API refuses the
-    first two Job creations. More than maxFailedRuns (1) failed: Degraded, no more starts."""
+    first two Job creations (500) and two writes to the study (409). More than maxFailedRuns
+    (1) failed: Degraded, no more starts."""
     from stagescreen_operator.kube.jobs import job_name
 
     c01, c03 = (job_name("tiny", f"screen-{c}-30s-s1-cpu") for c in ("c01", "c03"))
     cluster.agent.crashing.add(c03)
     cluster.server.server.inject("create", "jobs", 500, times=2)
+    cluster.server.server.inject("update", PLURAL, 409, times=2)  # status patches refused
     text = FAILING.format(endpoint=cluster.s3.url, bucket=cluster.bucket)
     with operator() as running:
         cluster.custom.create_namespaced_custom_object(

@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from apiserver import Running
 from bad_specs import BROKEN, base, broken
-from conftest import Running
 from kopf.testing import KopfRunner
 from kubernetes import client, config
 from test_operator import GROUP, NAMESPACE, PLURAL, VERSION

@@ -58,6 +58,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.cluster = Cluster()
     memo.last = {}
     memo.locks = {}
+    memo.records = {}  # per study: run records read so far (they never change once written)
     port = os.environ.get("STAGESCREEN_WEBHOOK_PORT")
     if port:
         settings.admission.server = kopf.WebhookServer(
@@ -172,6 +173,7 @@ def _reconcile_once(
         now=now,
         announce=announce,
         settings=memo.settings,
+        records=memo.records.setdefault((namespace, meta.get("name")), {}),
     )
     if not _changes(previous, status):
         return {}

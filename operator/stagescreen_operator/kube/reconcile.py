@@ -104,8 +104,12 @@ def reconcile(
     now: datetime,
     announce: Announce,
     settings: Settings,
+    records: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Observe, decide and act once; the status to merge-patch onto the study."""
+    """Observe, decide and act once; the status to merge-patch onto the study.
+
+    `records` caches the study's run records between calls (a written record never changes),
+    so a reconcile reads from S3 only the records that are new."""
     name, spec = study.metadata.name, study.spec
     keys = StudyKeys(name)
     if not store.exists(keys.spec()):
@@ -115,7 +119,7 @@ def reconcile(
     active = frozenset(run_id for run_id, job in runs.items() if job.state == "active")
 
     def observe() -> tuple[Observed, Decision]:
-        stored = observe_store(store, study)
+        stored = observe_store(store, study, records)
         observed = replace(stored, running=active, interrupted=stored.interrupted - active)
         return observed, decide(spec, observed)
 
@@ -148,8 +152,8 @@ def reconcile(
             elif action.stage not in analyses:
                 announce("Normal", "StageAnalysing", f"stage {action.stage}: analysis started")
     for stage, count in started.items():
-        runs = "run" if count == 1 else "runs"
-        announce("Normal", "RunsStarted", f"stage {stage}: {count} {runs} started")
+        noun = "run" if count == 1 else "runs"
+        announce("Normal", "RunsStarted", f"stage {stage}: {count} {noun} started")
 
     phase: Phase = decision.phase
     message = decision.reason
