@@ -216,9 +216,8 @@ def main() -> None:
         by_kind: dict[str, int] = {}
         for request in writes:
             plural = request.resource.plural if request.resource else "?"
-            kind = (
-                f"{request.method.value} {plural}{'/status' if request.subresource == 'status' else ''}"
-            )
+            suffix = "/status" if request.subresource == "status" else ""
+            kind = f"{request.method.value} {plural}{suffix}"
             by_kind[kind] = by_kind.get(kind, 0) + 1
         print(
             f"| runs | parallelism | phase | apply to first {min(args.parallelism, runs)} "

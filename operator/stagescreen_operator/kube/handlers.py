@@ -100,7 +100,9 @@ def study_changed(
         raise kopf.PermanentError(status["message"])
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RECONCILE_S, initial_delay=RECONCILE_S)
+@kopf.timer(
+    GROUP, VERSION, PLURAL, interval=RECONCILE_S, initial_delay=RECONCILE_S, backoff=RECONCILE_S
+)
 def study_tick(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
