@@ -25,10 +25,12 @@ from seaweed import S3Endpoint
 from stagescreen.spec import parse_study
 from stagescreen.store import StudyKeys, open_store
 from stagescreen_operator.corpus import corpus_for
+from stagescreen_operator.kube.cluster import CALLS, CRD_CALLS, KOPF_CALLS
 
 GROUP, VERSION, PLURAL = "stagescreen.dev", "v1alpha1", "screeningstudies"
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "ml"
+TESTS, NODE = "stagescreen-tests", "node-agent"  # user agents: whose request is whose
 WAIT_S = 300  # a study of 8 tiny runs and 2 analyses takes about 30 s on 2 cores
 
 STUDY = """
@@ -96,6 +98,23 @@ class Cluster:
         answer = client.BatchV1Api(self.api).list_namespaced_job(NAMESPACE, _preload_content=False)
         return list(json.loads(answer.data)["items"])
 
+    def operator_calls(self) -> set[tuple[str, str, str]]:
+        """(API group, resource, verb) of every call the operator (kopf and ours) and its
+        analysis Jobs made: everything but the tests' and the node agent's own requests."""
+        verbs = {"list": "list", "watch": "watch", "fetch": "get", "create": "create",
+                 "update": "patch", "delete": "delete"}  # fmt: skip
+        calls = set()
+        for request in list(self.server.server):
+            if request.resource is None or request.resource.plural is None or not request.action:
+                continue  # discovery (/api, /apis): open to every authenticated client
+            if request.headers.get("User-Agent") in (TESTS, NODE):
+                continue
+            resource = request.resource.plural
+            if request.subresource:
+                resource += f"/{request.subresource}"
+            calls.add((request.resource.group, resource, verbs[request.action.value.lower()]))
+        return calls
+
     def job_creations(self) -> list[str]:
         """Names of every Job the API server created (a refused duplicate is not one)."""
         return self.server.server.created("jobs")
@@ -118,6 +137,9 @@ def cluster(
     for key, value in seaweedfs.env().items():
         monkeypatch.setenv(key, value)
     api = config.new_client_from_config(str(kubeconfig))
+    api.user_agent = TESTS
+    node = config.new_client_from_config(str(kubeconfig))
+    node.user_agent = NODE
     core = client.CoreV1Api(api)
     credentials = {
         "AWS_ACCESS_KEY_ID": seaweedfs.access_key,
@@ -134,7 +156,10 @@ def cluster(
     store = open_store(study.spec.storage.root(), endpoint_url=seaweedfs.url)
     corpus_for(study, store, 1024, say=lambda line: None)  # what `stagescreen run` leaves there
     agent = NodeAgent(
-        api, kubeconfig, tmp_path / "pods", extra_env={"STAGESCREEN_CACHE": str(tmp_path / "cache")}
+        node,
+        kubeconfig,
+        tmp_path / "pods",
+        extra_env={"STAGESCREEN_CACHE": str(tmp_path / "cache")},
     ).start()
     try:
         yield Cluster(api, apiserver, agent, seaweedfs, s3_bucket)
@@ -179,6 +204,8 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
         assert job["metadata"]["ownerReferences"][0]["name"] == "tiny"
     names = cluster.job_creations()
     assert len(names) == len(set(names)) == 8 + 2  # no Job created twice; two analyses
+    # Everything the operator did, the chart's RBAC allows (tests/chart compares the two).
+    assert cluster.operator_calls() <= CALLS | KOPF_CALLS | CRD_CALLS, cluster.operator_calls()
     store = open_store(f"s3://{cluster.bucket}/studies", endpoint_url=cluster.s3.url)
     keys = StudyKeys("tiny")
     records = [k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]
