@@ -13,6 +13,7 @@ os.environ.setdefault("STAGESCREEN_RECONCILE_S", "2")
 # validate handler is registered; each test's API server calls no webhook.
 os.environ.setdefault("STAGESCREEN_WEBHOOK_PORT", "18443")
 os.environ.setdefault("STAGESCREEN_WEBHOOK_INSECURE", "1")
+os.environ.setdefault("STAGESCREEN_METRICS_PORT", "18090")  # served once per test process
 
 from collections.abc import Iterator
 from pathlib import Path

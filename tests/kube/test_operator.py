@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from agent import NodeAgent
 from apiserver import Running
 from kopf.testing import KopfRunner
 from kubernetes import client, config
+from prometheus_client.parser import text_string_to_metric_families
 from seaweed import S3Endpoint
 
 from stagescreen.spec import parse_study
@@ -211,6 +213,7 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
     records = [k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]
     assert len(records) == 8
     assert store.exists(keys.report())
+    check_metrics(status)
     shown = kubectl(cluster, "get", "sstudy", "-n", NAMESPACE)
     described = kubectl(cluster, "describe", "sstudy", "tiny", "-n", NAMESPACE)
     print(f"$ kubectl get sstudy -n {NAMESPACE}\n{shown}")
@@ -234,6 +237,40 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "tiny")
         wait_for(lambda: not cluster.jobs(), "the study's Jobs deleted with it")
     assert len([k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]) == 8
+
+
+def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The operator's /metrics, as {(sample name, sorted labels): value}."""
+    port = os.environ["STAGESCREEN_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def check_metrics(status: dict[str, Any]) -> None:
+    """What /metrics says about the study is what happened to it."""
+    samples = scrape()
+    study = (("namespace", NAMESPACE), ("study", "tiny"))
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted((*study, *labels.items()))))]
+
+    for stage in ("screen", "confirm"):
+        assert value("stagescreen_runs", stage=stage, pool="cpu", status="succeeded") == 4
+        assert value("stagescreen_runs", stage=stage, pool="cpu", status="failed") == 0
+    assert value("stagescreen_study_phase", phase="Succeeded") == 1
+    assert value("stagescreen_study_phase", phase="Running") == 0
+    assert value("stagescreen_study_best", metric="val_bpb") == status["best"]["mean"]
+    assert value("stagescreen_stage_transitions_total", stage="screen", phase="Succeeded") >= 1
+    assert value("stagescreen_study_gpu_seconds", pool="cpu") == 0  # a CPU pool
+    assert samples[("stagescreen_run_duration_seconds_count", (("pool", "cpu"),))] >= 8
+    assert samples[("stagescreen_jobs_pending", (("namespace", NAMESPACE), ("pool", "cpu")))] == 0
+    assert any(name == "stagescreen_reconcile_duration_seconds_count" for name, _ in samples)
+    assert all("run_id" not in dict(labels) for _, labels in samples)  # bounded cardinality
 
 
 def kubectl(cluster: Cluster, *args: str) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 import kopf
 
 from stagescreen.spec import SpecError, parse_study
+from stagescreen_operator.kube import metrics
 from stagescreen_operator.kube.admission import admission_problems
 from stagescreen_operator.kube.cluster import GROUP, PLURAL, VERSION, Cluster, load_config
 from stagescreen_operator.kube.reconcile import Settings, reconcile
@@ -59,6 +60,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.last = {}
     memo.locks = {}
     memo.records = {}  # per study: run records read so far (they never change once written)
+    if os.environ.get("STAGESCREEN_METRICS_PORT"):
+        metrics.serve(int(os.environ["STAGESCREEN_METRICS_PORT"]))
     port = os.environ.get("STAGESCREEN_WEBHOOK_PORT")
     if port:
         settings.admission.server = kopf.WebhookServer(
@@ -94,7 +97,7 @@ def study_changed(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     """Reconcile now; a bad spec is a permanent error (retrying cannot fix it)."""
-    status = _reconcile(body, memo, logger)
+    status = _reconcile(body, memo, logger, "study_changed")
     patch.status.update(status)
     if status.get("phase") == "Failed" and status.get("message", "").startswith("invalid spec"):
         raise kopf.PermanentError(status["message"])
@@ -109,7 +112,7 @@ def study_tick(
     """Progress, stall detection, and anything a missed event left behind."""
     if (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return
-    patch.status.update(_reconcile(body, memo, logger))
+    patch.status.update(_reconcile(body, memo, logger, "study_tick"))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={OWNED[0]: OWNED[1]})
@@ -129,18 +132,27 @@ def job_changed(
         return
     cluster: Cluster = memo.cluster
     current = cluster.study(namespace, study)
-    status = _reconcile(current, memo, logger)
+    status = _reconcile(current, memo, logger, "job_changed")
     cluster.patch_status(namespace, study, status)
 
 
-def _reconcile(body: Mapping[str, Any], memo: kopf.Memo, logger: kopf.Logger) -> dict[str, Any]:
+def _reconcile(
+    body: Mapping[str, Any], memo: kopf.Memo, logger: kopf.Logger, handler: str
+) -> dict[str, Any]:
     """The status to patch after one reconcile (or after finding the spec invalid); one
     reconcile of a study at a time (the timer, a Job event and a spec change may coincide)."""
     meta = body.get("metadata") or {}
     namespace, name = meta.get("namespace") or "default", meta.get("name")
-    with memo.locks.setdefault((namespace, name), threading.Lock()):
+    with (
+        memo.locks.setdefault((namespace, name), threading.Lock()),
+        metrics.LATENCY.labels(handler=handler).time(),
+    ):
         memo.last[(namespace, name)] = time.monotonic()
-        return _reconcile_once(body, meta, namespace, memo, logger)
+        try:
+            return _reconcile_once(body, meta, namespace, memo, logger)
+        except Exception:
+            metrics.ERRORS.labels(handler=handler).inc()
+            raise
 
 
 def _reconcile_once(

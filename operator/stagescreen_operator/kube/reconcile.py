@@ -30,6 +30,7 @@ from stagescreen.status import Phase, StatusCondition, study_conditions, study_s
 from stagescreen.store import RESULT, Store, StudyKeys
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 from stagescreen_operator.corpus import corpus_uris
+from stagescreen_operator.kube import metrics
 from stagescreen_operator.kube.cluster import Cluster
 from stagescreen_operator.kube.jobs import GROUP, RUN_ID, analysis_job, result_uri, run_job
 from stagescreen_operator.observe import observe_store
@@ -123,6 +124,7 @@ def reconcile(
         observed = replace(stored, running=active, interrupted=stored.interrupted - active)
         return observed, decide(spec, observed)
 
+    known = set(records or {})
     observed, decision = observe()
     if _record_lost_runs(study, runs, observed.records, decision, store, now, announce):
         observed, decision = observe()
@@ -179,10 +181,34 @@ def reconcile(
         now=now.isoformat(timespec="seconds"),
         reason="AnalysisFailed" if problems else None,
     )
+    active_runs = [decision.run(run_id) for run_id in active]
+    metrics.record_study(
+        namespace,
+        spec,
+        status,
+        decision.results,
+        observed.records,
+        set(observed.records) - known,
+        pending_by_pool=_pending(jobs, decision),
+        longest_running_s=max((run.budget_s for run in active_runs if run), default=0),
+        failed_analyses=[stage for stage, job in analyses.items() if job.state == "failed"],
+        study=name,
+    )
     if status.phase != previous.get("phase") and status.phase in ENDINGS:
         kind = "Normal" if status.phase == "Succeeded" else "Warning"
         announce(kind, f"Study{status.phase}", message or f"study is {status.phase}")
     return status.model_dump(mode="json", exclude_none=True)
+
+
+def _pending(jobs: list[JobState], decision: Decision) -> dict[str, int]:
+    """Run Jobs created but not started (suspended for Kueue, or no node can take them), by
+    pool; every pool of the study appears, so a gauge falls back to zero."""
+    out = dict.fromkeys({run.pool for run in decision.planned}, 0)
+    for job in jobs:
+        run = decision.run(job.run_id) if job.run_id else None
+        if run is not None and job.state == "active" and not job.started:
+            out[run.pool] = out.get(run.pool, 0) + 1
+    return out
 
 
 def _record_lost_runs(

@@ -1,0 +1,129 @@
+"""The operator's Prometheus metrics, served on STAGESCREEN_METRICS_PORT (/metrics).
+
+Every value is set from what a reconcile observed (the results table, the study's Jobs, the
+status it builds), so a restarted operator reports the same gauges after its first pass;
+counters and the duration histogram start again from zero, as Prometheus expects of a new
+process. Labels are bounded: namespace, study, stage, pool, status, phase, handler; never a
+run id. The alerts in charts/stagescreen/files/alerts.yaml are written against these names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from stagescreen.runstatus import TERMINAL, RunStatus
+from stagescreen.spec import StudySpec
+from stagescreen.status import Phase, StudyStatus
+
+PHASES: tuple[Phase, ...] = ("Pending", "Running", "Analyzing", "Succeeded", "Degraded", "Failed")
+STUDY = ("namespace", "study")
+
+RUNS = Gauge("stagescreen_runs", "Planned runs by state.", [*STUDY, "stage", "pool", "status"])
+RUN_SECONDS = Histogram(
+    "stagescreen_run_duration_seconds",
+    "Wall time of ended runs (start-up, training, evaluation).",
+    ["pool"],
+    buckets=(30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400, 172800),
+)
+GPU_SECONDS = Gauge(
+    "stagescreen_study_gpu_seconds", "GPU-seconds spent by ended runs.", [*STUDY, "pool"]
+)
+GPU_HOURS_LIMIT = Gauge("stagescreen_study_gpu_hours_limit", "The study's maxGpuHours.", STUDY)
+TRANSITIONS = Counter(
+    "stagescreen_stage_transitions_total", "Stages entering a phase.", [*STUDY, "stage", "phase"]
+)
+BEST = Gauge(
+    "stagescreen_study_best", "Mean metric of the study's best condition.", [*STUDY, "metric"]
+)
+LAST_PROGRESS = Gauge(
+    "stagescreen_study_last_progress_timestamp_seconds", "When the study's last run ended.", STUDY
+)
+LONGEST_RUNNING = Gauge(
+    "stagescreen_study_longest_running_budget_seconds",
+    "The longest budget among the study's running runs.",
+    STUDY,
+)
+PHASE = Gauge("stagescreen_study_phase", "1 for the study's current phase.", [*STUDY, "phase"])
+PENDING = Gauge(
+    "stagescreen_jobs_pending",
+    "Run Jobs created but not started (no capacity, queued).",
+    ["namespace", "pool"],
+)
+ANALYSIS_FAILED = Gauge(
+    "stagescreen_analysis_failed",
+    "1 when a stage's analysis Job failed for good.",
+    [*STUDY, "stage"],
+)
+ERRORS = Counter("stagescreen_reconcile_errors_total", "Reconciles that raised.", ["handler"])
+LATENCY = Histogram(
+    "stagescreen_reconcile_duration_seconds", "Time one reconcile takes.", ["handler"]
+)
+LAST_RECONCILE = Gauge(
+    "stagescreen_last_reconcile_timestamp_seconds", "When the operator last reconciled a study."
+)
+
+_serving: list[int] = []
+_phases: dict[tuple[str, str, str], str] = {}  # the stage phases this process last counted
+
+
+def serve(port: int) -> None:
+    """Start the /metrics endpoint once per process."""
+    if not _serving:
+        start_http_server(port)
+        _serving.append(port)
+
+
+def record_study(
+    namespace: str,
+    spec: StudySpec,
+    status: StudyStatus,
+    results: pd.DataFrame,
+    records: Mapping[str, Mapping[str, Any]],
+    new: Iterable[str],
+    pending_by_pool: Mapping[str, int],
+    longest_running_s: float,
+    failed_analyses: Iterable[str],
+    study: str,
+) -> None:
+    """Set every metric of one study from one reconcile's observations."""
+    labels = {"namespace": namespace, "study": study}
+    for record in (records[run_id] for run_id in new):
+        if record.get("status") in {str(s) for s in TERMINAL} and record.get("wall_s"):
+            RUN_SECONDS.labels(pool=str(record.get("pool"))).observe(float(record["wall_s"]))
+    if not results.empty:
+        counts = results.groupby(["stage", "pool", "status"]).size()
+        for stage in spec.stages:
+            for pool in {str(p) for p in results.loc[results["stage"] == stage.name, "pool"]}:
+                for state in RunStatus:
+                    value = int(counts.get((stage.name, pool, str(state)), 0))
+                    RUNS.labels(**labels, stage=stage.name, pool=pool, status=str(state)).set(value)
+    for pool, seconds in status.gpu_seconds.items():
+        GPU_SECONDS.labels(**labels, pool=pool).set(seconds)
+    if spec.limits.max_gpu_hours is not None:
+        GPU_HOURS_LIMIT.labels(**labels).set(spec.limits.max_gpu_hours)
+    for name, now in status.stages.items():
+        key = (namespace, study, name)
+        if _phases.get(key) != now.phase:  # a phase this process has not counted yet
+            _phases[key] = now.phase
+            TRANSITIONS.labels(**labels, stage=name, phase=now.phase).inc()
+    if status.best is not None:
+        BEST.labels(**labels, metric=spec.metric.name).set(status.best.mean)
+    for phase in PHASES:
+        PHASE.labels(**labels, phase=phase).set(1 if phase == status.phase else 0)
+    for pool, count in pending_by_pool.items():
+        PENDING.labels(namespace=namespace, pool=pool).set(count)
+    LONGEST_RUNNING.labels(**labels).set(longest_running_s)
+    failed = set(failed_analyses)
+    for stage in spec.stages:
+        ANALYSIS_FAILED.labels(**labels, stage=stage.name).set(1 if stage.name in failed else 0)
+    ended = [
+        pd.Timestamp(r["finished_at"]).timestamp() for r in records.values() if r.get("finished_at")
+    ]
+    if ended:
+        LAST_PROGRESS.labels(**labels).set(max(ended))
+    LAST_RECONCILE.set(time.time())
