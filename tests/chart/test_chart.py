@@ -140,3 +140,16 @@ def test_the_dashboard_and_the_alerts_ship_as_they_are_tested() -> None:
     assert rule["spec"] == yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
     dashboard = next(doc for doc in documents if doc["kind"] == "ConfigMap")
     assert json.loads(dashboard["data"]["stagescreen.json"])["title"] == "StageScreen"
+
+
+def test_the_cluster_pools_reach_the_operator() -> None:
+    deployment = next(
+        doc
+        for doc in render("--set", "pools[0].name=a100", "--set", "pools[0].queueName=gpus")
+        if doc["kind"] == "Deployment"
+    )
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert json.loads(env["STAGESCREEN_POOLS"]) == [{"name": "a100", "queueName": "gpus"}]

@@ -58,3 +58,19 @@ def test_limits_and_stages_not_started_may_change() -> None:
     new["spec"]["limits"] = {"parallelism": 8, "maxFailedRuns": 5, "maxGpuHours": 10}
     new["spec"]["stages"][1]["seeds"] = [1, 2, 3]
     assert admission_problems(new, old) == []
+
+
+def test_a_study_pool_takes_what_it_leaves_unset_from_the_cluster_pool() -> None:
+    from stagescreen.spec import parse_study
+    from stagescreen_operator.kube.pools import cluster_pools, with_cluster_pools
+
+    cluster = cluster_pools(
+        '[{"name": "cpu", "nodeSelector": {"pool": "cluster"}, "queueName": "q", "gpus": 4},'
+        ' {"name": "other", "gpus": 8}]'
+    )
+    study = parse_study(base())  # its pool cpu sets gpus: 0 and nodeSelector {pool: cpu}
+    pool = with_cluster_pools(study, cluster).spec.pools[0]
+    assert pool.node_selector == {"pool": "cpu"}  # the study's own wins
+    assert pool.gpus == 0
+    assert pool.queue_name == "q"  # the study left it unset
+    assert [p.name for p in with_cluster_pools(study, cluster).spec.pools] == ["cpu"]

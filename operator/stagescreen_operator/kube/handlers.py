@@ -13,7 +13,8 @@ validating admission webhook (`admit`, path /study) with STAGESCREEN_WEBHOOK_CER
 
 Configuration comes from the environment (the chart sets it; `stagescreen operator` flags
 too): STAGESCREEN_ANALYSIS_IMAGE, STAGESCREEN_ANALYSIS_SERVICE_ACCOUNT, STAGESCREEN_VOCAB,
-STAGESCREEN_RECONCILE_S, STAGESCREEN_WEBHOOK_*; S3 credentials as AWS_* variables.
+STAGESCREEN_RECONCILE_S, STAGESCREEN_POOLS (the cluster's pools, JSON), STAGESCREEN_WEBHOOK_*;
+S3 credentials as AWS_* variables.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from stagescreen.spec import SpecError, parse_study
 from stagescreen_operator.kube import metrics
 from stagescreen_operator.kube.admission import admission_problems
 from stagescreen_operator.kube.cluster import GROUP, PLURAL, VERSION, Cluster, load_config
+from stagescreen_operator.kube.pools import cluster_pools
 from stagescreen_operator.kube.reconcile import Settings, reconcile
 from stagescreen_operator.observe import study_store
 
@@ -54,6 +56,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
             "STAGESCREEN_ANALYSIS_SERVICE_ACCOUNT", Settings.analysis_service_account
         ),
         vocab=int(os.environ.get("STAGESCREEN_VOCAB", Settings.vocab)),
+        pools=cluster_pools(os.environ.get("STAGESCREEN_POOLS")),
     )
     load_config()
     memo.cluster = Cluster()

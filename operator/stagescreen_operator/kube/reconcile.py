@@ -24,7 +24,7 @@ from typing import Any
 from stagescreen.publish import publish_spec, read_outcomes
 from stagescreen.records import failure_record
 from stagescreen.runstatus import RunStatus
-from stagescreen.spec import Study
+from stagescreen.spec import Pool, Study
 from stagescreen.stages import RUN_OVERHEAD_S
 from stagescreen.status import Phase, StatusCondition, study_conditions, study_status
 from stagescreen.store import RESULT, Store, StudyKeys
@@ -33,6 +33,7 @@ from stagescreen_operator.corpus import corpus_uris
 from stagescreen_operator.kube import metrics
 from stagescreen_operator.kube.cluster import Cluster
 from stagescreen_operator.kube.jobs import GROUP, RUN_ID, analysis_job, result_uri, run_job
+from stagescreen_operator.kube.pools import with_cluster_pools
 from stagescreen_operator.observe import observe_store
 
 ANNOUNCED = f"{GROUP}/announced"
@@ -49,6 +50,7 @@ class Settings:
     analysis_image: str = "stagescreen-operator:dev"
     analysis_service_account: str = "stagescreen-analysis"
     vocab: int = 1024  # of the prepared corpus, when a spec names none
+    pools: tuple[Pool, ...] = ()  # the cluster's pools (chart value `pools`)
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,12 @@ def reconcile(
     settings: Settings,
     records: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Observe, decide and act once; the status to merge-patch onto the study.
+    """Observe, decide and act once; the status to merge-patch onto the study; its pools are
+    completed from the cluster's (`Settings.pools`) before anything is built.
 
     `records` caches the study's run records between calls (a written record never changes),
     so a reconcile reads from S3 only the records that are new."""
+    study = with_cluster_pools(study, settings.pools)
     name, spec = study.metadata.name, study.spec
     keys = StudyKeys(name)
     if not store.exists(keys.spec()):
