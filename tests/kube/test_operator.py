@@ -79,6 +79,13 @@ class Cluster:
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
+    def apply(self, template: str) -> None:
+        """Create the study of `template` (STUDY, FAILING) on this cluster's S3 bucket."""
+        text = template.format(endpoint=self.s3.url, bucket=self.bucket)
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, yaml.safe_load(text)
+        )
+
     def study(self, name: str = "tiny") -> dict[str, Any]:
         return dict(
             self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
@@ -180,13 +187,7 @@ def operator() -> KopfRunner:
 @pytest.mark.slow
 def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> None:
     with operator() as running:
-        cluster.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            PLURAL,
-            yaml.safe_load(study_text(cluster.s3, cluster.bucket)),
-        )
+        cluster.apply(STUDY)
         status = cluster.wait("tiny", {"Succeeded", "Failed", "Degraded"})
     assert running.exception is None, running.output
     assert status["phase"] == "Succeeded", status
@@ -307,15 +308,17 @@ def test_failures_are_recorded_with_their_reasons_and_degrade_the_study(cluster:
     cluster.agent.crashing.add(c03)
     cluster.server.server.inject("create", "jobs", 500, times=2)
     cluster.server.server.inject("update", PLURAL, 409, times=2)  # status patches refused
-    text = FAILING.format(endpoint=cluster.s3.url, bucket=cluster.bucket)
     with operator() as running:
-        cluster.custom.create_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, PLURAL, yaml.safe_load(text)
-        )
+        cluster.apply(FAILING)
         wait_for(lambda: "step 0" in _text(cluster.agent.log_of(c01)), "c01 training")
         assert cluster.agent.preempt(c01)
-        status = cluster.wait("tiny", {"Degraded", "Failed", "Succeeded"})
+        cluster.wait("tiny", {"Degraded", "Failed", "Succeeded"})  # from 2 failures on
         wait_for(lambda: len(runs_ended(cluster)) == 4, "all screen runs recorded")
+        wait_for(
+            lambda: "3 runs" in (cluster.study().get("status") or {}).get("message", ""),
+            "the third failure counted",
+        )
+        status = cluster.study()["status"]
     assert running.exception is None, running.output
     assert status["phase"] == "Degraded", status
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
@@ -377,13 +380,7 @@ def test_an_operator_restarted_mid_study_finishes_it_with_the_same_runs(
     cluster: Cluster, stop_when: Any
 ) -> None:
     with operator() as first:
-        cluster.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            PLURAL,
-            yaml.safe_load(study_text(cluster.s3, cluster.bucket)),
-        )
+        cluster.apply(STUDY)
         wait_for(lambda: stop_when(cluster), stop_when.__name__)
     assert first.exception is None, first.output
     with operator() as second:  # the Jobs ran on while no operator was there
