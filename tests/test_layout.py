@@ -1,4 +1,5 @@
-"""The import rules of DESIGN.md: the core stays free of controller, cluster and torch code."""
+"""The import rules of docs/architecture.md: the core stays free of controller, cluster and
+torch code; the controller stays pure."""
 
 from __future__ import annotations
 
@@ -40,3 +41,21 @@ def test_core_imports_no_controller_cluster_or_torch() -> None:
 def test_trainer_imports_nothing_of_ours() -> None:
     found = imported_roots(ROOT / "trainer-image" / "stagescreen_trainer")
     assert {"stagescreen", "stagescreen_operator"} & found.keys() == set()
+
+
+def test_the_controller_is_pure() -> None:
+    """decide() gets everything it knows from its arguments: no store, clock, process or API."""
+    tree = ast.parse((ROOT / "operator" / "stagescreen_operator" / "controller.py").read_text())
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+    impure = {"time", "datetime", "subprocess", "kopf", "kubernetes", "boto3", "stagescreen.store"}
+    assert {m for m in modules if m in impure or m.split(".")[0] in impure} == set()
+
+
+def test_the_local_executor_knows_nothing_of_kubernetes() -> None:
+    found = imported_roots(ROOT / "operator" / "stagescreen_operator" / "local")
+    assert {"kopf", "kubernetes"} & found.keys() == set()

@@ -3,7 +3,7 @@
 A pure function of the spec, the planned run and where the study's records live; the local
 executor passes it to a subprocess and the Kubernetes Job builder to a container, so a run
 gets the same variables wherever it runs. The trainer reads every hyperparameter by name
-(DESIGN.md, run contract) and passes the identity variables through into its record.
+(docs/architecture.md, run contract) and passes the identity variables through into its record.
 """
 
 from __future__ import annotations

@@ -341,7 +341,7 @@ def _promoted(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> list[dict
 
 
 def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: str) -> StageOutcome:
-    """The outcome record of one stage from every result so far (DESIGN.md storage)."""
+    """The outcome record of one stage from every result so far (docs/architecture.md "Storage")."""
     plan = planning.plan_stage(spec, stage, results)
     rows = _stage_rows(results, stage)
     metric = spec.metric.name

@@ -1,6 +1,6 @@
 """Writing a stage's records to storage: results table, outcome, manifest, spec.
 
-The one place where analysis meets the store (DESIGN.md "Storage"), shared by the analysis
+The one place where analysis meets the store (docs/architecture.md "Storage"), shared by the analysis
 Job, the local executor and `stagescreen simulate`; everything it writes is computed by the
 pure `stagescreen.outcome` functions.
 """

@@ -75,7 +75,7 @@ class PlannedRun:
     batch: int | None = None
 
     def to_row(self) -> dict[str, Any]:
-        """The run's identity columns of the results table (DESIGN.md run record)."""
+        """The run's identity columns of the results table (docs/architecture.md, run contract)."""
         return {
             "stage": self.stage,
             "run_id": self.run_id,

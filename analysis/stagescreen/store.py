@@ -1,4 +1,4 @@
-"""Result store: one key space over a local directory or an S3 bucket (DESIGN.md "Storage").
+"""Result store: one key space over a local directory or an S3 bucket (docs/architecture.md "Storage").
 
 Everything a study produces (spec, per-run results and curves, stage outcomes, reports, the
 manifest) lives under the same relative keys in both backends, so the operator, the analysis
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 # Local writes go to a hidden sibling first; listing skips such names and keys may not use them.
 TEMP_PREFIX = ".stagescreen-tmp-"
 
-# Object names inside a run's and a stage's folder (DESIGN.md "Storage").
+# Object names inside a run's and a stage's folder (docs/architecture.md "Storage").
 SPEC = "spec.yaml"
 MANIFEST = "manifest.json"
 RESULT = "result.json"

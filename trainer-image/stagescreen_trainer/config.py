@@ -1,6 +1,6 @@
 """Run configuration: every hyperparameter and run setting, read from the environment or flags.
 
-The run contract (DESIGN.md) says every hyperparameter is an environment variable named exactly
+The run contract (docs/architecture.md) says every hyperparameter is an environment variable named exactly
 like the factor in a study spec (DEPTH, MATRIX_LR, ...), each also a CLI flag. One table below
 declares each variable once: its type, default and meaning; `--help`, parsing and the record's
 `hyperparameters` block all come from it. Defaults are the paper's frozen reference recipe
