@@ -78,3 +78,18 @@ def test_invalid_study_exits_2_before_writing(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"{study}: spec.stages[1].seeds" in result.stderr
     assert not out.exists()
+
+
+def test_a_negative_noise_is_refused_where_it_enters(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["simulate", str(QUICKSTART), "--noise", "-1", "--out", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 2 and "--noise" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_version_answers_before_any_command() -> None:
+    from stagescreen import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"stagescreen {__version__}\n"

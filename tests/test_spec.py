@@ -261,6 +261,11 @@ DELETE = object()
             "spec.stages[0].seeds[2]: duplicate seed 1",
         ),
         (
+            "spec.stages.0.seeds",
+            [-1, 2],
+            "spec.stages[0].seeds[0]: seeds are RUN_SEED values >= 0 (got -1)",
+        ),
+        (
             "spec.stages.2.pools",
             ["a100", "h100"],
             "spec.stages[2].pools[1]: no pool named 'h100' (declared: a100, l40s)",

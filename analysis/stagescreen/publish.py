@@ -1,7 +1,7 @@
 """Writing a stage's records to storage: results table, outcome, manifest, spec.
 
-The one place where analysis meets the store (docs/architecture.md "Storage"), shared by the analysis
-Job, the local executor and `stagescreen simulate`; everything it writes is computed by the
+The one place where analysis meets the store (docs/architecture.md "Storage"), shared by the
+analysis Job, the local executor and `stagescreen simulate`; everything it writes is computed by the
 pure `stagescreen.outcome` functions.
 """
 

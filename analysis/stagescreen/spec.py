@@ -525,7 +525,9 @@ class Stage(_Model):
                     )
                 )
         for index, seed in enumerate(self.seeds):
-            if seed in self.seeds[:index]:
+            if seed < 0:
+                problems.append((f"seeds[{index}]", f"seeds are RUN_SEED values >= 0 (got {seed})"))
+            elif seed in self.seeds[:index]:
                 problems.append((f"seeds[{index}]", f"duplicate seed {seed}"))
         for field, kinds in _KIND_FIELDS.items():
             default = Stage.model_fields[field].get_default(call_default_factory=True)

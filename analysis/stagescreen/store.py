@@ -1,4 +1,6 @@
-"""Result store: one key space over a local directory or an S3 bucket (docs/architecture.md "Storage").
+"""Result store: one key space over a local directory or an S3 bucket.
+
+The keys are those of docs/architecture.md, "Storage".
 
 Everything a study produces (spec, per-run results and curves, stage outcomes, reports, the
 manifest) lives under the same relative keys in both backends, so the operator, the analysis

@@ -263,6 +263,10 @@ def test_missing_shards_fail_with_a_record_naming_data_uri(
     record = read_record(tmp_path / "out")
     assert record["status"] == "failed" and record["steps"] == 0
     assert f"DATA_URI={str(empty)!r}" in record["reason"] and "need at least 2" in record["reason"]
+    # The console gets the one-line reason; the traceback goes to log.txt only.
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"failed: {record['reason']}"
+    assert "Traceback" in (tmp_path / "out" / "log.txt").read_text()
 
 
 @pytest.mark.skipif(

@@ -1,11 +1,11 @@
 """Run configuration: every hyperparameter and run setting, read from the environment or flags.
 
-The run contract (docs/architecture.md) says every hyperparameter is an environment variable named exactly
-like the factor in a study spec (DEPTH, MATRIX_LR, ...), each also a CLI flag. One table below
-declares each variable once: its type, default and meaning; `--help`, parsing and the record's
-`hyperparameters` block all come from it. Defaults are the paper's frozen reference recipe
-(the public autoresearch `train.py`): depth 8, aspect 64, head 128, 2048 context, 2^19-token
-steps, 5-minute budget.
+The run contract (docs/architecture.md) says every hyperparameter is an environment variable
+named exactly like the factor in a study spec (DEPTH, MATRIX_LR, ...), each also a CLI flag.
+One table below declares each variable once: its type, default and meaning; `--help`,
+parsing and the record's `hyperparameters` block all come from it. Defaults are the paper's
+frozen reference recipe (the public autoresearch `train.py`): depth 8, aspect 64, head 128,
+2048 context, 2^19-token steps, 5-minute budget.
 
 Validation happens before any work and names the variable, the value and what is accepted,
 because a screening study launches hundreds of Jobs and a typo must fail in seconds.

@@ -135,11 +135,13 @@ class Interrupted(RuntimeError):
 class Log:
     lines: list[str] = field(default_factory=list)
 
-    def __call__(self, message: str) -> None:
+    def __call__(self, message: str, *, echo: bool = True) -> None:
+        """Keep `message` for log.txt and, unless `echo` is off, print it."""
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
         for line in message.splitlines() or [""]:
             self.lines.append(f"{stamp} {line}")
-            print(line, flush=True)
+            if echo:
+                print(line, flush=True)
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -660,7 +662,7 @@ def execute(run: Run) -> int:
     except Diverged as error:
         status, reason, code = "diverged", str(error), EXIT_DIVERGED
     except Exception as error:  # any other ending is still recorded, with its reason
-        log(traceback.format_exc())
+        log(traceback.format_exc(), echo=False)  # log.txt keeps it; the console gets the reason
         first_line = (str(error).strip().splitlines() or [""])[0]
         if out_of_memory(error):
             status, reason, code = "failed", f"out of memory: {first_line}", EXIT_FAILED

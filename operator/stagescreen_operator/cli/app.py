@@ -21,6 +21,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from stagescreen import __version__
+
+        typer.echo(f"stagescreen {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
-    """Keep `stagescreen` a command group even while it has a single command."""
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the StageScreen version and exit.",
+    ),
+) -> None:
+    """Keep `stagescreen` a command group; `--version` answers before any command."""

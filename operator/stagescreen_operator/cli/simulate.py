@@ -30,7 +30,9 @@ def simulate(
             ),
         ),
     ] = None,
-    noise: Annotated[float, typer.Option(help="Run-to-run noise sd of the metric.")] = 0.004,
+    noise: Annotated[
+        float, typer.Option(min=0, help="Run-to-run noise sd of the metric (>= 0).")
+    ] = 0.004,
     seed_sd: Annotated[float, typer.Option(help="Noise sd shared by runs of one seed.")] = 0.002,
     relaxation: Annotated[
         float, typer.Option(help="Effects shrink as (reference/budget)^relaxation.")
