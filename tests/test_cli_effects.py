@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -316,3 +317,35 @@ def test_generators_that_do_not_fit_the_factors_exit_2(tmp_path: Path) -> None:
     )
     assert done.exit_code == 2
     assert "--generators 'F=ABCD'" in done.output
+
+
+def test_a_header_only_csv_says_it_has_no_rows(tmp_path: Path) -> None:
+    empty = tmp_path / "results.csv"
+    empty.write_text("A,B,val_bpb\n")
+    result = run(str(empty), "--response", "val_bpb", "--factors", "A,B")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: RESULTS {str(empty)!r}: no rows (only a header)"
+
+
+@pytest.mark.integration
+def test_results_are_read_from_an_s3_uri_as_given(
+    screen_csv: Path, seaweedfs: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in seaweedfs.env().items():
+        monkeypatch.setenv(key, value)
+    seaweedfs.client().put_object(
+        Bucket=s3_bucket, Key="x/results.csv", Body=screen_csv.read_bytes()
+    )
+    local = run(str(screen_csv), "--response", "val_bpb", "--factors", "A,B,C,D,E", "--json")
+    remote = run(
+        f"s3://{s3_bucket}/x/results.csv",
+        "--response",
+        "val_bpb",
+        "--factors",
+        "A,B,C,D,E",
+        "--json",
+    )
+    assert remote.exit_code == 0, remote.output
+    assert remote.stdout == local.stdout
+    missing = run(f"s3://{s3_bucket}/x/none.csv", "--response", "val_bpb", "--factors", "A")
+    assert missing.exit_code == 2 and "no such object" in missing.stderr

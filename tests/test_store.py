@@ -307,3 +307,35 @@ def test_study_keys_follow_the_design_layout(build: Callable[[StudyKeys], str], 
 def test_study_keys_refuse_parts_that_escape_their_folder(build: Callable[[], str]) -> None:
     with pytest.raises(InvalidKey):
         build()
+
+
+def test_s3_without_credentials_or_server_is_one_line_saying_what_to_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+    from botocore.config import Config
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    fresh = boto3.session.Session()  # the default session may hold credentials found earlier
+    anonymous = fresh.client("s3", endpoint_url="http://127.0.0.1:9", region_name="us-east-1")
+    with pytest.raises(
+        StoreError,
+        match=r"no S3 credentials for s3://b/p at http://127.0.0.1:9: set AWS_ACCESS_KEY_ID",
+    ):
+        S3Store("b", "p", anonymous).get_bytes("k")
+    unreachable = boto3.client(
+        "s3",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2),
+    )
+    with pytest.raises(
+        StoreError,
+        match=r"cannot reach the S3 endpoint http://127.0.0.1:9 for s3://b/p: check AWS_",
+    ):
+        S3Store("b", "p", unreachable).list()

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -236,26 +237,22 @@ class S3Store(Store):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         name = self._name(check_key(key))
-        self._call(self.client.put_object, Bucket=self.bucket, Key=name, Body=data)
+        with self._errors():
+            self.client.put_object(Bucket=self.bucket, Key=name, Body=data)
 
     def get_bytes(self, key: str) -> bytes:
         name = self._name(check_key(key))
-        try:
+        with self._errors(key):
             response = self.client.get_object(Bucket=self.bucket, Key=name)
-        except botocore.exceptions.ClientError as error:
-            if _code(error) in ("NoSuchKey", "404"):
-                raise MissingKey(key, self.uri(key)) from None
-            raise self._explain(error) from error
         return response["Body"].read()
 
     def exists(self, key: str) -> bool:
         name = self._name(check_key(key))
         try:
-            self.client.head_object(Bucket=self.bucket, Key=name)
-        except botocore.exceptions.ClientError as error:
-            if _code(error) in ("NoSuchKey", "404"):
-                return False
-            raise self._explain(error) from error
+            with self._errors(key):
+                self.client.head_object(Bucket=self.bucket, Key=name)
+        except MissingKey:
+            return False
         return True
 
     def list(self, prefix: str = "") -> list[str]:
@@ -263,30 +260,41 @@ class S3Store(Store):
         start = len(self._name(""))
         paginator = self.client.get_paginator("list_objects_v2")
         keys: list[str] = []
-        try:
+        with self._errors():
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._name(prefix)):
                 keys.extend(item["Key"][start:] for item in page.get("Contents", []))
-        except botocore.exceptions.ClientError as error:
-            raise self._explain(error) from error
         return sorted(keys)
 
     def delete(self, key: str) -> None:
         name = self._name(check_key(key))
-        self._call(self.client.delete_object, Bucket=self.bucket, Key=name)
+        with self._errors():
+            self.client.delete_object(Bucket=self.bucket, Key=name)
 
-    def _call(self, operation: Any, **arguments: Any) -> None:
-        try:
-            operation(**arguments)
-        except botocore.exceptions.ClientError as error:
-            raise self._explain(error) from error
-
-    def _explain(self, error: botocore.exceptions.ClientError) -> StoreError:
-        """Name the bucket and endpoint: most S3 failures here are configuration mistakes."""
+    @contextlib.contextmanager
+    def _errors(self, key: str | None = None) -> Iterator[None]:
+        """botocore's errors as one StoreError line naming the bucket, the endpoint and what
+        to set; a missing `key` as MissingKey. Most S3 failures here are configuration."""
+        where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         endpoint = self.client.meta.endpoint_url
-        message = error.response.get("Error", {}).get("Message", str(error))
-        return StoreError(
-            f"S3 {_code(error)} for s3://{self.bucket}/{self.prefix} at {endpoint}: {message}"
-        )
+        try:
+            yield
+        except botocore.exceptions.ClientError as error:
+            if key is not None and _code(error) in ("NoSuchKey", "404"):
+                raise MissingKey(key, self.uri(key)) from None
+            message = error.response.get("Error", {}).get("Message", str(error))
+            raise StoreError(f"S3 {_code(error)} for {where} at {endpoint}: {message}") from None
+        except botocore.exceptions.NoCredentialsError:
+            raise StoreError(
+                f"no S3 credentials for {where} at {endpoint}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (on a cluster, the spec's storage.s3.secretRef)"
+            ) from None
+        except botocore.exceptions.EndpointConnectionError:
+            raise StoreError(
+                f"cannot reach the S3 endpoint {endpoint} for {where}: check AWS_ENDPOINT_URL, "
+                "--endpoint-url or the spec's storage.s3.endpoint"
+            ) from None
+        except botocore.exceptions.BotoCoreError as error:
+            raise StoreError(f"S3 {where} at {endpoint}: {error}") from None
 
 
 def _code(error: botocore.exceptions.ClientError) -> str:

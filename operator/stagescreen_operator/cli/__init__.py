@@ -6,6 +6,8 @@ each imports the heavy parts of the core inside its function so `--help` stays f
 
 from __future__ import annotations
 
+import typer
+
 from stagescreen_operator.cli import cluster as cluster
 from stagescreen_operator.cli import design as design
 from stagescreen_operator.cli import effects as effects
@@ -21,5 +23,12 @@ from stagescreen_operator.cli.app import app
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: a storage problem no command caught is one `error:` line
+    (which store, what failed, what to set), never a traceback."""
+    from stagescreen.store import StoreError
+
+    try:
+        app()
+    except StoreError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -28,30 +28,47 @@ def _names(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A results table from CSV (lines starting with '#' are comments) or parquet."""
+def read_table(location: str) -> pd.DataFrame:
+    """A results table from CSV (lines starting with '#' are comments) or parquet, in a local
+    file or at an s3://bucket/key URI."""
     import pandas as pd
 
-    suffix = path.suffix.lower()
+    from stagescreen.store import MissingKey, StoreError, open_store
+
+    suffix = PurePosixPath(location).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise _fail(
-            f"RESULTS {str(path)!r}: unknown file type {suffix or '(none)'!r}; "
+            f"RESULTS {location!r}: unknown file type {suffix or '(none)'!r}; "
             f"accepted: {', '.join(TABLE_SUFFIXES)}"
         )
-    if not path.is_file():
-        raise _fail(f"RESULTS {str(path)!r}: no such file")
+    try:
+        if location.startswith("s3://"):
+            root, _, key = location.rpartition("/")
+            data = open_store(root).get_bytes(key)
+        elif Path(location).is_file():
+            data = Path(location).read_bytes()
+        else:
+            raise _fail(f"RESULTS {location!r}: no such file")
+    except MissingKey:
+        raise _fail(f"RESULTS {location!r}: no such object") from None
+    except StoreError as error:
+        raise _fail(f"RESULTS {location!r}: {error}") from None
     try:
         if suffix == ".csv":
-            lines = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+            lines = data.decode("utf-8-sig").splitlines(keepends=True)
             text = "".join(line for line in lines if not line.lstrip().startswith("#"))
-            return pd.read_csv(io.StringIO(text), skipinitialspace=True)
-        return pd.read_parquet(path)
+            table = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+        else:
+            table = pd.read_parquet(io.BytesIO(data))
     except (ValueError, OSError) as error:
         # pandas' EmptyDataError/ParserError, pyarrow's ArrowInvalid and UnicodeDecodeError are
         # all ValueErrors; a user should see which file and why, not a traceback.
         kind = "a CSV table with a header line" if suffix == ".csv" else "a parquet file"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise _fail(f"RESULTS {str(path)!r}: cannot be read as {kind}: {reason}") from None
+        raise _fail(f"RESULTS {location!r}: cannot be read as {kind}: {reason}") from None
+    if table.empty:
+        raise _fail(f"RESULTS {location!r}: no rows (only a header)")
+    return table
 
 
 def _number(value: float | None, spec: str) -> str:
@@ -110,7 +127,11 @@ def format_families(families: list[Family], fdr: float) -> str:
 @app.command()
 def effects(
     results: Annotated[
-        Path, typer.Argument(help="Results table: .csv ('#' lines are comments) or .parquet.")
+        str,
+        typer.Argument(
+            metavar="RESULTS",
+            help="Results table: .csv ('#' lines are comments) or .parquet; a path or s3://bucket/key.",
+        ),
     ],
     response: Annotated[str, typer.Option(help="Response column, e.g. val_bpb.")],
     factors: Annotated[str, typer.Option(help="Factor columns, comma-separated, e.g. A,B,C,D,E.")],
