@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from stagescreen_operator.kube.cluster import CALLS, CRD_CALLS, KOPF_CALLS
+from stagescreen_operator.kube.cluster import CALLS, CRD_CALLS, KOPF_CALLS, OWNER_CALLS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "stagescreen"
@@ -80,7 +80,7 @@ def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 def test_cluster_wide_rbac_grants_exactly_what_the_operator_calls() -> None:
     roles = {doc["metadata"]["name"]: doc for doc in render() if doc["kind"] == "ClusterRole"}
-    assert grants(roles["stagescreen-operator"]["rules"]) == CALLS | KOPF_CALLS
+    assert grants(roles["stagescreen-operator"]["rules"]) == CALLS | KOPF_CALLS | OWNER_CALLS
     assert grants(roles["stagescreen-crd-reader"]["rules"]) == CRD_CALLS
     assert all("*" not in str(role["rules"]) for role in roles.values())
 
@@ -94,7 +94,7 @@ def test_namespaced_rbac_is_a_role_per_watched_namespace() -> None:
     ]
     assert sorted(role["metadata"]["namespace"] for role in operator_roles) == ["ml", "research"]
     for role in operator_roles:
-        assert grants(role["rules"]) == CALLS | KOPF_CALLS
+        assert grants(role["rules"]) == CALLS | KOPF_CALLS | OWNER_CALLS
     assert [doc["metadata"]["name"] for doc in documents if doc["kind"] == "ClusterRole"] == [
         "stagescreen-crd-reader"
     ]

@@ -193,15 +193,15 @@ class NodeAgent:
             process.kill()
         first = run.pod is None
         run.pod = Pod(process, time.monotonic())
-        if first:
-            self._status(run, {"startTime": _now(), "active": 1})
+        if first:  # the Job controller's startTime; the pod is running, so ready
+            self._status(run, {"startTime": _now(), "active": 1, "ready": 1})
 
     def _finish(self, run: JobRun, kind: str, reason: str | None, message: str | None) -> None:
         run.done = True
         condition = {"type": kind, "status": "True", "lastTransitionTime": _now()}
         if reason:
             condition |= {"reason": reason, "message": message}
-        status: dict[str, Any] = {"active": None, "conditions": [condition]}
+        status: dict[str, Any] = {"active": None, "ready": None, "conditions": [condition]}
         if kind == "Complete":
             status |= {"succeeded": 1, "completionTime": _now()}
         else:

@@ -33,3 +33,21 @@ app.kubernetes.io/component: operator
 {{- $list := .Values.studyNamespaces | default .Values.watchNamespaces | default (list .Release.Namespace) -}}
 {{- toJson $list -}}
 {{- end -}}
+
+{{/* The webhook's TLS data (base64): the existing Secret's on upgrade, else a new CA and a
+certificate for the webhook Service signed by it. */}}
+{{- define "stagescreen.webhookTLS" -}}
+{{- $name := include "stagescreen.fullname" . -}}
+{{- $service := printf "%s-webhook" $name -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (printf "%s-webhook-tls" $name) -}}
+{{- if and $existing (index ($existing.data | default dict) "ca.crt") -}}
+{{- toYaml $existing.data -}}
+{{- else -}}
+{{- $ca := genCA (printf "%s-ca" $name) 3650 -}}
+{{- $dns := list $service (printf "%s.%s" $service .Release.Namespace) (printf "%s.%s.svc" $service .Release.Namespace) -}}
+{{- $cert := genSignedCert $service nil $dns 3650 $ca -}}
+ca.crt: {{ $ca.Cert | b64enc }}
+tls.crt: {{ $cert.Cert | b64enc }}
+tls.key: {{ $cert.Key | b64enc }}
+{{- end -}}
+{{- end -}}

@@ -43,6 +43,9 @@ KOPF_CALLS = frozenset(
         ("", "events", "create"),
     }
 )
+# Not a call but a permission the API server checks when a Job's owner reference to its study
+# sets blockOwnerDeletion (OwnerReferencesPermissionEnforcement, e.g. on OpenShift).
+OWNER_CALLS = frozenset({(GROUP, "screeningstudies/finalizers", "update")})
 # Cluster-wide and read-only, in any mode: kopf follows CRDs to see its resources appear.
 CRD_CALLS = frozenset(
     {

@@ -136,7 +136,14 @@ def job_changed(
     cluster: Cluster = memo.cluster
     current = cluster.study(namespace, study)
     status = _reconcile(current, memo, logger, "job_changed")
-    cluster.patch_status(namespace, study, status)
+    if status:  # nothing moved: no write
+        cluster.patch_status(namespace, study, status)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def study_deleted(namespace: str | None, name: str | None, **_: Any) -> None:
+    """The study is gone (its Jobs go with it by owner references): so are its metrics."""
+    metrics.forget_study(namespace or "default", name or "")
 
 
 def _reconcile(

@@ -51,8 +51,8 @@ LONGEST_RUNNING = Gauge(
 PHASE = Gauge("stagescreen_study_phase", "1 for the study's current phase.", [*STUDY, "phase"])
 PENDING = Gauge(
     "stagescreen_jobs_pending",
-    "Run Jobs created but not started (no capacity, queued).",
-    ["namespace", "pool"],
+    "Run Jobs whose pod is not ready (queued by Kueue, or no node can take it yet).",
+    [*STUDY, "pool"],
 )
 ANALYSIS_FAILED = Gauge(
     "stagescreen_analysis_failed",
@@ -69,6 +69,7 @@ LAST_RECONCILE = Gauge(
 
 _serving: list[int] = []
 _phases: dict[tuple[str, str, str], str] = {}  # the stage phases this process last counted
+_series: dict[tuple[str, str], set[tuple[Any, tuple[str, ...]]]] = {}  # per study, to forget
 
 
 def serve(port: int) -> None:
@@ -101,29 +102,48 @@ def record_study(
             for pool in {str(p) for p in results.loc[results["stage"] == stage.name, "pool"]}:
                 for state in RunStatus:
                     value = int(counts.get((stage.name, pool, str(state)), 0))
-                    RUNS.labels(**labels, stage=stage.name, pool=pool, status=str(state)).set(value)
+                    _set(RUNS, value, **labels, stage=stage.name, pool=pool, status=str(state))
     for pool, seconds in status.gpu_seconds.items():
-        GPU_SECONDS.labels(**labels, pool=pool).set(seconds)
+        _set(GPU_SECONDS, seconds, **labels, pool=pool)
     if spec.limits.max_gpu_hours is not None:
-        GPU_HOURS_LIMIT.labels(**labels).set(spec.limits.max_gpu_hours)
+        _set(GPU_HOURS_LIMIT, spec.limits.max_gpu_hours, **labels)
     for name, now in status.stages.items():
         key = (namespace, study, name)
         if _phases.get(key) != now.phase:  # a phase this process has not counted yet
             _phases[key] = now.phase
             TRANSITIONS.labels(**labels, stage=name, phase=now.phase).inc()
+            _remember(TRANSITIONS, **labels, stage=name, phase=now.phase)
     if status.best is not None:
-        BEST.labels(**labels, metric=spec.metric.name).set(status.best.mean)
+        _set(BEST, status.best.mean, **labels, metric=spec.metric.name)
     for phase in PHASES:
-        PHASE.labels(**labels, phase=phase).set(1 if phase == status.phase else 0)
+        _set(PHASE, 1 if phase == status.phase else 0, **labels, phase=phase)
     for pool, count in pending_by_pool.items():
-        PENDING.labels(namespace=namespace, pool=pool).set(count)
-    LONGEST_RUNNING.labels(**labels).set(longest_running_s)
+        _set(PENDING, count, **labels, pool=pool)
+    _set(LONGEST_RUNNING, longest_running_s, **labels)
     failed = set(failed_analyses)
     for stage in spec.stages:
-        ANALYSIS_FAILED.labels(**labels, stage=stage.name).set(1 if stage.name in failed else 0)
+        _set(ANALYSIS_FAILED, 1 if stage.name in failed else 0, **labels, stage=stage.name)
     ended = [
         pd.Timestamp(r["finished_at"]).timestamp() for r in records.values() if r.get("finished_at")
     ]
     if ended:
-        LAST_PROGRESS.labels(**labels).set(max(ended))
+        _set(LAST_PROGRESS, max(ended), **labels)
     LAST_RECONCILE.set(time.time())
+
+
+def forget_study(namespace: str, study: str) -> None:
+    """Drop every series of a deleted study, so no alert fires for a study that is gone."""
+    for series, values in _series.pop((namespace, study), set()):
+        series.remove(*values)
+    for key in [key for key in _phases if key[:2] == (namespace, study)]:
+        del _phases[key]
+
+
+def _remember(series: Any, **labels: str) -> None:
+    values = tuple(labels.values())
+    _series.setdefault((labels["namespace"], labels["study"]), set()).add((series, values))
+
+
+def _set(gauge: Gauge, value: float, **labels: str) -> None:
+    gauge.labels(**labels).set(value)
+    _remember(gauge, **labels)

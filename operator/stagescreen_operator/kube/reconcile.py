@@ -26,7 +26,13 @@ from stagescreen.records import failure_record
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Pool, Study
 from stagescreen.stages import RUN_OVERHEAD_S
-from stagescreen.status import Phase, StatusCondition, study_conditions, study_status
+from stagescreen.status import (
+    Phase,
+    StatusCondition,
+    StudyStatus,
+    study_conditions,
+    study_status,
+)
 from stagescreen.store import RESULT, Store, StudyKeys
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 from stagescreen_operator.corpus import corpus_uris
@@ -65,6 +71,7 @@ class JobState:
     reason: str
     started: str | None
     announced: bool
+    waiting: bool  # created but no pod ready: suspended (Kueue) or no node can take it yet
 
 
 def job_state(job: Mapping[str, Any]) -> JobState:
@@ -92,6 +99,8 @@ def job_state(job: Mapping[str, Any]) -> JobState:
         reason=reason,
         started=status.get("startTime"),
         announced=ANNOUNCED in annotations,
+        waiting=state == "active"
+        and (bool((job.get("spec") or {}).get("suspend")) or not status.get("ready")),
     )
 
 
@@ -130,9 +139,10 @@ def reconcile(
 
     known = set(records or {})
     observed, decision = observe()
-    if _record_lost_runs(study, runs, observed.records, decision, store, now, announce):
+    lost = _record_lost_runs(study, runs, observed.records, decision, store, now, announce)
+    if lost:
         observed, decision = observe()
-    _announce_ended(namespace, runs, observed.records, cluster, announce)
+    _announce_ended(namespace, runs, observed.records, cluster, announce, skip=lost)
 
     corpus = corpus_uris(study, store.uri, settings.vocab)
     analyses = {job.stage: job for job in jobs if job.component == "analysis" and job.stage}
@@ -201,16 +211,20 @@ def reconcile(
     if status.phase != previous.get("phase") and status.phase in ENDINGS:
         kind = "Normal" if status.phase == "Succeeded" else "Warning"
         announce(kind, f"Study{status.phase}", message or f"study is {status.phase}")
-    return status.model_dump(mode="json", exclude_none=True)
+    document = status.model_dump(mode="json", exclude_none=True)
+    owned = {field.alias or name for name, field in StudyStatus.model_fields.items()}
+    for key in (previous.keys() & owned) - document.keys():
+        document[key] = None  # merge patch: a key we wrote before and have no value for now
+    return document
 
 
 def _pending(jobs: list[JobState], decision: Decision) -> dict[str, int]:
-    """Run Jobs created but not started (suspended for Kueue, or no node can take them), by
+    """Run Jobs whose pod is not ready (suspended for Kueue, or no node can take them yet), by
     pool; every pool of the study appears, so a gauge falls back to zero."""
     out = dict.fromkeys({run.pool for run in decision.planned}, 0)
     for job in jobs:
         run = decision.run(job.run_id) if job.run_id else None
-        if run is not None and job.state == "active" and not job.started:
+        if run is not None and job.waiting:
             out[run.pool] = out.get(run.pool, 0) + 1
     return out
 
@@ -223,9 +237,10 @@ def _record_lost_runs(
     store: Store,
     now: datetime,
     announce: Announce,
-) -> bool:
-    """A failed record for every run whose Job ended for good without the trainer's."""
-    wrote = False
+) -> set[str]:
+    """A failed record for every run whose Job ended for good without the trainer's; the ids
+    of the runs recorded (and announced) now."""
+    wrote: set[str] = set()
     for run_id, job in runs.items():
         run = decision.run(run_id)
         if job.state == "active" or run_id in records or run is None:
@@ -238,7 +253,7 @@ def _record_lost_runs(
             failure_record(study.metadata.name, run, reason, wall),
         )
         announce("Warning", "RunFailed", f"run {run_id} failed: {reason}")
-        wrote = True
+        wrote.add(run_id)
     return wrote
 
 
@@ -248,11 +263,13 @@ def _announce_ended(
     records: Mapping[str, Mapping[str, Any]],
     cluster: Cluster,
     announce: Announce,
+    skip: set[str],
 ) -> None:
-    """One event per diverged or failed run, its reason from the trainer's record."""
+    """One event per diverged or failed run, its reason from the trainer's record (`skip`:
+    runs announced already by this reconcile)."""
     for run_id, job in runs.items():
         record = records.get(run_id)
-        if job.state == "active" or job.announced or record is None:
+        if job.state == "active" or job.announced or record is None or run_id in skip:
             continue
         status = record.get("status")
         if status in (RunStatus.DIVERGED, RunStatus.FAILED):
