@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from stagescreen import stages
 from stagescreen.spec import load_study
 from stagescreen_operator.cli import app
-from stagescreen_operator.kube.jobs import analysis_job, job_name, result_uri, run_job
+from stagescreen_operator.kube.jobs import analysis_job, job_name, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = load_study(ROOT / "examples" / "paper.yaml")
@@ -25,12 +25,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 def screen_jobs(study=PAPER) -> list[dict]:  # type: ignore[no-untyped-def]
     plan = stages.plan_stage(study.spec, study.spec.stages[0], pd.DataFrame())
-    return [
-        run_job(
-            study, run, namespace="ml", uid="u-1", result_uri=result_uri(study, run), corpus=CORPUS
-        )
-        for run in plan.runs
-    ]
+    return [run_job(study, run, namespace="ml", uid="u-1", corpus=CORPUS) for run in plan.runs]
 
 
 def env_of(job: dict) -> dict:

@@ -37,7 +37,7 @@ def manifests(
 
     from stagescreen import stages
     from stagescreen_operator.corpus import corpus_uris
-    from stagescreen_operator.kube.jobs import result_uri, run_job
+    from stagescreen_operator.kube.jobs import run_job
 
     study = load_or_exit(study_file)
     spec = study.spec
@@ -64,7 +64,6 @@ def manifests(
             run,
             namespace=namespace,
             uid=PLACEHOLDER_UID,
-            result_uri=result_uri(study, run),
             corpus=corpus,
         )
         for run in plan.runs

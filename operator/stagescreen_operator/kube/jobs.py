@@ -35,7 +35,7 @@ from stagescreen.runstatus import EXIT_BAD_CONFIG, EXIT_DIVERGED
 from stagescreen.spec import API_VERSION, KIND, Pool, Study
 from stagescreen.stages import RUN_OVERHEAD_S, PlannedRun
 
-GROUP = "stagescreen.dev"
+GROUP = API_VERSION.split("/")[0]
 NAME_LIMIT = 63  # a DNS-1123 label: Job names become pod labels (batch.kubernetes.io/job-name)
 TRAINER = "trainer"
 BACKOFF_LIMIT = 2  # pod failures that are not disruptions: a crashed node, an OOM kill
@@ -98,14 +98,14 @@ def run_job(
     *,
     namespace: str,
     uid: str,
-    result_uri: str,
     corpus: Mapping[str, str],
 ) -> dict[str, Any]:
-    """The Job that trains one planned run on its pool."""
+    """The Job that trains one planned run on its pool, writing to its folder in the spec's
+    store."""
     name = study.metadata.name
     spec = study.spec
     pool = next(pool for pool in spec.pools if pool.name == run.pool)
-    env = run_environment(spec, name, run, result_uri, corpus)
+    env = run_environment(spec, name, run, result_uri(study, run), corpus)
     env |= {"DEVICE": "cuda" if pool.gpus else "cpu", "STAGESCREEN_CACHE": "/cache"}
     if pool.peak_tflops:
         env.setdefault("PEAK_FLOPS", f"{pool.peak_tflops * 1e12:.0f}")

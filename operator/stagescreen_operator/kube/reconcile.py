@@ -38,7 +38,7 @@ from stagescreen_operator.controller import AnalyseStage, Decision, Observed, St
 from stagescreen_operator.corpus import corpus_uris
 from stagescreen_operator.kube import metrics
 from stagescreen_operator.kube.cluster import Cluster
-from stagescreen_operator.kube.jobs import GROUP, RUN_ID, analysis_job, result_uri, run_job
+from stagescreen_operator.kube.jobs import GROUP, RUN_ID, analysis_job, run_job
 from stagescreen_operator.kube.pools import with_cluster_pools
 from stagescreen_operator.observe import observe_store
 
@@ -156,7 +156,6 @@ def reconcile(
                 run,
                 namespace=namespace,
                 uid=uid,
-                result_uri=result_uri(study, run),
                 corpus=corpus,
             )
             if cluster.create_job(job):
