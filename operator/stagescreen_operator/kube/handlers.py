@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.rest import ApiException
 
 from stagescreen.spec import SpecError, parse_study
 from stagescreen_operator.kube import metrics
@@ -134,7 +135,12 @@ def job_changed(
     ):
         return
     cluster: Cluster = memo.cluster
-    current = cluster.study(namespace, study)
+    try:
+        current = cluster.study(namespace, study)
+    except ApiException as error:
+        if error.status == 404:  # the study is gone; its Jobs go with it
+            return
+        raise
     status = _reconcile(current, memo, logger, "job_changed")
     if status:  # nothing moved: no write
         cluster.patch_status(namespace, study, status)
