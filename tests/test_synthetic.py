@@ -7,6 +7,7 @@ within their noise.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pandas as pd
@@ -137,3 +138,85 @@ def test_greedy_stage_is_simulated_until_its_climb_stops() -> None:
     assert stages.plan_stage(PAPER, PAPER.stage("greedy-10m"), results).finished
     assert results["run_id"].is_unique
     assert results["val_bpb"].notna().all()
+
+
+@pytest.mark.parametrize(
+    ("budget_s", "sd"),
+    [
+        (60, 0.032),  # held at the nearest point below the first
+        (300, 0.032),
+        (424, (0.032 * 0.0086) ** 0.5),  # the geometric midpoint: log-linear in log-budget
+        (600, 0.0086),
+        (3600, 0.0086),  # held above the last
+    ],
+)
+def test_noise_is_interpolated_in_log_budget_and_held_outside(budget_s: int, sd: float) -> None:
+    model = synthetic.ResponseModel(effects={}, noise_points={300: 0.032, 600: 0.0086})
+    assert model.noise_at(budget_s) == pytest.approx(sd, rel=2e-3)
+    assert synthetic.ResponseModel(effects={}, noise_sd=0.01).noise_at(budget_s) == 0.01
+
+
+def test_the_paper_calibration_is_what_its_docstrings_say() -> None:
+    assert synthetic.fit_relaxation() == pytest.approx(1.380, abs=5e-4)
+    noise = synthetic.paper_noise()
+    assert noise[300] == pytest.approx(0.0318, abs=5e-5)
+    assert noise[600] == pytest.approx(0.00863, abs=5e-6)
+    assert synthetic.fit_spread() == pytest.approx(0.677, abs=5e-4)
+    model = synthetic.paper_model(PAPER)
+    assert model.reference_s == 120 and model.noise_points == noise
+    # The first two factors interact, reading the paper's +0.0101 at 5 minutes.
+    assert model.effect_at("A:B", 300) == pytest.approx(0.0101)
+    assert model.effect_at("D", 120) == 0.18
+
+
+def test_cell_factors_have_unit_root_mean_square_and_grow_with_the_penalty() -> None:
+    model = synthetic.paper_model(PAPER)
+    corners = [
+        dict(zip(CODES, levels, strict=True)) for levels in itertools.product((-1, 1), repeat=5)
+    ]
+    factors = [model.cell_factor(levels) for levels in corners]
+    assert sum(f * f for f in factors) / len(factors) == pytest.approx(1.0)
+    worst, best = synthetic.PAPER_CELL_LEVELS["c14"], synthetic.PAPER_CELL_LEVELS["c07"]
+    assert model.cell_factor(worst) > 1 > model.cell_factor(best)
+    maximise = PAPER.model_copy(
+        update={"metric": PAPER.metric.model_copy(update={"goal": "maximize"})}
+    )
+    assert synthetic.paper_model(maximise).cell_factor(worst) < 1
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("0.004", 0.004), ("5m=0.032,10m=0.0086", {300: 0.032, 600: 0.0086}), ("0", 0.0)],
+)
+def test_parse_noise(text: str, parsed: object) -> None:
+    assert synthetic.parse_noise(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("-1", "must be >= 0"), ("5m=x", "'x' is not a number"), ("5m=0.1,2", "BUDGET=SD")],
+)
+def test_parse_noise_names_the_bad_part(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        synthetic.parse_noise(text)
+
+
+def test_diverged_runs_have_the_status_and_no_metric() -> None:
+    model = synthetic.ResponseModel(effects={"A": 0.1}, divergence=0.25)
+    frame = synthetic.simulate_runs(screen_runs(), model, "val_bpb")
+    diverged = frame["status"] == "diverged"
+    assert 0 < diverged.sum() < len(frame)
+    assert frame.loc[diverged, "val_bpb"].isna().all()
+    assert frame.loc[~diverged, "val_bpb"].notna().all()
+    again = synthetic.simulate_runs(screen_runs(), model, "val_bpb")
+    assert again["status"].tolist() == frame["status"].tolist()
+
+
+def test_seed_condition_noise_is_shared_across_budgets_of_one_seed() -> None:
+    model = synthetic.ResponseModel(effects={}, seed_sd=0.0, noise_sd=0.0, seed_condition_sd=0.01)
+    point = {"A": 1, "B": -1}
+    at_5m = model.draw(point, 300, 1, "run-a") - model.mean(point, 300)
+    at_10m = model.draw(point, 600, 1, "run-b") - model.mean(point, 600)
+    assert at_5m == pytest.approx(at_10m) and at_5m != 0
+    other_seed = model.draw(point, 300, 2, "run-a") - model.mean(point, 300)
+    assert other_seed != pytest.approx(at_5m)

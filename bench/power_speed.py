@@ -1,0 +1,78 @@
+"""How long a power rehearsal of the paper's screens takes (issue 10 goal: 1,000 replicates
+in under a minute on 2 cores).
+
+Repeats examples/paper.yaml's fixed-design stages (the pilot screen, the D-fixed follow-up
+with its interactions, the seeded screen: 272 runs a replicate) on the paper-calibrated model,
+as `stagescreen simulate examples/paper.yaml --replicates 1000` does, and times the whole
+`power.power_study` call: planning, drawing, every family's fits, the anchor picks.
+
+    .venv/bin/python bench/power_speed.py [--replicates 1000] [--repeat 3]
+        [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from stagescreen import power, synthetic
+from stagescreen.spec import load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Power simulation (bench/power_speed.py)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicates", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--write", type=Path, help="update this markdown file's section")
+    args = parser.parse_args()
+    spec = load_study(ROOT / "examples" / "paper.yaml").spec
+    model = synthetic.paper_model(spec)
+    runs = len(power.rehearsal(spec, model).runs)
+    seconds = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        report = power.power_study(spec, model, args.replicates)
+        seconds.append(time.perf_counter() - start)
+    stages = sorted({term.stage for term in report.terms}, key=[s.name for s in spec.stages].index)
+    lines = [
+        SECTION,
+        "",
+        f"examples/paper.yaml's fixed-design stages ({', '.join(stages)}: {runs} runs a replicate)",
+        f"on the paper-calibrated model, {args.replicates:,} replicates; "
+        f"{len(report.terms)} effect rows and {len(report.anchors)} anchor rules tallied.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; {args.repeat} runs in one process.",
+        "",
+        "| replicates | median seconds | fastest | slowest |",
+        "|---|---|---|---|",
+        f"| {args.replicates:,} | {statistics.median(seconds):.2f} | {min(seconds):.2f} "
+        f"| {max(seconds):.2f} |",
+        "",
+        "Goal (issue 10): 1,000 replicates of the paper's screen in under a minute on 2 cores.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        replace_section(args.write, text)
+
+
+def replace_section(path: Path, text: str) -> None:
+    """Swap this benchmark's section in a shared markdown file, leaving the others intact."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    head, found, tail = old.partition(SECTION)
+    if not found:
+        path.write_text(old.rstrip("\n") + "\n\n" + text)
+        return
+    rest = tail.split("\n## ", 1)
+    path.write_text(head + text + ("\n## " + rest[1] if len(rest) > 1 else ""))
+
+
+if __name__ == "__main__":
+    main()
