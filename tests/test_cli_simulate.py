@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from stagescreen_operator.cli import app
@@ -17,19 +18,24 @@ runner = CliRunner()
 
 def test_simulate_writes_the_study_keys_and_says_it_is_synthetic(tmp_path: Path) -> None:
     out = tmp_path / "sim"
+    # The plain model of before the paper calibration: one noise sd, no spread, no divergence.
+    plain = ["--noise", "0.004", "--relaxation", "0.8", "--spread", "0", "--divergence", "0"]
     result = runner.invoke(
-        app, ["simulate", str(QUICKSTART), "--effects", "A=0.1,B=-0.05", "--out", str(out)]
+        app,
+        ["simulate", str(QUICKSTART), "--effects", "A=0.1,B=-0.05", *plain, "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "SYNTHETIC study 'quickstart': planted effects A=+0.1, B=-0.05"
-    assert lines[1].split()[:4] == ["screen", "screen", "16", "runs"]
-    assert "retained A, B" in lines[1]
-    assert lines[2].split()[:4] == ["confirm", "confirm", "12", "runs"]
+    assert lines[1].startswith("SYNTHETIC model: run noise sd 0.004 at every budget; cell spread")
+    assert lines[2].split()[:5] == ["SYNTHETIC", "screen", "screen", "16", "runs"]
+    assert "retained A, B" in lines[2]
+    assert lines[3].split()[:5] == ["SYNTHETIC", "confirm", "confirm", "12", "runs"]
+    assert all(line.startswith("SYNTHETIC") for line in lines[:-1])
     # The last stage's best condition is the study's answer, with its recipe and interval.
-    assert lines[3].startswith("SYNTHETIC outcome: best ")
-    assert "A-,B+" in lines[3] and "DEPTH=1, ASPECT_RATIO=64" in lines[3]
-    assert "at 20 s in stage 'confirm'" in lines[3]
+    assert lines[4].startswith("SYNTHETIC outcome: best ")
+    assert "A-,B+" in lines[4] and "DEPTH=1, ASPECT_RATIO=64" in lines[4]
+    assert "at 20 s in stage 'confirm'" in lines[4]
     assert lines[-1] == f"wrote {(out / 'quickstart').as_uri()}/"
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == [
@@ -44,11 +50,73 @@ def test_simulate_writes_the_study_keys_and_says_it_is_synthetic(tmp_path: Path)
     assert len(screen) == 16
     assert screen["synthetic"].all()
     outcome = json.loads((out / "quickstart/stages/screen/outcome.json").read_text())
+    assert outcome["synthetic"] is True
     # A+ raises the metric and B+ lowers it: the best corner is A-,B+ (C is null).
     assert outcome["best"]["levels"]["A"] == -1
     assert outcome["best"]["levels"]["B"] == 1
     manifest = json.loads((out / "quickstart/manifest.json").read_text())
     assert manifest["total"]["succeeded"] == 28
+
+
+def test_simulate_refuses_to_write_into_the_studys_own_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["simulate", str(QUICKSTART), "--out", "runs/"])
+    assert result.exit_code == 2
+    assert "error: --out 'runs/' is the study's own storage (./runs)" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_by_default_the_model_is_calibrated_to_the_paper(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["simulate", str(QUICKSTART), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    # The paper's planted terms, with A:B, and its 5/10-minute noise stretched to a 10 s pilot.
+    assert lines[0].endswith("A=+0.11, B=+0.11, C=-0.06, A:B=+0.03576")
+    assert lines[1] == (
+        "SYNTHETIC model: run noise sd 0.0318 at 25s, 0.00863 at 50s (held flat outside); "
+        "cell spread 0.68; seed sd 0.002; seed x condition sd 0; divergence 0.005; "
+        "relaxation 1.38 from 10s"
+    )
+
+
+def test_replicates_print_a_synthetic_power_table_and_write_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(
+        app, ["simulate", str(QUICKSTART), "--replicates", "200", "--effects", "A=0.3"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(line.startswith("SYNTHETIC") for line in lines)
+    assert lines[0].startswith("SYNTHETIC power of study 'quickstart': 200 replicates")
+    header = lines[3].split()
+    assert header == [
+        "SYNTHETIC", "stage", "budget", "term", "planted", "power", "sign", "err",
+        "coverage", "mean", "est", "fitted",
+    ]  # fmt: skip
+    a_at_10s = next(line.split() for line in lines if line.split()[1:4] == ["screen", "10s", "A"])
+    assert a_at_10s[4:6] == ["+0.3000", "1.000"]
+    assert any(line.split()[1:3] == ["confirm", "best"] for line in lines)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replicates_as_json_and_written_where_asked(tmp_path: Path) -> None:
+    out = tmp_path / "power"
+    args = ["simulate", str(QUICKSTART), "--replicates", "50", "--seed", "3", "--json"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text, written = result.stdout.rsplit("\n", 2)[0], result.stdout.splitlines()[-1]
+    document = json.loads(text)
+    assert document["synthetic"] is True and document["replicates"] == 50
+    assert document["model"]["divergence"] == 0.005
+    assert {row["term"] for row in document["terms"]} == {"A", "B", "C"}
+    assert written.startswith("SYNTHETIC power report written to ")
+    assert json.loads((out / "quickstart" / "power.json").read_text()) == document
+    again = runner.invoke(app, args)
+    assert json.loads(again.stdout) == document  # replicate r is fixed by (seed, r)
 
 
 def test_bad_effects_exit_2_naming_the_part(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from stagescreen import synthetic
-from stagescreen.spec import StudySpec, load_study
+from stagescreen import stages, synthetic
+from stagescreen.spec import StudySpec, load_study, parse_study
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +127,37 @@ def test_a_restart_from_any_point_takes_the_same_next_actions(paper_history: lis
     for observed, decision in paper_history[:: max(1, len(paper_history) // 8)]:
         again = decide(with_limits(PAPER, parallelism=1000, max_gpu_hours=None), observed)
         assert again == decision
+
+
+def test_a_halving_ladder_starts_each_rung_once_the_one_before_has_ended() -> None:
+    data = yaml.safe_load((ROOT / "tests" / "data" / "quickstart-two-stages.yaml").read_text())
+    data["spec"]["stages"] = [
+        {"name": "ladder", "kind": "halving", "budgets": ["10s", "20s", "40s"], "eta": 2},
+        {
+            "name": "winner",
+            "kind": "bridge",
+            "budgets": ["60s"],
+            "select": [{"from": "ladder", "rule": "halving-winner"}],
+        },
+    ]
+    spec = with_limits(parse_study(data).spec, parallelism=1000)
+    history = play(spec)
+    assert history[-1][1].phase == "Succeeded"
+    rounds = [
+        [(a.run.stage, a.run.budget_s) for a in decision.actions if isinstance(a, StartRun)]
+        for _, decision in history
+    ]
+    assert [sorted(set(started)) for started in rounds if started] == [
+        [("ladder", 10)],
+        [("ladder", 20)],
+        [("ladder", 40)],
+        [("winner", 60)],
+    ]
+    assert [len(started) for started in rounds if started] == [8, 4, 2, 1]
+    assert stages.expected_runs(spec, spec.stage("ladder")) == 8 + 4 + 2
+    # A restarted controller replays the ladder from the records and decides the same.
+    for observed, decision in history:
+        assert decide(spec, observed) == decision
 
 
 def test_more_failures_than_tolerated_degrade_the_study_and_stop_launching() -> None:

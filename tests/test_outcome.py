@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from seaweed import S3Endpoint
 
 from stagescreen import effects as fx
 from stagescreen import outcome, publish, stages, synthetic
-from stagescreen.spec import Study, load_study
+from stagescreen.spec import Study, load_study, parse_study
 from stagescreen.store import LocalStore, Store, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -374,3 +375,52 @@ def test_manifest_counts_a_stopped_greedy_climb_by_the_runs_it_made() -> None:
     assert before["greedy-5m"] == 50
     assert after["greedy-5m"] == len(results) < 50
     assert after["greedy-10m"] == 20
+
+
+def test_halving_record_lists_each_rung_what_went_on_and_the_winner() -> None:
+    data = yaml.safe_load(QUICKSTART_TEXT)
+    data["spec"]["stages"].append(
+        {
+            "name": "ladder",
+            "kind": "halving",
+            "budgets": ["10s", "20s", "40s"],
+            "seeds": 2,
+            "eta": 2,
+        }
+    )
+    spec = parse_study(data).spec
+    stage = spec.stage("ladder")
+    results = synthetic.simulate_stage(spec, "ladder", pd.DataFrame(), MODEL)
+    out = outcome.stage_outcome(spec, stage, results, "quickstart")
+    assert out.runs.planned == out.runs.succeeded == (8 + 4 + 2) * 2
+    (ladder,) = out.halving["ladders"]
+    rungs = ladder["rungs"]
+    assert (out.halving["eta"], ladder["pool"]) == (2, "cpu")
+    assert [(r["budget_s"], r["configurations"], len(r["survivors"])) for r in rungs] == [
+        (10, 8, 4),
+        (20, 4, 2),
+        (40, 2, 0),
+    ]
+    # What went on from a rung is what ran at the next budget, with its mean at this one.
+    for rung, budget in zip(rungs, (20, 40), strict=False):
+        went_on = [s["condition_id"] for s in rung["survivors"]]
+        assert set(went_on) == set(results.loc[results["budget_s"] == budget, "condition_id"])
+        here = results[results["budget_s"] == rung["budget_s"]].groupby("condition_id")
+        means = here["val_bpb"].mean()
+        assert [s["mean"] for s in rung["survivors"]] == pytest.approx(list(means[went_on]))
+    winner = ladder["winner"]
+    assert out.best is not None and out.best.budget_s == winner["budget_s"] == 40
+    assert (winner["condition_id"], winner["mean"]) == (out.best.condition_id, out.best.mean)
+    # Partway, the record shows the rung still running and no winner; the manifest prices
+    # the whole ladder.
+    first_rung = results[results["budget_s"] == 10]
+    partway = outcome.stage_outcome(spec, stage, first_rung, "quickstart").halving
+    assert [(r["budget_s"], r["complete"]) for r in partway["ladders"][0]["rungs"]] == [
+        (10, True),
+        (20, False),
+    ]
+    assert partway["ladders"][0]["winner"] is None
+    planned = {
+        line["stage"]: line["planned"] for line in outcome.manifest(spec, first_rung, "q")["stages"]
+    }
+    assert planned["ladder"] == 28

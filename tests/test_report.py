@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from matplotlib.collections import PathCollection
 
+from stagescreen import synthetic
 from stagescreen.effects import (
     condition_means,
     families_to_dict,
@@ -25,12 +27,12 @@ from stagescreen.effects import (
     variance_shares,
     win_count,
 )
+from stagescreen.outcome import stage_outcome
 from stagescreen.report import (
     DASH,
     StageData,
     StudyData,
     anchor_figure,
-    best_overall,
     effects_figure,
     fmt_budget,
     fmt_effect,
@@ -40,10 +42,11 @@ from stagescreen.report import (
     png_bytes,
     read_study_data,
     render_report,
+    search_figure,
     variance_figure,
     write_report,
 )
-from stagescreen.spec import Study, load_study
+from stagescreen.spec import Study, load_study, parse_study
 from stagescreen.store import LocalStore, Store, StudyKeys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -474,10 +477,28 @@ def test_published_effects_table_reproduces_the_papers_numbers(
 ) -> None:
     seeded = section(paper_report["report.md"].decode(), "seeded-screen")
     assert "**budget 5m** (n = 80, residual df = 70)" in seeded
-    assert "| `A` | +0.0568 | [+0.0426, +0.0710] | 1.98e-11 | 4.94e-11 | ✓ |" in seeded
+    # Retention is judged at the longest budget only: no tick column at 5 minutes.
+    assert "| `A` | +0.0568 | [+0.0426, +0.0710] | 1.98e-11 | 4.94e-11 |\n" in seeded
+    assert "| `A` | +0.0180 | [+0.0141, +0.0218] | 8.86e-14 | 2.21e-13 | ✓ |" in seeded
     assert "| `B` | +0.0059 | [+0.0021, +0.0098] | 0.00319 | 0.00532 | ✓ |" in seeded
     assert "| `D` | +0.0346 | [+0.0308, +0.0385] | 9.03e-28 | 4.52e-27 | ✓ |" in seeded
     assert f"| `E` | -0.0013 | [-0.0052, +0.0026] | 0.501 | {DASH} |  |" in seeded
+
+
+def test_a_screen_that_retains_nothing_says_so(tmp_path: Path) -> None:
+    study = load_study(QUICKSTART)
+    null = synthetic.ResponseModel(effects={"A": 0.0, "B": 0.0, "C": 0.0}, noise_sd=0.01)
+    results = synthetic.simulate_stage(study.spec, "screen", pd.DataFrame(), null)
+    outcome = stage_outcome(study.spec, study.spec.stage("screen"), results, "quickstart")
+    assert outcome.retained == []
+    stages = tuple(
+        StageData(s, outcome.to_json() if s.name == "screen" else None, None)
+        for s in study.spec.stages
+    )
+    markdown = render_report(StudyData(study, stages)).markdown
+    assert "#### Retained factors\n\nNo factor retained: no main effect has its interval " in (
+        markdown
+    )
 
 
 def test_stages_not_run_say_so_and_stages_without_analysis_say_that(
@@ -536,16 +557,14 @@ def test_null_ranking_values_are_dashes(paper_report: dict[str, bytes]) -> None:
     assert len(last) == 1 and f"| {DASH} |" in last[0]
 
 
-def test_best_overall_is_taken_at_the_longest_budget(
-    paper_data: StudyData, paper_report: dict[str, bytes]
+def test_the_study_is_answered_by_its_last_analysed_stage_that_is_not_a_baseline(
+    paper_report: dict[str, bytes],
 ) -> None:
-    chosen = best_overall(paper_data.stages, "minimize")
-    assert chosen is not None
-    stage, best = chosen
-    assert stage == "long-horizon" and best["budget_s"] == 86400
-    assert best["role"] == "bridge-best" and best["pool"] == "a100"
+    """long-horizon is the last analysed stage with a best; random, after it, is a baseline."""
     markdown = paper_report["report.md"].decode()
-    assert "From stage `long-horizon`: `b01` (bridge-best) at 24h on a100: mean " in markdown
+    answer = markdown.split("## Best condition")[1].split("##")[0]
+    assert "From stage `long-horizon`:\n\n- `b01` (bridge-best) at 24h on a100: mean " in answer
+    assert "(not adjusted for having been picked as best)" in answer
 
 
 def test_manifest_is_table_one_with_totals_and_pools(paper_report: dict[str, bytes]) -> None:
@@ -569,6 +588,7 @@ def test_every_linked_figure_is_a_rendered_png(paper_report: dict[str, bytes]) -
         "stages/bridge/anchors.png",
         "stages/long-horizon/anchors.png",
         "stages/cross-host/anchors.png",
+        "stages/greedy-10m/search.png",
     } == pngs
     assert all(paper_report[name].startswith(PNG_MAGIC) for name in pngs)
 
@@ -732,4 +752,76 @@ def test_simulated_results_are_labelled_synthetic_and_real_ones_are_not(
     assert first.results is not None
     simulated = StageData(first.stage, first.outcome, first.results.assign(synthetic=True))
     data = StudyData(paper_data.study, (simulated, *paper_data.stages[1:]), paper_data.manifest)
-    assert "**SYNTHETIC**" in render_report(data).files["report.md"].decode()
+    files = render_report(data).files
+    real = render_report(paper_data).files
+    assert "**SYNTHETIC**" in files["report.md"].decode()
+    for stage in paper_data.stages:
+        report = files[f"stages/{stage.name}/report.md"].decode()
+        assert "**SYNTHETIC**" in report, stage.name
+        for line in report.splitlines():
+            if line.startswith("!["):
+                assert line.startswith("![SYNTHETIC: "), line
+    figures = [name for name in files if name.endswith(".png")]
+    assert figures and all(files[name] != real[name] for name in figures)  # watermarked
+
+
+def test_halving_summary_lists_each_rung_and_the_winner() -> None:
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["spec"]["stages"].append(
+        {"name": "ladder", "kind": "halving", "budgets": ["10s", "20s", "40s"], "eta": 2}
+    )
+    study = parse_study(data)
+    stage = study.spec.stage("ladder")
+    model = synthetic.ResponseModel(effects={"A": 0.10, "B": -0.05, "C": 0.02})
+    results = synthetic.simulate_stage(study.spec, "ladder", pd.DataFrame(), model)
+    record = stage_outcome(study.spec, stage, results, "quickstart").to_json()
+    markdown = render_report(StudyData(study, (StageData(stage, record, results),))).markdown
+    halving = markdown[markdown.index("#### Successive halving") : markdown.index("#### Best")]
+    rungs = record["halving"]["ladders"][0]["rungs"]
+    went_on = ", ".join(f"`{s['condition_id']}` {s['mean']:.6f}" for s in rungs[1]["survivors"])
+    assert "| budget | pool | configurations | went on (mean at this budget) |" in halving
+    assert f"| 20s | cpu | 4 | {went_on} |" in halving
+    assert f"| 40s | cpu | 2 | {DASH} |" in halving
+    winner = record["halving"]["ladders"][0]["winner"]
+    assert (
+        f"Each rung keeps the best 1/2, rounded up. Winner on cpu: `{winner['condition_id']}` "
+        f"{fmt_levels(winner['levels'])}, mean {winner['mean']:.6f} at 40s." in halving
+    )
+
+
+def test_baseline_stages_draw_their_incumbent_against_cost() -> None:
+    paper = load_study(PAPER)
+    model = synthetic.ResponseModel(effects=PLANTED)
+    results = pd.DataFrame()
+    for stage in ("greedy-10m", "random"):
+        results = synthetic.simulate_stage(paper.spec, stage, results, model)
+    stages = []
+    for name in ("greedy-10m", "random"):
+        rows = results[results["stage"] == name]
+        record = stage_outcome(paper.spec, paper.spec.stage(name), results, "paper").to_json()
+        stages.append(StageData(paper.spec.stage(name), record, rows))
+    files = render_report(StudyData(paper, tuple(stages))).files
+    for name in ("greedy-10m", "random"):
+        assert files[f"stages/{name}/search.png"].startswith(PNG_MAGIC)
+        assert "search.png" in files[f"stages/{name}/report.md"].decode()
+    figure = search_figure(stages[1].outcome, stages[1].results)
+    assert figure is not None
+    (axes,) = figure.axes
+    batches = [line for line in axes.get_lines() if line.get_label().startswith("random batch")]
+    assert len(batches) == 5
+    for line in batches:
+        incumbent = line.get_ydata()
+        assert all(np.diff(incumbent) <= 0)  # best so far only improves
+
+
+def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
+    paper = load_study(PAPER)
+    families = {"families": [_published_family(300, PAPER_5M)]}
+    without_a = {"families": [_published_family(300, [r for r in PAPER_5M if r[0] != "A"])]}
+    colours = []
+    for document in (families, without_a):
+        figure = effects_figure([("s", document)], study=paper)
+        assert figure is not None
+        line = next(x for x in figure.axes[0].get_lines() if x.get_gid() == "effect:s:D")
+        colours.append(line.get_color())
+    assert colours[0] == colours[1]

@@ -322,6 +322,22 @@ DELETE = object()
             "spec.stages[0].fix: only for kind followup (stage kind is screen)",
         ),
         (
+            "spec.stages.0.eta",
+            2,
+            "spec.stages[0].eta: only for kind halving (stage kind is screen)",
+        ),
+        (
+            "spec.stages.1.drawSeed",
+            7,
+            "spec.stages[1].drawSeed: only for kind random or halving (stage kind is greedy)",
+        ),
+        (
+            "spec.stages.2.select.2.rule",
+            "halving-winner",
+            "spec.stages[2].select[2].from: rule halving-winner needs a halving stage "
+            "('greedy' is greedy)",
+        ),
+        (
             "spec.stages.2.select",
             [],
             "spec.stages[2].select: a confirm stage needs at least one selection rule",
@@ -376,6 +392,59 @@ DELETE = object()
 )
 def test_each_mistake_is_named_by_its_path(path: str, value: Any, expected: str) -> None:
     assert [str(problem) for problem in problems_of(mutate(path, value))] == [expected]
+
+
+def halving_study(**fields: Any) -> dict[str, Any]:
+    """base() with a halving stage in place of the greedy one, and its winner confirmed."""
+    stage = {"name": "halving", "kind": "halving", "budgets": ["2m", "5m", "10m"], **fields}
+    data = mutate("spec.stages.1", stage)
+    data["spec"]["stages"][2]["select"][2] = {"from": "halving", "rule": "halving-winner"}
+    return data
+
+
+def test_a_halving_stage_reads_its_rungs_eta_initial_and_draw_seed() -> None:
+    stage = parse_study(halving_study(eta=2, initial=32, drawSeed=4, seeds=3)).spec.stages[1]
+    assert (stage.budgets, stage.eta, stage.initial, stage.draw_seed, stage.seeds) == (
+        [120, 300, 600],
+        2,
+        32,
+        4,
+        [1, 2, 3],
+    )
+    defaults = parse_study(halving_study()).spec.stages[1]
+    assert (defaults.eta, defaults.initial) == (3, None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"eta": 1}, "spec.stages[1].eta: Input should be greater than or equal to 2 (got 1)"),
+        (
+            {"initial": 0},
+            "spec.stages[1].initial: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"initial": 33},
+            "spec.stages[1].initial: more configurations than the full 2^5 space holds "
+            "(32; got 33)",
+        ),
+        (
+            {"budgets": ["10m"]},
+            "spec.stages[1].budgets: a halving stage needs at least two budgets, one per rung "
+            "(got 1)",
+        ),
+        (
+            {"maxRuns": 20},
+            "spec.stages[1].maxRuns: only for kind greedy (stage kind is halving)",
+        ),
+        (
+            {"batches": 2},
+            "spec.stages[1].batches: only for kind random (stage kind is halving)",
+        ),
+    ],
+)
+def test_halving_mistakes_are_named_by_their_path(fields: dict[str, Any], expected: str) -> None:
+    assert [str(problem) for problem in problems_of(halving_study(**fields))] == [expected]
 
 
 def test_a_duplicate_code_is_named_and_so_are_the_references_it_orphans() -> None:
@@ -433,13 +502,14 @@ def test_a_selection_from_a_later_stage_is_refused() -> None:
             "spec.stages.0.kind",
             "scren",
             "spec.stages[0].kind: Input should be 'screen', 'confirm', 'followup', 'bridge', "
-            "'long-horizon', 'random' or 'greedy' (got 'scren')",
+            "'long-horizon', 'random', 'greedy' or 'halving' (got 'scren')",
         ),
         (
             "spec.stages.1.drawPerBatch",
             4,
             "spec.stages[1].drawPerBatch: unknown field; accepted: name, kind, budgets, seeds, "
-            "pools, select, fix, interactions, batches, drawsPerBatch, drawSeed, maxRuns, start",
+            "pools, select, fix, interactions, batches, drawsPerBatch, drawSeed, maxRuns, start, "
+            "eta, initial",
         ),
         (
             "spec.stages.2.select.3.levels",

@@ -10,13 +10,15 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from stagescreen import stages, synthetic
-from stagescreen.spec import Study, StudySpec, load_study
+from stagescreen.spec import Stage, Study, StudySpec, load_study, parse_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec
@@ -492,6 +494,180 @@ def test_greedy_stops_at_its_run_limit() -> None:
     results = synthetic.simulate_stage(spec, "climb", pd.DataFrame(), noiseless({"A": -0.2}))
     assert len(results) == 4  # two points x two seeds
     assert stages.plan_stage(spec, spec.stage("climb"), results).finished
+
+
+# --- halving baseline -------------------------------------------------------------------------
+
+HALVING: dict[str, Any] = {
+    "name": "halving",
+    "kind": "halving",
+    "budgets": ["2m", "5m", "10m"],
+    "seeds": 2,
+    "pools": ["a100"],
+}
+
+
+def paper_with(*extra: Mapping[str, Any]) -> StudySpec:
+    """The paper's programme with stages appended, parsed so every check runs."""
+    data = yaml.safe_load((ROOT / "examples" / "paper.yaml").read_text())
+    data["spec"]["stages"] += [dict(stage) for stage in extra]
+    return parse_study(data).spec
+
+
+def by_mean(rows: pd.DataFrame) -> list[str]:
+    """Condition ids by mean val_bpb over seeds, best first, ties by id."""
+    means = rows.groupby("condition_id")["val_bpb"].mean().reset_index()
+    return list(means.sort_values(["val_bpb", "condition_id"])["condition_id"])
+
+
+@pytest.mark.parametrize(
+    ("rungs", "eta", "initial", "sizes"),
+    [
+        (3, 3, None, [32, 11, 4]),
+        (5, 3, None, [32, 11, 4, 2, 1]),
+        (4, 2, None, [32, 16, 8, 4]),
+        (4, 3, 10, [10, 4, 2, 1]),
+        (3, 4, 5, [5, 2, 1]),
+    ],
+)
+def test_each_rung_keeps_the_best_1_over_eta_rounded_up(
+    rungs: int, eta: int, initial: int | None, sizes: list[int]
+) -> None:
+    budgets = [60 * 2**rung for rung in range(rungs)]
+    stage = Stage(name="h", kind="halving", budgets=budgets, eta=eta, initial=initial)
+    assert stages.halving_rungs(stage, len(CODES)) == sizes
+
+
+def test_halving_plans_each_rung_once_the_rung_before_has_ended() -> None:
+    spec = paper_with(HALVING)
+    stage = spec.stage("halving")
+    model = synthetic.ResponseModel(effects=synthetic.default_effects(spec))
+    first = stages.plan_stage(spec, stage, pd.DataFrame())
+    assert not first.finished
+    assert len(first.runs) == 32 * 2 and {run.budget_s for run in first.runs} == {120}
+    # A-,B-,C-,D-,E- lies outside the E=ABCD fraction: its full-space id.
+    assert first.runs[0].run_id == "halving-full32-c01-2m-s1-a100"
+    assert first.runs[1].condition_id == "full32_c01" and first.runs[1].seed == 2
+    rung_1 = synthetic.simulate_runs(first.runs, model, "val_bpb")
+    # One run still to end holds the ladder at its first rung.
+    assert stages.plan_stage(spec, stage, rung_1.iloc[:-1]) == first
+    second = stages.plan_stage(spec, stage, rung_1)
+    assert not second.finished and second.runs[: len(first.runs)] == first.runs
+    promoted = second.runs[len(first.runs) :]
+    assert len(promoted) == 11 * 2 and {run.budget_s for run in promoted} == {300}
+    assert [run.condition_id for run in promoted[::2]] == by_mean(rung_1)[:11]
+    rung_2 = synthetic.simulate_runs(promoted, model, "val_bpb")
+    third = stages.plan_stage(spec, stage, pd.concat([rung_1, rung_2]))
+    assert third.finished
+    last = third.runs[len(second.runs) :]
+    assert len(last) == 4 * 2 and {run.budget_s for run in last} == {600}
+    assert [run.condition_id for run in last[::2]] == by_mean(rung_2)[:4]
+
+
+def test_halving_replays_identically_and_draws_reproducibly() -> None:
+    spec = paper_with(HALVING)
+    stage = spec.stage("halving")
+    model = synthetic.ResponseModel(effects=synthetic.default_effects(spec))
+    results = synthetic.simulate_stage(spec, "halving", pd.DataFrame(), model)
+    plan = stages.plan_stage(spec, stage, results)
+    shuffled = results.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    assert stages.plan_stage(spec, stage, shuffled) == plan
+    assert sorted(run.run_id for run in plan.runs) == sorted(results["run_id"])
+    drawn = stages.halving_configurations(CODES, 10, seed=7)
+    assert drawn == stages.halving_configurations(CODES, 10, seed=7)
+    assert len({tuple(point.values()) for point in drawn}) == 10  # without replacement
+    assert drawn != stages.halving_configurations(CODES, 10, seed=8)
+    whole = stages.halving_configurations(CODES, None, seed=7)
+    assert whole == stages.halving_configurations(CODES, 32, seed=0) and len(whole) == 32
+
+
+SMALL_HALVING = """    - name: ladder
+      kind: halving
+      budgets: [10s, 20s, 40s]
+      seeds: 2
+      eta: 2"""
+
+
+def test_a_configuration_whose_runs_failed_ranks_last_and_the_rung_sizes_hold() -> None:
+    spec = small_spec(SMALL_HALVING)
+    stage = spec.stage("ladder")
+    first = stages.plan_stage(spec, stage, pd.DataFrame())
+    rung_1 = synthetic.simulate_runs(first.runs, noiseless({"A": -0.2, "B": -0.1}), "val_bpb")
+    # The best point (A+,B+ is c04) and two others fail on both seeds; c01 fails one seed.
+    failed = rung_1["condition_id"].isin(["c02", "c03", "c04"]) | (
+        rung_1["run_id"] == "ladder-c01-10s-s2-gpu"
+    )
+    rung_1.loc[failed, ["status", "val_bpb"]] = ["failed", np.nan]
+    (ladder,) = stages.halving_ladders(spec, stage, rung_1).values()
+    ranked = ladder[0].entries
+    assert [(entry.condition_id, entry.mean is None) for entry in ranked] == [
+        ("c01", False),  # ranked by the seed that succeeded
+        ("c02", True),
+        ("c03", True),
+        ("c04", True),
+    ]
+    # Two still go on, as priced: the failed configurations fill in by condition id.
+    assert ladder[0].survivors == 2
+    assert [entry.condition_id for entry in ladder[1].entries] == ["c01", "c02"]
+    assert not ladder[1].complete and ladder[1].budget_s == 20
+
+
+def test_halving_prices_its_whole_ladder_and_runs_it() -> None:
+    spec = paper_with(HALVING | {"pools": ["a100", "l40s"]})
+    stage = spec.stage("halving")
+    assert stages.expected_runs(spec, stage) == (32 + 11 + 4) * 2 * 2
+    model = synthetic.ResponseModel(effects=synthetic.default_effects(spec))
+    results = synthetic.simulate_stage(spec, "halving", pd.DataFrame(), model)
+    assert len(results) == stages.expected_runs(spec, stage)
+    assert results.groupby(["pool", "budget_s"]).size().to_dict() == {
+        (pool, budget): count
+        for pool in ("a100", "l40s")
+        for budget, count in ((120, 64), (300, 22), (600, 8))
+    }
+    cost = stages.stage_cost(spec, stage)
+    hours = (64 * 120 + 22 * 300 + 8 * 600) / 3600
+    assert cost.gpu_hours == {"a100": pytest.approx(hours), "l40s": pytest.approx(hours)}
+
+
+def test_halving_matched_to_the_papers_random_stage_costs_about_as_much() -> None:
+    """docs/analysis.md: 5 seeds x (32 x 2m + 11 x 5m + 4 x 10m) = 795 GPU-minutes against
+    random search's 80 x 10m = 800."""
+    spec = paper_with(HALVING | {"seeds": 5})
+    halving = stages.stage_cost(spec, spec.stage("halving"))
+    random = stages.stage_cost(spec, spec.stage("random"))
+    assert halving.gpu_hours["a100"] * 60 == pytest.approx(795)
+    assert random.gpu_hours["a100"] * 60 == pytest.approx(800)
+
+
+def test_each_halving_rung_waits_for_the_one_before() -> None:
+    spec = small_spec(SMALL_HALVING, parallelism=8)
+    cost = stages.stage_cost(spec, spec.stage("ladder"))
+    assert cost.runs == (4 + 2 + 1) * 2
+    # Every rung fits on the eight slots at once; the rungs follow one another.
+    assert cost.wall_hours * 3600 == pytest.approx(10 + 20 + 40)
+
+
+def test_halving_winner_is_the_best_of_the_last_rung_once_the_ladder_has_ended() -> None:
+    check = {
+        "name": "check",
+        "kind": "bridge",
+        "budgets": ["60m"],
+        "pools": ["a100"],
+        "select": [{"from": "halving", "rule": "halving-winner", "role": "halving-winner"}],
+    }
+    spec = paper_with(HALVING, check)
+    model = synthetic.ResponseModel(effects=synthetic.default_effects(spec))
+    first = stages.plan_stage(spec, spec.stage("halving"), pd.DataFrame())
+    partway = synthetic.simulate_runs(first.runs, model, "val_bpb")
+    with pytest.raises(stages.NotReady, match="waits for stage 'halving'"):
+        stages.plan_stage(spec, spec.stage("check"), partway)
+    results = synthetic.simulate_stage(spec, "halving", pd.DataFrame(), model)
+    (ladder,) = stages.halving_ladders(spec, spec.stage("halving"), results).values()
+    plan = stages.plan_stage(spec, spec.stage("check"), results)
+    assert [(a.condition_id, a.role, a.rule) for a in plan.anchors] == [
+        (ladder[-1].entries[0].condition_id, "halving-winner", "halving-winner")
+    ]
+    assert stages.expected_runs(spec, spec.stage("check")) == len(plan.runs) == 1
 
 
 # --- cost -------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from stagescreen.runstatus import RunStatus
 
@@ -130,7 +131,8 @@ class Family:
 
     `missing` names expected runs with no usable row (condition ids, with the block level
     when a block is fitted); `excluded` lists the rows dropped for a failed status or a
-    missing value. `q_scope` is "family" or "combined" (BH across every family of the call).
+    missing value. `q_scope` is "family", "combined" (BH across every family of the call) or
+    "across pool" (BH across the families that differ only in pool).
     """
 
     by: dict[str, Any]
@@ -596,6 +598,7 @@ def fit_effects(
     design: DesignLike | None = None,
     lenth: bool = False,
     combined_fdr: bool = False,
+    q_across: Sequence[str] = (),
     level: float = 0.95,
 ) -> list[Family]:
     """Effects per `by` group from `response ~ main effects [+ interactions] [+ C(block)]`.
@@ -603,7 +606,9 @@ def fit_effects(
     `order=2` adds every two-factor interaction, `terms` adds chosen ones ("A:B"); a model
     with aliased terms is refused (`EffectsError` naming both). Each family reports
     effect = 2*beta, a Wald interval at `level` on the residual df, a two-sided p and a BH q
-    within the family, or across all families with `combined_fdr`. Rows whose `status` is not
+    within the family, across all families with `combined_fdr`, or across the families that
+    share their values of the `by` columns named in `q_across` (a stage run on several pools
+    judges each budget's effects on every pool as one family). Rows whose `status` is not
     "succeeded" or whose response, factor, block or `by` value is missing are excluded and
     listed; expected runs absent from a family (from `design`, else the table's
     `condition_id` values, per block level) are listed in `missing`. Effects the remaining
@@ -658,23 +663,35 @@ def fit_effects(
                 lenth=margin,
             )
         )
+    unknown = [column for column in q_across if column not in by_columns]
+    if unknown:
+        raise EffectsError(f"q_across {unknown} must be among the by columns {by_columns}")
     if combined_fdr:
-        families = _combine_q(families)
+        return _combine_q(families, (), "combined")
+    if q_across:
+        keep = [column for column in by_columns if column not in q_across]
+        return _combine_q(families, keep, "across " + ", ".join(q_across))
     return families
 
 
-def _combine_q(families: Sequence[Family]) -> list[Family]:
-    """Replace each q by the BH q across every effect of every family."""
-    flat = [effect for family in families for effect in family.effects]
-    q = iter(benjamini_hochberg([effect.p for effect in flat]))
-    return [
-        replace(
-            family,
-            effects=tuple(replace(effect, q=json_number(next(q))) for effect in family.effects),
-            q_scope="combined",
-        )
-        for family in families
-    ]
+def _combine_q(families: Sequence[Family], keep: Sequence[str], scope: str) -> list[Family]:
+    """Replace each q by the BH q across every effect of the families sharing `keep` values."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, family in enumerate(families):
+        groups.setdefault(tuple(family.by[k] for k in keep), []).append(i)
+    out = list(families)
+    for members in groups.values():
+        flat = [effect for i in members for effect in families[i].effects]
+        q = iter(benjamini_hochberg([effect.p for effect in flat]))
+        for i in members:
+            out[i] = replace(
+                families[i],
+                effects=tuple(
+                    replace(effect, q=json_number(next(q))) for effect in families[i].effects
+                ),
+                q_scope=scope,
+            )
+    return out
 
 
 # --- pooled model with budget interactions (paper 5.3) -------------------------------------
@@ -684,9 +701,10 @@ def _combine_q(families: Sequence[Family]) -> list[Family]:
 class PooledBudgetFit:
     """Effects per budget from one pooled fit, and each budget's shift from the reference.
 
-    `families` hold the effect at each budget, 2*(beta + delta_b), with Wald intervals from
-    the fitted covariance; `deltas` hold, per non-reference budget, the change in each effect
-    against the reference (shortest) budget, 2*delta_b, with its p-value.
+    `families` hold the effect at each budget, 2*(beta + delta_b), with intervals from the
+    budget-weighted covariance; `deltas` hold, per non-reference budget, the change in each
+    effect against the reference (shortest) budget, 2*delta_b, with its p-value.
+    `noise_sd` is each budget's residual standard deviation, the weights' source.
     """
 
     reference: Any
@@ -694,12 +712,16 @@ class PooledBudgetFit:
     df_resid: int
     families: tuple[Family, ...]
     deltas: tuple[Family, ...]
+    noise_sd: dict[Any, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "reference": _plain(self.reference),
             "n": self.n,
             "df_resid": self.df_resid,
+            "noise_sd": [
+                {"budget": _plain(budget), "sd": sd} for budget, sd in self.noise_sd.items()
+            ],
             "families": [family.to_dict() for family in self.families],
             "deltas": [family.to_dict() for family in self.deltas],
         }
@@ -718,9 +740,16 @@ def pooled_budget_effects(
 ) -> PooledBudgetFit:
     """The paper's pooled follow-up model (5.3) generalised to any number of budgets.
 
-    `y ~ b_1 + ... + T + b_1:(T) + ...` where T is the main effects plus interactions up to
-    `order` (plus `terms`) and b_k indicates the k-th budget above the shortest. Effects at
-    a budget and their shifts use the full covariance matrix of the fit.
+    `y ~ b_1 + ... + T + b_1:(T) + ... [+ C(block)]` where T is the main effects plus
+    interactions up to `order` (plus `terms`) and b_k indicates the k-th budget above the
+    shortest. Short budgets are much noisier than long ones (the paper's residual sd is 3.7x
+    larger at 5 minutes than at 10), so one pooled residual variance would give intervals too
+    narrow at the short budget and too wide at the long one. The fit is therefore weighted by
+    budget: each budget's residual variance is estimated from an OLS fit, and the model is
+    refitted by weighted least squares with those variances as known. Without a block the
+    estimates and intervals at each budget equal a separate fit of that budget; the block
+    (seed) is shared across budgets. Intervals use Satterthwaite's degrees of freedom from the
+    budgets' residual df.
     """
     _require_columns(data, [budget], "budget")
     model_t = model_terms(factors, order, terms)
@@ -743,17 +772,46 @@ def pooled_budget_effects(
     formula += "".join(f" + {b}:({body})" for b in indicators)
     if block is not None:
         formula += " + C(block)"
-    fit = smf.ols(formula, data=frame, eval_env=0).fit()
-    params, cov = fit.params, fit.cov_params()
-    df_resid = round(fit.df_resid)
-    t_crit = float(stats.t.ppf((1 + level) / 2, df_resid))
+    model = smf.ols(formula, data=frame, eval_env=0)
+    x, y = np.asarray(model.exog), np.asarray(model.endog)
+    residuals = y - x @ np.linalg.pinv(x) @ y
+    at = frame["_budget"].to_numpy()
+    variance, df_budget = np.empty(len(y)), {}
+    noise_sd: dict[Any, float] = {}
+    for value in budgets:
+        rows = at == value
+        df_b = int(rows.sum()) - int(np.linalg.matrix_rank(x[rows]))
+        if df_b < 1:
+            raise EffectsError(
+                f"pooled budget model: budget {_plain(value)} has no residual df to estimate "
+                "its noise (every run is needed for the effects); add seeds or reruns"
+            )
+        variance[rows] = float(residuals[rows] @ residuals[rows]) / df_b
+        df_budget[value] = df_b
+        noise_sd[_plain(value)] = math.sqrt(variance[rows][0])
+    if np.any(variance <= 0):
+        raise EffectsError("pooled budget model: a budget's runs fit exactly (zero noise)")
+    weighted = x / variance[:, None]
+    influence = np.linalg.solve(x.T @ weighted, weighted.T)  # theta = influence @ y
+    params = influence @ y
+    index = {name: i for i, name in enumerate(model.exog_names)}
+    df_resid = sum(df_budget.values())
 
     def contrast(columns: Sequence[str], term: str) -> Effect:
-        weights = pd.Series(0.0, index=params.index)
-        weights[list(columns)] = 2.0
+        weights = np.zeros(len(params))
+        weights[[index[c] for c in columns]] = 2.0
         estimate = float(weights @ params)
-        se = float(np.sqrt(weights @ cov @ weights))
-        p = float(2 * stats.t.sf(abs(estimate / se), df_resid)) if se > 0 else None
+        loading = weights @ influence
+        parts = [
+            float((loading[at == value] ** 2).sum()) * variance[at == value][0] for value in budgets
+        ]
+        var = sum(parts)
+        se = math.sqrt(var)
+        df = var**2 / sum(
+            part**2 / df_budget[value] for part, value in zip(parts, budgets, strict=True)
+        )
+        t_crit = float(stats.t.ppf((1 + level) / 2, df))
+        p = float(2 * stats.t.sf(abs(estimate / se), df)) if se > 0 else None
         return Effect(term, estimate, se, estimate - t_crit * se, estimate + t_crit * se, p)
 
     families, deltas = [], []
@@ -762,20 +820,24 @@ def pooled_budget_effects(
         effects = tuple(
             contrast([names[t], *([shift[i]] if shift else [])], t) for i, t in enumerate(model_t)
         )
-        n = int((frame["_budget"] == value).sum())
-        families.append(Family(by={budget: _plain(value)}, n=n, df_resid=df_resid, effects=effects))
+        n = int((at == value).sum())
+        families.append(
+            Family(by={budget: _plain(value)}, n=n, df_resid=df_budget[value], effects=effects)
+        )
         if k:
             delta = tuple(contrast([f"b{k}:{names[t]}"], t) for t in model_t)
             deltas.append(
                 Family(
                     by={budget: _plain(value), "reference": _plain(reference)},
                     n=n,
-                    df_resid=df_resid,
+                    df_resid=df_budget[value] + df_budget[reference],
                     effects=delta,
                     notes=("effect at this budget minus effect at the reference budget",),
                 )
             )
-    return PooledBudgetFit(reference, len(frame), df_resid, tuple(families), tuple(deltas))
+    return PooledBudgetFit(
+        reference, len(frame), df_resid, tuple(families), tuple(deltas), noise_sd
+    )
 
 
 # --- confirmation summaries (paper 4.4, 5.7, 5.9) ------------------------------------------
@@ -799,14 +861,17 @@ def variance_shares(
     response: str,
     *,
     factors: Sequence[str] = ("budget", "condition_id"),
-    block: str | None = "seed",
+    blocks: Sequence[str] = ("seed",),
 ) -> list[VarianceShare]:
-    """Type-II ANOVA eta^2 shares of `response ~ C(f1)*C(f2)*... + C(block)` (paper 5.7).
+    """Type-II ANOVA eta^2 shares of `response ~ C(f1)*C(f2)*... + C(block1) + ...` (5.7).
 
-    SS_total is the sum of every term's SS plus the residual's, so the shares sum to one;
-    they are descriptive effect sizes, not variance components.
+    eta^2 = SS_term / SS_total with SS_total the sum of squares about the grand mean, as the
+    paper defines it. With balanced data the Type-II sums of squares add up to SS_total; with
+    runs missing they do not, and the shares need not sum to one (the table says so). They are
+    descriptive effect sizes, not variance components. Blocks (seed, and pool when a stage ran
+    on several hosts) enter additively.
     """
-    columns = [*factors, *([block] if block else [])]
+    columns = [*factors, *blocks]
     usable = _usable(data, response, columns)
     constant = [column for column in columns if usable[column].nunique() < 2]
     if constant:
@@ -818,11 +883,11 @@ def variance_shares(
     for i, column in enumerate(columns):
         frame[f"g{i}"] = usable[column].astype(str)
     formula = "y ~ " + " * ".join(f"C(g{i})" for i in range(len(factors)))
-    if block:
-        formula += f" + C(g{len(factors)})"
+    formula += "".join(f" + C(g{i})" for i in range(len(factors), len(columns)))
     table = anova_lm(smf.ols(formula, data=frame, eval_env=0).fit(), typ=2)
     readable = {f"C(g{i})": column for i, column in enumerate(columns)}
-    total = float(table["sum_sq"].sum())
+    y = frame["y"].to_numpy()
+    total = float(((y - y.mean()) ** 2).sum())
     shares = []
     for term, row in table.iterrows():
         name = (
@@ -883,6 +948,69 @@ def condition_means(
     return out
 
 
+def adjusted_means(
+    data: pd.DataFrame,
+    response: str,
+    by: str = "condition_id",
+    blocks: Sequence[str] = ("seed",),
+    level: float = 0.95,
+) -> list[ConditionMean]:
+    """Block-adjusted (least-squares) means of each `by` level, with model-based intervals.
+
+    Fits `y ~ C(by) + C(block) + ...` and averages each condition's fitted value over every
+    level of every block. When a condition lost a seed (diverged, failed, still missing), its
+    raw mean is pulled by the seeds it happens to have, and seeds shift every condition alike;
+    the adjusted mean compares conditions as if each had run every seed. With every condition
+    on every seed it equals the raw mean. `sd` stays the raw sample sd of the cell; the
+    interval is the fit's, on its residual df (None when there is none).
+    """
+    usable = _usable(data, response, [by, *blocks])
+    groups = usable[by].astype(str)
+    conditions = sorted(groups.unique())
+    columns = [np.ones(len(usable))]
+    columns += [(groups == c).to_numpy(float) for c in conditions[1:]]
+    averaged = []  # each block dummy's average over the block's levels: 1/levels
+    for block in blocks:
+        levels = sorted(usable[block].astype(str).unique())
+        columns += [(usable[block].astype(str) == v).to_numpy(float) for v in levels[1:]]
+        averaged += [1 / len(levels)] * (len(levels) - 1)
+    x = np.column_stack(columns)
+    fit = sm.OLS(usable[response].to_numpy(float), x).fit()
+    df_resid = len(usable) - int(np.linalg.matrix_rank(x))
+    cov = np.asarray(fit.cov_params()) if df_resid > 0 else None
+    t_crit = float(stats.t.ppf((1 + level) / 2, df_resid)) if df_resid > 0 else math.nan
+    out = []
+    for i, condition in enumerate(conditions):
+        weights = np.array([1.0, *(float(i == j) for j in range(1, len(conditions))), *averaged])
+        mean = float(weights @ np.asarray(fit.params))
+        values = usable.loc[groups == condition, response].to_numpy(dtype=float)
+        sd = float(values.std(ddof=1)) if len(values) > 1 else None
+        low = high = None
+        if cov is not None:
+            half = t_crit * math.sqrt(float(weights @ cov @ weights))
+            low, high = mean - half, mean + half
+        key = usable.loc[groups == condition, by].iloc[0]
+        out.append(ConditionMean({by: _plain(key)}, len(values), mean, sd, low, high))
+    return out
+
+
+def mean_difference(left: Iterable[float], right: Iterable[float], level: float = 0.95) -> Effect:
+    """left mean minus right mean with Welch's interval and p (unequal variances).
+
+    Used to say whether a best condition is separated from its runner-up; None interval
+    when either side has fewer than two runs.
+    """
+    a, b = np.asarray(list(left), dtype=float), np.asarray(list(right), dtype=float)
+    estimate = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return Effect("difference", estimate, reason="fewer than two runs on a side")
+    compare = CompareMeans(DescrStatsW(a), DescrStatsW(b))
+    low, high = compare.tconfint_diff(alpha=1 - level, usevar="unequal")
+    _, p, _ = compare.ttest_ind(usevar="unequal")
+    se = float(compare.std_meandiff_separatevar)
+    return Effect("difference", estimate, se, float(low), float(high), json_number(p))
+
+
 @dataclass(frozen=True)
 class WinCount:
     """How many of the n_left * n_right pairings the left value wins (descriptive only)."""
@@ -917,6 +1045,7 @@ class Relaxation:
     effect: float | None
     ratio: float | None
     group: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -925,14 +1054,31 @@ class Relaxation:
             "budget": _plain(self.budget),
             "effect": json_number(self.effect),
             "ratio": json_number(self.ratio),
+            "reason": self.reason,
         }
+
+
+def _ratio(effect: Effect, base: Effect | None) -> tuple[float | None, str | None]:
+    """An effect over its reference, or None with why the reference cannot anchor a ratio."""
+    if base is None or base.effect is None:
+        return None, "no estimate at the reference budget"
+    if base.ci_low is None or base.ci_high is None:
+        return None, "no interval at the reference budget"
+    if base.ci_low <= 0 <= base.ci_high:
+        return None, "does not hold at the reference budget (interval includes zero)"
+    if effect.effect is None:
+        return None, "no estimate at this budget"
+    return effect.effect / base.effect, None
 
 
 def relaxation_table(families: Sequence[Family], budget: str = "budget") -> list[Relaxation]:
     """How each effect relaxes with budget: effect_b / effect at the shortest budget.
 
     Families are grouped by their other `by` keys (e.g. pool), so each group has its own
-    shortest budget. A ratio is None when either effect is missing or the reference is zero.
+    shortest budget. A ratio is given only for effects that hold at that reference budget
+    (interval excludes zero): the ratio of noise to noise says nothing about relaxation, and
+    dividing by an estimate near zero makes arbitrary numbers. `reason` says why a ratio is
+    missing.
     """
     missing = [f.by for f in families if budget not in f.by]
     if missing:
@@ -944,17 +1090,14 @@ def relaxation_table(families: Sequence[Family], budget: str = "budget") -> list
     rows = []
     for rest, members in groups.items():
         members = sorted(members, key=lambda f: f.by[budget])
-        reference = {e.term: e.effect for e in members[0].effects}
+        reference = {e.term: e for e in members[0].effects}
         for family in members:
             for effect in family.effects:
-                base = reference.get(effect.term)
-                ratio = (
-                    effect.effect / base
-                    if effect.effect is not None and base not in (None, 0.0)
-                    else None
-                )
+                ratio, reason = _ratio(effect, reference.get(effect.term))
                 rows.append(
-                    Relaxation(effect.term, family.by[budget], effect.effect, ratio, dict(rest))
+                    Relaxation(
+                        effect.term, family.by[budget], effect.effect, ratio, dict(rest), reason
+                    )
                 )
     return rows
 

@@ -11,7 +11,7 @@ Both are pure functions of the spec and the results table.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,22 +49,51 @@ class StageRuns(_Record):
 
 
 class RankedCondition(_Record):
-    """One condition's mean metric in one (budget, pool) cell, with its Student-t interval."""
+    """One condition in one (budget, pool) cell: its runs, failures, mean and interval.
+
+    `runs` counts ended runs, `failed` those that failed or diverged, `n` the succeeded ones
+    the mean is taken over; `adjusted` marks a seed-adjusted mean (`stages.rank_conditions`).
+    """
 
     budget_s: int
     pool: str
     condition_id: str
     role: str | None = None
+    runs: int = 0
+    failed: int = 0
     n: int
     mean: float | None
     sd: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    adjusted: bool = False
     rank: int
 
 
+class RunnerUp(_Record):
+    """The condition ranked second, and how far the best is from it.
+
+    `difference` is runner-up minus best (Welch interval over their runs); `separated` is
+    True when that interval excludes zero, False when it does not, None without an interval.
+    `wins` of `total` cross-seed pairings go to the best (descriptive, paper 4.4).
+    """
+
+    condition_id: str
+    mean: float | None
+    difference: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    wins: int
+    total: int
+    separated: bool | None = None
+
+
 class Best(_Record):
-    """The stage's best condition at its longest budget (interval not adjusted for the pick)."""
+    """A stage's best condition on one pool at its longest budget.
+
+    Its interval is not adjusted for the pick: the best of several near-tied conditions is
+    usually lucky, and such intervals covered the truth 78% of the time in simulation.
+    """
 
     condition_id: str
     role: str | None = None
@@ -73,8 +102,12 @@ class Best(_Record):
     mean: float
     ci_low: float | None = None
     ci_high: float | None = None
+    adjusted: bool = False
+    runs: int = 0
+    failed: int = 0
     levels: dict[str, int]
     hyperparameters: dict[str, Any]
+    runner_up: RunnerUp | None = None
 
 
 class StageOutcome(_Record):
@@ -89,6 +122,8 @@ class StageOutcome(_Record):
     study: str
     stage: str
     kind: str
+    synthetic: bool = False
+    """Results simulated by `stagescreen simulate` on planted effects: no model was trained."""
     metric: str
     goal: str
     runs: StageRuns
@@ -101,10 +136,12 @@ class StageOutcome(_Record):
     ranking: list[RankedCondition] = Field(default_factory=list)
     win_counts: list[dict[str, Any]] = Field(default_factory=list)
     best: Best | None = None
+    best_per_pool: list[Best] = Field(default_factory=list)
     anchors: list[dict[str, Any]] = Field(default_factory=list)
     promoted: list[dict[str, Any]] = Field(default_factory=list)
     greedy: dict[str, Any] | None = None
     random: dict[str, Any] | None = None
+    halving: dict[str, Any] | None = None
     notes: list[str] = Field(default_factory=list)
 
     def summary(self) -> str:
@@ -152,103 +189,157 @@ def _effect_groups(spec: StudySpec, stage: Stage) -> list[str]:
 def _main_effects(
     spec: StudySpec, stage: Stage, rows: pd.DataFrame, factors: Sequence[str], order: int = 1
 ) -> list[fx.Family]:
+    """Effects per budget (and pool); BH runs across a budget's pools, so a factor retained on
+    any pool is one claim among all the pools' (per-pool BH let the retained set's FDR reach
+    0.069 with two pools and 0.158 with four)."""
     block = "seed" if len(stage.seeds) > 1 else None
     groups = _effect_groups(spec, stage)
     terms = len(fx.model_terms(factors, order))
     saturated = block is None and rows.groupby(groups).size().max() <= terms + 1
     return fx.fit_effects(
-        rows, spec.metric.name, factors, by=groups, block=block, order=order, lenth=saturated
+        rows,
+        spec.metric.name,
+        factors,
+        by=groups,
+        block=block,
+        order=order,
+        lenth=saturated,
+        q_across=["pool"] if "pool" in groups else (),
     )
+
+
+def judged(families: Sequence[fx.Family]) -> list[fx.Family]:
+    """The families a retention decision reads: those at the longest budget."""
+    if not families:
+        return []
+    longest = max(family.by["budget_s"] for family in families)
+    return [family for family in families if family.by["budget_s"] == longest]
 
 
 def retained_factors(families: Sequence[fx.Family], fdr: float = FDR) -> list[str]:
     """Main effects that hold at the longest budget: interval excludes zero and q <= fdr.
 
-    Unreplicated families have no interval; there an effect is retained when it exceeds
-    Lenth's margin of error. Order: largest absolute effect first.
+    One rule for every family. In a saturated (unreplicated) family the interval and p come
+    from Lenth's pseudo standard error, so the same rule reads "exceeds Lenth's margin of
+    error and survives BH". A factor retained on any pool counts; q spans the pools. Order:
+    largest absolute effect first.
     """
-    if not families:
-        return []
-    longest = max(family.by["budget_s"] for family in families)
     kept: dict[str, float] = {}
-    for family in families:
-        if family.by["budget_s"] != longest:
-            continue
+    for family in judged(families):
         for effect in family.effects:
-            if ":" in effect.term or effect.effect is None:
-                continue
-            if effect.ci_low is not None and effect.ci_high is not None and effect.q is not None:
-                holds = (effect.ci_low > 0 or effect.ci_high < 0) and effect.q <= fdr
-            elif family.lenth is not None:
-                holds = abs(effect.effect) > family.lenth.me
-            else:
-                holds = False
-            if holds:
-                kept[effect.term] = max(kept.get(effect.term, 0.0), abs(effect.effect))
+            if ":" not in effect.term and holds(effect, fdr):
+                kept[effect.term] = max(kept.get(effect.term, 0.0), abs(effect.effect or 0.0))
     return sorted(kept, key=lambda term: -kept[term])
 
 
+def holds(effect: fx.Effect, fdr: float = FDR) -> bool:
+    """The retention rule for one effect: its interval excludes zero and q <= fdr."""
+    if effect.effect is None or effect.ci_low is None or effect.ci_high is None:
+        return False
+    return (effect.ci_low > 0 or effect.ci_high < 0) and effect.q is not None and effect.q <= fdr
+
+
 def _ranking(spec: StudySpec, rows: pd.DataFrame) -> list[RankedCondition]:
+    """Every (budget, pool) cell ranked by `stages.rank_conditions`, the one ranking rule."""
     metric = spec.metric.name
-    usable = planning.succeeded(rows, metric)
-    if usable.empty:
+    if rows.empty:
         return []
-    roles = {
-        condition: None if pd.isna(role) else str(role)
-        for condition, role in usable.groupby("condition_id")["role"].first().items()
-    }
-    means = fx.condition_means(usable, metric, by=["budget_s", "pool", "condition_id"])
-    cells = sorted(
-        means,
-        key=lambda cell: (
-            int(cell.key["budget_s"]),
-            cell.key["pool"],
-            (1 if spec.metric.goal == "minimize" else -1) * cell.mean,
-            cell.key["condition_id"],
-        ),
-    )
     table = []
-    for _, group in itertools.groupby(
-        cells, key=lambda cell: (cell.key["budget_s"], cell.key["pool"])
-    ):
-        for rank, cell in enumerate(group, 1):
+    for (budget, pool), cell in rows.groupby(["budget_s", "pool"], sort=True):
+        ranked = planning.rank_conditions(cell, metric, spec.metric.goal, int(budget))
+        for rank, row in enumerate(ranked.itertuples(index=False), 1):
             table.append(
                 RankedCondition(
-                    budget_s=int(cell.key["budget_s"]),
-                    pool=cell.key["pool"],
-                    condition_id=cell.key["condition_id"],
-                    role=roles.get(cell.key["condition_id"]),
-                    n=cell.n,
-                    mean=fx.json_number(cell.mean),
-                    sd=fx.json_number(cell.sd),
-                    ci_low=fx.json_number(cell.ci_low),
-                    ci_high=fx.json_number(cell.ci_high),
+                    budget_s=int(budget),
+                    pool=str(pool),
+                    condition_id=str(row.condition_id),
+                    role=None if pd.isna(row.role) else str(row.role),
+                    runs=int(row.runs),
+                    failed=int(row.failed),
+                    n=int(row.n),
+                    mean=fx.json_number(row.mean),
+                    sd=fx.json_number(row.sd),
+                    ci_low=fx.json_number(row.ci_low),
+                    ci_high=fx.json_number(row.ci_high),
+                    adjusted=bool(row.adjusted),
                     rank=rank,
                 )
             )
     return table
 
 
-def _best(spec: StudySpec, rows: pd.DataFrame, ranking: list[RankedCondition]) -> Best | None:
-    if not ranking:
-        return None
-    longest = max(row.budget_s for row in ranking)
-    top = [row for row in ranking if row.budget_s == longest and row.rank == 1]
-    sign = 1 if spec.metric.goal == "minimize" else -1
-    best = min(top, key=lambda row: sign * (row.mean or 0.0))
-    first = rows[rows["condition_id"] == best.condition_id].iloc[0]
-    levels = {code: int(first[code]) for code in spec.codes}
-    return Best(
-        condition_id=best.condition_id,
-        role=best.role,
-        budget_s=best.budget_s,
-        pool=best.pool,
-        mean=best.mean if best.mean is not None else float("nan"),
-        ci_low=best.ci_low,
-        ci_high=best.ci_high,
-        levels=levels,
-        hyperparameters=planning.decode_levels(levels, spec),
+def _runner_up(
+    spec: StudySpec, rows: pd.DataFrame, best: RankedCondition, second: RankedCondition
+) -> RunnerUp:
+    metric = spec.metric.name
+    usable = planning.succeeded(rows, metric)
+    cell = usable[(usable["budget_s"] == best.budget_s) & (usable["pool"] == best.pool)]
+
+    def values(condition: str) -> np.ndarray:
+        return cell.loc[cell["condition_id"] == condition, metric].to_numpy(float)
+
+    gap = fx.mean_difference(values(second.condition_id), values(best.condition_id))
+    wins = fx.win_count(
+        values(best.condition_id),
+        values(second.condition_id),
+        lower_is_better=spec.metric.goal == "minimize",
     )
+    difference = (
+        second.mean - best.mean if second.mean is not None and best.mean is not None else None
+    )
+    separated = (
+        None
+        if gap.ci_low is None or gap.ci_high is None
+        else bool(gap.ci_low > 0 or gap.ci_high < 0)
+    )
+    return RunnerUp(
+        condition_id=second.condition_id,
+        mean=second.mean,
+        difference=difference,
+        ci_low=gap.ci_low,
+        ci_high=gap.ci_high,
+        wins=wins.wins,
+        total=wins.total,
+        separated=separated,
+    )
+
+
+def _bests(
+    spec: StudySpec, stage: Stage, rows: pd.DataFrame, ranking: list[RankedCondition]
+) -> list[Best]:
+    """The best condition of each pool at the stage's longest budget, in the stage's pool
+    order. Hosts differ in absolute level (the paper's L40S runs sit apart from its A100
+    runs), so a best is never picked by comparing means across pools."""
+    if not ranking:
+        return []
+    longest = max(row.budget_s for row in ranking)
+    out = []
+    for pool in planning.stage_pools(spec, stage):
+        cell = [row for row in ranking if row.budget_s == longest and row.pool == pool]
+        cell = [row for row in cell if row.n > 0 and row.mean is not None]
+        if not cell:
+            continue
+        best = cell[0]
+        first = rows[rows["condition_id"] == best.condition_id].iloc[0]
+        levels = {code: int(first[code]) for code in spec.codes}
+        out.append(
+            Best(
+                condition_id=best.condition_id,
+                role=best.role,
+                budget_s=best.budget_s,
+                pool=best.pool,
+                mean=best.mean if best.mean is not None else float("nan"),
+                ci_low=best.ci_low,
+                ci_high=best.ci_high,
+                adjusted=best.adjusted,
+                runs=best.runs,
+                failed=best.failed,
+                levels=levels,
+                hyperparameters=planning.decode_levels(levels, spec),
+                runner_up=_runner_up(spec, rows, best, cell[1]) if len(cell) > 1 else None,
+            )
+        )
+    return out
 
 
 def _win_counts(spec: StudySpec, rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -328,6 +419,33 @@ def _random(spec: StudySpec, rows: pd.DataFrame) -> dict[str, Any] | None:
     }
 
 
+def _halving(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any]:
+    """Each pool's ladder: per rung its budget, how many configurations ran and those that
+    went on with their means there; the winner is the best of the last rung once it ended."""
+
+    def entry(at: planning.RungEntry) -> dict[str, Any]:
+        return {"condition_id": at.condition_id, "levels": dict(at.levels), "mean": at.mean}
+
+    ladders = []
+    for pool, ladder in planning.halving_ladders(spec, stage, rows).items():
+        rungs = [
+            {
+                "budget_s": rung.budget_s,
+                "configurations": len(rung.entries),
+                "complete": rung.complete,
+                "survivors": [entry(e) for e in rung.entries[: rung.survivors] if rung.complete],
+            }
+            for rung in ladder
+        ]
+        last = ladder[-1]
+        top = last.entries[0] if len(ladder) == len(stage.budgets) and last.complete else None
+        winner = (
+            None if top is None or top.mean is None else entry(top) | {"budget_s": last.budget_s}
+        )
+        ladders.append({"pool": pool, "rungs": rungs, "winner": winner})
+    return {"eta": stage.eta, "ladders": ladders}
+
+
 def _promoted(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> list[dict[str, Any]]:
     """Anchors that later stages select from this one, with the rule that chose each."""
     out = []
@@ -340,6 +458,28 @@ def _promoted(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> list[dict
     return out
 
 
+def _pooled(
+    spec: StudySpec, stage: Stage, usable: pd.DataFrame, factors: Sequence[str], notes: list[str]
+) -> dict[str, Any] | None:
+    """The pooled budget-interaction model (paper 5.3) on the stage's first pool, seed as a
+    block when seeds vary; a model the runs cannot support leaves a note instead."""
+    pools = planning.stage_pools(spec, stage)
+    if len(pools) > 1:
+        notes.append(f"pooled budget model fitted on {pools[0]} only (hosts differ in level)")
+    try:
+        return fx.pooled_budget_effects(
+            usable[usable["pool"] == pools[0]],
+            spec.metric.name,
+            factors,
+            budget="budget_s",
+            order=2,
+            block="seed" if usable["seed"].nunique() > 1 else None,
+        ).to_dict()
+    except fx.EffectsError as error:
+        notes.append(f"pooled budget model: {error}")
+        return None
+
+
 def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: str) -> StageOutcome:
     """The outcome record of one stage from every result so far (docs/architecture.md "Storage")."""
     plan = planning.plan_stage(spec, stage, results)
@@ -347,6 +487,7 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
     metric = spec.metric.name
     usable = planning.succeeded(rows, metric)
     ranking = _ranking(spec, rows)
+    bests = _bests(spec, stage, rows, ranking)
     out = StageOutcome(
         study=study,
         stage=stage.name,
@@ -355,7 +496,9 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
         goal=spec.metric.goal,
         runs=_run_counts(plan, rows),
         ranking=ranking,
-        best=_best(spec, rows, ranking),
+        synthetic=bool("synthetic" in rows and rows["synthetic"].fillna(False).astype(bool).any()),
+        best=bests[0] if bests else None,
+        best_per_pool=bests,
         anchors=[anchor.to_dict() for anchor in plan.anchors],
     )
     if usable.empty:
@@ -373,20 +516,38 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
                 _main_effects(spec, stage, usable, factors, order=2)
             )
             if usable["budget_s"].nunique() > 1:
-                out.pooled = fx.pooled_budget_effects(
-                    usable, metric, factors, budget="budget_s", order=2
-                ).to_dict()
+                out.pooled = _pooled(spec, stage, usable, factors, out.notes)
     if stage.kind in ("confirm", "bridge", "long-horizon"):
         out.win_counts = _win_counts(spec, usable)
         if all(usable[column].nunique() > 1 for column in ("budget_s", "condition_id", "seed")):
-            shares = fx.variance_shares(usable, metric, factors=("budget_s", "condition_id"))
+            blocks = ["seed", *(["pool"] if usable["pool"].nunique() > 1 else [])]
+            shares = fx.variance_shares(
+                usable, metric, factors=("budget_s", "condition_id"), blocks=blocks
+            )
             out.variance_shares = [share.to_dict() for share in shares]
     if stage.kind == "greedy":
         out.greedy = _greedy(spec, stage, results)
     if stage.kind == "random":
         out.random = _random(spec, usable)
+    if stage.kind == "halving":
+        out.halving = _halving(spec, stage, rows)
     out.promoted = _promoted(spec, stage, results)
     return out
+
+
+BASELINE_KINDS = ("random", "greedy", "halving")
+
+
+def deciding_outcome(spec: StudySpec, outcomes: Mapping[str, StageOutcome]) -> StageOutcome | None:
+    """The outcome whose best answers the study: the last analysed stage, in spec order,
+    that has a best. Later stages are chosen from earlier evidence and run longer; baselines
+    (random, greedy, halving) are comparisons, so they answer only when nothing else does.
+    The status, the report and the command line all read the study's best from here."""
+    analysed = [outcomes[s.name] for s in spec.stages if s.name in outcomes]
+    with_best = [o for o in analysed if o.best is not None]
+    preferred = [o for o in with_best if o.kind not in BASELINE_KINDS]
+    chosen = preferred or with_best
+    return chosen[-1] if chosen else None
 
 
 def _planned_per_pool(

@@ -269,6 +269,68 @@ def _factor_label(study: Study | None, code: str) -> str:
         return code
 
 
+def _factor_colour(study: Study | None, code: str, fallback: int) -> str:
+    """One factor, one colour in every figure: by its place among the study's factors, so a
+    stage that fixes a factor does not shift every other factor's colour."""
+    codes = list(study.spec.codes) if study is not None else []
+    index = codes.index(code) if code in codes else fallback
+    return COLOURS[index % len(COLOURS)]
+
+
+def search_figure(
+    outcome: Mapping[str, Any] | None,
+    results: pd.DataFrame | None,
+    *,
+    seeds: int = 1,
+    metric: str = "val_bpb",
+    goal: str = "minimize",
+) -> Figure | None:
+    """The baselines' incumbent against cost (paper 5.4-5.5): the best value found so far
+    after each run of a random batch, or after each step of a greedy climb, against the
+    training hours spent, so a baseline's efficiency reads off one picture."""
+    better = min if goal == "minimize" else max
+    lines: list[tuple[str, list[float], list[float]]] = []
+    for climb in _list(_dict(_dict(outcome).get("greedy")).get("climbs")):
+        climb = _dict(climb)
+        hours = (_finite(climb.get("budget_s")) or 0.0) * seeds / 3600
+        xs: list[float] = []
+        ys: list[float] = []
+        incumbent: float | None = None
+        for step in _list(climb.get("steps")):
+            value = _finite(_dict(step).get("mean"))
+            if value is not None and _dict(step).get("accepted"):
+                incumbent = value if incumbent is None else better(incumbent, value)
+            if incumbent is not None:
+                xs.append(hours * (len(xs) + 1))
+                ys.append(incumbent)
+        label = f"greedy {fmt_budget(climb.get('budget_s'))} {fmt_text(climb.get('pool'))}"
+        lines.append((label, xs, ys))
+    if _dict(_dict(outcome).get("random")).get("batches") and results is not None:
+        runs = results
+        if "status" in runs.columns:
+            runs = runs[runs["status"] == RunStatus.SUCCEEDED]
+        for batch, group in runs.groupby("batch", sort=True):
+            values = pd.to_numeric(group[metric], errors="coerce").to_numpy(float)
+            cost = np.cumsum(group["budget_s"].to_numpy(float)) / 3600
+            best = (np.fmin if goal == "minimize" else np.fmax).accumulate(values)
+            lines.append((f"random batch {int(batch)}", list(cost), list(best)))
+    lines = [line for line in lines if line[1]]
+    if not lines:
+        return None
+    with _styled():
+        figure = Figure(figsize=(6.4, 4.0), dpi=DPI, layout="constrained")
+        axes = figure.add_subplot()
+        for i, (label, xs, ys) in enumerate(lines):
+            axes.step(
+                xs, ys, where="post", color=COLOURS[i % len(COLOURS)], marker=".", label=label
+            )
+        axes.set_xlabel("training hours spent")
+        axes.set_ylabel(f"best {metric} so far")
+        axes.set_title(f"Incumbent {metric} against cost")
+        axes.legend(loc="best")
+    return figure
+
+
 def effects_figure(
     series: Sequence[tuple[str, Mapping[str, Any] | None]],
     *,
@@ -326,7 +388,7 @@ def effects_figure(
                     x,
                     y,
                     yerr=np.clip(np.vstack([lower, upper]), 0.0, None),
-                    color=COLOURS[t % len(COLOURS)],
+                    color=_factor_colour(study, term, t),
                     marker=MARKERS[s % len(MARKERS)],
                     markersize=5,
                     capsize=3,
@@ -641,7 +703,10 @@ def _runs_section(outcome: Mapping[str, Any]) -> str:
     return table
 
 
-def _effects_tables(document: Any, retained: Sequence[str], *, mark_retained: bool) -> str:
+def _effects_tables(document: Any, retained: Sequence[str], *, judged: float | None) -> str:
+    """Each family's effects; the `retained` column only in the families retention reads
+    (those at budget `judged`, the longest), so a tick is never shown where no decision was
+    taken."""
     blocks = []
     for family in _families(document):
         by = _dict(family.get("by"))
@@ -650,9 +715,8 @@ def _effects_tables(document: Any, retained: Sequence[str], *, mark_retained: bo
             f"**{_group_label(by)}** (n = {fmt_count(family.get('n'))}, "
             f"residual df = {fmt_count(df)})"
         )
-        columns = ["term", "effect", "95% CI", "p", "q"]
-        if mark_retained:
-            columns.append("retained")
+        mark = judged is not None and _budget_of(by) == judged
+        columns = ["term", "effect", "95% CI", "p", "q"] + (["retained"] if mark else [])
         rows = []
         for effect in _list(family.get("effects")):
             effect = _dict(effect)
@@ -663,7 +727,7 @@ def _effects_tables(document: Any, retained: Sequence[str], *, mark_retained: bo
                 fmt_p(effect.get("p")),
                 fmt_p(effect.get("q")),
             ]
-            if mark_retained:
+            if mark:
                 row.append("✓" if effect.get("term") in retained else "")
             rows.append(row)
         block = [header, "", md_table(columns, rows)]
@@ -679,6 +743,19 @@ def _effects_tables(document: Any, retained: Sequence[str], *, mark_retained: bo
     return "\n\n".join(blocks)
 
 
+def _retained_section(retained: Sequence[str], judged: float | None) -> str:
+    at = f" at {fmt_budget(judged)}" if judged is not None else ""
+    rule = f"interval excludes zero and q ≤ 0.05{at}"
+    if not retained:
+        return f"No factor retained: no main effect has its {rule}."
+    return ", ".join(f"`{r}`" for r in retained) + f" ({rule})."
+
+
+def _judged_budget(document: Any) -> float | None:
+    budgets = [b for family in _families(document) if (b := _budget_of(_dict(family.get("by"))))]
+    return max(budgets) if budgets else None
+
+
 def _relaxation_section(rows: Any) -> str:
     entries = [_dict(r) for r in _list(rows)]
     if not entries:
@@ -692,7 +769,7 @@ def _relaxation_section(rows: Any) -> str:
         group = ", ".join(
             f"{k} {fmt_text(v)}"
             for k, v in r.items()
-            if k not in ("term", "budget", "effect", "ratio")
+            if k not in ("term", "budget", "effect", "ratio", "reason")
         )
         groups.setdefault((group, str(r.get("term"))), {})[budget] = r
     has_group = any(group for group, _ in groups)
@@ -712,6 +789,8 @@ def _relaxation_section(rows: Any) -> str:
     return (
         "Effect at each budget and its ratio to the effect at the shortest budget:\n\n"
         + md_table(header, table)
+        + "\n\nA ratio is given only for an effect whose interval at the shortest budget "
+        "excludes zero."
     )
 
 
@@ -751,21 +830,35 @@ def _ranking_section(ranking: Any) -> str:
                 f"`{fmt_text(e.get('condition_id'))}`",
                 fmt_text(e.get("role")),
                 fmt_count(e.get("n")),
-                fmt_mean(e.get("mean")),
+                _failures(e),
+                fmt_mean(e.get("mean")) + (" †" if e.get("adjusted") else ""),
                 fmt_mean(e.get("sd")),
                 fmt_interval(e.get("ci_low"), e.get("ci_high"), digits=6, signed=False),
             ]
             for e in shown
         ]
         if cut:
-            rows.insert(RANKING_TOP, ["…"] * 7)
+            rows.insert(RANKING_TOP, ["…"] * 8)
         title = f"budget {fmt_budget(budget)}" + (f", pool {pool}" if pool else "")
         note = f" (top {RANKING_TOP} and bottom {RANKING_BOTTOM} of {len(entries)})" if cut else ""
-        blocks.append(
-            f"**{title}**{note}\n\n"
-            + md_table(["rank", "condition", "role", "n", "mean", "sd", "95% CI"], rows)
-        )
-    return "\n\n".join(blocks)
+        header = ["rank", "condition", "role", "n", "failed", "mean", "sd", "95% CI"]
+        blocks.append(f"**{title}**{note}\n\n" + md_table(header, rows))
+    legend = (
+        "A condition that failed or diverged on any run ranks behind every condition with a "
+        "smaller failure share, then by mean."
+    )
+    if any(_dict(e).get("adjusted") for e in _list(ranking)):
+        legend += " † seed-adjusted mean: some conditions lost seeds, so means are compared "
+        legend += "as if every condition had run every seed."
+    return "\n\n".join([*blocks, legend])
+
+
+def _failures(entry: Mapping[str, Any]) -> str:
+    """`failed/runs` for a condition or anchor with failures, blank when it has none."""
+    failed, runs = _finite(entry.get("failed")), _finite(entry.get("runs"))
+    if not failed:
+        return ""
+    return f"{fmt_count(failed)}/{fmt_count(runs)}"
 
 
 def _win_section(wins: Any, goal: str) -> str:
@@ -801,11 +894,14 @@ def _anchor_rows(entries: Any, *, promoted: bool) -> str:
                 fmt_text(entry.get("rule")),
             ]
             + ([] if promoted else [fmt_text(entry.get("source"))])
-            + [fmt_levels(entry.get("levels"))]
+            + [fmt_levels(entry.get("levels")), _failures(entry)]
         )
     header = (["to stage"] if promoted else []) + ["role", "condition", "rule"]
-    header += ([] if promoted else ["source"]) + ["levels"]
-    return md_table(header, rows)
+    header += ([] if promoted else ["source"]) + ["levels", "failed at source"]
+    text = md_table(header, rows)
+    if any(_failures(_dict(e)) for e in _list(entries)):
+        text += "\n\nAn anchor with failures at its source was promoted despite them."
+    return text
 
 
 def _greedy_section(greedy: Any) -> str:
@@ -849,20 +945,87 @@ def _random_section(random: Any) -> str:
     return md_table(["batch", "winner", "levels", "best"], rows) + "\n\n" + summary
 
 
+def _halving_section(halving: Any) -> str:
+    halving = _dict(halving)
+    rows = []
+    winners = []
+    for ladder in _list(halving.get("ladders")):
+        ladder = _dict(ladder)
+        for rung in _list(ladder.get("rungs")):
+            rung = _dict(rung)
+            survivors = [_dict(s) for s in _list(rung.get("survivors"))]
+            went_on = ", ".join(
+                f"`{fmt_text(s.get('condition_id'))}` {fmt_mean(s.get('mean'))}" for s in survivors
+            )
+            rows.append(
+                [
+                    fmt_budget(rung.get("budget_s")),
+                    fmt_text(ladder.get("pool")),
+                    fmt_count(rung.get("configurations")),
+                    went_on or DASH,
+                ]
+            )
+        winner = _dict(ladder.get("winner"))
+        if winner:
+            winners.append(
+                f"Winner on {fmt_text(ladder.get('pool'))}: "
+                f"`{fmt_text(winner.get('condition_id'))}` {fmt_levels(winner.get('levels'))}, "
+                f"mean {fmt_mean(winner.get('mean'))} at {fmt_budget(winner.get('budget_s'))}."
+            )
+    header = ["budget", "pool", "configurations", "went on (mean at this budget)"]
+    keep = f"Each rung keeps the best 1/{fmt_count(halving.get('eta'))}, rounded up."
+    return "\n\n".join([md_table(header, rows), " ".join([keep, *winners])])
+
+
 def _best_line(best: Any) -> str:
+    """One best condition with its evidence: interval (not adjusted for the pick), failures,
+    and the runner-up with the difference, its interval, the win count and, in words,
+    whether the two are separated."""
     best = _dict(best)
     if not best:
         return DASH
+    name = fmt_text(best.get("condition_id"))
     role = f" ({best['role']})" if best.get("role") else ""
     pool = f" on {best['pool']}" if best.get("pool") else ""
+    budget = fmt_budget(best.get("budget_s"))
     hyper = _dict(best.get("hyperparameters"))
     settings = ", ".join(f"{k}={fmt_text(v)}" for k, v in hyper.items())
-    return (
-        f"`{fmt_text(best.get('condition_id'))}`{role} at {fmt_budget(best.get('budget_s'))}"
-        f"{pool}: mean {fmt_mean(best.get('mean'))}, 95% CI "
-        f"{fmt_interval(best.get('ci_low'), best.get('ci_high'), digits=6, signed=False)}"
+    text = (
+        f"`{name}`{role} at {budget}{pool}: mean {fmt_mean(best.get('mean'))}"
+        + (" (seed-adjusted)" if best.get("adjusted") else "")
+        + ", 95% CI "
+        f"{fmt_interval(best.get('ci_low'), best.get('ci_high'), digits=6, signed=False)} "
+        "(not adjusted for having been picked as best)"
         f"; levels {fmt_levels(best.get('levels'))}" + (f"; {settings}" if settings else "")
     )
+    if _finite(best.get("failed")):
+        text += f". It failed or diverged on {_failures(best).replace('/', ' of ')} runs"
+    runner = _dict(best.get("runner_up"))
+    if not runner:
+        return text + ". No other condition to compare with."
+    other = fmt_text(runner.get("condition_id"))
+    gap = (
+        f"Runner-up `{other}` {fmt_mean(runner.get('mean'))}, "
+        f"difference {fmt_effect(runner.get('difference'))}"
+    )
+    if runner.get("separated") is None:
+        verdict = f"one run per condition: no interval, so `{name}` and `{other}` are not "
+        verdict += f"distinguishable at {budget} from this stage"
+    else:
+        gap += f" (95% CI {fmt_interval(runner.get('ci_low'), runner.get('ci_high'))})"
+        verdict = (
+            f"`{name}` is ahead of `{other}` at {budget}"
+            if runner.get("separated")
+            else f"`{name}` and `{other}` are not distinguishable at {budget}"
+        )
+    wins = f"{fmt_count(runner.get('wins'))}/{fmt_count(runner.get('total'))}"
+    return f"{text}. {gap}; `{name}` wins {wins} seed pairings: {verdict}."
+
+
+def _best_section(outcome: Mapping[str, Any]) -> str:
+    bests = _list(outcome.get("best_per_pool")) or [outcome.get("best")]
+    lines = [f"- {_best_line(best)}" for best in bests if _dict(best)]
+    return "\n".join(lines) or DASH
 
 
 def _stage_section(
@@ -883,25 +1046,21 @@ def _stage_section(
         retained = [str(r) for r in _list(outcome.get("retained"))]
         sections: list[tuple[str, str]] = [("Runs", _runs_section(outcome))]
         if _families(outcome.get("effects")):
-            mark = bool(retained)
+            judged = _judged_budget(outcome["effects"])
             sections.append(
-                ("Main effects", _effects_tables(outcome["effects"], retained, mark_retained=mark))
+                ("Main effects", _effects_tables(outcome["effects"], retained, judged=judged))
             )
-            if retained:
-                sections.append(("Retained factors", ", ".join(f"`{r}`" for r in retained)))
+            sections.append(("Retained factors", _retained_section(retained, judged)))
         if _families(outcome.get("interactions")):
             sections.append(
-                (
-                    "Two-factor model",
-                    _effects_tables(outcome["interactions"], retained, mark_retained=False),
-                )
+                ("Two-factor model", _effects_tables(outcome["interactions"], (), judged=None))
             )
         pooled = _dict(outcome.get("pooled"))
         if pooled.get("deltas"):
             sections.append(
                 (
                     "Pooled model: change in each effect against the shortest budget",
-                    _effects_tables({"families": pooled["deltas"]}, (), mark_retained=False),
+                    _effects_tables({"families": pooled["deltas"]}, (), judged=None),
                 )
             )
         if _list(outcome.get("relaxation")):
@@ -920,7 +1079,9 @@ def _stage_section(
             sections.append(("Greedy climbs", _greedy_section(outcome["greedy"])))
         if _dict(outcome.get("random")).get("batches"):
             sections.append(("Random search", _random_section(outcome["random"])))
-        sections.append(("Best condition", _best_line(outcome.get("best"))))
+        if _dict(outcome.get("halving")).get("ladders"):
+            sections.append(("Successive halving", _halving_section(outcome["halving"])))
+        sections.append(("Best condition", _best_section(outcome)))
         for title, body in sections:
             parts += [f"{h}# {title}", "", body, ""]
     if figures:
@@ -985,22 +1146,24 @@ def _hours(seconds: Any) -> float | None:
     return None if number is None else number / 3600
 
 
-def best_overall(stages: Sequence[StageData], goal: str) -> tuple[str, Mapping[str, Any]] | None:
-    """The best condition at the longest budget any stage measured, and the stage it is from.
+def _answer(data: StudyData) -> str:
+    """The study's headline: the deciding stage's best on each pool, with its evidence
+    (`outcome.deciding_outcome` decides which stage answers; this only words it)."""
+    from pydantic import ValidationError
 
-    Means at different budgets are not comparable (every condition improves with budget), so
-    the longest budget decides first and the metric's goal breaks ties between stages or pools.
-    """
-    candidates = []
-    for data in stages:
-        best = _dict(_dict(data.outcome).get("best"))
-        mean, budget = _finite(best.get("mean")), _finite(best.get("budget_s"))
-        if mean is not None and budget is not None:
-            candidates.append((budget, -mean if goal == "maximize" else mean, data.name, best))
-    if not candidates:
-        return None
-    budget, _, name, best = min(candidates, key=lambda c: (-c[0], c[1], c[2]))
-    return name, best
+    from stagescreen.outcome import StageOutcome, deciding_outcome
+
+    outcomes = {}
+    for stage in data.stages:
+        try:
+            if stage.outcome is not None:
+                outcomes[stage.name] = StageOutcome.model_validate(stage.outcome)
+        except ValidationError:
+            continue
+    chosen = deciding_outcome(data.study.spec, outcomes)
+    if chosen is None:
+        return "No stage has a best condition yet."
+    return f"From stage `{chosen.stage}`:\n\n" + _best_section(chosen.to_json())
 
 
 # --------------------------------------------------------------------------------------------
@@ -1019,6 +1182,12 @@ def _stage_figures(data: StageData, study: Study) -> dict[str, tuple[Figure, str
     figure = variance_figure(outcome.get("variance_shares"), metric=metric)
     if figure is not None:
         out["variance-shares.png"] = (figure, f"Variance shares of {metric} ({data.name})")
+    if data.stage.kind in ("random", "greedy"):
+        figure = search_figure(
+            outcome, data.results, seeds=len(data.stage.seeds), metric=metric, goal=goal
+        )
+        if figure is not None:
+            out["search.png"] = (figure, f"Incumbent {metric} against cost ({data.name})")
     if data.stage.kind in ANCHOR_KINDS:
         figure = anchor_figure(
             data.results,
@@ -1043,44 +1212,64 @@ SYNTHETIC_BANNER = (
 )
 
 
-def _synthetic(results: pd.DataFrame | None) -> bool:
-    """Whether a results table came from `stagescreen simulate` rather than real runs."""
-    return results is not None and "synthetic" in results and bool(results["synthetic"].any())
+def _synthetic(data: StageData) -> bool:
+    """Whether a stage's results came from `stagescreen simulate` rather than real runs."""
+    results = data.results
+    if results is not None and "synthetic" in results and bool(results["synthetic"].any()):
+        return True
+    return bool(_dict(data.outcome).get("synthetic"))
+
+
+def _mark_synthetic(figure: Figure) -> Figure:
+    """A watermark no crop removes: a synthetic figure must never pass for a measured one."""
+    figure.text(
+        0.5,
+        0.5,
+        "SYNTHETIC",
+        fontsize=44,
+        color="#d62728",
+        alpha=0.18,
+        rotation=25,
+        ha="center",
+        va="center",
+        gid="synthetic",
+    )
+    return figure
 
 
 def render_report(data: StudyData) -> Report:
     """Every file of a study's report: the study report.md, each stage's report.md, figures."""
     study = data.study
-    metric, goal = study.spec.metric.name, study.spec.metric.goal
+    metric = study.spec.metric.name
     files: dict[str, bytes] = {}
     stage_figures: dict[str, list[tuple[str, str]]] = {}
+    synthetic = any(_synthetic(stage) for stage in data.stages)
     for stage in data.stages:
         captions = []
         for name, (figure, caption) in _stage_figures(stage, study).items():
+            if synthetic:
+                figure, caption = _mark_synthetic(figure), f"SYNTHETIC: {caption}"
             files[f"stages/{stage.name}/{name}"] = png_bytes(figure)
             captions.append((name, caption))
         stage_figures[stage.name] = captions
         body = _stage_section(stage, study, captions, "", level=1)
+        banner = f"{SYNTHETIC_BANNER}\n\n" if synthetic else ""
         files[f"stages/{stage.name}/{REPORT}"] = (
-            f"<!-- study {study.name}; generated by stagescreen report -->\n{body}".encode()
-        )
+            f"<!-- study {study.name}; generated by stagescreen report -->\n{banner}{body}"
+        ).encode()
     screens = [
         (s.name, _dict(s.outcome).get("effects"))
         for s in data.stages
         if s.stage.kind == "screen" and s.outcome is not None
     ]
     main = effects_figure(screens, metric=metric, study=study)
+    if main is not None and synthetic:
+        main = _mark_synthetic(main)
     parts = [f"# Study `{study.name}`", ""]
-    if any(_synthetic(stage.results) for stage in data.stages):
+    if synthetic:
         parts += [SYNTHETIC_BANNER, ""]
     parts += ["## Summary", "", _study_summary(study), ""]
-    parts += ["## Best condition", ""]
-    chosen = best_overall(data.stages, goal)
-    if chosen is None:
-        parts.append("No stage has a best condition yet.")
-    else:
-        parts.append(f"From stage `{chosen[0]}`: {_best_line(chosen[1])}.")
-    parts.append("")
+    parts += ["## Best condition", "", _answer(data), ""]
     if main is not None:
         files["main-effects.png"] = png_bytes(main)
         parts += [
@@ -1147,11 +1336,11 @@ __all__ = [
     "StageData",
     "StudyData",
     "anchor_figure",
-    "best_overall",
     "effects_figure",
     "png_bytes",
     "read_study_data",
     "render_report",
+    "search_figure",
     "variance_figure",
     "write_report",
 ]

@@ -43,8 +43,19 @@ KIND = "ScreeningStudy"
 # "I" is the identity word of a defining relation (I = ABCDE), so it never names a factor.
 FACTOR_LETTERS = "ABCDEFGHJKLMNOPQRSTUVWXYZ"
 
-StageKind = Literal["screen", "confirm", "followup", "bridge", "long-horizon", "random", "greedy"]
-SelectionRule = Literal["best", "worst", "bridge", "control", "greedy-winner", "random-winner"]
+StageKind = Literal[
+    "screen", "confirm", "followup", "bridge", "long-horizon", "random", "greedy", "halving"
+]
+SelectionRule = Literal[
+    "best", "worst", "bridge", "control", "greedy-winner", "random-winner", "halving-winner"
+]
+
+WINNER_RULES: dict[str, str] = {
+    "greedy-winner": "greedy",
+    "random-winner": "random",
+    "halving-winner": "halving",
+}
+"""Rules that pick the one incumbent of a baseline stage, and the kind of stage each reads."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,8 +391,8 @@ class Selection(_Model):
         description=(
             "best / worst: the k conditions with the best / worst mean at budget `at`; "
             "bridge: the k best, with `factors` moved to their centre level; control: the "
-            "predeclared coded `levels`; greedy-winner / random-winner: the incumbent of a "
-            "greedy / random stage."
+            "predeclared coded `levels`; greedy-winner / random-winner / halving-winner: the "
+            "incumbent of a greedy / random / halving stage."
         )
     )
     k: int = Field(default=1, ge=1, description="How many conditions this rule picks.")
@@ -448,9 +459,11 @@ _KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "interactions": ("followup",),
     "batches": ("random",),
     "draws_per_batch": ("random",),
-    "draw_seed": ("random",),
+    "draw_seed": ("random", "halving"),
     "max_runs": ("greedy",),
     "start": ("greedy",),
+    "eta": ("halving",),
+    "initial": ("halving",),
 }
 
 
@@ -465,14 +478,16 @@ class Stage(_Model):
             "screen: the spec's design; followup: full factorial on the factors left free by "
             "`fix`; confirm / bridge / long-horizon: anchors from `select`; random: "
             "matched-cost random draws from the full 2^k space; greedy: one-factor-at-a-time "
-            "hill climbing."
+            "hill climbing; halving: successive halving over the full 2^k space, one rung "
+            "per budget."
         )
     )
     budgets: list[Budget] = Field(
         min_length=1,
         description=(
             "Training wall-clock budgets, shortest first, e.g. [120s, 5m, 10m]; every "
-            "condition runs at each."
+            "condition runs at each (halving: the rungs, each running the survivors of the "
+            "one before)."
         ),
     )
     seeds: Seeds = Field(
@@ -502,13 +517,31 @@ class Stage(_Model):
     draws_per_batch: int = Field(
         default=16, ge=1, description="For random: conditions drawn per batch (with replacement)."
     )
-    draw_seed: int = Field(default=0, description="For random: seed of the condition draws.")
+    draw_seed: int = Field(
+        default=0, description="For random and halving: seed of the condition draws."
+    )
     max_runs: int | None = Field(
         default=None, ge=1, description="For greedy: runs per budget before the climb stops."
     )
     start: dict[Code, CodedLevel] = Field(
         default_factory=dict,
         description="For greedy: coded starting levels; factors not named start at -1.",
+    )
+    eta: int = Field(
+        default=3,
+        ge=2,
+        description=(
+            "For halving: each rung keeps the best 1/eta of its configurations (rounded up, "
+            "at least one) for the next budget."
+        ),
+    )
+    initial: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "For halving: configurations run at the first budget, drawn without replacement "
+            "from the full 2^k space (seeded by drawSeed). Empty: all 2^k."
+        ),
     )
 
     @model_validator(mode="after")
@@ -542,6 +575,10 @@ class Stage(_Model):
             problems.append(("fix", "a followup stage needs the factors it holds, e.g. {D: -1}"))
         if self.kind == "greedy" and self.max_runs is None:
             problems.append(("maxRuns", "a greedy stage needs its run limit per budget"))
+        if self.kind == "halving" and len(self.budgets) < 2:
+            problems.append(
+                ("budgets", "a halving stage needs at least two budgets, one per rung (got 1)")
+            )
         _raise_if(problems)
         return self
 
@@ -1004,6 +1041,16 @@ def _check_stages(
         problems += _check_codes(f"{base}.start", stage.start, codes)
         if codes is not None and stage.fix and set(stage.fix) >= set(codes):
             problems.append((f"{base}.fix", "fixes every factor; leave at least one free"))
+        if stage.kind == "halving" and codes is not None and stage.initial is not None:
+            space = 2 ** len(codes)
+            if stage.initial > space:
+                problems.append(
+                    (
+                        f"{base}.initial",
+                        f"more configurations than the full 2^{len(codes)} space holds "
+                        f"({space}; got {stage.initial})",
+                    )
+                )
         for number, selection in enumerate(stage.select):
             problems += _check_selection(
                 f"{base}.select[{number}]", selection, index, stages, position, codes
@@ -1051,7 +1098,7 @@ def _check_selection(
             ),
         ]
     source = stages[source_index]
-    needs = {"greedy-winner": "greedy", "random-winner": "random"}.get(selection.rule)
+    needs = WINNER_RULES.get(selection.rule)
     if needs and source.kind != needs:
         problems.append(
             (

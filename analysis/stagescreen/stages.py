@@ -3,12 +3,15 @@
 Everything here is a pure function of `(spec, stage, results)`, so the kopf operator and the
 local executor take the same decisions and a restarted controller re-derives them exactly:
 run ids are deterministic from (stage, condition, budget, seed, pool), and the sequential
-greedy baseline is replayed from the completed runs rather than remembered.
+greedy and halving baselines are replayed from the completed runs rather than remembered.
 
 The paper's programme (section 4.6) maps onto stage kinds: a fractional `screen`, anchors
 chosen by `select` rules for `confirm` / `bridge` / `long-horizon`, a `followup` factorial with
 a dominant factor fixed, and two baselines, matched-cost `random` search over the full 2^k
-space and `greedy` one-factor-at-a-time hill climbing.
+space and `greedy` one-factor-at-a-time hill climbing. A third baseline the paper leaves out
+(its section 7) is the multi-fidelity method an automated search would use: `halving`,
+successive halving (Jamieson and Talwalkar 2016; the inner loop of Hyperband, Li et al. 2018)
+over the full 2^k space with one rung per budget.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from stagescreen import design as designs
+from stagescreen import effects as fx
 from stagescreen.runstatus import TERMINAL, RunStatus
-from stagescreen.spec import Selection, Stage, StudySpec
+from stagescreen.spec import WINNER_RULES, Selection, Stage, StudySpec
 
 
 class PlanError(ValueError):
@@ -41,13 +45,19 @@ class Unplannable(PlanError):
 
 @dataclass(frozen=True)
 class Anchor:
-    """A condition carried into a stage, with the rule and source stage that chose it."""
+    """A condition carried into a stage, with the rule and source stage that chose it.
+
+    `runs` and `failed` are the source condition's ended runs at the ranked budget and how
+    many of them failed or diverged: an anchor promoted despite failures says so.
+    """
 
     condition_id: str
     levels: Mapping[str, int]
     role: str
     rule: str
     source: str | None
+    runs: int = 0
+    failed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +66,8 @@ class Anchor:
             "rule": self.rule,
             "source": self.source,
             "levels": dict(self.levels),
+            "runs": self.runs,
+            "failed": self.failed,
         }
 
 
@@ -161,27 +173,78 @@ def succeeded(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     return results[ok]
 
 
+BLOCKS = ("seed", "pool")
+"""What shifts every condition alike within one budget: the seed, and the host a run ran on."""
+
+
 def rank_conditions(
     results: pd.DataFrame, metric: str, goal: str, at: int | str = "longest"
 ) -> pd.DataFrame:
-    """Condition means at one budget, best first: condition_id, role, levels, n, mean.
+    """Conditions at one budget, best first, the one ranking every decision reads.
 
-    Ties break on condition id so the ranking, and everything promoted from it, is
-    reproducible.
+    Columns: condition_id, role, budget_s, runs (ended runs), failed (of those, failed or
+    diverged), n (succeeded with a finite metric), mean, sd, ci_low, ci_high, adjusted.
+    - The mean is the raw mean with its Student-t interval (paper 4.4) when every condition
+      ran every seed and pool the others did; when some lost runs, it is the seed- and
+      pool-adjusted mean (`effects.adjusted_means`), so a condition is not flattered by the
+      seeds it happened to keep; `adjusted` says which.
+    - A condition that failed or diverged on any run ranks behind every condition with a
+      smaller failure share: a recipe that diverges on some seeds is not the one to bet long
+      runs on, however good its survivors look. Then by mean; ties break on condition id, so
+      the ranking and everything promoted from it are reproducible.
     """
-    rows = succeeded(results, metric)
-    if rows.empty:
-        return rows
-    budget = rows["budget_s"].max() if at == "longest" else at
-    rows = rows[rows["budget_s"] == budget]
-    grouped = rows.groupby("condition_id", sort=True)
-    table = grouped.agg(n=(metric, "size"), mean=(metric, "mean"), role=("role", "first"))
-    table = table.reset_index()
-    table["budget_s"] = budget
-    ascending = goal == "minimize"
-    return table.sort_values(["mean", "condition_id"], ascending=[ascending, True]).reset_index(
-        drop=True
+    if results.empty:
+        return pd.DataFrame()
+    ended = results[results["status"].isin(list(TERMINAL))]
+    if ended.empty:
+        return pd.DataFrame()
+    budget = ended["budget_s"].max() if at == "longest" else at
+    ended = ended[ended["budget_s"] == budget]
+    if ended.empty:
+        return pd.DataFrame()
+    good = succeeded(ended, metric)
+    table = ended.groupby("condition_id", sort=True).agg(
+        role=("role", "first"),
+        runs=("status", "size"),
+        failed=("status", lambda status: int((status != RunStatus.SUCCEEDED).sum())),
     )
+    table["n"] = good.groupby("condition_id").size().reindex(table.index, fill_value=0)
+    blocks = [b for b in BLOCKS if b in good.columns and good[b].nunique() > 1]
+    cells = (
+        good.groupby("condition_id")[blocks].apply(
+            lambda rows: frozenset(map(tuple, rows.to_numpy()))
+        )
+        if blocks and not good.empty
+        else pd.Series(dtype=object)
+    )
+    adjusted = cells.nunique() > 1
+    means = (
+        fx.adjusted_means(good, metric, "condition_id", blocks)
+        if adjusted
+        else fx.condition_means(good, metric, "condition_id")
+        if not good.empty
+        else []
+    )
+    stats = pd.DataFrame(
+        [
+            {
+                "condition_id": m.key["condition_id"],
+                "mean": m.mean,
+                "sd": m.sd,
+                "ci_low": m.ci_low,
+                "ci_high": m.ci_high,
+            }
+            for m in means
+        ],
+        columns=["condition_id", "mean", "sd", "ci_low", "ci_high"],
+    ).set_index("condition_id")
+    table = table.join(stats).reset_index()
+    table["adjusted"] = bool(adjusted)
+    table["budget_s"] = budget
+    table["_share"] = table["failed"] / table["runs"]
+    table["_key"] = table["mean"] if goal == "minimize" else -table["mean"]
+    table = table.sort_values(["_share", "_key", "condition_id"], na_position="last")
+    return table.drop(columns=["_share", "_key"]).reset_index(drop=True)
 
 
 def _levels_of(results: pd.DataFrame, condition: str, codes: Sequence[str]) -> dict[str, int]:
@@ -221,18 +284,27 @@ def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame)
     # happens to have results: a ranking must not move as the source's runs come in.
     at = max(spec.stage(source).budgets) if selection.at == "longest" else selection.at
     ranking = rank_conditions(rows, spec.metric.name, spec.metric.goal, at)
+    if not ranking.empty:
+        ranking = ranking[ranking["n"] > 0]
     if ranking.empty:
         raise Unplannable(
             f"select rule {selection.rule!r} from stage {source!r}: no succeeded runs to rank "
             f"at {at} s"
         )
     if selection.rule == "worst":
-        picked = list(ranking["condition_id"].iloc[::-1][: selection.k])
-    elif selection.rule in ("greedy-winner", "random-winner"):
+        # the worst recipe by its metric, a contrast for the best: failures do not enter
+        worst_first = ranking["mean"] if spec.metric.goal == "maximize" else -ranking["mean"]
+        picked = list(
+            ranking.assign(_key=worst_first).sort_values(["_key", "condition_id"])["condition_id"][
+                : selection.k
+            ]
+        )
+    elif selection.rule in WINNER_RULES:
         picked = list(ranking["condition_id"].iloc[:1])
     else:
         picked = list(ranking["condition_id"].iloc[: selection.k])
-    anchors = []
+    record = ranking.set_index("condition_id")
+    anchors: list[Anchor] = []
     for role, cid in zip(_roles(selection, len(picked)), picked, strict=True):
         levels = _levels_of(rows, cid, codes)
         if selection.role is None and selection.rule in ("best", "worst"):
@@ -243,7 +315,18 @@ def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame)
             }
             suffix = "".join(f"{code.lower()}0" for code in codes if code in selection.factors)
             cid = f"{cid}-{suffix}"
-        anchors.append(Anchor(cid, levels, role, selection.rule, source))
+        source_row = record.loc[picked[len(anchors)]]
+        anchors.append(
+            Anchor(
+                cid,
+                levels,
+                role,
+                selection.rule,
+                source,
+                runs=int(source_row["runs"]),
+                failed=int(source_row["failed"]),
+            )
+        )
     return anchors
 
 
@@ -453,7 +536,8 @@ def plan_stage(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePla
     """The runs `stage` needs, given every result recorded so far (any stage).
 
     For greedy stages the plan holds the runs of every point evaluated so far plus the next
-    point of each climb; `finished` turns True when every climb has stopped.
+    point of each climb; `finished` turns True when every climb has stopped. A halving stage
+    holds every rung whose predecessor has ended; `finished` once the last rung is planned.
     """
     results = _with_identity_columns(results, spec.codes)
     if stage.kind == "screen":
@@ -482,6 +566,8 @@ def plan_stage(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePla
         return StagePlan(stage.name, tuple(_expand(spec, stage, picked)), tuple(anchors))
     if stage.kind == "random":
         return StagePlan(stage.name, tuple(_plan_random(spec, stage)))
+    if stage.kind == "halving":
+        return _plan_halving(spec, stage, results)
     return _plan_greedy(spec, stage, results)
 
 
@@ -550,6 +636,114 @@ def _plan_greedy(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StageP
     return StagePlan(stage.name, tuple(runs), finished=finished)
 
 
+def halving_rungs(stage: Stage, factors: int) -> list[int]:
+    """Configurations per rung of a halving ladder, one rung per budget: `initial` (default
+    the whole 2^k space), then ceil(n / eta) of the rung before, so never fewer than one.
+
+    The counts are fixed before any run, so the stage is priced exactly: a configuration that
+    failed ranks last and is still promoted when too few others succeeded.
+    """
+    sizes = [stage.initial or 2**factors]
+    for _ in stage.budgets[1:]:
+        sizes.append(math.ceil(sizes[-1] / stage.eta))
+    return sizes
+
+
+def halving_configurations(
+    codes: Sequence[str], initial: int | None, seed: int
+) -> list[dict[str, int]]:
+    """The first rung: the whole 2^k space, or `initial` of its points drawn without
+    replacement from `seed`. Kept in the space's order, so the same seed gives the same runs
+    and drawing all 2^k is the whole space."""
+    space = designs.full_factorial(codes).runs()
+    if initial is None or initial >= len(space):
+        return [dict(point) for point in space]
+    picks = np.random.default_rng(seed).choice(len(space), size=initial, replace=False)
+    return [dict(space[int(pick)]) for pick in sorted(picks)]
+
+
+@dataclass(frozen=True)
+class RungEntry:
+    """A configuration in one rung: its mean over the seeds that succeeded, None if none did."""
+
+    condition_id: str
+    levels: Mapping[str, int]
+    mean: float | None
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung of a replayed halving ladder: its runs and configurations, in planned order
+    until every run has ended, then ranked best first with their means; the first
+    `survivors` of them run at the next budget (none after the last)."""
+
+    budget_s: int
+    pool: str
+    runs: tuple[PlannedRun, ...]
+    entries: tuple[RungEntry, ...]
+    complete: bool
+    survivors: int
+
+
+def halving_ladders(
+    spec: StudySpec, stage: Stage, results: pd.DataFrame
+) -> dict[str, tuple[Rung, ...]]:
+    """Replay each halving ladder (one per pool) from this stage's results, up to and
+    including its first rung with runs still to end.
+
+    A complete rung ranks its configurations by their mean over seeds, as anchors are ranked
+    (`rank_conditions`: ties on condition id), a configuration with no succeeded run last.
+    The best `halving_rungs` allows go on to the next budget.
+    """
+    results = _with_identity_columns(results, spec.codes)
+    sizes = halving_rungs(stage, len(spec.codes))
+    first = [
+        RungEntry(condition_name(levels, spec), levels, None)
+        for levels in halving_configurations(spec.codes, stage.initial, stage.draw_seed)
+    ]
+    ladders = {}
+    for pool in stage_pools(spec, stage):
+        rungs: list[Rung] = []
+        entries = first
+        for budget, survivors in zip(stage.budgets, [*sizes[1:], 0], strict=True):
+            conditions = [(entry.condition_id, entry.levels, None) for entry in entries]
+            runs = tuple(_expand(spec, stage, conditions, budgets=[budget], pools=[pool]))
+            ids = {run.run_id for run in runs}
+            ended = results[results["run_id"].isin(ids) & results["status"].isin(list(TERMINAL))]
+            if set(ended["run_id"]) < ids:
+                rungs.append(Rung(budget, pool, runs, tuple(entries), False, survivors))
+                break
+            ranked = _rank_rung(spec, entries, ended, budget)
+            rungs.append(Rung(budget, pool, runs, tuple(ranked), True, survivors))
+            entries = [RungEntry(e.condition_id, e.levels, None) for e in ranked[:survivors]]
+        ladders[pool] = tuple(rungs)
+    return ladders
+
+
+def _rank_rung(
+    spec: StudySpec, entries: Sequence[RungEntry], ended: pd.DataFrame, budget: int
+) -> list[RungEntry]:
+    """A complete rung's configurations with their means, ranked as anchors are
+    (`rank_conditions`); any it leaves out, having no succeeded run, last by condition id."""
+    ranking = rank_conditions(ended, spec.metric.name, spec.metric.goal, budget)
+    means: dict[str, float | None] = {}
+    if not ranking.empty:
+        means = {
+            str(cid): None if pd.isna(mean) else float(mean)
+            for cid, mean in zip(ranking["condition_id"], ranking["mean"], strict=True)
+        }
+    levels = {entry.condition_id: entry.levels for entry in entries}
+    order = [*means, *sorted(cid for cid in levels if cid not in means)]
+    return [RungEntry(cid, levels[cid], means.get(cid)) for cid in order]
+
+
+def _plan_halving(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:
+    ladders = halving_ladders(spec, stage, results).values()
+    runs = [run for ladder in ladders for rung in ladder for run in rung.runs]
+    finished = all(len(ladder) == len(stage.budgets) for ladder in ladders)
+    return StagePlan(stage.name, tuple(runs), finished=finished)
+
+
 def _with_identity_columns(results: pd.DataFrame, codes: Sequence[str]) -> pd.DataFrame:
     """An empty or partial results table with the columns planning reads."""
     needed = ["stage", "run_id", "condition_id", "role", "budget_s", "seed", "pool", "status"]
@@ -580,10 +774,20 @@ def expected_runs(spec: StudySpec, stage: Stage) -> int:
     if stage.kind == "greedy":
         max_steps = max(1, (stage.max_runs or 1) // len(stage.seeds))
         return max_steps * per_condition
-    picks = sum(
-        1 if s.rule in ("control", "greedy-winner", "random-winner") else s.k for s in stage.select
-    )
+    if stage.kind == "halving":
+        return sum(_runs_by_budget(spec, stage).values())
+    picks = sum(1 if s.rule == "control" or s.rule in WINNER_RULES else s.k for s in stage.select)
     return picks * per_condition
+
+
+def _runs_by_budget(spec: StudySpec, stage: Stage) -> dict[int, int]:
+    """Runs at each budget: a halving ladder's rungs narrow, every other stage runs the same
+    conditions at each of its budgets."""
+    width = len(stage.seeds) * len(stage_pools(spec, stage))
+    if stage.kind == "halving":
+        sizes = halving_rungs(stage, len(spec.codes))
+        return {budget: size * width for budget, size in zip(stage.budgets, sizes, strict=True)}
+    return dict.fromkeys(stage.budgets, expected_runs(spec, stage) // len(stage.budgets))
 
 
 RUN_OVERHEAD_S = 5
@@ -611,16 +815,17 @@ def stage_cost(spec: StudySpec, stage: Stage, overhead_s: int = 0) -> StageCost:
     """Cost of one stage; `overhead_s` adds start-up and evaluation time to every run.
 
     Wall-clock packs the runs onto `limits.parallelism` slots longest-first; a greedy climb
-    is sequential, so each of its steps waits for the previous one.
+    is sequential, so each of its steps waits for the previous one, and each rung of a halving
+    ladder waits for the rung before it.
     """
     pools = {pool.name: pool for pool in spec.pools}
     runs = expected_runs(spec, stage)
-    per_budget = runs // len(stage.budgets)
+    per_budget = _runs_by_budget(spec, stage)
     gpu_hours: dict[str, float] = {}
     run_hours: dict[str, float] = {}
     durations: list[int] = []
     for budget in stage.budgets:
-        per_pool = per_budget // len(stage_pools(spec, stage))
+        per_pool = per_budget[budget] // len(stage_pools(spec, stage))
         for pool in stage_pools(spec, stage):
             gpus = pools[pool].gpus if pool in pools else 1
             hours = per_pool * (budget + overhead_s) / 3600
@@ -631,7 +836,12 @@ def stage_cost(spec: StudySpec, stage: Stage, overhead_s: int = 0) -> StageCost:
     if stage.kind == "greedy":
         width = len(stage.seeds) * len(stage.budgets) * len(stage_pools(spec, stage))
         slots = min(slots, width)
-    wall = _pack(sorted(durations, reverse=True), slots)
+    if stage.kind == "halving":
+        wall = math.fsum(
+            _pack([budget + overhead_s] * count, slots) for budget, count in per_budget.items()
+        )
+    else:
+        wall = _pack(sorted(durations, reverse=True), slots)
     return StageCost(stage.name, stage.kind, runs, gpu_hours, wall / 3600, run_hours)
 
 

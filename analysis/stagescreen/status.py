@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from stagescreen.outcome import StageOutcome
+from stagescreen.outcome import StageOutcome, deciding_outcome
 from stagescreen.records import compute_seconds
 from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import StudySpec
@@ -100,7 +100,11 @@ class StudyStatus(_Status):
         default_factory=dict, description="Per-stage progress, by stage name."
     )
     best: BestCondition | None = Field(
-        default=None, description="The best condition of the last analysed stage."
+        default=None,
+        description=(
+            "The study's answer: the best of the last analysed stage (baselines only when no "
+            "other stage has one)."
+        ),
     )
     gpu_seconds: dict[str, float] = Field(
         default_factory=dict, description="GPU-seconds spent by ended runs, by pool."
@@ -203,10 +207,8 @@ def study_status(
             phase = "Pending"
     active = [name for name, s in stages.items() if s.phase in ("Running", "Analyzing")]
     analysed = [name for name in stages if name in outcomes]
-    best = next(
-        (stages[name].best for name in reversed(analysed) if stages[name].best is not None),
-        None,
-    )
+    deciding = deciding_outcome(spec, outcomes)
+    best = stages[deciding.stage].best if deciding and deciding.stage in stages else None
     run_seconds = compute_seconds(results)
     gpus = {pool.name: pool.gpus for pool in spec.pools}
     return StudyStatus(
@@ -238,7 +240,10 @@ def _stage_status(name: str, status: pd.Series, outcome: StageOutcome | None) ->
     best = None
     if outcome is not None and outcome.best is not None:
         best = BestCondition(
-            stage=name, **outcome.best.model_dump(exclude={"levels", "hyperparameters"})
+            stage=name,
+            **outcome.best.model_dump(
+                include={"condition_id", "role", "budget_s", "pool", "mean", "ci_low", "ci_high"}
+            ),
         )
     return StageStatus(
         phase=phase,

@@ -118,7 +118,8 @@ def _plans(
         so_far = results_table(planned, observed.records, spec.metric.name).table
         try:
             plan = planning.plan_stage(spec, stage, so_far)
-            while stage.kind == "greedy":  # a climb replays from its own records, step by step
+            # A greedy climb or halving ladder grows from its own records, step by step.
+            while not plan.finished:
                 own = results_table([*planned, *plan.runs], observed.records, spec.metric.name)
                 step = planning.plan_stage(spec, stage, own.table)
                 if step == plan:

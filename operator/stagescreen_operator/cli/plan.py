@@ -49,9 +49,9 @@ def plan(
     """Price a study: runs, GPU-hours per pool (CPU run-hours for pools with gpus: 0) and
     wall-clock per stage.
 
-    Anchor stages count one condition per pick and greedy stages their run limit, so the
-    totals are known before the first run. Wall-clock packs runs onto `limits.parallelism`
-    slots; stages run one after another.
+    Anchor stages count one condition per pick, greedy stages their run limit and halving
+    stages every rung of their ladder, so the totals are known before the first run.
+    Wall-clock packs runs onto `limits.parallelism` slots; stages run one after another.
 
     Example: stagescreen plan examples/quickstart.yaml --overhead 60s
     """

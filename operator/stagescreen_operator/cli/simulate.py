@@ -1,11 +1,15 @@
 """`stagescreen simulate`: the whole programme on planted effects, before any GPU is spent.
 
-Answers "with these seeds and budgets, would the screen find effects of this size?" and
-exercises every stage's analysis and promotion rule; all of it is labelled synthetic.
+Answers "with these seeds and budgets, would the screen find effects of this size?" twice
+over: once as one simulated study written as a real one would be, and with `--replicates N`
+as a power table (`stagescreen.power`) over N repetitions of the study. All of it is
+labelled synthetic.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +20,11 @@ from stagescreen_operator.cli.study_file import load_or_exit
 
 if TYPE_CHECKING:
     from stagescreen.outcome import StageOutcome
+    from stagescreen.power import PowerReport
+    from stagescreen.spec import Study, StudySpec
+    from stagescreen.synthetic import ResponseModel
+
+SINGLE_STUDY_OUT = "./simulated"
 
 
 @app.command()
@@ -26,87 +35,345 @@ def simulate(
         typer.Option(
             help=(
                 "Planted high-minus-low effects at the reference budget, e.g. "
-                "'A=0.1,D=0.18,A:B=0.02'. Default: paper-like sizes (a few large, one null)."
+                "'A=0.1,D=0.18,A:B=0.02'; they replace every default term. Default: the "
+                "paper's 2-minute pilot sizes (a few large, E null) and an interaction of the "
+                "first two factors that reads +0.0101 at 2.5x the reference (the paper's A:B)."
             ),
         ),
     ] = None,
     noise: Annotated[
-        float, typer.Option(min=0, help="Run-to-run noise sd of the metric (>= 0).")
-    ] = 0.004,
-    seed_sd: Annotated[float, typer.Option(help="Noise sd shared by runs of one seed.")] = 0.002,
+        str | None,
+        typer.Option(
+            help=(
+                "Run-to-run noise sd: one number for every budget, or BUDGET=SD points such "
+                "as '5m=0.032,10m=0.0086' (log-linear in log-budget between, held flat "
+                "outside). Default: the paper's seeded-screen residuals, 0.032 at 5 min and "
+                "0.0086 at 10 min, stretched so the study's shortest budget plays 2 min."
+            ),
+        ),
+    ] = None,
+    seed_sd: Annotated[
+        float | None,
+        typer.Option(min=0, help="Noise sd shared by runs of one seed. Default: 0.002."),
+    ] = None,
+    seed_condition_sd: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Noise sd shared by the runs of one seed and one condition. Default: 0.",
+        ),
+    ] = None,
+    spread: Annotated[
+        float | None,
+        typer.Option(
+            help=(
+                "Heteroscedastic cells: log-sd slope per sd of a condition's planted signal; "
+                "0 gives every cell the same sd. Default: 0.68 (the paper's worst cell is "
+                "5-8x noisier than its best), worse conditions noisier."
+            )
+        ),
+    ] = None,
+    divergence: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Probability that a run diverges (no metric). Default: 0.005.",
+        ),
+    ] = None,
     relaxation: Annotated[
-        float, typer.Option(help="Effects shrink as (reference/budget)^relaxation.")
-    ] = 0.8,
+        float | None,
+        typer.Option(
+            help=(
+                "Effects shrink as (reference/budget)^relaxation. Default: 1.38, fitted to "
+                "the paper's 2/5/10-minute effects."
+            )
+        ),
+    ] = None,
     reference: Annotated[
         str | None,
         typer.Option(
             help="Budget at which the planted effects hold, e.g. 2m. Default: the shortest."
         ),
     ] = None,
-    out: Annotated[
-        str,
+    replicates: Annotated[
+        int,
         typer.Option(
-            help="Where to write (a directory or s3://bucket/prefix); never the study's storage."
+            min=0,
+            help=(
+                "Repeat the study N times and print its power table instead of writing one "
+                "simulated study (nothing is written unless --out is given)."
+            ),
         ),
-    ] = "./simulated",
+    ] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Base seed of the replicates: replicate r uses (seed, r).")
+    ] = 0,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="With --replicates: print the power report as JSON."),
+    ] = False,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Where to write (a directory or s3://bucket/prefix); never the study's "
+                f"storage. Default: {SINGLE_STUDY_OUT}; with --replicates only "
+                "<study>/power.json, and only when given."
+            )
+        ),
+    ] = None,
 ) -> None:
-    """Simulate every stage on planted effects and write outcomes as a real study would.
+    """Simulate every stage on planted effects: one study, or its power over N replicates.
 
-    Writes spec.yaml, stages/<stage>/results.parquet and outcome.json, and manifest.json
-    under OUT/<study>/; `stagescreen report OUT/<study>` renders them.
+    Without --replicates: writes spec.yaml, stages/<stage>/results.parquet and outcome.json,
+    and manifest.json under OUT/<study>/; `stagescreen report OUT/<study>` renders them.
+
+    With --replicates N: repeats the screen and follow-up stages N times and prints, per
+    stage, budget and term: PLANTED, the true effect at that budget; POWER, the fraction of
+    replicates in which the effect is detected (95% interval excludes zero and BH q <= 0.05
+    within its budget, the rule that retains a factor; for a planted zero, the false-positive
+    rate); SIGN ERR, the fraction of replicates detecting it with the wrong sign; COVERAGE,
+    the fraction whose 95% interval holds the planted effect (well below 0.95 means the
+    intervals are too narrow, e.g. under heteroscedastic cells); MEAN EST, the average
+    estimate. Then, per anchor rule picking from a screen or follow-up: MATCH, the fraction
+    of replicates whose pick is the true optimum (the best noise-free mean at the budget it
+    ranks at). 1,000 replicates of examples/paper.yaml take a few seconds.
+
+    The model defaults are calibrated to the paper (docs/analysis.md, "Rehearsing a study");
+    each option below overrides one of them. Everything printed is SYNTHETIC.
     """
-    import pandas as pd
-
-    from stagescreen import publish, synthetic
+    from stagescreen import synthetic
     from stagescreen.spec import parse_duration
-    from stagescreen.store import StoreError, open_store
 
     study = load_or_exit(study_file)
     spec = study.spec
     try:
-        planted = (
-            synthetic.parse_effects(effects, spec.codes)
-            if effects
-            else synthetic.default_effects(spec)
-        )
-        reference_s = (
-            parse_duration(reference)
-            if reference
-            else min(budget for stage in spec.stages for budget in stage.budgets)
-        )
+        planted = synthetic.parse_effects(effects, spec.codes) if effects else None
+        reference_s = parse_duration(reference) if reference else None
+        model = synthetic.paper_model(spec, planted, reference_s)
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    model = synthetic.ResponseModel(
-        effects={t: v for t, v in planted.items() if ":" not in t},
-        interactions={t: v for t, v in planted.items() if ":" in t},
-        reference_s=reference_s,
-        relaxation=relaxation,
-        seed_sd=seed_sd,
-        noise_sd=noise,
+    try:
+        model = _overridden(model, noise, seed_sd, seed_condition_sd, spread, divergence)
+    except ValueError as error:
+        typer.echo(f"error: --noise {noise!r}: {error}", err=True)
+        raise typer.Exit(2) from None
+    if relaxation is not None:
+        model = replace(model, relaxation=relaxation)
+    if replicates:
+        _power(study.metadata.name, spec, model, replicates, seed, json_output, out)
+    else:
+        _one_study(study, model, out or SINGLE_STUDY_OUT)
+
+
+def _overridden(
+    model: ResponseModel,
+    noise: str | None,
+    seed_sd: float | None,
+    seed_condition_sd: float | None,
+    spread: float | None,
+    divergence: float | None,
+) -> ResponseModel:
+    """The calibrated model with each option the user gave in place of its default."""
+    from stagescreen import synthetic
+
+    if noise is not None:
+        parsed = synthetic.parse_noise(noise)
+        if isinstance(parsed, dict):
+            model = replace(model, noise_points=parsed)
+        else:
+            model = replace(model, noise_sd=parsed, noise_points={})
+    return replace(
+        model,
+        seed_sd=model.seed_sd if seed_sd is None else seed_sd,
+        seed_condition_sd=(
+            model.seed_condition_sd if seed_condition_sd is None else seed_condition_sd
+        ),
+        spread=model.spread if spread is None else spread,
+        divergence=model.divergence if divergence is None else divergence,
     )
+
+
+def _describe(model: ResponseModel) -> str:
+    """The model in one line, so a printed result says what it was drawn from."""
+    from stagescreen.stages import format_budget
+
+    if model.noise_points:
+        noise = ", ".join(
+            f"{sd:.3g} at {format_budget(b)}" for b, sd in sorted(model.noise_points.items())
+        )
+        noise += " (held flat outside)"
+    else:
+        noise = f"{model.noise_sd:g} at every budget"
+    return (
+        f"SYNTHETIC model: run noise sd {noise}; cell spread {model.spread:.2f}; seed sd "
+        f"{model.seed_sd:g}; seed x condition sd {model.seed_condition_sd:g}; divergence "
+        f"{model.divergence:g}; relaxation {model.relaxation:.2f} from "
+        f"{format_budget(model.reference_s)}"
+    )
+
+
+def _planted_text(model: ResponseModel) -> str:
+    terms = {**model.effects, **model.interactions}
+    return ", ".join(f"{t}={v:+.4g}" for t, v in terms.items())
+
+
+def _one_study(study: Study, model: ResponseModel, out: str) -> None:
+    """Simulate every stage once and write it as a real study would be written."""
+    import pandas as pd
+
+    from stagescreen import publish, synthetic
+    from stagescreen.store import StoreError, open_store
+
+    spec = study.spec
+    _refuse_study_storage(study, out)
     try:
         store = open_store(out)
         publish.publish_spec(store, study)
     except StoreError as error:
         typer.echo(f"error: --out {out!r}: {error}", err=True)
         raise typer.Exit(2) from None
-    planted_text = ", ".join(f"{t}={v:+g}" for t, v in planted.items())
-    typer.echo(f"SYNTHETIC study {study.metadata.name!r}: planted effects {planted_text}")
+    typer.echo(f"SYNTHETIC study {study.metadata.name!r}: planted effects {_planted_text(model)}")
+    typer.echo(_describe(model))
     results = pd.DataFrame()
+    records = {}
     for stage in spec.stages:
         results = synthetic.simulate_stage(spec, stage.name, results, model)
-        record = publish.publish_stage(store, study, stage.name, results)
-        typer.echo(_summary(record))
-    typer.echo(_verdict(record))
+        records[stage.name] = publish.publish_stage(store, study, stage.name, results)
+        typer.echo(_summary(records[stage.name]))
+    typer.echo(_verdict(spec, records))
     typer.echo(f"wrote {store.uri(study.metadata.name)}/")
 
 
-def _verdict(last: StageOutcome) -> str:
-    """The study's answer as the last stage gives it: which recipe deserves the long runs."""
-    best = last.best
-    if best is None:
-        return f"SYNTHETIC outcome: stage {last.stage!r} has no succeeded runs"
+def _power(
+    name: str,
+    spec: StudySpec,
+    model: ResponseModel,
+    replicates: int,
+    seed: int,
+    json_output: bool,
+    out: str | None,
+) -> None:
+    """Repeat the study, print the power tables (or JSON), write power.json if asked."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from stagescreen import power
+    from stagescreen.store import StoreError, open_store
+
+    progress_console = Console(stderr=True)
+    if progress_console.is_terminal:
+        with Progress(console=progress_console, transient=True) as bar:
+            task = bar.add_task("SYNTHETIC replicates", total=replicates)
+            report = power.power_study(
+                spec, model, replicates, seed, lambda done: bar.update(task, completed=done)
+            )
+    else:
+        report = power.power_study(spec, model, replicates, seed)
+    document = {"study": name, "model": asdict(model)} | report.to_dict()
+    if json_output:
+        typer.echo(json.dumps(document, indent=2))
+    else:
+        _print_power(name, model, report)
+    if out is not None:
+        try:
+            store = open_store(out)
+            store.put_json(f"{name}/power.json", document)
+        except StoreError as error:
+            typer.echo(f"error: --out {out!r}: {error}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"SYNTHETIC power report written to {store.uri(name)}/power.json")
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.3f}"
+
+
+def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
+    """Two tables, every line of them starting with SYNTHETIC so no row reads as real."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from stagescreen.stages import format_budget
+
+    console = Console(width=None if Console().is_terminal else 120, highlight=False)
+    typer.echo(
+        f"SYNTHETIC power of study {name!r}: {report.replicates} replicates (seed "
+        f"{report.seed}), detection = 95% interval excludes 0 and BH q <= {report.fdr:g}"
+    )
+    typer.echo(f"SYNTHETIC planted at {format_budget(model.reference_s)}: {_planted_text(model)}")
+    typer.echo(_describe(model))
+    pools = any(term.pool for term in report.terms)
+    effects = Table(box=None, pad_edge=False)
+    for column in ["SYNTHETIC", "stage", "budget", *(["pool"] if pools else []), "term"]:
+        effects.add_column(column)
+    for column in ["planted", "power", "sign err", "coverage", "mean est", "fitted"]:
+        effects.add_column(column, justify="right")
+    for term in report.terms:
+        effects.add_row(
+            "SYNTHETIC",
+            term.stage,
+            format_budget(term.budget_s),
+            *([term.pool or ""] if pools else []),
+            term.term,
+            f"{term.planted:+.4f}",
+            _rate(term.power),
+            _rate(term.sign_errors),
+            _rate(term.coverage),
+            "-" if term.mean_estimate is None else f"{term.mean_estimate:+.4f}",
+            str(term.fitted),
+        )
+    if report.terms:
+        console.print(effects)
+    if report.anchors:
+        anchors = Table(box=None, pad_edge=False)
+        for column in ["SYNTHETIC", "stage", "rule", "role", "from", "at", "true optimum"]:
+            anchors.add_column(column)
+        anchors.add_column("match", justify="right")
+        for anchor in report.anchors:
+            anchors.add_row(
+                "SYNTHETIC",
+                anchor.stage,
+                anchor.rule,
+                anchor.role,
+                anchor.source,
+                format_budget(anchor.at_s),
+                ", ".join(anchor.optimum),
+                _rate(anchor.match),
+            )
+        console.print(anchors)
+    for note in report.notes:
+        typer.echo(f"SYNTHETIC note: {note}")
+
+
+def _refuse_study_storage(study: Study, out: str) -> None:
+    """Synthetic records must never land where the study's real runs live: a report or a
+    status read from there would present planted effects as measurements."""
+    own = study.spec.storage.root()
+    same = (
+        out.rstrip("/") == own.rstrip("/")
+        if "://" in out or "://" in own
+        else Path(out).resolve() == Path(own).resolve()
+    )
+    if same:
+        typer.echo(
+            f"error: --out {out!r} is the study's own storage ({own}); simulated results "
+            "would mix with real runs. Write them elsewhere, e.g. --out ./simulated",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
+    """The study's answer, from the stage that decides it (`outcome.deciding_outcome`)."""
+    from stagescreen.outcome import deciding_outcome
+
+    chosen = deciding_outcome(spec, records)
+    if chosen is None or chosen.best is None:
+        return "SYNTHETIC outcome: no stage has a best condition"
+    best = chosen.best
     levels = ",".join(
         f"{code}{'+' if v > 0 else '-' if v < 0 else '0'}" for code, v in best.levels.items()
     )
@@ -118,12 +385,14 @@ def _verdict(last: StageOutcome) -> str:
     )
     return (
         f"SYNTHETIC outcome: best {best.condition_id} ({levels}: {recipe}) "
-        f"{last.metric} {best.mean:.4f}{interval} at {best.budget_s} s in stage {last.stage!r}"
+        f"{chosen.metric} {best.mean:.4f}{interval} at {best.budget_s} s in stage "
+        f"{chosen.stage!r}"
     )
 
 
 def _summary(record: StageOutcome) -> str:
     """One line per stage: runs, what it retained, its best condition and what it promoted."""
-    return f"{record.stage:<14} {record.kind:<12} {record.runs.succeeded:>4} runs  " + (
-        record.summary()
+    return (
+        f"SYNTHETIC {record.stage:<14} {record.kind:<12} {record.runs.succeeded:>4} runs  "
+        + record.summary()
     )

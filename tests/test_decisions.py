@@ -1,0 +1,167 @@
+"""Decision rules a researcher can trust: ranking with failures and missing seeds, the best
+per pool with its runner-up, retention under Lenth's method and across pools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stagescreen import effects as fx
+from stagescreen import outcome, stages, synthetic
+from stagescreen.spec import Selection, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART_TEXT = (ROOT / "tests" / "data" / "quickstart-two-stages.yaml").read_text()
+SPEC = load_study(QUICKSTART_TEXT).spec
+TWO_POOLS = load_study(
+    QUICKSTART_TEXT.replace(
+        "    - name: cpu\n      gpus: 0",
+        "    - name: cpu\n      gpus: 0\n    - name: cpu2\n      gpus: 0",
+    ).replace("      seeds: [1]\n", "      seeds: [1]\n      pools: [cpu, cpu2]\n")
+).spec
+MODEL = synthetic.ResponseModel(effects={"A": 0.10, "B": -0.05, "C": 0.02})
+
+
+def confirm_results(model: synthetic.ResponseModel = MODEL, seeds: int = 5) -> pd.DataFrame:
+    """The quickstart's screen and a confirm stage on `seeds` seeds."""
+    study = load_study(QUICKSTART_TEXT.replace("seeds: 2", f"seeds: {seeds}"))
+    results = synthetic.simulate_stage(study.spec, "screen", pd.DataFrame(), model)
+    return synthetic.simulate_stage(study.spec, "confirm", results, model), study.spec
+
+
+def test_a_condition_diverging_on_most_seeds_does_not_rank_best_on_its_survivors() -> None:
+    results, spec = confirm_results()
+    longest = results["budget_s"] == 20
+    bridge = (results["stage"] == "confirm") & (results["role"] == "bridge") & longest
+    # The bridge's survivors look far better than anything, but it diverged on 3 of 5 seeds.
+    results.loc[bridge, "val_bpb"] = 0.5
+    diverged = bridge & results["seed"].isin([1, 2, 3])
+    results.loc[diverged, ["status", "val_bpb"]] = ["diverged", np.nan]
+    out = outcome.stage_outcome(spec, spec.stage("confirm"), results, "q")
+    assert out.best is not None and out.best.role == "best"
+    row = next(r for r in out.ranking if r.budget_s == 20 and r.role == "bridge")
+    assert (row.runs, row.failed, row.n, row.rank) == (5, 3, 2, 3)
+
+
+def test_promoted_anchors_say_how_many_of_their_runs_failed() -> None:
+    results, spec = confirm_results()
+    rule = Selection.model_validate({"from": "confirm", "rule": "best", "k": 1})
+    at_20 = (results["stage"] == "confirm") & (results["budget_s"] == 20)
+    # One failure on the best anchor: it ranks behind the two clean ones.
+    best_fails = at_20 & (results["role"] == "best") & (results["seed"] == 1)
+    one = results.copy()
+    one.loc[best_fails, ["status", "val_bpb"]] = ["failed", np.nan]
+    (anchor,) = stages.select_anchors(spec, rule, one)
+    assert anchor.role != "best" and anchor.failed == 0
+    # Every anchor lost seed 1: the best is promoted, and says it lost a run.
+    every = results.copy()
+    every.loc[at_20 & (results["seed"] == 1), ["status", "val_bpb"]] = ["failed", np.nan]
+    (anchor,) = stages.select_anchors(spec, rule, every)
+    assert (anchor.role, anchor.runs, anchor.failed) == ("best", 5, 1)
+    assert anchor.to_dict()["failed"] == 1
+
+
+def test_missing_seeds_are_adjusted_for_before_ranking() -> None:
+    """Seed 3 is good for every condition; the worse condition kept only seed 3 at 20 s, so
+    its raw mean would beat the better one."""
+    rows = []
+    for condition, level in (("good", 1.00), ("bad", 1.05)):
+        for seed, shift in ((1, 0.0), (2, 0.01), (3, -0.10)):
+            rows.append(
+                {
+                    "condition_id": condition,
+                    "role": condition,
+                    "budget_s": 20,
+                    "seed": seed,
+                    "pool": "cpu",
+                    "status": "succeeded",
+                    "val_bpb": level + shift,
+                }
+            )
+    results = pd.DataFrame(rows)
+    lost = (results["condition_id"] == "bad") & (results["seed"] != 3)
+    results.loc[lost, ["status", "val_bpb"]] = ["failed", np.nan]
+    raw = results[results["status"] == "succeeded"].groupby("condition_id")["val_bpb"].mean()
+    assert raw["bad"] < raw["good"]
+    ranking = stages.rank_conditions(results, "val_bpb", "minimize")
+    assert list(ranking["condition_id"]) == ["good", "bad"]
+    assert ranking["adjusted"].all()
+    adjusted = dict(zip(ranking["condition_id"], ranking["mean"], strict=True))
+    assert adjusted["bad"] - adjusted["good"] == pytest.approx(0.05)
+
+
+def test_the_best_comes_with_its_runner_up_and_whether_they_are_separated() -> None:
+    results, spec = confirm_results(seeds=3)
+    best = outcome.stage_outcome(spec, spec.stage("confirm"), results, "q").best
+    assert best is not None and best.runner_up is not None
+    runner = best.runner_up
+    assert runner.difference == pytest.approx(runner.mean - best.mean)
+    assert runner.ci_low < runner.difference < runner.ci_high
+    assert runner.separated is (runner.ci_low > 0)
+    assert runner.total == 9
+    # Near-tied conditions: the bridge is the best with B at its centre, B's effect is tiny.
+    tie = synthetic.ResponseModel(effects={"A": 0.10, "B": -0.0001}, noise_sd=0.01)
+    results, spec = confirm_results(tie, seeds=3)
+    best = outcome.stage_outcome(spec, spec.stage("confirm"), results, "q").best
+    assert best is not None and best.runner_up is not None
+    assert best.runner_up.separated is False
+
+
+def test_the_best_is_picked_per_pool() -> None:
+    results = synthetic.simulate_stage(TWO_POOLS, "screen", pd.DataFrame(), MODEL)
+    # The second host runs everything 0.3 lower and favours a different condition.
+    second = results["pool"] == "cpu2"
+    results.loc[second, "val_bpb"] -= 0.3
+    results.loc[second & (results["condition_id"] == "c08"), "val_bpb"] -= 2.0
+    out = outcome.stage_outcome(TWO_POOLS, TWO_POOLS.stage("screen"), results, "q")
+    assert [(b.pool, b.condition_id) for b in out.best_per_pool] == [
+        ("cpu", "c03"),
+        ("cpu2", "c08"),
+    ]
+    assert out.best == out.best_per_pool[0]
+
+
+def test_retention_across_pools_controls_fdr_over_every_pool_family() -> None:
+    results = synthetic.simulate_stage(TWO_POOLS, "screen", pd.DataFrame(), MODEL)
+    out = outcome.stage_outcome(TWO_POOLS, TWO_POOLS.stage("screen"), results, "q")
+    families = out.effects["families"]
+    assert {family["q_scope"] for family in families} == {"across pool"}
+    at_20 = [f for f in families if f["by"]["budget_s"] == 20]
+    p = [e["p"] for f in at_20 for e in f["effects"]]
+    q = [e["q"] for f in at_20 for e in f["effects"]]
+    assert q == pytest.approx(list(fx.benjamini_hochberg(p)))
+
+
+def saturated(effects: dict[str, float]) -> pd.DataFrame:
+    """The 8-run 2^(7-4) design (D=AB, E=AC, F=BC, G=ABC) with exactly these effects."""
+    rows = []
+    for a in (-1, 1):
+        for b in (-1, 1):
+            for c in (-1, 1):
+                levels = dict(A=a, B=b, C=c, D=a * b, E=a * c, F=b * c, G=a * b * c)
+                y = 1.0 + sum(effects[k] / 2 * levels[k] for k in levels)
+                rows.append({**levels, "budget_s": 60, "status": "succeeded", "y": y})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("a", "kept"), [(1.0, []), (3.0, ["A"])])
+def test_a_saturated_family_retains_by_lenth_interval_and_bh_q(a: float, kept: list[str]) -> None:
+    """One rule for every family: A=1.0 exceeds Lenth's margin of error (0.59) but its BH q
+    is above 0.05, so it is not retained; A=3.0 passes both."""
+    effects = {"A": a, "B": 0.1, "C": -0.12, "D": 0.08, "E": 0.15, "F": -0.05, "G": 0.11}
+    families = fx.fit_effects(saturated(effects), "y", list("ABCDEFG"), by="budget_s", lenth=True)
+    (family,) = families
+    assert family.lenth is not None and abs(family.effect("A").effect) > family.lenth.me
+    assert outcome.retained_factors(families) == kept
+
+
+def test_lenth_individual_error_rate_is_conservative() -> None:
+    """Under no effects, |effect| > ME happens 2-3% of the time at nominal 5% (seven effects,
+    the saturated 2^(7-4)); docs/analysis.md states the figure."""
+    rng = np.random.default_rng(3)
+    draws = rng.normal(size=(4000, 7))
+    rate = np.mean([np.mean(np.abs(row) > fx.lenth_margin(row).me) for row in draws])
+    assert 0.015 < rate < 0.035
