@@ -78,6 +78,7 @@ images:
 
 bench: install
 	$(BIN)/python bench/analysis_speed.py --write docs/benchmarks.md
+	$(BIN)/python bench/power_speed.py --write docs/benchmarks.md
 
 # Prints the trainer's throughput table (CPU here, the paper's model on CUDA) for docs/benchmarks.md.
 bench-trainer: install

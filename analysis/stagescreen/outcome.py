@@ -92,7 +92,7 @@ class Best(_Record):
     """A stage's best condition on one pool at its longest budget.
 
     Its interval is not adjusted for the pick: the best of several near-tied conditions is
-    usually lucky, and such intervals covered the truth 78% of the time in simulation.
+    usually lucky (best of six tied conditions on five seeds: 88% coverage in simulation).
     """
 
     condition_id: str
