@@ -64,3 +64,62 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(broken)])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"{broken}: line 4, column 9: YAML syntax error: ")
+
+
+def test_type_errors_do_not_hide_design_and_selection_problems(tmp_path: Path) -> None:
+    """Four mistakes, four lines: a type error in one stage used to hide the generator and
+    the `from:` problems of the others."""
+    text = (ROOT / "examples" / "paper.yaml").read_text()
+    text = text.replace("generators: [E=ABCD]", "generators: [E=ABCX]")
+    text = text.replace("seeds: [1]", "seeds: one", 1)
+    text = text.replace("from: screen,", "from: screem,", 1)
+    text = text.replace("parallelism:", "parallelism: -3 #", 1)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    problems = [line.removeprefix(f"{bad}: ") for line in result.stderr.splitlines()]
+    assert len(problems) == 4, problems
+    assert any(p.startswith("spec.stages[0].seeds:") for p in problems)
+    assert any(p.startswith("spec.limits.parallelism:") for p in problems)
+    assert any(p.startswith("spec.design.generators[0]: unknown factor code X") for p in problems)
+    assert any("from: no stage named 'screem'" in p for p in problems)
+
+
+def invalid(tmp_path: Path, old: str, new: str) -> list[str]:
+    """The problems `validate` reports for the quickstart with one edit."""
+    text = (ROOT / "examples" / "quickstart.yaml").read_text()
+    assert old in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(old, new, 1))
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2, result.output
+    return [line.removeprefix(f"{bad}: ") for line in result.stderr.splitlines()]
+
+
+def test_a_typo_in_among_is_caught_before_the_study_runs(tmp_path: Path) -> None:
+    problems = invalid(
+        tmp_path, "{from: confirm, rule: best,", "{from: confirm, among: [brige], rule: best,"
+    )
+    assert problems == [
+        "spec.stages[2].select[0].among: stage 'confirm' has no anchors with role brige "
+        "(its anchors' roles: best, bridge, worst)"
+    ]
+
+
+def test_a_rule_cannot_pick_more_conditions_than_its_source_ranks(tmp_path: Path) -> None:
+    problems = invalid(
+        tmp_path, "{from: screen, rule: best, role: best}", "{from: screen, rule: best, k: 9}"
+    )
+    assert problems == [
+        "spec.stages[1].select[0].k: k=9 but stage 'screen' ranks at most 8 conditions; "
+        "lower k to 8 or less"
+    ]
+
+
+def test_a_worst_rule_labelled_best_is_refused(tmp_path: Path) -> None:
+    problems = invalid(tmp_path, "rule: worst, role: worst", "rule: worst, role: best-2")
+    assert problems == [
+        "spec.stages[1].select[1].role: a worst rule labelled 'best-2' would read as the best "
+        "condition in every report; name it worst or neutrally"
+    ]

@@ -12,6 +12,7 @@ researcher fixes a file in one pass instead of one error per run.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import re
@@ -821,14 +822,18 @@ class StudySpec(_Model):
 
     def build_design(self) -> Any:
         """The screen design as a `stagescreen.design.Design`."""
-        from stagescreen import design
+        return _screen_design(self.design, self.codes)
 
-        if self.design.type == "full":
-            return design.full_factorial(self.codes)
-        if self.design.generators:
-            return design.fractional_factorial(self.codes, self.design.generators)
-        assert self.design.resolution is not None
-        return design.by_resolution(self.codes, self.design.resolution)
+
+def _screen_design(spec: DesignSpec, codes: list[str]) -> Any:
+    from stagescreen import design
+
+    if spec.type == "full":
+        return design.full_factorial(codes)
+    if spec.generators:
+        return design.fractional_factorial(codes, spec.generators)
+    assert spec.resolution is not None
+    return design.by_resolution(codes, spec.resolution)
 
 
 class Metadata(BaseModel):
@@ -873,15 +878,16 @@ class Study(_Model):
 def _cross_problems(
     factors: list[Factor] | None,
     stages: list[Stage],
-    pools: list[Pool],
+    pools: list[Pool] | None,
     design: DesignSpec | None,
     trainer: Trainer | None,
 ) -> list[tuple[str, str]]:
-    """Checks across sections; factors, design or trainer are None when they did not parse,
-    and then the checks that need them are left out rather than guessed at."""
-    pool_check = [*_check_pools(pools)]
+    """Checks across sections; factors, pools, design or trainer are None when they did not
+    parse, and then the checks that need them are left out rather than guessed at."""
+    pool_check = _check_pools(pools or [])
+    pool_names = [pool.name for pool in pools or []]
     if factors is None:
-        return [*pool_check, *_check_stages(stages, None, [pool.name for pool in pools])]
+        return [*pool_check, *_check_stages(stages, None, pool_names)]
     for factor in factors:
         if factor.code is None:
             used = {f.code for f in factors}
@@ -889,12 +895,19 @@ def _cross_problems(
     codes = [factor.code or "" for factor in factors]
     factor_problems = _check_factors(factors)
     # A design over duplicate codes would only repeat the factor problem in other words.
-    design_ok = design is not None and not factor_problems
+    design_problems = (
+        _check_design(design, codes) if design is not None and not factor_problems else []
+    )
+    screen_runs = (
+        len(_screen_design(design, codes).matrix)
+        if design is not None and not factor_problems and not design_problems
+        else None
+    )
     return [
         *factor_problems,
-        *(_check_design(design, codes) if design_ok and design is not None else []),
+        *design_problems,
         *pool_check,
-        *_check_stages(stages, codes, [pool.name for pool in pools]),
+        *_check_stages(stages, codes, pool_names, screen_runs),
         *(_check_trainer(trainer, factors) if trainer is not None else []),
         *(
             trainer_contract.problems(factors, stages, trainer)
@@ -1014,7 +1027,10 @@ def _check_codes(path: str, named: Iterable[str], codes: list[str] | None) -> li
 
 
 def _check_stages(
-    stages: list[Stage], codes: list[str] | None, pool_names: list[str]
+    stages: list[Stage],
+    codes: list[str] | None,
+    pool_names: list[str],
+    screen_runs: int | None = None,
 ) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     position: dict[str, int] = {}
@@ -1055,6 +1071,9 @@ def _check_stages(
             problems += _check_selection(
                 f"{base}.select[{number}]", selection, index, stages, position, codes
             )
+            problems += _check_supply(
+                f"{base}.select[{number}].k", selection, stages, position, codes, screen_runs
+            )
     return problems
 
 
@@ -1077,6 +1096,15 @@ def _check_selection(
                     f"missing factor {', '.join(missing)}; a control gives every factor a level",
                 )
             )
+    opposite = {"best": "worst", "worst": "best"}.get(selection.rule)
+    if opposite and selection.role and re.split(r"[-_ ]", selection.role)[0] == opposite:
+        problems.append(
+            (
+                f"{path}.role",
+                f"a {selection.rule} rule labelled {selection.role!r} would read as the "
+                f"{opposite} condition in every report; name it {selection.rule} or neutrally",
+            )
+        )
     source_name = selection.from_
     if source_name is None:
         return problems
@@ -1106,6 +1134,22 @@ def _check_selection(
                 f"rule {selection.rule} needs a {needs} stage ({source_name!r} is {source.kind})",
             )
         )
+    if selection.among:
+        roles = _roles_of(source, stages)
+        unknown = [role for role in selection.among if role not in roles]
+        if unknown:
+            offered = (
+                f"its anchors' roles: {', '.join(sorted(roles))}"
+                if roles
+                else "its conditions have no roles (only anchor stages name roles)"
+            )
+            problems.append(
+                (
+                    f"{path}.among",
+                    f"stage {source_name!r} has no anchors with role {', '.join(unknown)} "
+                    f"({offered})",
+                )
+            )
     if selection.at != "longest" and selection.at not in source.budgets:
         budgets = ", ".join(f"{budget} s" for budget in source.budgets)
         problems.append(
@@ -1116,6 +1160,61 @@ def _check_selection(
             )
         )
     return problems
+
+
+def _check_supply(
+    path: str,
+    selection: Selection,
+    stages: list[Stage],
+    position: dict[str, int],
+    codes: list[str] | None,
+    screen_runs: int | None,
+) -> list[tuple[str, str]]:
+    """A rule cannot pick more conditions than its source ranks: `plan` would price k
+    anchors and the stage would run fewer."""
+    if selection.rule not in ("best", "worst", "bridge") or selection.from_ not in position:
+        return []
+    source = stages[position[selection.from_ or ""]]
+    supply: int | None = None
+    if source.kind == "screen":
+        supply = screen_runs
+    elif source.kind == "followup" and codes is not None:
+        supply = 2 ** len([code for code in codes if code not in source.fix])
+    elif source.kind == "random":
+        supply = source.batches * source.draws_per_batch
+    elif source.select:
+        roles = selection.among
+        if not set(roles) <= _roles_of(source, stages):
+            return []  # the unknown role is reported on `among`
+        supply = sum(
+            1 if rule.rule == "control" or rule.rule in WINNER_RULES else rule.k
+            for rule in source.select
+            if not roles or (rule.role or rule.rule) in roles
+        )
+    if supply is None or selection.k <= supply:
+        return []
+    among = f" with roles {', '.join(selection.among)}" if selection.among else ""
+    return [
+        (
+            path,
+            f"k={selection.k} but stage {source.name!r} ranks at most {supply} conditions"
+            f"{among}; lower k to {supply} or less",
+        )
+    ]
+
+
+def _roles_of(stage: Stage, stages: list[Stage]) -> set[str]:
+    """The roles a stage's anchors can carry: each rule's role (default its rule name), and
+    for best/worst rules without one, the roles they inherit from their own source."""
+    roles: set[str] = set()
+    by_name = {other.name: other for other in stages}
+    for selection in stage.select:
+        if selection.role is None and selection.rule in ("best", "worst"):
+            source = by_name.get(selection.from_ or "")
+            if source is not None and source is not stage and source.select:
+                roles |= _roles_of(source, stages)
+        roles.add(selection.role or selection.rule)
+    return roles
 
 
 def _check_trainer(trainer: Trainer, factors: list[Factor]) -> list[tuple[str, str]]:
@@ -1168,12 +1267,10 @@ def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
         value = spec.get(field)
         if value is None and field in ("design", "trainer"):
             value = {}
-        try:
-            parts[field] = TypeAdapter(shape).validate_python(value, context=LENIENT)
-        except ValidationError:
-            if field in ("stages", "pools"):
-                return []
-            parts[field] = None
+        parts[field] = _salvage(TypeAdapter(shape), value)
+    if parts["stages"] is None or parts["pools"] is None:
+        # Stage checks need every stage and pool; the sections that parsed are still checked.
+        parts["stages"], parts["pools"] = [], None
     try:
         cross = _cross_problems(**parts)
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -1183,8 +1280,44 @@ def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
     found = [Problem(_path(("spec", *_split(sub))), message) for sub, message in cross]
     # A field already reported keeps its first message: the trainer's view of a value the
     # spec itself rejects (a log-scale level of 0) would only repeat it in other words.
+    # A field dropped to salvage its section (`levels.A`) must not reappear as missing from
+    # its parent (`levels: missing factor A`): a problem at or above a reported path is left.
     reported = {problem.path for problem in known}
-    return [problem for problem in found if problem.path not in reported]
+    return [
+        problem
+        for problem in found
+        if not any(
+            path == problem.path or path.startswith((f"{problem.path}.", f"{problem.path}["))
+            for path in reported
+        )
+    ]
+
+
+def _salvage(adapter: TypeAdapter[Any], value: Any) -> Any:
+    """`value` parsed with the fields that fail dropped (None if that cannot parse), so a
+    type error in one field does not hide the cross-section problems of the others."""
+    value = copy.deepcopy(value)
+    for _ in range(5):
+        try:
+            return adapter.validate_python(value, context=LENIENT)
+        except ValidationError as error:
+            dropped = False
+            for item in error.errors():
+                loc = tuple(item["loc"])
+                if item["type"] == "missing" or len(loc) < 2:
+                    continue
+                container = value
+                try:
+                    for part in loc[:-1]:
+                        container = container[part]
+                    if isinstance(container, dict) and loc[-1] in container:
+                        del container[loc[-1]]
+                        dropped = True
+                except (KeyError, IndexError, TypeError):
+                    continue
+            if not dropped:
+                return None
+    return None
 
 
 def load_study(path_or_text: str | Path) -> Study:
