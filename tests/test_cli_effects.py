@@ -93,7 +93,9 @@ def test_human_table_marks_effects_significant_at_the_fdr(screen_csv: Path) -> N
     marked = {line.split()[0] for line in lines if line.endswith("*")}
     assert marked == set("ABCD")
     assert "missing runs (1): c04/seed=1" in result.stdout
-    assert "excluded row 3: status=failed" in result.stdout
+    # Named by its file line: two comment lines, the header, then the fourth data row.
+    assert "excluded line 7: status=failed" in result.stdout
+    assert screen_csv.read_text().splitlines()[6].count("failed") == 1
     assert "* q <= 0.05 (Benjamini-Hochberg, fdr_bh, within each family)" in result.stdout
 
 
@@ -231,7 +233,7 @@ def test_rows_with_missing_response_are_excluded_and_listed(tmp_path: Path) -> N
     assert family["n"] == 79
     assert family["excluded"] == [
         {
-            "row": 0,
+            "row": 2,  # its line in the file, after the header
             "run_id": "b300-c01-s1",
             "condition_id": "c01",
             "seed": 1,

@@ -102,7 +102,8 @@ class Effect:
 
 @dataclass(frozen=True)
 class ExcludedRun:
-    """A row of the input left out of the fit: its position, its labels and why."""
+    """A row of the input left out of the fit: its row label (position, unless the table's
+    index labels rows by integers such as file lines), its labels and why."""
 
     row: int
     reason: str
@@ -616,6 +617,13 @@ def fit_effects(
     """
     by_columns = [by] if isinstance(by, str) else list(by)
     _require_columns(data, by_columns, "by")
+    # An excluded run is named by the table's own integer row label (a CSV reader may label
+    # rows by file line), else by its position.
+    labels = (
+        list(data.index)
+        if pd.api.types.is_integer_dtype(data.index) and data.index.is_unique
+        else list(range(len(data)))
+    )
     data = data.reset_index(drop=True)
     model = model_terms(factors, order, terms)
     prepared = _prepare(data, response, factors, model, block, design)
@@ -642,7 +650,7 @@ def fit_effects(
         rows = data.loc[index]
         reasons = prepared.frame.loc[index, "_reason"]
         excluded = tuple(
-            ExcludedRun(int(i), str(reasons[i]), _labels(rows.loc[i]))
+            ExcludedRun(int(labels[i]), str(reasons[i]), _labels(rows.loc[i]))
             for i in index
             if reasons[i] != ""
         )

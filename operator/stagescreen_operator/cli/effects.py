@@ -58,8 +58,17 @@ def read_table(location: str) -> pd.DataFrame:
             lines = data.decode("utf-8-sig").splitlines(keepends=True)
             text = "".join(line for line in lines if not line.lstrip().startswith("#"))
             table = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+            # The file line of each row, so an excluded row is named where the user looks.
+            numbered = [
+                number
+                for number, line in enumerate(lines, 1)
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
+            if len(numbered) == len(table) + 1:
+                table.index = pd.Index(numbered[1:], name="line")
         else:
             table = pd.read_parquet(io.BytesIO(data))
+            table.index = pd.RangeIndex(1, len(table) + 1, name="row")
     except (ValueError, OSError) as error:
         # pandas' EmptyDataError/ParserError, pyarrow's ArrowInvalid and UnicodeDecodeError are
         # all ValueErrors; a user should see which file and why, not a traceback.
@@ -92,8 +101,9 @@ def _row(effect: Effect, fdr: float) -> list[str]:
     ]
 
 
-def format_families(families: list[Family], fdr: float) -> str:
-    """One aligned table per family, rows with q <= fdr marked '*', then what was left out."""
+def format_families(families: list[Family], fdr: float, unit: str = "row") -> str:
+    """One aligned table per family, rows with q <= fdr marked '*', then what was left out,
+    each excluded run named by `unit` ("line" for a CSV's file lines) and its number."""
     blocks = []
     for family in families:
         title = " ".join(f"{k}={v}" for k, v in family.by.items()) or "all rows"
@@ -111,7 +121,7 @@ def format_families(families: list[Family], fdr: float) -> str:
         for run in family.excluded:
             labels = " ".join(f"{k}={v}" for k, v in run.labels.items())
             lines.append(
-                f"excluded row {run.row}: {run.reason}" + (f" ({labels})" if labels else "")
+                f"excluded {unit} {run.row}: {run.reason}" + (f" ({labels})" if labels else "")
             )
         lines += [f"note: {note}" for note in family.notes]
         blocks.append("\n".join(lines))
@@ -170,7 +180,8 @@ def effects(
 ) -> None:
     """Estimate high-minus-low effects (2*beta under -1/+1 coding) with intervals, p and BH q.
 
-    Rows whose status is not 'succeeded' or whose response is missing are left out and listed.
+    Rows whose status is not 'succeeded' or whose response is missing are left out and listed
+    by their line in a CSV file (by row number, from 1, in a parquet file).
     Two-valued factor columns holding real levels (e.g. 6/8) are coded -1/+1.
 
     \b
@@ -229,4 +240,4 @@ def effects(
     if as_json:
         typer.echo(json.dumps(families_to_dict(families), indent=2, allow_nan=False))
     else:
-        typer.echo(format_families(families, fdr))
+        typer.echo(format_families(families, fdr, table.index.name or "row"))
