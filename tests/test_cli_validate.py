@@ -17,7 +17,8 @@ def test_paper_example_is_valid_and_summarised() -> None:
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        f"{path}: valid ScreeningStudy 'paper' (5 factors, 2^(5-1) resolution V, 10 stages)\n"
+        f"{path}: valid ScreeningStudy 'paper' "
+        "(5 factors, 2^(5-1) regular fraction of resolution V, 10 stages)\n"
     )
 
 
@@ -42,9 +43,10 @@ def test_every_problem_is_listed_with_its_path_and_exit_code_2(tmp_path: Path) -
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"{bad}: spec.factors[2].high: must differ from low (both 0.02)",
-        f"{bad}: spec.limits.parallelism: Input should be greater than or equal to 1 (got 0)",
-        f"{bad}: spec.stages[1].select[1].from: no stage named 'later' "
+        f"error: {bad}: spec.factors[2].high: must differ from low (both 0.02)",
+        f"error: {bad}: spec.limits.parallelism: Input should be greater than or equal to 1 "
+        "(got 0)",
+        f"error: {bad}: spec.stages[1].select[1].from: no stage named 'later' "
         "(stages: screen, confirm, longer)",
     ]
 
@@ -55,7 +57,7 @@ def test_a_valid_and_an_invalid_file_exit_2_but_report_both(tmp_path: Path) -> N
     result = runner.invoke(app, ["validate", str(good), str(missing)])
     assert result.exit_code == 2
     assert "valid ScreeningStudy 'quickstart'" in result.stdout
-    assert result.stderr == f"{missing}: no such file\n"
+    assert result.stderr == f"error: {missing}: no such file\n"
 
 
 def test_yaml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
@@ -63,7 +65,7 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
     broken.write_text("apiVersion: stagescreen.dev/v1alpha1\nspec:\n  factors: [1\n  stages: 2\n")
     result = runner.invoke(app, ["validate", str(broken)])
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"{broken}: line 4, column 9: YAML syntax error: ")
+    assert result.stderr.startswith(f"error: {broken}: line 4, column 9: YAML syntax error: ")
 
 
 def test_type_errors_do_not_hide_design_and_selection_problems(tmp_path: Path) -> None:
@@ -78,7 +80,7 @@ def test_type_errors_do_not_hide_design_and_selection_problems(tmp_path: Path) -
     bad.write_text(text)
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2
-    problems = [line.removeprefix(f"{bad}: ") for line in result.stderr.splitlines()]
+    problems = [line.removeprefix(f"error: {bad}: ") for line in result.stderr.splitlines()]
     assert len(problems) == 4, problems
     assert any(p.startswith("spec.stages[0].seeds:") for p in problems)
     assert any(p.startswith("spec.limits.parallelism:") for p in problems)
@@ -94,7 +96,7 @@ def invalid(tmp_path: Path, old: str, new: str) -> list[str]:
     bad.write_text(text.replace(old, new, 1))
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2, result.output
-    return [line.removeprefix(f"{bad}: ") for line in result.stderr.splitlines()]
+    return [line.removeprefix(f"error: {bad}: ") for line in result.stderr.splitlines()]
 
 
 def test_a_typo_in_among_is_caught_before_the_study_runs(tmp_path: Path) -> None:

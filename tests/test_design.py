@@ -1,9 +1,8 @@
-"""Two-level designs: the paper's numbering, alias structure, minimum aberration, decoding."""
+"""Two-level designs: the paper's numbering, alias structure, minimum aberration."""
 
 from __future__ import annotations
 
 import itertools
-import math
 import time
 
 import numpy as np
@@ -13,15 +12,12 @@ from pyDOE3 import fracfact
 from stagescreen.design import (
     Design,
     DesignError,
-    Levels,
     by_resolution,
-    check_generators,
     condition_id,
-    decode,
-    decode_run,
     defining_relation,
     fractional_factorial,
     full_factorial,
+    generator_problems,
 )
 
 ABCDE = list("ABCDE")
@@ -111,14 +107,68 @@ def test_condition_id_reads_levels_straight_from_a_design_row() -> None:
 
 def test_paper_screen_is_resolution_five_with_the_papers_aliases() -> None:
     screen = fractional_factorial(ABCDE, ["E=ABCD"])
-    aliases = screen.aliases()
     assert screen.defining_relation() == ("ABCDE",)
     assert screen.resolution == 5
-    assert aliases["A"] == ["BCDE"]
-    assert aliases["B"] == ["ACDE"]
-    assert aliases["A:B"] == ["CDE"]
-    assert len(aliases) == 5 + 10
-    assert list(screen.aliases(max_order=1)) == ABCDE
+    chains = screen.alias_chains(max_order=5)
+    assert chains[:3] == [["I", "A:B:C:D:E"], ["A", "B:C:D:E"], ["B", "A:C:D:E"]]
+    assert ["A:B", "C:D:E"] in chains
+    assert len(chains) == 16  # the 32 effects (with the mean) in pairs
+
+
+@pytest.mark.parametrize(
+    ("generators", "numeral", "kind"),
+    [
+        (["E=ABCD"], "V", "2^(5-1) regular fraction"),
+        (["D=AB", "E=AC"], "III", "2^(5-2) regular fraction"),
+        ([], None, "2^5 full factorial"),
+    ],
+)
+def test_design_names_its_kind_and_resolution_as_textbooks_do(
+    generators: list[str], numeral: str | None, kind: str
+) -> None:
+    design = fractional_factorial(ABCDE, generators)
+    assert (design.describe(), design.resolution_numeral) == (kind, numeral)
+
+
+def test_resolution_numerals_beyond_ten() -> None:
+    letters14 = letters(14)
+    design = fractional_factorial(letters14, ["N=" + "".join(letters14[:13])])
+    assert (design.resolution, design.resolution_numeral) == (14, "XIV")
+
+
+def test_each_alias_chain_is_listed_once_up_to_the_asked_order() -> None:
+    design = fractional_factorial(ABCDE, ["D=AB", "E=AC"])
+    assert design.alias_chains(max_order=2) == [
+        ["A", "B:D", "C:E"],
+        ["B", "A:D"],
+        ["C", "A:E"],
+        ["D", "A:B"],
+        ["E", "A:C"],
+        ["B:C", "D:E"],
+        ["B:E", "C:D"],
+    ]
+    assert design.alias_chains(max_order=1) == [["A"], ["B"], ["C"], ["D"], ["E"]]
+    assert design.alias_chains(max_order=3)[0] == ["I", "A:B:D", "A:C:E"]
+
+
+@pytest.mark.parametrize(("k", "generators"), [(5, ["D=AB", "E=-AC"]), (6, ["E=ABC", "F=BCD"])])
+def test_alias_chains_hold_every_effect_exactly_once(k: int, generators: list[str]) -> None:
+    design = fractional_factorial(letters(k), generators)
+    assert design.resolution is not None
+    for order in range(1, k + 1):
+        named = [name.lstrip("-") for chain in design.alias_chains(order) for name in chain]
+        effects = [
+            ":".join(term)
+            for size in range(1, order + 1)
+            for term in itertools.combinations(design.factors, size)
+        ]
+        mean = ["I"] if order >= design.resolution else []
+        assert sorted(named) == sorted(mean + effects)
+
+
+def test_alias_order_outside_one_to_k_is_refused() -> None:
+    with pytest.raises(DesignError, match=r"between 1 and 3 \(the number of factors\), got 4"):
+        full_factorial(list("ABC")).alias_chains(4)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +192,7 @@ def test_full_factorial_has_no_resolution_and_no_aliases() -> None:
     full = full_factorial(ABCDE)
     assert full.resolution is None
     assert full.defining_relation() == ()
-    assert full.aliases()["A:B"] == []
+    assert all(len(chain) == 1 for chain in full.alias_chains(5))
 
 
 def test_negative_generator_gives_the_other_half_with_signed_aliases() -> None:
@@ -150,50 +200,81 @@ def test_negative_generator_gives_the_other_half_with_signed_aliases() -> None:
     minus = fractional_factorial(ABCDE, ["E=-ABCD"])
     assert run_set(plus.matrix).isdisjoint(run_set(minus.matrix))
     assert np.all(minus.matrix.prod(axis=1) == -1)
-    assert minus.aliases()["A:B"] == ["-CDE"]
+    assert ["A:B", "-C:D:E"] in minus.alias_chains(3)
 
 
 def test_aliases_of_resolution_three_design_name_the_confounded_main_effect() -> None:
     design = fractional_factorial(ABCDE, ["D=AB", "E=AC"])
     assert design.resolution == 3
-    assert design.aliases()["A:B"] == ["D", "BCE", "ACDE"]
+    assert ["D", "A:B", "B:C:E"] in design.alias_chains(3)
 
 
 def test_alias_words_really_are_confounded_in_the_matrix() -> None:
     design = fractional_factorial(list("ABCDEFG"), ["E=ABC", "F=ABD", "G=-ACD"])
     column = {f: design.matrix[:, i] for i, f in enumerate(design.factors)}
-    for term, chain in design.aliases().items():
-        effect = np.prod([column[f] for f in term.split(":")], axis=0)
-        for word in chain:
-            sign = -1 if word.startswith("-") else 1
-            alias = np.prod([column[f] for f in word.lstrip("-")], axis=0)
-            assert np.array_equal(effect, sign * alias), (term, word)
+    column["I"] = np.ones(len(design.matrix), dtype=np.int64)
+    for lead, *aliased in design.alias_chains(7):
+        effect = np.prod([column[f] for f in lead.split(":")], axis=0)
+        for name in aliased:
+            sign = -1 if name.startswith("-") else 1
+            alias = np.prod([column[f] for f in name.lstrip("-").split(":")], axis=0)
+            assert np.array_equal(effect, sign * alias), (lead, name)
 
 
 # --- generator checks --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("generators", "message"),
+    ("generators", "index", "message"),
     [
-        (["E=ABCF"], r"'E=ABCF' references unknown factor 'F'; factors are A, B, C, D, E"),
-        (["F=ABCD"], r"defines 'F', which is not a factor"),
-        (["E=ABCD", "E=ABC"], r"factor E is generated twice"),
-        (["E=ABCD", "D=ABC"], r"'E=ABCD' uses D, which is itself generated by 'D=ABC'"),
-        (["E=ABCE"], r"defines E in terms of itself"),
-        (["E=AAB"], r"repeats factor 'A'"),
-        (["E=A"], r"'E=A' aliases main effect A with main effect E \(defining word AE\)"),
-        (["D=ABC", "E=ABC"], r"'D=ABC' and 'E=ABC' alias main effect D with main effect E"),
-        (["E ABCD"], r"not of the form X=WORD"),
-        (["E="], r"not of the form X=WORD"),
+        (["E=ABCF"], 0, "unknown factor code F in 'E=ABCF' (codes: A, B, C, D, E)"),
+        (["F=ABCD"], 0, "unknown factor code F in 'F=ABCD' (codes: A, B, C, D, E)"),
+        (
+            ["E=ABCD", "E=ABC"],
+            1,
+            "E is generated twice ('E=ABCD' and 'E=ABC'); give each generated factor one generator",
+        ),
+        (
+            ["E=ABCD", "D=ABC"],
+            0,
+            "'E=ABCD' uses D, which is itself generated by 'D=ABC'; write every generator in "
+            "the base factors (A, B, C)",
+        ),
+        (["E=ABCE"], 0, "'E=ABCE' defines E in terms of itself; write it in other factors"),
+        (["E=AAB"], 0, "repeats A in 'E=AAB'; write each factor once"),
+        (
+            ["E=A"],
+            0,
+            "'E=A' aliases main effect A with main effect E (defining word AE); every defining "
+            "word needs at least 3 letters (resolution III or more)",
+        ),
+        (
+            ["D=ABC", "E=ABC"],
+            None,
+            "'D=ABC' and 'E=ABC' alias main effect D with main effect E (defining word DE); "
+            "every defining word needs at least 3 letters (resolution III or more)",
+        ),
+        (["E ABCD"], 0, "expected a generator such as E=ABCD or E=-ABCD (got 'E ABCD')"),
+        (["E="], 0, "expected a generator such as E=ABCD or E=-ABCD (got 'E=')"),
+        (["E=*"], 0, "expected a generator such as E=ABCD or E=-ABCD (got 'E=*')"),
     ],
 )
 def test_bad_generators_are_refused_with_the_generator_named(
-    generators: list[str], message: str
+    generators: list[str], index: int | None, message: str
 ) -> None:
-    with pytest.raises(DesignError, match=message) as caught:
-        check_generators(ABCDE, generators)
-    assert caught.value.subject == "generators"
+    [problem] = generator_problems(ABCDE, generators)
+    assert (str(problem), problem.index, problem.subject) == (message, index, "generators")
+    with pytest.raises(DesignError) as caught:
+        fractional_factorial(ABCDE, generators)
+    assert str(caught.value) == message
+
+
+def test_every_malformed_generator_is_named_at_once() -> None:
+    problems = generator_problems(list("ABCDEFG"), ["E=ABQ", "F=ABC", "G=A-B"])
+    assert [(problem.index, str(problem)) for problem in problems] == [
+        (0, "unknown factor code Q in 'E=ABQ' (codes: A, B, C, D, E, F, G)"),
+        (2, "expected a generator such as E=ABCD or E=-ABCD (got 'G=A-B')"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -213,7 +294,7 @@ def test_bad_factor_lists_are_refused(factors: list[str], message: str) -> None:
 def test_generators_may_be_written_with_stars_and_spaces() -> None:
     design = fractional_factorial(ABCDE, ["E = -A*B*C*D"])
     assert design.generators == ("E=-ABCD",)
-    check_generators(ABCDE, ["E=ABCD"])
+    assert generator_problems(ABCDE, ["E = -A*B*C*D"]) == []
 
 
 # --- agreement with pyDOE3 ---------------------------------------------------------------
@@ -304,10 +385,37 @@ def test_search_shortcut_finds_the_brute_force_optimum(k: int, m: int, resolutio
     assert word_length_pattern(design) == brute_force_best_pattern(k, m, resolution)
 
 
-def test_too_high_a_resolution_falls_back_to_the_full_factorial() -> None:
-    design = by_resolution(ABCDE, 6)
-    assert design.generators == ()
-    assert len(design.matrix) == 32
+@pytest.mark.parametrize(
+    ("k", "resolution", "message"),
+    [
+        (
+            4,
+            5,
+            "no fraction of 4 factors reaches resolution V (5): the best is resolution IV, the "
+            "2^(4-1) half fraction (8 runs); ask for resolution 4 or less, or use the full "
+            "factorial (all 16 runs, nothing aliased)",
+        ),
+        (5, 6, "no fraction of 5 factors reaches resolution VI (6): the best is resolution V"),
+        (
+            2,
+            3,
+            "no fraction of 2 factors reaches resolution III (3): any fraction of fewer than 3 "
+            "factors aliases two main effects; use the full factorial (all 4 runs)",
+        ),
+    ],
+)
+def test_a_resolution_no_fraction_reaches_is_refused_not_met_by_the_full_factorial(
+    k: int, resolution: int, message: str
+) -> None:
+    with pytest.raises(DesignError) as caught:
+        by_resolution(letters(k), resolution)
+    assert str(caught.value).startswith(message)
+    assert caught.value.subject == "resolution"
+
+
+def test_the_half_fraction_reaches_resolution_k() -> None:
+    design = by_resolution(letters(4), 4)
+    assert (len(design.matrix), design.generators) == (8, ("D=ABC",))
 
 
 def test_by_resolution_is_fast_for_eleven_factors() -> None:
@@ -333,105 +441,7 @@ def test_impossible_resolution_requests_are_refused(
         by_resolution(letters(k), resolution, runs=runs)
 
 
-# --- centre points, fold-over, run order -------------------------------------------------
-
-
-def test_centre_points_are_appended_at_coded_zero() -> None:
-    design = fractional_factorial(ABCDE, ["E=ABCD"]).with_centre_points(3)
-    assert design.matrix.shape == (19, 5)
-    assert design.condition_ids[-4:] == ("c16", "ctr1", "ctr2", "ctr3")
-    assert design.runs()[-1] == dict.fromkeys(ABCDE, 0)
-    assert design.with_centre_points(1).condition_ids[-1] == "ctr4"
-    assert design.resolution == 5
-
-
-def test_foldover_of_resolution_three_is_resolution_four() -> None:
-    design = by_resolution(letters(7), 3)
-    assert (len(design.matrix), design.resolution) == (8, 3)
-    folded = design.foldover()
-    assert (len(folded.matrix), folded.resolution) == (16, 4)
-    assert run_set(folded.matrix) == run_set(design.matrix) | run_set(-design.matrix)
-    assert all(len(word) % 2 == 0 for word in folded.defining_relation())
-
-
-def test_foldover_keeps_signs_and_centre_points() -> None:
-    design = fractional_factorial(ABCDE, ["D=-AB", "E=AC"]).with_centre_points(2)
-    folded = design.foldover()
-    assert folded.defining_relation() == ("-BCDE",)
-    assert folded.centre_points == 2
-    factorial = design.matrix[:8]
-    assert run_set(folded.matrix[:16]) == run_set(factorial) | run_set(-factorial)
-
-
-def test_foldover_without_odd_words_is_refused() -> None:
-    with pytest.raises(DesignError, match="no odd-length word"):
-        fractional_factorial(list("ABCDEF"), ["E=ABC", "F=BCD"]).foldover()
-
-
-def test_run_order_is_a_seeded_permutation() -> None:
-    design = full_factorial(ABCDE)
-    order = design.run_order(seed=7)
-    assert sorted(order) == list(range(32))
-    assert order == design.run_order(seed=7)
-    assert order != design.run_order(seed=8)
-    assert order != list(range(32))
-
-
 def test_design_matrix_cannot_be_changed_in_place() -> None:
     design = full_factorial(list("AB"))
     with pytest.raises(ValueError):
         design.matrix[0, 0] = 1
-
-
-# --- decoding ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("levels", "level", "value"),
-    [
-        (Levels(6, 8, scale="integer"), -1, 6),
-        (Levels(6, 8, scale="integer"), 1, 8),
-        (Levels(6, 8, scale="integer"), 0, 7),
-        (Levels(48, 72, centre=64, scale="integer"), 0, 64),
-        (Levels(0.03, 0.05), 0, 0.04),
-        (Levels(0.03, 0.05), 1, 0.05),
-        (Levels(1e-4, 1e-2, scale="log"), 0, 1e-3),
-        (Levels(262144, 524288, scale="log"), 0, 262144 * math.sqrt(2)),
-        (Levels(262144, 524288, scale="log"), -1, 262144),
-        (Levels(0.25, 0.5), -0.5, 0.3125),
-    ],
-)
-def test_decode_coded_levels_to_hyperparameters(levels: Levels, level: float, value: float) -> None:
-    decoded = decode(level, levels)
-    assert decoded == pytest.approx(value, rel=1e-12)
-
-
-def test_integers_stay_integers() -> None:
-    assert type(decode(0, Levels(6, 8, scale="integer"))) is int
-    assert type(decode(1, Levels(48, 72, scale="integer"))) is int
-    assert type(decode(0, Levels(0.25, 0.5))) is float
-
-
-def test_integer_factor_without_integer_midpoint_asks_for_a_centre() -> None:
-    with pytest.raises(DesignError, match=r"no integer value at coded level 0 \(7.5\)"):
-        decode(0, Levels(6, 9, scale="integer"))
-
-
-@pytest.mark.parametrize(
-    ("level", "levels", "message"),
-    [
-        (2, Levels(1, 2), r"within \[-1, \+1\], got 2"),
-        (0, Levels(-1.0, 1.0, scale="log"), "log scale needs positive levels"),
-        (0, Levels(1, 2, scale="cubic"), "scale 'cubic' is not known"),  # type: ignore[arg-type]
-    ],
-)
-def test_decode_refuses_what_it_cannot_decode(level: float, levels: Levels, message: str) -> None:
-    with pytest.raises(DesignError, match=message):
-        decode(level, levels)
-
-
-def test_decode_run_maps_every_factor_of_a_condition() -> None:
-    levels = {"A": Levels(6, 8, scale="integer"), "C": Levels(0.03, 0.05)}
-    assert decode_run({"A": 1, "C": -1}, levels) == {"A": 8, "C": 0.03}
-    with pytest.raises(DesignError, match="no levels declared for B"):
-        decode_run({"A": 1, "B": 1}, levels)

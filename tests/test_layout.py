@@ -59,3 +59,17 @@ def test_the_controller_is_pure() -> None:
 def test_the_local_executor_knows_nothing_of_kubernetes() -> None:
     found = imported_roots(ROOT / "operator" / "stagescreen_operator" / "local")
     assert {"kopf", "kubernetes"} & found.keys() == set()
+
+
+def test_planning_analysis_and_reports_do_not_import_a_storage_backend() -> None:
+    """Key layout lives in stagescreen.keys; only stagescreen.store imports boto3."""
+    import subprocess
+    import sys
+
+    modules = "stages, outcome, status, report, publish, power, synthetic, effects, spec, keys"
+    code = (
+        f"import sys; from stagescreen import {modules}; "
+        "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"

@@ -27,6 +27,7 @@ from stagescreen.effects import (
     variance_shares,
     win_count,
 )
+from stagescreen.keys import StudyKeys
 from stagescreen.outcome import stage_outcome
 from stagescreen.report import (
     DASH,
@@ -47,7 +48,7 @@ from stagescreen.report import (
     write_report,
 )
 from stagescreen.spec import Study, load_study, parse_study
-from stagescreen.store import LocalStore, Store, StudyKeys
+from stagescreen.store import LocalStore, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "examples" / "paper.yaml"

@@ -12,17 +12,8 @@ import pandas as pd
 import pytest
 from seaweed import S3Endpoint
 
-from stagescreen.store import (
-    TEMP_PREFIX,
-    InvalidKey,
-    LocalStore,
-    MissingKey,
-    S3Store,
-    Store,
-    StoreError,
-    StudyKeys,
-    open_store,
-)
+from stagescreen.keys import TEMP_PREFIX, InvalidKey, MissingKey, StoreError, StudyKeys
+from stagescreen.store import LocalStore, S3Store, Store, open_store
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])

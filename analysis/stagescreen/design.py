@@ -15,8 +15,8 @@ factors, and the resolution of the result is checked again on the run matrix its
 than trusted from the algebra, because a public library's helper is known to return less
 than asked.
 
-Centre points are runs at coded level 0 with ids ``ctr1``, ``ctr2``, ...; they repeat one
-condition, so they carry no condition number.
+Real hyperparameter values are not this module's business: a factor's levels belong to the
+spec's `Factor`, whose `decode` maps coded levels to them.
 """
 
 from __future__ import annotations
@@ -25,29 +25,33 @@ import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
 Order = Literal["paper", "yates"]
-Scale = Literal["integer", "float", "log"]
-Subject = Literal["factors", "generators", "resolution", "runs", "levels", "order"]
+Subject = Literal["factors", "generators", "resolution", "runs", "levels", "order", "alias_order"]
 
 ORDERS: tuple[str, ...] = ("paper", "yates")
 MAX_RESOLUTION_FACTORS = 11
 """The minimum-aberration search is exhaustive; beyond 11 factors it stops being instant."""
 
-CENTRE_PREFIX = "ctr"
-
 
 class DesignError(ValueError):
-    """A design request that cannot be met; `subject` says which input is at fault."""
+    """A design request that cannot be met; `subject` says which input is at fault.
 
-    def __init__(self, message: str, subject: Subject = "generators") -> None:
+    `index` is the position of the generator at fault in the list given, when one is, so the
+    spec can name `design.generators[1]` while the command line names `--generators`.
+    """
+
+    def __init__(
+        self, message: str, subject: Subject = "generators", index: int | None = None
+    ) -> None:
         super().__init__(message)
         self.subject: Subject = subject
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class _Generator:
     base: int
     sign: int
     text: str
+    index: int
+    """Position in the generators as given, for naming it in a problem."""
 
     @property
     def word(self) -> int:
@@ -93,6 +99,16 @@ def _subgroup(gens: Sequence[_Generator]) -> list[tuple[int, int]]:
     return sorted(words, key=lambda word: _word_key(word[0]))
 
 
+def _roman(number: int) -> str:
+    """3 -> "III", 5 -> "V": resolutions are named in Roman numerals by convention."""
+    numerals = ((50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I"))
+    out = ""
+    for value, letters in numerals:
+        count, number = divmod(number, value)
+        out += letters * count
+    return out
+
+
 # --- parsing and checks -----------------------------------------------------------------
 
 _GENERATOR = re.compile(r"^\s*(?P<lhs>[A-Za-z])\s*=\s*(?P<sign>[+-]?)\s*(?P<rhs>[A-Za-z*\s]+)$")
@@ -125,68 +141,69 @@ def _check_factors(factors: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _parse_one(text: str, factors: Sequence[str]) -> _Generator:
-    accepted = "accepted: a factor, '=', an optional '-', then base factors, e.g. 'E=ABCD'"
+def _parse_one(text: str, factors: Sequence[str], index: int) -> _Generator:
+    """One generator on its own: its form and its letters, before how it sits with the rest."""
     match = _GENERATOR.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise DesignError(f"generator {text!r} is not of the form X=WORD; {accepted}")
-    known = ", ".join(factors)
+    letters = [c for c in match["rhs"] if not (c.isspace() or c == "*")] if match else []
+    if match is None or not letters:
+        raise DesignError(
+            f"expected a generator such as E=ABCD or E=-ABCD (got {text!r})", index=index
+        )
     lhs = match["lhs"]
-    if lhs not in factors:
+    unknown = [c for c in dict.fromkeys([lhs, *letters]) if c not in factors]
+    if unknown:
         raise DesignError(
-            f"generator {text!r} defines {lhs!r}, which is not a factor; factors are {known}"
+            f"unknown factor code {', '.join(unknown)} in {text!r} (codes: {', '.join(factors)})",
+            index=index,
         )
-    letters = [c for c in match["rhs"] if not (c.isspace() or c == "*")]
-    if not letters:
-        raise DesignError(f"generator {text!r} has an empty word; {accepted}")
-    base = 0
-    for letter in letters:
-        if letter not in factors:
-            raise DesignError(
-                f"generator {text!r} references unknown factor {letter!r}; factors are {known}"
-            )
-        bit = 1 << factors.index(letter)
-        if base & bit:
-            raise DesignError(f"generator {text!r} repeats factor {letter!r} in its word")
-        base |= bit
-    factor = factors.index(lhs)
-    if base >> factor & 1:
+    if lhs in letters:
         raise DesignError(
-            f"generator {text!r} defines {lhs} in terms of itself; write it in other factors"
+            f"{text!r} defines {lhs} in terms of itself; write it in other factors", index=index
         )
+    repeated = [c for c in dict.fromkeys(letters) if letters.count(c) > 1]
+    if repeated:
+        raise DesignError(
+            f"repeats {', '.join(repeated)} in {text!r}; write each factor once", index=index
+        )
+    base = sum(1 << factors.index(letter) for letter in letters)
     sign = -1 if match["sign"] == "-" else 1
     canonical = f"{lhs}={'-' if sign < 0 else ''}{_spell(base, factors)}"
-    return _Generator(factor=factor, base=base, sign=sign, text=canonical)
+    return _Generator(factors.index(lhs), base, sign, canonical, index)
 
 
-def _parse_generators(factors: Sequence[str], generators: Iterable[str]) -> tuple[_Generator, ...]:
-    if isinstance(generators, str):
-        generators = [generators]
-    gens = [_parse_one(text, factors) for text in generators]
+def _set_problems(gens: Sequence[_Generator], factors: Sequence[str]) -> list[DesignError]:
+    """How well-formed generators sit together: one per generated factor, each written in the
+    base factors, and no defining word so short that two main effects become one."""
+    problems: list[DesignError] = []
     by_factor: dict[int, _Generator] = {}
     for gen in gens:
         if gen.factor in by_factor:
-            raise DesignError(
-                f"factor {factors[gen.factor]} is generated twice ({by_factor[gen.factor].text!r}"
-                f" and {gen.text!r}); give each generated factor one generator"
-            )
-        by_factor[gen.factor] = gen
-    for gen in gens:
-        for i in _bits(gen.base):
-            if i in by_factor:
-                base_letters = ", ".join(f for j, f in enumerate(factors) if j not in by_factor)
-                raise DesignError(
-                    f"generator {gen.text!r} uses {factors[i]}, which is itself generated by "
-                    f"{by_factor[i].text!r}; write every generator in the base factors "
-                    f"({base_letters})"
+            first = by_factor[gen.factor]
+            problems.append(
+                DesignError(
+                    f"{factors[gen.factor]} is generated twice ({first.text!r} and "
+                    f"{gen.text!r}); give each generated factor one generator",
+                    index=gen.index,
                 )
-    gens.sort(key=lambda gen: gen.factor)
-    _check_main_effects_clear(gens, factors)
-    return tuple(gens)
+            )
+        by_factor.setdefault(gen.factor, gen)
+    base_letters = ", ".join(f for j, f in enumerate(factors) if j not in by_factor)
+    for gen in gens:
+        used = [i for i in _bits(gen.base) if i in by_factor]
+        if used:
+            problems.append(
+                DesignError(
+                    f"{gen.text!r} uses {factors[used[0]]}, which is itself generated by "
+                    f"{by_factor[used[0]].text!r}; write every generator in the base factors "
+                    f"({base_letters})",
+                    index=gen.index,
+                )
+            )
+    return problems or _main_effects_aliased(gens, factors)
 
 
-def _check_main_effects_clear(gens: Sequence[_Generator], factors: Sequence[str]) -> None:
-    """Reject a defining word of length <= 2: it makes two main effects indistinguishable."""
+def _main_effects_aliased(gens: Sequence[_Generator], factors: Sequence[str]) -> list[DesignError]:
+    """The first defining word of length <= 2, which makes two main effects indistinguishable."""
     for size in range(1, len(gens) + 1):
         for chosen in itertools.combinations(gens, size):
             mask = 0
@@ -195,17 +212,54 @@ def _check_main_effects_clear(gens: Sequence[_Generator], factors: Sequence[str]
             if mask.bit_count() <= 2:
                 first, second = (factors[i] for i in _bits(mask))
                 named = " and ".join(repr(gen.text) for gen in chosen)
-                raise DesignError(
-                    f"{'generators' if size > 1 else 'generator'} {named} "
-                    f"{'alias' if size > 1 else 'aliases'} main effect {first} with "
-                    f"main effect {second} (defining word {first}{second}); every defining word "
-                    f"needs at least 3 letters (resolution III or more)"
-                )
+                return [
+                    DesignError(
+                        f"{named} {'alias' if size > 1 else 'aliases'} main effect {first} "
+                        f"with main effect {second} (defining word {first}{second}); every "
+                        "defining word needs at least 3 letters (resolution III or more)",
+                        index=chosen[0].index if size == 1 else None,
+                    )
+                ]
+    return []
 
 
-def check_generators(factors: Sequence[str], generators: Sequence[str]) -> None:
-    """Raise DesignError naming the generator at fault; what the spec validator calls."""
-    _parse_generators(_check_factors(factors), generators)
+def _read_generators(
+    factors: Sequence[str], generators: Iterable[str]
+) -> tuple[tuple[_Generator, ...], list[DesignError]]:
+    """The generators in factor order, and every problem found with them.
+
+    Each generator is read on its own first, so all malformed ones are named at once; how
+    they sit together is judged only when every one of them could be read.
+    """
+    if isinstance(generators, str):
+        generators = [generators]
+    gens: list[_Generator] = []
+    problems: list[DesignError] = []
+    for index, text in enumerate(generators):
+        try:
+            gens.append(_parse_one(text, factors, index))
+        except DesignError as error:
+            problems.append(error)
+    gens.sort(key=lambda gen: gen.factor)
+    if not problems:
+        problems = _set_problems(gens, factors)
+    return tuple(gens), problems
+
+
+def _parse_generators(factors: Sequence[str], generators: Iterable[str]) -> tuple[_Generator, ...]:
+    gens, problems = _read_generators(factors, generators)
+    if problems:
+        raise problems[0]
+    return gens
+
+
+def generator_problems(factors: Sequence[str], generators: Sequence[str]) -> list[DesignError]:
+    """Every problem with these generators (none when they define a usable fraction).
+
+    What the spec validator calls: each problem's `index` names the generator at fault, or is
+    None when several generators are at fault together.
+    """
+    return _read_generators(_check_factors(factors), generators)[1]
 
 
 def defining_relation(factors: Sequence[str], generators: Sequence[str]) -> tuple[str, ...]:
@@ -252,10 +306,9 @@ class Design:
     factors: tuple[str, ...]
     generators: tuple[str, ...]
     matrix: np.ndarray
-    """Shape (runs, k), -1/+1 (0 for centre points), rows in condition order."""
+    """Shape (runs, k), -1/+1, rows in condition order."""
     condition_ids: tuple[str, ...]
     order: Order = "paper"
-    centre_points: int = 0
 
     @cached_property
     def _gens(self) -> tuple[_Generator, ...]:
@@ -274,26 +327,53 @@ class Design:
         """Length of the shortest defining word; None for a full factorial (nothing aliased)."""
         return min((mask.bit_count() for mask, _ in self._words), default=None)
 
-    def aliases(self, max_order: int = 2) -> dict[str, list[str]]:
-        """Alias chain of every effect up to `max_order` factors: {"A": ["BCDE"], "A:B": ["CDE"]}.
+    @property
+    def resolution_numeral(self) -> str | None:
+        """The resolution as textbooks write it ("V"); None for a full factorial."""
+        return None if self.resolution is None else _roman(self.resolution)
 
-        Keys name effects the way models do (`A:B`); values are the aliased words, shortest
-        first, with a leading '-' where the alias enters with a minus sign.
+    def describe(self) -> str:
+        """What kind of design this is, e.g. "2^(5-1) regular fraction" or "2^3 full factorial"."""
+        k, p = len(self.factors), len(self.generators)
+        return f"2^({k}-{p}) regular fraction" if p else f"2^{k} full factorial"
+
+    def alias_chains(self, max_order: int = 2) -> list[list[str]]:
+        """Every effect of up to `max_order` factors, once, in the chain of effects it is aliased
+        with: [["A", "B:D", "C:E"], ["B", "A:D"], ...].
+
+        Effects are named the way models name them (`A:B`; `I` is the mean). A chain leaves out
+        its effects of higher order, as textbooks list aliases "up to two-factor interactions",
+        so a chain of one effect is one that nothing else up to that order is aliased with.
+        Each chain starts with its lowest-order effect and chains are in the order of those,
+        the mean's chain first; a leading '-' marks an effect that enters with the opposite
+        sign.
         """
         k = len(self.factors)
         if not 1 <= max_order <= k:
-            raise DesignError(f"alias order must be between 1 and {k}, got {max_order}", "order")
-        chains: dict[str, list[str]] = {}
+            raise DesignError(
+                f"must be between 1 and {k} (the number of factors), got {max_order}",
+                "alias_order",
+            )
+        listed: set[int] = set()
+        chains: list[tuple[int, list[str]]] = []
         for size in range(1, max_order + 1):
             for term in itertools.combinations(range(k), size):
                 effect = sum(1 << i for i in term)
-                aliased = sorted(
-                    ((effect ^ mask, sign) for mask, sign in self._words),
-                    key=lambda word: _word_key(word[0]),
+                if effect in listed:
+                    continue
+                members = [(effect, 1)] + [(effect ^ mask, sign) for mask, sign in self._words]
+                members = sorted(
+                    ((mask, sign) for mask, sign in members if mask.bit_count() <= max_order),
+                    key=lambda member: _word_key(member[0]),
                 )
-                key = _spell(effect, self.factors, sep=":")
-                chains[key] = [_spell(mask, self.factors, sign) for mask, sign in aliased]
-        return chains
+                listed.update(mask for mask, _ in members)
+                lead, lead_sign = members[0]
+                names = [
+                    _spell(mask, self.factors, sign * lead_sign, sep=":") if mask else "I"
+                    for mask, sign in members
+                ]
+                chains.append((lead, names))
+        return [names for _, names in sorted(chains, key=lambda chain: _word_key(chain[0]))]
 
     def runs(self) -> list[dict[str, int]]:
         """One {factor: coded level} per run, in condition order."""
@@ -301,57 +381,6 @@ class Design:
             {name: int(level) for name, level in zip(self.factors, row, strict=True)}
             for row in self.matrix
         ]
-
-    def run_order(self, seed: int) -> list[int]:
-        """Row indices in a random execution order, the same for the same seed."""
-        return [int(i) for i in np.random.default_rng(seed).permutation(len(self.matrix))]
-
-    def with_centre_points(self, n: int) -> Design:
-        """The same design plus `n` runs at the centre (all factors at coded level 0)."""
-        if n < 0:
-            raise DesignError(f"centre points must be 0 or more, got {n}", "runs")
-        total = self.centre_points + n
-        factorial = len(self.matrix) - self.centre_points
-        centre = np.zeros((total, len(self.factors)), dtype=np.int64)
-        return replace(
-            self,
-            matrix=_frozen(np.vstack([self.matrix[:factorial], centre])),
-            condition_ids=self.condition_ids[:factorial]
-            + tuple(f"{CENTRE_PREFIX}{i}" for i in range(1, total + 1)),
-            centre_points=total,
-        )
-
-    def foldover(self) -> Design:
-        """The full fold-over: this fraction plus its sign-reversed mirror, as one fraction.
-
-        Mirroring every column removes each odd-length word from the defining relation and
-        keeps the even ones, so a resolution III design becomes resolution IV (Box & Hunter
-        1961). The result is renumbered in its own condition order; the original runs are
-        those where the first odd generator still holds with its original sign.
-        """
-        odd = [gen for gen in self._gens if gen.word.bit_count() % 2 == 1]
-        if not odd:
-            raise DesignError(
-                "fold-over would repeat the same runs: the defining relation has no odd-length "
-                f"word ({', '.join(self.defining_relation()) or 'full factorial'}); fold a "
-                "design with an odd-length word, such as a resolution III fraction",
-                "generators",
-            )
-        pivot = odd[0]
-        folded: list[str] = []
-        for gen in self._gens:
-            if gen is pivot:
-                continue
-            # An odd word changes sign under the mirror; its product with the pivot does not.
-            word, sign = gen.word, gen.sign
-            if word.bit_count() % 2 == 1:
-                word, sign = word ^ pivot.word, sign * pivot.sign
-            base = word & ~(1 << gen.factor)
-            folded.append(
-                f"{self.factors[gen.factor]}={'-' if sign < 0 else ''}{_spell(base, self.factors)}"
-            )
-        design = fractional_factorial(self.factors, folded, order=self.order)
-        return design.with_centre_points(self.centre_points) if self.centre_points else design
 
 
 def _frozen(matrix: np.ndarray) -> np.ndarray:
@@ -415,6 +444,29 @@ def condition_id(
 
 
 # --- by resolution ----------------------------------------------------------------------
+
+
+def _check_reachable(k: int, resolution: int) -> None:
+    """Refuse a resolution beyond every fraction of k factors.
+
+    The best fraction is the half fraction whose one defining word holds every factor, of
+    resolution k; with fewer than 3 factors even that aliases two main effects.
+    """
+    if k < 3:
+        raise DesignError(
+            f"no fraction of {k} factor{'s' if k > 1 else ''} reaches resolution "
+            f"{_roman(resolution)} ({resolution}): any fraction of fewer than 3 factors aliases "
+            f"two main effects; use the full factorial (all {1 << k} runs)",
+            "resolution",
+        )
+    if resolution > k:
+        raise DesignError(
+            f"no fraction of {k} factors reaches resolution {_roman(resolution)} "
+            f"({resolution}): the best is resolution {_roman(k)}, the 2^({k}-1) half fraction "
+            f"({1 << (k - 1)} runs); ask for resolution {k} or less, or use the full factorial "
+            f"(all {1 << k} runs, nothing aliased)",
+            "resolution",
+        )
 
 
 _CHUNK = 1 << 14
@@ -507,7 +559,8 @@ def by_resolution(
 
     With `runs`, that run count is used and DesignError is raised when it cannot reach the
     resolution. The first factors are the base factors and the last ones are generated, as in
-    the paper's E=ABCD. Falls back to the full factorial when no fraction is enough.
+    the paper's E=ABCD. A resolution no fraction reaches is refused rather than quietly met
+    by the full factorial, which costs twice the runs of the largest fraction.
     """
     names = _check_factors(factors)
     _check_order(order)
@@ -535,7 +588,8 @@ def by_resolution(
             )
         sizes = [m]
     else:
-        sizes = list(range(min(smallest, k), k + 1))
+        _check_reachable(k, resolution)
+        sizes = list(range(smallest, k))
     for m in sizes:
         if m == k:
             return full_factorial(names, order=order)
@@ -558,79 +612,3 @@ def by_resolution(
         f"use more runs or omit runs to get the smallest design that does",
         "runs",
     )
-
-
-# --- decoding ---------------------------------------------------------------------------
-
-
-class LevelsLike(Protocol):
-    """Anything with a factor's real levels, such as the spec's Factor."""
-
-    @property
-    def low(self) -> float: ...
-    @property
-    def high(self) -> float: ...
-    @property
-    def centre(self) -> float | None: ...
-    @property
-    def scale(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class Levels:
-    """A factor's real values at coded -1 (low) and +1 (high), and optionally at 0."""
-
-    low: float
-    high: float
-    centre: float | None = None
-    scale: Scale = "float"
-
-
-def decode(level: float, levels: LevelsLike) -> int | float:
-    """The real hyperparameter value at a coded level in [-1, +1].
-
-    Declared values come back exactly as declared. Between them, "float" interpolates
-    linearly, "log" geometrically (so its centre is sqrt(low*high)), "integer" linearly and
-    must land on an integer: a non-integer midpoint needs an explicit centre.
-    """
-    if not (isinstance(level, int | float) and -1 <= level <= 1):
-        raise DesignError(f"coded level must be within [-1, +1], got {level!r}", "levels")
-    if levels.scale not in ("integer", "float", "log"):
-        raise DesignError(
-            f"scale {levels.scale!r} is not known; accepted: integer, float, log", "levels"
-        )
-    declared: dict[float, float | None] = {-1: levels.low, 1: levels.high, 0: levels.centre}
-    value = declared.get(level)
-    if value is None:
-        t = (level + 1) / 2
-        if levels.scale == "log":
-            if levels.low <= 0 or levels.high <= 0:
-                raise DesignError(
-                    f"log scale needs positive levels, got low={levels.low} high={levels.high}",
-                    "levels",
-                )
-            value = math.exp(math.log(levels.low) + t * math.log(levels.high / levels.low))
-        else:
-            value = levels.low + t * (levels.high - levels.low)
-    if levels.scale != "integer":
-        return value
-    if abs(value - round(value)) > 1e-9:
-        raise DesignError(
-            f"integer factor between {levels.low} and {levels.high} has no integer value at "
-            f"coded level {level} ({value}); declare a centre or use scale float",
-            "levels",
-        )
-    return round(value)
-
-
-def decode_run(
-    run: Mapping[str, float], levels: Mapping[str, LevelsLike]
-) -> dict[str, int | float]:
-    """Decode every factor of one run: {code: coded level} to {code: real value}."""
-    missing = [code for code in run if code not in levels]
-    if missing:
-        raise DesignError(
-            f"no levels declared for {', '.join(missing)}; declared: {', '.join(levels) or 'none'}",
-            "levels",
-        )
-    return {code: decode(level, levels[code]) for code, level in run.items()}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from stagescreen.keys import CKPT, StudyKeys
 from stagescreen.spec import StudySpec
 from stagescreen.stages import PlannedRun
-from stagescreen.store import CKPT, StudyKeys
 
 
 def run_environment(

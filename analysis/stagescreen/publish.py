@@ -8,13 +8,17 @@ pure `stagescreen.outcome` functions.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
 
 from stagescreen import outcome
+from stagescreen.keys import OUTCOME, RESULTS, StudyKeys
 from stagescreen.spec import Study
-from stagescreen.store import OUTCOME, RESULTS, Store, StudyKeys
+
+if TYPE_CHECKING:
+    from stagescreen.store import Store
 
 
 def publish_spec(store: Store, study: Study) -> None:

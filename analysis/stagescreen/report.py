@@ -32,8 +32,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from stagescreen.keys import MANIFEST, OUTCOME, REPORT, RESULTS, StudyKeys
 from stagescreen.runstatus import RunStatus
-from stagescreen.store import MANIFEST, OUTCOME, REPORT, RESULTS, StudyKeys
 
 if TYPE_CHECKING:
     from stagescreen.spec import Stage, Study
@@ -195,16 +195,6 @@ def fmt_text(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return DASH
     return str(value).replace("|", "\\|").replace("\n", " ") or DASH
-
-
-def _roman(number: int) -> str:
-    numerals = ((10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I"))
-    out = ""
-    for value, letter in numerals:
-        while number >= value:
-            out += letter
-            number -= value
-    return out
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -608,22 +598,17 @@ def _study_summary(study: Study) -> str:
     except (ValueError, KeyError) as error:
         lines.append(f"The design could not be built: {error}")
     else:
-        runs = len(design.condition_ids)
-        k = len(design.factors)
-        p = len(design.generators)
-        kind = f"2^{k} full factorial" if not p else f"2^({k}-{p}) regular fraction"
-        resolution = design.resolution
         relation = ", ".join(design.defining_relation())
         lines += [
             md_table(
                 ["design", "runs", "generators", "defining relation", "resolution"],
                 [
                     [
-                        kind,
-                        str(runs),
+                        design.describe(),
+                        str(len(design.condition_ids)),
                         ", ".join(design.generators) or DASH,
                         f"I = {relation}" if relation else DASH,
-                        DASH if resolution is None else _roman(int(resolution)),
+                        design.resolution_numeral or DASH,
                     ]
                 ],
             )

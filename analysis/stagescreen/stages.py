@@ -110,7 +110,6 @@ class StagePlan:
     runs: tuple[PlannedRun, ...]
     anchors: tuple[Anchor, ...] = ()
     finished: bool = True
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 # --- naming ---------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from stagescreen.keys import CKPT, OUTCOME, RESULT, StudyKeys
 from stagescreen.spec import Problem, SpecError, Study
-from stagescreen.store import CKPT, OUTCOME, RESULT, Store, StudyKeys, open_store
+from stagescreen.store import Store, open_store
 from stagescreen_operator.controller import Observed
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from trainer_support import Prepared
 
-from stagescreen.store import LocalStore, StudyKeys
+from stagescreen.keys import StudyKeys
+from stagescreen.store import LocalStore
 
 # Deterministic runs (MAX_STEPS, one thread each), so an interrupted study must reproduce an
 # uninterrupted one exactly: same records, same anchors, same run ids.

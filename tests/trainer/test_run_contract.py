@@ -15,9 +15,10 @@ from trainer_support import Prepared, trainer_command
 
 from stagescreen import stages
 from stagescreen.environment import run_environment, run_folder
+from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.records import results_table
 from stagescreen.spec import load_study
-from stagescreen.store import RESULT, LocalStore, StudyKeys
+from stagescreen.store import LocalStore
 
 STUDY = """
 apiVersion: stagescreen.dev/v1alpha1

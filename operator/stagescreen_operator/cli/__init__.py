@@ -25,7 +25,7 @@ from stagescreen_operator.cli.app import app
 def main() -> None:
     """Console-script entry point: a storage problem no command caught is one `error:` line
     (which store, what failed, what to set), never a traceback."""
-    from stagescreen.store import StoreError
+    from stagescreen.keys import StoreError
 
     try:
         app()

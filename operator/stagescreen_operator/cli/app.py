@@ -21,6 +21,14 @@ app = typer.Typer(
 )
 
 
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print `error: <message>` on stderr and return the exit to raise: every command's
+    errors start the same way, name what to fix, and exit 2 (1 for a failure outside the
+    user's input, such as storage going away mid-write)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
 def _print_version(asked: bool) -> None:
     if asked:
         from stagescreen import __version__

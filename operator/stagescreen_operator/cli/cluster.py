@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.app import app, fail
 
 
 @app.command()
@@ -81,21 +81,16 @@ def analyse(
         parsed = parse_study({key: body[key] for key in ("apiVersion", "kind", "metadata", "spec")})
         store = study_store(parsed)
     except SpecError as error:
-        typer.echo(f"error: study {study!r}: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"study {study!r}: {error}") from None
     if stage not in {s.name for s in parsed.spec.stages}:
-        typer.echo(f"error: STAGE {stage!r}: study {study!r} has no such stage", err=True)
-        raise typer.Exit(2)
+        raise fail(f"STAGE {stage!r}: study {study!r} has no such stage")
     observed = observe_store(store, parsed)
     decision = decide(parsed.spec, observed)
     counts = stage_counts(decision.results, stage)
     if not counts.planned or counts.ended < counts.planned:
-        typer.echo(
-            f"error: stage {stage!r} is not finished: {counts.ended} of {counts.planned} runs "
-            "ended",
-            err=True,
+        raise fail(
+            f"stage {stage!r} is not finished: {counts.ended} of {counts.planned} runs ended"
         )
-        raise typer.Exit(2)
     outcome = publish_stage(store, parsed, stage, decision.results)
     report = write_report(store, study)[0]
     outcomes = read_outcomes(store, parsed, observed.analysed | {stage})

@@ -13,13 +13,12 @@ from stagescreen_operator.cli.app import app
 if TYPE_CHECKING:
     from stagescreen.design import Design, Order
 
-_ROMAN = {3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII", 9: "IX", 10: "X", 11: "XI"}
 _OPTION_OF = {
     "factors": "--factors",
     "generators": "--generators",
     "resolution": "--resolution",
     "runs": "--resolution",
-    "order": "--alias-order",
+    "alias_order": "--alias-order",
 }
 
 
@@ -45,28 +44,27 @@ def _table(design: Design) -> str:
     header = "condition".ljust(max(width, 9)) + "".join(f"{f:>4}" for f in design.factors)
     lines = [header]
     for cid, row in zip(design.condition_ids, design.matrix, strict=True):
-        cells = "".join(f"{int(level):>+4d}" if level else f"{0:>4d}" for level in row)
+        cells = "".join(f"{int(level):>+4d}" for level in row)
         lines.append(cid.ljust(max(width, 9)) + cells)
     return "\n".join(lines)
 
 
-def _report(design: Design, alias_order: int) -> str:
-    k, runs = len(design.factors), len(design.matrix)
-    p = len(design.generators)
-    kind = f"2^{k} full factorial" if not p else f"2^({k}-{p}) fractional factorial"
-    lines = [f"{kind}, {runs} runs, {design.order} order"]
-    if p:
+def _report(design: Design, chains: list[list[str]], alias_order: int) -> str:
+    lines = [f"{design.describe()}, {len(design.matrix)} runs, {design.order} order"]
+    if design.generators:
         lines.append(f"generators: {', '.join(design.generators)}")
     lines += ["", _table(design), ""]
-    resolution = design.resolution
-    if resolution is None:
+    if design.resolution is None:
         lines += ["defining relation: none (full factorial)", "resolution: full (no aliasing)"]
         return "\n".join(lines)
     lines.append(f"defining relation: I = {' = '.join(design.defining_relation())}")
-    lines.append(f"resolution: {_ROMAN.get(resolution, str(resolution))} ({resolution})")
-    lines.append("aliases:")
-    for term, chain in design.aliases(alias_order).items():
-        lines.append(f"  {term} = {' = '.join(chain)}")
+    lines.append(f"resolution: {design.resolution_numeral} ({design.resolution})")
+    lines.append(f"aliases up to order {alias_order}:")
+    aliased = [chain for chain in chains if len(chain) > 1]
+    lines += [f"  {' = '.join(chain)}" for chain in aliased] or ["  none"]
+    clear = [chain[0] for chain in chains if len(chain) == 1]
+    if clear:
+        lines.append(f"aliased with nothing up to order {alias_order}: {', '.join(clear)}")
     return "\n".join(lines)
 
 
@@ -102,13 +100,18 @@ def design(
     ] = False,
     alias_order: Annotated[
         int,
-        typer.Option("--alias-order", help="List alias chains of effects up to this order."),
+        typer.Option(
+            "--alias-order",
+            help="List each alias chain once, among effects of up to this many factors (2: "
+            "main effects and two-factor interactions; the number of factors: all).",
+        ),
     ] = 2,
     as_json: Annotated[
         bool,
         typer.Option(
             "--json",
-            help='Print {"runs", "defining_relation", "resolution", "aliases"} as JSON.',
+            help='Print {"runs", "defining_relation", "resolution", "aliases"} as JSON: runs '
+            'as {"condition_id": "c01", "A": -1, ...}, aliases as a list of chains.',
         ),
     ] = False,
 ) -> None:
@@ -146,21 +149,17 @@ def design(
             chosen = fractional_factorial(names, words, order=order)
         else:
             chosen = full_factorial(names, order=order)
-        if not 1 <= alias_order <= len(names):
-            _fail(
-                "--alias-order",
-                f"must be between 1 and {len(names)} (the number of factors), got {alias_order}",
-            )
-        aliases = chosen.aliases(alias_order)
+        chains = chosen.alias_chains(alias_order)
     except DesignError as error:
         _fail(_OPTION_OF.get(error.subject, "--" + error.subject), str(error))
     if as_json:
+        runs = zip(chosen.condition_ids, chosen.runs(), strict=True)
         payload = {
-            "runs": chosen.runs(),
+            "runs": [{"condition_id": cid, **levels} for cid, levels in runs],
             "defining_relation": list(chosen.defining_relation()),
             "resolution": chosen.resolution,
-            "aliases": aliases,
+            "aliases": chains,
         }
         typer.echo(json.dumps(payload, indent=2))
     else:
-        typer.echo(_report(chosen, alias_order))
+        typer.echo(_report(chosen, chains, alias_order))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.app import app, fail
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,11 +17,6 @@ if TYPE_CHECKING:
     from stagescreen.effects import Effect, Family
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def _names(text: str | None) -> list[str]:
@@ -33,11 +28,12 @@ def read_table(location: str) -> pd.DataFrame:
     file or at an s3://bucket/key URI."""
     import pandas as pd
 
-    from stagescreen.store import MissingKey, StoreError, open_store
+    from stagescreen.keys import MissingKey, StoreError
+    from stagescreen.store import open_store
 
     suffix = PurePosixPath(location).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise _fail(
+        raise fail(
             f"RESULTS {location!r}: unknown file type {suffix or '(none)'!r}; "
             f"accepted: {', '.join(TABLE_SUFFIXES)}"
         )
@@ -48,11 +44,11 @@ def read_table(location: str) -> pd.DataFrame:
         elif Path(location).is_file():
             data = Path(location).read_bytes()
         else:
-            raise _fail(f"RESULTS {location!r}: no such file")
+            raise fail(f"RESULTS {location!r}: no such file")
     except MissingKey:
-        raise _fail(f"RESULTS {location!r}: no such object") from None
+        raise fail(f"RESULTS {location!r}: no such object") from None
     except StoreError as error:
-        raise _fail(f"RESULTS {location!r}: {error}") from None
+        raise fail(f"RESULTS {location!r}: {error}") from None
     try:
         if suffix == ".csv":
             lines = data.decode("utf-8-sig").splitlines(keepends=True)
@@ -74,9 +70,9 @@ def read_table(location: str) -> pd.DataFrame:
         # all ValueErrors; a user should see which file and why, not a traceback.
         kind = "a CSV table with a header line" if suffix == ".csv" else "a parquet file"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise _fail(f"RESULTS {location!r}: cannot be read as {kind}: {reason}") from None
+        raise fail(f"RESULTS {location!r}: cannot be read as {kind}: {reason}") from None
     if table.empty:
-        raise _fail(f"RESULTS {location!r}: no rows (only a header)")
+        raise fail(f"RESULTS {location!r}: no rows (only a header)")
     return table
 
 
@@ -198,13 +194,13 @@ def effects(
     from stagescreen.effects import EffectsError, families_to_dict, fit_effects
 
     if not 0 < fdr < 1:
-        raise _fail(f"--fdr must lie strictly between 0 and 1, got {fdr}")
+        raise fail(f"--fdr must lie strictly between 0 and 1, got {fdr}")
     if order is not None and order < 1:
-        raise _fail(f"--order must be 1 or more, got {order}")
+        raise fail(f"--order must be 1 or more, got {order}")
     table = read_table(results)
     factor_names = _names(factors)
     if not factor_names:
-        raise _fail(f"--factors names no column; columns: {list(table.columns)}")
+        raise fail(f"--factors names no column; columns: {list(table.columns)}")
     for option, names in (
         ("--factors", factor_names),
         ("--by", _names(by)),
@@ -212,16 +208,16 @@ def effects(
     ):
         absent = [name for name in names if name not in table.columns]
         if absent:
-            raise _fail(f"{option}: no column {absent[0]!r}; columns: {list(table.columns)}")
+            raise fail(f"{option}: no column {absent[0]!r}; columns: {list(table.columns)}")
     if response not in table.columns:
-        raise _fail(f"--response: no column {response!r}; columns: {list(table.columns)}")
+        raise fail(f"--response: no column {response!r}; columns: {list(table.columns)}")
     expected = None
     if generators is not None:
         words = [] if generators.strip().lower() == "full" else _names(generators)
         try:
             expected = fractional_factorial(factor_names, words)
         except DesignError as error:
-            raise _fail(f"--generators {generators!r}: {error}") from None
+            raise fail(f"--generators {generators!r}: {error}") from None
     try:
         families = fit_effects(
             table,
@@ -236,7 +232,7 @@ def effects(
             design=expected,
         )
     except EffectsError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(families_to_dict(families), indent=2, allow_nan=False))
     else:

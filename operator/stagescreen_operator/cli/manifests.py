@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.app import app, fail
 from stagescreen_operator.cli.study_file import load_or_exit
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
@@ -46,16 +46,13 @@ def manifests(
     )
     if chosen is None:
         names = ", ".join(s.name for s in spec.stages)
-        typer.echo(f"error: --stage {stage!r}: no such stage (stages: {names})", err=True)
-        raise typer.Exit(2)
+        raise fail(f"--stage {stage!r}: no such stage (stages: {names})")
     try:
         plan = stages.plan_stage(spec, chosen, pd.DataFrame())
     except stages.PlanError as error:
-        typer.echo(
-            f"error: --stage {chosen.name!r}: its Jobs depend on earlier results: {error}",
-            err=True,
-        )
-        raise typer.Exit(2) from None
+        raise fail(
+            f"--stage {chosen.name!r}: its Jobs depend on earlier results: {error}"
+        ) from None
     root = spec.storage.root().rstrip("/")
     corpus = corpus_uris(study, lambda key: f"{root}/{key}", vocab)
     jobs = [

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.app import app, fail
 from stagescreen_operator.cli.study_file import load_or_exit, table
 
 if TYPE_CHECKING:
@@ -68,8 +68,7 @@ def plan(
         else:
             overhead_s = parse_duration(overhead)
     except ValueError as error:
-        typer.echo(f"error: --overhead {overhead!r}: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"--overhead {overhead!r}: {error}") from None
     costs = stages.programme_cost(spec, overhead_s)
     pools = [pool.name for pool in spec.pools]
     on_cpu = {pool.name for pool in spec.pools if pool.gpus == 0}

@@ -8,12 +8,7 @@ from urllib.parse import urlparse
 
 import typer
 
-from stagescreen_operator.cli.app import app
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+from stagescreen_operator.cli.app import app, fail
 
 
 def split_study_uri(uri: str) -> tuple[str, str]:
@@ -45,7 +40,10 @@ def report(
         str,
         typer.Argument(
             metavar="DIR_OR_S3_URI",
-            help="A study's folder in storage: ./runs/quickstart or s3://bucket/prefix/paper.",
+            help=(
+                "A study's folder in storage: runs/demo/quickstart (what `make demo` writes), "
+                "sim/paper (after `simulate --out sim/`) or s3://bucket/prefix/paper."
+            ),
         ),
     ],
     out: Annotated[
@@ -60,10 +58,13 @@ def report(
 
     S3 endpoint and credentials come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY and AWS_REGION.
+
+    Example: stagescreen report runs/demo/quickstart
     """
+    from stagescreen.keys import SPEC, MissingKey, StoreError, StudyKeys
     from stagescreen.report import write_report
     from stagescreen.spec import SpecError
-    from stagescreen.store import SPEC, MissingKey, StoreError, StudyKeys, open_store
+    from stagescreen.store import open_store
 
     try:
         root, study = split_study_uri(uri)
@@ -71,22 +72,21 @@ def report(
         target = None if out is None else open_store(out)
         keys = StudyKeys(study)
     except (ValueError, StoreError) as error:
-        raise _fail(f"DIR_OR_S3_URI {uri!r}: {error}") from None
+        raise fail(f"DIR_OR_S3_URI {uri!r}: {error}") from None
     try:
         if not store.exists(keys.spec()):
-            raise _fail(
+            raise fail(
                 f"no study at {uri!r}: expected {SPEC} at {store.uri(keys.spec())} "
                 "(give the study's folder, e.g. ./runs/quickstart or s3://bucket/prefix/paper)"
             )
         written = write_report(store, study, target)
     except SpecError as error:
         problems = "\n".join(f"  {problem}" for problem in error.problems)
-        raise _fail(f"{store.uri(keys.spec())} is not a valid study:\n{problems}") from None
+        raise fail(f"{store.uri(keys.spec())} is not a valid study:\n{problems}") from None
     except MissingKey as error:
-        raise _fail(f"{error}") from None
+        raise fail(str(error)) from None
     except StoreError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(error), 1) from None
     typer.echo(f"report: {written[0]}")
     for figure in written[1:]:
         typer.echo(f"  {figure}")

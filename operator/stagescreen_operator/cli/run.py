@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.app import app, fail
 from stagescreen_operator.cli.study_file import load_or_exit
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ def run(
 
     Example: stagescreen run examples/quickstart.yaml --workers 2
     """
-    from stagescreen.store import StoreError, open_store
+    from stagescreen.keys import StoreError
+    from stagescreen.store import open_store
     from stagescreen_operator.corpus import corpus_for
     from stagescreen_operator.local.executor import LocalExecutor
     from stagescreen_operator.local.progress import progress_events
@@ -56,18 +57,15 @@ def run(
     study = load_or_exit(study_file)
     spec = study.spec
     if device not in ("cpu", "cuda"):
-        typer.echo(f"error: --device={device!r}: expected cpu or cuda", err=True)
-        raise typer.Exit(2)
+        raise fail(f"--device={device!r}: expected cpu or cuda")
     root, endpoint = (store, None) if store else _storage(study)
     try:
         opened = open_store(root, endpoint_url=endpoint)
     except StoreError as error:
-        typer.echo(f"error: --store={root!r}: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"--store={root!r}: {error}") from None
     gpus = _visible_gpus() if device == "cuda" else []
     if device == "cuda" and not gpus:
-        typer.echo("error: --device=cuda: no CUDA device is visible; use --device cpu", err=True)
-        raise typer.Exit(2)
+        raise fail("--device=cuda: no CUDA device is visible; use --device cpu")
     slots = min(workers, spec.limits.parallelism, len(gpus) or workers)
     events = progress_events(study, slots)
     corpus = corpus_for(study, opened, vocab, events.say)

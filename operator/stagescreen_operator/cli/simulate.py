@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.app import app, fail
 from stagescreen_operator.cli.study_file import load_or_exit
 
 if TYPE_CHECKING:
@@ -153,13 +153,11 @@ def simulate(
         reference_s = parse_duration(reference) if reference else None
         model = synthetic.paper_model(spec, planted, reference_s)
     except ValueError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"{error}") from None
     try:
         model = _overridden(model, noise, seed_sd, seed_condition_sd, spread, divergence)
     except ValueError as error:
-        typer.echo(f"error: --noise {noise!r}: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"--noise {noise!r}: {error}") from None
     if relaxation is not None:
         model = replace(model, relaxation=relaxation)
     if replicates:
@@ -225,7 +223,8 @@ def _one_study(study: Study, model: ResponseModel, out: str) -> None:
     import pandas as pd
 
     from stagescreen import publish, synthetic
-    from stagescreen.store import StoreError, open_store
+    from stagescreen.keys import StoreError
+    from stagescreen.store import open_store
 
     spec = study.spec
     _refuse_study_storage(study, out)
@@ -233,8 +232,7 @@ def _one_study(study: Study, model: ResponseModel, out: str) -> None:
         store = open_store(out)
         publish.publish_spec(store, study)
     except StoreError as error:
-        typer.echo(f"error: --out {out!r}: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"--out {out!r}: {error}") from None
     typer.echo(f"SYNTHETIC study {study.metadata.name!r}: planted effects {_planted_text(model)}")
     typer.echo(_describe(model))
     results = pd.DataFrame()
@@ -261,7 +259,8 @@ def _power(
     from rich.progress import Progress
 
     from stagescreen import power
-    from stagescreen.store import StoreError, open_store
+    from stagescreen.keys import StoreError
+    from stagescreen.store import open_store
 
     progress_console = Console(stderr=True)
     if progress_console.is_terminal:
@@ -282,8 +281,7 @@ def _power(
             store = open_store(out)
             store.put_json(f"{name}/power.json", document)
         except StoreError as error:
-            typer.echo(f"error: --out {out!r}: {error}", err=True)
-            raise typer.Exit(2) from None
+            raise fail(f"--out {out!r}: {error}") from None
         typer.echo(f"SYNTHETIC power report written to {store.uri(name)}/power.json")
 
 
@@ -358,12 +356,10 @@ def _refuse_study_storage(study: Study, out: str) -> None:
         else Path(out).resolve() == Path(own).resolve()
     )
     if same:
-        typer.echo(
-            f"error: --out {out!r} is the study's own storage ({own}); simulated results "
-            "would mix with real runs. Write them elsewhere, e.g. --out ./simulated",
-            err=True,
+        raise fail(
+            f"--out {out!r} is the study's own storage ({own}); simulated results "
+            "would mix with real runs. Write them elsewhere, e.g. --out ./simulated"
         )
-        raise typer.Exit(2)
 
 
 def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:

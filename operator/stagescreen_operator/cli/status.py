@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.app import app, fail
 from stagescreen_operator.cli.report import split_study_uri
 
 
@@ -28,10 +28,11 @@ def status(
     """
     import yaml
 
+    from stagescreen.keys import SPEC, StoreError, StudyKeys
     from stagescreen.publish import read_outcomes
     from stagescreen.spec import parse_study
     from stagescreen.status import study_status
-    from stagescreen.store import SPEC, StoreError, StudyKeys, open_store
+    from stagescreen.store import open_store
     from stagescreen_operator.controller import decide
     from stagescreen_operator.local.progress import status_lines
     from stagescreen_operator.observe import observe_store
@@ -41,12 +42,10 @@ def status(
         store = open_store(root)
         keys = StudyKeys(name)
         if not store.exists(keys.spec()):
-            typer.echo(f"error: no study at {uri!r} (expected {SPEC} there)", err=True)
-            raise typer.Exit(2)
+            raise fail(f"no study at {uri!r} (expected {SPEC} there)")
         study = parse_study(yaml.safe_load(store.get_text(keys.spec())))
     except (ValueError, StoreError) as error:
-        typer.echo(f"error: DIR_OR_S3_URI {uri!r}: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"DIR_OR_S3_URI {uri!r}: {error}") from None
     spec = study.spec
     observed = observe_store(store, study)
     decision = decide(spec, observed)

@@ -7,8 +7,17 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from stagescreen_operator.cli.app import fail
+
 if TYPE_CHECKING:
-    from stagescreen.spec import Study
+    from stagescreen.spec import SpecError, Study
+
+
+def report_problems(path: Path, error: SpecError) -> None:
+    """One `error: FILE: FIELD: message` line per problem on stderr, as `validate` lists them."""
+    for problem in error.problems:
+        where = "" if problem.path == str(path) else f"{problem.path}: "
+        typer.echo(f"error: {path}: {where}{problem.message}", err=True)
 
 
 def load_or_exit(path: Path) -> Study:
@@ -18,11 +27,8 @@ def load_or_exit(path: Path) -> Study:
     try:
         return load_study(path)
     except SpecError as error:
-        for problem in error.problems:
-            where = "" if problem.path == str(path) else f"{problem.path}: "
-            typer.echo(f"{path}: {where}{problem.message}", err=True)
-        typer.echo(f"{path}: not a valid study; fix the lines above (see docs/spec.md)", err=True)
-        raise typer.Exit(2) from None
+        report_problems(path, error)
+        raise fail(f"{path}: not a valid study; fix the lines above (see docs/spec.md)") from None
 
 
 def table(header: list[str], rows: list[list[str]], left: int = 1) -> str:

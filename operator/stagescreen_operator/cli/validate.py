@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.study_file import report_problems
 
-_ROMAN = {3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII", 9: "IX", 10: "X"}
+if TYPE_CHECKING:
+    from stagescreen.design import Design
 
 
 @app.command()
@@ -30,9 +32,7 @@ def validate(
             study = load_study(path)
         except SpecError as error:
             failed = True
-            for problem in error.problems:
-                where = "" if problem.path == str(path) else f"{problem.path}: "
-                typer.echo(f"{path}: {where}{problem.message}", err=True)
+            report_problems(path, error)
             continue
         spec = study.spec
         typer.echo(
@@ -43,10 +43,7 @@ def validate(
         raise typer.Exit(2)
 
 
-def describe_design(design: Any) -> str:
-    """`2^(5-1) resolution V` or `2^3 full factorial`, as textbooks name designs."""
-    k, p = len(design.factors), len(design.generators)
-    if p == 0:
-        return f"2^{k} full factorial"
-    resolution = design.resolution
-    return f"2^({k}-{p}) resolution {_ROMAN.get(resolution, str(resolution))}"
+def describe_design(design: Design) -> str:
+    """`2^(5-1) regular fraction of resolution V` or `2^3 full factorial`."""
+    numeral = design.resolution_numeral
+    return design.describe() + (f" of resolution {numeral}" if numeral else "")

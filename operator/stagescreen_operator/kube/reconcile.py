@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.publish import publish_spec, read_outcomes
 from stagescreen.records import failure_record
 from stagescreen.runstatus import RunStatus
@@ -33,7 +34,7 @@ from stagescreen.status import (
     study_conditions,
     study_status,
 )
-from stagescreen.store import RESULT, Store, StudyKeys
+from stagescreen.store import Store
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 from stagescreen_operator.corpus import corpus_uris
 from stagescreen_operator.kube import metrics

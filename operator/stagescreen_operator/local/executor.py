@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from stagescreen.environment import run_environment, run_folder
+from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.outcome import StageOutcome
 from stagescreen.publish import publish_spec, publish_stage, read_outcomes
 from stagescreen.records import failure_record
@@ -35,7 +36,7 @@ from stagescreen.runstatus import RunStatus, status_of_exit
 from stagescreen.spec import Study
 from stagescreen.stages import PlannedRun
 from stagescreen.status import StudyStatus, study_status
-from stagescreen.store import RESULT, Store, StudyKeys
+from stagescreen.store import Store
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 from stagescreen_operator.observe import observe_store
 
