@@ -26,6 +26,7 @@ runner = CliRunner()
         (["report", "nowhere/study"], "no study at 'nowhere/study'"),
         (["status", "nowhere/study"], "no study at 'nowhere/study'"),
         (["plan", "nope.yaml"], "nope.yaml: no such file"),
+        (["design", "--factors", "A,B,C,D", "--resolution", "5"], "--resolution"),
     ],
 )
 def test_errors_start_with_error_and_name_the_input(

@@ -1,6 +1,6 @@
 """The `stagescreen` command line: one small module per command, all on one Typer app.
 
-Command modules register themselves on `app` when imported, one `import x as x` line each below;
+Each command is a plain function in its own module, registered on `app` here, in one list;
 each imports the heavy parts of the core inside its function so `--help` stays fast.
 """
 
@@ -8,18 +8,41 @@ from __future__ import annotations
 
 import typer
 
-from stagescreen_operator.cli import cluster as cluster
-from stagescreen_operator.cli import design as design
-from stagescreen_operator.cli import effects as effects
-from stagescreen_operator.cli import manifests as manifests
-from stagescreen_operator.cli import plan as plan
-from stagescreen_operator.cli import report as report
-from stagescreen_operator.cli import run as run
-from stagescreen_operator.cli import simulate as simulate
-from stagescreen_operator.cli import status as status
-from stagescreen_operator.cli import validate as validate
-from stagescreen_operator.cli import version as version
+from stagescreen_operator.cli import (
+    cluster,
+    design,
+    effects,
+    manifests,
+    plan,
+    report,
+    run,
+    simulate,
+    status,
+    validate,
+    version,
+)
 from stagescreen_operator.cli.app import app
+
+# The commands in the order `--help` lists them: a study's life, then the tools that work on
+# any factors or table, then the cluster side.
+COMMANDS = (
+    validate.validate,
+    plan.plan,
+    simulate.simulate,
+    run.run,
+    status.status,
+    report.report,
+    design.design,
+    effects.effects,
+    manifests.manifests,
+    cluster.operator,
+    cluster.analyse,
+    version.version,
+)
+for command in COMMANDS:
+    app.command()(command)
+
+__all__ = ["COMMANDS", "app", "main"]
 
 
 def main() -> None:

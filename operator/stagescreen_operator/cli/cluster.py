@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app, fail
+from stagescreen_operator.cli.app import fail
 
 
-@app.command()
 def operator(
     namespace: Annotated[
         list[str] | None,
@@ -53,7 +52,6 @@ def operator(
     )
 
 
-@app.command()
 def analyse(
     study: Annotated[str, typer.Argument(help="ScreeningStudy name.")],
     stage: Annotated[str, typer.Argument(help="Stage whose runs have all ended.")],

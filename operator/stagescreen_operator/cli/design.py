@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.app import fail
 
 if TYPE_CHECKING:
     from stagescreen.design import Design, Order
@@ -23,8 +23,7 @@ _OPTION_OF = {
 
 
 def _fail(option: str, message: str) -> NoReturn:
-    typer.echo(f"Error: {option}: {message}", err=True)
-    raise typer.Exit(2)
+    raise fail(f"{option}: {message}")
 
 
 def _split_factors(text: str) -> list[str]:
@@ -68,7 +67,6 @@ def _report(design: Design, chains: list[list[str]], alias_order: int) -> str:
     return "\n".join(lines)
 
 
-@app.command()
 def design(
     factors: Annotated[
         str, typer.Option("--factors", help="Factor code letters in order, e.g. A,B,C,D,E.")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app, fail
+from stagescreen_operator.cli.app import fail
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,7 +130,6 @@ def format_families(families: list[Family], fdr: float, unit: str = "row") -> st
     return "\n\n".join(blocks)
 
 
-@app.command()
 def effects(
     results: Annotated[
         str,

@@ -7,13 +7,12 @@ from typing import Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app, fail
+from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import load_or_exit
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 
 
-@app.command()
 def manifests(
     study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
     stage: Annotated[

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app, fail
+from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import load_or_exit, table
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ def _pool_hours(cost: StageCost, pool: str, on_cpu: set[str]) -> float:
     return (cost.run_hours if pool in on_cpu else cost.gpu_hours).get(pool, 0.0)
 
 
-@app.command()
 def plan(
     study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
     overhead: Annotated[

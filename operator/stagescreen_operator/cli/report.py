@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import typer
 
-from stagescreen_operator.cli.app import app, fail
+from stagescreen_operator.cli.app import fail
 
 
 def split_study_uri(uri: str) -> tuple[str, str]:
@@ -34,7 +34,6 @@ def split_study_uri(uri: str) -> tuple[str, str]:
     return str(path.parent), path.name
 
 
-@app.command()
 def report(
     uri: Annotated[
         str,

@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app, fail
+from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import load_or_exit
 
 if TYPE_CHECKING:
     from stagescreen.spec import Study
 
 
-@app.command()
 def run(
     study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
     store: Annotated[

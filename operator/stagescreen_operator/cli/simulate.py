@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app, fail
+from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import load_or_exit
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 SINGLE_STUDY_OUT = "./simulated"
 
 
-@app.command()
 def simulate(
     study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
     effects: Annotated[

@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app, fail
+from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.report import split_study_uri
 
 
-@app.command()
 def status(
     uri: Annotated[
         str,

@@ -7,14 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_operator.cli.app import app
 from stagescreen_operator.cli.study_file import report_problems
 
 if TYPE_CHECKING:
     from stagescreen.design import Design
 
 
-@app.command()
 def validate(
     files: Annotated[
         list[Path], typer.Argument(help="ScreeningStudy YAML files, e.g. examples/paper.yaml.")

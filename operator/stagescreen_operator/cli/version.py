@@ -5,10 +5,8 @@ from __future__ import annotations
 import typer
 
 from stagescreen import __version__
-from stagescreen_operator.cli.app import app
 
 
-@app.command()
 def version() -> None:
     """Print the StageScreen version."""
     typer.echo(__version__)
