@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import typer
+from typer.core import TyperArgument
+
+
+def _argument_type(argument: TyperArgument, ctx: object) -> str | None:
+    """An argument shows its metavar alone: typer would add its annotation's type beside it
+    (`FILE <list[Path]>`), which reads as Python rather than as what to type."""
+    return None if argument.metavar else TyperArgument.display_type(argument, ctx)  # type: ignore[arg-type]
+
+
+TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign,assignment]
 
 app = typer.Typer(
     name="stagescreen",

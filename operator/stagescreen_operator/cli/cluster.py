@@ -13,17 +13,23 @@ from stagescreen_operator.cli.app import fail
 def operator(
     namespace: Annotated[
         list[str] | None,
-        typer.Option(help="Namespace to watch (repeat for several). Default: all namespaces."),
+        typer.Option(
+            metavar="NAMESPACE",
+            help="Namespace to watch (repeat for several). Default: all namespaces.",
+        ),
     ] = None,
     analysis_image: Annotated[
-        str | None, typer.Option(help="Image of the analysis Jobs (this operator's image).")
+        str | None,
+        typer.Option(metavar="IMAGE", help="Image of the analysis Jobs (this operator's image)."),
     ] = None,
     analysis_service_account: Annotated[
-        str | None, typer.Option(help="ServiceAccount the analysis Jobs run as.")
+        str | None, typer.Option(metavar="NAME", help="ServiceAccount the analysis Jobs run as.")
     ] = None,
     liveness: Annotated[
         str | None,
-        typer.Option(help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz"),
+        typer.Option(
+            metavar="URL", help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz"
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
@@ -53,9 +59,11 @@ def operator(
 
 
 def analyse(
-    study: Annotated[str, typer.Argument(help="ScreeningStudy name.")],
-    stage: Annotated[str, typer.Argument(help="Stage whose runs have all ended.")],
-    namespace: Annotated[str, typer.Option(help="Namespace of the study.")] = "default",
+    study: Annotated[str, typer.Argument(metavar="STUDY", help="ScreeningStudy name.")],
+    stage: Annotated[str, typer.Argument(metavar="STAGE", help="Stage whose runs have all ended.")],
+    namespace: Annotated[
+        str, typer.Option(metavar="NAMESPACE", help="Namespace of the study.")
+    ] = "default",
 ) -> None:
     """Analyse one finished stage of a cluster study (what the analysis Job runs): read its
     runs from S3, write results.parquet, outcome.json and the report there, and patch the

@@ -69,13 +69,17 @@ def _report(design: Design, chains: list[list[str]], alias_order: int) -> str:
 
 def design(
     factors: Annotated[
-        str, typer.Option("--factors", help="Factor code letters in order, e.g. A,B,C,D,E.")
+        str,
+        typer.Option(
+            "--factors", metavar="CODES", help="Factor code letters in order, e.g. A,B,C,D,E."
+        ),
     ],
     generators: Annotated[
         list[str] | None,
         typer.Option(
             "--generators",
             "-g",
+            metavar="GENERATOR",
             help="Generators of a regular fraction, e.g. E=ABCD or E=-ABCD; comma-separated "
             "or repeated. Omit both this and --resolution for the full factorial.",
         ),
@@ -84,6 +88,7 @@ def design(
         int | None,
         typer.Option(
             "--resolution",
+            metavar="N",
             help="Choose the smallest minimum-aberration fraction of at least this resolution "
             "(3 = III, 4 = IV, ...; up to 11 factors), e.g. 4.",
         ),
@@ -100,6 +105,7 @@ def design(
         int,
         typer.Option(
             "--alias-order",
+            metavar="N",
             help="List each alias chain once, among effects of up to this many factors (2: "
             "main effects and two-factor interactions; the number of factors: all).",
         ),

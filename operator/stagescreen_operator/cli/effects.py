@@ -138,25 +138,33 @@ def effects(
             help="Results table: .csv ('#' lines are comments) or .parquet; a path or s3://bucket/key.",
         ),
     ],
-    response: Annotated[str, typer.Option(help="Response column, e.g. val_bpb.")],
-    factors: Annotated[str, typer.Option(help="Factor columns, comma-separated, e.g. A,B,C,D,E.")],
+    response: Annotated[str, typer.Option(metavar="COLUMN", help="Response column, e.g. val_bpb.")],
+    factors: Annotated[
+        str,
+        typer.Option(metavar="COLUMNS", help="Factor columns, comma-separated, e.g. A,B,C,D,E."),
+    ],
     by: Annotated[
-        str | None, typer.Option(help="Fit one family per value of these columns, e.g. budget_s.")
+        str | None,
+        typer.Option(
+            metavar="COLUMNS", help="Fit one family per value of these columns, e.g. budget_s."
+        ),
     ] = None,
     block: Annotated[
-        str | None, typer.Option(help="Block column fitted as a fixed effect, e.g. seed.")
+        str | None,
+        typer.Option(metavar="COLUMN", help="Block column fitted as a fixed effect, e.g. seed."),
     ] = None,
     interactions: Annotated[
         bool, typer.Option(help="Add every two-factor interaction (refused if aliased).")
     ] = False,
     order: Annotated[
-        int | None, typer.Option(help="Add every interaction up to this order (2 = two-factor).")
+        int | None,
+        typer.Option(metavar="N", help="Add every interaction up to this order (2 = two-factor)."),
     ] = None,
     terms: Annotated[
-        str | None, typer.Option(help="Extra interaction terms, e.g. A:B,C:E.")
+        str | None, typer.Option(metavar="TERMS", help="Extra interaction terms, e.g. A:B,C:E.")
     ] = None,
     fdr: Annotated[
-        float, typer.Option(help="Mark effects with BH q at or below this level.")
+        float, typer.Option(metavar="Q", help="Mark effects with BH q at or below this level.")
     ] = 0.05,
     lenth: Annotated[
         bool, typer.Option(help="Saturated designs: intervals and p from Lenth's PSE.")
@@ -165,10 +173,11 @@ def effects(
     generators: Annotated[
         str | None,
         typer.Option(
+            metavar="GENERATORS|full",
             help=(
                 "The design the table should hold, to name the runs it lacks: generators "
                 "such as E=ABCD, or 'full' for the full factorial of --factors."
-            )
+            ),
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the families as JSON.")] = False,

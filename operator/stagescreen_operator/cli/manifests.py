@@ -14,13 +14,21 @@ PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 
 
 def manifests(
-    study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
+    study_file: Annotated[
+        Path, typer.Argument(metavar="STUDY_FILE", help="ScreeningStudy YAML file.")
+    ],
     stage: Annotated[
-        str | None, typer.Option(help="Stage whose Jobs to print. Default: the first.")
+        str | None,
+        typer.Option(metavar="STAGE", help="Stage whose Jobs to print. Default: the first."),
     ] = None,
-    namespace: Annotated[str, typer.Option(help="Namespace the study is applied in.")] = "default",
+    namespace: Annotated[
+        str, typer.Option(metavar="NAMESPACE", help="Namespace the study is applied in.")
+    ] = "default",
     vocab: Annotated[
-        int, typer.Option(help="Vocabulary of the prepared corpus, when the spec names none.")
+        int,
+        typer.Option(
+            metavar="N", help="Vocabulary of the prepared corpus, when the spec names none."
+        ),
     ] = 1024,
 ) -> None:
     """Print, as YAML, the training Jobs the operator creates for one stage: what to read

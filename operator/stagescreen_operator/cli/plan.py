@@ -33,10 +33,13 @@ def _pool_hours(cost: StageCost, pool: str, on_cpu: set[str]) -> float:
 
 
 def plan(
-    study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
+    study_file: Annotated[
+        Path, typer.Argument(metavar="STUDY_FILE", help="ScreeningStudy YAML file.")
+    ],
     overhead: Annotated[
         str | None,
         typer.Option(
+            metavar="DURATION",
             help="Start-up, evaluation and checkpoint time added to every run's training "
             "budget, e.g. 90s. Default: the overhead measured on CPU runs (5 s); GPU runs that "
             "compile start slower.",

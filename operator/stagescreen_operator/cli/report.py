@@ -48,7 +48,8 @@ def report(
     out: Annotated[
         str | None,
         typer.Option(
-            help="Write here (a directory or s3:// URI) instead of beside the study's data."
+            metavar="DIR_OR_S3_URI",
+            help="Write here (a directory or s3:// URI) instead of beside the study's data.",
         ),
     ] = None,
 ) -> None:

@@ -15,27 +15,37 @@ if TYPE_CHECKING:
 
 
 def run(
-    study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
+    study_file: Annotated[
+        Path, typer.Argument(metavar="STUDY_FILE", help="ScreeningStudy YAML file.")
+    ],
     store: Annotated[
         str | None,
         typer.Option(
+            metavar="DIR_OR_S3_URI",
             help="Where records go: a directory or s3://bucket/prefix. Default: the spec's "
-            "storage, else ./runs."
+            "storage, else ./runs.",
         ),
     ] = None,
     workers: Annotated[
         int,
         typer.Option(
+            metavar="N",
             min=1,
             help="Runs at once (at most limits.parallelism). On CPU they share the cores; on "
             "CUDA each takes one visible GPU, so at most that many run.",
         ),
     ] = 2,
     device: Annotated[
-        str, typer.Option(help="cpu, or cuda (one run per visible GPU, bf16, compiled).")
+        str,
+        typer.Option(
+            metavar="cpu|cuda", help="cpu, or cuda (one run per visible GPU, bf16, compiled)."
+        ),
     ] = "cpu",
     vocab: Annotated[
-        int, typer.Option(help="Vocabulary of the corpus prepared when the spec names none.")
+        int,
+        typer.Option(
+            metavar="N", help="Vocabulary of the corpus prepared when the spec names none."
+        ),
     ] = 1024,
 ) -> None:
     """Train every stage of a study here: plan, run the trainers, analyse each stage, promote

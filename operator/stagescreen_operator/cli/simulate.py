@@ -28,10 +28,13 @@ SINGLE_STUDY_OUT = "./simulated"
 
 
 def simulate(
-    study_file: Annotated[Path, typer.Argument(help="ScreeningStudy YAML file.")],
+    study_file: Annotated[
+        Path, typer.Argument(metavar="STUDY_FILE", help="ScreeningStudy YAML file.")
+    ],
     effects: Annotated[
         str | None,
         typer.Option(
+            metavar="TERM=EFFECT,...",
             help=(
                 "Planted high-minus-low effects at the reference budget, e.g. "
                 "'A=0.1,D=0.18,A:B=0.02'; they replace every default term. Default: the "
@@ -43,6 +46,7 @@ def simulate(
     noise: Annotated[
         str | None,
         typer.Option(
+            metavar="SD|BUDGET=SD,...",
             help=(
                 "Run-to-run noise sd: one number for every budget, or BUDGET=SD points such "
                 "as '5m=0.032,10m=0.0086' (log-linear in log-budget between, held flat "
@@ -53,11 +57,14 @@ def simulate(
     ] = None,
     seed_sd: Annotated[
         float | None,
-        typer.Option(min=0, help="Noise sd shared by runs of one seed. Default: 0.002."),
+        typer.Option(
+            metavar="SD", min=0, help="Noise sd shared by runs of one seed. Default: 0.002."
+        ),
     ] = None,
     seed_condition_sd: Annotated[
         float | None,
         typer.Option(
+            metavar="SD",
             min=0,
             help="Noise sd shared by the runs of one seed and one condition. Default: 0.",
         ),
@@ -65,16 +72,18 @@ def simulate(
     spread: Annotated[
         float | None,
         typer.Option(
+            metavar="SLOPE",
             help=(
                 "Heteroscedastic cells: log-sd slope per sd of a condition's planted signal; "
                 "0 gives every cell the same sd. Default: 0.68 (the paper's worst cell is "
                 "5-8x noisier than its best), worse conditions noisier."
-            )
+            ),
         ),
     ] = None,
     divergence: Annotated[
         float | None,
         typer.Option(
+            metavar="PROBABILITY",
             min=0,
             max=1,
             help="Probability that a run diverges (no metric). Default: 0.005.",
@@ -83,21 +92,24 @@ def simulate(
     relaxation: Annotated[
         float | None,
         typer.Option(
+            metavar="EXPONENT",
             help=(
                 "Effects shrink as (reference/budget)^relaxation. Default: 1.38, fitted to "
                 "the paper's 2/5/10-minute effects."
-            )
+            ),
         ),
     ] = None,
     reference: Annotated[
         str | None,
         typer.Option(
-            help="Budget at which the planted effects hold, e.g. 2m. Default: the shortest."
+            metavar="DURATION",
+            help="Budget at which the planted effects hold, e.g. 2m. Default: the shortest.",
         ),
     ] = None,
     replicates: Annotated[
         int,
         typer.Option(
+            metavar="N",
             min=0,
             help=(
                 "Repeat the study N times and print its power table instead of writing one "
@@ -106,7 +118,10 @@ def simulate(
         ),
     ] = 0,
     seed: Annotated[
-        int, typer.Option(min=0, help="Base seed of the replicates: replicate r uses (seed, r).")
+        int,
+        typer.Option(
+            metavar="N", min=0, help="Base seed of the replicates: replicate r uses (seed, r)."
+        ),
     ] = 0,
     json_output: Annotated[
         bool,
@@ -115,11 +130,12 @@ def simulate(
     out: Annotated[
         str | None,
         typer.Option(
+            metavar="DIR_OR_S3_URI",
             help=(
                 "Where to write (a directory or s3://bucket/prefix); never the study's "
                 f"storage. Default: {SINGLE_STUDY_OUT}; with --replicates only "
                 "<study>/power.json, and only when given."
-            )
+            ),
         ),
     ] = None,
 ) -> None:

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 def validate(
     files: Annotated[
-        list[Path], typer.Argument(help="ScreeningStudy YAML files, e.g. examples/paper.yaml.")
+        list[Path],
+        typer.Argument(metavar="FILE", help="ScreeningStudy YAML files, e.g. examples/paper.yaml."),
     ],
 ) -> None:
     """Check ScreeningStudy files; list every problem with its field path.
