@@ -439,7 +439,7 @@ def test_p_and_q_have_three_significant_figures_and_e_notation_when_small(
         (90, "90s"),
         (120, "2m"),
         (600, "10m"),
-        (3600, "60m"),
+        (3600, "1h"),
         (43200, "12h"),
         (86400, "24h"),
         (None, DASH),
@@ -705,7 +705,8 @@ def test_anchor_means_come_from_the_outcome_ranking(paper_data: StudyData) -> No
 
 def test_no_runs_no_figure() -> None:
     assert anchor_figure(None) is None
-    assert anchor_figure(pd.DataFrame({"budget_s": [60], "val_bpb": [None]})) is None
+    without_metric = pd.DataFrame({"budget_s": [60], "status": ["succeeded"], "val_bpb": [None]})
+    assert anchor_figure(without_metric) is None
     assert effects_figure([("screen", None)]) is None
     assert variance_figure([{"term": "budget", "eta_sq": None}]) is None
 

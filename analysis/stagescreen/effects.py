@@ -37,8 +37,10 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
+from stagescreen.jsonvalues import json_number
 from stagescreen.runstatus import RunStatus
 
 _TOL = 1e-9
@@ -60,14 +62,6 @@ class DesignLike(Protocol):
 
 
 # --- result records ----------------------------------------------------------------------
-
-
-def json_number(value: Any) -> float | None:
-    """A JSON-safe number: NaN and infinities become None, numpy scalars plain floats."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _plain(value: Any) -> Any:
@@ -173,9 +167,8 @@ class Family:
 
 
 def benjamini_hochberg(pvalues: Iterable[float | None]) -> np.ndarray:
-    """Benjamini-Hochberg (1995) step-up q-values, in the order the p-values came.
-
-    q_(i) = min over j >= i of m * p_(j) / j, capped at 1, so q is monotone in p. Missing
+    """Benjamini-Hochberg (1995) step-up q-values (statsmodels' fdr_bh), in the order the
+    p-values came: q_(i) = min over j >= i of m * p_(j) / j, capped at 1. Missing
     p-values (None or NaN) stay NaN and do not count towards m: an effect that could not be
     tested is not a hypothesis of the family.
     """
@@ -186,10 +179,7 @@ def benjamini_hochberg(pvalues: Iterable[float | None]) -> np.ndarray:
         return q
     if np.any((p[present] < 0) | (p[present] > 1)):
         raise EffectsError(f"p-values must lie in [0, 1], got {p[present].tolist()}")
-    m = present.size
-    order = present[np.argsort(p[present], kind="stable")]
-    scaled = p[order] * m / np.arange(1, m + 1)
-    q[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    q[present] = multipletests(p[present], method="fdr_bh")[1]
     return q
 
 
@@ -529,8 +519,9 @@ def _fit_family(
         # rank deficiency and zero residual df are reported per effect below
         warnings.simplefilter("ignore")
         fit = sm.OLS(y, x).fit(method="pinv")
-        bse = np.asarray(fit.bse) if df_resid > 0 else np.full(len(names), np.nan)
-    t_crit = float(stats.t.ppf((1 + level) / 2, df_resid)) if df_resid > 0 else math.nan
+        if df_resid > 0:
+            bse, pvalues = np.asarray(fit.bse), np.asarray(fit.pvalues)
+            interval = np.asarray(fit.conf_int(alpha=1 - level))
     effects: list[Effect] = []
     for term in terms:
         if blocked[term] is not None:
@@ -541,11 +532,11 @@ def _fit_family(
         j = local[term]
         estimate = 2 * float(fit.params[j])
         if df_resid > 0:
+            # Wald interval and p of beta from the fit, doubled onto the effect scale
             se = 2 * float(bse[j])
-            p = float(2 * stats.t.sf(abs(estimate / se), df_resid)) if se > 0 else None
-            effects.append(
-                Effect(term, estimate, se, estimate - t_crit * se, estimate + t_crit * se, p)
-            )
+            low, high = 2 * interval[j]
+            p = float(pvalues[j]) if se > 0 else None
+            effects.append(Effect(term, estimate, se, float(low), float(high), p))
         else:
             effects.append(Effect(term, estimate, reason="no residual df (saturated design)"))
     margin = None
@@ -933,26 +924,34 @@ class ConditionMean:
         }
 
 
+def mean_interval(
+    values: Iterable[float], level: float = 0.95
+) -> tuple[float, float | None, float | None]:
+    """A cell's mean and Student-t interval, mean +- t(n-1) * sd / sqrt(n) (paper 4.4); no
+    interval for a single run."""
+    cell = DescrStatsW(np.asarray(list(values), dtype=float))
+    if cell.nobs < 2:
+        return float(cell.mean), None, None
+    low, high = cell.tconfint_mean(alpha=1 - level)
+    return float(cell.mean), float(low), float(high)
+
+
 def condition_means(
     data: pd.DataFrame,
     response: str,
     by: Sequence[str] | str = ("condition_id",),
     level: float = 0.95,
 ) -> list[ConditionMean]:
-    """Per cell: n, mean, sample sd and the Student-t interval mean +- t(n-1) * sd / sqrt(n)."""
+    """Per cell: n, mean, sample sd and the Student-t interval (`mean_interval`)."""
     columns = [by] if isinstance(by, str) else list(by)
     usable = _usable(data, response, columns)
     out = []
     for key, group in usable.groupby(columns, sort=True):
         values = group[response].to_numpy(dtype=float)
-        n, mean = len(values), float(values.mean())
+        mean, low, high = mean_interval(values, level)
+        sd = float(values.std(ddof=1)) if len(values) > 1 else None
         cell = {c: _plain(k) for c, k in zip(columns, key, strict=True)}
-        if n < 2:
-            out.append(ConditionMean(cell, n, mean, None, None, None))
-            continue
-        sd = float(values.std(ddof=1))
-        half = float(stats.t.ppf((1 + level) / 2, n - 1) * sd / math.sqrt(n))
-        out.append(ConditionMean(cell, n, mean, sd, mean - half, mean + half))
+        out.append(ConditionMean(cell, len(values), mean, sd, low, high))
     return out
 
 

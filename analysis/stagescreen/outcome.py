@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stagescreen import effects as fx
 from stagescreen import stages as planning
+from stagescreen.jsonvalues import json_number
 from stagescreen.records import compute_seconds
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
@@ -257,10 +258,10 @@ def _ranking(spec: StudySpec, rows: pd.DataFrame) -> list[RankedCondition]:
                     runs=int(row.runs),
                     failed=int(row.failed),
                     n=int(row.n),
-                    mean=fx.json_number(row.mean),
-                    sd=fx.json_number(row.sd),
-                    ci_low=fx.json_number(row.ci_low),
-                    ci_high=fx.json_number(row.ci_high),
+                    mean=json_number(row.mean),
+                    sd=json_number(row.sd),
+                    ci_low=json_number(row.ci_low),
+                    ci_high=json_number(row.ci_high),
                     adjusted=bool(row.adjusted),
                     rank=rank,
                 )
@@ -372,7 +373,7 @@ def _greedy(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any]
                 "step": i,
                 "condition_id": planning.condition_name(step.levels, spec),
                 "levels": dict(step.levels),
-                "mean": fx.json_number(step.value),
+                "mean": json_number(step.value),
                 "accepted": step.accepted,
             }
             for i, step in enumerate(climb.steps, 1)
@@ -384,7 +385,7 @@ def _greedy(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any]
                 "pool": pool,
                 "steps": steps,
                 "accepted": max(0, len(accepted) - 1),
-                "best": fx.json_number(climb.best),
+                "best": json_number(climb.best),
                 "best_step": accepted[-1]["step"] if accepted else None,
                 "stopped": climb.next_levels is None,
             }

@@ -32,8 +32,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from stagescreen.jsonvalues import json_number
 from stagescreen.keys import MANIFEST, OUTCOME, REPORT, RESULTS, StudyKeys
-from stagescreen.runstatus import RunStatus
+from stagescreen.stages import format_budget, succeeded
 
 if TYPE_CHECKING:
     from stagescreen.spec import Stage, Study
@@ -116,13 +117,12 @@ class Report:
 
 
 def _finite(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
+    if isinstance(value, bool):
         return None
     try:
-        number = float(value)
+        return json_number(value)
     except (TypeError, ValueError):
         return None
-    return number if math.isfinite(number) else None
 
 
 def fmt_effect(value: Any) -> str:
@@ -166,16 +166,9 @@ def fmt_count(value: Any) -> str:
 
 
 def fmt_budget(seconds: Any) -> str:
-    """120 -> 2m, 600 -> 10m, 3600 -> 60m, 43200 -> 12h, 45 -> 45s."""
+    """A budget as run ids spell it (`stages.format_budget`: 120 -> 2m, 3600 -> 1h)."""
     number = _finite(seconds)
-    if number is None:
-        return DASH
-    s = int(number)
-    if s < 60 or s % 60:
-        return f"{s}s"
-    if s < 7200 or s % 3600:
-        return f"{s // 60}m"
-    return f"{s // 3600}h"
+    return DASH if number is None else format_budget(int(number))
 
 
 def fmt_levels(levels: Any) -> str:
@@ -296,10 +289,7 @@ def search_figure(
         label = f"greedy {fmt_budget(climb.get('budget_s'))} {fmt_text(climb.get('pool'))}"
         lines.append((label, xs, ys))
     if _dict(_dict(outcome).get("random")).get("batches") and results is not None:
-        runs = results
-        if "status" in runs.columns:
-            runs = runs[runs["status"] == RunStatus.SUCCEEDED]
-        for batch, group in runs.groupby("batch", sort=True):
+        for batch, group in succeeded(results, metric).groupby("batch", sort=True):
             values = pd.to_numeric(group[metric], errors="coerce").to_numpy(float)
             cost = np.cumsum(group["budget_s"].to_numpy(float)) / 3600
             best = (np.fmin if goal == "minimize" else np.fmax).accumulate(values)
@@ -457,10 +447,7 @@ def anchor_figure(
     """
     if results is None or metric not in results.columns or "budget_s" not in results.columns:
         return None
-    runs = results.copy()
-    if "status" in runs.columns:
-        runs = runs[runs["status"].fillna(RunStatus.SUCCEEDED) == RunStatus.SUCCEEDED]
-    runs = runs[pd.to_numeric(runs[metric], errors="coerce").notna()]
+    runs = succeeded(results, metric).copy()
     if runs.empty:
         return None
     runs["_pool"] = runs["pool"].fillna("").astype(str) if "pool" in runs.columns else ""
@@ -554,13 +541,9 @@ def _cell_interval(
             _finite(cell.get("ci_low")),
             _finite(cell.get("ci_high")),
         )
-    from scipy import stats
+    from stagescreen.effects import mean_interval
 
-    mean = float(values.mean())
-    if values.size < 2:
-        return mean, None, None
-    half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
-    return mean, mean - half, mean + half
+    return mean_interval(values)
 
 
 # --------------------------------------------------------------------------------------------

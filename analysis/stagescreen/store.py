@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
 import re
 import tempfile
@@ -27,9 +26,9 @@ from urllib.request import url2pathname
 
 import boto3
 import botocore.exceptions
-import numpy as np
 import pandas as pd
 
+from stagescreen.jsonvalues import json_ready
 from stagescreen.keys import (
     TEMP_PREFIX,
     MissingKey,
@@ -39,19 +38,6 @@ from stagescreen.keys import (
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-
-def _json_ready(value: Any) -> Any:
-    """JSON has no NaN or infinity; the project writes `null` for what cannot be computed."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    return value
 
 
 class Store(Protocol):
@@ -87,7 +73,7 @@ class Store(Protocol):
 
     def put_json(self, key: str, value: Any) -> None:
         """Sorted keys and a trailing newline keep diffs and checksums stable across writers."""
-        text = json.dumps(_json_ready(value), sort_keys=True, indent=2, allow_nan=False)
+        text = json.dumps(json_ready(value), sort_keys=True, indent=2, allow_nan=False)
         self.put_text(key, text + "\n")
 
     def get_json(self, key: str) -> Any:
