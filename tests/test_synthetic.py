@@ -220,3 +220,38 @@ def test_seed_condition_noise_is_shared_across_budgets_of_one_seed() -> None:
     assert at_5m == pytest.approx(at_10m) and at_5m != 0
     other_seed = model.draw(point, 300, 2, "run-a") - model.mean(point, 300)
     assert other_seed != pytest.approx(at_5m)
+
+
+POINTS = synthetic.ResponseModel(
+    effects={"A": 0.1},
+    base=1.0,
+    gain=0.0,
+    effect_points={300: {"A": 0.04, "A:B": 0.01}, 1200: {"A": -0.02}},
+    centre_points={600: {"B": 0.0}, 2400: {"B": -0.008}},
+)
+
+
+@pytest.mark.parametrize(
+    ("term", "budget_s", "expected"),
+    [
+        ("A", 300, 0.04),  # a calibration point is reproduced
+        ("A", 1200, -0.02),  # sign changes included
+        ("A", 600, 0.01),  # 600 s is halfway in log budget: the effects' midpoint
+        ("A", 60, 0.04),  # held flat outside the points
+        ("A", 7200, -0.02),
+        ("A:B", 600, 0.005),  # a term a point leaves out is 0 there
+        ("C", 600, 0.0),
+    ],
+)
+def test_effect_points_interpolate_in_log_budget(term: str, budget_s: int, expected: float) -> None:
+    assert POINTS.effect_at(term, budget_s) == pytest.approx(expected)
+
+
+def test_a_centre_shift_moves_only_the_centre() -> None:
+    at = 2400
+    corners = [POINTS.mean({"A": 1, "B": b}, at) for b in (-1, 1)]
+    assert POINTS.mean({"A": 1, "B": 0}, at) == pytest.approx(sum(corners) / 2 - 0.008)
+    # at 1200 s, halfway between the centre points in log budget, half the shift
+    half = [POINTS.mean({"A": -1, "B": b}, 1200) for b in (-1, 1)]
+    assert POINTS.mean({"A": -1, "B": 0}, 1200) == pytest.approx(sum(half) / 2 - 0.004)
+    assert POINTS.mean({"A": 1, "B": 0}, 300) == pytest.approx(1.0 + 0.02)  # no shift yet

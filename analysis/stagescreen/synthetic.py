@@ -65,6 +65,16 @@ class ResponseModel:
     """Probability that a run diverges (status diverged, no metric)."""
     overhead_s: float = 45.0
     """Start-up and evaluation seconds added to each run's wall time."""
+    effect_points: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
+    """Planted effects measured at calibration budgets, {budget_s: {term: effect}}, terms as
+    in `effects` and `interactions`. When given they replace the relaxation law in the mean:
+    between two points an effect is linear in log(budget), outside them held at the nearest
+    point, so a table of published effects is reproduced at its own budgets, sign changes
+    included. `effects` still sets the cell spread."""
+    centre_points: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
+    """A factor's centre shift at calibration budgets, {budget_s: {code: shift}}: the
+    metric at level 0 minus the mean of its two levels (interpolated like `effect_points`).
+    Empty: every factor is linear, so no centre point can beat both of its corners."""
 
     def shrink(self, budget_s: int) -> float:
         """How much of its reference size an effect keeps at a budget."""
@@ -72,6 +82,8 @@ class ResponseModel:
 
     def effect_at(self, term: str, budget_s: int) -> float:
         """The planted high-minus-low effect of a main effect or interaction at a budget."""
+        if self.effect_points:
+            return interpolate_points(self.effect_points, budget_s).get(term, 0.0)
         planted = self.interactions if ":" in term else self.effects
         return self.shrink(budget_s) * planted.get(term, 0.0)
 
@@ -79,11 +91,19 @@ class ResponseModel:
         """The noise-free metric of a condition at a budget."""
         shrink = self.shrink(budget_s)
         value = self.base - self.gain * math.log2(budget_s / self.reference_s)
-        for code, effect in self.effects.items():
-            value += shrink * effect / 2 * levels.get(code, 0)
-        for term, effect in self.interactions.items():
-            product = math.prod(levels.get(code, 0) for code in term.split(":"))
-            value += shrink * effect / 2 * product
+        if self.effect_points:
+            for term, effect in interpolate_points(self.effect_points, budget_s).items():
+                product = math.prod(levels.get(code, 0) for code in term.split(":"))
+                value += effect / 2 * product
+        else:
+            for code, effect in self.effects.items():
+                value += shrink * effect / 2 * levels.get(code, 0)
+            for term, effect in self.interactions.items():
+                product = math.prod(levels.get(code, 0) for code in term.split(":"))
+                value += shrink * effect / 2 * product
+        if self.centre_points:
+            for code, shift in interpolate_points(self.centre_points, budget_s).items():
+                value += shift * (1 - levels.get(code, 0) ** 2)
         return value
 
     def noise_at(self, budget_s: int) -> float:
@@ -130,6 +150,23 @@ class ResponseModel:
             return False
         chance = np.random.default_rng([seed, zlib.crc32(run_id.encode()), 13]).random()
         return bool(chance < self.divergence)
+
+
+def interpolate_points(
+    points: Mapping[int, Mapping[str, float]], budget_s: int
+) -> dict[str, float]:
+    """Each term's value at a budget from its calibration points: linear in log(budget)
+    between points, held at the nearest point outside them; a term a point leaves out is 0
+    there."""
+    budgets = sorted(points)
+    where = np.log(budgets)
+    terms = dict.fromkeys(term for budget in budgets for term in points[budget])
+    return {
+        term: float(
+            np.interp(math.log(budget_s), where, [points[b].get(term, 0.0) for b in budgets])
+        )
+        for term in terms
+    }
 
 
 def condition_key(levels: Mapping[str, float]) -> str:
