@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from stagescreen import stages, synthetic
-from stagescreen.spec import StudySpec, load_study, parse_study
+from stagescreen.spec import StudySpec
+from stagescreen.studyfile import load_study, parse_study
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 
 ROOT = Path(__file__).resolve().parents[1]

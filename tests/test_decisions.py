@@ -11,7 +11,8 @@ import pytest
 
 from stagescreen import effects as fx
 from stagescreen import outcome, stages, synthetic
-from stagescreen.spec import Selection, load_study
+from stagescreen.spec import Selection
+from stagescreen.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART_TEXT = (ROOT / "tests" / "data" / "quickstart-two-stages.yaml").read_text()

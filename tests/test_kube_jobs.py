@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from stagescreen import stages
-from stagescreen.spec import load_study
+from stagescreen.studyfile import load_study
 from stagescreen_operator.cli import app
 from stagescreen_operator.kube.jobs import analysis_job, job_name, run_job
 

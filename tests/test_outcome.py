@@ -12,8 +12,9 @@ from seaweed import S3Endpoint
 
 from stagescreen import effects as fx
 from stagescreen import outcome, publish, stages, synthetic
-from stagescreen.spec import Study, load_study, parse_study
+from stagescreen.spec import Study
 from stagescreen.store import LocalStore, Store, open_store
+from stagescreen.studyfile import load_study, parse_study
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART_TEXT = (ROOT / "tests" / "data" / "quickstart-two-stages.yaml").read_text()

@@ -17,7 +17,7 @@ import pytest
 
 from stagescreen import effects as fx
 from stagescreen import outcome, power, synthetic
-from stagescreen.spec import load_study
+from stagescreen.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec

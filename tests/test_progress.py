@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from stagescreen.spec import load_study
+from stagescreen.studyfile import load_study
 from stagescreen_operator.controller import Observed, decide
 from stagescreen_operator.local.executor import Child, LocalExecutor
 from stagescreen_operator.local.progress import (

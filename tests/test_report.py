@@ -47,8 +47,9 @@ from stagescreen.report import (
     variance_figure,
     write_report,
 )
-from stagescreen.spec import Study, load_study, parse_study
+from stagescreen.spec import Study
 from stagescreen.store import LocalStore, Store
+from stagescreen.studyfile import load_study, parse_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "examples" / "paper.yaml"

@@ -8,15 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from stagescreen.spec import (
-    Factor,
-    Problem,
-    SpecError,
-    load_study,
-    parse_duration,
-    parse_study,
-)
+from stagescreen.spec import Factor, Problem, SpecError, default_codes, parse_duration
+from stagescreen.studyfile import load_study, parse_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -683,3 +678,19 @@ def test_references_are_checked_even_when_a_factor_is_broken() -> None:
         "spec.factors[0].low: Input should be a valid number (got 'x')",
         "spec.stages[2].pools[0]: no pool named 'h100' (declared: a100, l40s)",
     ]
+
+
+def test_the_spec_is_frozen_so_a_decision_cannot_change_it() -> None:
+    study = load_study(ROOT / "examples" / "paper.yaml")
+    with pytest.raises(ValidationError, match="frozen"):
+        study.spec.stages[0].name = "renamed"
+    with pytest.raises(ValidationError, match="frozen"):
+        study.spec.factors[0].high = 99
+
+
+def test_factors_without_codes_get_the_next_free_letter_by_position() -> None:
+    assert default_codes([None, "A", None]) == ["B", "A", "C"]
+    text = (ROOT / "examples" / "quickstart.yaml").read_text()
+    for code in "ABC":
+        text = text.replace(f"code: {code}, ", "")
+    assert load_study(text).spec.codes == ["A", "B", "C"]

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from stagescreen import stages, synthetic
-from stagescreen.spec import Stage, Study, StudySpec, load_study, parse_study
+from stagescreen.spec import Stage, Study, StudySpec
+from stagescreen.studyfile import load_study, parse_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec

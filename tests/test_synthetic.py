@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from stagescreen import outcome, stages, synthetic
-from stagescreen.spec import load_study
+from stagescreen.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec

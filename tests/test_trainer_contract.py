@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stagescreen.spec import SpecError, parse_study
+from stagescreen.spec import SpecError
+from stagescreen.studyfile import parse_study
 from stagescreen.trainer_contract import CONTRACT_FILE
 
 ROOT = Path(__file__).resolve().parents[1]

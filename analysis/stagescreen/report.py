@@ -1267,7 +1267,7 @@ def read_study_data(store: Store, study: str) -> StudyData:
 
     Raises MissingKey when the study has no spec.yaml.
     """
-    from stagescreen.spec import load_study
+    from stagescreen.studyfile import load_study
 
     keys = StudyKeys(study)
     spec = load_study(store.get_text(keys.spec()))

@@ -12,31 +12,25 @@ researcher fixes a file in one pass instead of one error per run.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import itertools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import NoneType, UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    TypeAdapter,
-    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-
-from stagescreen import trainer_contract
 
 API_VERSION = "stagescreen.dev/v1alpha1"
 KIND = "ScreeningStudy"
@@ -213,6 +207,7 @@ class _Model(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
         extra="forbid",
+        frozen=True,
     )
 
 
@@ -255,6 +250,20 @@ class Factor(_Model):
         ),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_levels_as_int(cls, data: Any) -> Any:
+        """An integer factor's levels written 6.0 are the int 6 (a fraction is refused after)."""
+        if not isinstance(data, Mapping) or data.get("scale") != "integer":
+            return data
+        whole = {}
+        for field in ("low", "high", "centre"):
+            with contextlib.suppress(ValueError):
+                value = _number(data.get(field))
+                if isinstance(value, float) and value.is_integer():
+                    whole[field] = int(value)
+        return {**data, **whole}
+
     @model_validator(mode="after")
     def _levels_fit_scale(self, info: ValidationInfo) -> Factor:
         if _lenient(info):
@@ -281,9 +290,6 @@ class Factor(_Model):
                 )
             )
         _raise_if(problems)
-        if self.scale == "integer":
-            self.low, self.high = int(self.low), int(self.high)
-            self.centre = None if self.centre is None else int(self.centre)
         return self
 
     @property
@@ -798,9 +804,27 @@ class StudySpec(_Model):
     trainer: Trainer = Field(default_factory=Trainer, description="The training program.")
     limits: Limits = Field(default_factory=Limits, description="Spending guards.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _codes_by_position(cls, data: Any) -> Any:
+        """A factor without a code gets the next free letter by position, before the factors
+        are built (the models are frozen: a decision handed the spec cannot change it)."""
+        factors = data.get("factors") if isinstance(data, Mapping) else None
+        if not isinstance(factors, list) or not all(isinstance(f, Mapping) for f in factors):
+            return data
+        given = [f.get("code") if isinstance(f.get("code"), str) else None for f in factors]
+        codes = default_codes(given)
+        filled = [
+            {**factor, "code": code} if factor.get("code") is None else factor
+            for factor, code in zip(factors, codes, strict=True)
+        ]
+        return {**data, "factors": filled}
+
     @model_validator(mode="after")
     def _cross_checks(self) -> StudySpec:
-        _raise_if(_cross_problems(self.factors, self.stages, self.pools, self.design, self.trainer))
+        from stagescreen.crosschecks import cross_problems  # it reads these models
+
+        _raise_if(cross_problems(self.factors, self.stages, self.pools, self.design, self.trainer))
         return self
 
     @property
@@ -824,10 +848,22 @@ class StudySpec(_Model):
 
     def build_design(self) -> Any:
         """The screen design as a `stagescreen.design.Design`."""
-        return _screen_design(self.design, self.codes)
+        return screen_design(self.design, self.codes)
 
 
-def _screen_design(spec: DesignSpec, codes: list[str]) -> Any:
+def default_codes(given: Sequence[str | None]) -> list[str]:
+    """Each factor's code: its own, else the next letter by position that none uses."""
+    used = {code for code in given if code}
+    codes = []
+    for code in given:
+        if not code:
+            code = next(letter for letter in FACTOR_LETTERS if letter not in used)
+            used.add(code)
+        codes.append(code)
+    return codes
+
+
+def screen_design(spec: DesignSpec, codes: list[str]) -> Any:
     from stagescreen import design
 
     if spec.type == "full":
@@ -871,524 +907,3 @@ class Study(_Model):
     def name(self) -> str:
         """The study name."""
         return self.metadata.name
-
-
-# --------------------------------------------------------------------------------------------
-# Cross-field checks: each returns (path relative to spec, message) pairs
-
-
-def _cross_problems(
-    factors: list[Factor] | None,
-    stages: list[Stage],
-    pools: list[Pool] | None,
-    design: DesignSpec | None,
-    trainer: Trainer | None,
-) -> list[tuple[str, str]]:
-    """Checks across sections; factors, pools, design or trainer are None when they did not
-    parse, and then the checks that need them are left out rather than guessed at."""
-    pool_check = _check_pools(pools or [])
-    pool_names = [pool.name for pool in pools or []]
-    if factors is None:
-        return [*pool_check, *_check_stages(stages, None, pool_names)]
-    for factor in factors:
-        if factor.code is None:
-            used = {f.code for f in factors}
-            factor.code = next(letter for letter in FACTOR_LETTERS if letter not in used)
-    codes = [factor.code or "" for factor in factors]
-    factor_problems = _check_factors(factors)
-    # A design over duplicate codes would only repeat the factor problem in other words.
-    design_problems = (
-        _check_design(design, codes) if design is not None and not factor_problems else []
-    )
-    screen_runs = (
-        len(_screen_design(design, codes).matrix)
-        if design is not None and not factor_problems and not design_problems
-        else None
-    )
-    return [
-        *factor_problems,
-        *design_problems,
-        *pool_check,
-        *_check_stages(stages, codes, pool_names, screen_runs),
-        *(_check_trainer(trainer, factors) if trainer is not None else []),
-        *(
-            trainer_contract.problems(factors, stages, trainer)
-            if trainer is not None and not factor_problems
-            else []
-        ),
-    ]
-
-
-def _check_factors(factors: list[Factor]) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    first_name: dict[str, int] = {}
-    first_code: dict[str, int] = {}
-    for index, factor in enumerate(factors):
-        if factor.name in first_name:
-            other = first_name[factor.name]
-            problems.append(
-                (f"factors[{index}].name", f"duplicate of factors[{other}].name ({factor.name!r})")
-            )
-        first_name.setdefault(factor.name, index)
-        code = factor.code or ""
-        if code in first_code:
-            other = first_code[code]
-            problems.append(
-                (
-                    f"factors[{index}].code",
-                    f"{code!r} is already the code of factors[{other}] "
-                    f"({factors[other].name}); each factor needs its own letter",
-                )
-            )
-        first_code.setdefault(code, index)
-    return problems
-
-
-def _check_design(design: DesignSpec, codes: list[str]) -> list[tuple[str, str]]:
-    """Build-time problems of the screen design, at the field that causes each."""
-    from stagescreen import design as designs
-
-    if design.type == "full":
-        return []
-    if design.resolution is not None:
-        try:
-            designs.by_resolution(codes, design.resolution)
-        except designs.DesignError as error:
-            return [("design.resolution", str(error))]
-        return []
-    return [
-        (
-            "design.generators" if problem.index is None else f"design.generators[{problem.index}]",
-            str(problem),
-        )
-        for problem in designs.generator_problems(codes, design.generators)
-    ]
-
-
-def _check_pools(pools: list[Pool]) -> list[tuple[str, str]]:
-    seen: dict[str, int] = {}
-    problems: list[tuple[str, str]] = []
-    for index, pool in enumerate(pools):
-        if pool.name in seen:
-            problems.append(
-                (f"pools[{index}].name", f"duplicate of pools[{seen[pool.name]}] ({pool.name!r})")
-            )
-        seen.setdefault(pool.name, index)
-    return problems
-
-
-def _check_codes(path: str, named: Iterable[str], codes: list[str] | None) -> list[tuple[str, str]]:
-    if codes is None:
-        return []
-    unknown = [code for code in named if code not in codes]
-    if not unknown:
-        return []
-    listing = ", ".join(dict.fromkeys(codes))
-    return [(path, f"unknown factor code {', '.join(unknown)} (codes: {listing})")]
-
-
-def _check_stages(
-    stages: list[Stage],
-    codes: list[str] | None,
-    pool_names: list[str],
-    screen_runs: int | None = None,
-) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    position: dict[str, int] = {}
-    for index, stage in enumerate(stages):
-        if stage.name in position:
-            problems.append(
-                (
-                    f"stages[{index}].name",
-                    f"duplicate of stages[{position[stage.name]}] ({stage.name!r})",
-                )
-            )
-        position.setdefault(stage.name, index)
-    for index, stage in enumerate(stages):
-        base = f"stages[{index}]"
-        for at, pool in enumerate(stage.pools):
-            if pool not in pool_names:
-                problems.append(
-                    (
-                        f"{base}.pools[{at}]",
-                        f"no pool named {pool!r} (declared: {', '.join(pool_names)})",
-                    )
-                )
-        problems += _check_codes(f"{base}.fix", stage.fix, codes)
-        problems += _check_codes(f"{base}.start", stage.start, codes)
-        if codes is not None and stage.fix and set(stage.fix) >= set(codes):
-            problems.append((f"{base}.fix", "fixes every factor; leave at least one free"))
-        if stage.kind == "halving" and codes is not None and stage.initial is not None:
-            space = 2 ** len(codes)
-            if stage.initial > space:
-                problems.append(
-                    (
-                        f"{base}.initial",
-                        f"more configurations than the full 2^{len(codes)} space holds "
-                        f"({space}; got {stage.initial})",
-                    )
-                )
-        for number, selection in enumerate(stage.select):
-            problems += _check_selection(
-                f"{base}.select[{number}]", selection, index, stages, position, codes
-            )
-            problems += _check_supply(
-                f"{base}.select[{number}].k", selection, stages, position, codes, screen_runs
-            )
-    return problems
-
-
-def _check_selection(
-    path: str,
-    selection: Selection,
-    index: int,
-    stages: list[Stage],
-    position: dict[str, int],
-    codes: list[str] | None,
-) -> list[tuple[str, str]]:
-    problems = _check_codes(f"{path}.factors", selection.factors, codes)
-    problems += _check_codes(f"{path}.levels", selection.levels, codes)
-    if selection.rule == "control" and codes is not None and not problems:
-        missing = [code for code in codes if code not in selection.levels]
-        if missing:
-            problems.append(
-                (
-                    f"{path}.levels",
-                    f"missing factor {', '.join(missing)}; a control gives every factor a level",
-                )
-            )
-    opposite = {"best": "worst", "worst": "best"}.get(selection.rule)
-    if opposite and selection.role and re.split(r"[-_ ]", selection.role)[0] == opposite:
-        problems.append(
-            (
-                f"{path}.role",
-                f"a {selection.rule} rule labelled {selection.role!r} would read as the "
-                f"{opposite} condition in every report; name it {selection.rule} or neutrally",
-            )
-        )
-    source_name = selection.from_
-    if source_name is None:
-        return problems
-    if source_name not in position:
-        names = ", ".join(stage.name for stage in stages)
-        return [*problems, (f"{path}.from", f"no stage named {source_name!r} (stages: {names})")]
-    source_index = position[source_name]
-    if source_index >= index:
-        where = (
-            "is this stage" if source_index == index else f"comes later (stages[{source_index}])"
-        )
-        earlier = ", ".join(stage.name for stage in stages[:index]) or "none"
-        return [
-            *problems,
-            (
-                f"{path}.from",
-                f"stage {source_name!r} {where}; a selection can only use earlier stages "
-                f"({earlier})",
-            ),
-        ]
-    source = stages[source_index]
-    needs = WINNER_RULES.get(selection.rule)
-    if needs and source.kind != needs:
-        problems.append(
-            (
-                f"{path}.from",
-                f"rule {selection.rule} needs a {needs} stage ({source_name!r} is {source.kind})",
-            )
-        )
-    if selection.among:
-        roles = _roles_of(source, stages)
-        unknown = [role for role in selection.among if role not in roles]
-        if unknown:
-            offered = (
-                f"its anchors' roles: {', '.join(sorted(roles))}"
-                if roles
-                else "its conditions have no roles (only anchor stages name roles)"
-            )
-            problems.append(
-                (
-                    f"{path}.among",
-                    f"stage {source_name!r} has no anchors with role {', '.join(unknown)} "
-                    f"({offered})",
-                )
-            )
-    if selection.at != "longest" and selection.at not in source.budgets:
-        budgets = ", ".join(f"{budget} s" for budget in source.budgets)
-        problems.append(
-            (
-                f"{path}.at",
-                f"{selection.at} s is not a budget of stage {source_name!r} (its budgets: "
-                f"{budgets}, or longest)",
-            )
-        )
-    return problems
-
-
-def _check_supply(
-    path: str,
-    selection: Selection,
-    stages: list[Stage],
-    position: dict[str, int],
-    codes: list[str] | None,
-    screen_runs: int | None,
-) -> list[tuple[str, str]]:
-    """A rule cannot pick more conditions than its source ranks: `plan` would price k
-    anchors and the stage would run fewer."""
-    if selection.rule not in ("best", "worst", "bridge") or selection.from_ not in position:
-        return []
-    source = stages[position[selection.from_ or ""]]
-    supply: int | None = None
-    if source.kind == "screen":
-        supply = screen_runs
-    elif source.kind == "followup" and codes is not None:
-        supply = 2 ** len([code for code in codes if code not in source.fix])
-    elif source.kind == "random":
-        supply = source.batches * source.draws_per_batch
-    elif source.select:
-        roles = selection.among
-        if not set(roles) <= _roles_of(source, stages):
-            return []  # the unknown role is reported on `among`
-        supply = sum(
-            1 if rule.rule == "control" or rule.rule in WINNER_RULES else rule.k
-            for rule in source.select
-            if not roles or (rule.role or rule.rule) in roles
-        )
-    if supply is None or selection.k <= supply:
-        return []
-    among = f" with roles {', '.join(selection.among)}" if selection.among else ""
-    return [
-        (
-            path,
-            f"k={selection.k} but stage {source.name!r} ranks at most {supply} conditions"
-            f"{among}; lower k to {supply} or less",
-        )
-    ]
-
-
-def _roles_of(stage: Stage, stages: list[Stage]) -> set[str]:
-    """The roles a stage's anchors can carry: each rule's role (default its rule name), and
-    for best/worst rules without one, the roles they inherit from their own source."""
-    roles: set[str] = set()
-    by_name = {other.name: other for other in stages}
-    for selection in stage.select:
-        if selection.role is None and selection.rule in ("best", "worst"):
-            source = by_name.get(selection.from_ or "")
-            if source is not None and source is not stage and source.select:
-                roles |= _roles_of(source, stages)
-        roles.add(selection.role or selection.rule)
-    return roles
-
-
-def _check_trainer(trainer: Trainer, factors: list[Factor]) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    for index, factor in enumerate(factors):
-        if factor.name in trainer.hyperparameters:
-            problems.append(
-                (
-                    f"trainer.hyperparameters.{factor.name}",
-                    f"{factor.name} is a factor (factors[{index}]); remove it from the fixed "
-                    "hyperparameters",
-                )
-            )
-    return problems
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
-
-
-def parse_study(data: Any) -> Study:
-    """A validated Study from already-parsed YAML/JSON (e.g. the body kopf hands over)."""
-    if not isinstance(data, Mapping):
-        kind = type(data).__name__
-        raise SpecError([Problem("(document)", f"expected a ScreeningStudy mapping (got {kind})")])
-    try:
-        return Study.model_validate(data)
-    except ValidationError as error:
-        problems = _problems_from(error)
-    raise SpecError(problems + _cross_problems_of_parts(data.get("spec"), problems))
-
-
-def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
-    """Cross-section checks of a spec whose other sections failed, so one pass shows all.
-
-    They need every stage and pool to parse; checks on sections that did not are left out
-    rather than guessed at, and nothing already reported is repeated.
-    """
-    if not isinstance(spec, Mapping):
-        return []
-    sections: dict[str, Any] = {
-        "factors": list[Factor],
-        "stages": list[Stage],
-        "pools": list[Pool],
-        "design": DesignSpec,
-        "trainer": Trainer,
-    }
-    parts: dict[str, Any] = {}
-    for field, shape in sections.items():
-        value = spec.get(field)
-        if value is None and field in ("design", "trainer"):
-            value = {}
-        parts[field] = _salvage(TypeAdapter(shape), value)
-    if parts["stages"] is None or parts["pools"] is None:
-        # Stage checks need every stage and pool; the sections that parsed are still checked.
-        parts["stages"], parts["pools"] = [], None
-    try:
-        cross = _cross_problems(**parts)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        # Leniently parsed parts may break what the checks assume; the problems already
-        # found still stand and name the part to fix first.
-        return []
-    found = [Problem(_path(("spec", *_split(sub))), message) for sub, message in cross]
-    # A field already reported keeps its first message: the trainer's view of a value the
-    # spec itself rejects (a log-scale level of 0) would only repeat it in other words.
-    # A field dropped to salvage its section (`levels.A`) must not reappear as missing from
-    # its parent (`levels: missing factor A`): a problem at or above a reported path is left.
-    reported = {problem.path for problem in known}
-    return [
-        problem
-        for problem in found
-        if not any(
-            path == problem.path or path.startswith((f"{problem.path}.", f"{problem.path}["))
-            for path in reported
-        )
-    ]
-
-
-def _salvage(adapter: TypeAdapter[Any], value: Any) -> Any:
-    """`value` parsed with the fields that fail dropped (None if that cannot parse), so a
-    type error in one field does not hide the cross-section problems of the others."""
-    value = copy.deepcopy(value)
-    for _ in range(5):
-        try:
-            return adapter.validate_python(value, context=LENIENT)
-        except ValidationError as error:
-            dropped = False
-            for item in error.errors():
-                loc = tuple(item["loc"])
-                if item["type"] == "missing" or len(loc) < 2:
-                    continue
-                container = value
-                try:
-                    for part in loc[:-1]:
-                        container = container[part]
-                    if isinstance(container, dict) and loc[-1] in container:
-                        del container[loc[-1]]
-                        dropped = True
-                except (KeyError, IndexError, TypeError):
-                    continue
-            if not dropped:
-                return None
-    return None
-
-
-def load_study(path_or_text: str | Path) -> Study:
-    """Read and validate a study from a file path, or from YAML text (any str with a newline).
-
-    Raises SpecError naming the file, the YAML line and column, or each bad field.
-    """
-    if isinstance(path_or_text, Path) or "\n" not in path_or_text:
-        path = Path(path_or_text)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError([Problem(str(path), "no such file")]) from None
-        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
-            raise SpecError([Problem(str(path), f"cannot read: {error}")]) from None
-    else:
-        text = path_or_text
-    try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
-        detail = f"{error.problem} ({error.context})" if error.context else f"{error.problem}"
-        raise SpecError([Problem(where, f"YAML syntax error: {detail}")]) from None
-    if len(documents) != 1:
-        raise SpecError(
-            [Problem("(document)", f"expected one YAML document (got {len(documents)})")]
-        )
-    return parse_study(documents[0])
-
-
-def _path(loc: Iterable[int | str]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part:
-            text += f".{part}" if text else part
-    return text
-
-
-def _problems_from(error: ValidationError) -> list[Problem]:
-    problems: list[Problem] = []
-    for item in error.errors():
-        loc = tuple(item["loc"])
-        cause = (item.get("ctx") or {}).get("error")
-        if isinstance(cause, _Problems):
-            problems += [
-                Problem(_path((*loc, *_split(sub))), message) for sub, message in cause.items
-            ]
-            continue
-        problems.append(Problem(_path(loc) or "(document)", _message(item, loc)))
-    return problems
-
-
-def _split(sub: str) -> tuple[int | str, ...]:
-    """`stages[2].select[0].from` -> ("stages", 2, "select", 0, "from")."""
-    parts: list[int | str] = []
-    for name, number in re.findall(r"([^.\[\]]+)|\[(\d+)\]", sub):
-        parts.append(int(number) if number else name)
-    return tuple(parts)
-
-
-def _message(item: Any, loc: tuple[int | str, ...]) -> str:
-    kind = item["type"]
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        accepted = _fields_at(loc[:-1])
-        listing = f"; accepted: {', '.join(accepted)}" if accepted else ""
-        return f"unknown field{listing}"
-    message = str(item["msg"]).removeprefix("Value error, ")
-    value = item.get("input")
-    scalar = isinstance(value, str | int | float | bool) or value is None
-    if scalar and f"(got {value!r})" not in message:
-        message += f" (got {value!r})"
-    return message
-
-
-def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
-    """The YAML field names of the model found at `loc`, for 'unknown field' messages."""
-    current: Any = Study
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(part, int) and get_origin(current) is list:
-            current = get_args(current)[0]
-        elif get_origin(current) is dict:
-            current = get_args(current)[1]
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            fields = {(f.alias or n): f for n, f in current.model_fields.items()}
-            if part not in fields:
-                return []
-            current = fields[str(part)].annotation
-        else:
-            return []
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [field.alias or name for name, field in current.model_fields.items()]
-    return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, UnionType):
-            members = [arg for arg in get_args(annotation) if arg is not NoneType]
-            if len(members) != 1:
-                return annotation
-            annotation = members[0]
-        else:
-            return annotation

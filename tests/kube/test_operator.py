@@ -25,8 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from seaweed import S3Endpoint
 
 from stagescreen.keys import StudyKeys
-from stagescreen.spec import parse_study
 from stagescreen.store import open_store
+from stagescreen.studyfile import parse_study
 from stagescreen_operator.corpus import corpus_for
 from stagescreen_operator.kube.cluster import CALLS, CRD_CALLS, KOPF_CALLS
 

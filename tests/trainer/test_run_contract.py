@@ -17,8 +17,8 @@ from stagescreen import stages
 from stagescreen.environment import run_environment, run_folder
 from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.records import results_table
-from stagescreen.spec import load_study
 from stagescreen.store import LocalStore
+from stagescreen.studyfile import load_study
 
 STUDY = """
 apiVersion: stagescreen.dev/v1alpha1
