@@ -694,3 +694,13 @@ def test_factors_without_codes_get_the_next_free_letter_by_position() -> None:
     for code in "ABC":
         text = text.replace(f"code: {code}, ", "")
     assert load_study(text).spec.codes == ["A", "B", "C"]
+
+
+def test_a_computed_centre_is_a_value_a_person_would_write() -> None:
+    factor = Factor.model_validate({"name": "MATRIX_LR", "low": 0.02, "high": 0.04, "scale": "log"})
+    assert factor.centre_value == 0.0283  # not 0.0282842712474619
+    assert factor.decode(0) == 0.0283
+    declared = Factor.model_validate(
+        {"name": "MATRIX_LR", "low": 0.02, "high": 0.04, "centre": 0.02828, "scale": "log"}
+    )
+    assert declared.centre_value == 0.02828  # a declared centre is kept as written

@@ -301,14 +301,17 @@ class Factor(_Model):
 
     @property
     def centre_value(self) -> int | float:
-        """The level-0 value: declared centre, else the (geometric for log) midpoint."""
+        """The level-0 value: declared centre, else the (geometric for log) midpoint, as a
+        person would write it: whole numbers rounded, others to three significant figures
+        (0.02..0.04 on a log scale centres at 0.0283, not 0.0282842712474619). The trainer
+        gets exactly the value reports print."""
         if self.centre is not None:
             return self.centre
         if self.scale == "log":
             middle = math.sqrt(self.low * self.high)
         else:
             middle = (self.low + self.high) / 2
-        return math.floor(middle + 0.5) if self.whole else middle
+        return math.floor(middle + 0.5) if self.whole else float(f"{middle:.3g}")
 
     def decode(self, level: float) -> int | float:
         """Real value at a coded level in [-1, +1]; the project's one decoder of levels.
