@@ -351,3 +351,16 @@ def test_results_are_read_from_an_s3_uri_as_given(
     assert remote.stdout == local.stdout
     missing = run(f"s3://{s3_bucket}/x/none.csv", "--response", "val_bpb", "--factors", "A")
     assert missing.exit_code == 2 and "no such object" in missing.stderr
+
+
+def test_every_effect_of_a_table_has_one_precision(tmp_path: Path) -> None:
+    """Not +4.375e-05 beside +0.00052955: one number of decimals per table, from the largest."""
+    data = paper_like_screen()
+    data = data[data.budget_s == 300]
+    path = tmp_path / "results.csv"
+    data.to_csv(path, index=False)
+    result = run(str(path), "--response", "val_bpb", "--factors", "A,B,C,D,E", "--block", "seed")
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines()[2:7]]
+    decimals = {len(row[1].split(".")[1]) for row in rows}
+    assert decimals == {6} and all("e" not in row[1] for row in rows)

@@ -74,8 +74,9 @@ def analyse(
     from stagescreen.publish import publish_stage, read_outcomes
     from stagescreen.records import stage_counts
     from stagescreen.report import write_report
-    from stagescreen.spec import SpecError, parse_study
+    from stagescreen.spec import SpecError
     from stagescreen.status import study_status
+    from stagescreen.studyfile import parse_study
     from stagescreen_operator.controller import decide
     from stagescreen_operator.kube.cluster import Cluster, load_config
     from stagescreen_operator.observe import observe_store, study_store

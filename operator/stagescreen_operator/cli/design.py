@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from stagescreen_operator.cli.app import fail
+from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
     from stagescreen.design import Design, Order
@@ -39,13 +40,11 @@ def _split_generators(values: list[str]) -> list[str]:
 
 
 def _table(design: Design) -> str:
-    width = max(len(cid) for cid in design.condition_ids)
-    header = "condition".ljust(max(width, 9)) + "".join(f"{f:>4}" for f in design.factors)
-    lines = [header]
-    for cid, row in zip(design.condition_ids, design.matrix, strict=True):
-        cells = "".join(f"{int(level):>+4d}" for level in row)
-        lines.append(cid.ljust(max(width, 9)) + cells)
-    return "\n".join(lines)
+    rows = [
+        [cid, *(f"{int(level):+d}" for level in row)]
+        for cid, row in zip(design.condition_ids, design.matrix, strict=True)
+    ]
+    return text_table(["condition", *design.factors], rows)
 
 
 def _report(design: Design, chains: list[list[str]], alias_order: int) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stagescreen_operator.cli.app import fail
+from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,23 +78,39 @@ def read_table(location: str) -> pd.DataFrame:
     return table
 
 
-def _number(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def _decimals(families: list[Family]) -> int:
+    """One precision for every effect of a table: five significant figures of the largest,
+    so +0.051767 sits above +0.000044, not beside +4.375e-05."""
+    largest = max(
+        (abs(e.effect) for family in families for e in family.effects if e.effect is not None),
+        default=0.0,
+    )
+    if largest == 0 or not math.isfinite(largest):
+        return 4
+    return min(10, max(1, 4 - math.floor(math.log10(largest))))
 
 
-def _row(effect: Effect, fdr: float) -> list[str]:
+def _p(value: float | None) -> str:
+    """p and q: three significant figures, e-notation below 0.001 (as the report prints)."""
+    if value is None:
+        return "-"
+    return f"{value:.2e}" if 0 < value < 1e-3 else f"{value:.3g}"
+
+
+def _row(effect: Effect, fdr: float, decimals: int) -> list[str]:
+    number = f"+.{decimals}f"
     interval = (
         "-"
         if effect.ci_low is None or effect.ci_high is None
-        else f"[{effect.ci_low:+.5g}, {effect.ci_high:+.5g}]"
+        else f"[{effect.ci_low:{number}}, {effect.ci_high:{number}}]"
     )
     mark = "*" if effect.q is not None and effect.q <= fdr else ""
     return [
         effect.term,
-        _number(effect.effect, "+.5g"),
+        "-" if effect.effect is None else f"{effect.effect:{number}}",
         interval,
-        _number(effect.p, ".3g"),
-        _number(effect.q, ".3g"),
+        _p(effect.p),
+        _p(effect.q),
         mark,
     ]
 
@@ -101,17 +119,13 @@ def format_families(families: list[Family], fdr: float, unit: str = "row") -> st
     """One aligned table per family, rows with q <= fdr marked '*', then what was left out,
     each excluded run named by `unit` ("line" for a CSV's file lines) and its number."""
     blocks = []
+    decimals = _decimals(families)
     for family in families:
         title = " ".join(f"{k}={v}" for k, v in family.by.items()) or "all rows"
         df = "-" if family.df_resid is None else str(family.df_resid)
         lines = [f"{title}  n={family.n}  residual df={df}"]
-        rows = [["term", "effect", "95% CI", "p", "q", ""]]
-        rows += [_row(effect, fdr) for effect in family.effects]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines += [
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-            for row in rows
-        ]
+        rows = [_row(effect, fdr, decimals) for effect in family.effects]
+        lines.append(text_table(["term", "effect", "95% CI", "p", "q", ""], rows))
         if family.missing:
             lines.append(f"missing runs ({len(family.missing)}): {', '.join(family.missing)}")
         for run in family.excluded:

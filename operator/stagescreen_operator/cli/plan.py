@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from stagescreen_operator.cli.app import fail
-from stagescreen_operator.cli.study_file import load_or_exit, table
+from stagescreen_operator.cli.study_file import load_or_exit
+from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
     from stagescreen.stages import StageCost
@@ -143,7 +144,7 @@ def plan(
         f"Study {study.metadata.name!r}: {len(costs)} stages, parallelism "
         f"{spec.limits.parallelism}, overhead {overhead_s} s per run"
     )
-    typer.echo(table(header, rows, left=3))
+    typer.echo(text_table(header, rows, left=3))
     if overhead_s == 0:
         typer.echo("Hours count training budgets only; --overhead 90s adds start-up and eval.")
     elif overhead is None:

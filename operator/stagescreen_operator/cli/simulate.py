@@ -17,6 +17,7 @@ import typer
 
 from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import load_or_exit
+from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
     from stagescreen.outcome import StageOutcome
@@ -306,12 +307,8 @@ def _rate(value: float | None) -> str:
 
 def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
     """Two tables, every line of them starting with SYNTHETIC so no row reads as real."""
-    from rich.console import Console
-    from rich.table import Table
-
     from stagescreen.stages import format_budget
 
-    console = Console(width=None if Console().is_terminal else 120, highlight=False)
     typer.echo(
         f"SYNTHETIC power of study {name!r}: {report.replicates} replicates (seed "
         f"{report.seed}), detection = 95% interval excludes 0 and BH q <= {report.fdr:g}"
@@ -319,34 +316,30 @@ def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
     typer.echo(f"SYNTHETIC planted at {format_budget(model.reference_s)}: {_planted_text(model)}")
     typer.echo(_describe(model))
     pools = any(term.pool for term in report.terms)
-    effects = Table(box=None, pad_edge=False)
-    for column in ["SYNTHETIC", "stage", "budget", *(["pool"] if pools else []), "term"]:
-        effects.add_column(column)
-    for column in ["planted", "power", "sign err", "coverage", "mean est", "fitted"]:
-        effects.add_column(column, justify="right")
-    for term in report.terms:
-        effects.add_row(
-            "SYNTHETIC",
-            term.stage,
-            format_budget(term.budget_s),
-            *([term.pool or ""] if pools else []),
-            term.term,
-            f"{term.planted:+.4f}",
-            _rate(term.power),
-            _rate(term.sign_errors),
-            _rate(term.coverage),
-            "-" if term.mean_estimate is None else f"{term.mean_estimate:+.4f}",
-            str(term.fitted),
-        )
     if report.terms:
-        console.print(effects)
+        labels = ["SYNTHETIC", "stage", "budget", *(["pool"] if pools else []), "term"]
+        numbers = ["planted", "power", "sign err", "coverage", "mean est", "fitted"]
+        rows = [
+            [
+                "SYNTHETIC",
+                term.stage,
+                format_budget(term.budget_s),
+                *([term.pool or ""] if pools else []),
+                term.term,
+                f"{term.planted:+.4f}",
+                _rate(term.power),
+                _rate(term.sign_errors),
+                _rate(term.coverage),
+                "-" if term.mean_estimate is None else f"{term.mean_estimate:+.4f}",
+                str(term.fitted),
+            ]
+            for term in report.terms
+        ]
+        typer.echo(text_table([*labels, *numbers], rows, left=len(labels)))
     if report.anchors:
-        anchors = Table(box=None, pad_edge=False)
-        for column in ["SYNTHETIC", "stage", "rule", "role", "from", "at", "true optimum"]:
-            anchors.add_column(column)
-        anchors.add_column("match", justify="right")
-        for anchor in report.anchors:
-            anchors.add_row(
+        labels = ["SYNTHETIC", "stage", "rule", "role", "from", "at", "true optimum"]
+        rows = [
+            [
                 "SYNTHETIC",
                 anchor.stage,
                 anchor.rule,
@@ -355,8 +348,10 @@ def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
                 format_budget(anchor.at_s),
                 ", ".join(anchor.optimum),
                 _rate(anchor.match),
-            )
-        console.print(anchors)
+            ]
+            for anchor in report.anchors
+        ]
+        typer.echo(text_table([*labels, "match"], rows, left=len(labels)))
     for note in report.notes:
         typer.echo(f"SYNTHETIC note: {note}")
 

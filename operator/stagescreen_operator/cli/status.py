@@ -29,9 +29,9 @@ def status(
 
     from stagescreen.keys import SPEC, StoreError, StudyKeys
     from stagescreen.publish import read_outcomes
-    from stagescreen.spec import parse_study
     from stagescreen.status import study_status
     from stagescreen.store import open_store
+    from stagescreen.studyfile import parse_study
     from stagescreen_operator.controller import decide
     from stagescreen_operator.local.progress import status_lines
     from stagescreen_operator.observe import observe_store

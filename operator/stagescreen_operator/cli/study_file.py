@@ -22,23 +22,11 @@ def report_problems(path: Path, error: SpecError) -> None:
 
 def load_or_exit(path: Path) -> Study:
     """The study in `path`; on any problem print them all (as `validate` does) and exit 2."""
-    from stagescreen.spec import SpecError, load_study
+    from stagescreen.spec import SpecError
+    from stagescreen.studyfile import load_study
 
     try:
         return load_study(path)
     except SpecError as error:
         report_problems(path, error)
         raise fail(f"{path}: not a valid study; fix the lines above (see docs/spec.md)") from None
-
-
-def table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
-    """A plain aligned text table: the first `left` columns left-aligned, numbers right."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i < left else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(header), *(line(row) for row in rows)])

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stagescreen.spec import SpecError, parse_study
+from stagescreen.spec import SpecError
+from stagescreen.studyfile import parse_study
 
 FROZEN = ("factors", "design")
 STAGE_FROZEN = ("kind", "budgets", "seeds", "pools", "select", "fix")

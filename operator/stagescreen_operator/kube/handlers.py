@@ -30,7 +30,8 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
-from stagescreen.spec import SpecError, parse_study
+from stagescreen.spec import SpecError
+from stagescreen.studyfile import parse_study
 from stagescreen_operator.kube import metrics
 from stagescreen_operator.kube.admission import admission_problems
 from stagescreen_operator.kube.cluster import GROUP, PLURAL, VERSION, Cluster, load_config

@@ -25,9 +25,9 @@ from rich.table import Table
 from stagescreen import stages as planning
 from stagescreen.spec import Study, StudySpec
 from stagescreen.status import StudyStatus
-from stagescreen_operator.cli.study_file import table
 from stagescreen_operator.controller import Decision
 from stagescreen_operator.local.executor import Child, Events
+from stagescreen_operator.tables import text_table
 
 SUMMARY_EVERY_S = 15.0
 
@@ -200,7 +200,7 @@ def status_lines(spec: StudySpec, current: StudyStatus) -> list[str]:
         if mine.summary:
             outcomes.append(f"  {stage.name}: {mine.summary}")
     header = ["stage", "kind", "phase", "planned", "ended", "failed", "running"]
-    lines += table(header, rows, left=3).splitlines()
+    lines += text_table(header, rows, left=3).splitlines()
     lines += outcomes
     if current.best is not None:
         best = current.best
