@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stagescreen_operator.cli.app import fail
-from stagescreen_operator.cli.study_file import load_or_exit
+from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 
 
 def manifests(
-    study_file: Annotated[
-        Path, typer.Argument(metavar="STUDY_FILE", help="ScreeningStudy YAML file.")
-    ],
+    study_file: StudyFile,
     stage: Annotated[
         str | None,
         typer.Option(metavar="STAGE", help="Stage whose Jobs to print. Default: the first."),

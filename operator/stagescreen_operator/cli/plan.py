@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stagescreen_operator.cli.app import fail
-from stagescreen_operator.cli.study_file import load_or_exit
+from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
@@ -34,9 +33,7 @@ def _pool_hours(cost: StageCost, pool: str, on_cpu: set[str]) -> float:
 
 
 def plan(
-    study_file: Annotated[
-        Path, typer.Argument(metavar="STUDY_FILE", help="ScreeningStudy YAML file.")
-    ],
+    study_file: StudyFile,
     overhead: Annotated[
         str | None,
         typer.Option(

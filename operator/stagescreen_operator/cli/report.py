@@ -10,6 +10,19 @@ import typer
 
 from stagescreen_operator.cli.app import fail
 
+StudyFolder = Annotated[
+    str,
+    typer.Argument(
+        metavar="DIR_OR_S3_URI",
+        help=(
+            "A study's folder in storage: runs/demo/quickstart (what `make demo` writes), "
+            "runs/quickstart (after `stagescreen run`), sim/paper (after `simulate --out "
+            "sim/`) or s3://bucket/prefix/paper."
+        ),
+    ),
+]
+"""The argument of the commands that read a stored study (`report`, `status`)."""
+
 
 def split_study_uri(uri: str) -> tuple[str, str]:
     """("./runs", "quickstart") for "./runs/quickstart"; ("s3://b/p", "paper") for "s3://b/p/paper".
@@ -35,16 +48,7 @@ def split_study_uri(uri: str) -> tuple[str, str]:
 
 
 def report(
-    uri: Annotated[
-        str,
-        typer.Argument(
-            metavar="DIR_OR_S3_URI",
-            help=(
-                "A study's folder in storage: runs/demo/quickstart (what `make demo` writes), "
-                "sim/paper (after `simulate --out sim/`) or s3://bucket/prefix/paper."
-            ),
-        ),
-    ],
+    uri: StudyFolder,
     out: Annotated[
         str | None,
         typer.Option(

@@ -8,16 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from stagescreen_operator.cli.app import fail
-from stagescreen_operator.cli.study_file import load_or_exit
+from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 
 if TYPE_CHECKING:
     from stagescreen.spec import Study
 
 
 def run(
-    study_file: Annotated[
-        Path, typer.Argument(metavar="STUDY_FILE", help="ScreeningStudy YAML file.")
-    ],
+    study_file: StudyFile,
     store: Annotated[
         str | None,
         typer.Option(

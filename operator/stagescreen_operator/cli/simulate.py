@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from stagescreen_operator.cli.app import fail
-from stagescreen_operator.cli.study_file import load_or_exit
+from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
@@ -29,9 +29,7 @@ SINGLE_STUDY_OUT = "./simulated"
 
 
 def simulate(
-    study_file: Annotated[
-        Path, typer.Argument(metavar="STUDY_FILE", help="ScreeningStudy YAML file.")
-    ],
+    study_file: StudyFile,
     effects: Annotated[
         str | None,
         typer.Option(

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from stagescreen_operator.cli.app import fail
-from stagescreen_operator.cli.report import split_study_uri
+from stagescreen_operator.cli.report import StudyFolder, split_study_uri
 
 
 def status(
-    uri: Annotated[
-        str,
-        typer.Argument(
-            metavar="DIR_OR_S3_URI",
-            help="A study's folder in storage: ./runs/quickstart or s3://bucket/prefix/paper.",
-        ),
-    ],
+    uri: StudyFolder,
 ) -> None:
     """Stage table (runs ended, failed, waiting of those planned, and each analysed stage's
     outcome), the best condition so far, compute spent per pool, and the runs started but

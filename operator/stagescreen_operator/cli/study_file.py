@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,14 @@ from stagescreen_operator.cli.app import fail
 
 if TYPE_CHECKING:
     from stagescreen.spec import SpecError, Study
+
+StudyFile = Annotated[
+    Path,
+    typer.Argument(
+        metavar="STUDY_FILE", help="ScreeningStudy YAML file, e.g. examples/quickstart.yaml."
+    ),
+]
+"""The study-file argument every command that reads one takes."""
 
 
 def report_problems(path: Path, error: SpecError) -> None:
