@@ -20,10 +20,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from benchdoc import replace_section
 
 from stagescreen import outcome, publish, report, stages, synthetic
-from stagescreen.spec import Stage, load_study
+from stagescreen.spec import Stage
 from stagescreen.store import open_store
+from stagescreen.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Analysis speed (bench/analysis_speed.py)"
@@ -160,19 +162,6 @@ def main() -> None:
     print(text)
     if args.write:
         replace_section(args.write, text)
-
-
-def replace_section(path: Path, text: str) -> None:
-    """Swap this benchmark's section in a shared markdown file, leaving others intact."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    head, found, tail = old.partition(SECTION)
-    if found:
-        rest = tail.split("\n## ", 1)
-        tail = "\n## " + rest[1] if len(rest) > 1 else ""
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 if __name__ == "__main__":

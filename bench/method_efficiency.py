@@ -41,13 +41,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from benchdoc import replace_section
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from scipy import stats
 
 from stagescreen import outcome, synthetic
-from stagescreen.report import png_bytes
-from stagescreen.spec import StudySpec, parse_study
+from stagescreen.figures import png_bytes
+from stagescreen.spec import StudySpec
+from stagescreen.studyfile import parse_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Method efficiency (bench/method_efficiency.py)"
@@ -494,17 +496,6 @@ READING = (
 """What the table means, in words that hold whatever the draws: the surface's structure."""
 
 
-def replace_section(path: Path, text: str, section: str = SECTION) -> None:
-    """Swap this benchmark's section in a shared markdown file, leaving the others intact."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    head, found, tail = old.partition(section)
-    if not found:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    rest = tail.split("\n## ", 1)
-    path.write_text(head + text + ("\n## " + rest[1] if len(rest) > 1 else ""))
-
-
 def run(repetitions: int, jobs: int, centre: bool = True) -> list[Row]:
     """Every repetition, spread over `jobs` processes; the tally does not depend on `jobs`."""
     indices = range(1, repetitions + 1)
@@ -565,7 +556,7 @@ def main() -> None:
         caption = f"SYNTHETIC: {surface}, {repetitions} repetitions per size"
         args.plot.write_bytes(png_bytes(figure(rows, caption)))
     if args.write:
-        replace_section(args.write, text, section)
+        replace_section(args.write, text)
 
 
 if __name__ == "__main__":

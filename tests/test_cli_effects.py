@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from seaweed import S3Bucket
 from test_effects import DATA, paper_like_screen
 from typer.testing import CliRunner
 
@@ -330,17 +330,11 @@ def test_a_header_only_csv_says_it_has_no_rows(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_results_are_read_from_an_s3_uri_as_given(
-    screen_csv: Path, seaweedfs: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key, value in seaweedfs.env().items():
-        monkeypatch.setenv(key, value)
-    seaweedfs.client().put_object(
-        Bucket=s3_bucket, Key="x/results.csv", Body=screen_csv.read_bytes()
-    )
+def test_results_are_read_from_an_s3_uri_as_given(screen_csv: Path, s3_bucket: S3Bucket) -> None:
+    s3_bucket.put("x/results.csv", screen_csv.read_bytes())
     local = run(str(screen_csv), "--response", "val_bpb", "--factors", "A,B,C,D,E", "--json")
     remote = run(
-        f"s3://{s3_bucket}/x/results.csv",
+        s3_bucket.uri("x/results.csv"),
         "--response",
         "val_bpb",
         "--factors",
@@ -349,7 +343,7 @@ def test_results_are_read_from_an_s3_uri_as_given(
     )
     assert remote.exit_code == 0, remote.output
     assert remote.stdout == local.stdout
-    missing = run(f"s3://{s3_bucket}/x/none.csv", "--response", "val_bpb", "--factors", "A")
+    missing = run(s3_bucket.uri("x/none.csv"), "--response", "val_bpb", "--factors", "A")
     assert missing.exit_code == 2 and "no such object" in missing.stderr
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from seaweed import S3Endpoint
+from seaweed import S3Bucket
 from test_report import PAPER, PNG_MAGIC, write_programme
 from typer.testing import CliRunner
 
@@ -110,30 +110,19 @@ def test_a_bucket_without_a_study_exits_2() -> None:
 
 
 @pytest.mark.integration
-def test_s3_report_is_written_beside_the_study(
-    seaweedfs: S3Endpoint, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in seaweedfs.env().items():
-        monkeypatch.setenv(name, value)
-    write_programme(open_store(f"s3://{s3_bucket}/team/studies"))
-    code, out, err = report(f"s3://{s3_bucket}/team/studies/quickstart")
+def test_s3_report_is_written_beside_the_study(s3_bucket: S3Bucket) -> None:
+    write_programme(open_store(s3_bucket.uri("team/studies")))
+    code, out, err = report(s3_bucket.uri("team/studies/quickstart"))
     assert code == 0, err
-    assert out.splitlines()[0] == f"report: s3://{s3_bucket}/team/studies/quickstart/report.md"
-    client = seaweedfs.client()
-    body = client.get_object(Bucket=s3_bucket, Key="team/studies/quickstart/report.md")
-    assert "# Study `quickstart`" in body["Body"].read().decode()
-    figure = client.get_object(
-        Bucket=s3_bucket, Key="team/studies/quickstart/stages/screen/effects.png"
-    )
-    assert figure["Body"].read().startswith(PNG_MAGIC)
+    assert out.splitlines()[0] == f"report: {s3_bucket.uri('team/studies/quickstart/report.md')}"
+    markdown = s3_bucket.read("team/studies/quickstart/report.md").decode()
+    assert "# Study `quickstart`" in markdown
+    figure = s3_bucket.read("team/studies/quickstart/stages/screen/effects.png")
+    assert figure.startswith(PNG_MAGIC)
 
 
 @pytest.mark.integration
-def test_s3_uri_without_a_spec_exits_2(
-    seaweedfs: S3Endpoint, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in seaweedfs.env().items():
-        monkeypatch.setenv(name, value)
-    code, _, err = report(f"s3://{s3_bucket}/team/missing")
+def test_s3_uri_without_a_spec_exits_2(s3_bucket: S3Bucket) -> None:
+    code, _, err = report(s3_bucket.uri("team/missing"))
     assert code == 2
-    assert f"expected spec.yaml at s3://{s3_bucket}/team/missing/spec.yaml" in err
+    assert f"expected spec.yaml at {s3_bucket.uri('team/missing/spec.yaml')}" in err

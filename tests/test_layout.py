@@ -66,7 +66,10 @@ def test_planning_analysis_and_reports_do_not_import_a_storage_backend() -> None
     import subprocess
     import sys
 
-    modules = "stages, outcome, status, report, publish, power, synthetic, effects, spec, keys"
+    modules = (
+        "stages, outcome, status, report, figures, formatting, outcome_sections, publish, power, "
+        "synthetic, effects, spec, keys"
+    )
     code = (
         f"import sys; from stagescreen import {modules}; "
         "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"

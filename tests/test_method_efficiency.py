@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "bench"))  # its benchdoc import, as when run as a script
     spec = importlib.util.spec_from_file_location(
         "method_efficiency", ROOT / "bench" / "method_efficiency.py"
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from seaweed import S3Endpoint
+from seaweed import S3Bucket
 
 from stagescreen import effects as fx
 from stagescreen import outcome, publish, stages, synthetic
@@ -347,16 +347,8 @@ def test_a_publish_killed_at_any_write_leaves_the_stage_unanalysed_until_redone(
 
 
 @pytest.mark.integration
-def test_publish_writes_the_design_keys_to_s3(
-    seaweedfs: S3Endpoint, s3_bucket: str, both: pd.DataFrame
-) -> None:
-    store = open_store(
-        f"s3://{s3_bucket}",
-        endpoint_url=seaweedfs.url,
-        access_key=seaweedfs.access_key,
-        secret_key=seaweedfs.secret_key,
-        region=seaweedfs.region,
-    )
+def test_publish_writes_the_design_keys_to_s3(s3_bucket: S3Bucket, both: pd.DataFrame) -> None:
+    store = open_store(s3_bucket.uri())
     publish_quickstart(store, QUICKSTART, both)
     check_published(store, both)
 

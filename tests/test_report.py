@@ -1,14 +1,16 @@
 """Reports: the markdown a researcher reads and the paper's figures 1-4, from stored outcomes.
 
-The programme below is the paper's (examples/paper.yaml) with synthetic runs: some stages
-carry outcomes fitted by `stagescreen.effects` from planted effects, the seeded screen carries
-the paper's own published 5- and 10-minute effect table (section 5.1), and some stages have
-not run, as in a study still in progress.
+The programme below is the paper's (examples/paper.yaml), its runs simulated on planted
+effects and every outcome the one `stagescreen.outcome.stage_outcome` writes, so the report is
+tested against the records it will really read. Part of it has run, as in a study still in
+progress: two stages not at all, one with runs but no analysis yet. The seeded screen carries
+the paper's own published 5- and 10-minute effect table (section 5.1) in place of its fit.
+Expected text is computed from the outcome records, never copied from a hand-made one.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +21,29 @@ import yaml
 from matplotlib.collections import PathCollection
 
 from stagescreen import synthetic
-from stagescreen.effects import (
-    condition_means,
-    families_to_dict,
-    fit_effects,
-    relaxation_table,
-    variance_shares,
-    win_count,
-)
-from stagescreen.keys import StudyKeys
-from stagescreen.outcome import stage_outcome
-from stagescreen.report import (
-    DASH,
-    StageData,
-    StudyData,
+from stagescreen.effects import Effect, Family, families_to_dict, relaxation_table
+from stagescreen.figures import (
     anchor_figure,
     effects_figure,
+    png_bytes,
+    search_figure,
+    variance_figure,
+)
+from stagescreen.formatting import (
+    DASH,
     fmt_budget,
     fmt_effect,
     fmt_interval,
     fmt_levels,
     fmt_p,
-    png_bytes,
+)
+from stagescreen.keys import StudyKeys
+from stagescreen.outcome import manifest, retained_factors, stage_outcome
+from stagescreen.report import (
+    StageData,
+    StudyData,
     read_study_data,
     render_report,
-    search_figure,
-    variance_figure,
     write_report,
 )
 from stagescreen.spec import Study
@@ -56,7 +55,25 @@ PAPER = ROOT / "examples" / "paper.yaml"
 QUICKSTART = ROOT / "tests" / "data" / "quickstart-two-stages.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLANTED = {"A": 0.018, "B": 0.006, "C": -0.0045, "D": 0.035, "E": 0.0}
+# Planted at 10 minutes and relaxing as 1/sqrt(budget), with little noise: the screens find
+# the planted factors, so their sections have retained factors and relaxation ratios to show.
+PAPER_MODEL = synthetic.ResponseModel(
+    effects=PLANTED, reference_s=600, relaxation=0.5, noise_sd=0.002
+)
+QUICKSTART_MODEL = synthetic.ResponseModel(effects={"A": 0.10, "B": -0.05, "C": 0.02})
+# Stages that have run, in spec order (each one's anchors come from earlier ones).
+RAN = (
+    "screen",
+    "greedy-10m",
+    "random",
+    "confirm",
+    "seeded-screen",
+    "bridge",
+    "cross-host",
+    "long-horizon",
+)
 NOT_RUN = ("followup", "greedy-5m")
+NOT_ANALYSED = "cross-host"
 
 # Paper 5.1, seeded 5- and 10-minute estimates: term, effect, ci_low, ci_high, p, q.
 PAPER_5M = [
@@ -75,318 +92,97 @@ PAPER_10M = [
 ]
 
 
-# --- a synthetic programme ----------------------------------------------------------------
+# --- the programme, from the real producer ------------------------------------------------
 
 
-def _metric(levels: dict[str, int], budget: int, seed: int, pool: str) -> float:
-    """Lower with budget; planted effects that shrink with budget; small seed noise."""
-    relax = math.sqrt(600 / budget)
-    value = 1.25 - 0.05 * math.log(budget / 120) + (0.01 if pool == "l40s" else 0.0)
-    value += sum(PLANTED[c] * relax * level / 2 for c, level in levels.items())
-    return value + np.random.default_rng([seed, budget, len(pool)]).normal(0, 0.002)
+@dataclass(frozen=True)
+class Programme:
+    """What storage holds for a study: stage -> (outcome.json, results), and its manifest."""
+
+    stages: dict[str, tuple[dict[str, Any] | None, pd.DataFrame | None]]
+    manifest: dict[str, Any] | None
 
 
-def _runs(
-    study: Study,
-    stage: str,
-    anchors: list[tuple[str, str | None, dict[str, int]]],
-    budgets: list[int],
-    seeds: list[int],
-    pools: list[str],
-) -> pd.DataFrame:
-    rows = []
-    for pool in pools:
-        for budget in budgets:
-            for condition, role, levels in anchors:
-                for seed in seeds:
-                    noise_seed = seed * 1000 + int(condition.strip("c")[-2:] or 0)
-                    rows.append(
-                        {
-                            "study": study.name,
-                            "stage": stage,
-                            "run_id": f"{stage}-{condition}-{budget}-{seed}-{pool}",
-                            "condition_id": condition,
-                            "role": role,
-                            "budget_s": budget,
-                            "seed": seed,
-                            "pool": pool,
-                            "status": "succeeded",
-                            "val_bpb": _metric(levels, budget, noise_seed, pool),
-                            **levels,
-                        }
-                    )
-    return pd.DataFrame(rows)
-
-
-def _ranking(results: pd.DataFrame) -> list[dict[str, Any]]:
-    ranking = []
-    means = condition_means(results, "val_bpb", by=["budget_s", "pool", "condition_id"])
-    roles = results.groupby("condition_id")["role"].first().to_dict()
-    groups: dict[tuple[Any, Any], list[Any]] = {}
-    for mean in means:
-        groups.setdefault((mean.key["budget_s"], mean.key["pool"]), []).append(mean)
-    for members in groups.values():
-        for rank, mean in enumerate(sorted(members, key=lambda m: m.mean), start=1):
-            ranking.append(
-                {**mean.to_dict(), "role": roles[mean.key["condition_id"]], "rank": rank}
-            )
-    return ranking
-
-
-def _best(ranking: list[dict[str, Any]], levels: dict[str, dict[str, int]]) -> dict[str, Any]:
-    longest = max(r["budget_s"] for r in ranking)
-    top = min((r for r in ranking if r["budget_s"] == longest), key=lambda r: r["mean"])
-    return {**top, "levels": levels[top["condition_id"]], "hyperparameters": {"DEPTH": 6}}
-
-
-def _outcome(study: Study, stage: str, kind: str, results: pd.DataFrame) -> dict[str, Any]:
-    succeeded = int((results["status"] == "succeeded").sum())
-    return {
-        "schema_version": 1,
-        "study": study.name,
-        "stage": stage,
-        "kind": kind,
-        "metric": "val_bpb",
-        "goal": "minimize",
-        "runs": {
-            "planned": len(results),
-            "succeeded": succeeded,
-            "failed": len(results) - succeeded,
-            "missing": [],
-        },
-        "effects": None,
-        "interactions": None,
-        "pooled": None,
-        "variance_shares": None,
-        "relaxation": None,
-        "retained": [],
-        "ranking": [],
-        "win_counts": [],
-        "best": None,
-        "anchors": [],
-        "promoted": [],
-        "greedy": None,
-        "random": None,
-    }
-
-
-def _published_family(budget: int, rows: list[tuple]) -> dict[str, Any]:
-    effects = [
-        {"term": t, "effect": e, "ci_low": lo, "ci_high": hi, "p": p, "q": q}
-        for t, e, lo, hi, p, q in rows
-    ]
-    return {"by": {"budget_s": budget}, "n": 80, "df_resid": 70, "effects": effects}
-
-
-def programme(study: Study) -> dict[str, tuple[dict[str, Any] | None, pd.DataFrame | None]]:
-    """Stage name -> (outcome, results) for the paper's programme, part of it run."""
-    design = study.spec.build_design()
-    screen_conditions = [
-        (cid, None, levels) for cid, levels in zip(design.condition_ids, design.runs(), strict=True)
-    ]
-    levels_of = {cid: levels for cid, _, levels in screen_conditions}
-    out: dict[str, tuple[dict[str, Any] | None, pd.DataFrame | None]] = {}
-
-    screen = _runs(study, "screen", screen_conditions, [120, 300, 600], [1], ["a100"])
-    screen.loc[0, "status"] = "failed"
-    screen.loc[0, "val_bpb"] = np.nan
-    families = fit_effects(screen, "val_bpb", study.spec.codes, by="budget_s")
-    outcome = _outcome(study, "screen", "screen", screen)
-    outcome["runs"]["missing"] = [screen.loc[0, "run_id"]]
-    outcome["effects"] = families_to_dict(families)
-    outcome["relaxation"] = [r.to_dict() for r in relaxation_table(families, "budget_s")]
-    outcome["retained"] = ["D", "A", "B", "C"]
-    outcome["ranking"] = _ranking(screen)
-    outcome["best"] = _best(outcome["ranking"], levels_of)
-    outcome["promoted"] = [
-        {
-            "to_stage": "confirm",
-            "condition_id": "c07",
-            "role": "best-1",
-            "rule": "best",
-            "levels": levels_of["c07"],
-        },
-    ]
-    out["screen"] = (outcome, screen)
-
-    seeded = _runs(study, "seeded-screen", screen_conditions, [300, 600], [1, 2], ["a100"])
-    outcome = _outcome(study, "seeded-screen", "screen", seeded)
-    outcome["effects"] = {
-        "families": [_published_family(300, PAPER_5M), _published_family(600, PAPER_10M)]
-    }
-    outcome["retained"] = ["D", "A", "B", "C"]
-    out["seeded-screen"] = (outcome, seeded)
-
-    anchors = [
-        ("c07", "best-1", levels_of["c07"]),
-        ("c14", "worst-1", levels_of["c14"]),
-        ("b01", "bridge-1", {**levels_of["c07"], "B": 0}),
-    ]
-    confirm = _runs(study, "confirm", anchors, [120, 300, 600], [1, 2, 3], ["a100"])
-    outcome = _outcome(study, "confirm", "confirm", confirm)
-    outcome["variance_shares"] = [
-        s.to_dict()
-        for s in variance_shares(confirm, "val_bpb", factors=("budget_s", "condition_id"))
-    ]
-    outcome["ranking"] = _ranking(confirm)
-    outcome["anchors"] = [
-        {"condition_id": c, "role": r, "rule": r.split("-")[0], "source": "screen", "levels": lv}
-        for c, r, lv in anchors
-    ]
-    at_10m = confirm[confirm["budget_s"] == 600]
-    by_role = {role: at_10m[at_10m["role"] == role] for _, role, _ in anchors}
-    outcome["win_counts"] = [
-        {
-            "budget_s": 600,
-            "pool": "a100",
-            "left": "best-1",
-            "right": "worst-1",
-            **win_count(by_role["best-1"]["val_bpb"], by_role["worst-1"]["val_bpb"]).to_dict(),
-        },
-    ]
-    outcome["best"] = _best(outcome["ranking"], {c: lv for c, _, lv in anchors})
-    out["confirm"] = (outcome, confirm)
-
-    bridge_anchors = [
-        ("b01", "bridge-best", {**levels_of["c07"], "B": 0}),
-        ("g15", "greedy-winner", levels_of["c03"]),
-        ("c07", "screened-best", levels_of["c07"]),
-        ("c10", "control", levels_of["c10"]),
-    ]
-    bridge = _runs(study, "bridge", bridge_anchors, [3600], [1, 2, 3, 4], ["a100"])
-    outcome = _outcome(study, "bridge", "bridge", bridge)
-    outcome["ranking"] = _ranking(bridge)
-    outcome["ranking"][-1]["sd"] = None  # uncomputable values render as a dash
-    outcome["best"] = _best(outcome["ranking"], {c: lv for c, _, lv in bridge_anchors})
-    out["bridge"] = (outcome, bridge)
-
-    long_anchors = [a for a in bridge_anchors if a[1] != "screened-best"]
-    long = _runs(study, "long-horizon", long_anchors, [43200, 86400], [1, 2], ["a100", "l40s"])
-    outcome = _outcome(study, "long-horizon", "long-horizon", long)
-    outcome["ranking"] = _ranking(long)
-    outcome["best"] = _best(outcome["ranking"], {c: lv for c, _, lv in long_anchors})
-    out["long-horizon"] = (outcome, long)
-
-    # Runs stored, analysis not yet written.
-    cross = _runs(study, "cross-host", bridge_anchors, [600, 3600], [1, 2], ["l40s"])
-    out["cross-host"] = (None, cross)
-
-    greedy = _outcome(study, "greedy-10m", "greedy", pd.DataFrame({"status": ["succeeded"] * 20}))
-    greedy["greedy"] = {
-        "climbs": [
-            {
-                "budget_s": 600,
-                "pool": "a100",
-                "accepted": 3,
-                "best": 1.090276,
-                "best_step": 2,
-                "steps": [
-                    {
-                        "step": 1,
-                        "condition_id": "c01",
-                        "levels": levels_of["c01"],
-                        "mean": 1.12,
-                        "accepted": True,
-                    },
-                    {
-                        "step": 2,
-                        "condition_id": "c03",
-                        "levels": levels_of["c03"],
-                        "mean": 1.090276,
-                        "accepted": True,
-                    },
-                ],
-            },
-        ]
-    }
-    out["greedy-10m"] = (greedy, None)
-
-    random = _outcome(study, "random", "random", pd.DataFrame({"status": ["succeeded"] * 80}))
-    random["random"] = {
-        "batches": [
-            {
-                "batch": b,
-                "condition_id": f"full32_c{10 + b}",
-                "levels": levels_of["c07"],
-                "best": 1.09 + b / 1000,
-            }
-            for b in range(1, 6)
-        ],
-        "mean_batch_best": 1.093,
-        "median_batch_best": 1.093,
-        "min_batch_best": 1.091,
-        "max_batch_best": None,
-    }
-    out["random"] = (random, None)
-    return out
-
-
-def quickstart_programme(study: Study) -> dict[str, tuple[dict[str, Any] | None, pd.DataFrame]]:
-    """The quickstart with its screen analysed and its confirm stage not run yet."""
-    design = study.spec.build_design()
-    conditions = [
-        (cid, None, levels) for cid, levels in zip(design.condition_ids, design.runs(), strict=True)
-    ]
-    screen = _runs(
-        study, "screen", conditions, list(study.spec.stage("screen").budgets), [1], ["cpu"]
+def published_family(budget: int, rows: list[tuple[Any, ...]]) -> Family:
+    """A family of the paper's seeded screen (16 conditions x 5 seeds: n 80, residual df 70)."""
+    effects = tuple(
+        Effect(term, effect, ci_low=low, ci_high=high, p=p, q=q)
+        for term, effect, low, high, p, q in rows
     )
-    families = fit_effects(screen, "val_bpb", study.spec.codes, by="budget_s")
-    outcome = _outcome(study, "screen", "screen", screen)
-    outcome["effects"] = families_to_dict(families)
-    outcome["retained"] = ["A", "B"]
-    outcome["ranking"] = _ranking(screen)
-    outcome["best"] = _best(outcome["ranking"], {cid: lv for cid, _, lv in conditions})
-    return {"screen": (outcome, screen)}
+    return Family(by={"budget_s": budget}, n=80, df_resid=70, effects=effects)
 
 
-MANIFEST = {
-    "schema_version": 1,
-    "study": "paper",
-    "stages": [
-        {
-            "stage": "screen",
-            "kind": "screen",
-            "pool": "a100",
-            "budgets_s": [120, 300, 600],
-            "planned": 48,
-            "succeeded": 47,
-            "failed": 1,
-            "diverged": 0,
-            "gpu_seconds": 16200.0,
-        },
-        {
-            "stage": "long-horizon",
-            "kind": "long-horizon",
-            "pool": "l40s",
-            "budgets_s": [43200, 86400],
-            "planned": 12,
-            "succeeded": 12,
-            "failed": 0,
-            "diverged": 0,
-            "gpu_seconds": 777600.0,
-        },
-    ],
-    "total": {"planned": 613, "succeeded": 612, "failed": 1, "gpu_seconds": 1908000.0},
-    "pools": {
-        "a100": {"runs": 569, "gpu_seconds": 1130400.0},
-        "l40s": {"runs": 44, "gpu_seconds": 777600.0},
-    },
-}
+def as_measured(results: pd.DataFrame) -> pd.DataFrame:
+    """Simulated runs as real runs are stored: without the synthetic label, which would put
+    the SYNTHETIC banner on every report (test_simulated_results_... adds it back)."""
+    return results.drop(columns="synthetic")
+
+
+def fail(results: pd.DataFrame, runs: pd.Series) -> pd.DataFrame:
+    """The selected runs as the trainer records a failure: status failed, no metric."""
+    return results.assign(
+        status=results["status"].mask(runs, "failed"),
+        val_bpb=results["val_bpb"].mask(runs),
+    )
+
+
+def paper_results(study: Study) -> pd.DataFrame:
+    """Every run of the stages in RAN, simulated in spec order, with what real runs do: the
+    screen's first run fails; three of the bridge control's four seeds fail (one run left,
+    so its sd and interval are null); random's last draw has no record yet."""
+    results = pd.DataFrame()
+    for name in RAN:
+        results = synthetic.simulate_stage(study.spec, name, results, PAPER_MODEL)
+        if name == "screen":
+            results = fail(results, results["run_id"] == results["run_id"].iloc[0])
+        if name == "bridge":
+            control = (results["stage"] == "bridge") & (results["role"] == "control")
+            results = fail(results, control & (results["seed"] > 1))
+    last_draw = results.index[results["stage"] == "random"][-1]
+    return as_measured(results.drop(index=last_draw))
+
+
+def paper_programme(study: Study) -> Programme:
+    """Each stage in RAN with its results, each but NOT_ANALYSED with its outcome; the seeded
+    screen's effects, retention and relaxation are those of the paper's published table."""
+    results = paper_results(study)
+    stages: dict[str, tuple[dict[str, Any] | None, pd.DataFrame | None]] = {}
+    for name in RAN:
+        rows = results[results["stage"] == name].reset_index(drop=True)
+        record = None
+        if name != NOT_ANALYSED:
+            record = stage_outcome(study.spec, study.spec.stage(name), results, study.name)
+        stages[name] = (None if record is None else record.to_json(), rows)
+    published = [published_family(300, PAPER_5M), published_family(600, PAPER_10M)]
+    seeded, _ = stages["seeded-screen"]
+    assert seeded is not None
+    seeded["effects"] = families_to_dict(published)
+    seeded["retained"] = retained_factors(published)
+    seeded["relaxation"] = [r.to_dict() for r in relaxation_table(published, "budget_s")]
+    return Programme(stages, manifest(study.spec, results, study.name))
+
+
+def quickstart_programme(study: Study) -> Programme:
+    """The quickstart with its screen run and analysed, its confirm stage not run yet and no
+    manifest written."""
+    results = synthetic.simulate_stage(study.spec, "screen", pd.DataFrame(), QUICKSTART_MODEL)
+    record = stage_outcome(study.spec, study.spec.stage("screen"), results, study.name)
+    return Programme({"screen": (record.to_json(), as_measured(results))}, None)
 
 
 def write_programme(store: Store, spec_path: Path = QUICKSTART) -> Study:
-    """Write spec.yaml, each stored stage's outcome.json/results.parquet, the paper's manifest."""
+    """Write spec.yaml and each stored stage's outcome.json, results.parquet and manifest."""
     study = load_study(spec_path)
     keys = StudyKeys(study.name)
     store.put_text(keys.spec(), spec_path.read_text())
-    stored = programme(study) if study.name == "paper" else quickstart_programme(study)
-    for stage, (outcome, results) in stored.items():
+    stored = paper_programme(study) if study.name == "paper" else quickstart_programme(study)
+    for stage, (outcome, results) in stored.stages.items():
         if outcome is not None:
             store.put_json(keys.stage(stage, "outcome.json"), outcome)
         if results is not None:
             store.put_frame(keys.stage(stage, "results.parquet"), results)
-    if study.name == "paper":
-        store.put_json(keys.manifest(), MANIFEST)
+    if stored.manifest is not None:
+        store.put_json(keys.manifest(), stored.manifest)
     return study
 
 
@@ -394,14 +190,27 @@ def write_programme(store: Store, spec_path: Path = QUICKSTART) -> Study:
 def paper_data() -> StudyData:
     """The programme as the report reads it, without going through storage."""
     study = load_study(PAPER)
-    stored = programme(study)
-    stages = tuple(StageData(s, *stored.get(s.name, (None, None))) for s in study.spec.stages)
-    return StudyData(study, stages, MANIFEST)
+    stored = paper_programme(study)
+    stages = tuple(
+        StageData(s, *stored.stages.get(s.name, (None, None))) for s in study.spec.stages
+    )
+    return StudyData(study, stages, stored.manifest)
 
 
 @pytest.fixture(scope="module")
 def paper_report(paper_data: StudyData) -> dict[str, bytes]:
     return render_report(paper_data).files
+
+
+def stage_data(data: StudyData, name: str) -> StageData:
+    return next(s for s in data.stages if s.name == name)
+
+
+def outcome_of(data: StudyData, name: str) -> dict[str, Any]:
+    """A stage's outcome record, for tests to compute what its section must say."""
+    outcome = stage_data(data, name).outcome
+    assert outcome is not None, name
+    return dict(outcome)
 
 
 def section(markdown: str, stage: str) -> str:
@@ -504,7 +313,7 @@ def test_a_screen_that_retains_nothing_says_so(tmp_path: Path) -> None:
 
 
 def test_stages_not_run_say_so_and_stages_without_analysis_say_that(
-    paper_report: dict[str, bytes],
+    paper_data: StudyData, paper_report: dict[str, bytes]
 ) -> None:
     markdown = paper_report["report.md"].decode()
     for stage in NOT_RUN:
@@ -512,68 +321,149 @@ def test_stages_not_run_say_so_and_stages_without_analysis_say_that(
         assert f"stages/{stage}/report.md" in paper_report
     assert "**Not run yet**" not in section(markdown, "screen")
     cross = section(markdown, "cross-host")
-    assert "**Analysis not run yet**: 16 run(s)" in cross
+    results = stage_data(paper_data, NOT_ANALYSED).results
+    assert results is not None
+    assert (
+        f"**Analysis not run yet**: {len(results)} run(s) in `results.parquet`, no `outcome.json`."
+        in cross
+    )
     assert "![" in cross  # its seed runs are still drawn
 
 
 def test_screen_section_has_runs_ranking_relaxation_promotions_and_best(
-    paper_report: dict[str, bytes],
+    paper_data: StudyData, paper_report: dict[str, bytes]
 ) -> None:
     screen = section(paper_report["report.md"].decode(), "screen")
-    assert "| 48 | 47 | 1 | 1 |" in screen
-    assert "Missing runs: `screen-c01-120-1-a100`." in screen
+    record = outcome_of(paper_data, "screen")
+    assert "| 48 | 47 | 1 | 0 |" in screen  # planned, succeeded, the failed first run, missing
+    assert "Missing runs" not in screen
     assert "**budget 10m, pool a100** (top 5 and bottom 2 of 16)" in screen
     assert screen.count("| … " * 7 + "|") == 3  # one cut per budget
     assert "(×1.00)" in screen and "Relaxation with budget" in screen
-    assert "| confirm | best-1 | `c07` | best | A-,B+,C+,D-,E+ |" in screen
-    assert "Retained factors" in screen and "`D`, `A`, `B`, `C`" in screen
+    assert len(record["promoted"]) == 6  # two best, two worst, two bridge points for confirm
+    for anchor in record["promoted"]:
+        row = (
+            f"| confirm | {anchor['role']} | `{anchor['condition_id']}` | {anchor['rule']} "
+            f"| {fmt_levels(anchor['levels'])} |  |"
+        )
+        assert row in screen
+    assert record["retained"]
+    retained = ", ".join(f"`{code}`" for code in record["retained"])
+    assert f"#### Retained factors\n\n{retained} (interval excludes zero and q ≤ 0.05 at 10m)." in (
+        screen
+    )
     assert "![Main effects on val_bpb by budget (screen)](stages/screen/effects.png)" in screen
 
 
 def test_confirm_section_has_variance_shares_win_counts_and_anchor_rules(
-    paper_report: dict[str, bytes],
+    paper_data: StudyData, paper_report: dict[str, bytes]
 ) -> None:
     confirm = section(paper_report["report.md"].decode(), "confirm")
+    record = outcome_of(paper_data, "confirm")
     assert "- best k=2 from `screen` as **best**" in confirm
     assert "- bridge k=2 from `screen`, centring B as **bridge**" in confirm
-    for term in ("budget_s", "condition_id", "budget_s:condition_id", "seed", "residual"):
-        assert f"| {term} |" in confirm
-    assert "| 10m | a100 | best-1 < worst-1 | 9/9 | 0 |" in confirm
-    assert "| best-1 | `c07` | best | screen | A-,B+,C+,D-,E+ |" in confirm
+    terms = [share["term"] for share in record["variance_shares"]]
+    assert {"budget_s", "condition_id", "budget_s:condition_id", "seed", "residual"} == set(terms)
+    for share in record["variance_shares"]:
+        assert f"| {share['term']} | {share['df']:.0f} | {share['sum_sq']:.6f} |" in confirm
+    assert len(record["win_counts"]) == 3 * 15  # 6 anchors: 15 pairs at each of 3 budgets
+    for wins in record["win_counts"]:
+        row = (
+            f"| {fmt_budget(wins['budget_s'])} | a100 | {wins['left']} < {wins['right']} "
+            f"| {wins['wins']}/{wins['total']} | {wins['ties']} |"
+        )
+        assert row in confirm
+    for anchor in record["anchors"]:
+        row = (
+            f"| {anchor['role']} | `{anchor['condition_id']}` | {anchor['rule']} | screen "
+            f"| {fmt_levels(anchor['levels'])} |"
+        )
+        assert row in confirm
     assert "(stages/confirm/variance-shares.png)" in confirm
     assert "(stages/confirm/anchors.png)" in confirm
 
 
-def test_greedy_and_random_summaries(paper_report: dict[str, bytes]) -> None:
+def test_greedy_and_random_summaries(paper_data: StudyData, paper_report: dict[str, bytes]) -> None:
     markdown = paper_report["report.md"].decode()
     greedy = section(markdown, "greedy-10m")
-    assert "| 10m | a100 | 2 | 3 | 1.090276 | 2 | `c03` A-,B-,C+,D-,E- |" in greedy
+    (climb,) = outcome_of(paper_data, "greedy-10m")["greedy"]["climbs"]
+    at_best = next(s for s in climb["steps"] if s["step"] == climb["best_step"])
+    assert (
+        f"| 10m | a100 | {len(climb['steps'])} | {climb['accepted']} | {climb['best']:.6f} "
+        f"| {climb['best_step']} | `{at_best['condition_id']}` {fmt_levels(at_best['levels'])} |"
+    ) in greedy
     random = section(markdown, "random")
-    assert "| 3 | `full32_c13` | A-,B+,C+,D-,E+ | 1.093000 |" in random
-    assert f"min 1.091000, max {DASH}." in random
+    record = outcome_of(paper_data, "random")
+    batches = record["random"]["batches"]
+    assert [batch["batch"] for batch in batches] == [1, 2, 3, 4, 5]
+    for batch in batches:
+        row = (
+            f"| {batch['batch']} | `{batch['condition_id']}` | {fmt_levels(batch['levels'])} "
+            f"| {batch['best']:.6f} |"
+        )
+        assert row in random
+    summary = record["random"]
+    assert (
+        f"Batch best: mean {summary['mean_batch_best']:.6f}, "
+        f"median {summary['median_batch_best']:.6f}, min {summary['min_batch_best']:.6f}, "
+        f"max {summary['max_batch_best']:.6f}."
+    ) in random
+    # The last draw has no record yet: counted and named as missing.
+    (missing,) = record["runs"]["missing"]
+    assert "| 80 | 79 | 0 | 1 |" in random
+    assert f"Missing runs: `{missing}`." in random
 
 
-def test_null_ranking_values_are_dashes(paper_report: dict[str, bytes]) -> None:
-    bridge = section(paper_report["report.md"].decode(), "bridge")
-    last = [line for line in bridge.splitlines() if line.startswith("| 4 |")]
-    assert len(last) == 1 and f"| {DASH} |" in last[0]
-
-
-def test_the_study_is_answered_by_its_last_analysed_stage_that_is_not_a_baseline(
-    paper_report: dict[str, bytes],
+def test_null_ranking_values_are_dashes_and_failures_are_counted(
+    paper_data: StudyData, paper_report: dict[str, bytes]
 ) -> None:
-    """long-horizon is the last analysed stage with a best; random, after it, is a baseline."""
+    """The bridge control failed on three of its four seeds: one run, so no sd."""
+    bridge = section(paper_report["report.md"].decode(), "bridge")
+    ranking = outcome_of(paper_data, "bridge")["ranking"]
+    control = next(e for e in ranking if e["role"] == "control")
+    assert (control["n"], control["runs"], control["failed"], control["sd"]) == (1, 4, 3, None)
+    assert control["rank"] == len(ranking)  # failures rank it behind every clean anchor
+    prefix = f"| {control['rank']} | `{control['condition_id']}` | control | 1 | 3/4 | "
+    (row,) = [line for line in bridge.splitlines() if line.startswith(prefix)]
+    cells = row.strip("|").split(" | ")
+    assert cells[5].strip().startswith(f"{control['mean']:.6f}")
+    assert cells[6].strip() == DASH
+
+
+def test_the_study_is_answered_by_its_last_analysed_stage_on_each_pool(
+    paper_data: StudyData, paper_report: dict[str, bytes]
+) -> None:
+    """long-horizon is the last analysed stage with a best; it ran on both pools."""
     markdown = paper_report["report.md"].decode()
     answer = markdown.split("## Best condition")[1].split("##")[0]
-    assert "From stage `long-horizon`:\n\n- `b01` (bridge-best) at 24h on a100: mean " in answer
-    assert "(not adjusted for having been picked as best)" in answer
+    bests = outcome_of(paper_data, "long-horizon")["best_per_pool"]
+    assert [best["pool"] for best in bests] == ["a100", "l40s"]
+    lines = [
+        f"- `{best['condition_id']}` ({best['role']}) at 24h on {best['pool']}: "
+        f"mean {best['mean']:.6f}, 95% CI "
+        for best in bests
+    ]
+    assert answer.startswith("\n\nFrom stage `long-horizon`:\n\n" + lines[0])
+    assert f"\n{lines[1]}" in answer
+    assert answer.count("(not adjusted for having been picked as best)") == 2
 
 
-def test_manifest_is_table_one_with_totals_and_pools(paper_report: dict[str, bytes]) -> None:
-    manifest = paper_report["report.md"].decode().split("## Run manifest")[1]
-    assert "| `screen` | screen | a100 | 2m, 5m, 10m | 48 | 47 | 1 | 0 | 4.5 |" in manifest
-    assert "| **total** |  |  |  | **613** | **612** | **1** |  | **530.0** |" in manifest
-    assert "| l40s | 44 | 216.0 |" in manifest
+def test_manifest_is_table_one_with_totals_and_pools(
+    paper_data: StudyData, paper_report: dict[str, bytes]
+) -> None:
+    table = paper_report["report.md"].decode().split("## Run manifest")[1]
+    assert paper_data.manifest is not None
+    screen = next(line for line in paper_data.manifest["stages"] if line["stage"] == "screen")
+    hours = screen["gpu_seconds"] / 3600
+    assert f"| `screen` | screen | a100 | 2m, 5m, 10m | 48 | 47 | 1 | 0 | {hours:.1f} |" in table
+    total = paper_data.manifest["total"]
+    assert (
+        f"| **total** |  |  |  | **{total['planned']}** | **{total['succeeded']}** "
+        f"| **{total['failed']}** |  | **{total['gpu_seconds'] / 3600:.1f}** |"
+    ) in table
+    l40s = paper_data.manifest["pools"]["l40s"]
+    assert l40s["runs"] == 24 + 12  # cross-host, and long-horizon's half on l40s
+    assert f"| l40s | {l40s['runs']} | {l40s['gpu_seconds'] / 3600:.1f} |" in table
 
 
 def test_every_linked_figure_is_a_rendered_png(paper_report: dict[str, bytes]) -> None:
@@ -589,8 +479,10 @@ def test_every_linked_figure_is_a_rendered_png(paper_report: dict[str, bytes]) -
         "stages/confirm/anchors.png",
         "stages/bridge/anchors.png",
         "stages/long-horizon/anchors.png",
+        "stages/long-horizon/variance-shares.png",
         "stages/cross-host/anchors.png",
         "stages/greedy-10m/search.png",
+        "stages/random/search.png",
     } == pngs
     assert all(paper_report[name].startswith(PNG_MAGIC) for name in pngs)
 
@@ -654,12 +546,11 @@ def test_main_effects_figure_draws_every_factor_at_every_budget(
 def test_variance_figure_has_one_bar_per_term_largest_first_residual_last(
     paper_data: StudyData,
 ) -> None:
-    shares = paper_data.stages[[s.name for s in paper_data.stages].index("confirm")].outcome
-    assert shares is not None
-    figure = variance_figure(shares["variance_shares"])
+    shares = outcome_of(paper_data, "confirm")["variance_shares"]
+    figure = variance_figure(shares)
     assert figure is not None
     (axes,) = figure.axes
-    assert len(axes.patches) == 5
+    assert len(axes.patches) == len(shares) == 5
     widths = [bar.get_width() for bar in sorted(axes.patches, key=lambda b: -b.get_y())]
     labels = [
         t.get_text() for t in sorted(axes.get_yticklabels(), key=lambda t: -t.get_position()[1])
@@ -672,7 +563,7 @@ def test_variance_figure_has_one_bar_per_term_largest_first_residual_last(
 def test_long_horizon_figure_has_a_panel_per_pool_and_budget_with_every_seed(
     paper_data: StudyData,
 ) -> None:
-    stage = next(s for s in paper_data.stages if s.name == "long-horizon")
+    stage = stage_data(paper_data, "long-horizon")
     assert stage.outcome is not None
     figure = anchor_figure(stage.results, stage.outcome["ranking"], pools=["a100", "l40s"])
     assert figure is not None
@@ -688,12 +579,21 @@ def test_long_horizon_figure_has_a_panel_per_pool_and_budget_with_every_seed(
         means = [line for line in axes.lines if str(line.get_gid()).startswith("mean:")]
         assert len(means) == 3
         assert all(line.get_color() == "black" for line in means)
-        order = [t.get_text().split("\n")[0] for t in axes.get_xticklabels()]
-        assert order == ["bridge-best", "greedy-winner", "control"]  # same order in each panel
+    orders = [[t.get_text() for t in axes.get_xticklabels()] for axes in figure.axes]
+    assert all(order == orders[0] for order in orders)  # one order in every panel
+    assert sorted(label.split("\n")[0] for label in orders[0]) == [
+        "bridge-best",
+        "control",
+        "greedy-winner",
+    ]
+    # ...best first by the mean in the first pool at the longest budget (a100, 24h).
+    reference = {line.get_gid(): line.get_ydata() for line in figure.axes[1].lines}
+    shown = [float(np.asarray(reference[f"mean:{label}"])[0]) for label in orders[0]]
+    assert shown == sorted(shown)
 
 
 def test_anchor_means_come_from_the_outcome_ranking(paper_data: StudyData) -> None:
-    stage = next(s for s in paper_data.stages if s.name == "bridge")
+    stage = stage_data(paper_data, "bridge")
     assert stage.outcome is not None
     ranking = [dict(r) for r in stage.outcome["ranking"]]
     control = next(r for r in ranking if r["role"] == "control")
@@ -701,7 +601,7 @@ def test_anchor_means_come_from_the_outcome_ranking(paper_data: StudyData) -> No
     figure = anchor_figure(stage.results, ranking)
     assert figure is not None
     means = {line.get_gid(): line.get_ydata()[0] for line in figure.axes[0].lines if line.get_gid()}
-    assert means["mean:control\n(c10)"] == 1.5
+    assert means[f"mean:control\n({control['condition_id']})"] == 1.5
 
 
 def test_no_runs_no_figure() -> None:
@@ -715,14 +615,21 @@ def test_no_runs_no_figure() -> None:
 # --- storage --------------------------------------------------------------------------------
 
 
-def test_read_study_data_finds_what_is_stored_and_none_for_the_rest(tmp_path: Path) -> None:
+def test_read_study_data_finds_what_is_stored_and_none_for_the_rest(
+    tmp_path: Path, paper_data: StudyData
+) -> None:
     store = LocalStore(tmp_path)
     write_programme(store, PAPER)
     data = read_study_data(store, "paper")
     assert [s.name for s in data.stages if not s.ran] == list(NOT_RUN)
-    cross = next(s for s in data.stages if s.name == "cross-host")
-    assert cross.outcome is None and cross.results is not None and len(cross.results) == 16
-    assert data.manifest == MANIFEST
+    for stage, stored in zip(data.stages, paper_data.stages, strict=True):
+        assert stage.outcome == stored.outcome, stage.name
+        if stored.results is None:
+            assert stage.results is None, stage.name
+        else:
+            assert stage.results is not None and len(stage.results) == len(stored.results)
+    assert stage_data(data, NOT_ANALYSED).outcome is None
+    assert data.manifest == paper_data.manifest
 
 
 def test_write_report_puts_files_beside_the_study_data(tmp_path: Path) -> None:
@@ -819,8 +726,8 @@ def test_baseline_stages_draw_their_incumbent_against_cost() -> None:
 
 def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
     paper = load_study(PAPER)
-    families = {"families": [_published_family(300, PAPER_5M)]}
-    without_a = {"families": [_published_family(300, [r for r in PAPER_5M if r[0] != "A"])]}
+    families = families_to_dict([published_family(300, PAPER_5M)])
+    without_a = families_to_dict([published_family(300, [r for r in PAPER_5M if r[0] != "A"])])
     colours = []
     for document in (families, without_a):
         figure = effects_figure([("s", document)], study=paper)

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import botocore.exceptions
 import pytest
-from seaweed import S3Endpoint, SeaweedError, find_weed
+from seaweed import S3Bucket, S3Endpoint, SeaweedError, find_weed
 
 
 def test_weed_is_taken_from_the_virtualenv_first(
@@ -40,13 +40,11 @@ def test_endpoint_is_on_loopback(seaweedfs: S3Endpoint) -> None:
 
 
 @pytest.mark.integration
-def test_bucket_starts_empty_and_round_trips_an_object(
-    seaweedfs: S3Endpoint, s3_bucket: str
-) -> None:
-    client = seaweedfs.client()
-    assert client.list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0
-    client.put_object(Bucket=s3_bucket, Key="a/b.txt", Body=b"payload")
-    assert client.get_object(Bucket=s3_bucket, Key="a/b.txt")["Body"].read() == b"payload"
+def test_bucket_starts_empty_and_round_trips_an_object(s3_bucket: S3Bucket) -> None:
+    assert s3_bucket.stored_keys() == []
+    s3_bucket.put("a/b.txt", b"payload")
+    assert s3_bucket.read("a/b.txt") == b"payload"
+    assert s3_bucket.stored_keys("a/") == ["a/b.txt"]
 
 
 @pytest.mark.integration
@@ -58,24 +56,24 @@ def test_bucket_starts_empty_and_round_trips_an_object(
     ],
 )
 def test_wrong_credentials_are_rejected(
-    seaweedfs: S3Endpoint, s3_bucket: str, change: dict[str, str], code: str
+    s3_bucket: S3Bucket, change: dict[str, str], code: str
 ) -> None:
     with pytest.raises(botocore.exceptions.ClientError) as raised:
-        replace(seaweedfs, **change).client().list_objects_v2(Bucket=s3_bucket)
+        replace(s3_bucket.endpoint, **change).client().list_objects_v2(Bucket=s3_bucket.name)
     assert raised.value.response["Error"]["Code"] == code
 
 
 @pytest.mark.integration
-def test_subprocess_reaches_it_through_environment(seaweedfs: S3Endpoint, s3_bucket: str) -> None:
-    seaweedfs.client().put_object(Bucket=s3_bucket, Key="k", Body=b"from the parent")
+def test_subprocess_reaches_it_through_environment(s3_bucket: S3Bucket) -> None:
+    s3_bucket.put("k", b"from the parent")
     script = (
         "import sys, boto3; "
         "print(boto3.client('s3').get_object(Bucket=sys.argv[1], Key='k')['Body'].read().decode())"
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     done = subprocess.run(
-        [sys.executable, "-c", script, s3_bucket],
-        env=env | seaweedfs.env(),
+        [sys.executable, "-c", script, s3_bucket.name],
+        env=env | s3_bucket.endpoint.env(),
         capture_output=True,
         text=True,
         check=True,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from seaweed import S3Endpoint
+from seaweed import S3Bucket, S3Endpoint
 
 from stagescreen.keys import TEMP_PREFIX, InvalidKey, MissingKey, StoreError, StudyKeys
 from stagescreen.store import LocalStore, S3Store, Store, open_store
@@ -20,9 +20,8 @@ from stagescreen.store import LocalStore, S3Store, Store, open_store
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "local":
         return LocalStore(tmp_path / "store")
-    endpoint: S3Endpoint = request.getfixturevalue("seaweedfs")
-    bucket: str = request.getfixturevalue("s3_bucket")
-    return S3Store(bucket, "studies/v1", endpoint.client())
+    bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+    return S3Store(bucket.name, "studies/v1", bucket.client())
 
 
 FRAME = pd.DataFrame(
@@ -207,40 +206,34 @@ def test_unusable_uris_are_refused_saying_what_is_accepted(uri: str, message: st
 
 
 @pytest.mark.integration
-def test_s3_uri_with_explicit_options(seaweedfs: S3Endpoint, s3_bucket: str) -> None:
+def test_s3_uri_with_explicit_options(s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = s3_bucket.endpoint
+    for name in endpoint.env():
+        monkeypatch.delenv(name)  # everything comes from the options
     store = open_store(
-        f"s3://{s3_bucket}/team/studies",
-        endpoint_url=seaweedfs.url,
-        access_key=seaweedfs.access_key,
-        secret_key=seaweedfs.secret_key,
-        region=seaweedfs.region,
+        s3_bucket.uri("team/studies"),
+        endpoint_url=endpoint.url,
+        access_key=endpoint.access_key,
+        secret_key=endpoint.secret_key,
+        region=endpoint.region,
     )
     store.put_text("demo/spec.yaml", "spec")
-    body = seaweedfs.client().get_object(Bucket=s3_bucket, Key="team/studies/demo/spec.yaml")
-    assert body["Body"].read() == b"spec"
-    assert store.uri("demo/spec.yaml") == f"s3://{s3_bucket}/team/studies/demo/spec.yaml"
+    assert s3_bucket.read("team/studies/demo/spec.yaml") == b"spec"
+    assert store.uri("demo/spec.yaml") == s3_bucket.uri("team/studies/demo/spec.yaml")
     assert store.list("demo/") == ["demo/spec.yaml"]
 
 
 @pytest.mark.integration
-def test_s3_uri_takes_endpoint_and_credentials_from_environment(
-    seaweedfs: S3Endpoint, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in seaweedfs.env().items():
-        monkeypatch.setenv(name, value)
-    store = open_store(f"s3://{s3_bucket}")
+def test_s3_uri_takes_endpoint_and_credentials_from_environment(s3_bucket: S3Bucket) -> None:
+    store = open_store(s3_bucket.uri())
     store.put_bytes("k", b"v")
-    assert seaweedfs.client().get_object(Bucket=s3_bucket, Key="k")["Body"].read() == b"v"
+    assert s3_bucket.read("k") == b"v"
 
 
 @pytest.mark.integration
-def test_s3_explicit_options_override_the_environment(
-    seaweedfs: S3Endpoint, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in seaweedfs.env().items():
-        monkeypatch.setenv(name, value)
+def test_s3_explicit_options_override_the_environment(s3_bucket: S3Bucket) -> None:
     store = open_store(
-        f"s3://{s3_bucket}", access_key=seaweedfs.access_key, secret_key="wrong-secret"
+        s3_bucket.uri(), access_key=s3_bucket.endpoint.access_key, secret_key="wrong-secret"
     )
     with pytest.raises(StoreError, match="SignatureDoesNotMatch"):
         store.put_bytes("k", b"v")

@@ -22,7 +22,7 @@ from apiserver import Running
 from kopf.testing import KopfRunner
 from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
-from seaweed import S3Endpoint
+from seaweed import S3Bucket
 
 from stagescreen.keys import StudyKeys
 from stagescreen.store import open_store
@@ -73,8 +73,7 @@ class Cluster:
     api: client.ApiClient
     server: Running
     agent: NodeAgent
-    s3: S3Endpoint
-    bucket: str
+    s3: S3Bucket
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -82,7 +81,7 @@ class Cluster:
 
     def apply(self, template: str) -> None:
         """Create the study of `template` (STUDY, FAILING) on this cluster's S3 bucket."""
-        text = template.format(endpoint=self.s3.url, bucket=self.bucket)
+        text = study_text(template, self.s3)
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, PLURAL, yaml.safe_load(text)
         )
@@ -130,30 +129,28 @@ class Cluster:
         return self.server.server.created("jobs")
 
 
-def study_text(s3: S3Endpoint, bucket: str) -> str:
-    return STUDY.format(endpoint=s3.url, bucket=bucket)
+def study_text(template: str, s3: S3Bucket) -> str:
+    """A study template (STUDY, FAILING) on the test's bucket."""
+    return template.format(endpoint=s3.endpoint.url, bucket=s3.name)
 
 
 @pytest.fixture
 def cluster(
     apiserver: Running,
-    seaweedfs: S3Endpoint,
-    s3_bucket: str,
+    s3_bucket: S3Bucket,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Cluster]:
     kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    for key, value in seaweedfs.env().items():
-        monkeypatch.setenv(key, value)
     api = config.new_client_from_config(str(kubeconfig))
     api.user_agent = TESTS
     node = config.new_client_from_config(str(kubeconfig))
     node.user_agent = NODE
     core = client.CoreV1Api(api)
     credentials = {
-        "AWS_ACCESS_KEY_ID": seaweedfs.access_key,
-        "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key,
+        "AWS_ACCESS_KEY_ID": s3_bucket.endpoint.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_bucket.endpoint.secret_key,
     }
     core.create_namespaced_secret(
         NAMESPACE,
@@ -162,8 +159,8 @@ def cluster(
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in credentials.items()},
         },
     )
-    study = parse_study(yaml.safe_load(study_text(seaweedfs, s3_bucket)))
-    store = open_store(study.spec.storage.root(), endpoint_url=seaweedfs.url)
+    study = parse_study(yaml.safe_load(study_text(STUDY, s3_bucket)))
+    store = open_store(study.spec.storage.root())
     corpus_for(study, store, 1024, say=lambda line: None)  # what `stagescreen run` leaves there
     agent = NodeAgent(
         node,
@@ -172,7 +169,7 @@ def cluster(
         extra_env={"STAGESCREEN_CACHE": str(tmp_path / "cache")},
     ).start()
     try:
-        yield Cluster(api, apiserver, agent, seaweedfs, s3_bucket)
+        yield Cluster(api, apiserver, agent, s3_bucket)
     finally:
         agent.stop()
 
@@ -196,7 +193,7 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
     assert status["stages"]["screen"]["phase"] == "Succeeded"
     assert status["stages"]["confirm"]["summary"].startswith("best ")
     assert status["best"]["stage"] == "confirm"
-    assert status["reportUri"].startswith(f"s3://{cluster.bucket}/studies/tiny/report.md")
+    assert status["reportUri"].startswith(cluster.s3.uri("studies/tiny/report.md"))
     runs = [
         job
         for job in cluster.jobs()
@@ -210,7 +207,7 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
     assert len(names) == len(set(names)) == 8 + 2  # no Job created twice; two analyses
     # Everything the operator did, the chart's RBAC allows (tests/chart compares the two).
     assert cluster.operator_calls() <= CALLS | KOPF_CALLS | CRD_CALLS, cluster.operator_calls()
-    store = open_store(f"s3://{cluster.bucket}/studies", endpoint_url=cluster.s3.url)
+    store = open_store(cluster.s3.uri("studies"))
     keys = StudyKeys("tiny")
     records = [k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]
     assert len(records) == 8
@@ -353,7 +350,7 @@ def test_failures_are_recorded_with_their_reasons_and_degrade_the_study(cluster:
 
 
 def runs_ended(cluster: Cluster) -> dict[str, dict[str, Any]]:
-    store = open_store(f"s3://{cluster.bucket}/studies", endpoint_url=cluster.s3.url)
+    store = open_store(cluster.s3.uri("studies"))
     keys = StudyKeys("tiny")
     found = [
         store.get_json(k) for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")

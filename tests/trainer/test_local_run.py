@@ -4,7 +4,6 @@ several points and started again, which must end with the same runs and nothing 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from seaweed import S3Bucket
 from trainer_support import Prepared
 
 from stagescreen.keys import StudyKeys
@@ -181,19 +181,16 @@ def test_a_study_on_s3_killed_mid_run_resumes_to_the_same_runs(
     quickstart: Prepared,
     uninterrupted: Path,
     tmp_path: Path,
-    seaweedfs: Any,
-    s3_bucket: str,
+    s3_bucket: S3Bucket,
 ) -> None:
     """The same study with every record, checkpoint and outcome on SeaweedFS S3."""
     study = write_study(tmp_path, quickstart)
-    store = f"s3://{s3_bucket}/studies"
-    env = {**os.environ, **seaweedfs.env()}
+    store = s3_bucket.uri("studies")
     process = subprocess.Popen(
         [*command(study), "--store", store],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
     )
     assert process.stdout is not None
     for line in process.stdout:
@@ -204,19 +201,12 @@ def test_a_study_on_s3_killed_mid_run_resumes_to_the_same_runs(
     process.wait(timeout=120)
     time.sleep(1.0)
     done = subprocess.run(
-        [*command(study), "--store", store], capture_output=True, text=True, env=env, timeout=600
+        [*command(study), "--store", store], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    client = seaweedfs.client()
-    keys = [
-        item["Key"]
-        for page in client.get_paginator("list_objects_v2").paginate(
-            Bucket=s3_bucket, Prefix="studies/tiny/"
-        )
-        for item in page.get("Contents", [])
-    ]
+    keys = s3_bucket.stored_keys("studies/tiny/")
     results = {
-        key.split("/")[3]: json.loads(client.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
+        key.split("/")[3]: json.loads(s3_bucket.read(key))
         for key in keys
         if key.endswith("/result.json")
     }

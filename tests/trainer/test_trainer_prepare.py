@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from seaweed import S3Bucket
 from trainer_support import Prepared
 
 from stagescreen_trainer import prepare
@@ -126,19 +126,14 @@ def test_parquet_shards_with_a_pinned_validation_shard(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_parquet_shards_read_from_s3(seaweedfs: Any, s3_bucket: str, tmp_path: Path) -> None:
+def test_parquet_shards_read_from_s3(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     shards = write_parquet_corpus(tmp_path / "climb")
-    client = seaweedfs.client()
-    for path in sorted((tmp_path / "climb").iterdir()):
-        client.put_object(Bucket=s3_bucket, Key=f"climb/{path.name}", Body=path.read_bytes())
+    s3_bucket.upload(tmp_path / "climb", "climb")
     out = tmp_path / "out"
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in seaweedfs.env().items():
-            env.setenv(key, value)
-        source = f"s3://{s3_bucket}/climb"
-        code = prepare.main(
-            ["--source", source, "--out", str(out), "--vocab", "300", "--min-val-tokens", "50"]
-        )
+    source = s3_bucket.uri("climb")
+    code = prepare.main(
+        ["--source", source, "--out", str(out), "--vocab", "300", "--min-val-tokens", "50"]
+    )
     assert code == 0
     _, val = shard_texts(out / "shards")
     assert val == shards["val_000.parquet"]

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import torch
+from seaweed import S3Bucket
 from trainer_support import Prepared, read_record, run_trainer, tiny_env, trainer_command
 
 from stagescreen_trainer.data import split_shards
@@ -220,16 +221,11 @@ def test_exploding_learning_rate_ends_diverged_with_a_record(
 
 @pytest.mark.integration
 def test_reads_data_from_and_writes_everything_to_seaweedfs_s3(
-    quickstart: Prepared, seaweedfs: Any, s3_bucket: str
+    quickstart: Prepared, s3_bucket: S3Bucket
 ) -> None:
-    client = seaweedfs.client()
-    for folder, prefix in (
-        (quickstart.data, "corpus/shards"),
-        (quickstart.tokenizer, "corpus/tokenizer"),
-    ):
-        for path in sorted(folder.iterdir()):
-            client.put_object(Bucket=s3_bucket, Key=f"{prefix}/{path.name}", Body=path.read_bytes())
-    root = f"s3://{s3_bucket}"
+    s3_bucket.upload(quickstart.data, "corpus/shards")
+    s3_bucket.upload(quickstart.tokenizer, "corpus/tokenizer")
+    root = s3_bucket.uri()
     env = tiny_env(
         Prepared(data=Path("unused"), tokenizer=Path("unused")),
         f"{root}/demo/runs/r1",
@@ -238,16 +234,14 @@ def test_reads_data_from_and_writes_everything_to_seaweedfs_s3(
         MAX_STEPS=6,
         CHECKPOINT_EVERY=0.001,
         RUN_ID="r1",
-        **seaweedfs.env(),
+        **s3_bucket.endpoint.env(),  # tiny_env leaves the test's AWS_ variables out
     )
     done = run_trainer(env)
     assert done.returncode == 0, done.stderr
-    keys = {o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket, Prefix="demo/")["Contents"]}
+    keys = set(s3_bucket.stored_keys("demo/"))
     expected = {"result.json", "curve.parquet", "log.txt", "ckpt/state.pt"}
     assert keys == {f"demo/runs/r1/{name}" for name in expected}
-    record = json.loads(
-        client.get_object(Bucket=s3_bucket, Key="demo/runs/r1/result.json")["Body"].read()
-    )
+    record = json.loads(s3_bucket.read("demo/runs/r1/result.json"))
     assert record["status"] == "succeeded" and record["run_id"] == "r1" and record["val_bpb"] > 0
 
 
