@@ -39,6 +39,7 @@ from stagescreen.formatting import (
 )
 from stagescreen.keys import StudyKeys
 from stagescreen.outcome import manifest, retained_factors, stage_outcome
+from stagescreen.outcome_sections import best_section
 from stagescreen.report import (
     StageData,
     StudyData,
@@ -735,3 +736,50 @@ def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
         line = next(x for x in figure.axes[0].get_lines() if x.get_gid() == "effect:s:D")
         colours.append(line.get_color())
     assert colours[0] == colours[1]
+
+
+@pytest.mark.parametrize(
+    ("runner_up", "verdict"),
+    [
+        (
+            {"ci_low": -0.001, "ci_high": 0.009, "separated": False},
+            "`c07` and `c03-b0` are not distinguishable at 24h.",
+        ),
+        (
+            {"ci_low": 0.002, "ci_high": 0.009, "separated": True},
+            "`c07` is ahead of `c03-b0` at 24h.",
+        ),
+        (
+            {"ci_low": None, "ci_high": None, "separated": None},
+            "one run per condition: no interval, so `c07` and `c03-b0` are not "
+            "distinguishable at 24h from this stage.",
+        ),
+    ],
+)
+def test_the_best_is_named_with_its_runner_up_and_whether_they_are_separated(
+    runner_up: dict[str, Any], verdict: str
+) -> None:
+    best = {
+        "condition_id": "c07",
+        "role": "best",
+        "budget_s": 86400,
+        "pool": "a100",
+        "mean": 0.9821,
+        "ci_low": 0.978,
+        "ci_high": 0.986,
+        "levels": {"A": -1, "B": 1},
+        "hyperparameters": {},
+        "runner_up": {
+            "condition_id": "c03-b0",
+            "mean": 0.9863,
+            "difference": 0.0042,
+            "wins": 7,
+            "total": 9,
+            **runner_up,
+        },
+    }
+    text = best_section({"best": best})
+    assert text.startswith("- `c07` (best) at 24h on a100: mean 0.982100")
+    assert "Runner-up `c03-b0` 0.986300, difference +0.0042" in text
+    assert "`c07` wins 7/9 seed pairings" in text
+    assert text.endswith(verdict)
