@@ -31,12 +31,12 @@ def test_simulate_writes_the_study_keys_and_says_it_is_synthetic(tmp_path: Path)
     assert lines[2].split()[:5] == ["SYNTHETIC", "screen", "screen", "16", "runs"]
     assert "retained A, B" in lines[2]
     assert lines[3].split()[:5] == ["SYNTHETIC", "confirm", "confirm", "12", "runs"]
-    assert all(line.startswith("SYNTHETIC") for line in lines[:-1])
+    assert all(line.startswith("SYNTHETIC") for line in lines)
     # The last stage's best condition is the study's answer, with its recipe and interval.
     assert lines[4].startswith("SYNTHETIC outcome: best ")
     assert "A-,B+" in lines[4] and "DEPTH=1, ASPECT_RATIO=64" in lines[4]
     assert "at 20 s in stage 'confirm'" in lines[4]
-    assert lines[-1] == f"wrote {(out / 'quickstart').as_uri()}/"
+    assert lines[-1] == f"SYNTHETIC study written to {(out / 'quickstart').as_uri()}/"
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == [
         "quickstart/manifest.json",
@@ -66,6 +66,10 @@ def test_simulate_refuses_to_write_into_the_studys_own_storage(
     assert result.exit_code == 2
     assert "error: --out 'runs/' is the study's own storage (./runs)" in result.stderr
     assert not (tmp_path / "runs").exists()
+    as_uri = runner.invoke(
+        app, ["simulate", str(QUICKSTART), "--out", (tmp_path / "runs").as_uri()]
+    )
+    assert as_uri.exit_code == 2 and "is the study's own storage" in as_uri.stderr
 
 
 def test_by_default_the_model_is_calibrated_to_the_paper(tmp_path: Path) -> None:

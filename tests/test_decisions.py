@@ -166,3 +166,51 @@ def test_lenth_individual_error_rate_is_conservative() -> None:
     draws = rng.normal(size=(4000, 7))
     rate = np.mean([np.mean(np.abs(row) > fx.lenth_margin(row).me) for row in draws])
     assert 0.015 < rate < 0.035
+
+
+def cells(values: dict[str, dict[int, float | None]]) -> pd.DataFrame:
+    """Runs of conditions at 20 s on one pool: {condition: {seed: value, None = diverged}}."""
+    return pd.DataFrame(
+        [
+            {
+                "condition_id": condition,
+                "role": condition,
+                "budget_s": 20,
+                "seed": seed,
+                "pool": "cpu",
+                "status": "succeeded" if value is not None else "diverged",
+                "val_bpb": value,
+                **dict.fromkeys(SPEC.codes, -1),
+            }
+            for condition, by_seed in values.items()
+            for seed, value in by_seed.items()
+        ]
+    )
+
+
+def test_conditions_that_share_no_seeds_are_ranked_on_raw_means() -> None:
+    """No common seed to adjust through: an adjusted mean would be arbitrary (0.89 and 1.14
+    from values between 0.99 and 1.03)."""
+    results = cells({"good": {1: 1.00, 2: 0.99, 3: None}, "bad": {1: None, 3: 1.03, 4: 1.02}})
+    results = results[results["status"] == "succeeded"]
+    ranking = stages.rank_conditions(results, "val_bpb", "minimize")
+    assert not ranking["adjusted"].any()
+    assert dict(zip(ranking["condition_id"], ranking["mean"], strict=True)) == pytest.approx(
+        {"good": 0.995, "bad": 1.025}
+    )
+
+
+def test_the_runner_up_is_compared_on_the_seeds_both_kept() -> None:
+    # first's seed-4 run has no record yet (missing, not failed)
+    results = cells(
+        {"first": {1: 1.00, 2: 1.01, 3: 1.02}, "second": {1: 1.02, 2: 1.03, 3: 1.05, 4: 0.90}}
+    )
+    screen = synthetic.simulate_stage(SPEC, "screen", pd.DataFrame(), MODEL)
+    both = pd.concat([screen, results.assign(stage="confirm")], ignore_index=True)
+    best = outcome.stage_outcome(SPEC, SPEC.stage("confirm"), both, "q").best
+    assert best is not None and best.condition_id == "first" and best.runner_up is not None
+    runner = best.runner_up
+    # seed 4 (where only the runner-up ran, and luckily) is left out of the comparison
+    assert runner.difference == pytest.approx((1.02 + 1.03 + 1.05) / 3 - (1.00 + 1.01 + 1.02) / 3)
+    assert runner.ci_low < runner.difference < runner.ci_high
+    assert runner.total == 9

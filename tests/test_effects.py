@@ -444,3 +444,20 @@ def test_unknown_columns_are_named_with_what_exists() -> None:
         fit_effects(data, "val_bpb", list("ABCDE"), by="budget")
     with pytest.raises(EffectsError, match="term 'A:Z'"):
         fit_effects(data, "val_bpb", list("ABCDE"), terms=["A:Z"])
+
+
+def test_a_row_without_a_status_has_no_record_and_is_left_out() -> None:
+    """One definition of succeeded (runstatus.succeeded) for the effects and the planner."""
+    data = pd.DataFrame(
+        {
+            "A": [-1, 1, -1, 1, -1, 1],
+            "status": ["succeeded", " Succeeded ", None, "succeeded", "succeeded", "failed"],
+            "y": [1.0, 2.0, 1.5, 2.1, 0.9, 3.0],
+        }
+    )
+    (family,) = fit_effects(data, "y", ["A"])
+    assert family.n == 4
+    assert [(run.row, run.reason) for run in family.excluded] == [
+        (2, "status is missing"),
+        (5, "status=failed"),
+    ]

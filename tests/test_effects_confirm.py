@@ -257,3 +257,11 @@ def test_relaxation_ratios_only_for_effects_that_hold_at_the_reference_budget() 
 def test_relaxation_table_needs_the_budget_key() -> None:
     with pytest.raises(EffectsError, match="'budget_s'"):
         relaxation_table([family(300, {"A": (1.0, 0.1)})], budget="budget_s")
+
+
+def test_pooled_model_names_the_effects_a_budget_can_no_longer_separate() -> None:
+    """Every A+,B+ run lost at 600 s: a pseudo-inverse gave A = -0.52 with p = 3e-15."""
+    data = d_fixed_followup(noise=0.002)
+    data = data[~((data["budget"] == 600) & (data["A"] == 1) & (data["B"] == 1))]
+    with pytest.raises(EffectsError, match=r"cannot separate A at 600 \(it is confounded"):
+        pooled_budget_effects(data, "y", list("ABC"), budget="budget", order=2)

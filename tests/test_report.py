@@ -751,7 +751,7 @@ def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
         ),
         (
             {"ci_low": None, "ci_high": None, "separated": None},
-            "one run per condition: no interval, so `c07` and `c03-b0` are not "
+            "fewer than two runs on a side: no interval, so `c07` and `c03-b0` are not "
             "distinguishable at 24h from this stage.",
         ),
     ],

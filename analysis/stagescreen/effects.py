@@ -41,7 +41,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from stagescreen.jsonvalues import json_number
-from stagescreen.runstatus import RunStatus
+from stagescreen.runstatus import succeeded as run_succeeded
 
 _TOL = 1e-9
 
@@ -291,9 +291,9 @@ def _exclusion_reasons(data: pd.DataFrame, response: str, required: Sequence[str
     """Per row, why it cannot enter a fit ("" when it can): failed status or missing values."""
     reasons = pd.Series("", index=data.index, dtype=object)
     if "status" in data.columns:
-        status = data["status"].astype(str).str.strip().str.lower()
-        bad = data["status"].notna() & (status != RunStatus.SUCCEEDED)
+        bad = ~run_succeeded(data["status"])
         reasons[bad] = "status=" + data.loc[bad, "status"].astype(str)
+        reasons[bad & data["status"].isna()] = "status is missing"
     for column in (response, *required):
         gap = data[column].isna() & (reasons == "")
         reasons[gap] = f"{column} is missing"
@@ -773,6 +773,32 @@ def pooled_budget_effects(
         formula += " + C(block)"
     model = smf.ols(formula, data=frame, eval_env=0)
     x, y = np.asarray(model.exog), np.asarray(model.endog)
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        # A budget that lost a corner of the design cannot separate some effects; a
+        # pseudo-inverse would return confident nonsense for them, so name them instead.
+        readable = {names[t]: f"{t} at {_plain(reference)}" for t in model_t}
+        for k, value in enumerate(budgets[1:], start=1):
+            readable[f"b{k}"] = f"budget {_plain(value)}"
+            readable |= {f"b{k}:{names[t]}": f"{t} at {_plain(value)}" for t in model_t}
+        labels = [
+            "intercept"
+            if name == "Intercept"
+            else "block"
+            if name.startswith("C(block)")
+            else readable.get(name, name)
+            for name in model.exog_names
+        ]
+        lost = [
+            f"{labels[i]} ({reason})"
+            for i, name in enumerate(model.exog_names)
+            if ":" in name or name.startswith("x")
+            if (reason := _estimability(x, i, labels))
+        ]
+        raise EffectsError(
+            "pooled budget model: the runs left cannot separate "
+            + "; ".join(lost or ["every effect"])
+            + "; the per-budget effects report what each budget can estimate"
+        )
     residuals = y - x @ np.linalg.pinv(x) @ y
     at = frame["_budget"].to_numpy()
     variance, df_budget = np.empty(len(y)), {}
@@ -982,8 +1008,14 @@ def adjusted_means(
         columns += [(usable[block].astype(str) == v).to_numpy(float) for v in levels[1:]]
         averaged += [1 / len(levels)] * (len(levels) - 1)
     x = np.column_stack(columns)
+    rank = int(np.linalg.matrix_rank(x))
+    if rank < x.shape[1]:
+        raise EffectsError(
+            f"adjusted means: the conditions share too few {', '.join(blocks)} levels to "
+            "compare them through a common block (each kept different seeds)"
+        )
     fit = sm.OLS(usable[response].to_numpy(float), x).fit()
-    df_resid = len(usable) - int(np.linalg.matrix_rank(x))
+    df_resid = len(usable) - rank
     cov = np.asarray(fit.cov_params()) if df_resid > 0 else None
     t_crit = float(stats.t.ppf((1 + level) / 2, df_resid)) if df_resid > 0 else math.nan
     out = []

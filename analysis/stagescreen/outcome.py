@@ -74,8 +74,10 @@ class RankedCondition(_Record):
 class RunnerUp(_Record):
     """The condition ranked second, and how far the best is from it.
 
-    `difference` is runner-up minus best (Welch interval over their runs); `separated` is
-    True when that interval excludes zero, False when it does not, None without an interval.
+    `difference` is runner-up minus best over their runs, with Welch's interval (on the seeds
+    both kept, when either lost one, so estimate and interval speak of the same runs);
+    `separated` is True when that interval excludes zero, False when it does not, None
+    without an interval (fewer than two runs on a side).
     `wins` of `total` cross-seed pairings go to the best (descriptive, paper 4.4).
     """
 
@@ -275,18 +277,24 @@ def _runner_up(
     metric = spec.metric.name
     usable = planning.succeeded(rows, metric)
     cell = usable[(usable["budget_s"] == best.budget_s) & (usable["pool"] == best.pool)]
+    pair = cell[cell["condition_id"].isin([best.condition_id, second.condition_id])]
+    seeds = [
+        set(pair.loc[pair["condition_id"] == c, "seed"])
+        for c in (best.condition_id, second.condition_id)
+    ]
+    if seeds[0] != seeds[1] and seeds[0] & seeds[1]:
+        # seeds were lost: compare on the seeds both kept, so the difference and its
+        # interval speak of the same runs and a lost seed does not tilt the comparison
+        pair = pair[pair["seed"].isin(seeds[0] & seeds[1])]
 
     def values(condition: str) -> np.ndarray:
-        return cell.loc[cell["condition_id"] == condition, metric].to_numpy(float)
+        return pair.loc[pair["condition_id"] == condition, metric].to_numpy(float)
 
     gap = fx.mean_difference(values(second.condition_id), values(best.condition_id))
     wins = fx.win_count(
         values(best.condition_id),
         values(second.condition_id),
         lower_is_better=spec.metric.goal == "minimize",
-    )
-    difference = (
-        second.mean - best.mean if second.mean is not None and best.mean is not None else None
     )
     separated = (
         None
@@ -296,7 +304,7 @@ def _runner_up(
     return RunnerUp(
         condition_id=second.condition_id,
         mean=second.mean,
-        difference=difference,
+        difference=gap.effect,
         ci_low=gap.ci_low,
         ci_high=gap.ci_high,
         wins=wins.wins,

@@ -424,7 +424,7 @@ def _best_line(best: Any) -> str:
         f"difference {fmt_effect(runner.get('difference'))}"
     )
     if runner.get("separated") is None:
-        verdict = f"one run per condition: no interval, so `{name}` and `{other}` are not "
+        verdict = f"fewer than two runs on a side: no interval, so `{name}` and `{other}` are not "
         verdict += f"distinguishable at {budget} from this stage"
     else:
         gap += f" (95% CI {fmt_interval(runner.get('ci_low'), runner.get('ci_high'))})"

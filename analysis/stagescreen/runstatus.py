@@ -10,6 +10,10 @@ these states here and nowhere else.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class RunStatus(StrEnum):
@@ -43,3 +47,10 @@ def status_of_exit(code: int) -> RunStatus:
     if code == EXIT_INTERRUPTED:
         return RunStatus.INTERRUPTED
     return RunStatus.FAILED
+
+
+def succeeded(status: pd.Series) -> pd.Series:
+    """Which rows' status reads succeeded: the project's one definition. Case and spaces are
+    forgiven (results tables also come from users' CSV files); a missing status is a run with
+    no record, which does not count."""
+    return status.notna() & status.astype(str).str.strip().str.lower().eq(RunStatus.SUCCEEDED)

@@ -27,7 +27,8 @@ import pandas as pd
 
 from stagescreen import design as designs
 from stagescreen import effects as fx
-from stagescreen.runstatus import TERMINAL, RunStatus
+from stagescreen.runstatus import TERMINAL
+from stagescreen.runstatus import succeeded as run_succeeded
 from stagescreen.spec import WINNER_RULES, Selection, Stage, StudySpec
 
 
@@ -166,7 +167,7 @@ def succeeded(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Rows that count for ranking: status succeeded and a finite metric."""
     if results.empty:
         return results
-    ok = results["status"].eq(RunStatus.SUCCEEDED) & np.isfinite(
+    ok = run_succeeded(results["status"]) & np.isfinite(
         pd.to_numeric(results[metric], errors="coerce")
     )
     return results[ok]
@@ -205,7 +206,7 @@ def rank_conditions(
     table = ended.groupby("condition_id", sort=True).agg(
         role=("role", "first"),
         runs=("status", "size"),
-        failed=("status", lambda status: int((status != RunStatus.SUCCEEDED).sum())),
+        failed=("status", lambda status: int((~run_succeeded(status)).sum())),
     )
     table["n"] = good.groupby("condition_id").size().reindex(table.index, fill_value=0)
     blocks = [b for b in BLOCKS if b in good.columns and good[b].nunique() > 1]
@@ -216,14 +217,15 @@ def rank_conditions(
         if blocks and not good.empty
         else pd.Series(dtype=object)
     )
-    adjusted = cells.nunique() > 1
-    means = (
-        fx.adjusted_means(good, metric, "condition_id", blocks)
-        if adjusted
-        else fx.condition_means(good, metric, "condition_id")
-        if not good.empty
-        else []
-    )
+    adjusted = bool(cells.nunique() > 1)
+    means: list[fx.ConditionMean] = []
+    if adjusted:
+        try:
+            means = fx.adjusted_means(good, metric, "condition_id", blocks)
+        except fx.EffectsError:
+            adjusted = False  # no seeds in common to adjust through: the raw means are all
+    if not adjusted and not good.empty:
+        means = fx.condition_means(good, metric, "condition_id")
     stats = pd.DataFrame(
         [
             {
@@ -238,7 +240,7 @@ def rank_conditions(
         columns=["condition_id", "mean", "sd", "ci_low", "ci_high"],
     ).set_index("condition_id")
     table = table.join(stats).reset_index()
-    table["adjusted"] = bool(adjusted)
+    table["adjusted"] = adjusted
     table["budget_s"] = budget
     table["_share"] = table["failed"] / table["runs"]
     table["_key"] = table["mean"] if goal == "minimize" else -table["mean"]

@@ -256,7 +256,7 @@ def _one_study(study: Study, model: ResponseModel, out: str) -> None:
         records[stage.name] = publish.publish_stage(store, study, stage.name, results)
         typer.echo(_summary(records[stage.name]))
     typer.echo(_verdict(spec, records))
-    typer.echo(f"wrote {store.uri(study.metadata.name)}/")
+    typer.echo(f"SYNTHETIC study written to {store.uri(study.metadata.name)}/")
 
 
 def _power(
@@ -358,16 +358,24 @@ def _refuse_study_storage(study: Study, out: str) -> None:
     """Synthetic records must never land where the study's real runs live: a report or a
     status read from there would present planted effects as measurements."""
     own = study.spec.storage.root()
-    same = (
-        out.rstrip("/") == own.rstrip("/")
-        if "://" in out or "://" in own
-        else Path(out).resolve() == Path(own).resolve()
-    )
-    if same:
+    if _location(out) == _location(own):
         raise fail(
             f"--out {out!r} is the study's own storage ({own}); simulated results "
             "would mix with real runs. Write them elsewhere, e.g. --out ./simulated"
         )
+
+
+def _location(root: str) -> str:
+    """A store root compared as a place: local paths (plain or file://) resolved, S3 roots as
+    written without trailing slashes."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    if root.startswith("file://"):
+        root = url2pathname(urlparse(root).path)
+    if "://" in root:
+        return root.rstrip("/")
+    return str(Path(root).resolve())
 
 
 def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
