@@ -179,7 +179,7 @@ class S3Store(Store):
         name = self._name(check_key(key))
         with self._errors(key):
             response = self.client.get_object(Bucket=self.bucket, Key=name)
-        return response["Body"].read()
+            return response["Body"].read()  # the body streams: a dropped connection is here
 
     def exists(self, key: str) -> bool:
         name = self._name(check_key(key))
