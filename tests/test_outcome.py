@@ -417,3 +417,10 @@ def test_halving_record_lists_each_rung_what_went_on_and_the_winner() -> None:
         line["stage"]: line["planned"] for line in outcome.manifest(spec, first_rung, "q")["stages"]
     }
     assert planned["ladder"] == 28
+
+
+def test_the_best_is_the_first_pools_and_older_outcomes_still_read(screen: pd.DataFrame) -> None:
+    written = record(screen, "screen").to_json()
+    assert written["best"] == written["best_per_pool"][0]
+    older = {key: value for key, value in written.items() if key != "best_per_pool"}
+    assert outcome.StageOutcome.model_validate(older).best == record(screen, "screen").best

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from stagescreen import effects as fx
 from stagescreen import stages as planning
@@ -138,7 +138,6 @@ class StageOutcome(_Record):
     retained: list[str] = Field(default_factory=list)
     ranking: list[RankedCondition] = Field(default_factory=list)
     win_counts: list[dict[str, Any]] = Field(default_factory=list)
-    best: Best | None = None
     best_per_pool: list[Best] = Field(default_factory=list)
     anchors: list[dict[str, Any]] = Field(default_factory=list)
     promoted: list[dict[str, Any]] = Field(default_factory=list)
@@ -146,6 +145,21 @@ class StageOutcome(_Record):
     random: dict[str, Any] | None = None
     halving: dict[str, Any] | None = None
     notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _best_of_older_writers(cls, data: Any) -> Any:
+        """An outcome written before `best_per_pool` existed names its best only as `best`."""
+        if isinstance(data, dict) and "best_per_pool" not in data and data.get("best"):
+            return {**data, "best_per_pool": [data["best"]]}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def best(self) -> Best | None:
+        """The best on the stage's first pool, the one status and summaries name; written
+        to outcome.json beside `best_per_pool` for readers that want one."""
+        return self.best_per_pool[0] if self.best_per_pool else None
 
     def summary(self) -> str:
         """One line for a status table: retained factors, best, promoted anchors."""
@@ -506,7 +520,6 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
         runs=_run_counts(plan, rows),
         ranking=ranking,
         synthetic=bool("synthetic" in rows and rows["synthetic"].fillna(False).astype(bool).any()),
-        best=bests[0] if bests else None,
         best_per_pool=bests,
         anchors=[anchor.to_dict() for anchor in plan.anchors],
     )

@@ -371,8 +371,7 @@ def fit_family(
         margin = float(stats.t.ppf((1 + LEVEL) / 2, df)) * se
     elif lenth and effect.shape[0] >= 2:
         size = np.abs(effect)
-        s0 = 1.5 * np.median(size, axis=0)
-        pse = 1.5 * np.nanmedian(np.where(size < 2.5 * s0, size, np.nan), axis=0)
+        pse = fx.lenth_pse(effect)
         d = effect.shape[0] / 3
         with np.errstate(divide="ignore", invalid="ignore"):
             p = 2 * stats.t.sf(size / pse, d)

@@ -725,17 +725,13 @@ def _rank_rung(
     spec: StudySpec, entries: Sequence[RungEntry], ended: pd.DataFrame, budget: int
 ) -> list[RungEntry]:
     """A complete rung's configurations with their means, ranked as anchors are
-    (`rank_conditions`); any it leaves out, having no succeeded run, last by condition id."""
+    (`rank_conditions`: one with failures behind, then by mean, ties on condition id)."""
     ranking = rank_conditions(ended, spec.metric.name, spec.metric.goal, budget)
-    means: dict[str, float | None] = {}
-    if not ranking.empty:
-        means = {
-            str(cid): None if pd.isna(mean) else float(mean)
-            for cid, mean in zip(ranking["condition_id"], ranking["mean"], strict=True)
-        }
     levels = {entry.condition_id: entry.levels for entry in entries}
-    order = [*means, *sorted(cid for cid in levels if cid not in means)]
-    return [RungEntry(cid, levels[cid], means.get(cid)) for cid in order]
+    return [
+        RungEntry(str(cid), levels[str(cid)], None if pd.isna(mean) else float(mean))
+        for cid, mean in zip(ranking["condition_id"], ranking["mean"], strict=True)
+    ]
 
 
 def _plan_halving(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:

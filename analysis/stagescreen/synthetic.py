@@ -89,18 +89,15 @@ class ResponseModel:
 
     def mean(self, levels: Mapping[str, float], budget_s: int) -> float:
         """The noise-free metric of a condition at a budget."""
-        shrink = self.shrink(budget_s)
         value = self.base - self.gain * math.log2(budget_s / self.reference_s)
-        if self.effect_points:
-            for term, effect in interpolate_points(self.effect_points, budget_s).items():
-                product = math.prod(levels.get(code, 0) for code in term.split(":"))
-                value += effect / 2 * product
-        else:
-            for code, effect in self.effects.items():
-                value += shrink * effect / 2 * levels.get(code, 0)
-            for term, effect in self.interactions.items():
-                product = math.prod(levels.get(code, 0) for code in term.split(":"))
-                value += shrink * effect / 2 * product
+        terms = (
+            interpolate_points(self.effect_points, budget_s)
+            if self.effect_points
+            else [*self.effects, *self.interactions]
+        )
+        for term in terms:
+            product = math.prod(levels.get(code, 0) for code in term.split(":"))
+            value += self.effect_at(term, budget_s) / 2 * product
         if self.centre_points:
             for code, shift in interpolate_points(self.centre_points, budget_s).items():
                 value += shift * (1 - levels.get(code, 0) ** 2)

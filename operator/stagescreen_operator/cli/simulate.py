@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from stagescreen.outcome import StageOutcome
     from stagescreen.power import PowerReport
     from stagescreen.spec import Study, StudySpec
+    from stagescreen.store import Store
     from stagescreen.synthetic import ResponseModel
 
 SINGLE_STUDY_OUT = "./simulated"
@@ -241,9 +241,9 @@ def _one_study(study: Study, model: ResponseModel, out: str) -> None:
     from stagescreen.store import open_store
 
     spec = study.spec
-    _refuse_study_storage(study, out)
     try:
         store = open_store(out)
+        _refuse_study_storage(study, store, out)
         publish.publish_spec(store, study)
     except StoreError as error:
         raise fail(f"--out {out!r}: {error}") from None
@@ -354,28 +354,20 @@ def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
         typer.echo(f"SYNTHETIC note: {note}")
 
 
-def _refuse_study_storage(study: Study, out: str) -> None:
+def _refuse_study_storage(study: Study, store: Store, out: str) -> None:
     """Synthetic records must never land where the study's real runs live: a report or a
-    status read from there would present planted effects as measurements."""
+    status read from there would present planted effects as measurements. Compared by where
+    the study's spec would be written, so the stores decide what a path or URI means."""
+    from stagescreen.keys import StudyKeys
+    from stagescreen.store import open_store
+
     own = study.spec.storage.root()
-    if _location(out) == _location(own):
+    spec_key = StudyKeys(study.metadata.name).spec()
+    if store.uri(spec_key) == open_store(own).uri(spec_key):
         raise fail(
             f"--out {out!r} is the study's own storage ({own}); simulated results "
             "would mix with real runs. Write them elsewhere, e.g. --out ./simulated"
         )
-
-
-def _location(root: str) -> str:
-    """A store root compared as a place: local paths (plain or file://) resolved, S3 roots as
-    written without trailing slashes."""
-    from urllib.parse import urlparse
-    from urllib.request import url2pathname
-
-    if root.startswith("file://"):
-        root = url2pathname(urlparse(root).path)
-    if "://" in root:
-        return root.rstrip("/")
-    return str(Path(root).resolve())
 
 
 def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
