@@ -136,6 +136,8 @@ class StageOutcome(_Record):
     variance_shares: list[dict[str, Any]] | None = None
     relaxation: list[dict[str, Any]] | None = None
     retained: list[str] = Field(default_factory=list)
+    retained_at: int | None = None
+    """The budget (seconds) whose effects `retained` was judged on."""
     ranking: list[RankedCondition] = Field(default_factory=list)
     win_counts: list[dict[str, Any]] = Field(default_factory=list)
     best_per_pool: list[Best] = Field(default_factory=list)
@@ -225,12 +227,15 @@ def _main_effects(
     )
 
 
+def judged_budget(families: Sequence[fx.Family]) -> int | None:
+    """The budget whose families a retention decision reads: the longest the stage ran."""
+    return max((int(family.by["budget_s"]) for family in families), default=None)
+
+
 def judged(families: Sequence[fx.Family]) -> list[fx.Family]:
-    """The families a retention decision reads: those at the longest budget."""
-    if not families:
-        return []
-    longest = max(family.by["budget_s"] for family in families)
-    return [family for family in families if family.by["budget_s"] == longest]
+    """The families a retention decision reads: those at `judged_budget`."""
+    at = judged_budget(families)
+    return [family for family in families if family.by["budget_s"] == at]
 
 
 def retained_factors(families: Sequence[fx.Family], fdr: float = FDR) -> list[str]:
@@ -531,6 +536,7 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
         families = _main_effects(spec, stage, usable, factors)
         out.effects = fx.families_to_dict(families)
         out.retained = retained_factors(families)
+        out.retained_at = judged_budget(families)
         if usable["budget_s"].nunique() > 1:
             out.relaxation = [r.to_dict() for r in fx.relaxation_table(families, "budget_s")]
         if stage.kind == "followup" and stage.interactions:

@@ -43,7 +43,7 @@ def outcome_sections(outcome: Mapping[str, Any], goal: str) -> list[tuple[str, s
     retained = [str(r) for r in as_list(outcome.get("retained"))]
     sections: list[tuple[str, str]] = [("Runs", _runs_section(outcome))]
     if families(outcome.get("effects")):
-        judged = _judged_budget(outcome["effects"])
+        judged = finite(outcome.get("retained_at"))
         sections.append(
             ("Main effects", _effects_tables(outcome["effects"], retained, judged=judged))
         )
@@ -162,13 +162,6 @@ def _retained_section(retained: Sequence[str], judged: float | None) -> str:
     if not retained:
         return f"No factor retained: no main effect has its {rule}."
     return ", ".join(f"`{r}`" for r in retained) + f" ({rule})."
-
-
-def _judged_budget(document: Any) -> float | None:
-    budgets = [
-        b for family in families(document) if (b := family_budget(as_mapping(family.get("by"))))
-    ]
-    return max(budgets) if budgets else None
 
 
 def _relaxation_section(rows: Any) -> str:
