@@ -91,10 +91,10 @@ def _decimals(families: list[Family]) -> int:
 
 
 def _p(value: float | None) -> str:
-    """p and q: three significant figures, e-notation below 0.001 (as the report prints)."""
-    if value is None:
-        return "-"
-    return f"{value:.2e}" if 0 < value < 1e-3 else f"{value:.3g}"
+    """p and q as the report prints them (`formatting.fmt_p`), a plain '-' for none."""
+    from stagescreen.formatting import fmt_p
+
+    return "-" if value is None else fmt_p(value)
 
 
 def _row(effect: Effect, fdr: float, decimals: int) -> list[str]:
