@@ -8,7 +8,7 @@ processes or Jobs show, so a restart from any point takes the same next actions.
 no clock reads here: the caller passes everything in.
 
 Each call re-plans every stage from the records (planning is deterministic and never changes
-its mind, stagescreen.stages), joins plans and records into the results table
+its mind, stagescreen.planner), joins plans and records into the results table
 (stagescreen.records), then:
 - a stage whose source stages are still running waits; one that can never be planned fails
   the study with the planner's reason;
