@@ -136,3 +136,9 @@ def test_the_crd_enum_is_the_table(corners: None) -> None:
     kind = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     enum = kind["properties"]["stages"]["items"]["properties"]["kind"]["enum"]
     assert enum == list(KINDS) == [*enum[:-1], "corners"]
+
+
+def test_every_kind_claims_only_stage_fields_and_has_its_table_name() -> None:
+    for name, kind in KINDS.items():
+        assert kind.name == name
+        assert set(kind.fields) <= set(Stage.model_fields), name
