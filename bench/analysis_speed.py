@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 from benchdoc import replace_section
 
-from stagescreen import outcome, publish, report, stages, synthetic
+from stagescreen import outcome, publish, report, synthetic
+from stagescreen.planner import plan_stage
 from stagescreen.spec import Stage
 from stagescreen.store import open_store
 from stagescreen.studyfile import load_study
@@ -117,7 +118,7 @@ def analyse(study, results: pd.DataFrame, root: Path) -> dict[str, float]:
     timings = {}
     start = time.perf_counter()
     for stage in spec.stages:
-        stages.plan_stage(spec, stage, results)
+        plan_stage(spec, stage, results)
     timings["plan"] = time.perf_counter() - start
     start = time.perf_counter()
     publish.publish_spec(store, study)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from stagescreen import stages
+from stagescreen.cost import RUN_OVERHEAD_S
 from stagescreen_operator.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def test_quickstart_table_prices_the_cpu_pool_in_run_hours_with_the_measured_ove
 
 
 def test_default_overhead_is_the_measured_one() -> None:
-    assert plan_json(QUICKSTART)["overhead_s"] == stages.RUN_OVERHEAD_S > 0
+    assert plan_json(QUICKSTART)["overhead_s"] == RUN_OVERHEAD_S > 0
 
 
 def test_quickstart_json_figures() -> None:

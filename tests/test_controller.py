@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stagescreen import stages, synthetic
+from stagescreen import synthetic
+from stagescreen.cost import expected_runs
 from stagescreen.spec import StudySpec
 from stagescreen.studyfile import load_study, parse_study
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
@@ -155,7 +156,7 @@ def test_a_halving_ladder_starts_each_rung_once_the_one_before_has_ended() -> No
         [("winner", 60)],
     ]
     assert [len(started) for started in rounds if started] == [8, 4, 2, 1]
-    assert stages.expected_runs(spec, spec.stage("ladder")) == 8 + 4 + 2
+    assert expected_runs(spec, spec.stage("ladder")) == 8 + 4 + 2
     # A restarted controller replays the ladder from the records and decides the same.
     for observed, decision in history:
         assert decide(spec, observed) == decision

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from stagescreen import effects as fx
-from stagescreen import outcome, stages, synthetic
+from stagescreen import outcome, synthetic
+from stagescreen.ranking import rank_conditions, select_anchors
 from stagescreen.spec import Selection
 from stagescreen.studyfile import load_study
 
@@ -55,12 +56,12 @@ def test_promoted_anchors_say_how_many_of_their_runs_failed() -> None:
     best_fails = at_20 & (results["role"] == "best") & (results["seed"] == 1)
     one = results.copy()
     one.loc[best_fails, ["status", "val_bpb"]] = ["failed", np.nan]
-    (anchor,) = stages.select_anchors(spec, rule, one)
+    (anchor,) = select_anchors(spec, rule, one)
     assert anchor.role != "best" and anchor.failed == 0
     # Every anchor lost seed 1: the best is promoted, and says it lost a run.
     every = results.copy()
     every.loc[at_20 & (results["seed"] == 1), ["status", "val_bpb"]] = ["failed", np.nan]
-    (anchor,) = stages.select_anchors(spec, rule, every)
+    (anchor,) = select_anchors(spec, rule, every)
     assert (anchor.role, anchor.runs, anchor.failed) == ("best", 5, 1)
     assert anchor.to_dict()["failed"] == 1
 
@@ -87,7 +88,7 @@ def test_missing_seeds_are_adjusted_for_before_ranking() -> None:
     results.loc[lost, ["status", "val_bpb"]] = ["failed", np.nan]
     raw = results[results["status"] == "succeeded"].groupby("condition_id")["val_bpb"].mean()
     assert raw["bad"] < raw["good"]
-    ranking = stages.rank_conditions(results, "val_bpb", "minimize")
+    ranking = rank_conditions(results, "val_bpb", "minimize")
     assert list(ranking["condition_id"]) == ["good", "bad"]
     assert ranking["adjusted"].all()
     adjusted = dict(zip(ranking["condition_id"], ranking["mean"], strict=True))
@@ -193,7 +194,7 @@ def test_conditions_that_share_no_seeds_are_ranked_on_raw_means() -> None:
     from values between 0.99 and 1.03)."""
     results = cells({"good": {1: 1.00, 2: 0.99, 3: None}, "bad": {1: None, 3: 1.03, 4: 1.02}})
     results = results[results["status"] == "succeeded"]
-    ranking = stages.rank_conditions(results, "val_bpb", "minimize")
+    ranking = rank_conditions(results, "val_bpb", "minimize")
     assert not ranking["adjusted"].any()
     assert dict(zip(ranking["condition_id"], ranking["mean"], strict=True)) == pytest.approx(
         {"good": 0.995, "bad": 1.025}

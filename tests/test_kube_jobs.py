@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 from typer.testing import CliRunner
 
-from stagescreen import stages
+from stagescreen.planner import plan_stage
 from stagescreen.studyfile import load_study
 from stagescreen_operator.cli import app
 from stagescreen_operator.kube.jobs import analysis_job, job_name, run_job
@@ -24,7 +24,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def screen_jobs(study=PAPER) -> list[dict]:  # type: ignore[no-untyped-def]
-    plan = stages.plan_stage(study.spec, study.spec.stages[0], pd.DataFrame())
+    plan = plan_stage(study.spec, study.spec.stages[0], pd.DataFrame())
     return [run_job(study, run, namespace="ml", uid="u-1", corpus=CORPUS) for run in plan.runs]
 
 

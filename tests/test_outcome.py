@@ -11,7 +11,9 @@ import yaml
 from seaweed import S3Bucket
 
 from stagescreen import effects as fx
-from stagescreen import outcome, publish, stages, synthetic
+from stagescreen import outcome, publish, synthetic
+from stagescreen.planner import plan_stage
+from stagescreen.plans import PlannedRun
 from stagescreen.spec import Study
 from stagescreen.store import LocalStore, Store, open_store
 from stagescreen.studyfile import load_study, parse_study
@@ -253,9 +255,9 @@ def test_manifest_before_any_run_plans_every_stage() -> None:
 
 def test_manifest_splits_a_two_pool_stage() -> None:
     paper = load_study(ROOT / "examples" / "paper.yaml").spec
-    plan = stages.plan_stage(paper, paper.stage("screen"), pd.DataFrame())
+    plan = plan_stage(paper, paper.stage("screen"), pd.DataFrame())
     long_runs = [
-        stages.PlannedRun(**{**run.__dict__, "stage": "long-horizon", "pool": pool})
+        PlannedRun(**{**run.__dict__, "stage": "long-horizon", "pool": pool})
         for run in plan.runs[:3]
         for pool in ("a100", "l40s")
     ]

@@ -17,7 +17,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from stagescreen import stages, synthetic
+from stagescreen import synthetic
+from stagescreen.cost import expected_runs, programme_cost, stage_cost
+from stagescreen.ids import condition_name, format_budget, full_space_id, run_id
+from stagescreen.kinds.greedy import greedy_climb, greedy_climbs
+from stagescreen.kinds.halving import halving_configurations, halving_ladders, halving_rungs
+from stagescreen.kinds.random import random_draws
+from stagescreen.planner import plan_stage
+from stagescreen.plans import Anchor, NotReady, Unplannable, stage_pools
+from stagescreen.ranking import select_anchors
 from stagescreen.spec import Stage, Study, StudySpec
 from stagescreen.studyfile import load_study, parse_study
 
@@ -99,7 +107,7 @@ def screen_results() -> pd.DataFrame:
     ],
 )
 def test_budget_is_spelled_in_its_largest_exact_unit(seconds: int, text: str) -> None:
-    assert stages.format_budget(seconds) == text
+    assert format_budget(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -113,8 +121,8 @@ def test_budget_is_spelled_in_its_largest_exact_unit(seconds: int, text: str) ->
     ],
 )
 def test_run_id_is_deterministic_and_dns_safe(args: tuple, expected: str) -> None:
-    assert stages.run_id(*args) == expected
-    assert DNS_LABEL.match(stages.run_id(*args))
+    assert run_id(*args) == expected
+    assert DNS_LABEL.match(run_id(*args))
 
 
 @pytest.mark.parametrize(
@@ -133,7 +141,7 @@ def test_full_space_id_numbers_like_the_paper_and_suffixes_centred_factors(
     point: str, codes: tuple[str, ...], expected: str
 ) -> None:
     coded = {code: {"-": -1, "+": 1, "0": 0}[s] for code, s in zip(codes, point, strict=True)}
-    assert stages.full_space_id(coded, codes) == expected
+    assert full_space_id(coded, codes) == expected
 
 
 @pytest.mark.parametrize(
@@ -147,14 +155,14 @@ def test_full_space_id_numbers_like_the_paper_and_suffixes_centred_factors(
     ],
 )
 def test_condition_name_is_the_screen_id_inside_the_fraction(point: str, name: str) -> None:
-    assert stages.condition_name(levels(point), PAPER) == name
+    assert condition_name(levels(point), PAPER) == name
 
 
 # --- screen and follow-up ---------------------------------------------------------------------
 
 
 def test_paper_screen_is_16_conditions_at_3_budgets_with_decoded_hyperparameters() -> None:
-    plan = stages.plan_stage(PAPER, PAPER.stage("screen"), pd.DataFrame())
+    plan = plan_stage(PAPER, PAPER.stage("screen"), pd.DataFrame())
     assert len(plan.runs) == 48
     assert len({run.run_id for run in plan.runs}) == 48
     assert plan.finished
@@ -174,7 +182,7 @@ def test_paper_screen_is_16_conditions_at_3_budgets_with_decoded_hyperparameters
 
 def test_followup_fixes_d_and_runs_the_full_factorial_of_the_rest() -> None:
     stage = PAPER.stage("followup")
-    plan = stages.plan_stage(PAPER, stage, pd.DataFrame())
+    plan = plan_stage(PAPER, stage, pd.DataFrame())
     assert len(plan.runs) == 16 * 2 * 2
     assert {run.levels["D"] for run in plan.runs} == {-1}
     assert {run.hyperparameters["TOTAL_BATCH_SIZE"] for run in plan.runs} == {262144}
@@ -192,8 +200,8 @@ def test_followup_fixes_d_and_runs_the_full_factorial_of_the_rest() -> None:
 # --- anchors ----------------------------------------------------------------------------------
 
 
-def confirm_anchors(results: pd.DataFrame) -> list[stages.Anchor]:
-    return list(stages.plan_stage(PAPER, PAPER.stage("confirm"), results).anchors)
+def confirm_anchors(results: pd.DataFrame) -> list[Anchor]:
+    return list(plan_stage(PAPER, PAPER.stage("confirm"), results).anchors)
 
 
 def test_confirm_takes_best_and_worst_k_at_the_longest_budget(
@@ -220,7 +228,7 @@ def test_longest_budget_decides_the_ranking_not_the_shorter_ones(
 
 
 def test_bridge_moves_the_named_factors_to_their_centre(screen_results: pd.DataFrame) -> None:
-    plan = stages.plan_stage(PAPER, PAPER.stage("confirm"), screen_results)
+    plan = plan_stage(PAPER, PAPER.stage("confirm"), screen_results)
     bridge = [anchor for anchor in plan.anchors if anchor.rule == "bridge"]
     assert [(a.condition_id, a.role) for a in bridge] == [
         ("c07-b0", "bridge-1"),
@@ -237,7 +245,7 @@ def test_bridge_moves_the_named_factors_to_their_centre(screen_results: pd.DataF
 
 def test_control_comes_from_predeclared_levels_and_gets_the_screen_id() -> None:
     control = next(s for s in PAPER.stage("bridge").select if s.rule == "control")
-    (anchor,) = stages.select_anchors(PAPER, control, pd.DataFrame())
+    (anchor,) = select_anchors(PAPER, control, pd.DataFrame())
     assert (anchor.condition_id, anchor.role, anchor.rule, anchor.source) == (
         "c10",
         "control",
@@ -250,12 +258,12 @@ def test_control_comes_from_predeclared_levels_and_gets_the_screen_id() -> None:
 def test_among_ranks_only_the_anchors_with_those_roles(screen_results: pd.DataFrame) -> None:
     confirm = synthetic.simulate_stage(PAPER, "confirm", screen_results, noiseless(C07_BEST))
     among_bridge = PAPER.stage("bridge").select[0]
-    (anchor,) = stages.select_anchors(PAPER, among_bridge, confirm)
+    (anchor,) = select_anchors(PAPER, among_bridge, confirm)
     # c07 itself (role best-1) is better, but only bridge-1 / bridge-2 may be picked.
     assert (anchor.condition_id, anchor.role) == ("c07-b0", "bridge-best")
     # A role that merely starts with "bridge" is another role.
     renamed = confirm.assign(role=confirm["role"].replace({"bridge-1": "bridge-best"}))
-    (anchor,) = stages.select_anchors(PAPER, among_bridge, renamed)
+    (anchor,) = select_anchors(PAPER, among_bridge, renamed)
     assert anchor.condition_id == "c05-b0"
 
 
@@ -266,27 +274,27 @@ def test_best_without_a_role_keeps_the_role_the_anchor_had_at_its_source(
         row.condition_id: row.role
         for row in paper_results[paper_results["stage"] == "bridge"].itertuples()
     }
-    plan = stages.plan_stage(PAPER, PAPER.stage("cross-host"), paper_results)
+    plan = plan_stage(PAPER, PAPER.stage("cross-host"), paper_results)
     assert {a.condition_id: a.role for a in plan.anchors} == bridge_roles
     # the greedy winner is the screened best here: one recipe, one anchor, the first role
     assert sorted(bridge_roles.values()) == ["bridge-best", "control", "greedy-winner"]
 
 
 def test_long_horizon_picks_among_named_roles_on_both_pools(paper_results: pd.DataFrame) -> None:
-    plan = stages.plan_stage(PAPER, PAPER.stage("long-horizon"), paper_results)
+    plan = plan_stage(PAPER, PAPER.stage("long-horizon"), paper_results)
     assert sorted(a.role for a in plan.anchors) == ["bridge-best", "control", "greedy-winner"]
     assert Counter(run.pool for run in plan.runs) == {"a100": 12, "l40s": 12}
 
 
 def test_a_stage_whose_source_has_no_results_is_not_ready_yet() -> None:
-    with pytest.raises(stages.NotReady, match=r"stage 'confirm' waits for stage 'screen': 48 of"):
-        stages.plan_stage(PAPER, PAPER.stage("confirm"), pd.DataFrame())
+    with pytest.raises(NotReady, match=r"stage 'confirm' waits for stage 'screen': 48 of"):
+        plan_stage(PAPER, PAPER.stage("confirm"), pd.DataFrame())
 
 
 def test_a_source_with_only_failed_runs_cannot_be_planned(screen_results: pd.DataFrame) -> None:
     failed = screen_results.assign(status="failed")
-    with pytest.raises(stages.Unplannable, match=r"rule 'best' from stage 'screen'.*at 600 s"):
-        stages.plan_stage(PAPER, PAPER.stage("confirm"), failed)
+    with pytest.raises(Unplannable, match=r"rule 'best' from stage 'screen'.*at 600 s"):
+        plan_stage(PAPER, PAPER.stage("confirm"), failed)
 
 
 def test_anchors_wait_for_the_whole_source_stage_not_the_runs_done_so_far(
@@ -295,11 +303,11 @@ def test_anchors_wait_for_the_whole_source_stage_not_the_runs_done_so_far(
     """With only the short budgets of the screen done, ranking them would pick other anchors
     than the whole screen does and orphan the confirm runs already launched for them."""
     short_only = screen_results[screen_results["budget_s"] < 600]
-    with pytest.raises(stages.NotReady, match=r"16 of its 48 planned runs have not ended"):
-        stages.plan_stage(PAPER, PAPER.stage("confirm"), short_only)
+    with pytest.raises(NotReady, match=r"16 of its 48 planned runs have not ended"):
+        plan_stage(PAPER, PAPER.stage("confirm"), short_only)
     running = screen_results.assign(status=lambda f: f["status"].where(f.index != 5, "running"))
-    with pytest.raises(stages.NotReady, match=r"1 of its 48"):
-        stages.plan_stage(PAPER, PAPER.stage("confirm"), running)
+    with pytest.raises(NotReady, match=r"1 of its 48"):
+        plan_stage(PAPER, PAPER.stage("confirm"), running)
 
 
 def test_anchors_rank_at_the_longest_budget_the_source_declares(
@@ -310,15 +318,15 @@ def test_anchors_rank_at_the_longest_budget_the_source_declares(
     failed_long = screen_results.assign(
         status=lambda f: f["status"].where(f["budget_s"] < 600, "failed")
     )
-    with pytest.raises(stages.Unplannable, match=r"at 600 s"):
-        stages.plan_stage(PAPER, PAPER.stage("confirm"), failed_long)
+    with pytest.raises(Unplannable, match=r"at 600 s"):
+        plan_stage(PAPER, PAPER.stage("confirm"), failed_long)
 
 
 def test_planned_run_ids_never_change_as_results_arrive(paper_results: pd.DataFrame) -> None:
     """For any prefix of the recorded results (in the order they ended, and shuffled), every
     stage is either not ready or planned as the whole programme plans it."""
     final = {
-        stage.name: {run.run_id for run in stages.plan_stage(PAPER, stage, paper_results).runs}
+        stage.name: {run.run_id for run in plan_stage(PAPER, stage, paper_results).runs}
         for stage in PAPER.stages
     }
     rng = np.random.default_rng(0)
@@ -330,8 +338,8 @@ def test_planned_run_ids_never_change_as_results_arrive(paper_results: pd.DataFr
         for cut in range(0, len(rows) + 1, 37):
             for stage in PAPER.stages:
                 try:
-                    plan = stages.plan_stage(PAPER, stage, rows.iloc[:cut])
-                except stages.NotReady:
+                    plan = plan_stage(PAPER, stage, rows.iloc[:cut])
+                except NotReady:
                     continue
                 assert {run.run_id for run in plan.runs} <= final[stage.name], (stage.name, cut)
 
@@ -341,17 +349,17 @@ def test_planned_run_ids_never_change_as_results_arrive(paper_results: pd.DataFr
 
 def test_random_draws_are_reproducible_from_the_draw_seed_and_use_replacement() -> None:
     stage = PAPER.stage("random")
-    first = stages.plan_stage(PAPER, stage, pd.DataFrame())
-    again = stages.plan_stage(PAPER, stage, pd.DataFrame())
+    first = plan_stage(PAPER, stage, pd.DataFrame())
+    again = plan_stage(PAPER, stage, pd.DataFrame())
     assert first == again
-    other = stages.plan_stage(PAPER, stage.model_copy(update={"draw_seed": 1}), pd.DataFrame())
+    other = plan_stage(PAPER, stage.model_copy(update={"draw_seed": 1}), pd.DataFrame())
     assert [r.condition_id for r in other.runs] != [r.condition_id for r in first.runs]
     assert len(first.runs) == 80
     assert Counter(run.batch for run in first.runs) == {b: 16 for b in range(1, 6)}
     # one recipe, one id: a draw inside the screen's half fraction carries the screen's id
     screen_ids = set(PAPER.build_design().condition_ids)
     for run in first.runs:
-        inside = stages.condition_name(run.levels, PAPER) in screen_ids
+        inside = condition_name(run.levels, PAPER) in screen_ids
         assert (run.condition_id in screen_ids) is inside
         assert inside or run.condition_id.startswith("full32_c")
     assert {r.condition_id for r in first.runs} & screen_ids  # some draws do land inside
@@ -362,10 +370,10 @@ def test_random_draws_are_reproducible_from_the_draw_seed_and_use_replacement() 
 
 
 def test_random_draws_cover_batches_and_draws_from_one() -> None:
-    draws = stages.random_draws(("A", "B"), batches=2, draws_per_batch=3, seed=7)
+    draws = random_draws(("A", "B"), batches=2, draws_per_batch=3, seed=7)
     assert [(b, d) for b, d, _ in draws] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
     assert all(set(point.values()) <= {-1, 1} for _, _, point in draws)
-    assert draws == stages.random_draws(("A", "B"), batches=2, draws_per_batch=3, seed=7)
+    assert draws == random_draws(("A", "B"), batches=2, draws_per_batch=3, seed=7)
 
 
 # --- greedy baseline --------------------------------------------------------------------------
@@ -417,9 +425,7 @@ def test_greedy_climb_replays_one_factor_at_a_time(
     incumbent: tuple[int, int] | None,
     accepted: list[bool],
 ) -> None:
-    climb = stages.greedy_climb(
-        ("A", "B"), TWO_LEVELS, {"A": -1, "B": -1}, evaluated, goal, max_steps
-    )
+    climb = greedy_climb(("A", "B"), TWO_LEVELS, {"A": -1, "B": -1}, evaluated, goal, max_steps)
     assert as_point(climb.next_levels) == next_point
     assert as_point(climb.incumbent) == incumbent
     assert [step.accepted for step in climb.steps] == accepted
@@ -428,11 +434,9 @@ def test_greedy_climb_replays_one_factor_at_a_time(
 def test_greedy_tries_the_centre_before_the_far_level() -> None:
     options = {"A": [-1, 0, 1], "B": [-1, 1]}
     start = {"A": -1, "B": -1}
-    climb = stages.greedy_climb(("A", "B"), options, start, {LOW_LOW: 1.0}, "minimize", 10)
+    climb = greedy_climb(("A", "B"), options, start, {LOW_LOW: 1.0}, "minimize", 10)
     assert climb.next_levels == {"A": 0, "B": -1}
-    climb = stages.greedy_climb(
-        ("A", "B"), options, start, {LOW_LOW: 1.0, (0, -1): 1.1}, "minimize", 10
-    )
+    climb = greedy_climb(("A", "B"), options, start, {LOW_LOW: 1.0, (0, -1): 1.1}, "minimize", 10)
     assert climb.next_levels == {"A": 1, "B": -1}
     assert climb.best == 1.0
 
@@ -448,16 +452,16 @@ GREEDY = """\
 def test_greedy_plan_adds_one_point_per_climb_at_a_time() -> None:
     spec = small_spec(GREEDY)
     stage = spec.stage("climb")
-    plan = stages.plan_stage(spec, stage, pd.DataFrame())
+    plan = plan_stage(spec, stage, pd.DataFrame())
     assert not plan.finished
     assert {run.condition_id for run in plan.runs} == {"c01"}  # the full design's own id
     assert [run.seed for run in plan.runs] == [1, 2]
     assert plan.runs[0].run_id == "climb-c01-10s-s1-gpu"
     # One seed recorded is not yet an evaluated point: the plan does not move on.
     half = synthetic.simulate_runs(plan.runs[:1], noiseless({"B": -0.1}), "val_bpb")
-    assert stages.plan_stage(spec, stage, half) == plan
+    assert plan_stage(spec, stage, half) == plan
     results = synthetic.simulate_runs(plan.runs, noiseless({"B": -0.1}), "val_bpb")
-    second = stages.plan_stage(spec, stage, results)
+    second = plan_stage(spec, stage, results)
     assert [run.condition_id for run in second.runs] == ["c01"] * 2 + ["c03"] * 2
     assert second.runs[2].levels == {"A": 1, "B": -1}  # A has no centre: its other level
 
@@ -466,13 +470,13 @@ def test_greedy_stage_replays_identically_from_its_results() -> None:
     spec = small_spec(GREEDY)
     model = noiseless({"A": -0.2, "B": -0.1})
     results = synthetic.simulate_stage(spec, "climb", pd.DataFrame(), model)
-    plan = stages.plan_stage(spec, spec.stage("climb"), results)
+    plan = plan_stage(spec, spec.stage("climb"), results)
     assert plan.finished
     # A restarted controller sees the same rows in any order and plans exactly the same.
     shuffled = results.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    assert stages.plan_stage(spec, spec.stage("climb"), shuffled) == plan
+    assert plan_stage(spec, spec.stage("climb"), shuffled) == plan
     assert sorted(run.run_id for run in plan.runs) == sorted(results["run_id"])
-    ((_, climb),) = stages.greedy_climbs(spec, spec.stage("climb"), results).items()
+    ((_, climb),) = greedy_climbs(spec, spec.stage("climb"), results).items()
     assert climb.incumbent == {"A": 1, "B": 1}
     # From A-,B-: A+ wins; B's centre wins; A- loses; B+ wins; A- loses; nothing left.
     assert [(step.levels["A"], step.levels["B"]) for step in climb.steps] == [
@@ -486,15 +490,15 @@ def test_greedy_replays_from_levels_read_back_as_floats() -> None:
     spec = small_spec(GREEDY)
     results = synthetic.simulate_stage(spec, "climb", pd.DataFrame(), noiseless({"A": -0.2}))
     as_floats = results.astype({"A": float, "B": float})
-    expected = stages.plan_stage(spec, spec.stage("climb"), results)
-    assert stages.plan_stage(spec, spec.stage("climb"), as_floats) == expected
+    expected = plan_stage(spec, spec.stage("climb"), results)
+    assert plan_stage(spec, spec.stage("climb"), as_floats) == expected
 
 
 def test_greedy_stops_at_its_run_limit() -> None:
     spec = small_spec(GREEDY.replace("maxRuns: 12", "maxRuns: 4"))
     results = synthetic.simulate_stage(spec, "climb", pd.DataFrame(), noiseless({"A": -0.2}))
     assert len(results) == 4  # two points x two seeds
-    assert stages.plan_stage(spec, spec.stage("climb"), results).finished
+    assert plan_stage(spec, spec.stage("climb"), results).finished
 
 
 # --- halving baseline -------------------------------------------------------------------------
@@ -536,14 +540,14 @@ def test_each_rung_keeps_the_best_1_over_eta_rounded_up(
 ) -> None:
     budgets = [60 * 2**rung for rung in range(rungs)]
     stage = Stage(name="h", kind="halving", budgets=budgets, eta=eta, initial=initial)
-    assert stages.halving_rungs(stage, len(CODES)) == sizes
+    assert halving_rungs(stage, len(CODES)) == sizes
 
 
 def test_halving_plans_each_rung_once_the_rung_before_has_ended() -> None:
     spec = paper_with(HALVING)
     stage = spec.stage("halving")
     model = synthetic.ResponseModel(effects=synthetic.default_effects(spec))
-    first = stages.plan_stage(spec, stage, pd.DataFrame())
+    first = plan_stage(spec, stage, pd.DataFrame())
     assert not first.finished
     assert len(first.runs) == 32 * 2 and {run.budget_s for run in first.runs} == {120}
     # A-,B-,C-,D-,E- lies outside the E=ABCD fraction: its full-space id.
@@ -551,14 +555,14 @@ def test_halving_plans_each_rung_once_the_rung_before_has_ended() -> None:
     assert first.runs[1].condition_id == "full32_c01" and first.runs[1].seed == 2
     rung_1 = synthetic.simulate_runs(first.runs, model, "val_bpb")
     # One run still to end holds the ladder at its first rung.
-    assert stages.plan_stage(spec, stage, rung_1.iloc[:-1]) == first
-    second = stages.plan_stage(spec, stage, rung_1)
+    assert plan_stage(spec, stage, rung_1.iloc[:-1]) == first
+    second = plan_stage(spec, stage, rung_1)
     assert not second.finished and second.runs[: len(first.runs)] == first.runs
     promoted = second.runs[len(first.runs) :]
     assert len(promoted) == 11 * 2 and {run.budget_s for run in promoted} == {300}
     assert [run.condition_id for run in promoted[::2]] == by_mean(rung_1)[:11]
     rung_2 = synthetic.simulate_runs(promoted, model, "val_bpb")
-    third = stages.plan_stage(spec, stage, pd.concat([rung_1, rung_2]))
+    third = plan_stage(spec, stage, pd.concat([rung_1, rung_2]))
     assert third.finished
     last = third.runs[len(second.runs) :]
     assert len(last) == 4 * 2 and {run.budget_s for run in last} == {600}
@@ -570,16 +574,16 @@ def test_halving_replays_identically_and_draws_reproducibly() -> None:
     stage = spec.stage("halving")
     model = synthetic.ResponseModel(effects=synthetic.default_effects(spec))
     results = synthetic.simulate_stage(spec, "halving", pd.DataFrame(), model)
-    plan = stages.plan_stage(spec, stage, results)
+    plan = plan_stage(spec, stage, results)
     shuffled = results.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    assert stages.plan_stage(spec, stage, shuffled) == plan
+    assert plan_stage(spec, stage, shuffled) == plan
     assert sorted(run.run_id for run in plan.runs) == sorted(results["run_id"])
-    drawn = stages.halving_configurations(CODES, 10, seed=7)
-    assert drawn == stages.halving_configurations(CODES, 10, seed=7)
+    drawn = halving_configurations(CODES, 10, seed=7)
+    assert drawn == halving_configurations(CODES, 10, seed=7)
     assert len({tuple(point.values()) for point in drawn}) == 10  # without replacement
-    assert drawn != stages.halving_configurations(CODES, 10, seed=8)
-    whole = stages.halving_configurations(CODES, None, seed=7)
-    assert whole == stages.halving_configurations(CODES, 32, seed=0) and len(whole) == 32
+    assert drawn != halving_configurations(CODES, 10, seed=8)
+    whole = halving_configurations(CODES, None, seed=7)
+    assert whole == halving_configurations(CODES, 32, seed=0) and len(whole) == 32
 
 
 SMALL_HALVING = """    - name: ladder
@@ -592,14 +596,14 @@ SMALL_HALVING = """    - name: ladder
 def test_a_configuration_whose_runs_failed_ranks_last_and_the_rung_sizes_hold() -> None:
     spec = small_spec(SMALL_HALVING)
     stage = spec.stage("ladder")
-    first = stages.plan_stage(spec, stage, pd.DataFrame())
+    first = plan_stage(spec, stage, pd.DataFrame())
     rung_1 = synthetic.simulate_runs(first.runs, noiseless({"A": -0.2, "B": -0.1}), "val_bpb")
     # The best point (A+,B+ is c04) and two others fail on both seeds; c01 fails one seed.
     failed = rung_1["condition_id"].isin(["c02", "c03", "c04"]) | (
         rung_1["run_id"] == "ladder-c01-10s-s2-gpu"
     )
     rung_1.loc[failed, ["status", "val_bpb"]] = ["failed", np.nan]
-    (ladder,) = stages.halving_ladders(spec, stage, rung_1).values()
+    (ladder,) = halving_ladders(spec, stage, rung_1).values()
     ranked = ladder[0].entries
     assert [(entry.condition_id, entry.mean is None) for entry in ranked] == [
         ("c01", False),  # ranked by the seed that succeeded
@@ -616,16 +620,16 @@ def test_a_configuration_whose_runs_failed_ranks_last_and_the_rung_sizes_hold() 
 def test_halving_prices_its_whole_ladder_and_runs_it() -> None:
     spec = paper_with(HALVING | {"pools": ["a100", "l40s"]})
     stage = spec.stage("halving")
-    assert stages.expected_runs(spec, stage) == (32 + 11 + 4) * 2 * 2
+    assert expected_runs(spec, stage) == (32 + 11 + 4) * 2 * 2
     model = synthetic.ResponseModel(effects=synthetic.default_effects(spec))
     results = synthetic.simulate_stage(spec, "halving", pd.DataFrame(), model)
-    assert len(results) == stages.expected_runs(spec, stage)
+    assert len(results) == expected_runs(spec, stage)
     assert results.groupby(["pool", "budget_s"]).size().to_dict() == {
         (pool, budget): count
         for pool in ("a100", "l40s")
         for budget, count in ((120, 64), (300, 22), (600, 8))
     }
-    cost = stages.stage_cost(spec, stage)
+    cost = stage_cost(spec, stage)
     hours = (64 * 120 + 22 * 300 + 8 * 600) / 3600
     assert cost.gpu_hours == {"a100": pytest.approx(hours), "l40s": pytest.approx(hours)}
 
@@ -634,15 +638,15 @@ def test_halving_matched_to_the_papers_random_stage_costs_about_as_much() -> Non
     """docs/analysis.md: 5 seeds x (32 x 2m + 11 x 5m + 4 x 10m) = 795 GPU-minutes against
     random search's 80 x 10m = 800."""
     spec = paper_with(HALVING | {"seeds": 5})
-    halving = stages.stage_cost(spec, spec.stage("halving"))
-    random = stages.stage_cost(spec, spec.stage("random"))
+    halving = stage_cost(spec, spec.stage("halving"))
+    random = stage_cost(spec, spec.stage("random"))
     assert halving.gpu_hours["a100"] * 60 == pytest.approx(795)
     assert random.gpu_hours["a100"] * 60 == pytest.approx(800)
 
 
 def test_each_halving_rung_waits_for_the_one_before() -> None:
     spec = small_spec(SMALL_HALVING, parallelism=8)
-    cost = stages.stage_cost(spec, spec.stage("ladder"))
+    cost = stage_cost(spec, spec.stage("ladder"))
     assert cost.runs == (4 + 2 + 1) * 2
     # Every rung fits on the eight slots at once; the rungs follow one another.
     assert cost.wall_hours * 3600 == pytest.approx(10 + 20 + 40)
@@ -658,17 +662,17 @@ def test_halving_winner_is_the_best_of_the_last_rung_once_the_ladder_has_ended()
     }
     spec = paper_with(HALVING, check)
     model = synthetic.ResponseModel(effects=synthetic.default_effects(spec))
-    first = stages.plan_stage(spec, spec.stage("halving"), pd.DataFrame())
+    first = plan_stage(spec, spec.stage("halving"), pd.DataFrame())
     partway = synthetic.simulate_runs(first.runs, model, "val_bpb")
-    with pytest.raises(stages.NotReady, match="waits for stage 'halving'"):
-        stages.plan_stage(spec, spec.stage("check"), partway)
+    with pytest.raises(NotReady, match="waits for stage 'halving'"):
+        plan_stage(spec, spec.stage("check"), partway)
     results = synthetic.simulate_stage(spec, "halving", pd.DataFrame(), model)
-    (ladder,) = stages.halving_ladders(spec, spec.stage("halving"), results).values()
-    plan = stages.plan_stage(spec, spec.stage("check"), results)
+    (ladder,) = halving_ladders(spec, spec.stage("halving"), results).values()
+    plan = plan_stage(spec, spec.stage("check"), results)
     assert [(a.condition_id, a.role, a.rule) for a in plan.anchors] == [
         (ladder[-1].entries[0].condition_id, "halving-winner", "halving-winner")
     ]
-    assert stages.expected_runs(spec, spec.stage("check")) == len(plan.runs) == 1
+    assert expected_runs(spec, spec.stage("check")) == len(plan.runs) == 1
 
 
 # --- cost -------------------------------------------------------------------------------------
@@ -678,23 +682,23 @@ def test_expected_runs_match_the_plans_of_the_paper_programme(
     paper_results: pd.DataFrame,
 ) -> None:
     for stage in PAPER.stages:
-        plan = stages.plan_stage(PAPER, stage, paper_results)
-        pools = stages.stage_pools(PAPER, stage)
+        plan = plan_stage(PAPER, stage, paper_results)
+        pools = stage_pools(PAPER, stage)
         per_condition = len(stage.budgets) * len(stage.seeds) * len(pools)
         if stage.kind == "greedy":
-            assert len(plan.runs) <= stages.expected_runs(PAPER, stage), stage.name
+            assert len(plan.runs) <= expected_runs(PAPER, stage), stage.name
         elif stage.select:  # one condition per distinct anchor, at most one per pick
             assert len(plan.runs) == len(plan.anchors) * per_condition, stage.name
-            assert len(plan.runs) <= stages.expected_runs(PAPER, stage), stage.name
+            assert len(plan.runs) <= expected_runs(PAPER, stage), stage.name
         else:
-            assert len(plan.runs) == stages.expected_runs(PAPER, stage), stage.name
+            assert len(plan.runs) == expected_runs(PAPER, stage), stage.name
 
 
 def test_paper_programme_is_584_runs() -> None:
     """Paper Table 1 totals 613 runs; paper.yaml leaves out the 2-minute extreme replication
     (20 runs) and the centre probes (9 runs), which its confirm stage covers (see its comments).
     """
-    counts = {cost.stage: cost.runs for cost in stages.programme_cost(PAPER)}
+    counts = {cost.stage: cost.runs for cost in programme_cost(PAPER)}
     assert counts == {
         "screen": 48,
         "followup": 64,
@@ -711,10 +715,10 @@ def test_paper_programme_is_584_runs() -> None:
 
 
 def test_long_horizon_gpu_hours_per_pool() -> None:
-    cost = stages.stage_cost(PAPER, PAPER.stage("long-horizon"))
+    cost = stage_cost(PAPER, PAPER.stage("long-horizon"))
     # 3 anchors x 2 seeds x (12 h + 24 h) on each pool.
     assert cost.gpu_hours == {"a100": pytest.approx(216.0), "l40s": pytest.approx(216.0)}
-    with_overhead = stages.stage_cost(PAPER, PAPER.stage("long-horizon"), overhead_s=3600)
+    with_overhead = stage_cost(PAPER, PAPER.stage("long-horizon"), overhead_s=3600)
     assert with_overhead.gpu_hours["a100"] == pytest.approx(216.0 + 12)
 
 
@@ -734,7 +738,7 @@ def test_wall_clock_packs_runs_onto_the_parallel_slots(
     parallelism: int, overhead_s: int, wall_s: int
 ) -> None:
     spec = small_spec(RANDOM_3, parallelism=parallelism)
-    cost = stages.stage_cost(spec, spec.stage("draws"), overhead_s)
+    cost = stage_cost(spec, spec.stage("draws"), overhead_s)
     assert cost.runs == 3
     assert cost.wall_hours * 3600 == pytest.approx(wall_s)
 
@@ -749,7 +753,7 @@ def test_packing_puts_the_longest_runs_first() -> None:
       budgets: [10s, 40s]""",
         parallelism=3,
     )
-    cost = stages.stage_cost(spec, spec.stage("screen"))
+    cost = stage_cost(spec, spec.stage("screen"))
     assert cost.runs == 8
     assert cost.wall_hours * 3600 == pytest.approx(80)
 
@@ -757,12 +761,12 @@ def test_packing_puts_the_longest_runs_first() -> None:
 @pytest.mark.parametrize(("gpus", "hours"), [(0, 0.0), (1, 30 / 3600), (4, 120 / 3600)])
 def test_gpu_hours_count_the_pool_gpus_per_run(gpus: int, hours: float) -> None:
     spec = small_spec(RANDOM_3, gpus=gpus)
-    assert stages.stage_cost(spec, spec.stage("draws")).gpu_hours == {"gpu": pytest.approx(hours)}
+    assert stage_cost(spec, spec.stage("draws")).gpu_hours == {"gpu": pytest.approx(hours)}
 
 
 def test_a_greedy_climb_waits_for_each_step() -> None:
     spec = small_spec(GREEDY, parallelism=8)
-    cost = stages.stage_cost(spec, spec.stage("climb"))
+    cost = stage_cost(spec, spec.stage("climb"))
     assert cost.runs == 12
     # Two seeds run side by side; the six points of the climb follow one another.
     assert cost.wall_hours * 3600 == pytest.approx(60)
@@ -771,11 +775,11 @@ def test_a_greedy_climb_waits_for_each_step() -> None:
 def test_followup_points_keep_the_names_they_have_elsewhere_in_the_study() -> None:
     """One id, one set of levels: a follow-up point inside the screen fraction keeps its
     screen id (c03 is A-,B-,C+,D-,E-), the others take their full-space id."""
-    plan = stages.plan_stage(PAPER, PAPER.stage("followup"), pd.DataFrame())
+    plan = plan_stage(PAPER, PAPER.stage("followup"), pd.DataFrame())
     names = {run.condition_id: dict(run.levels) for run in plan.runs}
     assert names["c03"] == {"A": -1, "B": -1, "C": 1, "D": -1, "E": -1}
     outside = {"A": -1, "B": -1, "C": 1, "D": -1, "E": 1}
-    assert names[stages.full_space_id(outside, PAPER.codes)] == outside
+    assert names[full_space_id(outside, PAPER.codes)] == outside
     assert len(names) == 16
 
 
@@ -786,7 +790,7 @@ def test_a_greedy_climb_does_not_step_past_a_point_still_pending() -> None:
 
     spec = small_spec(GREEDY)
     stage = spec.stage("climb")
-    plan = stages.plan_stage(spec, stage, pd.DataFrame())
+    plan = plan_stage(spec, stage, pd.DataFrame())
     listed = results_table(plan.runs, {}, "val_bpb", running=[plan.runs[0].run_id]).table
     assert set(listed["status"]) == {"pending", "running"}
-    assert stages.plan_stage(spec, stage, listed) == plan
+    assert plan_stage(spec, stage, listed) == plan

@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stagescreen import outcome, stages, synthetic
+from stagescreen import outcome, synthetic
+from stagescreen.planner import plan_stage
+from stagescreen.plans import PlannedRun
 from stagescreen.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,8 +23,8 @@ PAPER = load_study(ROOT / "examples" / "paper.yaml").spec
 CODES = ["A", "B", "C", "D", "E"]
 
 
-def screen_runs() -> list[stages.PlannedRun]:
-    return list(stages.plan_stage(PAPER, PAPER.stage("screen"), pd.DataFrame()).runs)
+def screen_runs() -> list[PlannedRun]:
+    return list(plan_stage(PAPER, PAPER.stage("screen"), pd.DataFrame()).runs)
 
 
 def test_a_run_draws_the_same_value_whatever_the_order() -> None:
@@ -135,7 +137,7 @@ def test_greedy_stage_is_simulated_until_its_climb_stops() -> None:
     model = synthetic.ResponseModel(effects=synthetic.default_effects(PAPER))
     results = synthetic.simulate_stage(PAPER, "greedy-10m", pd.DataFrame(), model)
     assert 1 < len(results) <= 20
-    assert stages.plan_stage(PAPER, PAPER.stage("greedy-10m"), results).finished
+    assert plan_stage(PAPER, PAPER.stage("greedy-10m"), results).finished
     assert results["run_id"].is_unique
     assert results["val_bpb"].notna().all()
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from stagescreen.kinds import KINDS
 from stagescreen.spec import API_VERSION, KIND, Study, StudySpec
 from stagescreen.status import StudyStatus
 
@@ -46,6 +47,15 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     """A structural OpenAPI v3 schema of `model`, keeping `default` for the docs."""
     raw = model.model_json_schema(by_alias=True, schema_generator=_WithFactoryDefaults)
     return _translate(_inline(raw, raw.get("$defs", {})))
+
+
+def _study_spec_schema() -> dict[str, Any]:
+    """The spec's schema with the registered stage kinds as the enum of `stages[].kind`: the
+    model accepts any name and `crosschecks` checks it against `kinds.KINDS`, so the table,
+    not the model, knows the names."""
+    schema = openapi_schema(StudySpec)
+    schema["properties"]["stages"]["items"]["properties"]["kind"]["enum"] = list(KINDS)
+    return schema
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
@@ -126,7 +136,7 @@ def _show(value: Any) -> str:
 def crd() -> dict[str, Any]:
     """The CustomResourceDefinition of ScreeningStudy (apiextensions.k8s.io/v1)."""
     fields = Study.model_fields
-    spec = _for_kubernetes(openapi_schema(StudySpec))
+    spec = _for_kubernetes(_study_spec_schema())
     spec["description"] = fields["spec"].description
     status = _for_kubernetes(openapi_schema(StudyStatus))
     status["description"] = fields["status"].description
@@ -216,7 +226,7 @@ def markdown_reference() -> str:
         "Budgets are written `120s`, `10m`, `24h`, `1h30m` or as seconds. "
         "Examples: `examples/quickstart.yaml`, `examples/paper.yaml`.",
     ]
-    spec = openapi_schema(StudySpec)
+    spec = _study_spec_schema()
     spec["description"] = Study.model_fields["spec"].description
     status = openapi_schema(StudyStatus)
     status["description"] = (

@@ -2,7 +2,9 @@
 
 Each returns (path relative to `spec`, message) pairs: codes a stage names must be factors,
 a selection's source must come earlier and be of the kind its rule reads, a rule cannot pick
-more conditions than its source ranks, generators must build a design, and so on. They take
+more conditions than its source ranks, generators must build a design, and so on. A stage's
+kind must be registered (`stagescreen.kinds.KINDS`), and the kind checks the fields only it
+reads. They take
 the parsed parts (possibly from a leniently parsed, partly broken file) so `validate` lists
 every problem in one pass.
 """
@@ -12,7 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from pydantic.alias_generators import to_camel
+
 from stagescreen import trainer_contract
+from stagescreen.kinds import KINDS
 from stagescreen.spec import (
     WINNER_RULES,
     DesignSpec,
@@ -163,16 +168,7 @@ def _check_stages(
         problems += _check_codes(f"{base}.start", stage.start, codes)
         if codes is not None and stage.fix and set(stage.fix) >= set(codes):
             problems.append((f"{base}.fix", "fixes every factor; leave at least one free"))
-        if stage.kind == "halving" and codes is not None and stage.initial is not None:
-            space = 2 ** len(codes)
-            if stage.initial > space:
-                problems.append(
-                    (
-                        f"{base}.initial",
-                        f"more configurations than the full 2^{len(codes)} space holds "
-                        f"({space}; got {stage.initial})",
-                    )
-                )
+        problems += _check_kind(base, stage, codes)
         for number, selection in enumerate(stage.select):
             problems += _check_selection(
                 f"{base}.select[{number}]", selection, index, stages, position, codes
@@ -181,6 +177,28 @@ def _check_stages(
                 f"{base}.select[{number}].k", selection, stages, position, codes, screen_runs
             )
     return problems
+
+
+def _check_kind(base: str, stage: Stage, codes: list[str] | None) -> list[tuple[str, str]]:
+    """The stage's kind is registered, it sets only the fields its kind reads (or others
+    left at their defaults), and the kind's own checks pass."""
+    kind = KINDS.get(stage.kind)
+    if kind is None:
+        names = [repr(name) for name in KINDS]
+        accepted = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        return [(f"{base}.kind", f"Input should be {accepted} (got {stage.kind!r})")]
+    problems = []
+    for field in Stage.model_fields:
+        readers = [other.name for other in KINDS.values() if field in other.fields]
+        default = Stage.model_fields[field].get_default(call_default_factory=True)
+        if readers and field not in kind.fields and getattr(stage, field) != default:
+            problems.append(
+                (
+                    f"{base}.{to_camel(field)}",
+                    f"only for kind {' or '.join(readers)} (stage kind is {stage.kind})",
+                )
+            )
+    return [*problems, *((f"{base}.{path}", text) for path, text in kind.problems(stage, codes))]
 
 
 def _check_selection(
@@ -281,14 +299,9 @@ def _check_supply(
     if selection.rule not in ("best", "worst", "bridge") or selection.from_ not in position:
         return []
     source = stages[position[selection.from_ or ""]]
-    supply: int | None = None
-    if source.kind == "screen":
-        supply = screen_runs
-    elif source.kind == "followup" and codes is not None:
-        supply = 2 ** len([code for code in codes if code not in source.fix])
-    elif source.kind == "random":
-        supply = source.batches * source.draws_per_batch
-    elif source.select:
+    kind = KINDS.get(source.kind)
+    supply = kind.supply(source, codes, screen_runs) if kind is not None else None
+    if supply is None and source.select:
         roles = selection.among
         if not set(roles) <= _roles_of(source, stages):
             return []  # the unknown role is reported on `among`

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping
 
 from stagescreen.keys import CKPT, StudyKeys
+from stagescreen.plans import PlannedRun
 from stagescreen.spec import StudySpec
-from stagescreen.stages import PlannedRun
 
 
 def run_environment(

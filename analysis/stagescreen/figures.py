@@ -37,7 +37,7 @@ from stagescreen.formatting import (
     fmt_budget,
     fmt_text,
 )
-from stagescreen.stages import succeeded
+from stagescreen.ranking import succeeded
 
 if TYPE_CHECKING:
     from stagescreen.spec import Study

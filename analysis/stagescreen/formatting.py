@@ -13,8 +13,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from stagescreen.ids import format_budget
 from stagescreen.jsonvalues import json_number
-from stagescreen.stages import format_budget
 
 DASH = "—"
 
@@ -96,7 +96,7 @@ def fmt_count(value: Any) -> str:
 
 
 def fmt_budget(seconds: Any) -> str:
-    """A budget as run ids spell it (`stages.format_budget`: 120 -> 2m, 3600 -> 1h)."""
+    """A budget as run ids spell it (`format_budget`: 120 -> 2m, 3600 -> 1h)."""
     number = finite(seconds)
     return DASH if number is None else format_budget(int(number))
 

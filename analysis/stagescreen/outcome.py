@@ -19,8 +19,14 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from stagescreen import effects as fx
-from stagescreen import stages as planning
+from stagescreen.cost import expected_runs
+from stagescreen.ids import condition_name, decode_levels
 from stagescreen.jsonvalues import json_number
+from stagescreen.kinds.greedy import greedy_climbs
+from stagescreen.kinds.halving import RungEntry, halving_ladders
+from stagescreen.planner import plan_stage
+from stagescreen.plans import PlanError, StagePlan, stage_pools
+from stagescreen.ranking import rank_conditions, select_anchors, succeeded
 from stagescreen.records import compute_seconds
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
@@ -53,7 +59,7 @@ class RankedCondition(_Record):
     """One condition in one (budget, pool) cell: its runs, failures, mean and interval.
 
     `runs` counts ended runs, `failed` those that failed or diverged, `n` the succeeded ones
-    the mean is taken over; `adjusted` marks a seed-adjusted mean (`stages.rank_conditions`).
+    the mean is taken over; `adjusted` marks a seed-adjusted mean (`rank_conditions`).
     """
 
     budget_s: int
@@ -191,7 +197,7 @@ def status_counts(status: pd.Series) -> dict[str, int]:
     return {state.value: int((status == state).sum()) for state in TERMINAL_ORDER}
 
 
-def _run_counts(plan: planning.StagePlan, rows: pd.DataFrame) -> StageRuns:
+def _run_counts(plan: StagePlan, rows: pd.DataFrame) -> StageRuns:
     status = rows.set_index("run_id")["status"] if not rows.empty else pd.Series(dtype=object)
     planned = [run.run_id for run in plan.runs]
     return StageRuns(
@@ -202,7 +208,7 @@ def _run_counts(plan: planning.StagePlan, rows: pd.DataFrame) -> StageRuns:
 
 
 def _effect_groups(spec: StudySpec, stage: Stage) -> list[str]:
-    return ["budget_s", "pool"] if len(planning.stage_pools(spec, stage)) > 1 else ["budget_s"]
+    return ["budget_s", "pool"] if len(stage_pools(spec, stage)) > 1 else ["budget_s"]
 
 
 def _main_effects(
@@ -262,13 +268,13 @@ def holds(effect: fx.Effect, fdr: float = FDR) -> bool:
 
 
 def _ranking(spec: StudySpec, rows: pd.DataFrame) -> list[RankedCondition]:
-    """Every (budget, pool) cell ranked by `stages.rank_conditions`, the one ranking rule."""
+    """Every (budget, pool) cell ranked by `rank_conditions`, the one ranking rule."""
     metric = spec.metric.name
     if rows.empty:
         return []
     table = []
     for (budget, pool), cell in rows.groupby(["budget_s", "pool"], sort=True):
-        ranked = planning.rank_conditions(cell, metric, spec.metric.goal, int(budget))
+        ranked = rank_conditions(cell, metric, spec.metric.goal, int(budget))
         for rank, row in enumerate(ranked.itertuples(index=False), 1):
             table.append(
                 RankedCondition(
@@ -294,7 +300,7 @@ def _runner_up(
     spec: StudySpec, rows: pd.DataFrame, best: RankedCondition, second: RankedCondition
 ) -> RunnerUp:
     metric = spec.metric.name
-    usable = planning.succeeded(rows, metric)
+    usable = succeeded(rows, metric)
     cell = usable[(usable["budget_s"] == best.budget_s) & (usable["pool"] == best.pool)]
     pair = cell[cell["condition_id"].isin([best.condition_id, second.condition_id])]
     seeds = [
@@ -342,7 +348,7 @@ def _bests(
         return []
     longest = max(row.budget_s for row in ranking)
     out = []
-    for pool in planning.stage_pools(spec, stage):
+    for pool in stage_pools(spec, stage):
         cell = [row for row in ranking if row.budget_s == longest and row.pool == pool]
         cell = [row for row in cell if row.n > 0 and row.mean is not None]
         if not cell:
@@ -363,7 +369,7 @@ def _bests(
                 runs=best.runs,
                 failed=best.failed,
                 levels=levels,
-                hyperparameters=planning.decode_levels(levels, spec),
+                hyperparameters=decode_levels(levels, spec),
                 runner_up=_runner_up(spec, rows, best, cell[1]) if len(cell) > 1 else None,
             )
         )
@@ -373,7 +379,7 @@ def _bests(
 def _win_counts(spec: StudySpec, rows: pd.DataFrame) -> list[dict[str, Any]]:
     """Every pair of anchors (by role, else condition), within each budget and pool."""
     metric = spec.metric.name
-    usable = planning.succeeded(rows, metric)
+    usable = succeeded(rows, metric)
     if usable.empty:
         return []
     label = usable["role"].fillna(usable["condition_id"]).astype(str)
@@ -394,11 +400,11 @@ def _win_counts(spec: StudySpec, rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _greedy(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any]:
     climbs = []
-    for (budget, pool), climb in planning.greedy_climbs(spec, stage, rows).items():
+    for (budget, pool), climb in greedy_climbs(spec, stage, rows).items():
         steps = [
             {
                 "step": i,
-                "condition_id": planning.condition_name(step.levels, spec),
+                "condition_id": condition_name(step.levels, spec),
                 "levels": dict(step.levels),
                 "mean": json_number(step.value),
                 "accepted": step.accepted,
@@ -422,7 +428,7 @@ def _greedy(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any]
 
 def _random(spec: StudySpec, rows: pd.DataFrame) -> dict[str, Any] | None:
     metric = spec.metric.name
-    usable = planning.succeeded(rows, metric)
+    usable = succeeded(rows, metric)
     if usable.empty:
         return None
     pick = "idxmin" if spec.metric.goal == "minimize" else "idxmax"
@@ -451,11 +457,11 @@ def _halving(spec: StudySpec, stage: Stage, rows: pd.DataFrame) -> dict[str, Any
     """Each pool's ladder: per rung its budget, how many configurations ran and those that
     went on with their means there; the winner is the best of the last rung once it ended."""
 
-    def entry(at: planning.RungEntry) -> dict[str, Any]:
+    def entry(at: RungEntry) -> dict[str, Any]:
         return {"condition_id": at.condition_id, "levels": dict(at.levels), "mean": at.mean}
 
     ladders = []
-    for pool, ladder in planning.halving_ladders(spec, stage, rows).items():
+    for pool, ladder in halving_ladders(spec, stage, rows).items():
         rungs = [
             {
                 "budget_s": rung.budget_s,
@@ -481,7 +487,7 @@ def _promoted(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> list[dict
         for selection in later.select:
             if selection.from_ != stage.name:
                 continue
-            for anchor in planning.select_anchors(spec, selection, results):
+            for anchor in select_anchors(spec, selection, results):
                 out.append({"to_stage": later.name} | anchor.to_dict())
     return out
 
@@ -491,7 +497,7 @@ def _pooled(
 ) -> dict[str, Any] | None:
     """The pooled budget-interaction model (paper 5.3) on the stage's first pool, seed as a
     block when seeds vary; a model the runs cannot support leaves a note instead."""
-    pools = planning.stage_pools(spec, stage)
+    pools = stage_pools(spec, stage)
     if len(pools) > 1:
         notes.append(f"pooled budget model fitted on {pools[0]} only (hosts differ in level)")
     try:
@@ -510,10 +516,10 @@ def _pooled(
 
 def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: str) -> StageOutcome:
     """The outcome record of one stage from every result so far (docs/architecture.md "Storage")."""
-    plan = planning.plan_stage(spec, stage, results)
+    plan = plan_stage(spec, stage, results)
     rows = _stage_rows(results, stage)
     metric = spec.metric.name
-    usable = planning.succeeded(rows, metric)
+    usable = succeeded(rows, metric)
     ranking = _ranking(spec, rows)
     bests = _bests(spec, stage, rows, ranking)
     out = StageOutcome(
@@ -584,15 +590,15 @@ def _planned_per_pool(
     """Runs a stage plans on each pool: exactly its plan's once that is final (a greedy
     stage whose climbs have stopped, often short of maxRuns; an anchor stage whose sources
     are complete, one condition per distinct anchor), else the expected count, its most."""
-    pools = planning.stage_pools(spec, stage)
+    pools = stage_pools(spec, stage)
     if stage.kind != "greedy" or not rows.empty:
         try:
-            plan = planning.plan_stage(spec, stage, results)
-        except planning.PlanError:
+            plan = plan_stage(spec, stage, results)
+        except PlanError:
             plan = None
         if plan is not None and plan.finished:
             return {pool: sum(run.pool == pool for run in plan.runs) for pool in pools}
-    return dict.fromkeys(pools, planning.expected_runs(spec, stage) // len(pools))
+    return dict.fromkeys(pools, expected_runs(spec, stage) // len(pools))
 
 
 def manifest(spec: StudySpec, results: pd.DataFrame, study: str) -> dict[str, Any]:
@@ -606,7 +612,7 @@ def manifest(spec: StudySpec, results: pd.DataFrame, study: str) -> dict[str, An
     for stage in spec.stages:
         rows = _stage_rows(results, stage)
         planned = _planned_per_pool(spec, stage, rows, results)
-        for pool in planning.stage_pools(spec, stage):
+        for pool in stage_pools(spec, stage):
             mine = rows[rows["pool"] == pool] if not rows.empty else rows
             seconds = compute_seconds(mine).get(pool, 0.0) * (
                 pools[pool].gpus if pool in pools else 1

@@ -34,14 +34,13 @@ import pandas as pd
 from scipy import stats
 
 from stagescreen import effects as fx
-from stagescreen import stages as planning
 from stagescreen import synthetic
+from stagescreen.kinds import kind_of
 from stagescreen.outcome import FDR
+from stagescreen.planner import plan_stage
+from stagescreen.plans import PlannedRun, stage_pools
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
-
-FITTED_KINDS = ("screen", "followup")
-"""Stage kinds whose runs are fixed by the spec alone, so every replicate runs the same."""
 
 PICKING_RULES = ("best", "worst", "bridge")
 """Select rules whose pick is one ranked condition of the source stage."""
@@ -152,7 +151,7 @@ class Rehearsal:
     """The fixed runs of a study with what every replicate shares: noise-free means, cell
     sds, and which seed shift and seed x condition term each run takes."""
 
-    runs: tuple[planning.PlannedRun, ...]
+    runs: tuple[PlannedRun, ...]
     mean: np.ndarray
     sd: np.ndarray
     seed_index: np.ndarray
@@ -167,8 +166,8 @@ def rehearsal(spec: StudySpec, model: synthetic.ResponseModel) -> Rehearsal:
     runs = tuple(
         run
         for stage in spec.stages
-        if stage.kind in FITTED_KINDS
-        for run in planning.plan_stage(spec, stage, empty).runs
+        if kind_of(stage).fits_effects
+        for run in plan_stage(spec, stage, empty).runs
     )
     seeds = {seed: i for i, seed in enumerate(sorted({run.seed for run in runs}))}
     pair_keys = [(run.seed, synthetic.condition_key(run.levels)) for run in runs]
@@ -260,11 +259,11 @@ def _families(spec: StudySpec, plan: Rehearsal) -> list[_Family]:
     out = []
     stage_of = np.array([run.stage for run in plan.runs])
     for stage in spec.stages:
-        if stage.kind not in FITTED_KINDS:
+        if not kind_of(stage).fits_effects:
             continue
         factors = [code for code in spec.codes if code not in stage.fix]
-        several_pools = len(planning.stage_pools(spec, stage)) > 1
-        orders = [1, 2] if stage.kind == "followup" and stage.interactions else [1]
+        several_pools = len(stage_pools(spec, stage)) > 1
+        orders = kind_of(stage).effect_orders(stage)
         cells: dict[tuple[int, str | None], list[int]] = {}
         for i in np.flatnonzero(stage_of == stage.name).tolist():
             run = plan.runs[i]
@@ -296,7 +295,7 @@ def _families(spec: StudySpec, plan: Rehearsal) -> list[_Family]:
 
 
 def _model_matrix(
-    runs: Sequence[planning.PlannedRun], terms: Sequence[str], stage: Stage, block: bool
+    runs: Sequence[PlannedRun], terms: Sequence[str], stage: Stage, block: bool
 ) -> np.ndarray:
     """Intercept, one -1/+1 product column per term, then seed indicators (first seed out)."""
     columns = [np.ones(len(runs))]
@@ -460,7 +459,7 @@ def _picks(
             if selection.rule == "control" or selection.from_ is None:
                 continue
             source = spec.stage(selection.from_)
-            if selection.rule not in PICKING_RULES or source.kind not in FITTED_KINDS:
+            if selection.rule not in PICKING_RULES or not kind_of(source).fits_effects:
                 notes.append(
                     f"stage {stage.name!r}: rule {selection.rule} from {source.name!r} "
                     f"({source.kind}) is not rehearsed: only best, worst and bridge picks "
@@ -520,7 +519,7 @@ def _tally_pick(pick: _Pick, values: np.ndarray) -> tuple[int, int]:
     worst_possible = np.inf if pick.lower_first else -np.inf
     means = np.where(counts > 0, means, worst_possible)
     # argmin/argmax take the first of ties, and conditions are sorted by id: the ranking's
-    # tie-break (stages.rank_conditions). "worst" ranks ascending and reads from the end.
+    # tie-break (rank_conditions). "worst" ranks ascending and reads from the end.
     chosen = np.argmin(means, axis=0) if pick.lower_first else np.argmax(means, axis=0)
     usable = (counts > 0).any(axis=0)
     optimum = np.array([cid in pick.optimum for cid in pick.conditions])

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from stagescreen.plans import PlannedRun
 from stagescreen.runstatus import TERMINAL, RunStatus
-from stagescreen.stages import PlannedRun
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from stagescreen import stages as planning
+from stagescreen.planner import plan_stage
+from stagescreen.plans import PlanError, PlannedRun
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import StudySpec, parse_duration
 
@@ -360,9 +361,7 @@ def default_effects(spec: StudySpec) -> dict[str, float]:
     return {code: pattern[i % len(pattern)] for i, code in enumerate(spec.codes)}
 
 
-def simulate_runs(
-    runs: Sequence[planning.PlannedRun], model: ResponseModel, metric: str
-) -> pd.DataFrame:
+def simulate_runs(runs: Sequence[PlannedRun], model: ResponseModel, metric: str) -> pd.DataFrame:
     """Run records, flattened to the results-table columns, for the planned runs; a diverged
     run has a NaN metric, as a trainer's record has none."""
     rows: list[dict[str, Any]] = []
@@ -388,7 +387,7 @@ def simulate_stage(
     """Results of one stage appended to `results`; greedy stages are simulated step by step."""
     stage = spec.stage(stage_name)
     while True:
-        plan = planning.plan_stage(spec, stage, results)
+        plan = plan_stage(spec, stage, results)
         done = set(results["run_id"]) if "run_id" in results.columns else set()
         new = [run for run in plan.runs if run.run_id not in done]
         if new:
@@ -398,4 +397,4 @@ def simulate_stage(
         if plan.finished:
             return results
         if not new:
-            raise planning.PlanError(f"stage {stage_name!r} is waiting on runs it cannot simulate")
+            raise PlanError(f"stage {stage_name!r} is waiting on runs it cannot simulate")

@@ -8,7 +8,7 @@ processes or Jobs show, so a restart from any point takes the same next actions.
 no clock reads here: the caller passes everything in.
 
 Each call re-plans every stage from the records (planning is deterministic and never changes
-its mind, stagescreen.stages), joins plans and records into the results table
+its mind, stagescreen.planner), joins plans and records into the results table
 (stagescreen.records), then:
 - a stage whose source stages are still running waits; one that can never be planned fails
   the study with the planner's reason;
@@ -29,7 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from stagescreen import stages as planning
+from stagescreen.planner import plan_stage
+from stagescreen.plans import NotReady, PlannedRun, StagePlan, Unplannable
 from stagescreen.records import compute_seconds, results_table
 from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import StudySpec
@@ -48,7 +49,7 @@ class Observed:
 
 @dataclass(frozen=True)
 class StartRun:
-    run: planning.PlannedRun
+    run: PlannedRun
     resume: bool = False  # an interrupted run: it continues from its checkpoint
 
 
@@ -69,9 +70,9 @@ class Decision:
     reason: str = ""
     waiting: tuple[str, ...] = ()  # why stages or runs are held back, one line each
     results: pd.DataFrame = field(default_factory=pd.DataFrame, compare=False, repr=False)
-    planned: tuple[planning.PlannedRun, ...] = field(default=(), compare=False, repr=False)
+    planned: tuple[PlannedRun, ...] = field(default=(), compare=False, repr=False)
 
-    def run(self, run_id: str) -> planning.PlannedRun | None:
+    def run(self, run_id: str) -> PlannedRun | None:
         """The planned run with this id, if any stage plans it now."""
         return next((run for run in self.planned if run.run_id == run_id), None)
 
@@ -106,29 +107,27 @@ def decide(spec: StudySpec, observed: Observed) -> Decision:
     return Decision((*analyse, *starts), "Running", "", (*waiting, *held), results, tuple(planned))
 
 
-def _plans(
-    spec: StudySpec, observed: Observed
-) -> tuple[dict[str, planning.StagePlan], list[str], str]:
+def _plans(spec: StudySpec, observed: Observed) -> tuple[dict[str, StagePlan], list[str], str]:
     """Every stage that can be planned now, in spec order; why the others wait; or why the
     study cannot go on. Each stage is planned against the records of the stages before it."""
-    plans: dict[str, planning.StagePlan] = {}
+    plans: dict[str, StagePlan] = {}
     waiting: list[str] = []
     for stage in spec.stages:
         planned = [run for plan in plans.values() for run in plan.runs]
         so_far = results_table(planned, observed.records, spec.metric.name).table
         try:
-            plan = planning.plan_stage(spec, stage, so_far)
+            plan = plan_stage(spec, stage, so_far)
             # A greedy climb or halving ladder grows from its own records, step by step.
             while not plan.finished:
                 own = results_table([*planned, *plan.runs], observed.records, spec.metric.name)
-                step = planning.plan_stage(spec, stage, own.table)
+                step = plan_stage(spec, stage, own.table)
                 if step == plan:
                     break
                 plan = step
             plans[stage.name] = plan
-        except planning.NotReady as wait:
+        except NotReady as wait:
             waiting.append(str(wait))
-        except planning.Unplannable as error:
+        except Unplannable as error:
             return plans, waiting, f"stage {stage.name!r} cannot be planned: {error}"
     return plans, waiting, ""
 
@@ -142,13 +141,13 @@ def _status_by_run(results: pd.DataFrame) -> dict[str, RunStatus]:
     }
 
 
-def _complete(plan: planning.StagePlan, status: Mapping[str, RunStatus]) -> bool:
+def _complete(plan: StagePlan, status: Mapping[str, RunStatus]) -> bool:
     return plan.finished and all(status.get(run.run_id) in TERMINAL for run in plan.runs)
 
 
 def _starts(
     spec: StudySpec,
-    planned: Sequence[planning.PlannedRun],
+    planned: Sequence[PlannedRun],
     status: Mapping[str, RunStatus],
     observed: Observed,
     results: pd.DataFrame,

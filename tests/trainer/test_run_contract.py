@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from trainer_support import Prepared, trainer_command
 
-from stagescreen import stages
 from stagescreen.environment import run_environment, run_folder
 from stagescreen.keys import RESULT, StudyKeys
+from stagescreen.planner import plan_stage
+from stagescreen.plans import StagePlan
 from stagescreen.records import results_table
 from stagescreen.store import LocalStore
 from stagescreen.studyfile import load_study
@@ -41,13 +42,13 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def plan() -> stages.StagePlan:
+def plan() -> StagePlan:
     spec = load_study(STUDY).spec
-    return stages.plan_stage(spec, spec.stage("screen"), pd.DataFrame())
+    return plan_stage(spec, spec.stage("screen"), pd.DataFrame())
 
 
 def test_a_planned_runs_environment_trains_it_and_its_record_joins_the_plan(
-    quickstart: Prepared, plan: stages.StagePlan, tmp_path: Path
+    quickstart: Prepared, plan: StagePlan, tmp_path: Path
 ) -> None:
     spec = load_study(STUDY).spec
     store = LocalStore(tmp_path)
@@ -89,7 +90,7 @@ def test_a_planned_runs_environment_trains_it_and_its_record_joins_the_plan(
     assert math.isnan(table.loc[plan.runs[1].run_id, "val_bpb"])
 
 
-def test_records_of_no_planned_run_are_reported_not_joined(plan: stages.StagePlan) -> None:
+def test_records_of_no_planned_run_are_reported_not_joined(plan: StagePlan) -> None:
     failed = {"status": "failed", "val_bpb": None, "reason": "out of memory: ...", "steps": 0}
     records = {plan.runs[0].run_id: failed, "screen-c99-30s-s3-cpu": {"status": "succeeded"}}
     joined = results_table(plan.runs, records, "val_bpb")
@@ -100,7 +101,7 @@ def test_records_of_no_planned_run_are_reported_not_joined(plan: stages.StagePla
     assert first["reason"].startswith("out of memory")
 
 
-def test_an_unknown_status_in_a_record_is_an_error(plan: stages.StagePlan) -> None:
+def test_an_unknown_status_in_a_record_is_an_error(plan: StagePlan) -> None:
     with pytest.raises(ValueError, match="'finished'"):
         results_table(plan.runs, {plan.runs[0].run_id: {"status": "finished"}}, "val_bpb")
 

@@ -39,7 +39,8 @@ def manifests(
     import pandas as pd
     import yaml
 
-    from stagescreen import stages
+    from stagescreen.planner import plan_stage
+    from stagescreen.plans import PlanError
     from stagescreen_operator.corpus import corpus_uris
     from stagescreen_operator.kube.jobs import run_job
 
@@ -52,8 +53,8 @@ def manifests(
         names = ", ".join(s.name for s in spec.stages)
         raise fail(f"--stage {stage!r}: no such stage (stages: {names})")
     try:
-        plan = stages.plan_stage(spec, chosen, pd.DataFrame())
-    except stages.PlanError as error:
+        plan = plan_stage(spec, chosen, pd.DataFrame())
+    except PlanError as error:
         raise fail(
             f"--stage {chosen.name!r}: its Jobs depend on earlier results: {error}"
         ) from None

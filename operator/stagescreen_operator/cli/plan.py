@@ -13,7 +13,7 @@ from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
-    from stagescreen.stages import StageCost
+    from stagescreen.cost import StageCost
 
 
 def _hours(hours: float) -> str:
@@ -55,24 +55,25 @@ def plan(
 
     Example: stagescreen plan examples/quickstart.yaml --overhead 60s
     """
-    from stagescreen import stages
+    from stagescreen.cost import RUN_OVERHEAD_S, budget_hours, programme_cost
+    from stagescreen.ids import format_budget
     from stagescreen.spec import parse_duration
 
     study = load_or_exit(study_file)
     spec = study.spec
     try:
         if overhead is None:
-            overhead_s = stages.RUN_OVERHEAD_S
+            overhead_s = RUN_OVERHEAD_S
         elif re.fullmatch(r"0+[smh]?", overhead.strip()):
             overhead_s = 0
         else:
             overhead_s = parse_duration(overhead)
     except ValueError as error:
         raise fail(f"--overhead {overhead!r}: {error}") from None
-    costs = stages.programme_cost(spec, overhead_s)
+    costs = programme_cost(spec, overhead_s)
     pools = [pool.name for pool in spec.pools]
     on_cpu = {pool.name for pool in spec.pools if pool.gpus == 0}
-    total_gpu = stages.budget_hours(costs)
+    total_gpu = budget_hours(costs)
     total_wall = sum(cost.wall_hours for cost in costs)
     limit = spec.limits.max_gpu_hours
     if as_json:
@@ -105,7 +106,7 @@ def plan(
         return
     rows = []
     for cost, stage in zip(costs, spec.stages, strict=True):
-        budgets = ",".join(stages.format_budget(b) for b in stage.budgets)
+        budgets = ",".join(format_budget(b) for b in stage.budgets)
         rows.append(
             [
                 cost.stage,

@@ -210,7 +210,7 @@ def _overridden(
 
 def _describe(model: ResponseModel) -> str:
     """The model in one line, so a printed result says what it was drawn from."""
-    from stagescreen.stages import format_budget
+    from stagescreen.ids import format_budget
 
     if model.noise_points:
         noise = ", ".join(
@@ -305,7 +305,7 @@ def _rate(value: float | None) -> str:
 
 def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
     """Two tables, every line of them starting with SYNTHETIC so no row reads as real."""
-    from stagescreen.stages import format_budget
+    from stagescreen.ids import format_budget
 
     typer.echo(
         f"SYNTHETIC power of study {name!r}: {report.replicates} replicates (seed "

@@ -21,12 +21,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from stagescreen.cost import RUN_OVERHEAD_S
 from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.publish import publish_spec, read_outcomes
 from stagescreen.records import failure_record
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Pool, Study
-from stagescreen.stages import RUN_OVERHEAD_S
 from stagescreen.status import (
     Phase,
     StatusCondition,

@@ -29,12 +29,12 @@ from typing import IO, Any
 from stagescreen.environment import run_environment, run_folder
 from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.outcome import StageOutcome
+from stagescreen.plans import PlannedRun
 from stagescreen.publish import publish_spec, publish_stage, read_outcomes
 from stagescreen.records import failure_record
 from stagescreen.report import write_report
 from stagescreen.runstatus import RunStatus, status_of_exit
 from stagescreen.spec import Study
-from stagescreen.stages import PlannedRun
 from stagescreen.status import StudyStatus, study_status
 from stagescreen.store import Store
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide

@@ -22,7 +22,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from stagescreen import stages as planning
+from stagescreen.cost import RUN_OVERHEAD_S, stage_cost
 from stagescreen.spec import Study, StudySpec
 from stagescreen.status import StudyStatus
 from stagescreen_operator.controller import Decision
@@ -69,7 +69,7 @@ def eta_seconds(
         return None
     results = decision.results
     spec = study.spec
-    per_run = planning.RUN_OVERHEAD_S
+    per_run = RUN_OVERHEAD_S
     left = 0.0
     planned = set()
     if not results.empty:
@@ -81,7 +81,7 @@ def eta_seconds(
             elif row.status == "running":
                 left += max(0.0, cost - ages.get(str(row.run_id), 0.0))
     later = sum(
-        planning.stage_cost(spec, stage, per_run).wall_hours * 3600
+        stage_cost(spec, stage, per_run).wall_hours * 3600
         for stage in spec.stages
         if stage.name not in planned
     )

@@ -1,0 +1,118 @@
+"""What a stage kind decides, as one class: a new kind subclasses `StageKind` in its own module
+and adds one entry to the table in `stagescreen.kinds`.
+
+The rest of the core asks the kind instead of branching on its name: the planner
+(`planner.plan_stage`) asks it for its runs, the pricing (`cost.stage_cost`) for its runs per
+budget and wall-clock, the cross-section checks (`crosschecks`) for the stage fields it reads
+and the mistakes it rejects, the power rehearsal (`power`) whether its outcome fits effects.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from stagescreen.plans import StagePlan, stage_pools
+from stagescreen.spec import Stage, StudySpec
+
+
+class StageKind(abc.ABC):
+    """One kind of stage: how it plans, what it costs, what its spec may say.
+
+    Subclasses set the class attributes and implement `plan` and `expected_runs`; every
+    other method has the answer most kinds share. Instances hold no state: the same object
+    serves every stage of its kind, and every answer is a pure function of its arguments.
+
+    The outcome of a stage and its report section are still summarised by `outcome` and
+    `report`, which branch on the kind's name. They move here as two more methods with the
+    same shape as `plan` (a pure function of the spec, the stage and the results):
+    `summarise(spec, stage, results)` returning the kind's part of the typed stage outcome
+    (e.g. the greedy climbs, the halving rungs), and `report_section(data)` returning the
+    kind's markdown lines. A kind that has no part to add keeps the base class's default.
+    """
+
+    name: str
+    """The `kind` a stage declares in its spec, e.g. `screen`."""
+
+    fields: tuple[str, ...] = ()
+    """Stage fields (python names, e.g. `max_runs`) only this kind and others listing them
+    read; any other kind setting one to other than its default is a spec mistake."""
+
+    baseline: bool = False
+    """A comparison method (random, greedy, halving), not a step of the screening programme:
+    a study's best recipe comes from the programme's stages when they have one."""
+
+    fits_effects: bool = False
+    """Its outcome fits factorial effect families (screen, followup): its runs are fixed by
+    the spec alone, so `power` can rehearse it on simulated results."""
+
+    needs_complete_sources: bool = False
+    """It picks anchors from earlier stages, so it waits until those stages have finished:
+    ranking half a stage would pick other anchors than the whole one."""
+
+    @abc.abstractmethod
+    def plan(self, spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:
+        """The runs the stage needs now, given every result recorded so far (any stage).
+
+        `results` always has the identity columns (`plans.with_identity_columns`). A
+        sequential kind returns `finished=False` while it may still add runs.
+        """
+
+    @abc.abstractmethod
+    def expected_runs(self, spec: StudySpec, stage: Stage) -> int:
+        """How many runs the stage will launch at most, known before any source has run."""
+
+    def runs_per_condition(self, spec: StudySpec, stage: Stage) -> int:
+        """Runs one condition costs: every budget x seed x pool."""
+        return len(stage.budgets) * len(stage.seeds) * len(stage_pools(spec, stage))
+
+    def runs_by_budget(self, spec: StudySpec, stage: Stage) -> dict[int, int]:
+        """Runs at each budget: by default the same conditions run at every budget."""
+        return dict.fromkeys(stage.budgets, self.expected_runs(spec, stage) // len(stage.budgets))
+
+    def wall_s(
+        self, spec: StudySpec, stage: Stage, runs_by_budget: Mapping[int, int], overhead_s: int
+    ) -> float:
+        """Wall-clock seconds of the stage: its runs packed longest-first onto
+        `limits.parallelism` slots, all free to start at once."""
+        return pack(
+            self.durations(spec, stage, runs_by_budget, overhead_s), spec.limits.parallelism
+        )
+
+    def durations(
+        self, spec: StudySpec, stage: Stage, runs_by_budget: Mapping[int, int], overhead_s: int
+    ) -> list[int]:
+        """Every run's duration in seconds, longest first."""
+        pools = len(stage_pools(spec, stage))
+        durations: list[int] = []
+        for budget in stage.budgets:
+            durations += [budget + overhead_s] * (runs_by_budget[budget] // pools * pools)
+        return sorted(durations, reverse=True)
+
+    def problems(self, stage: Stage, codes: Sequence[str] | None) -> list[tuple[str, str]]:
+        """Mistakes only this kind can see in its stage, as (field alias, message); `codes`
+        is None when the factors did not parse."""
+        return []
+
+    def supply(
+        self, stage: Stage, codes: Sequence[str] | None, screen_runs: int | None
+    ) -> int | None:
+        """How many conditions the stage ranks, for a later `select` rule's `k`; None when
+        it is not known from the spec alone."""
+        return None
+
+    def effect_orders(self, stage: Stage) -> list[int]:
+        """Orders of the effect models its outcome fits (1: main effects, 2: two-factor)."""
+        return [1]
+
+
+def pack(durations: Sequence[int], slots: int) -> float:
+    """Makespan of longest-first list scheduling on `slots` identical workers."""
+    if not durations:
+        return 0.0
+    loads = [0] * max(1, min(slots, len(durations)))
+    for duration in durations:
+        loads[loads.index(min(loads))] += duration
+    return float(max(loads))

@@ -1,0 +1,57 @@
+"""`followup`: a full factorial over the factors a stage leaves free (paper 5.3: D fixed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from stagescreen import design as designs
+from stagescreen.ids import condition_name
+from stagescreen.kinds.base import StageKind
+from stagescreen.plans import StagePlan, expand_runs
+from stagescreen.spec import Stage, StudySpec
+
+
+def followup_design(spec: StudySpec, stage: Stage) -> designs.Design:
+    """Full factorial over the factors the follow-up leaves free (paper 5.3: D fixed)."""
+    free = [code for code in spec.codes if code not in stage.fix]
+    return designs.full_factorial(free)
+
+
+class Followup(StageKind):
+    """Holds the `fix` factors and runs every combination of the rest; its outcome fits main
+    effects, and with `interactions` the two-factor interactions too."""
+
+    name = "followup"
+    fields = ("fix", "interactions")
+    fits_effects = True
+
+    def plan(self, spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:
+        # Follow-up points are named as everywhere else (the screen's id when the point is
+        # one of its runs, else its full-space id), never by the follow-up's own numbering,
+        # so one id always means one set of levels across the study.
+        points = [
+            {code: int(stage.fix.get(code, run.get(code, 0))) for code in spec.codes}
+            for run in followup_design(spec, stage).runs()
+        ]
+        conditions = [(condition_name(levels, spec), levels, None) for levels in points]
+        return StagePlan(stage.name, tuple(expand_runs(spec, stage, conditions)))
+
+    def expected_runs(self, spec: StudySpec, stage: Stage) -> int:
+        return len(followup_design(spec, stage).matrix) * self.runs_per_condition(spec, stage)
+
+    def problems(self, stage: Stage, codes: Sequence[str] | None) -> list[tuple[str, str]]:
+        if not stage.fix:
+            return [("fix", "a followup stage needs the factors it holds, e.g. {D: -1}")]
+        return []
+
+    def supply(
+        self, stage: Stage, codes: Sequence[str] | None, screen_runs: int | None
+    ) -> int | None:
+        if codes is None:
+            return None
+        return 2 ** len([code for code in codes if code not in stage.fix])
+
+    def effect_orders(self, stage: Stage) -> list[int]:
+        return [1, 2] if stage.interactions else [1]
