@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .tools
 
-.PHONY: install tools demo demo-synthetic test lint typecheck pytest crds images bench bench-trainer clean
+.PHONY: install tools demo demo-synthetic test test-fast lint typecheck pytest crds images bench bench-trainer clean
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ typecheck: install
 
 pytest: install tools
 	$(BIN)/pytest -q
+
+# The pure layers only (no server, trainer run, cluster or study): a couple of minutes. Tests
+# are marked integration/slow from the fixtures they use (tests/conftest.py).
+test-fast: install
+	$(BIN)/pytest -q -m "not integration and not slow"
 
 crds: install
 	$(BIN)/python -m stagescreen.crd > crds/screeningstudy.yaml

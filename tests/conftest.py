@@ -1,4 +1,11 @@
-"""Shared fixtures. Each block is self-contained; add new fixtures below the existing ones."""
+"""Shared fixtures, and the layer of each test read from the fixtures it uses.
+
+A test that uses a real component (SeaweedFS, the test API server, the trainer, helm,
+promtool, hadolint) is `integration`; one whose fixtures train, run a study or an operator
+is `slow`. Nobody marks these by hand: the tables below do, so `make test-fast`
+(`-m "not integration and not slow"`) never runs a test that starts a server or a trainer.
+Add a fixture that starts such a component to the tables when you write it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,6 @@ import pytest
 from seaweed import S3Bucket, S3Endpoint, SeaweedError, run_seaweedfs
 
 # --- S3: one real SeaweedFS server per session (tests/seaweed.py) ---------------------------
-# Tests using these fixtures are integration tests: mark them `@pytest.mark.integration`.
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +47,37 @@ def s3_bucket(seaweedfs: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> Iterato
     for key in bucket.stored_keys():
         client.delete_object(Bucket=bucket.name, Key=key)
     client.delete_bucket(Bucket=bucket.name)
+
+
+# --- Layers -----------------------------------------------------------------------------------
+
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "seaweedfs",  # a real SeaweedFS S3 server (tests/seaweed.py)
+        "s3_bucket",
+        "apiserver",  # the realistic test API server (tests/kube/apiserver.py)
+        "quickstart",  # the real trainer's prepared corpus: its users run the trainer
+        "helm",  # real binaries from `make tools` and the dev dependencies
+        "kubectl",
+        "promtool",
+        "hadolint",
+    }
+)
+SLOW_FIXTURES = frozenset(
+    {
+        "quickstart",  # prepares a corpus (seconds), then its users train
+        "uninterrupted",  # a whole study trained on this CPU
+        "reference",  # a reference trainer run
+        "cluster",  # kopf running for real with a node agent
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test integration and/or slow from every fixture it uses, directly or not."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & INTEGRATION_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
