@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from pydantic.alias_generators import to_camel
 
+from stagescreen import design as designs
 from stagescreen import trainer_contract
 from stagescreen.kinds import KINDS
 from stagescreen.spec import (
@@ -96,7 +97,6 @@ def _check_factors(factors: list[Factor], codes: list[str]) -> list[tuple[str, s
 
 def _check_design(design: DesignSpec, codes: list[str]) -> list[tuple[str, str]]:
     """Build-time problems of the screen design, at the field that causes each."""
-    from stagescreen import design as designs
 
     if design.type == "full":
         return []

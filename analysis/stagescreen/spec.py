@@ -32,6 +32,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from stagescreen import design as designs
+
 API_VERSION = "stagescreen.dev/v1alpha1"
 KIND = "ScreeningStudy"
 
@@ -790,13 +792,6 @@ class StudySpec(_Model):
         ]
         return {**data, "factors": filled}
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> StudySpec:
-        from stagescreen.crosschecks import cross_problems  # it reads these models
-
-        _raise_if(cross_problems(self.factors, self.stages, self.pools, self.design, self.trainer))
-        return self
-
     @property
     def codes(self) -> list[str]:
         """Factor codes in spec order."""
@@ -816,8 +811,8 @@ class StudySpec(_Model):
                 return stage
         raise KeyError(f"no stage {name!r} (stages: {', '.join(s.name for s in self.stages)})")
 
-    def build_design(self) -> Any:
-        """The screen design as a `stagescreen.design.Design`."""
+    def build_design(self) -> designs.Design:
+        """The screen design."""
         return screen_design(self.design, self.codes)
 
 
@@ -833,15 +828,13 @@ def default_codes(given: Sequence[str | None]) -> list[str]:
     return codes
 
 
-def screen_design(spec: DesignSpec, codes: list[str]) -> Any:
-    from stagescreen import design
-
+def screen_design(spec: DesignSpec, codes: list[str]) -> designs.Design:
     if spec.type == "full":
-        return design.full_factorial(codes)
+        return designs.full_factorial(codes)
     if spec.generators:
-        return design.fractional_factorial(codes, spec.generators)
+        return designs.fractional_factorial(codes, spec.generators)
     assert spec.resolution is not None
-    return design.by_resolution(codes, spec.resolution)
+    return designs.by_resolution(codes, spec.resolution)
 
 
 class Metadata(BaseModel):

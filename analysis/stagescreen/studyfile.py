@@ -33,15 +33,25 @@ from stagescreen.spec import (
 
 
 def parse_study(data: Any) -> Study:
-    """A validated Study from already-parsed YAML/JSON (e.g. the body kopf hands over)."""
+    """A validated Study from already-parsed YAML/JSON (e.g. the body kopf hands over).
+
+    The one way a Study is made: each section validates itself in the model, then the
+    checks across sections (`crosschecks`, which consults the stage kinds) run here, so the
+    model module depends on nothing that depends on it.
+    """
     if not isinstance(data, Mapping):
         kind = type(data).__name__
         raise SpecError([Problem("(document)", f"expected a ScreeningStudy mapping (got {kind})")])
     try:
-        return Study.model_validate(data)
+        study = Study.model_validate(data)
     except ValidationError as error:
         problems = _problems_from(error)
-    raise SpecError(problems + _cross_problems_of_parts(data.get("spec"), problems))
+        raise SpecError(problems + _cross_problems_of_parts(data.get("spec"), problems)) from None
+    spec = study.spec
+    cross = cross_problems(spec.factors, spec.stages, spec.pools, spec.design, spec.trainer)
+    if cross:
+        raise SpecError([Problem(_path(("spec", *_split(sub))), message) for sub, message in cross])
+    return study
 
 
 def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
