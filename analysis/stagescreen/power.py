@@ -3,7 +3,7 @@
 One simulated study (`stagescreen simulate`) shows what a design *might* find; this module
 answers how often it would. Each replicate draws every run of the study's fixed-design stages
 (screens and follow-ups, whose runs do not depend on any result) from a
-`synthetic.ResponseModel` and reads them the way `stagescreen.outcome` does:
+`synthetic.ResponseModel` and reads them the way `stagescreen.analyse` does:
 
 - per stage, factor, budget (and pool): the detection rate (power), how often a detection has
   the wrong sign, how often the 95% interval covers the planted effect at that budget;
@@ -16,8 +16,8 @@ stage the design matrix is the same in every replicate, so all replicates of a f
 fitted with one least-squares solve on a runs x replicates matrix, and BH q-values come from
 sorting along the term axis. Replicates that lost runs to divergence are grouped by which
 runs they lost, one solve per group. The detection rule is the vectorised equivalent of
-`outcome.retained_factors` applied to every budget: the interval excludes zero and the BH q
-is at most `outcome.FDR`, q computed within the budget across its pools, with Lenth's margin
+`analyse.retained_factors` applied to every budget: the interval excludes zero and the BH q
+is at most `analyse.FDR`, q computed within the budget across its pools, with Lenth's margin
 as the interval in saturated single-seed fits, as `stage_outcome` fits them. Replicate r
 is deterministic from (seed, r). Pure: no I/O; progress is reported through a callback.
 """
@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from stagescreen import effects as fx
+from stagescreen import families as fx
 from stagescreen import stages as planning
 from stagescreen import synthetic
-from stagescreen.outcome import FDR
+from stagescreen.analyse import FDR
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
 
@@ -233,7 +233,7 @@ def replicate_results(
 
 @dataclass(frozen=True)
 class _Family:
-    """One model fit of a stage, as `outcome.stage_outcome` makes it: the rows of one budget
+    """One model fit of a stage, as `analyse.stage_outcome` makes it: the rows of one budget
     (and pool), the full-design model matrix, and the terms whose power is reported."""
 
     stage: str
@@ -250,7 +250,7 @@ class _Family:
     @property
     def q_group(self) -> tuple[str, int, int]:
         """Families whose q-values are computed together: one stage, model and budget, every
-        pool (as `outcome.stage_outcome` runs BH across a budget's pools)."""
+        pool (as `analyse.stage_outcome` runs BH across a budget's pools)."""
         return (self.stage, self.order, self.budget_s)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from stagescreen import design as designs
-from stagescreen import effects as fx
+from stagescreen import means as fx
 from stagescreen.runstatus import TERMINAL
 from stagescreen.runstatus import succeeded as run_succeeded
 from stagescreen.spec import WINNER_RULES, Selection, Stage, StudySpec
