@@ -67,8 +67,8 @@ def test_planning_analysis_and_reports_do_not_import_a_storage_backend() -> None
     import sys
 
     modules = (
-        "stages, outcome, status, report, figures, formatting, outcome_sections, publish, power, "
-        "synthetic, effects, spec, keys"
+        "stages, analyse, outcome, manifest, status, report, figures, formatting, "
+        "outcome_sections, publish, power, synthetic, families, pooled, means, spec, keys"
     )
     code = (
         f"import sys; from stagescreen import {modules}; "

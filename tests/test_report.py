@@ -657,6 +657,21 @@ def test_read_study_data_finds_what_is_stored_and_none_for_the_rest(
     assert data.manifest == paper_data.manifest
 
 
+def test_a_stored_outcome_that_does_not_validate_is_reported_as_unreadable(
+    tmp_path: Path,
+) -> None:
+    """The report reads the validated model: a broken outcome.json is named, not half-read."""
+    store = LocalStore(tmp_path)
+    write_programme(store)
+    store.put_json(StudyKeys("quickstart").stage("screen", "outcome.json"), {"stage": "screen"})
+    data = read_study_data(store, "quickstart")
+    screen = stage_data(data, "screen")
+    assert screen.outcome is None and screen.unreadable is not None and screen.ran
+    markdown = render_report(data).markdown
+    assert "**Outcome unreadable**: `outcome.json` does not fit the record (" in markdown
+    assert "No stage has a best condition yet." in markdown
+
+
 def test_write_report_puts_files_beside_the_study_data(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     write_programme(store)

@@ -1,7 +1,7 @@
 """Planted-effect simulation: deterministic draws, the response model, and effects recovered.
 
 Recovery closes the loop the way the test layers of docs/architecture.md ask: effects
-planted in synthetic data come back out of the screen's analysis (`stagescreen.outcome`)
+planted in synthetic data come back out of the screen's analysis (`stagescreen.analyse`)
 within their noise.
 """
 

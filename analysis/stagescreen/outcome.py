@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, computed_field, model_validator
 
 from stagescreen.families import EffectFamilies, Relaxation
 from stagescreen.jsonvalues import JsonFloat, Scalar
@@ -31,7 +31,8 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JsonValue]:
+        """The record as outcome.json holds it."""
         return self.model_dump(mode="json")
 
 

@@ -11,7 +11,7 @@ answers how often it would. Each replicate draws every run of the study's fixed-
   pick is the true optimum, the condition with the best (or worst) noise-free mean at the
   budget the rule ranks at.
 
-Departures from calling `effects.fit_effects` once per replicate, each for speed: within a
+Departures from calling `families.fit_effects` once per replicate, each for speed: within a
 stage the design matrix is the same in every replicate, so all replicates of a family are
 fitted with one least-squares solve on a runs x replicates matrix, and BH q-values come from
 sorting along the term axis. Replicates that lost runs to divergence are grouped by which
