@@ -27,10 +27,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
 from stagescreen import families as fx
@@ -55,8 +55,13 @@ LEVEL = 0.95
 # --- results ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TermPower:
+class _Result(BaseModel):
+    """A result record of the power study: frozen, dumped as the `--json` document."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class TermPower(_Result):
     """How one effect of one stage fared at one budget (and pool) over the replicates.
 
     `power`: fraction of fitted replicates where the effect is detected (for a null effect,
@@ -76,23 +81,8 @@ class TermPower:
     coverage: float
     mean_estimate: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "term": self.term,
-            "budget_s": self.budget_s,
-            "pool": self.pool,
-            "planted": self.planted,
-            "fitted": self.fitted,
-            "power": self.power,
-            "sign_errors": self.sign_errors,
-            "coverage": self.coverage,
-            "mean_estimate": self.mean_estimate,
-        }
 
-
-@dataclass(frozen=True)
-class AnchorMatch:
+class AnchorMatch(_Result):
     """How often one select rule of a stage picks the true optimum of its source stage.
 
     `optimum`: the conditions tied for the best (worst, for rule worst) noise-free mean at
@@ -108,40 +98,17 @@ class AnchorMatch:
     replicates: int
     match: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "rule": self.rule,
-            "role": self.role,
-            "source": self.source,
-            "at_s": self.at_s,
-            "optimum": list(self.optimum),
-            "replicates": self.replicates,
-            "match": self.match,
-        }
 
-
-@dataclass(frozen=True)
-class PowerReport:
+class PowerReport(_Result):
     """Everything `stagescreen simulate --replicates` prints or writes as JSON."""
 
+    synthetic: bool = True
     replicates: int
     seed: int
     fdr: float
     terms: tuple[TermPower, ...]
     anchors: tuple[AnchorMatch, ...]
     notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "synthetic": True,
-            "replicates": self.replicates,
-            "seed": self.seed,
-            "fdr": self.fdr,
-            "terms": [term.to_dict() for term in self.terms],
-            "anchors": [anchor.to_dict() for anchor in self.anchors],
-            "notes": list(self.notes),
-        }
 
 
 # --- drawing replicates ----------------------------------------------------------------------
@@ -579,18 +546,25 @@ def power_study(
     ]
     anchors = [
         AnchorMatch(
-            pick.stage,
-            pick.rule,
-            pick.role,
-            pick.source,
-            pick.at_s,
-            pick.optimum,
-            int(usable),
-            float(matched / usable) if usable else math.nan,
+            stage=pick.stage,
+            rule=pick.rule,
+            role=pick.role,
+            source=pick.source,
+            at_s=pick.at_s,
+            optimum=pick.optimum,
+            replicates=int(usable),
+            match=float(matched / usable) if usable else math.nan,
         )
         for pick, (usable, matched) in zip(picks, pick_counts, strict=True)
     ]
-    return PowerReport(replicates, seed, FDR, tuple(terms), tuple(anchors), tuple(notes))
+    return PowerReport(
+        replicates=replicates,
+        seed=seed,
+        fdr=FDR,
+        terms=tuple(terms),
+        anchors=tuple(anchors),
+        notes=tuple(notes),
+    )
 
 
 def _term_power(family: _Family, j: int, truth: float, tally: _Tally) -> TermPower:
