@@ -1,7 +1,7 @@
 """Reports: the markdown a researcher reads and the paper's figures 1-4, from stored outcomes.
 
 The programme below is the paper's (examples/paper.yaml), its runs simulated on planted
-effects and every outcome the one `stagescreen.outcome.stage_outcome` writes, so the report is
+effects and every outcome the one `stagescreen.analyse.stage_outcome` writes, so the report is
 tested against the records it will really read. Part of it has run, as in a study still in
 progress: two stages not at all, one with runs but no analysis yet. The seeded screen carries
 the paper's own published 5- and 10-minute effect table (section 5.1) in place of its fit.

@@ -18,7 +18,6 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -365,7 +364,7 @@ def simulate_runs(
 ) -> pd.DataFrame:
     """Run records, flattened to the results-table columns, for the planned runs; a diverged
     run has a NaN metric, as a trainer's record has none."""
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, object]] = []
     for run in runs:
         diverged = model.diverges(run.seed, run.run_id)
         value = math.nan if diverged else model.draw(run.levels, run.budget_s, run.seed, run.run_id)
