@@ -13,7 +13,6 @@ place that knows their shapes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, computed_field, model_validator
 
@@ -26,7 +25,7 @@ from stagescreen.spec import StudySpec
 SCHEMA_VERSION = 1
 
 
-class Record(BaseModel):
+class _Record(BaseModel):
     """A JSON record in storage: snake_case keys, unknown keys of newer writers ignored."""
 
     model_config = ConfigDict(extra="ignore")
@@ -36,7 +35,7 @@ class Record(BaseModel):
         return self.model_dump(mode="json")
 
 
-class StageRuns(Record):
+class StageRuns(_Record):
     """A stage's planned runs by terminal state, and those with no record yet."""
 
     planned: int
@@ -46,7 +45,7 @@ class StageRuns(Record):
     missing: list[str] = Field(default_factory=list)
 
 
-class RankedCondition(Record):
+class RankedCondition(_Record):
     """One condition in one (budget, pool) cell: its runs, failures, mean and interval.
 
     `runs` counts ended runs, `failed` those that failed or diverged, `n` the succeeded ones
@@ -68,7 +67,7 @@ class RankedCondition(Record):
     rank: int
 
 
-class RunnerUp(Record):
+class RunnerUp(_Record):
     """The condition ranked second, and how far the best is from it.
 
     `difference` is runner-up minus best over their runs, with Welch's interval (on the seeds
@@ -88,7 +87,7 @@ class RunnerUp(Record):
     separated: bool | None = None
 
 
-class Best(Record):
+class Best(_Record):
     """A stage's best condition on one pool at its longest budget.
 
     Its interval is not adjusted for the pick: the best of several near-tied conditions is
@@ -110,7 +109,7 @@ class Best(Record):
     runner_up: RunnerUp | None = None
 
 
-class PairWins(Record):
+class PairWins(_Record):
     """Cross-seed win count of one anchor against another in one (budget, pool) cell:
     `wins` of `total` pairings go to `left` (descriptive, paper 4.4)."""
 
@@ -123,7 +122,7 @@ class PairWins(Record):
     total: int
 
 
-class AnchorRecord(Record):
+class AnchorRecord(_Record):
     """A condition carried into a stage, with the rule and source stage that chose it, and
     its ended and failed runs at the source (`stages.Anchor`)."""
 
@@ -142,7 +141,7 @@ class Promotion(AnchorRecord):
     to_stage: str
 
 
-class GreedyStep(Record):
+class GreedyStep(_Record):
     """One step of a greedy climb: the condition tried, its mean, whether it was kept."""
 
     step: int
@@ -152,7 +151,7 @@ class GreedyStep(Record):
     accepted: bool
 
 
-class GreedyClimb(Record):
+class GreedyClimb(_Record):
     """One (budget, pool) climb: its steps, how many moves were accepted (the start is not a
     move), the incumbent's mean and step, and whether the climb has stopped."""
 
@@ -165,11 +164,11 @@ class GreedyClimb(Record):
     stopped: bool = False
 
 
-class GreedySummary(Record):
+class GreedySummary(_Record):
     climbs: list[GreedyClimb] = Field(default_factory=list)
 
 
-class RandomBatch(Record):
+class RandomBatch(_Record):
     """One batch of a random search and the condition that won it."""
 
     batch: int
@@ -178,7 +177,7 @@ class RandomBatch(Record):
     best: float
 
 
-class RandomSummary(Record):
+class RandomSummary(_Record):
     """Each batch's winner and the spread of batch bests, the random baseline's answer."""
 
     batches: list[RandomBatch] = Field(default_factory=list)
@@ -188,7 +187,7 @@ class RandomSummary(Record):
     max_batch_best: JsonFloat = None
 
 
-class RungConfiguration(Record):
+class RungConfiguration(_Record):
     """A configuration on a halving rung with its mean there (None before it ended)."""
 
     condition_id: str
@@ -202,7 +201,7 @@ class HalvingWinner(RungConfiguration):
     budget_s: int
 
 
-class HalvingRung(Record):
+class HalvingRung(_Record):
     """One rung: its budget, how many configurations ran, and those that went on."""
 
     budget_s: int
@@ -211,20 +210,20 @@ class HalvingRung(Record):
     survivors: list[RungConfiguration] = Field(default_factory=list)
 
 
-class HalvingLadder(Record):
+class HalvingLadder(_Record):
     pool: str
     rungs: list[HalvingRung] = Field(default_factory=list)
     winner: HalvingWinner | None = None
 
 
-class HalvingSummary(Record):
+class HalvingSummary(_Record):
     """Each pool's ladder; each rung keeps the best 1/`eta`, rounded up."""
 
     eta: int
     ladders: list[HalvingLadder] = Field(default_factory=list)
 
 
-class StageOutcome(Record):
+class StageOutcome(_Record):
     """What a finished stage found: `<study>/stages/<stage>/outcome.json`.
 
     The effect sections hold the records `stagescreen.families`, `pooled` and `means` fit;
@@ -261,7 +260,7 @@ class StageOutcome(Record):
 
     @model_validator(mode="before")
     @classmethod
-    def _older_writers(cls, data: Any) -> Any:
+    def _older_writers(cls, data: object) -> object:
         """Outcomes of older writers: one written before `best_per_pool` existed names its
         best only as `best`; a part it left null reads as its default (empty, or absent)."""
         if not isinstance(data, dict):
