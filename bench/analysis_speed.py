@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 from benchdoc import replace_section
 
-from stagescreen import outcome, publish, report, synthetic
+from stagescreen import publish, report, synthetic
+from stagescreen.manifest import manifest
 from stagescreen.planner import plan_stage
 from stagescreen.spec import Stage
 from stagescreen.store import open_store
@@ -144,12 +145,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             rows.append(analyse(study, results, Path(tmp)))
     medians = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
-    summary = outcome.manifest(study.spec, results, study.metadata.name)["total"]
+    summary = manifest(study.spec, results, study.metadata.name).total
     lines = [
         SECTION,
         "",
         f"Synthetic paper programme: {runs} runs in {len(study.spec.stages)} stages "
-        f"({summary['succeeded']} succeeded), planted paper-like effects.",
+        f"({summary.succeeded} succeeded), planted paper-like effects.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; median of {args.repeat} runs in one process.",
         "",

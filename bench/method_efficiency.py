@@ -16,7 +16,7 @@ Each method is swept over a few sizes. A method's recommendation is the study's 
 (`outcome.deciding_outcome`), scored by its noise-free mean at the 60-minute horizon:
 correct when no reachable condition is better, regret = its mean minus the winner's. GPU-
 hours are the budgets of the runs it actually made. The staged workflow also names retained
-factors (`outcome.retained_factors` on its screen); baselines estimate no effects, so that
+factors (`analyse.retained_factors` on its screen); baselines estimate no effects, so that
 column reads n/a for them.
 
     .venv/bin/python bench/method_efficiency.py [--repetitions 200] [--jobs 2]
@@ -46,7 +46,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from scipy import stats
 
-from stagescreen import outcome, synthetic
+from stagescreen import analyse, outcome, synthetic
 from stagescreen.figures import png_bytes
 from stagescreen.spec import StudySpec
 from stagescreen.studyfile import parse_study
@@ -284,7 +284,7 @@ def run_variant(variant: Variant, repetition: int, model: synthetic.ResponseMode
     for stage in spec.stages:
         results = synthetic.simulate_stage(spec, stage.name, results, model)
     outcomes = {
-        stage.name: outcome.stage_outcome(spec, stage, results, variant.method)
+        stage.name: analyse.stage_outcome(spec, stage, results, variant.method)
         for stage in spec.stages
     }
     answer = outcome.deciding_outcome(spec, outcomes)
@@ -313,10 +313,10 @@ def retained_right(
     longest = max(spec.stage(screen.stage).budgets)
     planted = {code: model.effect_at(code, longest) for code in spec.codes}
     estimates = {
-        effect["term"]: effect["effect"]
-        for family in (screen.effects or {}).get("families", [])
-        if family["by"]["budget_s"] == longest
-        for effect in family["effects"]
+        effect.term: effect.effect
+        for family in (screen.effects.families if screen.effects is not None else ())
+        if family.by["budget_s"] == longest
+        for effect in family.effects
     }
     if set(screen.retained) != {code for code, size in planted.items() if size != 0}:
         return False

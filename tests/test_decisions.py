@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stagescreen import effects as fx
-from stagescreen import outcome, synthetic
+from stagescreen import analyse, synthetic
+from stagescreen import families as fx
 from stagescreen.ranking import rank_conditions, select_anchors
 from stagescreen.spec import Selection
 from stagescreen.studyfile import load_study
@@ -42,7 +42,7 @@ def test_a_condition_diverging_on_most_seeds_does_not_rank_best_on_its_survivors
     results.loc[bridge, "val_bpb"] = 0.5
     diverged = bridge & results["seed"].isin([1, 2, 3])
     results.loc[diverged, ["status", "val_bpb"]] = ["diverged", np.nan]
-    out = outcome.stage_outcome(spec, spec.stage("confirm"), results, "q")
+    out = analyse.stage_outcome(spec, spec.stage("confirm"), results, "q")
     assert out.best is not None and out.best.role == "best"
     row = next(r for r in out.ranking if r.budget_s == 20 and r.role == "bridge")
     assert (row.runs, row.failed, row.n, row.rank) == (5, 3, 2, 3)
@@ -97,7 +97,7 @@ def test_missing_seeds_are_adjusted_for_before_ranking() -> None:
 
 def test_the_best_comes_with_its_runner_up_and_whether_they_are_separated() -> None:
     results, spec = confirm_results(seeds=3)
-    best = outcome.stage_outcome(spec, spec.stage("confirm"), results, "q").best
+    best = analyse.stage_outcome(spec, spec.stage("confirm"), results, "q").best
     assert best is not None and best.runner_up is not None
     runner = best.runner_up
     assert runner.difference == pytest.approx(runner.mean - best.mean)
@@ -107,7 +107,7 @@ def test_the_best_comes_with_its_runner_up_and_whether_they_are_separated() -> N
     # Near-tied conditions: the bridge is the best with B at its centre, B's effect is tiny.
     tie = synthetic.ResponseModel(effects={"A": 0.10, "B": -0.0001}, noise_sd=0.01)
     results, spec = confirm_results(tie, seeds=3)
-    best = outcome.stage_outcome(spec, spec.stage("confirm"), results, "q").best
+    best = analyse.stage_outcome(spec, spec.stage("confirm"), results, "q").best
     assert best is not None and best.runner_up is not None
     assert best.runner_up.separated is False
 
@@ -118,7 +118,7 @@ def test_the_best_is_picked_per_pool() -> None:
     second = results["pool"] == "cpu2"
     results.loc[second, "val_bpb"] -= 0.3
     results.loc[second & (results["condition_id"] == "c08"), "val_bpb"] -= 2.0
-    out = outcome.stage_outcome(TWO_POOLS, TWO_POOLS.stage("screen"), results, "q")
+    out = analyse.stage_outcome(TWO_POOLS, TWO_POOLS.stage("screen"), results, "q")
     assert [(b.pool, b.condition_id) for b in out.best_per_pool] == [
         ("cpu", "c03"),
         ("cpu2", "c08"),
@@ -128,12 +128,13 @@ def test_the_best_is_picked_per_pool() -> None:
 
 def test_retention_across_pools_controls_fdr_over_every_pool_family() -> None:
     results = synthetic.simulate_stage(TWO_POOLS, "screen", pd.DataFrame(), MODEL)
-    out = outcome.stage_outcome(TWO_POOLS, TWO_POOLS.stage("screen"), results, "q")
-    families = out.effects["families"]
-    assert {family["q_scope"] for family in families} == {"across pool"}
-    at_20 = [f for f in families if f["by"]["budget_s"] == 20]
-    p = [e["p"] for f in at_20 for e in f["effects"]]
-    q = [e["q"] for f in at_20 for e in f["effects"]]
+    out = analyse.stage_outcome(TWO_POOLS, TWO_POOLS.stage("screen"), results, "q")
+    assert out.effects is not None
+    families = out.effects.families
+    assert {family.q_scope for family in families} == {"across pool"}
+    at_20 = [f for f in families if f.by["budget_s"] == 20]
+    p = [e.p for f in at_20 for e in f.effects]
+    q = [e.q for f in at_20 for e in f.effects]
     assert q == pytest.approx(list(fx.benjamini_hochberg(p)))
 
 
@@ -157,7 +158,7 @@ def test_a_saturated_family_retains_by_lenth_interval_and_bh_q(a: float, kept: l
     families = fx.fit_effects(saturated(effects), "y", list("ABCDEFG"), by="budget_s", lenth=True)
     (family,) = families
     assert family.lenth is not None and abs(family.effect("A").effect) > family.lenth.me
-    assert outcome.retained_factors(families) == kept
+    assert analyse.retained_factors(families) == kept
 
 
 def test_lenth_individual_error_rate_is_conservative() -> None:
@@ -208,7 +209,7 @@ def test_the_runner_up_is_compared_on_the_seeds_both_kept() -> None:
     )
     screen = synthetic.simulate_stage(SPEC, "screen", pd.DataFrame(), MODEL)
     both = pd.concat([screen, results.assign(stage="confirm")], ignore_index=True)
-    best = outcome.stage_outcome(SPEC, SPEC.stage("confirm"), both, "q").best
+    best = analyse.stage_outcome(SPEC, SPEC.stage("confirm"), both, "q").best
     assert best is not None and best.condition_id == "first" and best.runner_up is not None
     runner = best.runner_up
     # seed 4 (where only the runner-up ran, and luckily) is left out of the comparison

@@ -13,7 +13,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from stagescreen.design import fractional_factorial
-from stagescreen.effects import (
+from stagescreen.families import (
     EffectsError,
     benjamini_hochberg,
     code_factor,
@@ -269,7 +269,7 @@ def test_saturated_design_without_lenth_reports_effects_and_null_intervals() -> 
     [family] = fit_effects(data, "filtration rate", list("ABCD"), order=4)
     assert family.lenth is None
     assert family.effect("A").effect == pytest.approx(21.625)
-    assert family.effect("A").to_dict() == {
+    assert family.effect("A").model_dump() == {
         "term": "A",
         "effect": pytest.approx(21.625),
         "ci_low": None,

@@ -9,17 +9,9 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from stagescreen.effects import (
-    Effect,
-    EffectsError,
-    Family,
-    condition_means,
-    fit_effects,
-    pooled_budget_effects,
-    relaxation_table,
-    variance_shares,
-    win_count,
-)
+from stagescreen.families import Effect, EffectsError, Family, fit_effects, relaxation_table
+from stagescreen.means import condition_means, variance_shares, win_count
+from stagescreen.pooled import pooled_budget_effects
 
 # effects at (300 s, 600 s) planted in the D-fixed follow-up below (paper 5.3 magnitudes)
 FOLLOWUP = {"A": (0.0227, 0.0084), "B": (0.0210, 0.0023), "C": (-0.0085, -0.0013)}
@@ -85,7 +77,7 @@ def test_pooled_intervals_at_each_budget_are_those_of_that_budget_alone() -> Non
     shift = pooled.deltas[0].effect("A")
     ses = [family.effect("A").se for family in pooled.families]
     assert shift.se == pytest.approx(np.hypot(*ses), rel=1e-9)
-    assert pooled.noise_sd[300] > 5 * pooled.noise_sd[600]
+    assert pooled.noise_at(300) > 5 * pooled.noise_at(600)
 
 
 def test_pooled_intervals_cover_at_the_noisy_budget() -> None:
@@ -187,7 +179,7 @@ def test_condition_means_have_student_t_intervals_and_none_for_single_runs() -> 
     half = 4.302652729749464 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
     assert (first.ci_low, first.ci_high) == pytest.approx((2.0 - half, 2.0 + half))
     assert (second.n, second.sd, second.ci_low, second.ci_high) == (1, None, None, None)
-    assert second.to_dict()["ci_low"] is None
+    assert second.model_dump()["ci_low"] is None
 
 
 @pytest.mark.parametrize(
@@ -218,9 +210,14 @@ def family(budget: int, effects: dict[str, tuple[float, float] | None]) -> Famil
         n=80,
         df_resid=70,
         effects=tuple(
-            Effect(term, None)
+            Effect(term=term, effect=None)
             if value is None
-            else Effect(term, value[0], ci_low=value[0] - value[1], ci_high=value[0] + value[1])
+            else Effect(
+                term=term,
+                effect=value[0],
+                ci_low=value[0] - value[1],
+                ci_high=value[0] + value[1],
+            )
             for term, value in effects.items()
         ),
     )

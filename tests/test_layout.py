@@ -67,8 +67,9 @@ def test_planning_analysis_and_reports_do_not_import_a_storage_backend() -> None
     import sys
 
     modules = (
-        "ids, plans, ranking, planner, cost, kinds, outcome, status, report, figures, formatting, "
-        "outcome_sections, publish, power, synthetic, effects, spec, keys"
+        "ids, plans, ranking, planner, cost, kinds, analyse, outcome, manifest, status, report, "
+        "figures, formatting, outcome_sections, publish, power, synthetic, families, pooled, "
+        "means, spec, keys"
     )
     code = (
         f"import sys; from stagescreen import {modules}; "

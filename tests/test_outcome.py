@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ import pytest
 import yaml
 from seaweed import S3Bucket
 
-from stagescreen import effects as fx
-from stagescreen import outcome, publish, synthetic
+from stagescreen import analyse, outcome, publish, synthetic
+from stagescreen import families as fx
+from stagescreen.jsonvalues import json_ready
+from stagescreen.manifest import manifest
 from stagescreen.planner import plan_stage
 from stagescreen.plans import PlannedRun
 from stagescreen.spec import Study
@@ -37,7 +40,7 @@ def both(screen: pd.DataFrame) -> pd.DataFrame:
 
 
 def record(results: pd.DataFrame, stage: str) -> outcome.StageOutcome:
-    return outcome.stage_outcome(SPEC, SPEC.stage(stage), results, "quickstart")
+    return analyse.stage_outcome(SPEC, SPEC.stage(stage), results, "quickstart")
 
 
 def test_runs_count_failed_and_missing_runs(screen: pd.DataFrame) -> None:
@@ -68,23 +71,24 @@ def test_screen_record_has_effects_relaxation_and_what_it_promotes(screen: pd.Da
         "screen",
         "screen",
     )
-    assert [family["by"] for family in out.effects["families"]] == [
+    assert out.effects is not None and out.relaxation is not None
+    assert [family.by for family in out.effects.families] == [
         {"budget_s": 10},
         {"budget_s": 20},
     ]
-    doubled = [r for r in out.relaxation if r["budget"] == 20]
-    assert [r["term"] for r in doubled] == ["A", "B", "C"]
+    doubled = [r for r in out.relaxation if r.budget == 20]
+    assert [r.term for r in doubled] == ["A", "B", "C"]
     # The model shrinks effects by 2**-0.8 per doubling of budget.
-    assert doubled[0]["ratio"] == pytest.approx(2**-0.8, abs=0.02)
+    assert doubled[0].ratio == pytest.approx(2**-0.8, abs=0.02)
     assert out.variance_shares is None
-    promoted = {(p["to_stage"], p["rule"], p["role"], p["condition_id"]) for p in out.promoted}
+    promoted = {(p.to_stage, p.rule, p.role, p.condition_id) for p in out.promoted}
     # A+ raises the metric, B+ lowers it: best A-,B+,C-; worst A+,B-,C+ (full 2^3 ids).
     assert promoted == {
         ("confirm", "best", "best", "c03"),
         ("confirm", "worst", "worst", "c06"),
         ("confirm", "bridge", "bridge", "c03-b0"),
     }
-    assert next(p for p in out.promoted if p["role"] == "bridge")["levels"] == {
+    assert next(p for p in out.promoted if p.role == "bridge").levels == {
         "A": -1,
         "B": 0,
         "C": -1,
@@ -119,19 +123,20 @@ def test_confirm_record_counts_wins_between_roles_and_shares_variance(
 ) -> None:
     out = record(both, "confirm")
     assert out.runs.succeeded == 12
-    assert {(w["budget_s"], w["left"], w["right"]) for w in out.win_counts} == {
+    assert {(w.budget_s, w.left, w.right) for w in out.win_counts} == {
         (budget, left, right)
         for budget in (10, 20)
         for left, right in (("best", "bridge"), ("best", "worst"), ("bridge", "worst"))
     }
-    best_vs_worst = [w for w in out.win_counts if (w["left"], w["right"]) == ("best", "worst")]
+    best_vs_worst = [w for w in out.win_counts if (w.left, w.right) == ("best", "worst")]
     # Two seeds each side: 2 x 2 pairings, and the planted gap is far above the noise.
-    assert [(w["wins"], w["ties"], w["total"]) for w in best_vs_worst] == [(4, 0, 4), (4, 0, 4)]
-    terms = [share["term"] for share in out.variance_shares]
+    assert [(w.wins, w.ties, w.total) for w in best_vs_worst] == [(4, 0, 4), (4, 0, 4)]
+    assert out.variance_shares is not None
+    terms = [share.term for share in out.variance_shares]
     assert "seed" in " ".join(terms)
     assert any("budget" in t and "condition" in t for t in terms)
-    assert sum(share["eta_sq"] for share in out.variance_shares) == pytest.approx(1.0)
-    assert [a["role"] for a in out.anchors] == ["best", "worst", "bridge"]
+    assert sum(share.eta_sq or 0.0 for share in out.variance_shares) == pytest.approx(1.0)
+    assert [a.role for a in out.anchors] == ["best", "worst", "bridge"]
     assert {r.role for r in out.ranking} == {"best", "worst", "bridge"}
     assert out.effects is None
     assert out.promoted == []
@@ -145,7 +150,7 @@ def test_one_budget_confirm_has_no_variance_shares() -> None:
     )
     results = synthetic.simulate_stage(study.spec, "screen", pd.DataFrame(), MODEL)
     results = synthetic.simulate_stage(study.spec, "confirm", results, MODEL)
-    out = outcome.stage_outcome(study.spec, study.spec.stage("confirm"), results, "quickstart")
+    out = analyse.stage_outcome(study.spec, study.spec.stage("confirm"), results, "quickstart")
     assert out.variance_shares is None
     assert out.win_counts
 
@@ -188,13 +193,13 @@ def test_retained_factors_hold_at_the_longest_budget(
             n=16,
             df_resid=10,
             effects=tuple(
-                fx.Effect(term, effect, ci_low=low, ci_high=high, p=q, q=q)
+                fx.Effect(term=term, effect=effect, ci_low=low, ci_high=high, p=q, q=q)
                 for term, (effect, low, high, q) in terms.items()
             ),
         )
         for budget, terms in families.items()
     ]
-    assert outcome.retained_factors(fitted) == kept
+    assert analyse.retained_factors(fitted) == kept
 
 
 def test_manifest_counts_runs_and_gpu_seconds_per_stage_and_pool(both: pd.DataFrame) -> None:
@@ -202,7 +207,7 @@ def test_manifest_counts_runs_and_gpu_seconds_per_stage_and_pool(both: pd.DataFr
     failed = results["run_id"] == results["run_id"].iloc[0]
     results.loc[failed, ["status", "val_bpb"]] = ["failed", np.nan]
     results.loc[results["run_id"] == results["run_id"].iloc[1], "wall_s"] = np.nan
-    table = outcome.manifest(SPEC, results, "quickstart")
+    table = manifest(SPEC, results, "quickstart").model_dump()
     # Screen: 8 runs of 10 s and 8 of 20 s, each plus 45 s overhead, except one run without
     # a wall time that counts its 10 s budget; two GPUs per run.
     screen_seconds = (8 * 55 + 8 * 65 - 45) * 2
@@ -245,12 +250,12 @@ def test_manifest_counts_runs_and_gpu_seconds_per_stage_and_pool(both: pd.DataFr
 
 
 def test_manifest_before_any_run_plans_every_stage() -> None:
-    table = outcome.manifest(SPEC, pd.DataFrame(), "quickstart")
-    assert [(line["stage"], line["planned"], line["gpu_seconds"]) for line in table["stages"]] == [
+    table = manifest(SPEC, pd.DataFrame(), "quickstart")
+    assert [(line.stage, line.planned, line.gpu_seconds) for line in table.stages] == [
         ("screen", 16, 0.0),
         ("confirm", 12, 0.0),
     ]
-    assert table["total"]["succeeded"] == 0
+    assert table.total.succeeded == 0
 
 
 def test_manifest_splits_a_two_pool_stage() -> None:
@@ -263,9 +268,9 @@ def test_manifest_splits_a_two_pool_stage() -> None:
     ]
     results = synthetic.simulate_runs(long_runs, MODEL, "val_bpb")
     lines = [
-        (line["stage"], line["pool"], line["planned"], line["succeeded"])
-        for line in outcome.manifest(paper, results, "paper")["stages"]
-        if line["stage"] == "long-horizon"
+        (line.stage, line.pool, line.planned, line.succeeded)
+        for line in manifest(paper, results, "paper").stages
+        if line.stage == "long-horizon"
     ]
     assert lines == [("long-horizon", "a100", 12, 3), ("long-horizon", "l40s", 12, 3)]
 
@@ -359,14 +364,9 @@ def test_manifest_counts_a_stopped_greedy_climb_by_the_runs_it_made() -> None:
     """maxRuns is a ceiling: once the climb stops, Table 1 shows what it actually spent."""
     paper = load_study(ROOT / "examples" / "paper.yaml").spec
     model = synthetic.ResponseModel(effects=synthetic.default_effects(paper))
-    before = {
-        line["stage"]: line["planned"]
-        for line in outcome.manifest(paper, pd.DataFrame(), "p")["stages"]
-    }
+    before = {line.stage: line.planned for line in manifest(paper, pd.DataFrame(), "p").stages}
     results = synthetic.simulate_stage(paper, "greedy-5m", pd.DataFrame(), model)
-    after = {
-        line["stage"]: line["planned"] for line in outcome.manifest(paper, results, "p")["stages"]
-    }
+    after = {line.stage: line.planned for line in manifest(paper, results, "p").stages}
     assert before["greedy-5m"] == 50
     assert after["greedy-5m"] == len(results) < 50
     assert after["greedy-10m"] == 20
@@ -386,38 +386,39 @@ def test_halving_record_lists_each_rung_what_went_on_and_the_winner() -> None:
     spec = parse_study(data).spec
     stage = spec.stage("ladder")
     results = synthetic.simulate_stage(spec, "ladder", pd.DataFrame(), MODEL)
-    out = outcome.stage_outcome(spec, stage, results, "quickstart")
+    out = analyse.stage_outcome(spec, stage, results, "quickstart")
     assert out.runs.planned == out.runs.succeeded == (8 + 4 + 2) * 2
-    (ladder,) = out.halving["ladders"]
-    rungs = ladder["rungs"]
-    assert (out.halving["eta"], ladder["pool"]) == (2, "cpu")
-    assert [(r["budget_s"], r["configurations"], len(r["survivors"])) for r in rungs] == [
+    assert out.halving is not None
+    (ladder,) = out.halving.ladders
+    rungs = ladder.rungs
+    assert (out.halving.eta, ladder.pool) == (2, "cpu")
+    assert [(r.budget_s, r.configurations, len(r.survivors)) for r in rungs] == [
         (10, 8, 4),
         (20, 4, 2),
         (40, 2, 0),
     ]
     # What went on from a rung is what ran at the next budget, with its mean at this one.
     for rung, budget in zip(rungs, (20, 40), strict=False):
-        went_on = [s["condition_id"] for s in rung["survivors"]]
+        went_on = [s.condition_id for s in rung.survivors]
         assert set(went_on) == set(results.loc[results["budget_s"] == budget, "condition_id"])
-        here = results[results["budget_s"] == rung["budget_s"]].groupby("condition_id")
+        here = results[results["budget_s"] == rung.budget_s].groupby("condition_id")
         means = here["val_bpb"].mean()
-        assert [s["mean"] for s in rung["survivors"]] == pytest.approx(list(means[went_on]))
-    winner = ladder["winner"]
-    assert out.best is not None and out.best.budget_s == winner["budget_s"] == 40
-    assert (winner["condition_id"], winner["mean"]) == (out.best.condition_id, out.best.mean)
+        assert [s.mean for s in rung.survivors] == pytest.approx(list(means[went_on]))
+    winner = ladder.winner
+    assert winner is not None
+    assert out.best is not None and out.best.budget_s == winner.budget_s == 40
+    assert (winner.condition_id, winner.mean) == (out.best.condition_id, out.best.mean)
     # Partway, the record shows the rung still running and no winner; the manifest prices
     # the whole ladder.
     first_rung = results[results["budget_s"] == 10]
-    partway = outcome.stage_outcome(spec, stage, first_rung, "quickstart").halving
-    assert [(r["budget_s"], r["complete"]) for r in partway["ladders"][0]["rungs"]] == [
+    partway = analyse.stage_outcome(spec, stage, first_rung, "quickstart").halving
+    assert partway is not None
+    assert [(r.budget_s, r.complete) for r in partway.ladders[0].rungs] == [
         (10, True),
         (20, False),
     ]
-    assert partway["ladders"][0]["winner"] is None
-    planned = {
-        line["stage"]: line["planned"] for line in outcome.manifest(spec, first_rung, "q")["stages"]
-    }
+    assert partway.ladders[0].winner is None
+    planned = {line.stage: line.planned for line in manifest(spec, first_rung, "q").stages}
     assert planned["ladder"] == 28
 
 
@@ -426,3 +427,34 @@ def test_the_best_is_the_first_pools_and_older_outcomes_still_read(screen: pd.Da
     assert written["best"] == written["best_per_pool"][0]
     older = {key: value for key, value in written.items() if key != "best_per_pool"}
     assert outcome.StageOutcome.model_validate(older).best == record(screen, "screen").best
+
+
+def test_an_outcome_written_now_reads_back_unchanged(both: pd.DataFrame) -> None:
+    """Every kind's outcome.json, as the store writes it, validates into a model that
+    writes the same JSON again: no key lost, renamed or added on the way through."""
+    paper = load_study(ROOT / "examples" / "paper.yaml").spec
+    model = synthetic.ResponseModel(effects=synthetic.default_effects(paper))
+    results = pd.DataFrame()
+    for stage in ("seeded-screen", "greedy-5m", "random"):
+        results = synthetic.simulate_stage(paper, stage, results, model)
+    written = [record(both, "screen"), record(both, "confirm")] + [
+        analyse.stage_outcome(paper, paper.stage(s), results, "paper")
+        for s in ("seeded-screen", "greedy-5m", "random")
+    ]
+    for out in written:
+        stored = json.loads(json.dumps(json_ready(out.to_json()), allow_nan=False))
+        again = outcome.StageOutcome.model_validate(stored)
+        assert again.to_json() == stored, out.stage
+        assert again == outcome.StageOutcome.model_validate(out.to_json())
+
+
+def test_an_older_outcome_with_only_best_and_null_parts_still_reads(screen: pd.DataFrame) -> None:
+    """An outcome.json of an older writer: its best only as `best`, and parts it had nothing
+    for written as null rather than left out."""
+    current = record(screen, "screen").to_json()
+    older = {key: value for key, value in current.items() if key != "best_per_pool"}
+    older |= {"ranking": None, "win_counts": None, "anchors": None, "promoted": None}
+    read = outcome.StageOutcome.model_validate(older)
+    assert read.best_per_pool == record(screen, "screen").best_per_pool
+    assert (read.ranking, read.win_counts, read.anchors, read.promoted) == ([], [], [], [])
+    assert read.to_json()["effects"] == current["effects"]

@@ -1,7 +1,7 @@
 """Reports: the markdown a researcher reads and the paper's figures 1-4, from stored outcomes.
 
 The programme below is the paper's (examples/paper.yaml), its runs simulated on planted
-effects and every outcome the one `stagescreen.outcome.stage_outcome` writes, so the report is
+effects and every outcome the one `stagescreen.analyse.stage_outcome` writes, so the report is
 tested against the records it will really read. Part of it has run, as in a study still in
 progress: two stages not at all, one with runs but no analysis yet. The seeded screen carries
 the paper's own published 5- and 10-minute effect table (section 5.1) in place of its fit.
@@ -21,7 +21,8 @@ import yaml
 from matplotlib.collections import PathCollection
 
 from stagescreen import synthetic
-from stagescreen.effects import Effect, Family, families_to_dict, relaxation_table
+from stagescreen.analyse import retained_factors, stage_outcome
+from stagescreen.families import Effect, EffectFamilies, Family, relaxation_table
 from stagescreen.figures import (
     anchor_figure,
     effects_figure,
@@ -38,7 +39,9 @@ from stagescreen.formatting import (
     fmt_p,
 )
 from stagescreen.keys import StudyKeys
-from stagescreen.outcome import manifest, retained_factors, stage_outcome
+from stagescreen.manifest import Manifest, manifest
+from stagescreen.means import VarianceShare
+from stagescreen.outcome import Best, StageOutcome
 from stagescreen.outcome_sections import best_section
 from stagescreen.report import (
     StageData,
@@ -98,16 +101,16 @@ PAPER_10M = [
 
 @dataclass(frozen=True)
 class Programme:
-    """What storage holds for a study: stage -> (outcome.json, results), and its manifest."""
+    """What storage holds for a study: stage -> (outcome, results), and its manifest."""
 
-    stages: dict[str, tuple[dict[str, Any] | None, pd.DataFrame | None]]
-    manifest: dict[str, Any] | None
+    stages: dict[str, tuple[StageOutcome | None, pd.DataFrame | None]]
+    manifest: Manifest | None
 
 
 def published_family(budget: int, rows: list[tuple[Any, ...]]) -> Family:
     """A family of the paper's seeded screen (16 conditions x 5 seeds: n 80, residual df 70)."""
     effects = tuple(
-        Effect(term, effect, ci_low=low, ci_high=high, p=p, q=q)
+        Effect(term=term, effect=effect, ci_low=low, ci_high=high, p=p, q=q)
         for term, effect, low, high, p, q in rows
     )
     return Family(by={"budget_s": budget}, n=80, df_resid=70, effects=effects)
@@ -147,19 +150,26 @@ def paper_programme(study: Study) -> Programme:
     """Each stage in RAN with its results, each but NOT_ANALYSED with its outcome; the seeded
     screen's effects, retention and relaxation are those of the paper's published table."""
     results = paper_results(study)
-    stages: dict[str, tuple[dict[str, Any] | None, pd.DataFrame | None]] = {}
+    stages: dict[str, tuple[StageOutcome | None, pd.DataFrame | None]] = {}
     for name in RAN:
         rows = results[results["stage"] == name].reset_index(drop=True)
         record = None
         if name != NOT_ANALYSED:
             record = stage_outcome(study.spec, study.spec.stage(name), results, study.name)
-        stages[name] = (None if record is None else record.to_json(), rows)
+        stages[name] = (record, rows)
     published = [published_family(300, PAPER_5M), published_family(600, PAPER_10M)]
-    seeded, _ = stages["seeded-screen"]
+    seeded, rows = stages["seeded-screen"]
     assert seeded is not None
-    seeded["effects"] = families_to_dict(published)
-    seeded["retained"] = retained_factors(published)
-    seeded["relaxation"] = [r.to_dict() for r in relaxation_table(published, "budget_s")]
+    stages["seeded-screen"] = (
+        seeded.model_copy(
+            update={
+                "effects": EffectFamilies(families=tuple(published)),
+                "retained": retained_factors(published),
+                "relaxation": relaxation_table(published, "budget_s"),
+            }
+        ),
+        rows,
+    )
     return Programme(stages, manifest(study.spec, results, study.name))
 
 
@@ -168,7 +178,7 @@ def quickstart_programme(study: Study) -> Programme:
     manifest written."""
     results = synthetic.simulate_stage(study.spec, "screen", pd.DataFrame(), QUICKSTART_MODEL)
     record = stage_outcome(study.spec, study.spec.stage("screen"), results, study.name)
-    return Programme({"screen": (record.to_json(), as_measured(results))}, None)
+    return Programme({"screen": (record, as_measured(results))}, None)
 
 
 def write_programme(store: Store, spec_path: Path = QUICKSTART) -> Study:
@@ -179,11 +189,11 @@ def write_programme(store: Store, spec_path: Path = QUICKSTART) -> Study:
     stored = paper_programme(study) if study.name == "paper" else quickstart_programme(study)
     for stage, (outcome, results) in stored.stages.items():
         if outcome is not None:
-            store.put_json(keys.stage(stage, "outcome.json"), outcome)
+            store.put_json(keys.stage(stage, "outcome.json"), outcome.to_json())
         if results is not None:
             store.put_frame(keys.stage(stage, "results.parquet"), results)
     if stored.manifest is not None:
-        store.put_json(keys.manifest(), stored.manifest)
+        store.put_json(keys.manifest(), stored.manifest.model_dump(mode="json"))
     return study
 
 
@@ -208,10 +218,11 @@ def stage_data(data: StudyData, name: str) -> StageData:
 
 
 def outcome_of(data: StudyData, name: str) -> dict[str, Any]:
-    """A stage's outcome record, for tests to compute what its section must say."""
+    """A stage's outcome as outcome.json holds it, for tests to compute what its section
+    must say."""
     outcome = stage_data(data, name).outcome
     assert outcome is not None, name
-    return dict(outcome)
+    return outcome.to_json()
 
 
 def section(markdown: str, stage: str) -> str:
@@ -234,7 +245,6 @@ def section(markdown: str, stage: str) -> str:
         (1.0, "1"),
         (None, DASH),
         (float("nan"), DASH),
-        ("n/a", DASH),
     ],
 )
 def test_p_and_q_have_three_significant_figures_and_e_notation_when_small(
@@ -304,8 +314,7 @@ def test_a_screen_that_retains_nothing_says_so(tmp_path: Path) -> None:
     outcome = stage_outcome(study.spec, study.spec.stage("screen"), results, "quickstart")
     assert outcome.retained == []
     stages = tuple(
-        StageData(s, outcome.to_json() if s.name == "screen" else None, None)
-        for s in study.spec.stages
+        StageData(s, outcome if s.name == "screen" else None, None) for s in study.spec.stages
     )
     markdown = render_report(StudyData(study, stages)).markdown
     assert "#### Retained factors\n\nNo factor retained: no main effect has its interval " in (
@@ -454,17 +463,17 @@ def test_manifest_is_table_one_with_totals_and_pools(
 ) -> None:
     table = paper_report["report.md"].decode().split("## Run manifest")[1]
     assert paper_data.manifest is not None
-    screen = next(line for line in paper_data.manifest["stages"] if line["stage"] == "screen")
-    hours = screen["gpu_seconds"] / 3600
+    screen = next(line for line in paper_data.manifest.stages if line.stage == "screen")
+    hours = screen.gpu_seconds / 3600
     assert f"| `screen` | screen | a100 | 2m, 5m, 10m | 48 | 47 | 1 | 0 | {hours:.1f} |" in table
-    total = paper_data.manifest["total"]
+    total = paper_data.manifest.total
     assert (
-        f"| **total** |  |  |  | **{total['planned']}** | **{total['succeeded']}** "
-        f"| **{total['failed']}** |  | **{total['gpu_seconds'] / 3600:.1f}** |"
+        f"| **total** |  |  |  | **{total.planned}** | **{total.succeeded}** "
+        f"| **{total.failed}** |  | **{total.gpu_seconds / 3600:.1f}** |"
     ) in table
-    l40s = paper_data.manifest["pools"]["l40s"]
-    assert l40s["runs"] == 24 + 12  # cross-host, and long-horizon's half on l40s
-    assert f"| l40s | {l40s['runs']} | {l40s['gpu_seconds'] / 3600:.1f} |" in table
+    l40s = paper_data.manifest.pools["l40s"]
+    assert l40s.runs == 24 + 12  # cross-host, and long-horizon's half on l40s
+    assert f"| l40s | {l40s.runs} | {l40s.gpu_seconds / 3600:.1f} |" in table
 
 
 def test_every_linked_figure_is_a_rendered_png(paper_report: dict[str, bytes]) -> None:
@@ -498,23 +507,33 @@ def test_stage_reports_link_figures_beside_them(paper_report: dict[str, bytes]) 
 def test_figures_are_deterministic(paper_data: StudyData, paper_report: dict[str, bytes]) -> None:
     stage = next(s for s in paper_data.stages if s.name == "confirm")
     assert stage.outcome is not None
-    figure = variance_figure(stage.outcome["variance_shares"])
+    figure = variance_figure(stage.outcome.variance_shares)
     assert figure is not None
     assert png_bytes(figure) == paper_report["stages/confirm/variance-shares.png"]
 
 
 def test_a_stage_outcome_of_nothing_but_nulls_renders(paper_data: StudyData) -> None:
     stage = paper_data.study.spec.stage("screen")
-    empty: dict[str, Any] = {
-        "stage": "screen",
-        "runs": None,
-        "effects": {"families": None},
-        "ranking": [{"budget_s": None, "mean": None}],
-        "best": None,
-    }
+    empty = StageOutcome.model_validate(
+        {
+            "study": "paper",
+            "stage": "screen",
+            "kind": "screen",
+            "metric": "val_bpb",
+            "goal": "minimize",
+            "runs": {"planned": 0},
+            "effects": None,
+            "ranking": [
+                {"budget_s": 120, "pool": "a100", "condition_id": "c01", "n": 0, "rank": 1}
+                | dict.fromkeys(["mean", "sd", "ci_low", "ci_high"], None)
+            ],
+            "best": None,
+        }
+    )
     report = render_report(StudyData(paper_data.study, (StageData(stage, empty, None),), None))
     markdown = report.markdown
-    assert f"| {DASH} | {DASH} | {DASH} | 0 |" in markdown
+    assert "| 0 | 0 | 0 | 0 |" in markdown
+    assert f"| 1 | `c01` | {DASH} | 0 |  | {DASH} | {DASH} | {DASH} |" in markdown
     assert "Not written yet: no `manifest.json`." in markdown
     assert "No stage has a best condition yet." in markdown
     assert [name for name in report.files if name.endswith(".png")] == []
@@ -527,9 +546,9 @@ def test_main_effects_figure_draws_every_factor_at_every_budget(
     paper_data: StudyData,
 ) -> None:
     screens = [
-        (s.name, s.outcome["effects"])
+        (s.name, s.outcome.effects)
         for s in paper_data.stages
-        if s.stage.kind == "screen" and s.outcome
+        if s.stage.kind == "screen" and s.outcome is not None
     ]
     figure = effects_figure(screens, study=paper_data.study)
     assert figure is not None
@@ -547,7 +566,8 @@ def test_main_effects_figure_draws_every_factor_at_every_budget(
 def test_variance_figure_has_one_bar_per_term_largest_first_residual_last(
     paper_data: StudyData,
 ) -> None:
-    shares = outcome_of(paper_data, "confirm")["variance_shares"]
+    shares = stage_data(paper_data, "confirm").outcome.variance_shares  # type: ignore[union-attr]
+    assert shares is not None
     figure = variance_figure(shares)
     assert figure is not None
     (axes,) = figure.axes
@@ -566,7 +586,7 @@ def test_long_horizon_figure_has_a_panel_per_pool_and_budget_with_every_seed(
 ) -> None:
     stage = stage_data(paper_data, "long-horizon")
     assert stage.outcome is not None
-    figure = anchor_figure(stage.results, stage.outcome["ranking"], pools=["a100", "l40s"])
+    figure = anchor_figure(stage.results, stage.outcome.ranking, pools=["a100", "l40s"])
     assert figure is not None
     assert [a.get_title() for a in figure.axes] == [
         "a100, 12h",
@@ -596,13 +616,16 @@ def test_long_horizon_figure_has_a_panel_per_pool_and_budget_with_every_seed(
 def test_anchor_means_come_from_the_outcome_ranking(paper_data: StudyData) -> None:
     stage = stage_data(paper_data, "bridge")
     assert stage.outcome is not None
-    ranking = [dict(r) for r in stage.outcome["ranking"]]
-    control = next(r for r in ranking if r["role"] == "control")
-    control["mean"] = 1.5  # a value no seed run has: it can only come from the ranking
+    # a mean no seed run has: it can only come from the ranking
+    ranking = [
+        r.model_copy(update={"mean": 1.5}) if r.role == "control" else r
+        for r in stage.outcome.ranking
+    ]
+    control = next(r for r in ranking if r.role == "control")
     figure = anchor_figure(stage.results, ranking)
     assert figure is not None
     means = {line.get_gid(): line.get_ydata()[0] for line in figure.axes[0].lines if line.get_gid()}
-    assert means[f"mean:control\n({control['condition_id']})"] == 1.5
+    assert means[f"mean:control\n({control.condition_id})"] == 1.5
 
 
 def test_no_runs_no_figure() -> None:
@@ -610,7 +633,7 @@ def test_no_runs_no_figure() -> None:
     without_metric = pd.DataFrame({"budget_s": [60], "status": ["succeeded"], "val_bpb": [None]})
     assert anchor_figure(without_metric) is None
     assert effects_figure([("screen", None)]) is None
-    assert variance_figure([{"term": "budget", "eta_sq": None}]) is None
+    assert variance_figure([VarianceShare(term="budget", df=1, sum_sq=0.0, eta_sq=None)]) is None
 
 
 # --- storage --------------------------------------------------------------------------------
@@ -624,13 +647,29 @@ def test_read_study_data_finds_what_is_stored_and_none_for_the_rest(
     data = read_study_data(store, "paper")
     assert [s.name for s in data.stages if not s.ran] == list(NOT_RUN)
     for stage, stored in zip(data.stages, paper_data.stages, strict=True):
-        assert stage.outcome == stored.outcome, stage.name
+        written = None if stored.outcome is None else stored.outcome.to_json()
+        assert (stage.outcome and stage.outcome.to_json()) == written, stage.name
         if stored.results is None:
             assert stage.results is None, stage.name
         else:
             assert stage.results is not None and len(stage.results) == len(stored.results)
     assert stage_data(data, NOT_ANALYSED).outcome is None
     assert data.manifest == paper_data.manifest
+
+
+def test_a_stored_outcome_that_does_not_validate_is_reported_as_unreadable(
+    tmp_path: Path,
+) -> None:
+    """The report reads the validated model: a broken outcome.json is named, not half-read."""
+    store = LocalStore(tmp_path)
+    write_programme(store)
+    store.put_json(StudyKeys("quickstart").stage("screen", "outcome.json"), {"stage": "screen"})
+    data = read_study_data(store, "quickstart")
+    screen = stage_data(data, "screen")
+    assert screen.outcome is None and screen.unreadable is not None and screen.ran
+    markdown = render_report(data).markdown
+    assert "**Outcome unreadable**: `outcome.json` does not fit the record (" in markdown
+    assert "No stage has a best condition yet." in markdown
 
 
 def test_write_report_puts_files_beside_the_study_data(tmp_path: Path) -> None:
@@ -685,8 +724,9 @@ def test_halving_summary_lists_each_rung_and_the_winner() -> None:
     stage = study.spec.stage("ladder")
     model = synthetic.ResponseModel(effects={"A": 0.10, "B": -0.05, "C": 0.02})
     results = synthetic.simulate_stage(study.spec, "ladder", pd.DataFrame(), model)
-    record = stage_outcome(study.spec, stage, results, "quickstart").to_json()
-    markdown = render_report(StudyData(study, (StageData(stage, record, results),))).markdown
+    out = stage_outcome(study.spec, stage, results, "quickstart")
+    record = out.to_json()
+    markdown = render_report(StudyData(study, (StageData(stage, out, results),))).markdown
     halving = markdown[markdown.index("#### Successive halving") : markdown.index("#### Best")]
     rungs = record["halving"]["ladders"][0]["rungs"]
     went_on = ", ".join(f"`{s['condition_id']}` {s['mean']:.6f}" for s in rungs[1]["survivors"])
@@ -709,7 +749,7 @@ def test_baseline_stages_draw_their_incumbent_against_cost() -> None:
     stages = []
     for name in ("greedy-10m", "random"):
         rows = results[results["stage"] == name]
-        record = stage_outcome(paper.spec, paper.spec.stage(name), results, "paper").to_json()
+        record = stage_outcome(paper.spec, paper.spec.stage(name), results, "paper")
         stages.append(StageData(paper.spec.stage(name), record, rows))
     files = render_report(StudyData(paper, tuple(stages))).files
     for name in ("greedy-10m", "random"):
@@ -727,8 +767,10 @@ def test_baseline_stages_draw_their_incumbent_against_cost() -> None:
 
 def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
     paper = load_study(PAPER)
-    families = families_to_dict([published_family(300, PAPER_5M)])
-    without_a = families_to_dict([published_family(300, [r for r in PAPER_5M if r[0] != "A"])])
+    families = EffectFamilies(families=(published_family(300, PAPER_5M),))
+    without_a = EffectFamilies(
+        families=(published_family(300, [r for r in PAPER_5M if r[0] != "A"]),)
+    )
     colours = []
     for document in (families, without_a):
         figure = effects_figure([("s", document)], study=paper)
@@ -778,7 +820,7 @@ def test_the_best_is_named_with_its_runner_up_and_whether_they_are_separated(
             **runner_up,
         },
     }
-    text = best_section({"best": best})
+    text = best_section([Best.model_validate(best)])
     assert text.startswith("- `c07` (best) at 24h on a100: mean 0.982100")
     assert "Runner-up `c03-b0` 0.986300, difference +0.0042" in text
     assert "`c07` wins 7/9 seed pairings" in text

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from test_crd import openapi, pruned
 
-from stagescreen import outcome, synthetic
+from stagescreen import analyse, outcome, synthetic
 from stagescreen.runstatus import RunStatus
 from stagescreen.status import StudyStatus, study_conditions, study_status
 from stagescreen.studyfile import load_study
@@ -39,7 +39,7 @@ def with_status(results: pd.DataFrame, stage: str, *states: RunStatus) -> pd.Dat
 def test_a_running_study_reports_counts_current_stage_best_and_compute(
     both: pd.DataFrame,
 ) -> None:
-    screen = outcome.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
+    screen = analyse.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
     results = with_status(both, "confirm", RunStatus.RUNNING, RunStatus.PENDING, RunStatus.FAILED)
     status = study_status(SPEC, "Running", results, {"screen": screen})
     assert status.phase == "Running"
@@ -102,7 +102,7 @@ def test_conditions_say_ready_progressing_degraded_and_stalled_with_transition_t
 
 
 def test_the_status_survives_the_crd_schema_and_reads_back(both: pd.DataFrame) -> None:
-    screen = outcome.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
+    screen = analyse.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
     status = study_status(
         SPEC,
         "Running",
@@ -119,6 +119,7 @@ def test_the_status_survives_the_crd_schema_and_reads_back(both: pd.DataFrame) -
 
 
 def test_the_outcome_reads_back_from_its_json(both: pd.DataFrame) -> None:
-    screen = outcome.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
-    assert outcome.StageOutcome.model_validate(screen.to_json()) == screen
+    screen = analyse.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
+    written = screen.to_json()
+    assert outcome.StageOutcome.model_validate(written).to_json() == written
     assert screen.summary().startswith("retained A, B; best ")

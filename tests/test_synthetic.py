@@ -1,7 +1,7 @@
 """Planted-effect simulation: deterministic draws, the response model, and effects recovered.
 
 Recovery closes the loop the way the test layers of docs/architecture.md ask: effects
-planted in synthetic data come back out of the screen's analysis (`stagescreen.outcome`)
+planted in synthetic data come back out of the screen's analysis (`stagescreen.analyse`)
 within their noise.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stagescreen import outcome, synthetic
+from stagescreen import analyse, synthetic
 from stagescreen.planner import plan_stage
 from stagescreen.plans import PlannedRun
 from stagescreen.studyfile import load_study
@@ -120,15 +120,17 @@ def test_seeded_screen_recovers_the_planted_effects_and_retains_exactly_them() -
     model = synthetic.ResponseModel(effects=planted, reference_s=600, seed_sd=0.002, noise_sd=0.004)
     results = synthetic.simulate_stage(PAPER, "seeded-screen", pd.DataFrame(), model)
     assert len(results) == 160
-    record = outcome.stage_outcome(PAPER, PAPER.stage("seeded-screen"), results, "paper")
-    longest = next(f for f in record.effects["families"] if f["by"]["budget_s"] == 600)
-    estimates = {row["term"]: row for row in longest["effects"]}
+    record = analyse.stage_outcome(PAPER, PAPER.stage("seeded-screen"), results, "paper")
+    assert record.effects is not None
+    longest = next(f for f in record.effects.families if f.by["budget_s"] == 600)
     for code, size in planted.items():
         # 80 runs at 10 min: the effect's standard error is about 2 * 0.004 / sqrt(80).
-        assert estimates[code]["effect"] == pytest.approx(size, abs=0.004), code
-        assert estimates[code]["ci_low"] <= size <= estimates[code]["ci_high"], code
-    shorter = next(f for f in record.effects["families"] if f["by"]["budget_s"] == 300)
-    d_at_5m = next(row for row in shorter["effects"] if row["term"] == "D")["effect"]
+        estimate = longest.effect(code)
+        assert estimate.effect == pytest.approx(size, abs=0.004), code
+        assert estimate.ci_low is not None and estimate.ci_high is not None
+        assert estimate.ci_low <= size <= estimate.ci_high, code
+    shorter = next(f for f in record.effects.families if f.by["budget_s"] == 300)
+    d_at_5m = shorter.effect("D").effect
     assert d_at_5m == pytest.approx(0.08 * 2**0.8, abs=0.004)  # larger at the shorter budget
     assert record.retained == ["D", "A", "C"]
 

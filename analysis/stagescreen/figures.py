@@ -27,19 +27,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from stagescreen.formatting import (
-    DASH,
-    as_list,
-    as_mapping,
-    families,
-    family_budget,
-    finite,
-    fmt_budget,
-    fmt_text,
-)
+from stagescreen.formatting import DASH, fmt_budget, fmt_text
+from stagescreen.means import mean_interval
 from stagescreen.ranking import succeeded
 
 if TYPE_CHECKING:
+    from stagescreen.families import EffectFamilies
+    from stagescreen.means import VarianceShare
+    from stagescreen.outcome import RankedCondition, StageOutcome
     from stagescreen.spec import Study
 
 DPI = 110
@@ -95,7 +90,7 @@ def _factor_colour(study: Study | None, code: str, fallback: int) -> str:
 
 
 def effects_figure(
-    series: Sequence[tuple[str, Mapping[str, Any] | None]],
+    series: Sequence[tuple[str, EffectFamilies | None]],
     *,
     metric: str = "val_bpb",
     study: Study | None = None,
@@ -109,19 +104,17 @@ def effects_figure(
     points: list[tuple[str, str, float, float, float | None, float | None]] = []
     labels = []
     for label, document in series:
-        for family in families(document):
-            budget = family_budget(as_mapping(family.get("by")))
-            if budget is None:
+        for family in document.families if document is not None else ():
+            budget = family.budget
+            if not isinstance(budget, int | float):
                 continue
-            pool = as_mapping(family.get("by")).get("pool")
+            pool = family.by.get("pool")
             name = label if pool is None else f"{label} ({pool})"
-            for effect in as_list(family.get("effects")):
-                term = str(as_mapping(effect).get("term", ""))
-                value = finite(as_mapping(effect).get("effect"))
+            for effect in family.effects:
+                term, value = effect.term, effect.effect
                 if not term or ":" in term or value is None:
                     continue
-                low, high = finite(effect.get("ci_low")), finite(effect.get("ci_high"))
-                points.append((name, term, budget, value, low, high))
+                points.append((name, term, budget, value, effect.ci_low, effect.ci_high))
                 if name not in labels:
                     labels.append(name)
     if not points:
@@ -176,13 +169,11 @@ def effects_figure(
     return figure
 
 
-def variance_figure(shares: Any, *, metric: str = "val_bpb") -> Figure | None:
+def variance_figure(
+    shares: Sequence[VarianceShare] | None, *, metric: str = "val_bpb"
+) -> Figure | None:
     """Paper fig. 2: Type-II ANOVA eta^2 per term, largest first, residual last."""
-    rows: list[tuple[str, float]] = []
-    for row in as_list(shares):
-        value = finite(as_mapping(row).get("eta_sq"))
-        if value is not None:
-            rows.append((str(as_mapping(row).get("term")), value))
+    rows = [(row.term, row.eta_sq) for row in shares or () if row.eta_sq is not None]
     if not rows:
         return None
     rows.sort(key=lambda r: (r[0] == "residual", -r[1]))
@@ -204,8 +195,8 @@ def variance_figure(shares: Any, *, metric: str = "val_bpb") -> Figure | None:
     return figure
 
 
-def _anchor_label(row: Mapping[str, Any]) -> str:
-    role, condition = row.get("role"), row.get("condition_id")
+def _anchor_label(role: object, condition: object) -> str:
+    """An anchor's label: its role with its condition, else whichever it has."""
     role = None if role is None or (isinstance(role, float) and math.isnan(role)) else role
     if role and condition:
         return f"{role}\n({condition})"
@@ -214,7 +205,7 @@ def _anchor_label(row: Mapping[str, Any]) -> str:
 
 def anchor_figure(
     results: pd.DataFrame | None,
-    ranking: Any = None,
+    ranking: Sequence[RankedCondition] | None = None,
     *,
     metric: str = "val_bpb",
     goal: str = "minimize",
@@ -235,22 +226,13 @@ def anchor_figure(
         return None
     runs["_pool"] = runs["pool"].fillna("").astype(str) if "pool" in runs.columns else ""
     runs["_label"] = [
-        _anchor_label({k: row.get(k) for k in ("role", "condition_id")})
-        for row in runs.to_dict("records")
+        _anchor_label(row.get("role"), row.get("condition_id")) for row in runs.to_dict("records")
     ]
     runs["_y"] = pd.to_numeric(runs[metric]).astype(float)
     present = list(dict.fromkeys(runs["_pool"]))
     pool_order = [p for p in pools if p in present] + [p for p in present if p not in pools]
     budgets = sorted(runs["budget_s"].unique().tolist())
-    cells = {
-        (
-            str(as_mapping(r).get("pool") or ""),
-            finite(as_mapping(r).get("budget_s")),
-            _anchor_label(r),
-        ): r
-        for r in as_list(ranking)
-        if isinstance(r, Mapping)
-    }
+    cells = {(r.pool, r.budget_s, _anchor_label(r.role, r.condition_id)): r for r in ranking or ()}
     first = runs[(runs["_pool"] == pool_order[0]) & (runs["budget_s"] == budgets[-1])]
     means = first.groupby("_label")["_y"].mean()
     sign = -1.0 if goal == "maximize" else 1.0
@@ -315,26 +297,20 @@ def anchor_figure(
 
 
 def _cell_interval(
-    cells: Mapping[tuple[str, float | None, str], Mapping[str, Any]],
+    cells: Mapping[tuple[str, int, str], RankedCondition],
     pool: str,
-    budget: Any,
+    budget: int,
     label: str,
     values: np.ndarray,
 ) -> tuple[float, float | None, float | None]:
-    cell = cells.get((pool, finite(budget), label))
-    if cell is not None and finite(cell.get("mean")) is not None:
-        return (
-            float(cell["mean"]),
-            finite(cell.get("ci_low")),
-            finite(cell.get("ci_high")),
-        )
-    from stagescreen.effects import mean_interval
-
+    cell = cells.get((pool, budget, label))
+    if cell is not None and cell.mean is not None:
+        return cell.mean, cell.ci_low, cell.ci_high
     return mean_interval(values)
 
 
 def search_figure(
-    outcome: Mapping[str, Any] | None,
+    outcome: StageOutcome | None,
     results: pd.DataFrame | None,
     *,
     seeds: int = 1,
@@ -346,22 +322,22 @@ def search_figure(
     training hours spent, so a baseline's efficiency reads off one picture."""
     better = min if goal == "minimize" else max
     lines: list[tuple[str, list[float], list[float]]] = []
-    for climb in as_list(as_mapping(as_mapping(outcome).get("greedy")).get("climbs")):
-        climb = as_mapping(climb)
-        hours = (finite(climb.get("budget_s")) or 0.0) * seeds / 3600
+    greedy = outcome.greedy if outcome is not None else None
+    for climb in greedy.climbs if greedy is not None else ():
+        hours = climb.budget_s * seeds / 3600
         xs: list[float] = []
         ys: list[float] = []
         incumbent: float | None = None
-        for step in as_list(climb.get("steps")):
-            value = finite(as_mapping(step).get("mean"))
-            if value is not None and as_mapping(step).get("accepted"):
-                incumbent = value if incumbent is None else better(incumbent, value)
+        for step in climb.steps:
+            if step.mean is not None and step.accepted:
+                incumbent = step.mean if incumbent is None else better(incumbent, step.mean)
             if incumbent is not None:
                 xs.append(hours * (len(xs) + 1))
                 ys.append(incumbent)
-        label = f"greedy {fmt_budget(climb.get('budget_s'))} {fmt_text(climb.get('pool'))}"
+        label = f"greedy {fmt_budget(climb.budget_s)} {fmt_text(climb.pool)}"
         lines.append((label, xs, ys))
-    if as_mapping(as_mapping(outcome).get("random")).get("batches") and results is not None:
+    random = outcome.random if outcome is not None else None
+    if random is not None and random.batches and results is not None:
         for batch, group in succeeded(results, metric).groupby("batch", sort=True):
             values = pd.to_numeric(group[metric], errors="coerce").to_numpy(float)
             cost = np.cumsum(group["budget_s"].to_numpy(float)) / 3600

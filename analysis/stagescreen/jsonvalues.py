@@ -1,15 +1,17 @@
 """JSON-safe values: JSON has no NaN or infinity, so what cannot be computed is `null`.
 
 One rule for every document the project writes (outcomes, manifests, `--json` output), used by
-the analysis when it builds them and by the store when it writes them.
+the analysis when it builds them, by the models that carry them (`JsonFloat`, `Scalar`) and by
+the store when it writes them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BeforeValidator
 
 
 def json_number(value: Any) -> float | None:
@@ -32,3 +34,11 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_ready(v) for v in value]
     return value
+
+
+JsonFloat = Annotated[float | None, BeforeValidator(json_number)]
+"""A number a model field holds: what cannot be computed (None, NaN, infinity) is None."""
+
+Scalar = Annotated[int | float | str | None, BeforeValidator(json_ready)]
+"""A grouping value (a budget, a pool, a condition id) as JSON holds it: numpy scalars as
+Python ones, a non-finite float as None."""

@@ -1,27 +1,21 @@
-"""The sections of a stage report, each rendered from one part of the stage's outcome.json.
+"""The sections of a stage report, each rendered from one part of the stage's outcome.
 
 `outcome_sections` lists a stage's titled sections in reading order, one for each part the
 outcome holds: run counts, main effects and the retention they support, the two-factor and
 pooled models, relaxation with budget, variance shares, the ranking and win counts, anchors
 and promotions, the baselines' climbs, batches and ladders, and the best condition with its
 evidence. Only the parts present get a section, so a screen's report has no ranking and a
-random search's has no effect table. Every value is read defensively (`stagescreen.formatting`):
-a null prints as a dash and never stops the report.
+random search's has no effect table. It reads the validated `StageOutcome`; a value the
+analysis could not compute (None) prints as a dash.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from stagescreen.families import EffectFamilies, Family, Relaxation
 from stagescreen.formatting import (
     DASH,
-    as_list,
-    as_mapping,
-    families,
-    family_budget,
-    finite,
     fmt_budget,
     fmt_count,
     fmt_effect,
@@ -33,65 +27,76 @@ from stagescreen.formatting import (
     fmt_text,
     md_table,
 )
+from stagescreen.jsonvalues import Scalar
+from stagescreen.means import VarianceShare
+from stagescreen.outcome import (
+    AnchorRecord,
+    Best,
+    GreedySummary,
+    HalvingSummary,
+    PairWins,
+    Promotion,
+    RandomSummary,
+    RankedCondition,
+    StageOutcome,
+    StageRuns,
+)
 
 RANKING_TOP, RANKING_BOTTOM = 5, 2
 MISSING_SHOWN = 10
 
 
-def outcome_sections(outcome: Mapping[str, Any], goal: str) -> list[tuple[str, str]]:
+def outcome_sections(outcome: StageOutcome, goal: str) -> list[tuple[str, str]]:
     """(title, markdown) of each section the outcome supports, the best condition last."""
-    retained = [str(r) for r in as_list(outcome.get("retained"))]
-    sections: list[tuple[str, str]] = [("Runs", _runs_section(outcome))]
-    if families(outcome.get("effects")):
-        judged = finite(outcome.get("retained_at"))
+    sections: list[tuple[str, str]] = [("Runs", _runs_section(outcome.runs))]
+    if outcome.effects is not None and outcome.effects.families:
+        judged = outcome.retained_at
         sections.append(
-            ("Main effects", _effects_tables(outcome["effects"], retained, judged=judged))
+            ("Main effects", _effects_tables(outcome.effects, outcome.retained, judged=judged))
         )
-        sections.append(("Retained factors", _retained_section(retained, judged)))
-    if families(outcome.get("interactions")):
+        sections.append(("Retained factors", _retained_section(outcome.retained, judged)))
+    if outcome.interactions is not None and outcome.interactions.families:
         sections.append(
-            ("Two-factor model", _effects_tables(outcome["interactions"], (), judged=None))
+            ("Two-factor model", _effects_tables(outcome.interactions, (), judged=None))
         )
-    pooled = as_mapping(outcome.get("pooled"))
-    if pooled.get("deltas"):
+    if outcome.pooled is not None and outcome.pooled.deltas:
         sections.append(
             (
                 "Pooled model: change in each effect against the shortest budget",
-                _effects_tables({"families": pooled["deltas"]}, (), judged=None),
+                _effects_tables(EffectFamilies(families=outcome.pooled.deltas), (), judged=None),
             )
         )
-    if as_list(outcome.get("relaxation")):
-        sections.append(("Relaxation with budget", _relaxation_section(outcome["relaxation"])))
-    if as_list(outcome.get("variance_shares")):
-        sections.append(("Variance shares", _variance_section(outcome["variance_shares"])))
-    if as_list(outcome.get("ranking")):
-        sections.append(("Ranking", _ranking_section(outcome["ranking"])))
-    if as_list(outcome.get("win_counts")):
-        sections.append(("Win counts", _win_section(outcome["win_counts"], goal)))
-    if as_list(outcome.get("anchors")):
-        sections.append(("Anchors", _anchor_rows(outcome["anchors"], promoted=False)))
-    if as_list(outcome.get("promoted")):
-        sections.append(("Promoted anchors", _anchor_rows(outcome["promoted"], promoted=True)))
-    if as_mapping(outcome.get("greedy")).get("climbs"):
-        sections.append(("Greedy climbs", _greedy_section(outcome["greedy"])))
-    if as_mapping(outcome.get("random")).get("batches"):
-        sections.append(("Random search", _random_section(outcome["random"])))
-    if as_mapping(outcome.get("halving")).get("ladders"):
-        sections.append(("Successive halving", _halving_section(outcome["halving"])))
-    sections.append(("Best condition", best_section(outcome)))
+    if outcome.relaxation:
+        sections.append(("Relaxation with budget", _relaxation_section(outcome.relaxation)))
+    if outcome.variance_shares:
+        sections.append(("Variance shares", _variance_section(outcome.variance_shares)))
+    if outcome.ranking:
+        sections.append(("Ranking", _ranking_section(outcome.ranking)))
+    if outcome.win_counts:
+        sections.append(("Win counts", _win_section(outcome.win_counts, goal)))
+    if outcome.anchors:
+        sections.append(("Anchors", _anchor_rows(outcome.anchors)))
+    if outcome.promoted:
+        sections.append(("Promoted anchors", _anchor_rows(outcome.promoted)))
+    if outcome.greedy is not None and outcome.greedy.climbs:
+        sections.append(("Greedy climbs", _greedy_section(outcome.greedy)))
+    if outcome.random is not None and outcome.random.batches:
+        sections.append(("Random search", _random_section(outcome.random)))
+    if outcome.halving is not None and outcome.halving.ladders:
+        sections.append(("Successive halving", _halving_section(outcome.halving)))
+    sections.append(("Best condition", best_section(outcome.best_per_pool)))
     return sections
 
 
-def _runs_section(outcome: Mapping[str, Any]) -> str:
-    runs = as_mapping(outcome.get("runs"))
-    missing = [str(m) for m in as_list(runs.get("missing"))]
+def _runs_section(runs: StageRuns) -> str:
+    missing = runs.missing
     table = md_table(
         ["planned", "succeeded", "failed", "missing"],
         [
             [
-                fmt_count(runs.get("planned")),
-                fmt_count(runs.get("succeeded")),
-                fmt_count(runs.get("failed")),
+                fmt_count(runs.planned),
+                fmt_count(runs.succeeded),
+                fmt_count(runs.failed),
                 str(len(missing)),
             ]
         ],
@@ -103,60 +108,58 @@ def _runs_section(outcome: Mapping[str, Any]) -> str:
     return table
 
 
-def _group_label(by: Mapping[str, Any]) -> str:
+def _group_label(by: dict[str, Scalar]) -> str:
     """A family's heading from its grouping: "budget 10m, pool a100", "vs 2m" for a delta."""
     parts = []
     for key, value in by.items():
-        if key in ("budget_s", "budget"):
+        if key in ("budget_s", "budget") and not isinstance(value, str):
             parts.append(f"budget {fmt_budget(value)}")
-        elif key == "reference":
+        elif key == "reference" and not isinstance(value, str):
             parts.append(f"vs {fmt_budget(value)}")
         else:
             parts.append(f"{key} {fmt_text(value)}")
     return ", ".join(parts) or "all runs"
 
 
-def _effects_tables(document: Any, retained: Sequence[str], *, judged: float | None) -> str:
+def _effects_tables(
+    document: EffectFamilies, retained: Sequence[str], *, judged: int | None
+) -> str:
     """Each family's effects; the `retained` column only in the families retention reads
     (those at budget `judged`, the longest), so a tick is never shown where no decision was
     taken."""
-    blocks = []
-    for family in families(document):
-        by = as_mapping(family.get("by"))
-        df = family.get("df_resid")
-        header = (
-            f"**{_group_label(by)}** (n = {fmt_count(family.get('n'))}, "
-            f"residual df = {fmt_count(df)})"
-        )
-        mark = judged is not None and family_budget(by) == judged
-        columns = ["term", "effect", "95% CI", "p", "q"] + (["retained"] if mark else [])
-        rows = []
-        for effect in as_list(family.get("effects")):
-            effect = as_mapping(effect)
-            row = [
-                f"`{fmt_text(effect.get('term'))}`",
-                fmt_effect(effect.get("effect")),
-                fmt_interval(effect.get("ci_low"), effect.get("ci_high")),
-                fmt_p(effect.get("p")),
-                fmt_p(effect.get("q")),
-            ]
-            if mark:
-                row.append("✓" if effect.get("term") in retained else "")
-            rows.append(row)
-        block = [header, "", md_table(columns, rows)]
-        missing = [str(m) for m in as_list(family.get("missing"))]
-        if missing:
-            block.append(f"\nMissing from this fit: {', '.join(missing)}.")
-        excluded = as_list(family.get("excluded"))
-        if excluded:
-            block.append(f"\n{len(excluded)} run(s) excluded (failed status or no value).")
-        for note in as_list(family.get("notes")):
-            block.append(f"\nNote: {fmt_text(note)}")
-        blocks.append("\n".join(block))
-    return "\n\n".join(blocks)
+    return "\n\n".join(_family_table(f, retained, judged) for f in document.families)
 
 
-def _retained_section(retained: Sequence[str], judged: float | None) -> str:
+def _family_table(family: Family, retained: Sequence[str], judged: int | None) -> str:
+    header = (
+        f"**{_group_label(family.by)}** (n = {fmt_count(family.n)}, "
+        f"residual df = {fmt_count(family.df_resid)})"
+    )
+    mark = judged is not None and family.budget == judged
+    columns = ["term", "effect", "95% CI", "p", "q"] + (["retained"] if mark else [])
+    rows = []
+    for effect in family.effects:
+        row = [
+            f"`{fmt_text(effect.term)}`",
+            fmt_effect(effect.effect),
+            fmt_interval(effect.ci_low, effect.ci_high),
+            fmt_p(effect.p),
+            fmt_p(effect.q),
+        ]
+        if mark:
+            row.append("✓" if effect.term in retained else "")
+        rows.append(row)
+    block = [header, "", md_table(columns, rows)]
+    if family.missing:
+        block.append(f"\nMissing from this fit: {', '.join(family.missing)}.")
+    if family.excluded:
+        block.append(f"\n{len(family.excluded)} run(s) excluded (failed status or no value).")
+    for note in family.notes:
+        block.append(f"\nNote: {fmt_text(note)}")
+    return "\n".join(block)
+
+
+def _retained_section(retained: Sequence[str], judged: int | None) -> str:
     at = f" at {fmt_budget(judged)}" if judged is not None else ""
     rule = f"interval excludes zero and q ≤ 0.05{at}"
     if not retained:
@@ -164,22 +167,14 @@ def _retained_section(retained: Sequence[str], judged: float | None) -> str:
     return ", ".join(f"`{r}`" for r in retained) + f" ({rule})."
 
 
-def _relaxation_section(rows: Any) -> str:
-    entries = [as_mapping(r) for r in as_list(rows)]
-    if not entries:
-        return ""
-    budgets = sorted({b for r in entries if (b := finite(r.get("budget"))) is not None})
-    groups: dict[tuple[str, str], dict[float, Mapping[str, Any]]] = {}
-    for r in entries:
-        budget = finite(r.get("budget"))
-        if budget is None:
+def _relaxation_section(rows: Sequence[Relaxation]) -> str:
+    budgets = sorted({r.budget for r in rows if isinstance(r.budget, int | float)})
+    groups: dict[tuple[str, str], dict[float, Relaxation]] = {}
+    for r in rows:
+        if not isinstance(r.budget, int | float):
             continue
-        group = ", ".join(
-            f"{k} {fmt_text(v)}"
-            for k, v in r.items()
-            if k not in ("term", "budget", "effect", "ratio", "reason")
-        )
-        groups.setdefault((group, str(r.get("term"))), {})[budget] = r
+        group = ", ".join(f"{k} {fmt_text(v)}" for k, v in r.group.items())
+        groups.setdefault((group, r.term), {})[r.budget] = r
     has_group = any(group for group, _ in groups)
     header = (["group"] if has_group else []) + ["term"] + [fmt_budget(b) for b in budgets]
     table = []
@@ -190,9 +185,8 @@ def _relaxation_section(rows: Any) -> str:
             if cell is None:
                 row.append(DASH)
                 continue
-            ratio = finite(cell.get("ratio"))
-            suffix = "" if ratio is None else f" (×{ratio:.2f})"
-            row.append(fmt_effect(cell.get("effect")) + suffix)
+            suffix = "" if cell.ratio is None else f" (×{cell.ratio:.2f})"
+            row.append(fmt_effect(cell.effect) + suffix)
         table.append(row)
     return (
         "Effect at each budget and its ratio to the effect at the shortest budget:\n\n"
@@ -202,46 +196,42 @@ def _relaxation_section(rows: Any) -> str:
     )
 
 
-def _variance_section(shares: Any) -> str:
-    rows = [as_mapping(r) for r in as_list(shares)]
+def _variance_section(shares: Sequence[VarianceShare]) -> str:
     return md_table(
         ["term", "df", "sum of squares", "η²"],
         [
             [
-                fmt_text(r.get("term")),
-                fmt_fixed(r.get("df"), 0),
-                fmt_fixed(r.get("sum_sq"), 6),
-                fmt_fixed(r.get("eta_sq"), 4),
+                fmt_text(r.term),
+                fmt_fixed(r.df, 0),
+                fmt_fixed(r.sum_sq, 6),
+                fmt_fixed(r.eta_sq, 4),
             ]
-            for r in rows
+            for r in shares
         ],
     )
 
 
-def _ranking_section(ranking: Any) -> str:
-    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
-    for entry in as_list(ranking):
-        entry = as_mapping(entry)
-        groups.setdefault((finite(entry.get("budget_s")), entry.get("pool")), []).append(entry)
+def _ranking_section(ranking: Sequence[RankedCondition]) -> str:
+    groups: dict[tuple[int, str], list[RankedCondition]] = {}
+    for entry in ranking:
+        groups.setdefault((entry.budget_s, entry.pool), []).append(entry)
     blocks = []
-    for (budget, pool), entries in sorted(
-        groups.items(), key=lambda item: (item[0][0] or 0, str(item[0][1] or ""))
-    ):
-        entries.sort(key=lambda e: finite(e.get("rank")) or math.inf)
+    for (budget, pool), entries in sorted(groups.items()):
+        entries.sort(key=lambda e: e.rank)
         shown = entries
         cut = len(entries) > RANKING_TOP + RANKING_BOTTOM
         if cut:
             shown = entries[:RANKING_TOP] + entries[-RANKING_BOTTOM:]
         rows = [
             [
-                fmt_count(e.get("rank")),
-                f"`{fmt_text(e.get('condition_id'))}`",
-                fmt_text(e.get("role")),
-                fmt_count(e.get("n")),
-                _failures(e),
-                fmt_mean(e.get("mean")) + (" †" if e.get("adjusted") else ""),
-                fmt_mean(e.get("sd")),
-                fmt_interval(e.get("ci_low"), e.get("ci_high"), digits=6, signed=False),
+                fmt_count(e.rank),
+                f"`{fmt_text(e.condition_id)}`",
+                fmt_text(e.role),
+                fmt_count(e.n),
+                _failures(e.failed, e.runs),
+                fmt_mean(e.mean) + (" †" if e.adjusted else ""),
+                fmt_mean(e.sd),
+                fmt_interval(e.ci_low, e.ci_high, digits=6, signed=False),
             ]
             for e in shown
         ]
@@ -255,184 +245,164 @@ def _ranking_section(ranking: Any) -> str:
         "A condition that failed or diverged on any run ranks behind every condition with a "
         "smaller failure share, then by mean."
     )
-    if any(as_mapping(e).get("adjusted") for e in as_list(ranking)):
+    if any(e.adjusted for e in ranking):
         legend += " † seed-adjusted mean: some conditions lost seeds, so means are compared "
         legend += "as if every condition had run every seed."
     return "\n\n".join([*blocks, legend])
 
 
-def _failures(entry: Mapping[str, Any]) -> str:
+def _failures(failed: int, runs: int) -> str:
     """`failed/runs` for a condition or anchor with failures, blank when it has none."""
-    failed, runs = finite(entry.get("failed")), finite(entry.get("runs"))
-    if not failed:
-        return ""
-    return f"{fmt_count(failed)}/{fmt_count(runs)}"
+    return f"{failed}/{runs}" if failed else ""
 
 
-def _win_section(wins: Any, goal: str) -> str:
+def _win_section(wins: Sequence[PairWins], goal: str) -> str:
     better = "<" if goal != "maximize" else ">"
-    rows = []
-    for entry in as_list(wins):
-        entry = as_mapping(entry)
-        rows.append(
-            [
-                fmt_budget(entry.get("budget_s")),
-                fmt_text(entry.get("pool")),
-                f"{fmt_text(entry.get('left'))} {better} {fmt_text(entry.get('right'))}",
-                f"{fmt_count(entry.get('wins'))}/{fmt_count(entry.get('total'))}",
-                fmt_count(entry.get("ties")),
-            ]
-        )
+    rows = [
+        [
+            fmt_budget(entry.budget_s),
+            fmt_text(entry.pool),
+            f"{fmt_text(entry.left)} {better} {fmt_text(entry.right)}",
+            f"{entry.wins}/{entry.total}",
+            fmt_count(entry.ties),
+        ]
+        for entry in wins
+    ]
     return (
         md_table(["budget", "pool", "comparison", "wins", "ties"], rows)
         + "\n\nDescriptive cross-seed pairings (n_left × n_right), not independent trials."
     )
 
 
-def _anchor_rows(entries: Any, *, promoted: bool) -> str:
+def _anchor_rows(entries: Sequence[AnchorRecord]) -> str:
+    """Anchors of this stage (with their source) or promotions (with the stage they go to)."""
+    promoted = any(isinstance(entry, Promotion) for entry in entries)
     rows = []
-    for entry in as_list(entries):
-        entry = as_mapping(entry)
-        first = [fmt_text(entry.get("to_stage"))] if promoted else []
+    for entry in entries:
+        first = [fmt_text(entry.to_stage)] if isinstance(entry, Promotion) else []
         rows.append(
             first
-            + [
-                fmt_text(entry.get("role")),
-                f"`{fmt_text(entry.get('condition_id'))}`",
-                fmt_text(entry.get("rule")),
-            ]
-            + ([] if promoted else [fmt_text(entry.get("source"))])
-            + [fmt_levels(entry.get("levels")), _failures(entry)]
+            + [fmt_text(entry.role), f"`{fmt_text(entry.condition_id)}`", fmt_text(entry.rule)]
+            + ([] if promoted else [fmt_text(entry.source)])
+            + [fmt_levels(entry.levels), _failures(entry.failed, entry.runs)]
         )
     header = (["to stage"] if promoted else []) + ["role", "condition", "rule"]
     header += ([] if promoted else ["source"]) + ["levels", "failed at source"]
     text = md_table(header, rows)
-    if any(_failures(as_mapping(e)) for e in as_list(entries)):
+    if any(entry.failed for entry in entries):
         text += "\n\nAn anchor with failures at its source was promoted despite them."
     return text
 
 
-def _greedy_section(greedy: Any) -> str:
+def _greedy_section(greedy: GreedySummary) -> str:
     rows = []
-    for climb in as_list(as_mapping(greedy).get("climbs")):
-        climb = as_mapping(climb)
-        steps = [as_mapping(s) for s in as_list(climb.get("steps"))]
-        best_step = climb.get("best_step")
-        at_best = next((s for s in steps if s.get("step") == best_step), {})
+    for climb in greedy.climbs:
+        at_best = next((s for s in climb.steps if s.step == climb.best_step), None)
+        incumbent = (
+            f"`{DASH}` {DASH}"
+            if at_best is None
+            else f"`{fmt_text(at_best.condition_id)}` {fmt_levels(at_best.levels)}"
+        )
         rows.append(
             [
-                fmt_budget(climb.get("budget_s")),
-                fmt_text(climb.get("pool")),
-                str(len(steps)),
-                fmt_count(climb.get("accepted")),
-                fmt_mean(climb.get("best")),
-                fmt_count(best_step),
-                f"`{fmt_text(at_best.get('condition_id'))}` {fmt_levels(at_best.get('levels'))}",
+                fmt_budget(climb.budget_s),
+                fmt_text(climb.pool),
+                str(len(climb.steps)),
+                fmt_count(climb.accepted),
+                fmt_mean(climb.best),
+                fmt_count(climb.best_step),
+                incumbent,
             ]
         )
     return md_table(["budget", "pool", "steps", "accepted", "best", "best step", "incumbent"], rows)
 
 
-def _random_section(random: Any) -> str:
-    random = as_mapping(random)
+def _random_section(random: RandomSummary) -> str:
     rows = [
         [
-            fmt_count(as_mapping(b).get("batch")),
-            f"`{fmt_text(as_mapping(b).get('condition_id'))}`",
-            fmt_levels(as_mapping(b).get("levels")),
-            fmt_mean(as_mapping(b).get("best")),
+            fmt_count(b.batch),
+            f"`{fmt_text(b.condition_id)}`",
+            fmt_levels(b.levels),
+            fmt_mean(b.best),
         ]
-        for b in as_list(random.get("batches"))
+        for b in random.batches
     ]
     summary = (
-        f"Batch best: mean {fmt_mean(random.get('mean_batch_best'))}, "
-        f"median {fmt_mean(random.get('median_batch_best'))}, "
-        f"min {fmt_mean(random.get('min_batch_best'))}, "
-        f"max {fmt_mean(random.get('max_batch_best'))}."
+        f"Batch best: mean {fmt_mean(random.mean_batch_best)}, "
+        f"median {fmt_mean(random.median_batch_best)}, "
+        f"min {fmt_mean(random.min_batch_best)}, "
+        f"max {fmt_mean(random.max_batch_best)}."
     )
     return md_table(["batch", "winner", "levels", "best"], rows) + "\n\n" + summary
 
 
-def _halving_section(halving: Any) -> str:
-    halving = as_mapping(halving)
+def _halving_section(halving: HalvingSummary) -> str:
     rows = []
     winners = []
-    for ladder in as_list(halving.get("ladders")):
-        ladder = as_mapping(ladder)
-        for rung in as_list(ladder.get("rungs")):
-            rung = as_mapping(rung)
-            survivors = [as_mapping(s) for s in as_list(rung.get("survivors"))]
+    for ladder in halving.ladders:
+        for rung in ladder.rungs:
             went_on = ", ".join(
-                f"`{fmt_text(s.get('condition_id'))}` {fmt_mean(s.get('mean'))}" for s in survivors
+                f"`{fmt_text(s.condition_id)}` {fmt_mean(s.mean)}" for s in rung.survivors
             )
             rows.append(
                 [
-                    fmt_budget(rung.get("budget_s")),
-                    fmt_text(ladder.get("pool")),
-                    fmt_count(rung.get("configurations")),
+                    fmt_budget(rung.budget_s),
+                    fmt_text(ladder.pool),
+                    fmt_count(rung.configurations),
                     went_on or DASH,
                 ]
             )
-        winner = as_mapping(ladder.get("winner"))
-        if winner:
+        winner = ladder.winner
+        if winner is not None:
             winners.append(
-                f"Winner on {fmt_text(ladder.get('pool'))}: "
-                f"`{fmt_text(winner.get('condition_id'))}` {fmt_levels(winner.get('levels'))}, "
-                f"mean {fmt_mean(winner.get('mean'))} at {fmt_budget(winner.get('budget_s'))}."
+                f"Winner on {fmt_text(ladder.pool)}: "
+                f"`{fmt_text(winner.condition_id)}` {fmt_levels(winner.levels)}, "
+                f"mean {fmt_mean(winner.mean)} at {fmt_budget(winner.budget_s)}."
             )
     header = ["budget", "pool", "configurations", "went on (mean at this budget)"]
-    keep = f"Each rung keeps the best 1/{fmt_count(halving.get('eta'))}, rounded up."
+    keep = f"Each rung keeps the best 1/{fmt_count(halving.eta)}, rounded up."
     return "\n\n".join([md_table(header, rows), " ".join([keep, *winners])])
 
 
-def _best_line(best: Any) -> str:
+def _best_line(best: Best) -> str:
     """One best condition with its evidence: interval (not adjusted for the pick), failures,
     and the runner-up with the difference, its interval, the win count and, in words,
     whether the two are separated."""
-    best = as_mapping(best)
-    if not best:
-        return DASH
-    name = fmt_text(best.get("condition_id"))
-    role = f" ({best['role']})" if best.get("role") else ""
-    pool = f" on {best['pool']}" if best.get("pool") else ""
-    budget = fmt_budget(best.get("budget_s"))
-    hyper = as_mapping(best.get("hyperparameters"))
-    settings = ", ".join(f"{k}={fmt_text(v)}" for k, v in hyper.items())
+    name = fmt_text(best.condition_id)
+    role = f" ({best.role})" if best.role else ""
+    pool = f" on {best.pool}" if best.pool else ""
+    budget = fmt_budget(best.budget_s)
+    settings = ", ".join(f"{k}={fmt_text(v)}" for k, v in best.hyperparameters.items())
     text = (
-        f"`{name}`{role} at {budget}{pool}: mean {fmt_mean(best.get('mean'))}"
-        + (" (seed-adjusted)" if best.get("adjusted") else "")
+        f"`{name}`{role} at {budget}{pool}: mean {fmt_mean(best.mean)}"
+        + (" (seed-adjusted)" if best.adjusted else "")
         + ", 95% CI "
-        f"{fmt_interval(best.get('ci_low'), best.get('ci_high'), digits=6, signed=False)} "
+        f"{fmt_interval(best.ci_low, best.ci_high, digits=6, signed=False)} "
         "(not adjusted for having been picked as best)"
-        f"; levels {fmt_levels(best.get('levels'))}" + (f"; {settings}" if settings else "")
+        f"; levels {fmt_levels(best.levels)}" + (f"; {settings}" if settings else "")
     )
-    if finite(best.get("failed")):
-        text += f". It failed or diverged on {_failures(best).replace('/', ' of ')} runs"
-    runner = as_mapping(best.get("runner_up"))
-    if not runner:
+    if best.failed:
+        failures = _failures(best.failed, best.runs).replace("/", " of ")
+        text += f". It failed or diverged on {failures} runs"
+    runner = best.runner_up
+    if runner is None:
         return text + ". No other condition to compare with."
-    other = fmt_text(runner.get("condition_id"))
-    gap = (
-        f"Runner-up `{other}` {fmt_mean(runner.get('mean'))}, "
-        f"difference {fmt_effect(runner.get('difference'))}"
-    )
-    if runner.get("separated") is None:
+    other = fmt_text(runner.condition_id)
+    gap = f"Runner-up `{other}` {fmt_mean(runner.mean)}, difference {fmt_effect(runner.difference)}"
+    if runner.separated is None:
         verdict = f"fewer than two runs on a side: no interval, so `{name}` and `{other}` are not "
         verdict += f"distinguishable at {budget} from this stage"
     else:
-        gap += f" (95% CI {fmt_interval(runner.get('ci_low'), runner.get('ci_high'))})"
+        gap += f" (95% CI {fmt_interval(runner.ci_low, runner.ci_high)})"
         verdict = (
             f"`{name}` is ahead of `{other}` at {budget}"
-            if runner.get("separated")
+            if runner.separated
             else f"`{name}` and `{other}` are not distinguishable at {budget}"
         )
-    wins = f"{fmt_count(runner.get('wins'))}/{fmt_count(runner.get('total'))}"
-    return f"{text}. {gap}; `{name}` wins {wins} seed pairings: {verdict}."
+    return f"{text}. {gap}; `{name}` wins {runner.wins}/{runner.total} seed pairings: {verdict}."
 
 
-def best_section(outcome: Mapping[str, Any]) -> str:
-    """The best condition on each pool (`best_per_pool`), else the stage's single best: the
-    stage section's last part, and the study report's answer when this stage decides it."""
-    bests = as_list(outcome.get("best_per_pool")) or [outcome.get("best")]
-    lines = [f"- {_best_line(best)}" for best in bests if as_mapping(best)]
-    return "\n".join(lines) or DASH
+def best_section(bests: Sequence[Best]) -> str:
+    """The best condition on each pool (`StageOutcome.best_per_pool`): the stage section's
+    last part, and the study report's answer when this stage decides it."""
+    return "\n".join(f"- {_best_line(best)}" for best in bests) or DASH

@@ -3,7 +3,7 @@
 One simulated study (`stagescreen simulate`) shows what a design *might* find; this module
 answers how often it would. Each replicate draws every run of the study's fixed-design stages
 (screens and follow-ups, whose runs do not depend on any result) from a
-`synthetic.ResponseModel` and reads them the way `stagescreen.outcome` does:
+`synthetic.ResponseModel` and reads them the way `stagescreen.analyse` does:
 
 - per stage, factor, budget (and pool): the detection rate (power), how often a detection has
   the wrong sign, how often the 95% interval covers the planted effect at that budget;
@@ -11,13 +11,13 @@ answers how often it would. Each replicate draws every run of the study's fixed-
   pick is the true optimum, the condition with the best (or worst) noise-free mean at the
   budget the rule ranks at.
 
-Departures from calling `effects.fit_effects` once per replicate, each for speed: within a
+Departures from calling `families.fit_effects` once per replicate, each for speed: within a
 stage the design matrix is the same in every replicate, so all replicates of a family are
 fitted with one least-squares solve on a runs x replicates matrix, and BH q-values come from
 sorting along the term axis. Replicates that lost runs to divergence are grouped by which
 runs they lost, one solve per group. The detection rule is the vectorised equivalent of
-`outcome.retained_factors` applied to every budget: the interval excludes zero and the BH q
-is at most `outcome.FDR`, q computed within the budget across its pools, with Lenth's margin
+`analyse.retained_factors` applied to every budget: the interval excludes zero and the BH q
+is at most `analyse.FDR`, q computed within the budget across its pools, with Lenth's margin
 as the interval in saturated single-seed fits, as `stage_outcome` fits them. Replicate r
 is deterministic from (seed, r). Pure: no I/O; progress is reported through a callback.
 """
@@ -27,16 +27,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
-from stagescreen import effects as fx
+from stagescreen import families as fx
 from stagescreen import synthetic
+from stagescreen.analyse import FDR
 from stagescreen.kinds import kind_of
-from stagescreen.outcome import FDR
 from stagescreen.planner import plan_stage
 from stagescreen.plans import PlannedRun, stage_pools
 from stagescreen.runstatus import RunStatus
@@ -54,8 +54,13 @@ LEVEL = 0.95
 # --- results ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TermPower:
+class _Result(BaseModel):
+    """A result record of the power study: frozen, dumped as the `--json` document."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class TermPower(_Result):
     """How one effect of one stage fared at one budget (and pool) over the replicates.
 
     `power`: fraction of fitted replicates where the effect is detected (for a null effect,
@@ -75,23 +80,8 @@ class TermPower:
     coverage: float
     mean_estimate: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "term": self.term,
-            "budget_s": self.budget_s,
-            "pool": self.pool,
-            "planted": self.planted,
-            "fitted": self.fitted,
-            "power": self.power,
-            "sign_errors": self.sign_errors,
-            "coverage": self.coverage,
-            "mean_estimate": self.mean_estimate,
-        }
 
-
-@dataclass(frozen=True)
-class AnchorMatch:
+class AnchorMatch(_Result):
     """How often one select rule of a stage picks the true optimum of its source stage.
 
     `optimum`: the conditions tied for the best (worst, for rule worst) noise-free mean at
@@ -107,40 +97,17 @@ class AnchorMatch:
     replicates: int
     match: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "rule": self.rule,
-            "role": self.role,
-            "source": self.source,
-            "at_s": self.at_s,
-            "optimum": list(self.optimum),
-            "replicates": self.replicates,
-            "match": self.match,
-        }
 
-
-@dataclass(frozen=True)
-class PowerReport:
+class PowerReport(_Result):
     """Everything `stagescreen simulate --replicates` prints or writes as JSON."""
 
+    synthetic: bool = True
     replicates: int
     seed: int
     fdr: float
     terms: tuple[TermPower, ...]
     anchors: tuple[AnchorMatch, ...]
     notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "synthetic": True,
-            "replicates": self.replicates,
-            "seed": self.seed,
-            "fdr": self.fdr,
-            "terms": [term.to_dict() for term in self.terms],
-            "anchors": [anchor.to_dict() for anchor in self.anchors],
-            "notes": list(self.notes),
-        }
 
 
 # --- drawing replicates ----------------------------------------------------------------------
@@ -232,7 +199,7 @@ def replicate_results(
 
 @dataclass(frozen=True)
 class _Family:
-    """One model fit of a stage, as `outcome.stage_outcome` makes it: the rows of one budget
+    """One model fit of a stage, as `analyse.stage_outcome` makes it: the rows of one budget
     (and pool), the full-design model matrix, and the terms whose power is reported."""
 
     stage: str
@@ -249,7 +216,7 @@ class _Family:
     @property
     def q_group(self) -> tuple[str, int, int]:
         """Families whose q-values are computed together: one stage, model and budget, every
-        pool (as `outcome.stage_outcome` runs BH across a budget's pools)."""
+        pool (as `analyse.stage_outcome` runs BH across a budget's pools)."""
         return (self.stage, self.order, self.budget_s)
 
 
@@ -578,18 +545,25 @@ def power_study(
     ]
     anchors = [
         AnchorMatch(
-            pick.stage,
-            pick.rule,
-            pick.role,
-            pick.source,
-            pick.at_s,
-            pick.optimum,
-            int(usable),
-            float(matched / usable) if usable else math.nan,
+            stage=pick.stage,
+            rule=pick.rule,
+            role=pick.role,
+            source=pick.source,
+            at_s=pick.at_s,
+            optimum=pick.optimum,
+            replicates=int(usable),
+            match=float(matched / usable) if usable else math.nan,
         )
         for pick, (usable, matched) in zip(picks, pick_counts, strict=True)
     ]
-    return PowerReport(replicates, seed, FDR, tuple(terms), tuple(anchors), tuple(notes))
+    return PowerReport(
+        replicates=replicates,
+        seed=seed,
+        fdr=FDR,
+        terms=tuple(terms),
+        anchors=tuple(anchors),
+        notes=tuple(notes),
+    )
 
 
 def _term_power(family: _Family, j: int, truth: float, tally: _Tally) -> TermPower:

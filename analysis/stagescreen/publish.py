@@ -2,7 +2,7 @@
 
 The one place where analysis meets the store (docs/architecture.md "Storage"), shared by the
 analysis Job, the local executor and `stagescreen simulate`; everything it writes is computed by the
-pure `stagescreen.outcome` functions.
+pure `stagescreen.analyse` and `stagescreen.manifest` functions.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import yaml
 
-from stagescreen import outcome
+from stagescreen.analyse import stage_outcome
 from stagescreen.keys import OUTCOME, RESULTS, StudyKeys
+from stagescreen.manifest import manifest
+from stagescreen.outcome import StageOutcome
 from stagescreen.spec import Study
 
 if TYPE_CHECKING:
@@ -27,9 +29,7 @@ def publish_spec(store: Store, study: Study) -> None:
     store.put_text(StudyKeys(study.metadata.name).spec(), yaml.safe_dump(document, sort_keys=False))
 
 
-def publish_stage(
-    store: Store, study: Study, stage: str, results: pd.DataFrame
-) -> outcome.StageOutcome:
+def publish_stage(store: Store, study: Study, stage: str, results: pd.DataFrame) -> StageOutcome:
     """Write the stage's results.parquet, refresh the manifest, then write outcome.json.
 
     The outcome goes last because its presence is what marks a stage analysed: a publish cut
@@ -39,19 +39,17 @@ def publish_stage(
     keys = StudyKeys(name)
     spec = study.spec
     mine = results[results["stage"] == stage].reset_index(drop=True)
-    record = outcome.stage_outcome(spec, spec.stage(stage), results, name)
+    record = stage_outcome(spec, spec.stage(stage), results, name)
     store.put_frame(keys.stage(stage, RESULTS), mine)
-    store.put_json(keys.manifest(), outcome.manifest(spec, results, name))
+    store.put_json(keys.manifest(), manifest(spec, results, name).model_dump(mode="json"))
     store.put_json(keys.stage(stage, OUTCOME), record.to_json())
     return record
 
 
-def read_outcomes(
-    store: Store, study: Study, stages: Iterable[str]
-) -> dict[str, outcome.StageOutcome]:
+def read_outcomes(store: Store, study: Study, stages: Iterable[str]) -> dict[str, StageOutcome]:
     """The published outcomes of `stages`, by stage name, as the typed record."""
     keys = StudyKeys(study.metadata.name)
     return {
-        stage: outcome.StageOutcome.model_validate(store.get_json(keys.stage(stage, OUTCOME)))
+        stage: StageOutcome.model_validate(store.get_json(keys.stage(stage, OUTCOME)))
         for stage in stages
     }

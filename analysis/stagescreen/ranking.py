@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from stagescreen import effects as fx
+from stagescreen.families import EffectsError
 from stagescreen.ids import condition_name
+from stagescreen.means import ConditionMean, adjusted_means, condition_means
 from stagescreen.plans import Anchor, Unplannable
 from stagescreen.runstatus import TERMINAL
 from stagescreen.runstatus import succeeded as run_succeeded
@@ -76,14 +77,14 @@ def rank_conditions(
         else pd.Series(dtype=object)
     )
     adjusted = bool(cells.nunique() > 1)
-    means: list[fx.ConditionMean] = []
+    means: list[ConditionMean] = []
     if adjusted:
         try:
-            means = fx.adjusted_means(good, metric, "condition_id", blocks)
-        except fx.EffectsError:
+            means = adjusted_means(good, metric, "condition_id", blocks)
+        except EffectsError:
             adjusted = False  # no seeds in common to adjust through: the raw means are all
     if not adjusted and not good.empty:
-        means = fx.condition_means(good, metric, "condition_id")
+        means = condition_means(good, metric, "condition_id")
     stats = pd.DataFrame(
         [
             {

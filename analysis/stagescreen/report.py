@@ -1,13 +1,14 @@
 """Study and stage reports: markdown with the paper's figures, rendered from stored outcomes.
 
-`render_report` is pure: it takes the study spec, each stage's `outcome.json` (as a dict) and
-`results.parquet` (as a DataFrame) and the `manifest.json`, and returns text and PNG bytes;
+`render_report` is pure: it takes the study spec, each stage's validated `StageOutcome` and
+`results.parquet` (as a DataFrame) and the `Manifest`, and returns text and PNG bytes;
 `read_study_data` and `write_report` are its storage edge. The report never refits a model;
 every number comes from the outcome the analysis wrote, so the report and the resource status
 cannot disagree. A stage with nothing stored yet is reported as "not run yet", one with runs
-but no outcome as "analysis not run yet".
+but no outcome as "analysis not run yet", one whose stored outcome does not validate as
+"outcome unreadable" with the reason.
 
-The parts live apart: number formatting and defensive reading in `stagescreen.formatting`,
+The parts live apart: number formatting in `stagescreen.formatting`,
 the tables of a stage's outcome in `stagescreen.outcome_sections`, the figures in
 `stagescreen.figures`. This module composes them: the study summary (spec, design, stages),
 the answer, one section per stage, and the run manifest as the paper's Table 1.
@@ -15,12 +16,13 @@ the answer, one section per stage, and the run manifest as the paper's Table 1.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 from matplotlib.figure import Figure
+from pydantic import BaseModel, ValidationError
 
 from stagescreen.figures import (
     anchor_figure,
@@ -32,9 +34,6 @@ from stagescreen.figures import (
 )
 from stagescreen.formatting import (
     DASH,
-    as_list,
-    as_mapping,
-    finite,
     fmt_budget,
     fmt_count,
     fmt_fixed,
@@ -43,6 +42,8 @@ from stagescreen.formatting import (
     md_table,
 )
 from stagescreen.keys import MANIFEST, OUTCOME, REPORT, RESULTS, StudyKeys
+from stagescreen.manifest import Manifest
+from stagescreen.outcome import StageOutcome, deciding_outcome
 from stagescreen.outcome_sections import best_section, outcome_sections
 
 if TYPE_CHECKING:
@@ -59,11 +60,13 @@ ANCHOR_KINDS = ("confirm", "bridge", "long-horizon")
 
 @dataclass(frozen=True)
 class StageData:
-    """One stage of the spec with what storage holds for it (None: nothing stored yet)."""
+    """One stage of the spec with what storage holds for it (None: nothing stored yet);
+    `unreadable` says why a stored outcome.json did not validate."""
 
     stage: Stage
-    outcome: Mapping[str, Any] | None = None
+    outcome: StageOutcome | None = None
     results: pd.DataFrame | None = None
+    unreadable: str | None = None
 
     @property
     def name(self) -> str:
@@ -71,7 +74,7 @@ class StageData:
 
     @property
     def ran(self) -> bool:
-        return self.outcome is not None or self.results is not None
+        return self.outcome is not None or self.results is not None or bool(self.unreadable)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ class StudyData:
 
     study: Study
     stages: tuple[StageData, ...]
-    manifest: Mapping[str, Any] | None = None
+    manifest: Manifest | None = None
+    manifest_unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,9 @@ def _stage_section(
     if not data.ran:
         parts.append(f"**Not run yet**: nothing stored under `stages/{stage.name}/`.")
         return "\n".join(parts)
-    if outcome is None:
+    if data.unreadable:
+        parts += [f"**Outcome unreadable**: `{OUTCOME}` {data.unreadable}", ""]
+    elif outcome is None:
         n = 0 if data.results is None else len(data.results)
         parts += [f"**Analysis not run yet**: {n} run(s) in `{RESULTS}`, no `{OUTCOME}`.", ""]
     else:
@@ -225,80 +231,60 @@ def _stage_section(
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _manifest_section(manifest: Mapping[str, Any] | None) -> str:
+def _manifest_section(manifest: Manifest | None, unreadable: str | None = None) -> str:
+    if unreadable:
+        return f"**Manifest unreadable**: `{MANIFEST}` {unreadable}"
     if manifest is None:
         return f"Not written yet: no `{MANIFEST}`."
-    rows = []
-    for entry in as_list(manifest.get("stages")):
-        entry = as_mapping(entry)
-        rows.append(
-            [
-                f"`{fmt_text(entry.get('stage'))}`",
-                fmt_text(entry.get("kind")),
-                fmt_text(entry.get("pool")),
-                ", ".join(fmt_budget(b) for b in as_list(entry.get("budgets_s"))) or DASH,
-                fmt_count(entry.get("planned")),
-                fmt_count(entry.get("succeeded")),
-                fmt_count(entry.get("failed")),
-                fmt_count(entry.get("diverged")),
-                fmt_fixed(_hours(entry.get("gpu_seconds")), 1),
-            ]
-        )
-    total = as_mapping(manifest.get("total"))
+    rows = [
+        [
+            f"`{fmt_text(line.stage)}`",
+            fmt_text(line.kind),
+            fmt_text(line.pool),
+            ", ".join(fmt_budget(b) for b in line.budgets_s) or DASH,
+            fmt_count(line.planned),
+            fmt_count(line.succeeded),
+            fmt_count(line.failed),
+            fmt_count(line.diverged),
+            fmt_fixed(line.gpu_seconds / 3600, 1),
+        ]
+        for line in manifest.stages
+    ]
+    total = manifest.total
     rows.append(
         [
             "**total**",
             "",
             "",
             "",
-            f"**{fmt_count(total.get('planned'))}**",
-            f"**{fmt_count(total.get('succeeded'))}**",
-            f"**{fmt_count(total.get('failed'))}**",
+            f"**{fmt_count(total.planned)}**",
+            f"**{fmt_count(total.succeeded)}**",
+            f"**{fmt_count(total.failed)}**",
             "",
-            f"**{fmt_fixed(_hours(total.get('gpu_seconds')), 1)}**",
+            f"**{fmt_fixed(total.gpu_seconds / 3600, 1)}**",
         ]
     )
     header = ["stage", "kind", "pool", "budgets", "planned", "succeeded", "failed", "diverged"]
     text = md_table([*header, "GPU-hours"], rows)
-    pools = as_mapping(manifest.get("pools"))
-    if pools:
+    if manifest.pools:
         text += "\n\n" + md_table(
             ["pool", "runs", "GPU-hours"],
             [
-                [
-                    fmt_text(name),
-                    fmt_count(as_mapping(v).get("runs")),
-                    fmt_fixed(_hours(as_mapping(v).get("gpu_seconds")), 1),
-                ]
-                for name, v in pools.items()
+                [fmt_text(name), fmt_count(use.runs), fmt_fixed(use.gpu_seconds / 3600, 1)]
+                for name, use in manifest.pools.items()
             ],
         )
     return text
 
 
-def _hours(seconds: Any) -> float | None:
-    number = finite(seconds)
-    return None if number is None else number / 3600
-
-
 def _answer(data: StudyData) -> str:
     """The study's headline: the deciding stage's best on each pool, with its evidence
     (`outcome.deciding_outcome` decides which stage answers; this only words it)."""
-    from pydantic import ValidationError
-
-    from stagescreen.outcome import StageOutcome, deciding_outcome
-
-    outcomes = {}
-    for stage in data.stages:
-        try:
-            if stage.outcome is not None:
-                outcomes[stage.name] = StageOutcome.model_validate(stage.outcome)
-        except ValidationError:
-            continue
+    outcomes = {stage.name: stage.outcome for stage in data.stages if stage.outcome is not None}
     chosen = deciding_outcome(data.study.spec, outcomes)
     if chosen is None:
         return "No stage has a best condition yet."
-    return f"From stage `{chosen.stage}`:\n\n" + best_section(chosen.to_json())
+    return f"From stage `{chosen.stage}`:\n\n" + best_section(chosen.best_per_pool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,12 +295,12 @@ def _stage_figures(data: StageData, study: Study) -> dict[str, tuple[Figure, str
     """Figure file name -> (figure, caption) for one stage; only what its data supports."""
     metric, goal = study.spec.metric.name, study.spec.metric.goal
     out: dict[str, tuple[Figure, str]] = {}
-    outcome = as_mapping(data.outcome)
-    if data.stage.kind in EFFECT_KINDS:
-        figure = effects_figure([(data.name, outcome.get("effects"))], metric=metric, study=study)
+    outcome = data.outcome
+    if data.stage.kind in EFFECT_KINDS and outcome is not None:
+        figure = effects_figure([(data.name, outcome.effects)], metric=metric, study=study)
         if figure is not None:
             out["effects.png"] = (figure, f"Main effects on {metric} by budget ({data.name})")
-    figure = variance_figure(outcome.get("variance_shares"), metric=metric)
+    figure = variance_figure(outcome.variance_shares if outcome else None, metric=metric)
     if figure is not None:
         out["variance-shares.png"] = (figure, f"Variance shares of {metric} ({data.name})")
     if data.stage.kind in ("random", "greedy"):
@@ -326,7 +312,7 @@ def _stage_figures(data: StageData, study: Study) -> dict[str, tuple[Figure, str
     if data.stage.kind in ANCHOR_KINDS:
         figure = anchor_figure(
             data.results,
-            outcome.get("ranking"),
+            outcome.ranking if outcome else None,
             metric=metric,
             goal=goal,
             pools=data.stage.pools,
@@ -352,7 +338,7 @@ def _synthetic(data: StageData) -> bool:
     results = data.results
     if results is not None and "synthetic" in results and bool(results["synthetic"].any()):
         return True
-    return bool(as_mapping(data.outcome).get("synthetic"))
+    return data.outcome is not None and data.outcome.synthetic
 
 
 def render_report(data: StudyData) -> Report:
@@ -376,7 +362,7 @@ def render_report(data: StudyData) -> Report:
             f"<!-- study {study.name}; generated by stagescreen report -->\n{banner}{body}"
         ).encode()
     screens = [
-        (s.name, as_mapping(s.outcome).get("effects"))
+        (s.name, s.outcome.effects)
         for s in data.stages
         if s.stage.kind == "screen" and s.outcome is not None
     ]
@@ -403,13 +389,30 @@ def render_report(data: StudyData) -> Report:
                 stage, study, stage_figures[stage.name], f"stages/{stage.name}/", level=3
             )
         )
-    parts += ["## Run manifest", "", _manifest_section(data.manifest), ""]
+    parts += ["## Run manifest", "", _manifest_section(data.manifest, data.manifest_unreadable), ""]
     files[REPORT] = ("\n".join(parts).rstrip() + "\n").encode()
     return Report(files)
 
 
 # --------------------------------------------------------------------------------------------
 # Storage edge
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _stored(store: Store, key: str, model: type[Model]) -> tuple[Model | None, str | None]:
+    """The record stored at `key` validated as `model`, else None with why: "" when nothing
+    is stored there, the validation error's first line when what is stored does not fit."""
+    if not store.exists(key):
+        return None, None
+    try:
+        return model.model_validate(store.get_json(key)), None
+    except ValidationError as error:
+        count = error.error_count()
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        return None, f"does not fit the record ({count} error(s); first at {where}: {first['msg']})"
 
 
 def read_study_data(store: Store, study: str) -> StudyData:
@@ -423,16 +426,12 @@ def read_study_data(store: Store, study: str) -> StudyData:
     spec = load_study(store.get_text(keys.spec()))
     stages = []
     for stage in spec.spec.stages:
-        outcome_key, results_key = keys.stage(stage.name, OUTCOME), keys.stage(stage.name, RESULTS)
-        stages.append(
-            StageData(
-                stage,
-                store.get_json(outcome_key) if store.exists(outcome_key) else None,
-                store.get_frame(results_key) if store.exists(results_key) else None,
-            )
-        )
-    manifest = store.get_json(keys.manifest()) if store.exists(keys.manifest()) else None
-    return StudyData(spec, tuple(stages), manifest)
+        outcome, unreadable = _stored(store, keys.stage(stage.name, OUTCOME), StageOutcome)
+        results_key = keys.stage(stage.name, RESULTS)
+        results = store.get_frame(results_key) if store.exists(results_key) else None
+        stages.append(StageData(stage, outcome, results, unreadable))
+    manifest, unreadable = _stored(store, keys.manifest(), Manifest)
+    return StudyData(spec, tuple(stages), manifest, unreadable)
 
 
 def write_report(store: Store, study: str, out: Store | None = None) -> list[str]:

@@ -18,7 +18,6 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -364,7 +363,7 @@ def default_effects(spec: StudySpec) -> dict[str, float]:
 def simulate_runs(runs: Sequence[PlannedRun], model: ResponseModel, metric: str) -> pd.DataFrame:
     """Run records, flattened to the results-table columns, for the planned runs; a diverged
     run has a NaN metric, as a trainer's record has none."""
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, object]] = []
     for run in runs:
         diverged = model.diverges(run.seed, run.run_id)
         value = math.nan if diverged else model.draw(run.levels, run.budget_s, run.seed, run.run_id)

@@ -16,7 +16,7 @@ from stagescreen_operator.tables import text_table
 if TYPE_CHECKING:
     import pandas as pd
 
-    from stagescreen.effects import Effect, Family
+    from stagescreen.families import Effect, Family
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -213,7 +213,7 @@ def effects(
           --generators E=ABCD        # also lists the design's runs the table lacks
     """
     from stagescreen.design import DesignError, fractional_factorial
-    from stagescreen.effects import EffectsError, families_to_dict, fit_effects
+    from stagescreen.families import EffectFamilies, EffectsError, fit_effects
 
     if not 0 < fdr < 1:
         raise fail(f"--fdr must lie strictly between 0 and 1, got {fdr}")
@@ -256,6 +256,10 @@ def effects(
     except EffectsError as error:
         raise fail(str(error)) from None
     if as_json:
-        typer.echo(json.dumps(families_to_dict(families), indent=2, allow_nan=False))
+        typer.echo(
+            json.dumps(
+                EffectFamilies(families=families).model_dump(mode="json"), indent=2, allow_nan=False
+            )
+        )
     else:
         typer.echo(format_families(families, fdr, table.index.name or "row"))

@@ -285,7 +285,7 @@ def _power(
             )
     else:
         report = power.power_study(spec, model, replicates, seed)
-    document = {"study": name, "model": asdict(model)} | report.to_dict()
+    document = {"study": name, "model": asdict(model)} | report.model_dump()
     if json_output:
         typer.echo(json.dumps(document, indent=2))
     else:

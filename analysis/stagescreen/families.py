@@ -17,9 +17,9 @@ Departures from a bare `smf.ols(...)` call, each for a reason a user meets in pr
 - saturated designs (no residual df) report effects without intervals, or with Lenth's
   pseudo standard error when asked (Lenth 1989, Technometrics 31:469-473).
 
-The confirmation-stage summaries of the paper live here too: the pooled model with budget
-interactions (5.3), Type-II ANOVA eta^2 shares (5.7), condition means with Student-t
-intervals, cross-seed win counts (4.4) and the relaxation table (5.1).
+The relaxation table (5.1) reads families, so it lives here too. The result records are
+pydantic models: what `stagescreen effects --json` prints and what outcome.json holds is their
+dump, and an outcome read back validates into the same records.
 """
 
 from __future__ import annotations
@@ -28,19 +28,18 @@ import itertools
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
-from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from stagescreen.jsonvalues import json_number
+from stagescreen.jsonvalues import JsonFloat, Scalar, json_number, json_ready
 from stagescreen.runstatus import succeeded as run_succeeded
 
 _TOL = 1e-9
@@ -64,51 +63,44 @@ class DesignLike(Protocol):
 # --- result records ----------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars to Python scalars, so `by` keys and labels serialise as JSON."""
-    return value.item() if isinstance(value, np.generic) else value
+class Record(BaseModel):
+    """A result record: frozen, unknown keys of newer writers ignored on read."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
-@dataclass(frozen=True)
-class Effect:
-    """One high-minus-low effect; None where it cannot be computed (`reason` says why)."""
+class Effect(Record):
+    """One high-minus-low effect; None where it cannot be computed (`reason` says why).
+
+    Written as exactly term, effect, ci_low, ci_high, p, q: `se` and `reason` serve the
+    analysis and the command line, not the stored record."""
 
     term: str
-    effect: float | None
-    se: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    p: float | None = None
-    q: float | None = None
-    reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The `--json` shape: exactly term, effect, ci_low, ci_high, p, q."""
-        return {
-            "term": self.term,
-            "effect": json_number(self.effect),
-            "ci_low": json_number(self.ci_low),
-            "ci_high": json_number(self.ci_high),
-            "p": json_number(self.p),
-            "q": json_number(self.q),
-        }
+    effect: JsonFloat
+    se: JsonFloat = Field(default=None, exclude=True)
+    ci_low: JsonFloat = None
+    ci_high: JsonFloat = None
+    p: JsonFloat = None
+    q: JsonFloat = None
+    reason: str | None = Field(default=None, exclude=True)
 
 
-@dataclass(frozen=True)
-class ExcludedRun:
+class ExcludedRun(BaseModel):
     """A row of the input left out of the fit: its row label (position, unless the table's
-    index labels rows by integers such as file lines), its labels and why."""
+    index labels rows by integers such as file lines), why, and its labels (run_id,
+    condition_id, seed, budget_s: those the table has) as further keys."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     row: int
     reason: str
-    labels: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, **self.labels, "reason": self.reason}
+    @property
+    def labels(self) -> dict[str, Scalar]:
+        return dict(self.model_extra or {})
 
 
-@dataclass(frozen=True)
-class LenthMargin:
+class LenthMargin(Record):
     """Lenth's pseudo standard error and margins of error for an unreplicated design."""
 
     pse: float
@@ -116,29 +108,26 @@ class LenthMargin:
     me: float
     sme: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"pse": self.pse, "df": self.df, "me": self.me, "sme": self.sme}
 
-
-@dataclass(frozen=True)
-class Family:
+class Family(Record):
     """One fitted model: the effects of one `by` group and what was left out of it.
 
     `missing` names expected runs with no usable row (condition ids, with the block level
     when a block is fitted); `excluded` lists the rows dropped for a failed status or a
     missing value. `q_scope` is "family", "combined" (BH across every family of the call) or
-    "across pool" (BH across the families that differ only in pool).
+    "across pool" (BH across the families that differ only in pool). `lenth` is written only
+    for a family judged by Lenth's margin.
     """
 
-    by: dict[str, Any]
+    by: dict[str, Scalar]
     n: int
     df_resid: int | None
     effects: tuple[Effect, ...]
     missing: tuple[str, ...] = ()
     excluded: tuple[ExcludedRun, ...] = ()
     notes: tuple[str, ...] = ()
-    lenth: LenthMargin | None = None
     q_scope: str = "family"
+    lenth: LenthMargin | None = Field(default=None, exclude_if=lambda margin: margin is None)
 
     def effect(self, term: str) -> Effect:
         """The effect named `term` (e.g. "A" or "A:B")."""
@@ -147,20 +136,34 @@ class Family:
                 return effect
         raise KeyError(f"no term {term!r} in this family; terms: {[e.term for e in self.effects]}")
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "by": {key: _plain(value) for key, value in self.by.items()},
-            "n": self.n,
-            "df_resid": self.df_resid,
-            "effects": [effect.to_dict() for effect in self.effects],
-            "missing": list(self.missing),
-            "excluded": [run.to_dict() for run in self.excluded],
-            "notes": list(self.notes),
-            "q_scope": self.q_scope,
-        }
-        if self.lenth is not None:
-            out["lenth"] = self.lenth.to_dict()
-        return out
+    @property
+    def budget(self) -> Scalar:
+        """The budget the family was fitted at: effects name it budget_s, pooled fits the
+        column they were given (budget)."""
+        return self.by.get("budget_s", self.by.get("budget"))
+
+
+class EffectFamilies(Record):
+    """The `stagescreen effects --json` document, and an outcome's effects and interactions."""
+
+    families: tuple[Family, ...] = ()
+
+
+class Relaxation(BaseModel):
+    """One term's effect at one budget and its ratio to the effect at the shortest budget;
+    the family's other grouping values (e.g. pool) are further keys (`group`)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    term: str
+    budget: Scalar
+    effect: JsonFloat
+    ratio: JsonFloat
+    reason: str | None = None
+
+    @property
+    def group(self) -> dict[str, Scalar]:
+        return dict(self.model_extra or {})
 
 
 # --- multiplicity -------------------------------------------------------------------------
@@ -279,7 +282,7 @@ def check_aliasing(matrix: np.ndarray, terms: Sequence[str], factors: Sequence[s
 # --- rows: what is usable, what is missing ------------------------------------------------
 
 
-def _require_columns(data: pd.DataFrame, columns: Iterable[str], role: str) -> None:
+def require_columns(data: pd.DataFrame, columns: Iterable[str], role: str) -> None:
     for column in columns:
         if column not in data.columns:
             raise EffectsError(
@@ -300,9 +303,9 @@ def _exclusion_reasons(data: pd.DataFrame, response: str, required: Sequence[str
     return reasons
 
 
-def _labels(row: pd.Series) -> dict[str, Any]:
+def _labels(row: pd.Series) -> dict[str, Scalar]:
     return {
-        key: _plain(row[key])
+        key: json_ready(row[key])
         for key in ("run_id", "condition_id", "seed", "budget_s")
         if key in row.index and pd.notna(row[key])
     }
@@ -323,9 +326,9 @@ def _require_numeric_response(data: pd.DataFrame, response: str) -> None:
     )
 
 
-def _usable(data: pd.DataFrame, response: str, required: Sequence[str] = ()) -> pd.DataFrame:
+def usable_rows(data: pd.DataFrame, response: str, required: Sequence[str] = ()) -> pd.DataFrame:
     """The rows that can enter a fit, with the response checked to be numeric."""
-    _require_columns(data, [response, *required], "required")
+    require_columns(data, [response, *required], "required")
     _require_numeric_response(data, response)
     return data[_exclusion_reasons(data, response, required) == ""]
 
@@ -333,7 +336,7 @@ def _usable(data: pd.DataFrame, response: str, required: Sequence[str] = ()) -> 
 # --- per-family fit ------------------------------------------------------------------------
 
 
-def _estimability(x: np.ndarray, column: int, names: Sequence[str]) -> str | None:
+def estimability(x: np.ndarray, column: int, names: Sequence[str]) -> str | None:
     """None when coefficient `column` is estimable from `x`, else which columns confound it."""
     target = x[:, column]
     others = np.delete(x, column, axis=1)
@@ -386,7 +389,7 @@ def lenth_margin(effects: Sequence[float], level: float = 0.95) -> LenthMargin:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """The coded table and the one design matrix every family takes its rows from."""
 
     frame: pd.DataFrame
@@ -397,20 +400,20 @@ class _Prepared:
     notes: tuple[str, ...]
 
 
-def _prepare(
+def prepare(
     data: pd.DataFrame,
     response: str,
     factors: Sequence[str],
     terms: Sequence[str],
     block: str | None,
     design: DesignLike | None,
-) -> _Prepared:
+) -> Prepared:
     if not factors:
         raise EffectsError("name at least one factor")
-    _require_columns(data, factors, "factor")
-    _require_columns(data, [response], "response")
+    require_columns(data, factors, "factor")
+    require_columns(data, [response], "response")
     if block is not None:
-        _require_columns(data, [block], "block")
+        require_columns(data, [block], "block")
     _require_numeric_response(data, response)
     frame = pd.DataFrame(index=data.index)
     frame["y"] = data[response].astype(float)
@@ -451,7 +454,7 @@ def _prepare(
     full[np.flatnonzero(reasons.to_numpy() == "")] = model.exog
     frame["_reason"] = reasons
     levels_frame = pd.DataFrame({f: frame[internal[f]] for f in factors}, index=frame.index)
-    return _Prepared(frame, levels_frame, full, names, term_columns, tuple(notes))
+    return Prepared(frame, levels_frame, full, names, term_columns, tuple(notes))
 
 
 def _missing_runs(
@@ -490,11 +493,11 @@ def _missing_runs(
         gaps = [(c, b) for c in all_conditions for b in blocks if (c, b) not in present_ids]
     else:
         return ()
-    return tuple(cid if b is None else f"{cid}/{block}={_plain(b)}" for cid, b in gaps)
+    return tuple(cid if b is None else f"{cid}/{block}={json_ready(b)}" for cid, b in gaps)
 
 
 def _fit_family(
-    prepared: _Prepared,
+    prepared: Prepared,
     rows: pd.Index,
     terms: Sequence[str],
     lenth: bool,
@@ -507,7 +510,13 @@ def _fit_family(
     notes: list[str] = []
     if n == 0:
         reason = "no usable runs in this family"
-        return 0, None, [Effect(term, None, reason=reason) for term in terms], None, [reason]
+        return (
+            0,
+            None,
+            [Effect(term=term, effect=None, reason=reason) for term in terms],
+            None,
+            [reason],
+        )
     x = prepared.exog[positions]
     y = prepared.frame["y"].to_numpy()[positions]
     nonzero = np.flatnonzero(np.linalg.norm(x, axis=0) > _TOL)
@@ -522,7 +531,7 @@ def _fit_family(
         readable[prepared.exog_names[col]] = term
     if any(name.startswith("C(block)") for name in names):
         readable.update({name: "block" for name in names if name.startswith("C(block)")})
-    blocked = {term: _estimability(x, local[term], [readable[n] for n in names]) for term in terms}
+    blocked = {term: estimability(x, local[term], [readable[n] for n in names]) for term in terms}
     rank = int(np.linalg.matrix_rank(x))
     df_resid = n - rank
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -537,7 +546,7 @@ def _fit_family(
         if blocked[term] is not None:
             reason = f"{term} cannot be estimated: {blocked[term]}"
             notes.append(reason)
-            effects.append(Effect(term, None, reason=reason))
+            effects.append(Effect(term=term, effect=None, reason=reason))
             continue
         j = local[term]
         estimate = 2 * float(fit.params[j])
@@ -546,9 +555,11 @@ def _fit_family(
             se = 2 * float(bse[j])
             low, high = 2 * interval[j]
             p = float(pvalues[j]) if se > 0 else None
-            effects.append(Effect(term, estimate, se, float(low), float(high), p))
+            effects.append(Effect(term=term, effect=estimate, se=se, ci_low=low, ci_high=high, p=p))
         else:
-            effects.append(Effect(term, estimate, reason="no residual df (saturated design)"))
+            effects.append(
+                Effect(term=term, effect=estimate, reason="no residual df (saturated design)")
+            )
     margin = None
     if df_resid == 0:
         estimable = [e for e in effects if e.effect is not None]
@@ -573,19 +584,22 @@ def _with_lenth(effect: Effect, margin: LenthMargin) -> Effect:
     if effect.effect is None:
         return effect
     t = abs(effect.effect) / margin.pse if margin.pse > 0 else math.inf
-    return replace(
-        effect,
-        se=margin.pse,
-        ci_low=effect.effect - margin.me,
-        ci_high=effect.effect + margin.me,
-        p=float(2 * stats.t.sf(t, margin.df)),
-        reason=None,
+    return effect.model_copy(
+        update={
+            "se": margin.pse,
+            "ci_low": effect.effect - margin.me,
+            "ci_high": effect.effect + margin.me,
+            "p": float(2 * stats.t.sf(t, margin.df)),
+            "reason": None,
+        }
     )
 
 
 def _with_q(effects: Sequence[Effect]) -> tuple[Effect, ...]:
     q = benjamini_hochberg([e.p for e in effects])
-    return tuple(replace(e, q=json_number(value)) for e, value in zip(effects, q, strict=True))
+    return tuple(
+        e.model_copy(update={"q": json_number(value)}) for e, value in zip(effects, q, strict=True)
+    )
 
 
 def fit_effects(
@@ -617,7 +631,7 @@ def fit_effects(
     runs cannot separate come back as None with the reason.
     """
     by_columns = [by] if isinstance(by, str) else list(by)
-    _require_columns(data, by_columns, "by")
+    require_columns(data, by_columns, "by")
     # An excluded run is named by the table's own integer row label (a CSV reader may label
     # rows by file line), else by its position.
     labels = (
@@ -627,7 +641,7 @@ def fit_effects(
     )
     data = data.reset_index(drop=True)
     model = model_terms(factors, order, terms)
-    prepared = _prepare(data, response, factors, model, block, design)
+    prepared = prepare(data, response, factors, model, block, design)
     extra_missing = data[by_columns].isna().any(axis=1)
     if extra_missing.any():
         prepared.frame.loc[extra_missing & (prepared.frame["_reason"] == ""), "_reason"] = (
@@ -638,10 +652,10 @@ def fit_effects(
         if "condition_id" in data.columns
         else []
     )
-    groups: list[tuple[dict[str, Any], pd.Index]]
+    groups: list[tuple[dict[str, Scalar], pd.Index]]
     if by_columns:
         groups = [
-            ({c: _plain(v) for c, v in zip(by_columns, key, strict=True)}, group.index)
+            ({c: json_ready(v) for c, v in zip(by_columns, key, strict=True)}, group.index)
             for key, group in data.groupby(by_columns, sort=True, dropna=True)
         ]
     else:
@@ -651,7 +665,7 @@ def fit_effects(
         rows = data.loc[index]
         reasons = prepared.frame.loc[index, "_reason"]
         excluded = tuple(
-            ExcludedRun(int(labels[i]), str(reasons[i]), _labels(rows.loc[i]))
+            ExcludedRun(row=int(labels[i]), reason=str(reasons[i]), **_labels(rows.loc[i]))
             for i in index
             if reasons[i] != ""
         )
@@ -685,7 +699,7 @@ def fit_effects(
 
 def _combine_q(families: Sequence[Family], keep: Sequence[str], scope: str) -> list[Family]:
     """Replace each q by the BH q across every effect of the families sharing `keep` values."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
+    groups: dict[tuple[Scalar, ...], list[int]] = {}
     for i, family in enumerate(families):
         groups.setdefault(tuple(family.by[k] for k in keep), []).append(i)
     out = list(families)
@@ -693,418 +707,12 @@ def _combine_q(families: Sequence[Family], keep: Sequence[str], scope: str) -> l
         flat = [effect for i in members for effect in families[i].effects]
         q = iter(benjamini_hochberg([effect.p for effect in flat]))
         for i in members:
-            out[i] = replace(
-                families[i],
-                effects=tuple(
-                    replace(effect, q=json_number(next(q))) for effect in families[i].effects
-                ),
-                q_scope=scope,
+            effects = tuple(
+                effect.model_copy(update={"q": json_number(next(q))})
+                for effect in families[i].effects
             )
+            out[i] = families[i].model_copy(update={"effects": effects, "q_scope": scope})
     return out
-
-
-# --- pooled model with budget interactions (paper 5.3) -------------------------------------
-
-
-@dataclass(frozen=True)
-class PooledBudgetFit:
-    """Effects per budget from one pooled fit, and each budget's shift from the reference.
-
-    `families` hold the effect at each budget, 2*(beta + delta_b), with intervals from the
-    budget-weighted covariance; `deltas` hold, per non-reference budget, the change in each
-    effect against the reference (shortest) budget, 2*delta_b, with its p-value.
-    `noise_sd` is each budget's residual standard deviation, the weights' source.
-    """
-
-    reference: Any
-    n: int
-    df_resid: int
-    families: tuple[Family, ...]
-    deltas: tuple[Family, ...]
-    noise_sd: dict[Any, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "reference": _plain(self.reference),
-            "n": self.n,
-            "df_resid": self.df_resid,
-            "noise_sd": [
-                {"budget": _plain(budget), "sd": sd} for budget, sd in self.noise_sd.items()
-            ],
-            "families": [family.to_dict() for family in self.families],
-            "deltas": [family.to_dict() for family in self.deltas],
-        }
-
-
-def pooled_budget_effects(
-    data: pd.DataFrame,
-    response: str,
-    factors: Sequence[str],
-    *,
-    budget: str = "budget",
-    order: int = 2,
-    terms: Sequence[str] = (),
-    block: str | None = None,
-    level: float = 0.95,
-) -> PooledBudgetFit:
-    """The paper's pooled follow-up model (5.3) generalised to any number of budgets.
-
-    `y ~ b_1 + ... + T + b_1:(T) + ... [+ C(block)]` where T is the main effects plus
-    interactions up to `order` (plus `terms`) and b_k indicates the k-th budget above the
-    shortest. Short budgets are much noisier than long ones (the paper's residual sd is 3.7x
-    larger at 5 minutes than at 10), so one pooled residual variance would give intervals too
-    narrow at the short budget and too wide at the long one. The fit is therefore weighted by
-    budget: each budget's residual variance is estimated from an OLS fit, and the model is
-    refitted by weighted least squares with those variances as known. Without a block the
-    estimates and intervals at each budget equal a separate fit of that budget; the block
-    (seed) is shared across budgets. Intervals use Satterthwaite's degrees of freedom from the
-    budgets' residual df.
-    """
-    _require_columns(data, [budget], "budget")
-    model_t = model_terms(factors, order, terms)
-    data = data.reset_index(drop=True)
-    prepared = _prepare(data, response, factors, model_t, block, None)
-    frame = prepared.frame[prepared.frame["_reason"] == ""].copy()
-    frame["_budget"] = data.loc[frame.index, budget]
-    frame = frame[frame["_budget"].notna()]
-    budgets = sorted(frame["_budget"].unique().tolist())
-    if len(budgets) < 2:
-        raise EffectsError(f"pooled budget model needs two budgets in {budget!r}, got {budgets}")
-    reference = budgets[0]
-    internal = {factor: f"x{i}" for i, factor in enumerate(factors)}
-    names = {term: ":".join(internal[p] for p in term.split(":")) for term in model_t}
-    body = " + ".join(names.values())
-    indicators = [f"b{k}" for k in range(1, len(budgets))]
-    for k, value in enumerate(budgets[1:], start=1):
-        frame[f"b{k}"] = (frame["_budget"] == value).astype(float)
-    formula = "y ~ " + " + ".join(indicators) + " + " + body
-    formula += "".join(f" + {b}:({body})" for b in indicators)
-    if block is not None:
-        formula += " + C(block)"
-    model = smf.ols(formula, data=frame, eval_env=0)
-    x, y = np.asarray(model.exog), np.asarray(model.endog)
-    if np.linalg.matrix_rank(x) < x.shape[1]:
-        # A budget that lost a corner of the design cannot separate some effects; a
-        # pseudo-inverse would return confident nonsense for them, so name them instead.
-        readable = {names[t]: f"{t} at {_plain(reference)}" for t in model_t}
-        for k, value in enumerate(budgets[1:], start=1):
-            readable[f"b{k}"] = f"budget {_plain(value)}"
-            readable |= {f"b{k}:{names[t]}": f"{t} at {_plain(value)}" for t in model_t}
-        labels = [
-            "intercept"
-            if name == "Intercept"
-            else "block"
-            if name.startswith("C(block)")
-            else readable.get(name, name)
-            for name in model.exog_names
-        ]
-        lost = [
-            f"{labels[i]} ({reason})"
-            for i, name in enumerate(model.exog_names)
-            if ":" in name or name.startswith("x")
-            if (reason := _estimability(x, i, labels))
-        ]
-        raise EffectsError(
-            "pooled budget model: the runs left cannot separate "
-            + "; ".join(lost or ["every effect"])
-            + "; the per-budget effects report what each budget can estimate"
-        )
-    residuals = y - x @ np.linalg.pinv(x) @ y
-    at = frame["_budget"].to_numpy()
-    variance, df_budget = np.empty(len(y)), {}
-    noise_sd: dict[Any, float] = {}
-    for value in budgets:
-        rows = at == value
-        df_b = int(rows.sum()) - int(np.linalg.matrix_rank(x[rows]))
-        if df_b < 1:
-            raise EffectsError(
-                f"pooled budget model: budget {_plain(value)} has no residual df to estimate "
-                "its noise (every run is needed for the effects); add seeds or reruns"
-            )
-        variance[rows] = float(residuals[rows] @ residuals[rows]) / df_b
-        df_budget[value] = df_b
-        noise_sd[_plain(value)] = math.sqrt(variance[rows][0])
-    if np.any(variance <= 0):
-        raise EffectsError("pooled budget model: a budget's runs fit exactly (zero noise)")
-    weighted = x / variance[:, None]
-    influence = np.linalg.solve(x.T @ weighted, weighted.T)  # theta = influence @ y
-    params = influence @ y
-    index = {name: i for i, name in enumerate(model.exog_names)}
-    df_resid = sum(df_budget.values())
-
-    def contrast(columns: Sequence[str], term: str) -> Effect:
-        weights = np.zeros(len(params))
-        weights[[index[c] for c in columns]] = 2.0
-        estimate = float(weights @ params)
-        loading = weights @ influence
-        parts = [
-            float((loading[at == value] ** 2).sum()) * variance[at == value][0] for value in budgets
-        ]
-        var = sum(parts)
-        se = math.sqrt(var)
-        df = var**2 / sum(
-            part**2 / df_budget[value] for part, value in zip(parts, budgets, strict=True)
-        )
-        t_crit = float(stats.t.ppf((1 + level) / 2, df))
-        p = float(2 * stats.t.sf(abs(estimate / se), df)) if se > 0 else None
-        return Effect(term, estimate, se, estimate - t_crit * se, estimate + t_crit * se, p)
-
-    families, deltas = [], []
-    for k, value in enumerate(budgets):
-        shift = [] if k == 0 else [f"b{k}:{names[t]}" for t in model_t]
-        effects = tuple(
-            contrast([names[t], *([shift[i]] if shift else [])], t) for i, t in enumerate(model_t)
-        )
-        n = int((at == value).sum())
-        families.append(
-            Family(by={budget: _plain(value)}, n=n, df_resid=df_budget[value], effects=effects)
-        )
-        if k:
-            delta = tuple(contrast([f"b{k}:{names[t]}"], t) for t in model_t)
-            deltas.append(
-                Family(
-                    by={budget: _plain(value), "reference": _plain(reference)},
-                    n=n,
-                    df_resid=df_budget[value] + df_budget[reference],
-                    effects=delta,
-                    notes=("effect at this budget minus effect at the reference budget",),
-                )
-            )
-    return PooledBudgetFit(
-        reference, len(frame), df_resid, tuple(families), tuple(deltas), noise_sd
-    )
-
-
-# --- confirmation summaries (paper 4.4, 5.7, 5.9) ------------------------------------------
-
-
-@dataclass(frozen=True)
-class VarianceShare:
-    """One row of a Type-II ANOVA table with its eta^2 = SS_term / SS_total."""
-
-    term: str
-    df: float
-    sum_sq: float
-    eta_sq: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"term": self.term, "df": self.df, "sum_sq": self.sum_sq, "eta_sq": self.eta_sq}
-
-
-def variance_shares(
-    data: pd.DataFrame,
-    response: str,
-    *,
-    factors: Sequence[str] = ("budget", "condition_id"),
-    blocks: Sequence[str] = ("seed",),
-) -> list[VarianceShare]:
-    """Type-II ANOVA eta^2 shares of `response ~ C(f1)*C(f2)*... + C(block1) + ...` (5.7).
-
-    eta^2 = SS_term / SS_total with SS_total the sum of squares about the grand mean, as the
-    paper defines it. With balanced data the Type-II sums of squares add up to SS_total; with
-    runs missing they do not, and the shares need not sum to one (the table says so). They are
-    descriptive effect sizes, not variance components. Blocks (seed, and pool when a stage ran
-    on several hosts) enter additively.
-    """
-    columns = [*factors, *blocks]
-    usable = _usable(data, response, columns)
-    constant = [column for column in columns if usable[column].nunique() < 2]
-    if constant:
-        raise EffectsError(
-            f"variance shares need at least two levels of every term; "
-            f"{', '.join(repr(c) for c in constant)} has one"
-        )
-    frame = pd.DataFrame({"y": usable[response].astype(float)})
-    for i, column in enumerate(columns):
-        frame[f"g{i}"] = usable[column].astype(str)
-    formula = "y ~ " + " * ".join(f"C(g{i})" for i in range(len(factors)))
-    formula += "".join(f" + C(g{i})" for i in range(len(factors), len(columns)))
-    table = anova_lm(smf.ols(formula, data=frame, eval_env=0).fit(), typ=2)
-    readable = {f"C(g{i})": column for i, column in enumerate(columns)}
-    y = frame["y"].to_numpy()
-    total = float(((y - y.mean()) ** 2).sum())
-    shares = []
-    for term, row in table.iterrows():
-        name = (
-            "residual"
-            if term == "Residual"
-            else ":".join(readable[part] for part in str(term).split(":"))
-        )
-        shares.append(
-            VarianceShare(
-                name, float(row["df"]), float(row["sum_sq"]), float(row["sum_sq"]) / total
-            )
-        )
-    return shares
-
-
-@dataclass(frozen=True)
-class ConditionMean:
-    """Mean of one cell with its Student-t interval (None for a single run)."""
-
-    key: dict[str, Any]
-    n: int
-    mean: float
-    sd: float | None
-    ci_low: float | None
-    ci_high: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **{k: _plain(v) for k, v in self.key.items()},
-            "n": self.n,
-            "mean": self.mean,
-            "sd": json_number(self.sd),
-            "ci_low": json_number(self.ci_low),
-            "ci_high": json_number(self.ci_high),
-        }
-
-
-def mean_interval(
-    values: Iterable[float], level: float = 0.95
-) -> tuple[float, float | None, float | None]:
-    """A cell's mean and Student-t interval, mean +- t(n-1) * sd / sqrt(n) (paper 4.4); no
-    interval for a single run."""
-    cell = DescrStatsW(np.asarray(list(values), dtype=float))
-    if cell.nobs < 2:
-        return float(cell.mean), None, None
-    low, high = cell.tconfint_mean(alpha=1 - level)
-    return float(cell.mean), float(low), float(high)
-
-
-def condition_means(
-    data: pd.DataFrame,
-    response: str,
-    by: Sequence[str] | str = ("condition_id",),
-    level: float = 0.95,
-) -> list[ConditionMean]:
-    """Per cell: n, mean, sample sd and the Student-t interval (`mean_interval`)."""
-    columns = [by] if isinstance(by, str) else list(by)
-    usable = _usable(data, response, columns)
-    out = []
-    for key, group in usable.groupby(columns, sort=True):
-        values = group[response].to_numpy(dtype=float)
-        mean, low, high = mean_interval(values, level)
-        sd = float(values.std(ddof=1)) if len(values) > 1 else None
-        cell = {c: _plain(k) for c, k in zip(columns, key, strict=True)}
-        out.append(ConditionMean(cell, len(values), mean, sd, low, high))
-    return out
-
-
-def adjusted_means(
-    data: pd.DataFrame,
-    response: str,
-    by: str = "condition_id",
-    blocks: Sequence[str] = ("seed",),
-    level: float = 0.95,
-) -> list[ConditionMean]:
-    """Block-adjusted (least-squares) means of each `by` level, with model-based intervals.
-
-    Fits `y ~ C(by) + C(block) + ...` and averages each condition's fitted value over every
-    level of every block. When a condition lost a seed (diverged, failed, still missing), its
-    raw mean is pulled by the seeds it happens to have, and seeds shift every condition alike;
-    the adjusted mean compares conditions as if each had run every seed. With every condition
-    on every seed it equals the raw mean. `sd` stays the raw sample sd of the cell; the
-    interval is the fit's, on its residual df (None when there is none).
-    """
-    usable = _usable(data, response, [by, *blocks])
-    groups = usable[by].astype(str)
-    conditions = sorted(groups.unique())
-    columns = [np.ones(len(usable))]
-    columns += [(groups == c).to_numpy(float) for c in conditions[1:]]
-    averaged = []  # each block dummy's average over the block's levels: 1/levels
-    for block in blocks:
-        levels = sorted(usable[block].astype(str).unique())
-        columns += [(usable[block].astype(str) == v).to_numpy(float) for v in levels[1:]]
-        averaged += [1 / len(levels)] * (len(levels) - 1)
-    x = np.column_stack(columns)
-    rank = int(np.linalg.matrix_rank(x))
-    if rank < x.shape[1]:
-        raise EffectsError(
-            f"adjusted means: the conditions share too few {', '.join(blocks)} levels to "
-            "compare them through a common block (each kept different seeds)"
-        )
-    fit = sm.OLS(usable[response].to_numpy(float), x).fit()
-    df_resid = len(usable) - rank
-    cov = np.asarray(fit.cov_params()) if df_resid > 0 else None
-    t_crit = float(stats.t.ppf((1 + level) / 2, df_resid)) if df_resid > 0 else math.nan
-    out = []
-    for i, condition in enumerate(conditions):
-        weights = np.array([1.0, *(float(i == j) for j in range(1, len(conditions))), *averaged])
-        mean = float(weights @ np.asarray(fit.params))
-        values = usable.loc[groups == condition, response].to_numpy(dtype=float)
-        sd = float(values.std(ddof=1)) if len(values) > 1 else None
-        low = high = None
-        if cov is not None:
-            half = t_crit * math.sqrt(float(weights @ cov @ weights))
-            low, high = mean - half, mean + half
-        key = usable.loc[groups == condition, by].iloc[0]
-        out.append(ConditionMean({by: _plain(key)}, len(values), mean, sd, low, high))
-    return out
-
-
-def mean_difference(left: Iterable[float], right: Iterable[float], level: float = 0.95) -> Effect:
-    """left mean minus right mean with Welch's interval and p (unequal variances).
-
-    Used to say whether a best condition is separated from its runner-up; None interval
-    when either side has fewer than two runs.
-    """
-    a, b = np.asarray(list(left), dtype=float), np.asarray(list(right), dtype=float)
-    estimate = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return Effect("difference", estimate, reason="fewer than two runs on a side")
-    compare = CompareMeans(DescrStatsW(a), DescrStatsW(b))
-    low, high = compare.tconfint_diff(alpha=1 - level, usevar="unequal")
-    _, p, _ = compare.ttest_ind(usevar="unequal")
-    se = float(compare.std_meandiff_separatevar)
-    return Effect("difference", estimate, se, float(low), float(high), json_number(p))
-
-
-@dataclass(frozen=True)
-class WinCount:
-    """How many of the n_left * n_right pairings the left value wins (descriptive only)."""
-
-    wins: int
-    ties: int
-    total: int
-
-    def __str__(self) -> str:
-        return f"{self.wins}/{self.total}"
-
-    def to_dict(self) -> dict[str, int]:
-        return {"wins": self.wins, "ties": self.ties, "total": self.total}
-
-
-def win_count(
-    left: Iterable[float], right: Iterable[float], *, lower_is_better: bool = True
-) -> WinCount:
-    """Cross-seed win count: every left value against every right value (paper 4.4)."""
-    a = np.asarray(list(left), dtype=float)[:, None]
-    b = np.asarray(list(right), dtype=float)[None, :]
-    wins = (a < b) if lower_is_better else (a > b)
-    return WinCount(int(wins.sum()), int((a == b).sum()), int(a.size * b.size))
-
-
-@dataclass(frozen=True)
-class Relaxation:
-    """One term's effect at one budget and its ratio to the effect at the shortest budget."""
-
-    term: str
-    budget: Any
-    effect: float | None
-    ratio: float | None
-    group: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **{k: _plain(v) for k, v in self.group.items()},
-            "term": self.term,
-            "budget": _plain(self.budget),
-            "effect": json_number(self.effect),
-            "ratio": json_number(self.ratio),
-            "reason": self.reason,
-        }
 
 
 def _ratio(effect: Effect, base: Effect | None) -> tuple[float | None, str | None]:
@@ -1118,6 +726,13 @@ def _ratio(effect: Effect, base: Effect | None) -> tuple[float | None, str | Non
     if effect.effect is None:
         return None, "no estimate at this budget"
     return effect.effect / base.effect, None
+
+
+def _ordered(value: Scalar) -> tuple[bool, float, str]:
+    """A grouping value's place in order: numbers by size, then text."""
+    if isinstance(value, int | float):
+        return False, float(value), ""
+    return True, 0.0, str(value)
 
 
 def relaxation_table(families: Sequence[Family], budget: str = "budget") -> list[Relaxation]:
@@ -1138,19 +753,19 @@ def relaxation_table(families: Sequence[Family], budget: str = "budget") -> list
         groups.setdefault(rest, []).append(family)
     rows = []
     for rest, members in groups.items():
-        members = sorted(members, key=lambda f: f.by[budget])
+        members = sorted(members, key=lambda f: _ordered(f.by[budget]))
         reference = {e.term: e for e in members[0].effects}
         for family in members:
             for effect in family.effects:
                 ratio, reason = _ratio(effect, reference.get(effect.term))
                 rows.append(
                     Relaxation(
-                        effect.term, family.by[budget], effect.effect, ratio, dict(rest), reason
+                        term=effect.term,
+                        budget=family.by[budget],
+                        effect=effect.effect,
+                        ratio=ratio,
+                        reason=reason,
+                        **dict(rest),
                     )
                 )
     return rows
-
-
-def families_to_dict(families: Sequence[Family]) -> dict[str, Any]:
-    """The `stagescreen effects --json` document."""
-    return {"families": [family.to_dict() for family in families]}
