@@ -4,16 +4,21 @@ A test that uses a real component (SeaweedFS, the test API server, the trainer, 
 promtool, hadolint) is `integration`; one whose fixtures train, run a study or an operator
 is `slow`. Nobody marks these by hand: the tables below do, so `make test-fast`
 (`-m "not integration and not slow"`) never runs a test that starts a server or a trainer.
-Add a fixture that starts such a component to the tables when you write it.
+Add a fixture that starts such a component to the tables when you write it. (A fixture
+parameter that fetches a server with `request.getfixturevalue` is invisible here: it marks
+its own `pytest.param`, as tests/test_store.py does.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from binaries import Tool, tool
 from seaweed import S3Bucket, S3Endpoint, SeaweedError, run_seaweedfs
 
 # --- S3: one real SeaweedFS server per session (tests/seaweed.py) ---------------------------
@@ -49,6 +54,32 @@ def s3_bucket(seaweedfs: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> Iterato
     client.delete_bucket(Bucket=bucket.name)
 
 
+# --- Real binaries: helm, kubectl and promtool from `make tools`, hadolint from the dev extras --
+
+
+TOOLS = Path(__file__).resolve().parents[1] / ".tools"
+
+
+@pytest.fixture(scope="session")
+def helm() -> Tool:
+    return tool(TOOLS / "helm", "make tools")
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> Tool:
+    return tool(TOOLS / "kubectl", "make tools")
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Tool:
+    return tool(TOOLS / "promtool", "make tools")
+
+
+@pytest.fixture(scope="session")
+def hadolint() -> Tool:
+    return tool(Path(sys.executable).parent / "hadolint", "make install")
+
+
 # --- Layers -----------------------------------------------------------------------------------
 
 INTEGRATION_FIXTURES = frozenset(
@@ -69,6 +100,7 @@ SLOW_FIXTURES = frozenset(
         "uninterrupted",  # a whole study trained on this CPU
         "reference",  # a reference trainer run
         "cluster",  # kopf running for real with a node agent
+        "clean_clone",  # the docs' runnable blocks, run as written (tests/test_docs.py)
     }
 )
 

@@ -329,7 +329,6 @@ def test_a_header_only_csv_says_it_has_no_rows(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"error: RESULTS {str(empty)!r}: no rows (only a header)"
 
 
-@pytest.mark.integration
 def test_results_are_read_from_an_s3_uri_as_given(screen_csv: Path, s3_bucket: S3Bucket) -> None:
     s3_bucket.put("x/results.csv", screen_csv.read_bytes())
     local = run(str(screen_csv), "--response", "val_bpb", "--factors", "A,B,C,D,E", "--json")

@@ -109,7 +109,6 @@ def test_a_bucket_without_a_study_exits_2() -> None:
     assert "names a bucket but no study" in err
 
 
-@pytest.mark.integration
 def test_s3_report_is_written_beside_the_study(s3_bucket: S3Bucket) -> None:
     write_programme(open_store(s3_bucket.uri("team/studies")))
     code, out, err = report(s3_bucket.uri("team/studies/quickstart"))
@@ -121,7 +120,6 @@ def test_s3_report_is_written_beside_the_study(s3_bucket: S3Bucket) -> None:
     assert figure.startswith(PNG_MAGIC)
 
 
-@pytest.mark.integration
 def test_s3_uri_without_a_spec_exits_2(s3_bucket: S3Bucket) -> None:
     code, _, err = report(s3_bucket.uri("team/missing"))
     assert code == 2

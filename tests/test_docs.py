@@ -99,16 +99,21 @@ def test_the_readme_and_the_docs_have_runnable_blocks() -> None:
     assert {"README.md", "analysis.md", "running.md"} <= runnable_files
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("block", RUNNABLE, ids=[block.name for block in RUNNABLE])
-def test_runnable_block_runs_as_written_on_a_clean_clone(block: Block, tmp_path: Path) -> None:
+@pytest.fixture
+def clean_clone(tmp_path: Path) -> Path:
+    """A fresh directory holding what a clone ships to the docs' commands, and the venv."""
     for shipped in SHIPPED:
         shutil.copytree(ROOT / shipped, tmp_path / shipped)
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    return tmp_path
+
+
+@pytest.mark.parametrize("block", RUNNABLE, ids=[block.name for block in RUNNABLE])
+def test_runnable_block_runs_as_written_on_a_clean_clone(block: Block, clean_clone: Path) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     completed = subprocess.run(
         ["bash", "-c", f"set -euo pipefail\n{block.body}"],
-        cwd=tmp_path,
+        cwd=clean_clone,
         env=env,
         capture_output=True,
         text=True,

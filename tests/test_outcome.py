@@ -353,7 +353,6 @@ def test_a_publish_killed_at_any_write_leaves_the_stage_unanalysed_until_redone(
     assert store.get_json("quickstart/manifest.json")["stages"][0]["succeeded"] == 16
 
 
-@pytest.mark.integration
 def test_publish_writes_the_design_keys_to_s3(s3_bucket: S3Bucket, both: pd.DataFrame) -> None:
     store = open_store(s3_bucket.uri())
     publish_quickstart(store, QUICKSTART, both)

@@ -34,12 +34,10 @@ def test_missing_weed_fails_loudly_naming_make_install(
         find_weed()
 
 
-@pytest.mark.integration
 def test_endpoint_is_on_loopback(seaweedfs: S3Endpoint) -> None:
     assert urlparse(seaweedfs.url).hostname == "127.0.0.1"
 
 
-@pytest.mark.integration
 def test_bucket_starts_empty_and_round_trips_an_object(s3_bucket: S3Bucket) -> None:
     assert s3_bucket.stored_keys() == []
     s3_bucket.put("a/b.txt", b"payload")
@@ -47,7 +45,6 @@ def test_bucket_starts_empty_and_round_trips_an_object(s3_bucket: S3Bucket) -> N
     assert s3_bucket.stored_keys("a/") == ["a/b.txt"]
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     ("change", "code"),
     [
@@ -63,7 +60,6 @@ def test_wrong_credentials_are_rejected(
     assert raised.value.response["Error"]["Code"] == code
 
 
-@pytest.mark.integration
 def test_subprocess_reaches_it_through_environment(s3_bucket: S3Bucket) -> None:
     s3_bucket.put("k", b"from the parent")
     script = (

@@ -205,7 +205,6 @@ def test_unusable_uris_are_refused_saying_what_is_accepted(uri: str, message: st
         open_store(uri)
 
 
-@pytest.mark.integration
 def test_s3_uri_with_explicit_options(s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint = s3_bucket.endpoint
     for name in endpoint.env():
@@ -223,14 +222,12 @@ def test_s3_uri_with_explicit_options(s3_bucket: S3Bucket, monkeypatch: pytest.M
     assert store.list("demo/") == ["demo/spec.yaml"]
 
 
-@pytest.mark.integration
 def test_s3_uri_takes_endpoint_and_credentials_from_environment(s3_bucket: S3Bucket) -> None:
     store = open_store(s3_bucket.uri())
     store.put_bytes("k", b"v")
     assert s3_bucket.read("k") == b"v"
 
 
-@pytest.mark.integration
 def test_s3_explicit_options_override_the_environment(s3_bucket: S3Bucket) -> None:
     store = open_store(
         s3_bucket.uri(), access_key=s3_bucket.endpoint.access_key, secret_key="wrong-secret"
@@ -247,7 +244,6 @@ def test_half_a_credential_pair_is_refused(given: str, missing: str) -> None:
         open_store("s3://bucket/p", **{given: "x"})
 
 
-@pytest.mark.integration
 def test_s3_missing_bucket_names_bucket_and_endpoint(seaweedfs: S3Endpoint) -> None:
     store = S3Store("no-such-bucket-here", "p", seaweedfs.client())
     with pytest.raises(StoreError, match=f"s3://no-such-bucket-here/p at {seaweedfs.url}"):

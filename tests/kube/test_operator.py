@@ -181,8 +181,6 @@ def operator() -> KopfRunner:
     )
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> None:
     with operator() as running:
         cluster.apply(STUDY)
@@ -297,8 +295,6 @@ FAILING = STUDY.replace(
 ).replace("MAX_STEPS: 40", "MAX_STEPS: 400, CHECKPOINT_EVERY: 0.5")
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 def test_failures_are_recorded_with_their_reasons_and_degrade_the_study(cluster: Cluster) -> None:
     """c02 and c04 (UNEMBEDDING_LR 500) diverge; c03's pods die on the node until the Job
     gives up; c01 is preempted mid-run and resumes from its checkpoint; the API refuses the
@@ -378,8 +374,6 @@ def _screen_analysed(cluster: Cluster) -> bool:
     return (stages.get("screen") or {}).get("phase") == "Succeeded"
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "stop_when", [_any_job, _screen_analysed], ids=["first-jobs", "screen-analysed"]
 )

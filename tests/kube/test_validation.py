@@ -61,7 +61,6 @@ def wait_until_serving(port: int) -> None:
     raise AssertionError("the admission webhook did not start")
 
 
-@pytest.mark.integration
 def test_the_webhook_refuses_every_broken_spec_naming_its_field(
     apiserver: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,7 +87,6 @@ def test_the_webhook_refuses_every_broken_spec_naming_its_field(
     assert runner.exception is None, runner.output
 
 
-@pytest.mark.integration
 def test_without_a_webhook_a_broken_study_is_failed_with_its_problems_and_runs_nothing(
     apiserver: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -84,7 +84,6 @@ def uninterrupted(quickstart: Prepared, tmp_path_factory: pytest.TempPathFactory
     return folder
 
 
-@pytest.mark.integration
 def test_a_study_runs_to_its_report(uninterrupted: Path) -> None:
     found = records(uninterrupted)
     stages = {record["stage"] for record in found.values()}
@@ -97,7 +96,6 @@ def test_a_study_runs_to_its_report(uninterrupted: Path) -> None:
     assert outcome["stage"] == "confirm"
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     ("kill_after", "signal_to_send"),
     [
@@ -143,7 +141,6 @@ def test_a_killed_study_resumes_to_the_same_runs(
         assert resumed, "a run killed mid-way resumes from its checkpoint"
 
 
-@pytest.mark.integration
 def test_status_reads_where_the_study_stands_from_its_store(uninterrupted: Path) -> None:
     stagescreen = Path(sys.executable).parent / "stagescreen"
     done = subprocess.run(
@@ -176,7 +173,6 @@ def test_run_rejects_a_bad_device_and_store_before_any_work(tmp_path: Path) -> N
     assert bad_store.exit_code == 2 and "--store='ftp://somewhere'" in bad_store.output
 
 
-@pytest.mark.integration
 def test_a_study_on_s3_killed_mid_run_resumes_to_the_same_runs(
     quickstart: Prepared,
     uninterrupted: Path,

@@ -9,8 +9,6 @@ import pytest
 from trainer_support import Prepared, read_record, tiny_env, trainer_command
 
 
-@pytest.mark.slow
-@pytest.mark.integration
 def test_five_times_the_budget_gives_a_clearly_lower_val_bpb(
     quickstart: Prepared, tmp_path: Path
 ) -> None:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from binaries import Tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile.trainer"
 
 
-def test_hadolint_finds_nothing() -> None:
-    hadolint = Path(sys.executable).parent / "hadolint"
-    done = subprocess.run(
-        [str(hadolint), str(DOCKERFILE)], capture_output=True, text=True, check=False
-    )
+def test_hadolint_finds_nothing(hadolint: Tool) -> None:
+    done = hadolint(str(DOCKERFILE), check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == ""
 

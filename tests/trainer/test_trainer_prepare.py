@@ -125,7 +125,6 @@ def test_parquet_shards_with_a_pinned_validation_shard(tmp_path: Path) -> None:
     assert len(train) == 60 + 60
 
 
-@pytest.mark.integration
 def test_parquet_shards_read_from_s3(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     shards = write_parquet_corpus(tmp_path / "climb")
     s3_bucket.upload(tmp_path / "climb", "climb")

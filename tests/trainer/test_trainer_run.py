@@ -26,8 +26,6 @@ from stagescreen_trainer.prepare import validation_tokens
 from stagescreen_trainer.storage import Location
 from stagescreen_trainer.tokenizer import Tokenizer
 
-pytestmark = pytest.mark.slow  # each test runs the trainer in a subprocess: seconds apiece
-
 CONTRACT_FIELDS = {
     "schema_version", "study", "stage", "run_id", "condition_id", "coded_levels",
     "hyperparameters", "budget_s", "seed", "pool", "status", "val_bpb", "train_loss", "steps",
@@ -219,7 +217,6 @@ def test_exploding_learning_rate_ends_diverged_with_a_record(
     assert record["steps"] < 20
 
 
-@pytest.mark.integration
 def test_reads_data_from_and_writes_everything_to_seaweedfs_s3(
     quickstart: Prepared, s3_bucket: S3Bucket
 ) -> None:
