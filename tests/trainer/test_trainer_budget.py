@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
 from trainer_support import Prepared, read_record, tiny_env, trainer_command
 
 
