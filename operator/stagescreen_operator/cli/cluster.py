@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 import typer
@@ -41,16 +40,23 @@ def operator(
 
     Example: stagescreen operator --namespace ml-research
     """
+    import dataclasses
+    import os
+
     import kopf
 
-    if analysis_image:
-        os.environ["STAGESCREEN_ANALYSIS_IMAGE"] = analysis_image
-    if analysis_service_account:
-        os.environ["STAGESCREEN_ANALYSIS_SERVICE_ACCOUNT"] = analysis_service_account
-    import stagescreen_operator.kube.handlers  # noqa: F401  (registers the handlers)
+    from stagescreen_operator.kube.handlers import operator_registry
+    from stagescreen_operator.kube.settings import Settings
 
+    settings = Settings.from_env(os.environ)  # the chart's STAGESCREEN_* variables; flags win
+    settings = dataclasses.replace(
+        settings,
+        analysis_image=analysis_image or settings.analysis_image,
+        analysis_service_account=analysis_service_account or settings.analysis_service_account,
+    )
     kopf.configure(verbose=verbose)
     kopf.run(
+        registry=operator_registry(settings),
         standalone=True,
         clusterwide=not namespace,
         namespaces=namespace or [],
