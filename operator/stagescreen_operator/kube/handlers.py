@@ -82,8 +82,10 @@ def operator_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry)
     def stop(memo: kopf.Memo, **_: Any) -> None:
-        """Free the metrics port."""
-        memo.metrics.stop()
+        """Free the metrics port (if startup got as far as opening it)."""
+        metrics: Metrics | None = memo.get("metrics")
+        if metrics is not None:
+            metrics.stop()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
