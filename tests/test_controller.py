@@ -44,7 +44,7 @@ def play(spec: StudySpec) -> list[tuple[Observed, Decision]]:
     for _ in range(500):
         decision = decide(spec, observed)
         history.append((observed, decision))
-        if decision.phase != "Running":
+        if decision.ended:
             return history
         started = [a.run for a in decision.actions if isinstance(a, StartRun)]
         analysed = {a.stage for a in decision.actions if isinstance(a, AnalyseStage)}
@@ -63,7 +63,7 @@ def paper_history() -> list[tuple[Observed, Decision]]:
 
 def test_a_new_study_starts_the_screen_up_to_the_parallelism() -> None:
     decision = decide(QUICK, Observed())
-    assert decision.phase == "Running"
+    assert decision.phase == "Pending"  # nothing has started or ended yet
     assert [a.run.run_id for a in decision.actions] == [
         "screen-c01-10s-s1-cpu",
         "screen-c01-20s-s1-cpu",
@@ -196,3 +196,36 @@ def test_decide_is_deterministic_and_reads_no_clock() -> None:
         records=records_for([a.run for a in decide(QUICK, Observed()).actions], QUICK)
     )
     assert decide(QUICK, observed) == decide(QUICK, replace(observed))
+
+
+def test_the_phase_of_a_study_that_goes_on_is_decided_here() -> None:
+    """Pending until a run starts or ends, Running while runs run, Analyzing while nothing
+    runs and an ended stage waits for its outcome; a failed analysis degrades the study."""
+    spec = with_limits(QUICK, parallelism=100)
+    screen = [a.run for a in decide(spec, Observed()).actions]
+    ended = records_for(screen, spec)
+    cases = [
+        (Observed(), "Pending", ""),
+        (Observed(running=frozenset({screen[0].run_id})), "Running", ""),
+        (Observed(records=records_for(screen[:1], spec)), "Running", ""),
+        (Observed(records=ended), "Analyzing", ""),
+        (
+            Observed(records=ended, failed_analyses={"screen": "analysis of stage screen failed"}),
+            "Degraded",
+            "analysis of stage screen failed",
+        ),
+    ]
+    for observed, phase, reason in cases:
+        decision = decide(spec, observed)
+        assert (decision.phase, decision.reason) == (phase, reason), observed
+        assert decision.ended == (phase == "Degraded")
+
+
+def test_a_stage_whose_analysis_failed_is_not_analysed_again_and_says_why() -> None:
+    spec = with_limits(QUICK, parallelism=100)
+    screen = [a.run for a in decide(spec, Observed()).actions]
+    ended = records_for(screen, spec)
+    assert AnalyseStage("screen") in decide(spec, Observed(records=ended)).actions
+    failed = decide(spec, Observed(records=ended, failed_analyses={"screen": "Job x failed"}))
+    assert not any(isinstance(a, AnalyseStage) for a in failed.actions)
+    assert failed.failed_analyses == ("Job x failed",)

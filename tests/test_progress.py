@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from stagescreen.status import StudyStatus, study_status
 from stagescreen.studyfile import load_study
-from stagescreen_operator.controller import Observed, decide
+from stagescreen_operator.controller import Decision, Observed, decide
 from stagescreen_operator.local.executor import Child, LocalExecutor
 from stagescreen_operator.local.progress import (
     eta_seconds,
@@ -53,6 +54,18 @@ def test_eta_counts_planned_runs_and_prices_the_stages_not_planned_yet() -> None
     assert later == pytest.approx(120 + 90 + 100 - 4.0 / 2)
 
 
+def status_of(decision: Decision) -> StudyStatus:
+    """The status the executor's snapshot builds for `decision`, no stage analysed yet."""
+    return study_status(
+        STUDY.spec,
+        decision.phase,
+        decision.results,
+        {},
+        reason=decision.reason,
+        waiting=decision.waiting,
+    )
+
+
 def child_with_log(tmp_path: Path, text: str) -> Child:
     log = tmp_path / "run.log"
     log.write_text(text)
@@ -66,11 +79,8 @@ def test_the_live_panel_shows_stages_clock_and_each_running_run(tmp_path: Path) 
     child = child_with_log(tmp_path, LOG)
     observed = Observed(running=frozenset({child.run.run_id}))
     decision = decide(STUDY.spec, observed)
-    executor = LocalExecutor(STUDY, store=None, corpus={})  # type: ignore[arg-type]
     console = Console(record=True, width=150)
-    console.print(
-        panel(STUDY, decision, executor.status(decision), {child.run.run_id: child}, 75, 2)
-    )
+    console.print(panel(STUDY, decision, status_of(decision), {child.run.run_id: child}, 75, 2))
     text = console.export_text()
     assert "study phase Running, 0/16 runs ended" in text
     assert "screen   screen   Running" in text
@@ -85,8 +95,7 @@ def test_without_a_terminal_progress_is_plain_lines(
     events = progress_events(STUDY, 2, console=Console(file=io.StringIO()))
     child = child_with_log(tmp_path, LOG)
     decision = decide(STUDY.spec, Observed(running=frozenset({child.run.run_id})))
-    executor = LocalExecutor(STUDY, store=None, corpus={})  # type: ignore[arg-type]
-    events.tick(decision, executor.status(decision), {child.run.run_id: child})
+    events.tick(decision, status_of(decision), {child.run.run_id: child})
     events.say("started")
     lines = capsys.readouterr().out.splitlines()
     assert any(line.endswith("study phase Running, 0/16 runs ended") for line in lines)

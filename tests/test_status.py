@@ -1,5 +1,6 @@
 """The study status: one builder for the resource's status, `stagescreen status` and the
-progress display, from the controller's phase, the results table and published outcomes."""
+progress display, from the controller's phase, the results table and published outcomes.
+(The study's phase itself is decided by the controller: tests/test_controller.py.)"""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_a_running_study_reports_counts_current_stage_best_and_compute(
 def test_a_stage_whose_runs_have_all_ended_is_analyzing_until_its_outcome_exists(
     both: pd.DataFrame,
 ) -> None:
-    status = study_status(SPEC, "Running", both, {})
+    status = study_status(SPEC, "Analyzing", both, {})  # the phase is the controller's
     assert status.phase == "Analyzing"
     assert {name: stage.phase for name, stage in status.stages.items()} == {
         "screen": "Analyzing",
@@ -75,7 +76,7 @@ def test_a_stage_whose_runs_have_all_ended_is_analyzing_until_its_outcome_exists
 
 def test_nothing_started_is_pending_and_an_unplanned_stage_has_no_row(both: pd.DataFrame) -> None:
     fresh = both[both["stage"] == "screen"].assign(status="pending", val_bpb=None)
-    status = study_status(SPEC, "Running", fresh, {})
+    status = study_status(SPEC, "Pending", fresh, {})
     assert status.phase == "Pending"
     assert list(status.stages) == ["screen"]
     assert status.current_stage is None

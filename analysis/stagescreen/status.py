@@ -189,8 +189,9 @@ def study_status(
     report_uri: str | None = None,
     generation: int | None = None,
 ) -> StudyStatus:
-    """The status of a study from the controller's phase and results table (planned runs
-    joined with their records) and the outcomes published so far, by stage name."""
+    """The status of a study from the controller's phase (decided there alone, Pending and
+    Analyzing included) and results table (planned runs joined with their records) and the
+    outcomes published so far, by stage name."""
     status = results["status"] if not results.empty else pd.Series(dtype=object)
     stages = {
         stage.name: _stage_status(
@@ -200,11 +201,6 @@ def study_status(
         if not results.empty and (results["stage"] == stage.name).any()
     }
     runs = run_counts(status)
-    if phase == "Running":
-        if runs.running == 0 and any(s.phase == "Analyzing" for s in stages.values()):
-            phase = "Analyzing"
-        elif runs.ended == 0 and runs.running == 0:
-            phase = "Pending"
     active = [name for name, s in stages.items() if s.phase in ("Running", "Analyzing")]
     analysed = [name for name in stages if name in outcomes]
     deciding = deciding_outcome(spec, outcomes)

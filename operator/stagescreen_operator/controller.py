@@ -17,8 +17,13 @@ its mind, stagescreen.planner), joins plans and records into the results table
 - once more than `limits.maxFailedRuns` runs have failed or diverged, nothing more starts and
   the study is Degraded (stages already complete are still analysed); a run that would take
   the GPU-hours past `limits.maxGpuHours` does not start;
-- a stage whose plan is final and whose runs have all ended is analysed once;
+- a stage whose plan is final and whose runs have all ended is analysed once; one whose
+  analysis ended without its outcome (an analysis Job that failed) makes the study Degraded;
 - when every stage is analysed the study has Succeeded.
+
+The study's phase is decided here and nowhere else: `Decision.phase` is what the status
+reports (Pending until a run has started or ended, Analyzing while no run runs and a stage
+waits for its analysis), so the resource, `stagescreen status` and the progress display agree.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class Observed:
     running: frozenset[str] = frozenset()  # run ids with a live process or Job
     interrupted: frozenset[str] = frozenset()  # ended with a checkpoint and no record
     analysed: frozenset[str] = frozenset()  # stages whose outcome is published
+    # stage -> why its analysis ended without publishing the outcome (a failed analysis Job)
+    failed_analyses: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class AnalyseStage:
 
 
 Action = StartRun | AnalyseStage
+ENDED: tuple[Phase, ...] = ("Succeeded", "Degraded", "Failed")
 
 
 @dataclass(frozen=True)
@@ -66,11 +74,17 @@ class Decision:
     """What to do now, and where the study stands (the status the executors report)."""
 
     actions: tuple[Action, ...]
-    phase: Phase  # Running, Succeeded, Degraded or Failed; never Pending or Analyzing
+    phase: Phase
     reason: str = ""
     waiting: tuple[str, ...] = ()  # why stages or runs are held back, one line each
     results: pd.DataFrame = field(default_factory=pd.DataFrame, compare=False, repr=False)
     planned: tuple[PlannedRun, ...] = field(default=(), compare=False, repr=False)
+    failed_analyses: tuple[str, ...] = ()  # why stages due for analysis cannot be analysed
+
+    @property
+    def ended(self) -> bool:
+        """Whether the study has ended: nothing more starts (running runs may still end)."""
+        return self.phase in ENDED
 
     def run(self, run_id: str) -> PlannedRun | None:
         """The planned run with this id, if any stage plans it now."""
@@ -89,11 +103,15 @@ def decide(spec: StudySpec, observed: Observed) -> Decision:
     status = _status_by_run(results)
     if len(plans) == len(spec.stages) and observed.analysed >= set(plans):
         return Decision((), "Succeeded", "", (), results, tuple(planned))
-    analyse = [
-        AnalyseStage(name)
+    due = [
+        name
         for name, plan in plans.items()
         if name not in observed.analysed and _complete(plan, status)
     ]
+    analyse = [AnalyseStage(name) for name in due if name not in observed.failed_analyses]
+    problems = tuple(
+        observed.failed_analyses[name] for name in due if name in observed.failed_analyses
+    )
     failed = sum(
         status.get(run.run_id) in (RunStatus.FAILED, RunStatus.DIVERGED) for run in planned
     )
@@ -102,9 +120,38 @@ def decide(spec: StudySpec, observed: Observed) -> Decision:
             f"{failed} runs failed or diverged, more than maxFailedRuns "
             f"{spec.limits.max_failed_runs}: no new run starts"
         )
-        return Decision(tuple(analyse), "Degraded", reason, tuple(waiting), results, tuple(planned))
+        return Decision(
+            tuple(analyse), "Degraded", reason, tuple(waiting), results, tuple(planned), problems
+        )
     starts, held = _starts(spec, planned, status, observed, results)
-    return Decision((*analyse, *starts), "Running", "", (*waiting, *held), results, tuple(planned))
+    phase: Phase = "Degraded" if problems else _phase(results, observed.analysed)
+    return Decision(
+        (*analyse, *starts),
+        phase,
+        "; ".join(problems),
+        (*waiting, *held),
+        results,
+        tuple(planned),
+        problems,
+    )
+
+
+def _phase(results: pd.DataFrame, analysed: frozenset[str]) -> Phase:
+    """A study that goes on: Analyzing while no run runs and a stage with every run ended
+    waits for its outcome; Pending while no run has started or ended; else Running."""
+    if results.empty:
+        return "Pending"
+    ended = results["status"].isin([str(s) for s in TERMINAL])
+    running = bool((results["status"] == str(RunStatus.RUNNING)).any())
+    waiting_analysis = any(
+        stage not in analysed and bool(ended[results["stage"] == stage].all())
+        for stage in results["stage"].unique()
+    )
+    if not running and waiting_analysis:
+        return "Analyzing"
+    if not running and not ended.any():
+        return "Pending"
+    return "Running"
 
 
 def _plans(spec: StudySpec, observed: Observed) -> tuple[dict[str, StagePlan], list[str], str]:

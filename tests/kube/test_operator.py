@@ -7,11 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from stagescreen.store import open_store
 from stagescreen.studyfile import parse_study
 from stagescreen_operator.corpus import corpus_for
 from stagescreen_operator.kube.cluster import CALLS, CRD_CALLS, KOPF_CALLS
+from stagescreen_operator.kube.handlers import operator_registry
+from stagescreen_operator.kube.settings import Settings
 
 GROUP, VERSION, PLURAL = "stagescreen.dev", "v1alpha1", "screeningstudies"
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,17 +177,32 @@ def cluster(
         agent.stop()
 
 
-def operator() -> KopfRunner:
-    return KopfRunner(
-        ["run", "--standalone", "-A", "-m", "stagescreen_operator.kube.handlers"],
-        timeout=60,
-    )
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# A study is looked at every 2 s, and a failed handler retried after 2 s (production: 15 s);
+# the operator serves its admission webhook (plain HTTP, as only tests may), so the validate
+# handler is registered; each test's API server calls no webhook. Ports are free ones, so
+# test processes side by side do not collide.
+SETTINGS = Settings(
+    reconcile_s=2, webhook_port=free_port(), webhook_insecure=True, metrics_port=free_port()
+)
+
+
+def operator(**changes: Any) -> KopfRunner:
+    """The operator, as `stagescreen operator` runs it, with the test settings changed."""
+    registry = operator_registry(replace(SETTINGS, **changes))
+    return KopfRunner(["run", "--standalone", "-A"], registry=registry, timeout=60)
 
 
 def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> None:
     with operator() as running:
         cluster.apply(STUDY)
         status = cluster.wait("tiny", {"Succeeded", "Failed", "Degraded"})
+        check_metrics(status)  # served while the operator runs
     assert running.exception is None, running.output
     assert status["phase"] == "Succeeded", status
     assert status["progress"] == "8/8"
@@ -210,7 +228,6 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
     records = [k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]
     assert len(records) == 8
     assert store.exists(keys.report())
-    check_metrics(status)
     shown = kubectl(cluster, "get", "sstudy", "-n", NAMESPACE)
     described = kubectl(cluster, "describe", "sstudy", "tiny", "-n", NAMESPACE)
     print(f"$ kubectl get sstudy -n {NAMESPACE}\n{shown}")
@@ -242,7 +259,7 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
 
 def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The operator's /metrics, as {(sample name, sorted labels): value}."""
-    port = os.environ["STAGESCREEN_METRICS_PORT"]
+    port = SETTINGS.metrics_port
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     return {

@@ -13,15 +13,8 @@ from pathlib import Path
 import pytest
 from apiserver import Running
 from bad_specs import BROKEN, base, broken
-from kopf.testing import KopfRunner
 from kubernetes import client, config
-from test_operator import GROUP, NAMESPACE, PLURAL, VERSION
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from test_operator import GROUP, NAMESPACE, PLURAL, VERSION, free_port, operator
 
 
 def review(study: dict, old: dict | None = None) -> dict:
@@ -66,10 +59,7 @@ def test_the_webhook_refuses_every_broken_spec_naming_its_field(
 ) -> None:
     port = free_port()
     monkeypatch.setenv("KUBECONFIG", str(apiserver.write_kubeconfig(tmp_path / "kubeconfig")))
-    monkeypatch.setenv("STAGESCREEN_WEBHOOK_PORT", str(port))
-    with KopfRunner(
-        ["run", "--standalone", "-A", "-m", "stagescreen_operator.kube.handlers"]
-    ) as runner:
+    with operator(webhook_port=port) as runner:
         wait_until_serving(port)
         assert ask(port, review(base()))["allowed"] is True
         for name, (_, path) in BROKEN.items():
@@ -96,9 +86,7 @@ def test_without_a_webhook_a_broken_study_is_failed_with_its_problems_and_runs_n
     api = config.new_client_from_config(str(kubeconfig))
     custom = client.CustomObjectsApi(api)
     names = {}
-    with KopfRunner(
-        ["run", "--standalone", "-A", "-m", "stagescreen_operator.kube.handlers"]
-    ) as runner:
+    with operator() as runner:
         for index, name in enumerate(sorted(BROKEN)):
             study = broken(name)
             if name != "study name uppercase":

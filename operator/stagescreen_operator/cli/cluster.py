@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,16 +40,23 @@ def operator(
 
     Example: stagescreen operator --namespace ml-research
     """
+    import dataclasses
+    import os
+
     import kopf
 
-    if analysis_image:
-        os.environ["STAGESCREEN_ANALYSIS_IMAGE"] = analysis_image
-    if analysis_service_account:
-        os.environ["STAGESCREEN_ANALYSIS_SERVICE_ACCOUNT"] = analysis_service_account
-    import stagescreen_operator.kube.handlers  # noqa: F401  (registers the handlers)
+    from stagescreen_operator.kube.handlers import operator_registry
+    from stagescreen_operator.kube.settings import Settings
 
+    settings = Settings.from_env(os.environ)  # the chart's STAGESCREEN_* variables; flags win
+    settings = dataclasses.replace(
+        settings,
+        analysis_image=analysis_image or settings.analysis_image,
+        analysis_service_account=analysis_service_account or settings.analysis_service_account,
+    )
     kopf.configure(verbose=verbose)
     kopf.run(
+        registry=operator_registry(settings),
         standalone=True,
         clusterwide=not namespace,
         namespaces=namespace or [],
@@ -71,15 +77,14 @@ def analyse(
 
     Example: stagescreen analyse paper screen --namespace ml-research
     """
-    from stagescreen.publish import publish_stage, read_outcomes
+    from stagescreen.publish import publish_stage
     from stagescreen.records import stage_counts
     from stagescreen.report import write_report
     from stagescreen.spec import SpecError
-    from stagescreen.status import study_status
     from stagescreen.studyfile import parse_study
-    from stagescreen_operator.controller import decide
     from stagescreen_operator.kube.cluster import Cluster, load_config
-    from stagescreen_operator.observe import observe_store, study_store
+    from stagescreen_operator.observe import study_store
+    from stagescreen_operator.snapshot import snapshot
 
     load_config()
     cluster = Cluster()
@@ -91,18 +96,17 @@ def analyse(
         raise fail(f"study {study!r}: {error}") from None
     if stage not in {s.name for s in parsed.spec.stages}:
         raise fail(f"STAGE {stage!r}: study {study!r} has no such stage")
-    observed = observe_store(store, parsed)
-    decision = decide(parsed.spec, observed)
-    counts = stage_counts(decision.results, stage)
+    records: dict[str, dict[str, Any]] = {}  # read once for both looks
+    results = snapshot(store, parsed, records=records).decision.results
+    counts = stage_counts(results, stage)
     if not counts.planned or counts.ended < counts.planned:
         raise fail(
             f"stage {stage!r} is not finished: {counts.ended} of {counts.planned} runs ended"
         )
-    outcome = publish_stage(store, parsed, stage, decision.results)
+    outcome = publish_stage(store, parsed, stage, results)
     report = write_report(store, study)[0]
-    outcomes = read_outcomes(store, parsed, observed.analysed | {stage})
-    status = study_status(parsed.spec, decision.phase, decision.results, outcomes)
-    stage_status = status.stages[stage].model_dump(mode="json", exclude_none=True)
+    published = snapshot(store, parsed, records=records).status  # with the stage's outcome
+    stage_status = published.stages[stage].model_dump(mode="json", exclude_none=True)
     cluster.patch_status(namespace, study, {"stages": {stage: stage_status}, "reportUri": report})
     typer.echo(f"stage {stage}: {outcome.summary()}")
     typer.echo(f"report: {report}")

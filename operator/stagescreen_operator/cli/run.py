@@ -96,7 +96,7 @@ def run(
     typer.echo(f"study {study.metadata.name}: {decision.phase}{reason}")
     if decision.phase in ("Failed", "Degraded"):
         raise typer.Exit(1)
-    if decision.phase == "Running":  # stopped by Ctrl-C
+    if not decision.ended:  # stopped by Ctrl-C
         typer.echo(f"stopped; run the same command again to resume: stagescreen run {study_file}")
         raise typer.Exit(130)
 

@@ -20,13 +20,10 @@ def status(
     import yaml
 
     from stagescreen.keys import SPEC, StoreError, StudyKeys
-    from stagescreen.publish import read_outcomes
-    from stagescreen.status import study_status
     from stagescreen.store import open_store
     from stagescreen.studyfile import parse_study
-    from stagescreen_operator.controller import decide
     from stagescreen_operator.local.progress import status_lines
-    from stagescreen_operator.observe import observe_store
+    from stagescreen_operator.snapshot import snapshot
 
     try:
         root, name = split_study_uri(uri)
@@ -37,18 +34,8 @@ def status(
         study = parse_study(yaml.safe_load(store.get_text(keys.spec())))
     except (ValueError, StoreError) as error:
         raise fail(f"DIR_OR_S3_URI {uri!r}: {error}") from None
-    spec = study.spec
-    observed = observe_store(store, study)
-    decision = decide(spec, observed)
-    current = study_status(
-        spec,
-        decision.phase,
-        decision.results,
-        read_outcomes(store, study, observed.analysed),
-        reason=decision.reason,
-        waiting=decision.waiting,
-    )
-    for line in status_lines(spec, current):
+    seen = snapshot(store, study)
+    for line in status_lines(study.spec, seen.status):
         typer.echo(line)
-    unfinished = sorted(observed.interrupted)
+    unfinished = sorted(seen.observed.interrupted)
     typer.echo("started, not ended: " + (", ".join(unfinished) if unfinished else "none"))

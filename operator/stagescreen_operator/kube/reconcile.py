@@ -5,59 +5,99 @@ study changing), as often as it likes: each call derives everything from the sto
 API, so two calls in a row, or a call after an operator restart, take the same actions, and
 a Job that exists already is never made twice (deterministic names; create answers 409).
 
+Two parts. The pure one (`lost_runs`, `plan`) takes the study's snapshot and its Jobs' states
+and answers with data: the records to write for runs lost with their Job, the Jobs to create
+and to mark announced, the events, the metric sample and the status patch; no API, no store,
+no clock (`now` is passed in). The act part (`reconcile`) reads the Jobs and the store,
+writes those records, and creates and annotates those Jobs; the handler emits the events and
+sets the metrics.
+
 What the Jobs add to the store's view:
 - a run's Job that is active means the run is running;
 - a run's Job that failed for good (backoffLimit, its deadline, the trainer's bad-config or
   diverged exit) and left no record gets a `failed` record with the Job's reason, so the
   controller never starts it again; a diverged or failed run is announced once as an event
   (the Job is marked as announced);
-- a stage's analysis Job that failed for good makes the study Degraded with its reason.
+- a stage's analysis Job that failed for good (or ended without the outcome) is passed to the
+  controller as a failed analysis, which makes the study Degraded with its reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from stagescreen.cost import RUN_OVERHEAD_S
 from stagescreen.keys import RESULT, StudyKeys
-from stagescreen.publish import publish_spec, read_outcomes
+from stagescreen.outcome import StageOutcome
+from stagescreen.publish import publish_spec
 from stagescreen.records import failure_record
 from stagescreen.runstatus import RunStatus
-from stagescreen.spec import Pool, Study
-from stagescreen.status import (
-    Phase,
-    StatusCondition,
-    StudyStatus,
-    study_conditions,
-    study_status,
-)
+from stagescreen.spec import Study
+from stagescreen.status import StatusCondition, StudyStatus, study_conditions
 from stagescreen.store import Store
-from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
+from stagescreen_operator.controller import AnalyseStage, Decision, StartRun
 from stagescreen_operator.corpus import corpus_uris
-from stagescreen_operator.kube import metrics
 from stagescreen_operator.kube.cluster import Cluster
 from stagescreen_operator.kube.jobs import GROUP, RUN_ID, analysis_job, run_job
+from stagescreen_operator.kube.metrics import StudySample
 from stagescreen_operator.kube.pools import with_cluster_pools
-from stagescreen_operator.observe import observe_store
+from stagescreen_operator.kube.settings import Settings
+from stagescreen_operator.snapshot import Snapshot, snapshot
 
 ANNOUNCED = f"{GROUP}/announced"
 ENDINGS = ("Succeeded", "Degraded", "Failed")  # phases announced as events
 STALL_MARGIN_S = 300  # beyond the longest running budget and the start-up overhead
 
-Announce = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
+
+@dataclass(frozen=True)
+class Event:
+    """An event to emit on the study."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
-class Settings:
-    """What the operator is configured with (chart values, `stagescreen operator` flags)."""
+class Resource:
+    """The ScreeningStudy being reconciled: where it lives and the status it has now."""
 
-    analysis_image: str = "stagescreen-operator:dev"
-    analysis_service_account: str = "stagescreen-analysis"
-    vocab: int = 1024  # of the prepared corpus, when a spec names none
-    pools: tuple[Pool, ...] = ()  # the cluster's pools (chart value `pools`)
+    namespace: str
+    uid: str = ""
+    generation: int | None = None
+    status: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Cache:
+    """What one study's reconciles keep between calls (in kopf's memo, dropped with the
+    study): records and outcomes read so far, which never change once written."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outcomes: dict[str, StageOutcome] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LostRun:
+    """A run whose Job ended for good without the trainer's record: the record to write."""
+
+    run_id: str
+    record: dict[str, Any]
+    event: Event
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconcile does, as data."""
+
+    status: dict[str, Any]  # the merge patch of the study's status
+    events: tuple[Event, ...]
+    creates: tuple[dict[str, Any], ...]  # Job manifests, runs and analyses
+    annotate: tuple[str, ...]  # Jobs to mark announced
+    sample: StudySample
 
 
 @dataclass(frozen=True)
@@ -107,118 +147,208 @@ def job_state(job: Mapping[str, Any]) -> JobState:
 
 def reconcile(
     study: Study,
+    resource: Resource,
     *,
-    namespace: str,
-    uid: str,
-    generation: int | None,
-    previous: Mapping[str, Any],
     cluster: Cluster,
     store: Store,
-    now: datetime,
-    announce: Announce,
+    cache: Cache,
     settings: Settings,
-    records: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Observe, decide and act once; the status to merge-patch onto the study; its pools are
-    completed from the cluster's (`Settings.pools`) before anything is built.
-
-    `records` caches the study's run records between calls (a written record never changes),
-    so a reconcile reads from S3 only the records that are new."""
+    now: datetime,
+) -> Plan:
+    """Observe, decide and act once; what was done, with the status patch, the events to
+    emit and the metric sample. The study's pools are completed from the cluster's
+    (`Settings.pools`) before anything is built."""
     study = with_cluster_pools(study, settings.pools)
-    name, spec = study.metadata.name, study.spec
-    keys = StudyKeys(name)
+    keys = StudyKeys(study.metadata.name)
     if not store.exists(keys.spec()):
         publish_spec(store, study)
-    jobs = [job_state(job) for job in cluster.jobs(namespace, name)]
-    runs = {job.run_id: job for job in jobs if job.component == "run" and job.run_id}
-    active = frozenset(run_id for run_id, job in runs.items() if job.state == "active")
+    jobs = tuple(job_state(job) for job in cluster.jobs(resource.namespace, study.metadata.name))
+    known = frozenset(cache.records)
 
-    def observe() -> tuple[Observed, Decision]:
-        stored = observe_store(store, study, records)
-        observed = replace(stored, running=active, interrupted=stored.interrupted - active)
-        return observed, decide(spec, observed)
+    def look() -> Snapshot:
+        report = store.uri(keys.report()) if store.exists(keys.report()) else None
+        return snapshot(
+            store,
+            study,
+            running=running_runs(jobs),
+            failed_analyses=failed_analyses(jobs),
+            records=cache.records,
+            outcomes=cache.outcomes,
+            report_uri=report,
+            generation=resource.generation,
+        )
 
-    known = set(records or {})
-    observed, decision = observe()
-    lost = _record_lost_runs(study, runs, observed.records, decision, store, now, announce)
+    seen = look()
+    lost = lost_runs(study.metadata.name, seen, jobs, now)
+    for run in lost:
+        store.put_json(keys.run(run.run_id, RESULT), run.record)
     if lost:
-        observed, decision = observe()
-    _announce_ended(namespace, runs, observed.records, cluster, announce, skip=lost)
+        seen = look()
+    done = plan(
+        study,
+        seen,
+        jobs,
+        resource=resource,
+        settings=settings,
+        corpus=corpus_uris(study, store.uri, settings.vocab),
+        now=now,
+        lost=lost,
+        known=known,
+    )
+    for name in done.annotate:
+        cluster.annotate_job(resource.namespace, name, {ANNOUNCED: "true"})
+    for job in done.creates:
+        cluster.create_job(job)
+    return done
 
-    corpus = corpus_uris(study, store.uri, settings.vocab)
+
+def running_runs(jobs: Sequence[JobState]) -> frozenset[str]:
+    """The runs whose Job is active."""
+    return frozenset(
+        job.run_id
+        for job in jobs
+        if job.component == "run" and job.run_id and job.state == "active"
+    )
+
+
+def failed_analyses(jobs: Sequence[JobState]) -> dict[str, str]:
+    """Stage -> why its analysis Job ended without publishing the outcome (the controller
+    looks only at stages whose outcome is not in the store)."""
+    out = {}
+    for job in jobs:
+        if job.component != "analysis" or not job.stage:
+            continue
+        if job.state == "failed":
+            out[job.stage] = f"analysis of stage {job.stage} failed ({job.name}): {job.reason}"
+        elif job.state == "succeeded":
+            out[job.stage] = (
+                f"analysis of stage {job.stage} ended without writing its outcome ({job.name})"
+            )
+    return out
+
+
+def lost_runs(
+    study: str, seen: Snapshot, jobs: Sequence[JobState], now: datetime
+) -> tuple[LostRun, ...]:
+    """A failed record for every planned run whose Job ended for good without the
+    trainer's, so the controller never starts it again."""
+    lost = []
+    for run_id, job in _runs(jobs).items():
+        run = seen.decision.run(run_id)
+        if job.state == "active" or run_id in seen.observed.records or run is None:
+            continue
+        why = job.reason or "the Job ended"
+        reason = f"Job {job.name} ended without a run record: {why}"
+        record = failure_record(study, run, reason, _seconds_since(job.started, now))
+        lost.append(
+            LostRun(run_id, record, Event("Warning", "RunFailed", f"run {run_id} failed: {reason}"))
+        )
+    return tuple(lost)
+
+
+def plan(
+    study: Study,
+    seen: Snapshot,
+    jobs: Sequence[JobState],
+    *,
+    resource: Resource,
+    settings: Settings,
+    corpus: Mapping[str, str],
+    now: datetime,
+    lost: Sequence[LostRun] = (),
+    known: frozenset[str] = frozenset(),
+) -> Plan:
+    """What to do about a study seen as `seen` whose Jobs are `jobs`: `corpus` is what its
+    run Jobs read, `lost` the records this reconcile wrote (announced here), `known` the run
+    records read before it (the others are new to the metrics)."""
+    decision, observed = seen.decision, seen.observed
+    runs = _runs(jobs)
     analyses = {job.stage: job for job in jobs if job.component == "analysis" and job.stage}
+    events = [run.event for run in lost]
+    annotate = []
+    skip = {run.run_id for run in lost}
+    for run_id, job in runs.items():  # one event per diverged or failed run, from its record
+        record = observed.records.get(run_id)
+        if job.state == "active" or job.announced or record is None or run_id in skip:
+            continue
+        status = record.get("status")
+        if status in (RunStatus.DIVERGED, RunStatus.FAILED):
+            reason = "RunDiverged" if status == RunStatus.DIVERGED else "RunFailed"
+            events.append(
+                Event("Warning", reason, f"run {run_id} {status}: {record.get('reason')}")
+            )
+            annotate.append(job.name)
+    creates = []
     started: dict[str, int] = {}
-    problems: list[str] = []
     for action in decision.actions:
         if isinstance(action, StartRun):
             run = action.run
-            job = run_job(
-                study,
-                run,
-                namespace=namespace,
-                uid=uid,
-                corpus=corpus,
+            creates.append(
+                run_job(study, run, namespace=resource.namespace, uid=resource.uid, corpus=corpus)
             )
-            if cluster.create_job(job):
-                started[run.stage] = started.get(run.stage, 0) + 1
-        elif isinstance(action, AnalyseStage):
-            problem = _analyse(study, action.stage, analyses, namespace, uid, cluster, settings)
-            if problem:
-                problems.append(problem)
-            elif action.stage not in analyses:
-                announce("Normal", "StageAnalysing", f"stage {action.stage}: analysis started")
+            started[run.stage] = started.get(run.stage, 0) + 1
+        elif isinstance(action, AnalyseStage) and action.stage not in analyses:
+            creates.append(
+                analysis_job(
+                    study,
+                    action.stage,
+                    namespace=resource.namespace,
+                    uid=resource.uid,
+                    image=settings.analysis_image,
+                    service_account=settings.analysis_service_account,
+                )
+            )
+            events.append(
+                Event("Normal", "StageAnalysing", f"stage {action.stage}: analysis started")
+            )
     for stage, count in started.items():
         noun = "run" if count == 1 else "runs"
-        announce("Normal", "RunsStarted", f"stage {stage}: {count} {noun} started")
-
-    phase: Phase = decision.phase
-    message = decision.reason
-    if problems and phase == "Running":
-        phase, message = "Degraded", "; ".join(problems)
-    report = store.uri(keys.report()) if store.exists(keys.report()) else None
-    status = study_status(
-        spec,
-        phase,
-        decision.results,
-        read_outcomes(store, study, observed.analysed),
-        reason=message,
-        waiting=decision.waiting,
-        report_uri=report,
-        generation=generation,
-    )
+        events.append(Event("Normal", "RunsStarted", f"stage {stage}: {count} {noun} started"))
+    previous = resource.status
     earlier = [StatusCondition.model_validate(c) for c in previous.get("conditions") or []]
-    status.conditions = study_conditions(
-        status.phase,
-        status.message,
-        stalled=_stalled(decision, runs, observed.records, now),
-        previous=earlier,
-        now=now.isoformat(timespec="seconds"),
-        reason="AnalysisFailed" if problems else None,
-    )
-    active_runs = [decision.run(run_id) for run_id in active]
-    metrics.record_study(
-        namespace,
-        spec,
-        status,
-        decision.results,
-        observed.records,
-        set(observed.records) - known,
-        pending_by_pool=_pending(jobs, decision),
-        longest_running_s=max((run.budget_s for run in active_runs if run), default=0),
-        failed_analyses=[stage for stage, job in analyses.items() if job.state == "failed"],
-        study=name,
+    status = seen.status.model_copy(
+        update={
+            "conditions": study_conditions(
+                seen.status.phase,
+                seen.status.message,
+                stalled=_stalled(decision, runs, observed.records, now),
+                previous=earlier,
+                now=now.isoformat(timespec="seconds"),
+                reason="AnalysisFailed" if decision.failed_analyses else None,
+            )
+        }
     )
     if status.phase != previous.get("phase") and status.phase in ENDINGS:
         kind = "Normal" if status.phase == "Succeeded" else "Warning"
-        announce(kind, f"Study{status.phase}", message or f"study is {status.phase}")
+        events.append(
+            Event(kind, f"Study{status.phase}", decision.reason or f"study is {status.phase}")
+        )
+    active = [decision.run(run_id) for run_id in running_runs(jobs)]
+    sample = StudySample(
+        namespace=resource.namespace,
+        study=study.metadata.name,
+        spec=study.spec,
+        status=status,
+        results=decision.results,
+        records=observed.records,
+        new=frozenset(observed.records) - known,
+        pending_by_pool=_pending(jobs, decision),
+        longest_running_s=max((run.budget_s for run in active if run), default=0),
+        failed_analyses=tuple(stage for stage, job in analyses.items() if job.state == "failed"),
+    )
     document = status.model_dump(mode="json", exclude_none=True)
     owned = {field.alias or name for name, field in StudyStatus.model_fields.items()}
     for key in (previous.keys() & owned) - document.keys():
         document[key] = None  # merge patch: a key we wrote before and have no value for now
-    return document
+    return Plan(document, tuple(events), tuple(creates), tuple(annotate), sample)
 
 
-def _pending(jobs: list[JobState], decision: Decision) -> dict[str, int]:
+def _runs(jobs: Sequence[JobState]) -> dict[str, JobState]:
+    """The study's run Jobs by run id."""
+    return {job.run_id: job for job in jobs if job.component == "run" and job.run_id}
+
+
+def _pending(jobs: Sequence[JobState], decision: Decision) -> dict[str, int]:
     """Run Jobs whose pod is not ready (suspended for Kueue, or no node can take them yet), by
     pool; every pool of the study appears, so a gauge falls back to zero."""
     out = dict.fromkeys({run.pool for run in decision.planned}, 0)
@@ -227,85 +357,6 @@ def _pending(jobs: list[JobState], decision: Decision) -> dict[str, int]:
         if run is not None and job.waiting:
             out[run.pool] = out.get(run.pool, 0) + 1
     return out
-
-
-def _record_lost_runs(
-    study: Study,
-    runs: Mapping[str, JobState],
-    records: Mapping[str, Any],
-    decision: Decision,
-    store: Store,
-    now: datetime,
-    announce: Announce,
-) -> set[str]:
-    """A failed record for every run whose Job ended for good without the trainer's; the ids
-    of the runs recorded (and announced) now."""
-    wrote: set[str] = set()
-    for run_id, job in runs.items():
-        run = decision.run(run_id)
-        if job.state == "active" or run_id in records or run is None:
-            continue
-        why = job.reason or "the Job ended"
-        reason = f"Job {job.name} ended without a run record: {why}"
-        wall = _seconds_since(job.started, now)
-        store.put_json(
-            StudyKeys(study.metadata.name).run(run_id, RESULT),
-            failure_record(study.metadata.name, run, reason, wall),
-        )
-        announce("Warning", "RunFailed", f"run {run_id} failed: {reason}")
-        wrote.add(run_id)
-    return wrote
-
-
-def _announce_ended(
-    namespace: str,
-    runs: Mapping[str, JobState],
-    records: Mapping[str, Mapping[str, Any]],
-    cluster: Cluster,
-    announce: Announce,
-    skip: set[str],
-) -> None:
-    """One event per diverged or failed run, its reason from the trainer's record (`skip`:
-    runs announced already by this reconcile)."""
-    for run_id, job in runs.items():
-        record = records.get(run_id)
-        if job.state == "active" or job.announced or record is None or run_id in skip:
-            continue
-        status = record.get("status")
-        if status in (RunStatus.DIVERGED, RunStatus.FAILED):
-            reason = "RunDiverged" if status == RunStatus.DIVERGED else "RunFailed"
-            announce("Warning", reason, f"run {run_id} {status}: {record.get('reason')}")
-            cluster.annotate_job(namespace, job.name, {ANNOUNCED: "true"})
-
-
-def _analyse(
-    study: Study,
-    stage: str,
-    analyses: Mapping[str, JobState],
-    namespace: str,
-    uid: str,
-    cluster: Cluster,
-    settings: Settings,
-) -> str:
-    """Start the stage's analysis Job, or say why the stage cannot be analysed."""
-    existing = analyses.get(stage)
-    if existing is None:
-        cluster.create_job(
-            analysis_job(
-                study,
-                stage,
-                namespace=namespace,
-                uid=uid,
-                image=settings.analysis_image,
-                service_account=settings.analysis_service_account,
-            )
-        )
-        return ""
-    if existing.state == "failed":
-        return f"analysis of stage {stage} failed ({existing.name}): {existing.reason}"
-    if existing.state == "succeeded":  # ended well but its outcome is not in the store
-        return f"analysis of stage {stage} ended without writing its outcome ({existing.name})"
-    return ""
 
 
 def _stalled(

@@ -2,10 +2,10 @@
 
 It loops observe -> decide -> act. What it observes is storage (run records, published stage
 outcomes, checkpoints) and its own child processes; what to do comes from the one controller
-(`stagescreen_operator.controller.decide`); acting is starting a trainer process, publishing a
-stage's analysis, and, at the end, the report. It keeps nothing that storage does not hold,
-so a killed `stagescreen run` started again finds finished runs finished, resumes interrupted
-ones from their checkpoints and plans exactly the same runs.
+(`stagescreen_operator.controller.decide`, through `snapshot`); acting is starting a trainer
+process, publishing a stage's analysis, and, at the end, the report. It keeps nothing that
+storage does not hold, so a killed `stagescreen run` started again finds finished runs
+finished, resumes interrupted ones from their checkpoints and plans exactly the same runs.
 
 On CPU each trainer process gets THREADS = its share of the cores and is pinned to those
 cores, so two runs on two cores do not fight over them; on CUDA each gets one GPU of its own
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,15 +30,15 @@ from stagescreen.environment import run_environment, run_folder
 from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.outcome import StageOutcome
 from stagescreen.plans import PlannedRun
-from stagescreen.publish import publish_spec, publish_stage, read_outcomes
+from stagescreen.publish import publish_spec, publish_stage
 from stagescreen.records import failure_record
 from stagescreen.report import write_report
 from stagescreen.runstatus import RunStatus, status_of_exit
 from stagescreen.spec import Study
-from stagescreen.status import StudyStatus, study_status
+from stagescreen.status import StudyStatus
 from stagescreen.store import Store
-from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
-from stagescreen_operator.observe import observe_store
+from stagescreen_operator.controller import AnalyseStage, Decision, StartRun
+from stagescreen_operator.snapshot import Snapshot, snapshot
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 2.0  # trainer progress lines, read by the live display
@@ -84,13 +84,15 @@ class LocalExecutor:
         self.stopping = False
 
     # --- observe ------------------------------------------------------------------------
-    def observe(self) -> Observed:
-        """What the store holds, and this executor's live processes."""
-        stored = observe_store(self.store, self.study, self.records)
-        unread = stored.analysed - set(self.outcomes)
-        self.outcomes.update(read_outcomes(self.store, self.study, sorted(unread)))
-        running = frozenset(self.children)
-        return replace(stored, running=running, interrupted=stored.interrupted - running)
+    def look(self) -> Snapshot:
+        """The study as the store holds it, with this executor's live processes running."""
+        return snapshot(
+            self.store,
+            self.study,
+            running=frozenset(self.children),
+            records=self.records,
+            outcomes=self.outcomes,
+        )
 
     # --- act ----------------------------------------------------------------------------
     def start(self, action: StartRun) -> None:
@@ -185,8 +187,9 @@ class LocalExecutor:
         try:
             while True:
                 self.reap()
-                decision = decide(self.study.spec, self.observe())
-                self.events.tick(decision, self.status(decision), self.children)
+                seen = self.look()
+                decision = seen.decision
+                self.events.tick(decision, seen.status, self.children)
                 if self.stopping:
                     self._stop_children()
                     return decision
@@ -195,7 +198,7 @@ class LocalExecutor:
                         self.analyse(action, decision)
                     elif action.run.run_id not in self.children:
                         self.start(action)
-                if decision.phase != "Running" and not self.children:
+                if decision.ended and not self.children:
                     if decision.phase == "Succeeded":
                         self._report()
                     return decision
@@ -203,17 +206,6 @@ class LocalExecutor:
                     time.sleep(POLL_S)
         finally:
             signal.signal(signal.SIGINT, previous)
-
-    def status(self, decision: Decision) -> StudyStatus:
-        """The study's status as the operator would write it."""
-        return study_status(
-            self.study.spec,
-            decision.phase,
-            decision.results,
-            self.outcomes,
-            reason=decision.reason,
-            waiting=decision.waiting,
-        )
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:
         self.stopping = True

@@ -65,7 +65,7 @@ def eta_seconds(
 ) -> float | None:
     """Seconds until the study ends, if the planned runs and the stages not yet planned take
     their budget plus the measured overhead each, `slots` at a time; None once it has ended."""
-    if decision.phase != "Running":
+    if decision.ended:
         return None
     results = decision.results
     spec = study.spec

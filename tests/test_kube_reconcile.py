@@ -1,0 +1,263 @@
+"""The pure part of the operator's reconcile: from a study's snapshot and its Jobs' states to
+the records of lost runs, the Jobs to create and annotate, the events and the status patch.
+Plain data in, plain data out: no kopf, no API server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stagescreen import synthetic
+from stagescreen.keys import RESULT, StudyKeys
+from stagescreen.store import Store, open_store
+from stagescreen.studyfile import load_study
+from stagescreen_operator.kube.reconcile import (
+    ANNOUNCED,
+    Event,
+    JobState,
+    Resource,
+    failed_analyses,
+    job_state,
+    lost_runs,
+    plan,
+    running_runs,
+)
+from stagescreen_operator.kube.settings import Settings
+from stagescreen_operator.snapshot import Snapshot, snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml")
+SPEC = STUDY.spec
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+CORPUS = {"DATA_URI": "s3://b/data", "TOKENIZER_URI": "s3://b/tok"}
+SETTINGS = Settings(analysis_image="op:1", analysis_service_account="analysis")
+SCREEN = [
+    "screen-c01-10s-s1-cpu",
+    "screen-c01-20s-s1-cpu",
+]  # the first two runs the controller starts
+
+
+def job(
+    name: str,
+    *,
+    run_id: str | None = None,
+    stage: str | None = None,
+    condition: str | None = None,
+    reason: str = "",
+    announced: bool = False,
+) -> dict[str, Any]:
+    """A Job of the study as the API returns it: Complete or Failed, else active."""
+    component = "run" if run_id else "analysis"
+    labels = {"app.kubernetes.io/component": component}
+    if stage:
+        labels["stagescreen.dev/stage"] = stage
+    annotations = {"stagescreen.dev/run-id": run_id} if run_id else {}
+    if announced:
+        annotations[ANNOUNCED] = "true"
+    status: dict[str, Any] = {"startTime": "2026-01-02T03:00:05Z", "ready": 1}
+    if condition:
+        status["conditions"] = [
+            {"type": condition, "status": "True", "reason": reason, "message": ""}
+        ]
+    return {
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        "status": status,
+    }
+
+
+def store_with(tmp_path: Path, records: dict[str, str]) -> Store:
+    """A study folder holding a record with the given status for each run id."""
+    store = open_store(str(tmp_path / "studies"))
+    seen = snapshot(store, STUDY, running=frozenset())
+    planned = {run.run_id: run for run in seen.decision.planned}
+    model = synthetic.ResponseModel(effects={}, seed_sd=0.0)
+    frame = synthetic.simulate_runs([planned[r] for r in records], model, SPEC.metric.name)
+    for row in frame.to_dict("records"):
+        record = {**row, "status": records[row["run_id"]], "reason": "loss was nan"}
+        store.put_json(StudyKeys("quickstart").run(row["run_id"], RESULT), record)
+    return store
+
+
+def look(store: Store, jobs: list[JobState]) -> Snapshot:
+    return snapshot(store, STUDY, running=running_runs(jobs), failed_analyses=failed_analyses(jobs))
+
+
+def test_a_job_state_is_its_condition_and_its_annotations() -> None:
+    cases = [
+        (job("j1", run_id="r1"), ("run", "r1", "active", "", False)),
+        (job("j2", run_id="r2", condition="Complete"), ("run", "r2", "succeeded", "", False)),
+        (
+            job("j3", run_id="r3", condition="Failed", reason="BackoffLimitExceeded"),
+            ("run", "r3", "failed", "BackoffLimitExceeded", False),
+        ),
+        (job("a", stage="screen", announced=True), ("analysis", None, "active", "", True)),
+    ]
+    for manifest, expected in cases:
+        state = job_state(manifest)
+        assert (state.component, state.run_id, state.state, state.reason, state.announced) == (
+            expected
+        )
+
+
+def test_running_runs_and_failed_analyses_come_from_the_jobs() -> None:
+    jobs = [
+        job_state(job("j1", run_id="r1")),
+        job_state(job("j2", run_id="r2", condition="Complete")),
+        job_state(job("a1", stage="screen", condition="Failed", reason="DeadlineExceeded")),
+        job_state(job("a2", stage="confirm", condition="Complete")),
+        job_state(job("a3", stage="other")),
+    ]
+    assert running_runs(jobs) == {"r1"}
+    assert failed_analyses(jobs) == {
+        "screen": "analysis of stage screen failed (a1): DeadlineExceeded",
+        "confirm": "analysis of stage confirm ended without writing its outcome (a2)",
+    }
+
+
+def test_a_run_whose_job_failed_without_a_record_gets_a_failed_record(tmp_path: Path) -> None:
+    store = store_with(tmp_path, {})
+    jobs = [
+        job_state(job("j1", run_id=SCREEN[0], condition="Failed", reason="BackoffLimitExceeded")),
+        job_state(job("j2", run_id=SCREEN[1])),  # still active: not lost
+        job_state(job("j3", run_id="not-planned", condition="Failed")),  # not ours to record
+    ]
+    lost = lost_runs("quickstart", look(store, jobs), jobs, NOW)
+    assert [run.run_id for run in lost] == [SCREEN[0]]
+    reason = "Job j1 ended without a run record: BackoffLimitExceeded"
+    assert lost[0].record["status"] == "failed" and lost[0].record["reason"] == reason
+    assert lost[0].record["wall_s"] == pytest.approx(240.0)
+    assert lost[0].event == Event("Warning", "RunFailed", f"run {SCREEN[0]} failed: {reason}")
+
+
+@pytest.mark.parametrize(
+    ("records", "jobs", "creates", "events", "annotate", "phase"),
+    [
+        pytest.param(
+            {},
+            [],
+            [f"quickstart-{SCREEN[0]}", f"quickstart-{SCREEN[1]}"],
+            [("Normal", "RunsStarted", "stage screen: 2 runs started")],
+            [],
+            "Pending",
+            id="a new study starts its first runs",
+        ),
+        pytest.param(
+            {SCREEN[0]: "diverged"},
+            [
+                job("j0", run_id=SCREEN[0], condition="Complete"),
+                job("j1", run_id=SCREEN[1]),
+            ],
+            ["quickstart-screen-c02-10s-s1-cpu"],
+            [
+                ("Warning", "RunDiverged", f"run {SCREEN[0]} diverged: loss was nan"),
+                ("Normal", "RunsStarted", "stage screen: 1 run started"),
+            ],
+            ["j0"],
+            "Running",
+            id="a diverged run is announced once and its slot refilled",
+        ),
+        pytest.param(
+            {SCREEN[0]: "diverged"},
+            [
+                job("j0", run_id=SCREEN[0], condition="Complete", announced=True),
+                job("j1", run_id=SCREEN[1]),
+            ],
+            ["quickstart-screen-c02-10s-s1-cpu"],
+            [("Normal", "RunsStarted", "stage screen: 1 run started")],
+            [],
+            "Running",
+            id="an announced run is not announced again",
+        ),
+    ],
+)
+def test_plan_creates_announces_and_reports(
+    tmp_path: Path,
+    records: dict[str, str],
+    jobs: list[dict[str, Any]],
+    creates: list[str],
+    events: list[tuple[str, str, str]],
+    annotate: list[str],
+    phase: str,
+) -> None:
+    states = [job_state(manifest) for manifest in jobs]
+    seen = look(store_with(tmp_path, records), states)
+    done = plan(
+        STUDY,
+        seen,
+        states,
+        resource=Resource(namespace="ml", uid="u-1"),
+        settings=SETTINGS,
+        corpus=CORPUS,
+        now=NOW,
+    )
+    assert [created["metadata"]["name"] for created in done.creates] == creates
+    assert [(e.type, e.reason, e.message) for e in done.events] == events
+    assert list(done.annotate) == annotate
+    assert done.status["phase"] == phase
+    assert done.sample.status.phase == phase
+    assert [c["type"] for c in done.status["conditions"]] == [
+        "Ready",
+        "Progressing",
+        "Degraded",
+        "Stalled",
+    ]
+
+
+def test_a_finished_stage_gets_one_analysis_job_and_a_failed_one_degrades_the_study(
+    tmp_path: Path,
+) -> None:
+    store = store_with(tmp_path, {})
+    screen = [run.run_id for run in look(store, []).decision.planned]
+    store = store_with(tmp_path, dict.fromkeys(screen, "succeeded"))
+    ended = [job(f"j{i}", run_id=run_id, condition="Complete") for i, run_id in enumerate(screen)]
+    analysis = "quickstart-analyse-screen"
+    confirm = ["quickstart-confirm-c04-10s-s1-cpu", "quickstart-confirm-c04-10s-s2-cpu"]
+    cases = [
+        ([], [analysis, *confirm], ["StageAnalysing", "RunsStarted"], "Analyzing", None),
+        ([job(analysis, stage="screen")], confirm, ["RunsStarted"], "Analyzing", None),
+        (  # the confirm runs still start, as they would for a study Degraded this way before
+            [job(analysis, stage="screen", condition="Failed", reason="OOM")],
+            confirm,
+            ["RunsStarted", "StudyDegraded"],
+            "Degraded",
+            "AnalysisFailed",
+        ),
+    ]
+    for jobs, creates, events, phase, degraded in cases:
+        states = [job_state(manifest) for manifest in [*ended, *jobs]]
+        done = plan(
+            STUDY,
+            look(store, states),
+            states,
+            resource=Resource(namespace="ml", uid="u-1", status={"phase": "Running"}),
+            settings=SETTINGS,
+            corpus=CORPUS,
+            now=NOW,
+        )
+        assert [created["metadata"]["name"] for created in done.creates] == creates, phase
+        assert [e.reason for e in done.events] == events
+        assert done.status["phase"] == phase
+        condition = next(c for c in done.status["conditions"] if c["type"] == "Degraded")
+        assert condition["reason"] == (degraded or "AsPlanned")
+        if degraded:
+            assert done.status["message"] == f"analysis of stage screen failed ({analysis}): OOM"
+            assert done.sample.failed_analyses == ("screen",)
+
+
+def test_a_key_written_before_and_empty_now_is_removed_by_the_merge_patch(
+    tmp_path: Path,
+) -> None:
+    done = plan(
+        STUDY,
+        look(store_with(tmp_path, {}), []),
+        [],
+        resource=Resource(namespace="ml", status={"reportUri": "s3://old", "unknown": 1}),
+        settings=SETTINGS,
+        corpus=CORPUS,
+        now=NOW,
+    )
+    assert done.status["reportUri"] is None
+    assert "unknown" not in done.status
