@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import socket
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 import yaml
 from agent import NodeAgent
 from apiserver import Running
+from binaries import Tool
 from kopf.testing import KopfRunner
 from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
@@ -198,7 +198,7 @@ def operator(**changes: Any) -> KopfRunner:
     return KopfRunner(["run", "--standalone", "-A"], registry=registry, timeout=60)
 
 
-def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> None:
+def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster, kubectl: Tool) -> None:
     with operator() as running:
         cluster.apply(STUDY)
         status = cluster.wait("tiny", {"Succeeded", "Failed", "Degraded"})
@@ -228,8 +228,8 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster) -> N
     records = [k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]
     assert len(records) == 8
     assert store.exists(keys.report())
-    shown = kubectl(cluster, "get", "sstudy", "-n", NAMESPACE)
-    described = kubectl(cluster, "describe", "sstudy", "tiny", "-n", NAMESPACE)
+    shown = on_the_cluster(kubectl, "get", "sstudy", "-n", NAMESPACE)
+    described = on_the_cluster(kubectl, "describe", "sstudy", "tiny", "-n", NAMESPACE)
     print(f"$ kubectl get sstudy -n {NAMESPACE}\n{shown}")
     print(f"$ kubectl describe sstudy tiny -n {NAMESPACE}\n{described}")
     assert "Phase:" in described and "Succeeded" in described
@@ -291,19 +291,9 @@ def check_metrics(status: dict[str, Any]) -> None:
     assert all("run_id" not in dict(labels) for _, labels in samples)  # bounded cardinality
 
 
-def kubectl(cluster: Cluster, *args: str) -> str:
+def on_the_cluster(kubectl: Tool, *args: str) -> str:
     """The real kubectl (make tools) against the test API server."""
-    binary = ROOT / ".tools" / "kubectl"
-    assert binary.exists(), "kubectl is missing: run `make tools`"
-    done = subprocess.run(
-        [str(binary), "--kubeconfig", os.environ["KUBECONFIG"], *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return kubectl("--kubeconfig", os.environ["KUBECONFIG"], *args).stdout
 
 
 FAILING = STUDY.replace(
