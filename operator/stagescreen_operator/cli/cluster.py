@@ -75,7 +75,7 @@ def analyse(
     from stagescreen.records import stage_counts
     from stagescreen.report import write_report
     from stagescreen.spec import SpecError
-    from stagescreen.status import study_status
+    from stagescreen.status import stage_summary, study_status
     from stagescreen.studyfile import parse_study
     from stagescreen_operator.controller import decide
     from stagescreen_operator.kube.cluster import Cluster, load_config
@@ -104,5 +104,5 @@ def analyse(
     status = study_status(parsed.spec, decision.phase, decision.results, outcomes)
     stage_status = status.stages[stage].model_dump(mode="json", exclude_none=True)
     cluster.patch_status(namespace, study, {"stages": {stage: stage_status}, "reportUri": report})
-    typer.echo(f"stage {stage}: {outcome.summary()}")
+    typer.echo(f"stage {stage}: {stage_summary(outcome)}")
     typer.echo(f"report: {report}")
