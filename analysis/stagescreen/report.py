@@ -8,10 +8,11 @@ cannot disagree. A stage with nothing stored yet is reported as "not run yet", o
 but no outcome as "analysis not run yet", one whose stored outcome does not validate as
 "outcome unreadable" with the reason.
 
-The parts live apart: number formatting in `stagescreen.formatting`,
-the tables of a stage's outcome in `stagescreen.outcome_sections`, the figures in
-`stagescreen.figures`. This module composes them: the study summary (spec, design, stages),
-the answer, one section per stage, and the run manifest as the paper's Table 1.
+The parts live apart: number formatting in `stagescreen.formatting`, the shared tables of a
+stage's outcome in `stagescreen.outcome_sections` and the kind's in its module in
+`stagescreen.kinds`, the figures in `stagescreen.figures` (a kind names those it draws from
+`FIGURES`). This module composes them: the study summary (spec, design, stages), the answer,
+one section per stage, and the run manifest as the paper's Table 1.
 """
 
 from __future__ import annotations
