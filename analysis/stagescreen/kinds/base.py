@@ -7,7 +7,7 @@ budget and wall-clock, the cross-section checks (`crosschecks`) for the stage fi
 and the mistakes it rejects, the power rehearsal (`power`) whether its outcome fits effects,
 the analysis (`analyse.stage_outcome`) for its part of the stage outcome, the report
 (`report`, `outcome_sections`) for its plan's details, its sections and its figures, and the
-status (`status.stage_summary`, `status.deciding_outcome`) whether it retains factors and
+status (`status.stage_summary`, `status.deciding_outcome`) whether it fits effects and
 whether it is a baseline.
 """
 
@@ -40,7 +40,8 @@ class StageResults:
 
 
 class StageKind(abc.ABC):
-    """One kind of stage: how it plans, what it costs, what its spec may say.
+    """One kind of stage: how it plans, what it costs, what its spec may say, what its
+    outcome adds and how its report reads.
 
     Subclasses set the class attributes and implement `plan` and `expected_runs`; every
     other method has the answer most kinds share. Instances hold no state: the same object
@@ -65,16 +66,13 @@ class StageKind(abc.ABC):
     a study's best recipe comes from the programme's stages when they have one."""
 
     fits_effects: bool = False
-    """Its outcome fits factorial effect families (screen, followup): its runs are fixed by
-    the spec alone, so `power` can rehearse it on simulated results."""
+    """Its outcome fits factorial effect families (screen, followup) and names the factors
+    they retain, "none" included, in its status summary; its runs are fixed by the spec
+    alone, so `power` can rehearse it on simulated results."""
 
     needs_complete_sources: bool = False
     """It picks anchors from earlier stages, so it waits until those stages have finished:
     ranking half a stage would pick other anchors than the whole one."""
-
-    retains_factors: bool = False
-    """Its outcome names the factors it retains (screen, followup), so its one-line status
-    summary says which, "none" included."""
 
     in_study_effects: bool = False
     """Its main effects join the study report's main-effects figure (screens of the spec's

@@ -32,7 +32,6 @@ class EffectKind(StageKind):
     """A stage whose outcome fits main effects per budget (and pool) and retains factors."""
 
     fits_effects = True
-    retains_factors = True
     figures = ("effects.png",)
 
     def summarise(self, at: StageResults, out: StageOutcome) -> None:
