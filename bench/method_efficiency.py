@@ -13,10 +13,10 @@ Every method is a small ScreeningStudy over examples/paper.yaml's five factors, 
 - greedy: one-factor-at-a-time climbing at 60 minutes (centre levels allowed, paper 5.4).
 
 Each method is swept over a few sizes. A method's recommendation is the study's answer
-(`outcome.deciding_outcome`), scored by its noise-free mean at the 60-minute horizon:
+(`status.deciding_outcome`), scored by its noise-free mean at the 60-minute horizon:
 correct when no reachable condition is better, regret = its mean minus the winner's. GPU-
 hours are the budgets of the runs it actually made. The staged workflow also names retained
-factors (`analyse.retained_factors` on its screen); baselines estimate no effects, so that
+factors (`retention.retained_factors` on its screen); baselines estimate no effects, so that
 column reads n/a for them.
 
     .venv/bin/python bench/method_efficiency.py [--repetitions 200] [--jobs 2]
@@ -46,7 +46,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from scipy import stats
 
-from stagescreen import analyse, outcome, synthetic
+from stagescreen import analyse, outcome, status, synthetic
 from stagescreen.figures import png_bytes
 from stagescreen.spec import StudySpec
 from stagescreen.studyfile import parse_study
@@ -287,7 +287,7 @@ def run_variant(variant: Variant, repetition: int, model: synthetic.ResponseMode
         stage.name: analyse.stage_outcome(spec, stage, results, variant.method)
         for stage in spec.stages
     }
-    answer = outcome.deciding_outcome(spec, outcomes)
+    answer = status.deciding_outcome(spec, outcomes)
     sign = 1 if spec.metric.goal == "minimize" else -1
     winner = min(sign * model.mean(levels, HORIZON_S) for levels in reachable(spec))
     if answer is None or answer.best is None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stagescreen import analyse, synthetic
+from stagescreen import analyse, retention, synthetic
 from stagescreen import families as fx
 from stagescreen.ranking import rank_conditions, select_anchors
 from stagescreen.spec import Selection
@@ -158,7 +158,7 @@ def test_a_saturated_family_retains_by_lenth_interval_and_bh_q(a: float, kept: l
     families = fx.fit_effects(saturated(effects), "y", list("ABCDEFG"), by="budget_s", lenth=True)
     (family,) = families
     assert family.lenth is not None and abs(family.effect("A").effect) > family.lenth.me
-    assert analyse.retained_factors(families) == kept
+    assert retention.retained_factors(families) == kept
 
 
 def test_lenth_individual_error_rate_is_conservative() -> None:

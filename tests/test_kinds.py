@@ -2,7 +2,9 @@
 
 `Corners` below is a whole toy kind, written as a new kind's module would be: registered in
 the table (here by a fixture), a spec accepts it, the planner plans it and `plan` prices it,
-with no edit to spec.py, the planner or the pricing.
+the analysis adds its own part to the stage outcome and the report reads that part in its
+own section, with no edit to spec.py, the planner, the pricing, the outcome model, the
+analysis or the report.
 """
 
 from __future__ import annotations
@@ -11,15 +13,21 @@ from collections.abc import Iterator, Sequence
 
 import pandas as pd
 import pytest
+from pydantic import BaseModel
 
-from stagescreen import crd
+from stagescreen import crd, synthetic
+from stagescreen.analyse import stage_outcome
 from stagescreen.cost import expected_runs, programme_cost, stage_cost
+from stagescreen.formatting import fmt_budget, fmt_effect
 from stagescreen.ids import condition_name
 from stagescreen.kinds import KINDS, kind_of
-from stagescreen.kinds.base import StageKind
+from stagescreen.kinds.base import Section, StageKind, StageResults
+from stagescreen.outcome import StageOutcome
 from stagescreen.planner import plan_stage
 from stagescreen.plans import StagePlan, expand_runs
+from stagescreen.report import StageData, StudyData, render_report
 from stagescreen.spec import SpecError, Stage, StudySpec
+from stagescreen.status import deciding_outcome
 from stagescreen.studyfile import load_study
 
 # --- the toy kind: what a new kind's module holds ---------------------------------------------
@@ -46,6 +54,27 @@ class Corners(StageKind):
         if len(stage.seeds) < 2:
             return [("seeds", "a corners stage needs two seeds or more to tell its corners apart")]
         return []
+
+    def summarise(self, at: StageResults, out: StageOutcome) -> None:
+        """The all-high corner's mean minus the all-low corner's, at each budget."""
+        means = at.usable.groupby(["budget_s", "condition_id"])[at.spec.metric.name].mean()
+        low, high = (condition_name(dict.fromkeys(at.spec.codes, v), at.spec) for v in (-1, 1))
+        gaps = {int(b): float(means[b, high] - means[b, low]) for b in at.stage.budgets}
+        out.parts[self.name] = CornerGaps(gaps=gaps).model_dump(mode="json")
+
+    def plan_details(self, stage: Stage) -> list[str]:
+        return ["the all-low and the all-high corner"]
+
+    def search_sections(self, outcome: StageOutcome) -> list[Section]:
+        gaps = CornerGaps.model_validate(outcome.parts[self.name]).gaps
+        line = ", ".join(f"{fmt_budget(b)} {fmt_effect(gap)}" for b, gap in gaps.items())
+        return [("Corners", f"All-high minus all-low: {line}.")]
+
+
+class CornerGaps(BaseModel):
+    """The toy kind's part of the outcome, typed by its own module."""
+
+    gaps: dict[int, float]
 
 
 @pytest.fixture
@@ -142,3 +171,50 @@ def test_every_kind_claims_only_stage_fields_and_has_its_table_name() -> None:
     for name, kind in KINDS.items():
         assert kind.name == name
         assert set(kind.fields) <= set(Stage.model_fields), name
+
+
+def test_a_registered_kind_adds_its_part_to_the_outcome_and_its_section_to_the_report(
+    corners: None,
+) -> None:
+    study = load_study(toy_study(TOY))
+    spec = study.spec
+    model = synthetic.ResponseModel(effects={"A": 0.10, "B": -0.05, "C": 0.02})
+    results = synthetic.simulate_stage(spec, "screen", pd.DataFrame(), model)
+    results = synthetic.simulate_stage(spec, "ends", results, model)
+    screen = stage_outcome(spec, spec.stage("screen"), results, "toy")
+    ends = stage_outcome(spec, spec.stage("ends"), results, "toy")
+
+    # Its part, through stage_outcome, computed from the runs it planned.
+    rows = results[results["stage"] == "ends"]
+    means = rows.groupby(["budget_s", "condition_id"])["val_bpb"].mean()
+    expected = {b: means[b, "c08"] - means[b, "c01"] for b in (60, 120)}
+    assert CornerGaps.model_validate(ends.parts["corners"]).gaps == pytest.approx(expected)
+    # planted: A + B + C = +0.07, so the all-high corner scores higher, i.e. worse
+    assert all(gap > 0 for gap in expected.values())
+    assert [best.condition_id for best in ends.best_per_pool] == ["c01"]
+    # Stored and read back as outcome.json holds it; kinds that add no part write no key.
+    assert StageOutcome.model_validate(ends.to_json()).parts == ends.parts
+    assert "parts" in ends.to_json() and "parts" not in screen.to_json()
+    # A baseline answers the study only when nothing else does.
+    assert deciding_outcome(spec, {"screen": screen, "ends": ends}) is screen
+
+    report = render_report(
+        StudyData(
+            study,
+            (
+                StageData(spec.stage("screen"), screen, results[results["stage"] == "screen"]),
+                StageData(spec.stage("ends"), ends, rows),
+            ),
+        )
+    )
+    section = report.files["stages/ends/report.md"].decode()
+    line = ", ".join(f"{fmt_budget(b)} {fmt_effect(gap)}" for b, gap in expected.items())
+    plan = "Kind **corners**; budgets 1m, 2m; seeds 1, 2; the all-low and the all-high corner."
+    assert plan in section
+    assert f"## Corners\n\nAll-high minus all-low: {line}.\n" in section
+    titles = [text for text in section.splitlines() if text.startswith("## ")]
+    assert titles == ["## Runs", "## Ranking", "## Corners", "## Best condition"]
+    assert f"### Corners\n\nAll-high minus all-low: {line}." in report.markdown
+    assert [name for name in report.files if name.startswith("stages/ends/")] == [
+        "stages/ends/report.md"
+    ]

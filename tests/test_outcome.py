@@ -11,7 +11,7 @@ import pytest
 import yaml
 from seaweed import S3Bucket
 
-from stagescreen import analyse, outcome, publish, synthetic
+from stagescreen import analyse, outcome, publish, retention, synthetic
 from stagescreen import families as fx
 from stagescreen.jsonvalues import json_ready
 from stagescreen.manifest import manifest
@@ -199,7 +199,7 @@ def test_retained_factors_hold_at_the_longest_budget(
         )
         for budget, terms in families.items()
     ]
-    assert analyse.retained_factors(fitted) == kept
+    assert retention.retained_factors(fitted) == kept
 
 
 def test_manifest_counts_runs_and_gpu_seconds_per_stage_and_pool(both: pd.DataFrame) -> None:

@@ -1,7 +1,7 @@
 """Power rehearsal: detection, sign errors, coverage and anchor picks over many replicates.
 
 The vectorised fits are checked against the one-replicate path they stand in for
-(`families.fit_effects` and `analyse.retained_factors`), and the rates against what the
+(`families.fit_effects` and `retention.retained_factors`), and the rates against what the
 statistics promise: power near one for a huge effect, near alpha for a null one, 95%
 intervals covering the planted effect about 95% of the time.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stagescreen import analyse, power, synthetic
 from stagescreen import families as fx
+from stagescreen import power, retention, synthetic
 from stagescreen.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,11 +93,11 @@ def test_the_vectorised_fit_is_fit_effects_on_one_replicate(stage: str) -> None:
         detected[family.budget_s] = [
             t
             for j, t in enumerate(family.terms)
-            if (fit.ci_low[j, 0] > 0 or fit.ci_high[j, 0] < 0) and q[j, 0] <= analyse.FDR
+            if (fit.ci_low[j, 0] > 0 or fit.ci_high[j, 0] < 0) and q[j, 0] <= retention.FDR
         ]
     # The detection rule is the retention rule, read at the longest budget.
     longest = max(detected)
-    assert sorted(detected[longest]) == sorted(analyse.retained_factors(families))
+    assert sorted(detected[longest]) == sorted(retention.retained_factors(families))
 
 
 def test_the_saturated_fit_uses_lenth_as_fit_effects_does() -> None:

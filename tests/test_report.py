@@ -21,7 +21,7 @@ import yaml
 from matplotlib.collections import PathCollection
 
 from stagescreen import synthetic
-from stagescreen.analyse import retained_factors, stage_outcome
+from stagescreen.analyse import stage_outcome
 from stagescreen.families import Effect, EffectFamilies, Family, relaxation_table
 from stagescreen.figures import (
     anchor_figure,
@@ -50,6 +50,7 @@ from stagescreen.report import (
     render_report,
     write_report,
 )
+from stagescreen.retention import retained_factors
 from stagescreen.spec import Study
 from stagescreen.store import LocalStore, Store
 from stagescreen.studyfile import load_study, parse_study

@@ -13,7 +13,7 @@ from test_crd import openapi, pruned
 
 from stagescreen import analyse, outcome, synthetic
 from stagescreen.runstatus import RunStatus
-from stagescreen.status import StudyStatus, study_conditions, study_status
+from stagescreen.status import StudyStatus, stage_summary, study_conditions, study_status
 from stagescreen.studyfile import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def test_a_running_study_reports_counts_current_stage_best_and_compute(
     assert (status.runs.succeeded, status.runs.failed, status.runs.ended) == (25, 1, 26)
     assert status.progress == "26/28"
     assert status.stages["screen"].phase == "Succeeded"
-    assert status.stages["screen"].summary == screen.summary()
+    assert status.stages["screen"].summary == stage_summary(screen)
     assert status.stages["confirm"].phase == "Running"
     # The study's best is the last analysed stage's, under the outcome's own names.
     assert screen.best is not None and status.best is not None
@@ -123,4 +123,4 @@ def test_the_outcome_reads_back_from_its_json(both: pd.DataFrame) -> None:
     screen = analyse.stage_outcome(SPEC, SPEC.stage("screen"), both, "quickstart")
     written = screen.to_json()
     assert outcome.StageOutcome.model_validate(written).to_json() == written
-    assert screen.summary().startswith("retained A, B; best ")
+    assert stage_summary(screen).startswith("retained A, B; best ")

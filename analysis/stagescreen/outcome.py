@@ -5,14 +5,14 @@
 effects the stage's kind calls for (paper 4.4), the ranking of its conditions with Student-t
 intervals, cross-seed win counts between its anchors, the best condition per pool, the
 anchors promoted into later stages with the rule that chose each, and the baselines' climbs,
-batches and ladders. Every reader (status, report, command line) takes the validated model;
-outcome.json files of older writers are read through the before-validators here, the one
-place that knows their shapes.
+batches and ladders; a kind registered later adds its own part under `parts`. Every reader
+(status, report, command line) takes the validated model; outcome.json files of older
+writers are read through the before-validators here, the one place that knows their shapes.
+The model knows no kind: what depends on one (a summary line, which stage answers the
+study) is in `stagescreen.status`, which asks the kind.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, computed_field, model_validator
 
@@ -20,7 +20,6 @@ from stagescreen.families import EffectFamilies, Relaxation
 from stagescreen.jsonvalues import JsonFloat, Scalar
 from stagescreen.means import VarianceShare
 from stagescreen.pooled import PooledBudgetFit
-from stagescreen.spec import StudySpec
 
 SCHEMA_VERSION = 1
 
@@ -256,6 +255,10 @@ class StageOutcome(_Record):
     greedy: GreedySummary | None = None
     random: RandomSummary | None = None
     halving: HalvingSummary | None = None
+    parts: dict[str, JsonValue] = Field(default_factory=dict, exclude_if=lambda parts: not parts)
+    """Parts a registered kind adds beyond the typed ones above, by the kind's name; its
+    module in `stagescreen.kinds` writes and reads its own. Left out of outcome.json when
+    empty."""
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -276,30 +279,3 @@ class StageOutcome(_Record):
         """The best on the stage's first pool, the one status and summaries name; written
         to outcome.json beside `best_per_pool` for readers that want one."""
         return self.best_per_pool[0] if self.best_per_pool else None
-
-    def summary(self) -> str:
-        """One line for a status table: retained factors, best, promoted anchors."""
-        parts = []
-        if self.kind in ("screen", "followup"):
-            parts.append("retained " + (", ".join(self.retained) or "none"))
-        if self.best is not None:
-            parts.append(f"best {self.best.condition_id} {self.best.mean:.4f}")
-        promoted = sorted({(p.role or "", p.condition_id) for p in self.promoted})
-        if promoted:
-            parts.append("promoted " + ", ".join(f"{r} {c}".strip() for r, c in promoted))
-        return "; ".join(parts) or "; ".join(self.notes)
-
-
-BASELINE_KINDS = ("random", "greedy", "halving")
-
-
-def deciding_outcome(spec: StudySpec, outcomes: Mapping[str, StageOutcome]) -> StageOutcome | None:
-    """The outcome whose best answers the study: the last analysed stage, in spec order,
-    that has a best. Later stages are chosen from earlier evidence and run longer; baselines
-    (random, greedy, halving) are comparisons, so they answer only when nothing else does.
-    The status, the report and the command line all read the study's best from here."""
-    analysed = [outcomes[s.name] for s in spec.stages if s.name in outcomes]
-    with_best = [o for o in analysed if o.best is not None]
-    preferred = [o for o in with_best if o.kind not in BASELINE_KINDS]
-    chosen = preferred or with_best
-    return chosen[-1] if chosen else None

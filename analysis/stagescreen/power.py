@@ -16,8 +16,8 @@ stage the design matrix is the same in every replicate, so all replicates of a f
 fitted with one least-squares solve on a runs x replicates matrix, and BH q-values come from
 sorting along the term axis. Replicates that lost runs to divergence are grouped by which
 runs they lost, one solve per group. The detection rule is the vectorised equivalent of
-`analyse.retained_factors` applied to every budget: the interval excludes zero and the BH q
-is at most `analyse.FDR`, q computed within the budget across its pools, with Lenth's margin
+`retention.retained_factors` applied to every budget: the interval excludes zero and the BH q
+is at most `retention.FDR`, q computed within the budget across its pools, with Lenth's margin
 as the interval in saturated single-seed fits, as `stage_outcome` fits them. Replicate r
 is deterministic from (seed, r). Pure: no I/O; progress is reported through a callback.
 """
@@ -35,10 +35,10 @@ from scipy import stats
 
 from stagescreen import families as fx
 from stagescreen import synthetic
-from stagescreen.analyse import FDR
 from stagescreen.kinds import kind_of
 from stagescreen.planner import plan_stage
 from stagescreen.plans import PlannedRun, stage_pools
+from stagescreen.retention import FDR
 from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
 

@@ -8,15 +8,16 @@ cannot disagree. A stage with nothing stored yet is reported as "not run yet", o
 but no outcome as "analysis not run yet", one whose stored outcome does not validate as
 "outcome unreadable" with the reason.
 
-The parts live apart: number formatting in `stagescreen.formatting`,
-the tables of a stage's outcome in `stagescreen.outcome_sections`, the figures in
-`stagescreen.figures`. This module composes them: the study summary (spec, design, stages),
-the answer, one section per stage, and the run manifest as the paper's Table 1.
+The parts live apart: number formatting in `stagescreen.formatting`, the shared tables of a
+stage's outcome in `stagescreen.outcome_sections` and the kind's in its module in
+`stagescreen.kinds`, the figures in `stagescreen.figures` (a kind names those it draws from
+`FIGURES`). This module composes them: the study summary (spec, design, stages), the answer,
+one section per stage, and the run manifest as the paper's Table 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -42,16 +43,15 @@ from stagescreen.formatting import (
     md_table,
 )
 from stagescreen.keys import MANIFEST, OUTCOME, REPORT, RESULTS, StudyKeys
+from stagescreen.kinds import kind_of
 from stagescreen.manifest import Manifest
-from stagescreen.outcome import StageOutcome, deciding_outcome
+from stagescreen.outcome import StageOutcome
 from stagescreen.outcome_sections import best_section, outcome_sections
+from stagescreen.status import deciding_outcome
 
 if TYPE_CHECKING:
     from stagescreen.spec import Stage, Study
     from stagescreen.store import Store
-
-EFFECT_KINDS = ("screen", "followup")
-ANCHOR_KINDS = ("confirm", "bridge", "long-horizon")
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,10 +197,7 @@ def _stage_plan(stage: Stage) -> str:
         parts.append(f"pools {', '.join(stage.pools)}")
     if stage.fix:
         parts.append(f"fixed {fmt_levels(stage.fix)}")
-    if stage.kind == "random":
-        parts.append(f"{stage.batches} batches of {stage.draws_per_batch} draws")
-    if stage.kind == "greedy" and stage.max_runs:
-        parts.append(f"at most {stage.max_runs} runs per budget")
+    parts += kind_of(stage).plan_details(stage)
     lines = ["; ".join(parts) + "."]
     if stage.select:
         lines += ["", "Anchors selected by:", "", *_selection_text(stage)]
@@ -223,7 +220,7 @@ def _stage_section(
         n = 0 if data.results is None else len(data.results)
         parts += [f"**Analysis not run yet**: {n} run(s) in `{RESULTS}`, no `{OUTCOME}`.", ""]
     else:
-        for title, body in outcome_sections(outcome, study.spec.metric.goal):
+        for title, body in outcome_sections(kind_of(stage), outcome, study.spec.metric.goal):
             parts += [f"{h}# {title}", "", body, ""]
     if figures:
         parts += [f"{h}# Figures", ""]
@@ -279,7 +276,7 @@ def _manifest_section(manifest: Manifest | None, unreadable: str | None = None) 
 
 def _answer(data: StudyData) -> str:
     """The study's headline: the deciding stage's best on each pool, with its evidence
-    (`outcome.deciding_outcome` decides which stage answers; this only words it)."""
+    (`status.deciding_outcome` decides which stage answers; this only words it)."""
     outcomes = {stage.name: stage.outcome for stage in data.stages if stage.outcome is not None}
     chosen = deciding_outcome(data.study.spec, outcomes)
     if chosen is None:
@@ -291,38 +288,63 @@ def _answer(data: StudyData) -> str:
 # Rendering
 
 
-def _stage_figures(data: StageData, study: Study) -> dict[str, tuple[Figure, str]]:
-    """Figure file name -> (figure, caption) for one stage; only what its data supports."""
+Drawn = tuple[Figure, str] | None
+"""A stage figure with its caption, or None when the stage's data cannot support it."""
+
+
+def _effects(data: StageData, study: Study) -> Drawn:
+    metric = study.spec.metric.name
+    if data.outcome is None:
+        return None
+    figure = effects_figure([(data.name, data.outcome.effects)], metric=metric, study=study)
+    return None if figure is None else (figure, f"Main effects on {metric} by budget ({data.name})")
+
+
+def _variance_shares(data: StageData, study: Study) -> Drawn:
+    metric = study.spec.metric.name
+    figure = variance_figure(data.outcome.variance_shares if data.outcome else None, metric=metric)
+    return None if figure is None else (figure, f"Variance shares of {metric} ({data.name})")
+
+
+def _search(data: StageData, study: Study) -> Drawn:
     metric, goal = study.spec.metric.name, study.spec.metric.goal
-    out: dict[str, tuple[Figure, str]] = {}
-    outcome = data.outcome
-    if data.stage.kind in EFFECT_KINDS and outcome is not None:
-        figure = effects_figure([(data.name, outcome.effects)], metric=metric, study=study)
-        if figure is not None:
-            out["effects.png"] = (figure, f"Main effects on {metric} by budget ({data.name})")
-    figure = variance_figure(outcome.variance_shares if outcome else None, metric=metric)
-    if figure is not None:
-        out["variance-shares.png"] = (figure, f"Variance shares of {metric} ({data.name})")
-    if data.stage.kind in ("random", "greedy"):
-        figure = search_figure(
-            outcome, data.results, seeds=len(data.stage.seeds), metric=metric, goal=goal
-        )
-        if figure is not None:
-            out["search.png"] = (figure, f"Incumbent {metric} against cost ({data.name})")
-    if data.stage.kind in ANCHOR_KINDS:
-        figure = anchor_figure(
-            data.results,
-            outcome.ranking if outcome else None,
-            metric=metric,
-            goal=goal,
-            pools=data.stage.pools,
-            title=f"{metric} per anchor in {data.name}",
-        )
-        if figure is not None:
-            out["anchors.png"] = (
-                figure,
-                f"Anchor seed runs with means and 95% intervals ({data.name})",
-            )
+    figure = search_figure(
+        data.outcome, data.results, seeds=len(data.stage.seeds), metric=metric, goal=goal
+    )
+    return None if figure is None else (figure, f"Incumbent {metric} against cost ({data.name})")
+
+
+def _anchors(data: StageData, study: Study) -> Drawn:
+    metric, goal = study.spec.metric.name, study.spec.metric.goal
+    figure = anchor_figure(
+        data.results,
+        data.outcome.ranking if data.outcome else None,
+        metric=metric,
+        goal=goal,
+        pools=data.stage.pools,
+        title=f"{metric} per anchor in {data.name}",
+    )
+    caption = f"Anchor seed runs with means and 95% intervals ({data.name})"
+    return None if figure is None else (figure, caption)
+
+
+FIGURES: dict[str, Callable[[StageData, Study], Drawn]] = {
+    "effects.png": _effects,
+    "variance-shares.png": _variance_shares,
+    "search.png": _search,
+    "anchors.png": _anchors,
+}
+"""Every stage figure by file name; a kind names those it draws (`StageKind.figures`)."""
+
+
+def _stage_figures(data: StageData, study: Study) -> dict[str, tuple[Figure, str]]:
+    """Figure file name -> (figure, caption) for one stage: those its kind draws, and only
+    what its data supports."""
+    out = {}
+    for name in kind_of(data.stage).figures:
+        drawn = FIGURES[name](data, study)
+        if drawn is not None:
+            out[name] = drawn
     return out
 
 
@@ -364,7 +386,7 @@ def render_report(data: StudyData) -> Report:
     screens = [
         (s.name, s.outcome.effects)
         for s in data.stages
-        if s.stage.kind == "screen" and s.outcome is not None
+        if kind_of(s.stage).in_study_effects and s.outcome is not None
     ]
     main = effects_figure(screens, metric=metric, study=study)
     if main is not None and synthetic:

@@ -16,7 +16,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from stagescreen.outcome import StageOutcome, deciding_outcome
+from stagescreen.kinds import KINDS, kind_of
+from stagescreen.outcome import StageOutcome
 from stagescreen.records import compute_seconds
 from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import StudySpec
@@ -244,6 +245,34 @@ def _stage_status(name: str, status: pd.Series, outcome: StageOutcome | None) ->
     return StageStatus(
         phase=phase,
         runs=runs,
-        summary=outcome.summary() if outcome is not None else None,
+        summary=stage_summary(outcome) if outcome is not None else None,
         best=best,
     )
+
+
+def stage_summary(outcome: StageOutcome) -> str:
+    """One line for a status table: retained factors (for a kind that fits effects), best,
+    promoted anchors; the notes when it has none of these."""
+    parts = []
+    kind = KINDS.get(outcome.kind)
+    if kind is not None and kind.fits_effects:
+        parts.append("retained " + (", ".join(outcome.retained) or "none"))
+    if outcome.best is not None:
+        parts.append(f"best {outcome.best.condition_id} {outcome.best.mean:.4f}")
+    promoted = sorted({(p.role or "", p.condition_id) for p in outcome.promoted})
+    if promoted:
+        parts.append("promoted " + ", ".join(f"{r} {c}".strip() for r, c in promoted))
+    return "; ".join(parts) or "; ".join(outcome.notes)
+
+
+def deciding_outcome(spec: StudySpec, outcomes: Mapping[str, StageOutcome]) -> StageOutcome | None:
+    """The outcome whose best answers the study: the last analysed stage, in spec order,
+    that has a best. Later stages are chosen from earlier evidence and run longer; baselines
+    (random, greedy, halving: `StageKind.baseline`) are comparisons, so they answer only when
+    nothing else does. The status, the report and the command line all read the study's best
+    from here."""
+    analysed = [(s, outcomes[s.name]) for s in spec.stages if s.name in outcomes]
+    with_best = [(s, o) for s, o in analysed if o.best is not None]
+    preferred = [o for s, o in with_best if not kind_of(s).baseline]
+    chosen = preferred or [o for _, o in with_best]
+    return chosen[-1] if chosen else None

@@ -1,10 +1,11 @@
 """Stage kinds as plug-ins: one module per kind, registered in one table.
 
-`KINDS` maps the `kind` a stage declares to the object that plans it, prices it and checks
-its fields (`base.StageKind`). Its order is the order the CRD's enum and the spec's error
-messages list the kinds in. A new kind is one new module here and one entry below; the spec
-accepts any registered name (`crosschecks` checks `kind` against this table, and
-`crd` writes the table's names as the CRD's enum).
+`KINDS` maps the `kind` a stage declares to the object that plans it, prices it, checks
+its fields, summarises its outcome and says how its report reads (`base.StageKind`). Its
+order is the order the CRD's enum and the spec's error messages list the kinds in. A new kind
+is one new module here and one entry below; the spec accepts any registered name
+(`crosschecks` checks `kind` against this table, and `crd` writes the table's names as the
+CRD's enum).
 """
 
 from __future__ import annotations

@@ -2,16 +2,22 @@
 stages, each run at every budget, seed and pool of the stage.
 
 The kinds differ in what the programme means by them (paper 4.6: confirm the screen's best,
-bridge to the centre levels, repeat the anchors at long horizons), not in how they plan.
+bridge to the centre levels, repeat the anchors at long horizons), not in how they plan or
+summarise: win counts between the anchors and, once budgets, conditions and seeds all vary,
+the variance shares of budget and condition (paper 4.4, 5.7).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pandas as pd
 
-from stagescreen.kinds.base import StageKind
+from stagescreen.formatting import fmt_budget, fmt_count, fmt_fixed, fmt_text, md_table
+from stagescreen.kinds.base import Section, StageKind, StageResults
+from stagescreen.means import VarianceShare, variance_shares, win_count
+from stagescreen.outcome import PairWins, StageOutcome
 from stagescreen.plans import Condition, StagePlan, expand_runs
 from stagescreen.ranking import select_anchors, unique_anchors
 from stagescreen.spec import WINNER_RULES, Stage, StudySpec
@@ -22,6 +28,7 @@ class AnchorKind(StageKind):
 
     fields = ("select",)
     needs_complete_sources = True
+    figures = ("variance-shares.png", "anchors.png")
 
     def plan(self, spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:
         anchors = unique_anchors(
@@ -43,3 +50,73 @@ class AnchorKind(StageKind):
         if not stage.select:
             return [("select", f"a {self.name} stage needs at least one selection rule")]
         return []
+
+    def summarise(self, at: StageResults, out: StageOutcome) -> None:
+        """Win counts between every pair of anchors (by role, else condition) within each
+        budget and pool, and the variance shares of budget and condition once both, and the
+        seeds, vary."""
+        metric, usable = at.spec.metric.name, at.usable
+        label = usable["role"].fillna(usable["condition_id"]).astype(str)
+        for (budget, pool), cell in usable.assign(_label=label).groupby(["budget_s", "pool"]):
+            values = {name: group[metric].to_numpy(float) for name, group in cell.groupby("_label")}
+            for left, right in itertools.combinations(sorted(values), 2):
+                count = win_count(
+                    values[left], values[right], lower_is_better=at.spec.metric.goal == "minimize"
+                )
+                out.win_counts.append(
+                    PairWins(
+                        budget_s=int(budget),
+                        pool=str(pool),
+                        left=left,
+                        right=right,
+                        **count.model_dump(),
+                    )
+                )
+        if all(usable[column].nunique() > 1 for column in ("budget_s", "condition_id", "seed")):
+            blocks = ["seed", *(["pool"] if usable["pool"].nunique() > 1 else [])]
+            out.variance_shares = variance_shares(
+                usable, metric, factors=("budget_s", "condition_id"), blocks=blocks
+            )
+
+    def finding_sections(self, outcome: StageOutcome) -> list[Section]:
+        if not outcome.variance_shares:
+            return []
+        return [("Variance shares", _variance_section(outcome.variance_shares))]
+
+    def ranking_sections(self, outcome: StageOutcome, goal: str) -> list[Section]:
+        if not outcome.win_counts:
+            return []
+        return [("Win counts", _win_section(outcome.win_counts, goal))]
+
+
+def _variance_section(shares: Sequence[VarianceShare]) -> str:
+    return md_table(
+        ["term", "df", "sum of squares", "η²"],
+        [
+            [
+                fmt_text(r.term),
+                fmt_fixed(r.df, 0),
+                fmt_fixed(r.sum_sq, 6),
+                fmt_fixed(r.eta_sq, 4),
+            ]
+            for r in shares
+        ],
+    )
+
+
+def _win_section(wins: Sequence[PairWins], goal: str) -> str:
+    better = "<" if goal != "maximize" else ">"
+    rows = [
+        [
+            fmt_budget(entry.budget_s),
+            fmt_text(entry.pool),
+            f"{fmt_text(entry.left)} {better} {fmt_text(entry.right)}",
+            f"{entry.wins}/{entry.total}",
+            fmt_count(entry.ties),
+        ]
+        for entry in wins
+    ]
+    return (
+        md_table(["budget", "pool", "comparison", "wins", "ties"], rows)
+        + "\n\nDescriptive cross-seed pairings (n_left × n_right), not independent trials."
+    )

@@ -4,33 +4,54 @@ and adds one entry to the table in `stagescreen.kinds`.
 The rest of the core asks the kind instead of branching on its name: the planner
 (`planner.plan_stage`) asks it for its runs, the pricing (`cost.stage_cost`) for its runs per
 budget and wall-clock, the cross-section checks (`crosschecks`) for the stage fields it reads
-and the mistakes it rejects, the power rehearsal (`power`) whether its outcome fits effects.
+and the mistakes it rejects, the power rehearsal (`power`) whether its outcome fits effects,
+the analysis (`analyse.stage_outcome`) for its part of the stage outcome, the report
+(`report`, `outcome_sections`) for its plan's details, its sections and its figures, and the
+status (`status.stage_summary`, `status.deciding_outcome`) whether it fits effects and
+whether it is a baseline.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
+from stagescreen.outcome import StageOutcome
 from stagescreen.plans import StagePlan, stage_pools
 from stagescreen.spec import Stage, StudySpec
 
+Section = tuple[str, str]
+"""A titled section of a stage report: (title, markdown)."""
+
+
+@dataclass(frozen=True)
+class StageResults:
+    """What a kind's summariser reads: the stage, every result so far, the stage's rows and
+    those of them that succeeded with a metric value."""
+
+    spec: StudySpec
+    stage: Stage
+    results: pd.DataFrame
+    rows: pd.DataFrame
+    usable: pd.DataFrame
+
 
 class StageKind(abc.ABC):
-    """One kind of stage: how it plans, what it costs, what its spec may say.
+    """One kind of stage: how it plans, what it costs, what its spec may say, what its
+    outcome adds and how its report reads.
 
     Subclasses set the class attributes and implement `plan` and `expected_runs`; every
     other method has the answer most kinds share. Instances hold no state: the same object
     serves every stage of its kind, and every answer is a pure function of its arguments.
 
-    The outcome of a stage and its report section are still summarised by `outcome` and
-    `report`, which branch on the kind's name. They move here as two more methods with the
-    same shape as `plan` (a pure function of the spec, the stage and the results):
-    `summarise(spec, stage, results)` returning the kind's part of the typed stage outcome
-    (e.g. the greedy climbs, the halving rungs), and `report_section(data)` returning the
-    kind's markdown lines. A kind that has no part to add keeps the base class's default.
+    The outcome and the report have a shared part (run counts, ranking, best per pool,
+    anchors, promotions) and the kind's: `summarise` adds the kind's part to the stage
+    outcome (e.g. the greedy climbs, the halving rungs), and the `*_sections` methods,
+    `plan_details` and `figures` say how the stage report reads it. A kind with nothing to
+    add keeps the base class's defaults.
     """
 
     name: str
@@ -45,12 +66,20 @@ class StageKind(abc.ABC):
     a study's best recipe comes from the programme's stages when they have one."""
 
     fits_effects: bool = False
-    """Its outcome fits factorial effect families (screen, followup): its runs are fixed by
-    the spec alone, so `power` can rehearse it on simulated results."""
+    """Its outcome fits factorial effect families (screen, followup) and names the factors
+    they retain, "none" included, in its status summary; its runs are fixed by the spec
+    alone, so `power` can rehearse it on simulated results."""
 
     needs_complete_sources: bool = False
     """It picks anchors from earlier stages, so it waits until those stages have finished:
     ranking half a stage would pick other anchors than the whole one."""
+
+    in_study_effects: bool = False
+    """Its main effects join the study report's main-effects figure (screens of the spec's
+    design; a follow-up holds factors fixed, so its effects are not the screen's)."""
+
+    figures: tuple[str, ...] = ()
+    """The stage report's figures it draws, by file name (`report.FIGURES`), in order."""
 
     @abc.abstractmethod
     def plan(self, spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:
@@ -106,6 +135,29 @@ class StageKind(abc.ABC):
     def effect_orders(self, stage: Stage) -> list[int]:
         """Orders of the effect models its outcome fits (1: main effects, 2: two-factor)."""
         return [1]
+
+    def summarise(self, at: StageResults, out: StageOutcome) -> None:
+        """Add the kind's part to the stage outcome `out`, once the stage has a succeeded
+        run; `stage_outcome` has filled the shared part already. By default, nothing."""
+        return None
+
+    def plan_details(self, stage: Stage) -> list[str]:
+        """Clauses the stage report's plan line adds for this kind, e.g. its batches."""
+        return []
+
+    def finding_sections(self, outcome: StageOutcome) -> list[Section]:
+        """Report sections of what the stage found, read before its ranking (effects,
+        retained factors, variance shares)."""
+        return []
+
+    def ranking_sections(self, outcome: StageOutcome, goal: str) -> list[Section]:
+        """Report sections read right after the ranking (the anchors' win counts)."""
+        return []
+
+    def search_sections(self, outcome: StageOutcome) -> list[Section]:
+        """Report sections read after the anchors and promotions, before the best (a
+        baseline's climbs, batches or ladders)."""
+        return []
 
 
 def pack(durations: Sequence[int], slots: int) -> float:

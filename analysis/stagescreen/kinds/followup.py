@@ -7,9 +7,13 @@ from collections.abc import Sequence
 import pandas as pd
 
 from stagescreen import design as designs
+from stagescreen import families as fx
 from stagescreen.ids import condition_name
-from stagescreen.kinds.base import StageKind
-from stagescreen.plans import StagePlan, expand_runs
+from stagescreen.kinds.base import StageResults
+from stagescreen.kinds.effects import EffectKind, effect_families, free_factors
+from stagescreen.outcome import StageOutcome
+from stagescreen.plans import StagePlan, expand_runs, stage_pools
+from stagescreen.pooled import PooledBudgetFit, pooled_budget_effects
 from stagescreen.spec import Stage, StudySpec
 
 
@@ -19,13 +23,12 @@ def followup_design(spec: StudySpec, stage: Stage) -> designs.Design:
     return designs.full_factorial(free)
 
 
-class Followup(StageKind):
+class Followup(EffectKind):
     """Holds the `fix` factors and runs every combination of the rest; its outcome fits main
-    effects, and with `interactions` the two-factor interactions too."""
+    effects (see `effects`), and with `interactions` the two-factor interactions too."""
 
     name = "followup"
     fields = ("fix", "interactions")
-    fits_effects = True
 
     def plan(self, spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:
         # Follow-up points are named as everywhere else (the screen's id when the point is
@@ -55,3 +58,35 @@ class Followup(StageKind):
 
     def effect_orders(self, stage: Stage) -> list[int]:
         return [1, 2] if stage.interactions else [1]
+
+    def summarise(self, at: StageResults, out: StageOutcome) -> None:
+        """The effects every effect kind fits; with `interactions`, the two-factor model and,
+        over several budgets, the pooled budget-interaction model (paper 5.3)."""
+        super().summarise(at, out)
+        if not at.stage.interactions:
+            return
+        factors = free_factors(at)
+        out.interactions = fx.EffectFamilies(families=tuple(effect_families(at, factors, 2)))
+        if at.usable["budget_s"].nunique() > 1:
+            out.pooled = _pooled(at, factors, out.notes)
+
+
+def _pooled(at: StageResults, factors: Sequence[str], notes: list[str]) -> PooledBudgetFit | None:
+    """The pooled budget-interaction model (paper 5.3) on the stage's first pool, seed as a
+    block when seeds vary; a model the runs cannot support leaves a note instead."""
+    pools = stage_pools(at.spec, at.stage)
+    usable = at.usable
+    if len(pools) > 1:
+        notes.append(f"pooled budget model fitted on {pools[0]} only (hosts differ in level)")
+    try:
+        return pooled_budget_effects(
+            usable[usable["pool"] == pools[0]],
+            at.spec.metric.name,
+            factors,
+            budget="budget_s",
+            order=2,
+            block="seed" if usable["seed"].nunique() > 1 else None,
+        )
+    except fx.EffectsError as error:
+        notes.append(f"pooled budget model: {error}")
+        return None

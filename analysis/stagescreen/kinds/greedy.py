@@ -12,8 +12,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from stagescreen.formatting import (
+    DASH,
+    fmt_budget,
+    fmt_count,
+    fmt_levels,
+    fmt_mean,
+    fmt_text,
+    md_table,
+)
 from stagescreen.ids import condition_name
-from stagescreen.kinds.base import StageKind, pack
+from stagescreen.kinds.base import Section, StageKind, StageResults, pack
+from stagescreen.outcome import GreedyClimb, GreedyStep, GreedySummary, StageOutcome
 from stagescreen.plans import PlannedRun, StagePlan, expand_runs, stage_pools, with_identity_columns
 from stagescreen.ranking import succeeded
 from stagescreen.runstatus import TERMINAL
@@ -166,6 +176,7 @@ class Greedy(StageKind):
     name = "greedy"
     fields = ("max_runs", "start")
     baseline = True
+    figures = ("search.png",)
 
     def plan(self, spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:
         runs: list[PlannedRun] = []
@@ -196,3 +207,63 @@ class Greedy(StageKind):
         if stage.max_runs is None:
             return [("maxRuns", "a greedy stage needs its run limit per budget")]
         return []
+
+    def summarise(self, at: StageResults, out: StageOutcome) -> None:
+        """Each (budget, pool) climb step by step, with its incumbent and whether it stopped."""
+        spec = at.spec
+        climbs = []
+        for (budget, pool), climb in greedy_climbs(spec, at.stage, at.results).items():
+            steps = [
+                GreedyStep(
+                    step=i,
+                    condition_id=condition_name(step.levels, spec),
+                    levels=dict(step.levels),
+                    mean=step.value,
+                    accepted=step.accepted,
+                )
+                for i, step in enumerate(climb.steps, 1)
+            ]
+            accepted = [s for s in steps if s.accepted]
+            climbs.append(
+                GreedyClimb(
+                    budget_s=budget,
+                    pool=pool,
+                    steps=steps,
+                    accepted=max(0, len(accepted) - 1),
+                    best=climb.best,
+                    best_step=accepted[-1].step if accepted else None,
+                    stopped=climb.next_levels is None,
+                )
+            )
+        out.greedy = GreedySummary(climbs=climbs)
+
+    def plan_details(self, stage: Stage) -> list[str]:
+        return [f"at most {stage.max_runs} runs per budget"] if stage.max_runs else []
+
+    def search_sections(self, outcome: StageOutcome) -> list[Section]:
+        if outcome.greedy is None or not outcome.greedy.climbs:
+            return []
+        return [("Greedy climbs", _greedy_section(outcome.greedy))]
+
+
+def _greedy_section(greedy: GreedySummary) -> str:
+    rows = []
+    for climb in greedy.climbs:
+        at_best = next((s for s in climb.steps if s.step == climb.best_step), None)
+        incumbent = (
+            f"`{DASH}` {DASH}"
+            if at_best is None
+            else f"`{fmt_text(at_best.condition_id)}` {fmt_levels(at_best.levels)}"
+        )
+        rows.append(
+            [
+                fmt_budget(climb.budget_s),
+                fmt_text(climb.pool),
+                str(len(climb.steps)),
+                fmt_count(climb.accepted),
+                fmt_mean(climb.best),
+                fmt_count(climb.best_step),
+                incumbent,
+            ]
+        )
+    return md_table(["budget", "pool", "steps", "accepted", "best", "best step", "incumbent"], rows)

@@ -16,8 +16,25 @@ import numpy as np
 import pandas as pd
 
 from stagescreen import design as designs
+from stagescreen.formatting import (
+    DASH,
+    fmt_budget,
+    fmt_count,
+    fmt_levels,
+    fmt_mean,
+    fmt_text,
+    md_table,
+)
 from stagescreen.ids import condition_name
-from stagescreen.kinds.base import StageKind, pack
+from stagescreen.kinds.base import Section, StageKind, StageResults, pack
+from stagescreen.outcome import (
+    HalvingLadder,
+    HalvingRung,
+    HalvingSummary,
+    HalvingWinner,
+    RungConfiguration,
+    StageOutcome,
+)
 from stagescreen.plans import PlannedRun, StagePlan, expand_runs, stage_pools, with_identity_columns
 from stagescreen.ranking import rank_conditions
 from stagescreen.runstatus import TERMINAL
@@ -169,3 +186,68 @@ class Halving(StageKind):
                 )
             )
         return problems
+
+    def summarise(self, at: StageResults, out: StageOutcome) -> None:
+        """Each pool's ladder: per rung its budget, how many configurations ran and those that
+        went on with their means there; the winner is the best of the last rung once it
+        ended."""
+        stage = at.stage
+
+        def entry(of: RungEntry) -> RungConfiguration:
+            return RungConfiguration(
+                condition_id=of.condition_id, levels=dict(of.levels), mean=of.mean
+            )
+
+        ladders = []
+        for pool, ladder in halving_ladders(at.spec, stage, at.rows).items():
+            rungs = [
+                HalvingRung(
+                    budget_s=rung.budget_s,
+                    configurations=len(rung.entries),
+                    complete=rung.complete,
+                    survivors=[entry(e) for e in rung.entries[: rung.survivors] if rung.complete],
+                )
+                for rung in ladder
+            ]
+            last = ladder[-1]
+            top = last.entries[0] if len(ladder) == len(stage.budgets) and last.complete else None
+            winner = (
+                None
+                if top is None or top.mean is None
+                else HalvingWinner(**entry(top).model_dump(), budget_s=last.budget_s)
+            )
+            ladders.append(HalvingLadder(pool=pool, rungs=rungs, winner=winner))
+        out.halving = HalvingSummary(eta=stage.eta, ladders=ladders)
+
+    def search_sections(self, outcome: StageOutcome) -> list[Section]:
+        if outcome.halving is None or not outcome.halving.ladders:
+            return []
+        return [("Successive halving", _halving_section(outcome.halving))]
+
+
+def _halving_section(halving: HalvingSummary) -> str:
+    rows = []
+    winners = []
+    for ladder in halving.ladders:
+        for rung in ladder.rungs:
+            went_on = ", ".join(
+                f"`{fmt_text(s.condition_id)}` {fmt_mean(s.mean)}" for s in rung.survivors
+            )
+            rows.append(
+                [
+                    fmt_budget(rung.budget_s),
+                    fmt_text(ladder.pool),
+                    fmt_count(rung.configurations),
+                    went_on or DASH,
+                ]
+            )
+        winner = ladder.winner
+        if winner is not None:
+            winners.append(
+                f"Winner on {fmt_text(ladder.pool)}: "
+                f"`{fmt_text(winner.condition_id)}` {fmt_levels(winner.levels)}, "
+                f"mean {fmt_mean(winner.mean)} at {fmt_budget(winner.budget_s)}."
+            )
+    header = ["budget", "pool", "configurations", "went on (mean at this budget)"]
+    keep = f"Each rung keeps the best 1/{fmt_count(halving.eta)}, rounded up."
+    return "\n\n".join([md_table(header, rows), " ".join([keep, *winners])])

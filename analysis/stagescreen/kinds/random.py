@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 
 from stagescreen import design as designs
+from stagescreen.formatting import fmt_count, fmt_levels, fmt_mean, fmt_text, md_table
 from stagescreen.ids import condition_name
-from stagescreen.kinds.base import StageKind
+from stagescreen.kinds.base import Section, StageKind, StageResults
+from stagescreen.outcome import RandomBatch, RandomSummary, StageOutcome
 from stagescreen.plans import PlannedRun, StagePlan, expand_runs
 from stagescreen.spec import Stage, StudySpec
 
@@ -42,6 +44,7 @@ class Random(StageKind):
     name = "random"
     fields = ("batches", "draws_per_batch", "draw_seed")
     baseline = True
+    figures = ("search.png",)
 
     def plan(self, spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:
         runs: list[PlannedRun] = []
@@ -61,3 +64,55 @@ class Random(StageKind):
         self, stage: Stage, codes: Sequence[str] | None, screen_runs: int | None
     ) -> int | None:
         return stage.batches * stage.draws_per_batch
+
+    def summarise(self, at: StageResults, out: StageOutcome) -> None:
+        """Each batch's winner and the spread of the batch bests."""
+        spec, usable = at.spec, at.usable
+        metric = spec.metric.name
+        pick = "idxmin" if spec.metric.goal == "minimize" else "idxmax"
+        batches = []
+        for batch, group in usable.groupby("batch", sort=True):
+            winner = group.loc[getattr(group[metric], pick)()]
+            batches.append(
+                RandomBatch(
+                    batch=int(batch),
+                    condition_id=winner["condition_id"],
+                    levels={code: int(winner[code]) for code in spec.codes},
+                    best=float(winner[metric]),
+                )
+            )
+        bests = np.array([b.best for b in batches])
+        out.random = RandomSummary(
+            batches=batches,
+            mean_batch_best=float(bests.mean()),
+            median_batch_best=float(np.median(bests)),
+            min_batch_best=float(bests.min()),
+            max_batch_best=float(bests.max()),
+        )
+
+    def plan_details(self, stage: Stage) -> list[str]:
+        return [f"{stage.batches} batches of {stage.draws_per_batch} draws"]
+
+    def search_sections(self, outcome: StageOutcome) -> list[Section]:
+        if outcome.random is None or not outcome.random.batches:
+            return []
+        return [("Random search", _random_section(outcome.random))]
+
+
+def _random_section(random: RandomSummary) -> str:
+    rows = [
+        [
+            fmt_count(b.batch),
+            f"`{fmt_text(b.condition_id)}`",
+            fmt_levels(b.levels),
+            fmt_mean(b.best),
+        ]
+        for b in random.batches
+    ]
+    summary = (
+        f"Batch best: mean {fmt_mean(random.mean_batch_best)}, "
+        f"median {fmt_mean(random.median_batch_best)}, "
+        f"min {fmt_mean(random.min_batch_best)}, "
+        f"max {fmt_mean(random.max_batch_best)}."
+    )
+    return md_table(["batch", "winner", "levels", "best"], rows) + "\n\n" + summary

@@ -6,16 +6,17 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from stagescreen.kinds.base import StageKind
+from stagescreen.kinds.effects import EffectKind
 from stagescreen.plans import StagePlan, expand_runs
 from stagescreen.spec import Stage, StudySpec
 
 
-class Screen(StageKind):
-    """The fractional (or full) factorial of `spec.design`; its outcome fits main effects."""
+class Screen(EffectKind):
+    """The fractional (or full) factorial of `spec.design`; its outcome fits main effects
+    (see `effects`)."""
 
     name = "screen"
-    fits_effects = True
+    in_study_effects = True
 
     def plan(self, spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:
         screen = spec.build_design()

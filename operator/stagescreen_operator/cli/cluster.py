@@ -81,6 +81,7 @@ def analyse(
     from stagescreen.records import stage_counts
     from stagescreen.report import write_report
     from stagescreen.spec import SpecError
+    from stagescreen.status import stage_summary
     from stagescreen.studyfile import parse_study
     from stagescreen_operator.kube.cluster import Cluster, load_config
     from stagescreen_operator.observe import study_store
@@ -108,5 +109,5 @@ def analyse(
     published = snapshot(store, parsed, records=records).status  # with the stage's outcome
     stage_status = published.stages[stage].model_dump(mode="json", exclude_none=True)
     cluster.patch_status(namespace, study, {"stages": {stage: stage_status}, "reportUri": report})
-    typer.echo(f"stage {stage}: {outcome.summary()}")
+    typer.echo(f"stage {stage}: {stage_summary(outcome)}")
     typer.echo(f"report: {report}")

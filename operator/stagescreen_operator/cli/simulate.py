@@ -371,8 +371,8 @@ def _refuse_study_storage(study: Study, store: Store, out: str) -> None:
 
 
 def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
-    """The study's answer, from the stage that decides it (`outcome.deciding_outcome`)."""
-    from stagescreen.outcome import deciding_outcome
+    """The study's answer, from the stage that decides it (`status.deciding_outcome`)."""
+    from stagescreen.status import deciding_outcome
 
     chosen = deciding_outcome(spec, records)
     if chosen is None or chosen.best is None:
@@ -396,7 +396,9 @@ def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
 
 def _summary(record: StageOutcome) -> str:
     """One line per stage: runs, what it retained, its best condition and what it promoted."""
+    from stagescreen.status import stage_summary
+
     return (
         f"SYNTHETIC {record.stage:<14} {record.kind:<12} {record.runs.succeeded:>4} runs  "
-        + record.summary()
+        + stage_summary(record)
     )

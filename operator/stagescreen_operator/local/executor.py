@@ -35,7 +35,7 @@ from stagescreen.records import failure_record
 from stagescreen.report import write_report
 from stagescreen.runstatus import RunStatus, status_of_exit
 from stagescreen.spec import Study
-from stagescreen.status import StudyStatus
+from stagescreen.status import StudyStatus, stage_summary
 from stagescreen.store import Store
 from stagescreen_operator.controller import AnalyseStage, Decision, StartRun
 from stagescreen_operator.snapshot import Snapshot, snapshot
@@ -177,7 +177,7 @@ class LocalExecutor:
     def analyse(self, action: AnalyseStage, decision: Decision) -> None:
         record = publish_stage(self.store, self.study, action.stage, decision.results)
         self.outcomes[action.stage] = record
-        self.events.say(f"analysed stage {action.stage}: {record.summary()}")
+        self.events.say(f"analysed stage {action.stage}: {stage_summary(record)}")
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> Decision:

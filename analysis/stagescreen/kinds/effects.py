@@ -1,0 +1,186 @@
+"""What screen and followup share: an outcome that fits factorial effects (paper 4.4, 5.1,
+5.3), the factors those effects retain, and the report sections that read them.
+
+The kinds differ in how they plan (the spec's design, or a full factorial over the factors a
+follow-up leaves free) and in that a follow-up with `interactions` adds the two-factor and
+pooled budget models; the effect tables, retention and relaxation with budget read the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from stagescreen import families as fx
+from stagescreen.formatting import (
+    DASH,
+    fmt_budget,
+    fmt_count,
+    fmt_effect,
+    fmt_interval,
+    fmt_p,
+    fmt_text,
+    md_table,
+)
+from stagescreen.jsonvalues import Scalar
+from stagescreen.kinds.base import Section, StageKind, StageResults
+from stagescreen.outcome import StageOutcome
+from stagescreen.plans import stage_pools
+from stagescreen.retention import judged_budget, retained_factors
+
+
+class EffectKind(StageKind):
+    """A stage whose outcome fits main effects per budget (and pool) and retains factors."""
+
+    fits_effects = True
+    figures = ("effects.png",)
+
+    def summarise(self, at: StageResults, out: StageOutcome) -> None:
+        """Main effects per budget, the factors they retain, relaxation with budget."""
+        families = effect_families(at, free_factors(at))
+        out.effects = fx.EffectFamilies(families=tuple(families))
+        out.retained = retained_factors(families)
+        out.retained_at = judged_budget(families)
+        if at.usable["budget_s"].nunique() > 1:
+            out.relaxation = fx.relaxation_table(families, "budget_s")
+
+    def finding_sections(self, outcome: StageOutcome) -> list[Section]:
+        sections: list[Section] = []
+        if outcome.effects is not None and outcome.effects.families:
+            judged = outcome.retained_at
+            sections.append(
+                ("Main effects", _effects_tables(outcome.effects, outcome.retained, judged=judged))
+            )
+            sections.append(("Retained factors", _retained_section(outcome.retained, judged)))
+        if outcome.interactions is not None and outcome.interactions.families:
+            sections.append(
+                ("Two-factor model", _effects_tables(outcome.interactions, (), judged=None))
+            )
+        if outcome.pooled is not None and outcome.pooled.deltas:
+            sections.append(
+                (
+                    "Pooled model: change in each effect against the shortest budget",
+                    _effects_tables(
+                        fx.EffectFamilies(families=outcome.pooled.deltas), (), judged=None
+                    ),
+                )
+            )
+        if outcome.relaxation:
+            sections.append(("Relaxation with budget", _relaxation_section(outcome.relaxation)))
+        return sections
+
+
+def free_factors(at: StageResults) -> list[str]:
+    """The factors the stage varies: every factor it does not `fix`."""
+    return [code for code in at.spec.codes if code not in at.stage.fix]
+
+
+def effect_families(at: StageResults, factors: Sequence[str], order: int = 1) -> list[fx.Family]:
+    """Effects per budget (and pool); BH runs across a budget's pools, so a factor retained on
+    any pool is one claim among all the pools' (per-pool BH let the retained set's FDR reach
+    0.069 with two pools and 0.158 with four)."""
+    spec, stage, rows = at.spec, at.stage, at.usable
+    block = "seed" if len(stage.seeds) > 1 else None
+    groups = ["budget_s", "pool"] if len(stage_pools(spec, stage)) > 1 else ["budget_s"]
+    terms = len(fx.model_terms(factors, order))
+    saturated = block is None and rows.groupby(groups).size().max() <= terms + 1
+    return fx.fit_effects(
+        rows,
+        spec.metric.name,
+        factors,
+        by=groups,
+        block=block,
+        order=order,
+        lenth=saturated,
+        q_across=["pool"] if "pool" in groups else (),
+    )
+
+
+# --- report sections -------------------------------------------------------------------------
+
+
+def _group_label(by: dict[str, Scalar]) -> str:
+    """A family's heading from its grouping: "budget 10m, pool a100", "vs 2m" for a delta."""
+    parts = []
+    for key, value in by.items():
+        if key in ("budget_s", "budget") and not isinstance(value, str):
+            parts.append(f"budget {fmt_budget(value)}")
+        elif key == "reference" and not isinstance(value, str):
+            parts.append(f"vs {fmt_budget(value)}")
+        else:
+            parts.append(f"{key} {fmt_text(value)}")
+    return ", ".join(parts) or "all runs"
+
+
+def _effects_tables(
+    document: fx.EffectFamilies, retained: Sequence[str], *, judged: int | None
+) -> str:
+    """Each family's effects; the `retained` column only in the families retention reads
+    (those at budget `judged`, the longest), so a tick is never shown where no decision was
+    taken."""
+    return "\n\n".join(_family_table(f, retained, judged) for f in document.families)
+
+
+def _family_table(family: fx.Family, retained: Sequence[str], judged: int | None) -> str:
+    header = (
+        f"**{_group_label(family.by)}** (n = {fmt_count(family.n)}, "
+        f"residual df = {fmt_count(family.df_resid)})"
+    )
+    mark = judged is not None and family.budget == judged
+    columns = ["term", "effect", "95% CI", "p", "q"] + (["retained"] if mark else [])
+    rows = []
+    for effect in family.effects:
+        row = [
+            f"`{fmt_text(effect.term)}`",
+            fmt_effect(effect.effect),
+            fmt_interval(effect.ci_low, effect.ci_high),
+            fmt_p(effect.p),
+            fmt_p(effect.q),
+        ]
+        if mark:
+            row.append("✓" if effect.term in retained else "")
+        rows.append(row)
+    block = [header, "", md_table(columns, rows)]
+    if family.missing:
+        block.append(f"\nMissing from this fit: {', '.join(family.missing)}.")
+    if family.excluded:
+        block.append(f"\n{len(family.excluded)} run(s) excluded (failed status or no value).")
+    for note in family.notes:
+        block.append(f"\nNote: {fmt_text(note)}")
+    return "\n".join(block)
+
+
+def _retained_section(retained: Sequence[str], judged: int | None) -> str:
+    at = f" at {fmt_budget(judged)}" if judged is not None else ""
+    rule = f"interval excludes zero and q ≤ 0.05{at}"
+    if not retained:
+        return f"No factor retained: no main effect has its {rule}."
+    return ", ".join(f"`{r}`" for r in retained) + f" ({rule})."
+
+
+def _relaxation_section(rows: Sequence[fx.Relaxation]) -> str:
+    budgets = sorted({r.budget for r in rows if isinstance(r.budget, int | float)})
+    groups: dict[tuple[str, str], dict[float, fx.Relaxation]] = {}
+    for r in rows:
+        if not isinstance(r.budget, int | float):
+            continue
+        group = ", ".join(f"{k} {fmt_text(v)}" for k, v in r.group.items())
+        groups.setdefault((group, r.term), {})[r.budget] = r
+    has_group = any(group for group, _ in groups)
+    header = (["group"] if has_group else []) + ["term"] + [fmt_budget(b) for b in budgets]
+    table = []
+    for (group, term), cells in groups.items():
+        row = ([group or DASH] if has_group else []) + [f"`{term}`"]
+        for budget in budgets:
+            cell = cells.get(budget)
+            if cell is None:
+                row.append(DASH)
+                continue
+            suffix = "" if cell.ratio is None else f" (×{cell.ratio:.2f})"
+            row.append(fmt_effect(cell.effect) + suffix)
+        table.append(row)
+    return (
+        "Effect at each budget and its ratio to the effect at the shortest budget:\n\n"
+        + md_table(header, table)
+        + "\n\nA ratio is given only for an effect whose interval at the shortest budget "
+        "excludes zero."
+    )
