@@ -41,7 +41,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from stagescreen.jsonvalues import json_number
-from stagescreen.runstatus import succeeded as run_succeeded
+from stagescreen_contract.status import reads_succeeded
 
 _TOL = 1e-9
 
@@ -291,7 +291,7 @@ def _exclusion_reasons(data: pd.DataFrame, response: str, required: Sequence[str
     """Per row, why it cannot enter a fit ("" when it can): failed status or missing values."""
     reasons = pd.Series("", index=data.index, dtype=object)
     if "status" in data.columns:
-        bad = ~run_succeeded(data["status"])
+        bad = ~data["status"].map(reads_succeeded).astype(bool)
         reasons[bad] = "status=" + data.loc[bad, "status"].astype(str)
         reasons[bad & data["status"].isna()] = "status is missing"
     for column in (response, *required):

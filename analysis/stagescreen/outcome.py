@@ -22,8 +22,8 @@ from stagescreen import effects as fx
 from stagescreen import stages as planning
 from stagescreen.jsonvalues import json_number
 from stagescreen.records import compute_seconds
-from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
+from stagescreen_contract.status import RunStatus
 
 SCHEMA_VERSION = 1
 FDR = 0.05

@@ -37,8 +37,8 @@ from stagescreen import effects as fx
 from stagescreen import stages as planning
 from stagescreen import synthetic
 from stagescreen.outcome import FDR
-from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
+from stagescreen_contract.status import RunStatus
 
 FITTED_KINDS = ("screen", "followup")
 """Stage kinds whose runs are fixed by the spec alone, so every replicate runs the same."""

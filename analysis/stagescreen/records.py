@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.stages import PlannedRun
+from stagescreen_contract.status import TERMINAL, RunStatus
 
 
 @dataclass(frozen=True)

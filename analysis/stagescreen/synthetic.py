@@ -25,8 +25,8 @@ import pandas as pd
 from scipy import stats
 
 from stagescreen import stages as planning
-from stagescreen.runstatus import RunStatus
 from stagescreen.spec import StudySpec, parse_duration
+from stagescreen_contract.status import RunStatus
 
 
 @dataclass(frozen=True)

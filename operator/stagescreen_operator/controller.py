@@ -31,9 +31,9 @@ import pandas as pd
 
 from stagescreen import stages as planning
 from stagescreen.records import compute_seconds, results_table
-from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import StudySpec
 from stagescreen.status import Phase
+from stagescreen_contract.status import TERMINAL, RunStatus
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from stagescreen.environment import run_environment, run_folder
-from stagescreen.runstatus import EXIT_BAD_CONFIG, EXIT_DIVERGED
 from stagescreen.spec import API_VERSION, KIND, Pool, Study
 from stagescreen.stages import RUN_OVERHEAD_S, PlannedRun
+from stagescreen_contract.status import EXIT_BAD_CONFIG, EXIT_DIVERGED
 
 GROUP = API_VERSION.split("/")[0]
 NAME_LIMIT = 63  # a DNS-1123 label: Job names become pod labels (batch.kubernetes.io/job-name)

@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import StudySpec
 from stagescreen.status import Phase, StudyStatus
+from stagescreen_contract.status import TERMINAL, RunStatus
 
 PHASES: tuple[Phase, ...] = ("Pending", "Running", "Analyzing", "Succeeded", "Degraded", "Failed")
 STUDY = ("namespace", "study")

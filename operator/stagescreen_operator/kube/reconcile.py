@@ -24,7 +24,6 @@ from typing import Any
 from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.publish import publish_spec, read_outcomes
 from stagescreen.records import failure_record
-from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Pool, Study
 from stagescreen.stages import RUN_OVERHEAD_S
 from stagescreen.status import (
@@ -35,6 +34,7 @@ from stagescreen.status import (
     study_status,
 )
 from stagescreen.store import Store
+from stagescreen_contract.status import RunStatus
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 from stagescreen_operator.corpus import corpus_uris
 from stagescreen_operator.kube import metrics

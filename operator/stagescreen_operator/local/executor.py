@@ -32,11 +32,11 @@ from stagescreen.outcome import StageOutcome
 from stagescreen.publish import publish_spec, publish_stage, read_outcomes
 from stagescreen.records import failure_record
 from stagescreen.report import write_report
-from stagescreen.runstatus import RunStatus, status_of_exit
 from stagescreen.spec import Study
 from stagescreen.stages import PlannedRun
 from stagescreen.status import StudyStatus, study_status
 from stagescreen.store import Store
+from stagescreen_contract.status import RunStatus, status_of_exit
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 from stagescreen_operator.observe import observe_store
 
