@@ -49,7 +49,7 @@ class RunRecord(BaseModel):
     pool: str = ""
     # --- how it ended ---
     status: RunStatus
-    reason: str = ""
+    reason: str | None = None  # why it failed or diverged; "" for a success
     warnings: list[str] = Field(default_factory=list)
     # --- the metric and the training it took ---
     val_bpb: float | None = None
@@ -96,7 +96,7 @@ class RunRecord(BaseModel):
     def _older_records(cls, data: Any) -> Any:
         """Records written before this model, read as they were meant: non-finite numbers
         (an older trainer's NaN) are None, a status is read lower-case without spaces, and a
-        missing reason or pool is empty."""
+        null where this model has a default (steps, tokens, pool, ...) is that default."""
         if not isinstance(data, dict):
             return data
         read = {
@@ -106,10 +106,11 @@ class RunRecord(BaseModel):
         status = read.get("status")
         if isinstance(status, str):
             read["status"] = status.strip().lower()
-        for key in ("reason", "pool"):
-            if read.get(key) is None:
-                read.pop(key, None)
-        return read
+        return {
+            key: value
+            for key, value in read.items()
+            if value is not None or key not in cls.model_fields or _nullable(key)
+        }
 
     def number(self, name: str) -> float | None:
         """A numeric field, or a recorded extra, by name (a study's metric names one)."""
@@ -117,3 +118,8 @@ class RunRecord(BaseModel):
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         return float(value)
+
+
+def _nullable(name: str) -> bool:
+    """Whether a RunRecord field's default is None (so a null reads as itself)."""
+    return RunRecord.model_fields[name].default is None

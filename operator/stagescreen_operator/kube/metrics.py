@@ -18,6 +18,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from stagescreen.spec import StudySpec
 from stagescreen.status import Phase, StudyStatus
+from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import TERMINAL, RunStatus
 
 PHASES: tuple[Phase, ...] = ("Pending", "Running", "Analyzing", "Succeeded", "Degraded", "Failed")
@@ -84,7 +85,7 @@ def record_study(
     spec: StudySpec,
     status: StudyStatus,
     results: pd.DataFrame,
-    records: Mapping[str, Mapping[str, Any]],
+    records: Mapping[str, RunRecord],
     new: Iterable[str],
     pending_by_pool: Mapping[str, int],
     longest_running_s: float,
@@ -94,8 +95,8 @@ def record_study(
     """Set every metric of one study from one reconcile's observations."""
     labels = {"namespace": namespace, "study": study}
     for record in (records[run_id] for run_id in new):
-        if record.get("status") in {str(s) for s in TERMINAL} and record.get("wall_s"):
-            RUN_SECONDS.labels(pool=str(record.get("pool"))).observe(float(record["wall_s"]))
+        if record.status in TERMINAL and record.wall_s:
+            RUN_SECONDS.labels(pool=record.pool).observe(record.wall_s)
     if not results.empty:
         counts = results.groupby(["stage", "pool", "status"]).size()
         for stage in spec.stages:
@@ -123,9 +124,7 @@ def record_study(
     failed = set(failed_analyses)
     for stage in spec.stages:
         _set(ANALYSIS_FAILED, 1 if stage.name in failed else 0, **labels, stage=stage.name)
-    ended = [
-        pd.Timestamp(r["finished_at"]).timestamp() for r in records.values() if r.get("finished_at")
-    ]
+    ended = [pd.Timestamp(r.finished_at).timestamp() for r in records.values() if r.finished_at]
     if ended:
         _set(LAST_PROGRESS, max(ended), **labels)
     LAST_RECONCILE.set(time.time())

@@ -34,6 +34,7 @@ from stagescreen.status import (
     study_status,
 )
 from stagescreen.store import Store
+from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import RunStatus
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 from stagescreen_operator.corpus import corpus_uris
@@ -117,7 +118,7 @@ def reconcile(
     now: datetime,
     announce: Announce,
     settings: Settings,
-    records: dict[str, dict[str, Any]] | None = None,
+    records: dict[str, RunRecord] | None = None,
 ) -> dict[str, Any]:
     """Observe, decide and act once; the status to merge-patch onto the study; its pools are
     completed from the cluster's (`Settings.pools`) before anything is built.
@@ -232,7 +233,7 @@ def _pending(jobs: list[JobState], decision: Decision) -> dict[str, int]:
 def _record_lost_runs(
     study: Study,
     runs: Mapping[str, JobState],
-    records: Mapping[str, Any],
+    records: Mapping[str, RunRecord],
     decision: Decision,
     store: Store,
     now: datetime,
@@ -250,7 +251,7 @@ def _record_lost_runs(
         wall = _seconds_since(job.started, now)
         store.put_json(
             StudyKeys(study.metadata.name).run(run_id, RESULT),
-            failure_record(study.metadata.name, run, reason, wall),
+            failure_record(study.metadata.name, run, reason, wall).model_dump(mode="json"),
         )
         announce("Warning", "RunFailed", f"run {run_id} failed: {reason}")
         wrote.add(run_id)
@@ -260,7 +261,7 @@ def _record_lost_runs(
 def _announce_ended(
     namespace: str,
     runs: Mapping[str, JobState],
-    records: Mapping[str, Mapping[str, Any]],
+    records: Mapping[str, RunRecord],
     cluster: Cluster,
     announce: Announce,
     skip: set[str],
@@ -271,10 +272,10 @@ def _announce_ended(
         record = records.get(run_id)
         if job.state == "active" or job.announced or record is None or run_id in skip:
             continue
-        status = record.get("status")
+        status = record.status
         if status in (RunStatus.DIVERGED, RunStatus.FAILED):
             reason = "RunDiverged" if status == RunStatus.DIVERGED else "RunFailed"
-            announce("Warning", reason, f"run {run_id} {status}: {record.get('reason')}")
+            announce("Warning", reason, f"run {run_id} {status}: {record.reason}")
             cluster.annotate_job(namespace, job.name, {ANNOUNCED: "true"})
 
 
@@ -309,14 +310,17 @@ def _analyse(
 
 
 def _stalled(
-    decision: Decision, runs: Mapping[str, JobState], records: Mapping[str, Any], now: datetime
+    decision: Decision,
+    runs: Mapping[str, JobState],
+    records: Mapping[str, RunRecord],
+    now: datetime,
 ) -> str | None:
     """Why the study looks stalled: runs are active but none has ended for longer than the
     longest of their budgets plus overhead and margin."""
     active = [job for job in runs.values() if job.state == "active"]
     if not active:
         return None
-    finished = [r.get("finished_at") for r in records.values() if r.get("finished_at")]
+    finished = [r.finished_at for r in records.values() if r.finished_at]
     starts = [job.started for job in active if job.started]
     last = max(finished) if finished else (min(starts) if starts else None)
     if last is None:
