@@ -36,6 +36,7 @@ from stagescreen.status import (
 from stagescreen.store import Store
 from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import RunStatus
+from stagescreen_contract.variables import CORPUS_VOCAB
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 from stagescreen_operator.corpus import corpus_uris
 from stagescreen_operator.kube import metrics
@@ -57,7 +58,7 @@ class Settings:
 
     analysis_image: str = "stagescreen-operator:dev"
     analysis_service_account: str = "stagescreen-analysis"
-    vocab: int = 1024  # of the prepared corpus, when a spec names none
+    vocab: int = CORPUS_VOCAB  # of the prepared corpus, when a spec names none
     pools: tuple[Pool, ...] = ()  # the cluster's pools (chart value `pools`)
 
 
