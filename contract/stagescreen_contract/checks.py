@@ -4,7 +4,8 @@ such as DEPHT would otherwise train the default depth in every run, and a TOTAL_
 that is not a multiple of DEVICE_BATCH_SIZE x SEQ_LEN would fail each run minutes after it
 was scheduled).
 
-Every message starts `NAME=value:` and says what would be accepted.
+A value of the wrong type is said as `NAME takes an integer (got ...)`; every other message
+starts `NAME=value:` and says what would be accepted.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ SCHEMA_VERSION = 1
 class ResumedFrom(BaseModel):
     """The checkpoint a run continued from, after an interruption."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     uri: str
     step: int
@@ -31,9 +31,11 @@ class ResumedFrom(BaseModel):
 
 
 class RunRecord(BaseModel):
-    """One run's `result.json`. Unknown fields are kept (a newer trainer may record more)."""
+    """One run's `result.json`. Unknown fields are kept (a newer trainer may record more).
+    Its validator is built on first use, not at import: the trainer imports this before its
+    SIGTERM handler is installed and needs it only when the run ends."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
     # --- identity, passed through from the run's environment ---

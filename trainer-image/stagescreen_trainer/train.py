@@ -47,10 +47,10 @@ from stagescreen_contract.status import (
     EXIT_OK,
     RunStatus,
 )
+from stagescreen_contract.variables import VARIABLES
 from stagescreen_trainer import __version__
 from stagescreen_trainer.checkpoint import load_checkpoint, save_checkpoint
 from stagescreen_trainer.config import (
-    VARIABLES,
     ConfigError,
     TrainConfig,
     build_parser,
