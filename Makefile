@@ -67,7 +67,7 @@ pytest: install tools
 	$(BIN)/pytest -q
 
 # Every file generated from the models: the CRD and the chart's copy, docs/spec.md, the chart's
-# pools schema (a test fails while any is stale).
+# pools schema, the trainer's variable table in docs/trainer.md (a test fails if any is stale).
 generate: install
 	$(BIN)/python -m stagescreen.generated
 

@@ -72,6 +72,7 @@ def test_make_generate_writes_every_generated_file() -> None:
         "charts/stagescreen/crds/screeningstudy.yaml",
         "docs/spec.md",
         "charts/stagescreen/values.schema.json",
+        "docs/trainer.md",
     }
 
 

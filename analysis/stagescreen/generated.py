@@ -6,8 +6,9 @@ writes them all.
 The spec models (stagescreen.spec) are the one text of every field; from them come the CRD
 (`crds/`, and the chart's copy, which Helm installs), the field reference `docs/spec.md`, and
 the `pools` part of the chart's values schema (the cluster's pools are `Pool`s, read by the
-operator with the same model). A test compares each file to what `generated` returns, so none
-can go stale unnoticed.
+operator with the same model). The trainer's variables (stagescreen_contract) give the table
+of docs/trainer.md. A test compares each file to what `generated` returns, so none can go
+stale unnoticed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from typing import Any
 
 from stagescreen.crd import crd_yaml, markdown_reference
 from stagescreen.spec import Pool
+from stagescreen_contract.variables import VARIABLES
 
 VALUES_SCHEMA = "charts/stagescreen/values.schema.json"
+TRAINER_PAGE = "docs/trainer.md"
+TABLE_HEADER = "| variable | default | meaning |\n|---|---|---|\n"
 SKIPPED = ("$defs", "title")  # pydantic's, not the schema's
 
 
@@ -54,6 +58,24 @@ def values_schema(committed: str) -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
+def variables_table() -> str:
+    """The trainer's variables as docs/trainer.md lists them: name, default, meaning."""
+    rows = [
+        f"| `{name}` | `{variable.default!r}` | {variable.metadata['help']} |\n"
+        for name, variable in VARIABLES.items()
+    ]
+    return TABLE_HEADER + "".join(rows)
+
+
+def trainer_page(committed: str) -> str:
+    """docs/trainer.md with its table of variables generated; the prose is written by hand."""
+    start = committed.index(TABLE_HEADER)
+    end = start + len(TABLE_HEADER)
+    while committed.startswith("| `", end):
+        end = committed.index("\n", end) + 1
+    return committed[:start] + variables_table() + committed[end:]
+
+
 def generated(root: Path) -> dict[str, str]:
     """Each generated file's path under `root` and the text it must hold."""
     crd = crd_yaml()
@@ -62,6 +84,7 @@ def generated(root: Path) -> dict[str, str]:
         "charts/stagescreen/crds/screeningstudy.yaml": crd,
         "docs/spec.md": markdown_reference(),
         VALUES_SCHEMA: values_schema((root / VALUES_SCHEMA).read_text()),
+        TRAINER_PAGE: trainer_page((root / TRAINER_PAGE).read_text()),
     }
 
 
