@@ -11,6 +11,7 @@ import yaml
 from stagescreen.spec import SpecError
 from stagescreen.studyfile import parse_study
 from stagescreen_contract.checks import CROSS_CHECKS, defaults
+from stagescreen_contract.status import RunStatus, reads_succeeded, status_of_exit
 from stagescreen_contract.variables import VARIABLES
 
 STUDY = """
@@ -158,3 +159,35 @@ def test_the_warmup_limit_is_said_as_the_check_reads_it() -> None:
 def test_every_cross_check_blames_a_variable_a_study_can_set() -> None:
     for check in CROSS_CHECKS:
         assert VARIABLES[check.blames].metadata["kind"] == "hyper", check.name
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (0, RunStatus.SUCCEEDED),
+        (2, RunStatus.FAILED),  # bad configuration: recorded as failed by the trainer
+        (3, RunStatus.DIVERGED),
+        (4, RunStatus.FAILED),
+        (75, RunStatus.INTERRUPTED),  # checkpointed on SIGTERM: started again, it resumes
+        (-9, RunStatus.FAILED),  # killed before it could write a record
+        (1, RunStatus.FAILED),
+    ],
+)
+def test_how_a_trainer_exit_code_reads(code: int, status: RunStatus) -> None:
+    assert status_of_exit(code) == status
+
+
+@pytest.mark.parametrize(
+    ("value", "succeeded"),
+    [
+        ("succeeded", True),
+        (" Succeeded ", True),  # results tables also come from users' CSV files
+        (RunStatus.SUCCEEDED, True),
+        ("failed", False),
+        (None, False),  # no record
+        (float("nan"), False),
+        (1, False),
+    ],
+)
+def test_what_reads_succeeded(value: object, succeeded: bool) -> None:
+    assert reads_succeeded(value) is succeeded
