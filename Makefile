@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .tools
 
-.PHONY: install tools demo demo-synthetic test test-fast lint typecheck pytest crds images bench bench-trainer clean
+.PHONY: install tools demo demo-synthetic test test-fast lint typecheck pytest generate images bench bench-trainer clean
 
 install: $(STAMP)
 
@@ -71,10 +71,10 @@ pytest: install tools
 test-fast: install
 	$(BIN)/pytest -q -m "not integration and not slow"
 
-crds: install
-	$(BIN)/python -m stagescreen.crd > crds/screeningstudy.yaml
-	$(BIN)/python -m stagescreen.crd --markdown > docs/spec.md
-	$(BIN)/python -m stagescreen_trainer.contract > analysis/stagescreen/trainer_contract.json
+# Every file generated from the models: the CRD and the chart's copy, docs/spec.md, the chart's
+# pools schema, the trainer's variable table in docs/trainer.md (a test fails if any is stale).
+generate: install
+	$(BIN)/python -m stagescreen.generated
 
 # The two images: the trainer (every training Job) and the operator (operator, analysis Jobs).
 images:

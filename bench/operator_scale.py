@@ -38,6 +38,8 @@ from kubernetes import client, config  # noqa: E402
 from seaweed import S3Endpoint, run_seaweedfs  # noqa: E402
 
 from stagescreen.store import open_store  # noqa: E402
+from stagescreen_contract.record import RunRecord  # noqa: E402
+from stagescreen_contract.status import RunStatus  # noqa: E402
 
 GROUP, VERSION, PLURAL, NAMESPACE = "stagescreen.dev", "v1alpha1", "screeningstudies", "ml"
 NODE = "stagescreen-bench-node"
@@ -108,22 +110,21 @@ class InstantNode:
         if container["name"] == "trainer":
             levels = json.loads(env["CODED_LEVELS"])
             value = 3.0 + 0.1 * levels["A"] - 0.05 * levels["B"] + random.gauss(0, 0.01)
-            record = {
-                "schema_version": 1,
-                "study": env["STUDY"],
-                "stage": env["STAGE"],
-                "run_id": env["RUN_ID"],
-                "condition_id": env["CONDITION_ID"],
-                "coded_levels": levels,
-                "budget_s": float(env["TIME_BUDGET"]),
-                "seed": int(env["RUN_SEED"]),
-                "pool": env["POOL"],
-                "status": "succeeded",
-                "val_bpb": value,
-                "wall_s": float(env["TIME_BUDGET"]) + 5,
-            }
+            record = RunRecord(
+                study=env["STUDY"],
+                stage=env["STAGE"],
+                run_id=env["RUN_ID"],
+                condition_id=env["CONDITION_ID"],
+                coded_levels=levels,
+                budget_s=float(env["TIME_BUDGET"]),
+                seed=int(env["RUN_SEED"]),
+                pool=env["POOL"],
+                status=RunStatus.SUCCEEDED,
+                val_bpb=value,
+                wall_s=float(env["TIME_BUDGET"]) + 5,
+            )
             key = env["RESULT_URI"].split("/", 3)[3] + "/result.json"
-            self.store.put_json(key, record)
+            self.store.put_json(key, record.model_dump(mode="json"))
         else:
             command = [str(Path(sys.executable).parent / "stagescreen"), *container["args"]]
             subprocess.run(command, env={**os.environ, **self.env}, check=True, capture_output=True)

@@ -14,6 +14,7 @@ from stagescreen import synthetic
 from stagescreen.cost import expected_runs
 from stagescreen.spec import StudySpec
 from stagescreen.studyfile import load_study, parse_study
+from stagescreen_contract.record import RunRecord
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +27,15 @@ def with_limits(spec: StudySpec, **limits: Any) -> StudySpec:
     return spec.model_copy(update={"limits": spec.limits.model_copy(update=limits)})
 
 
-def records_for(runs: list[Any], spec: StudySpec, status: str = "succeeded") -> dict[str, Any]:
-    """Synthetic result.json records for planned runs."""
+def records_for(
+    runs: list[Any], spec: StudySpec, status: str = "succeeded"
+) -> dict[str, RunRecord]:
+    """Synthetic result.json records for planned runs, read as the executors read them."""
     model = synthetic.ResponseModel(effects=synthetic.default_effects(spec), seed_sd=0.0)
     frame = synthetic.simulate_runs(runs, model, spec.metric.name)
     out = {}
     for row in frame.to_dict("records"):
-        out[row["run_id"]] = {**row, "status": status}
+        out[row["run_id"]] = RunRecord.model_validate({**row, "status": status})
     return out
 
 

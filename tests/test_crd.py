@@ -3,6 +3,7 @@ would accept the schema: structural, described, and without keywords it does not
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from stagescreen.crd import crd, crd_yaml, markdown_reference
+from stagescreen.crd import crd, crd_yaml
+from stagescreen.generated import generated, pools_schema
+from stagescreen.spec import Pool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,14 +57,32 @@ def nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str,
         yield from nodes(node["additionalProperties"], f"{path}{{}}")
 
 
-def test_checked_in_crd_is_fresh() -> None:
-    checked_in = (ROOT / "crds" / "screeningstudy.yaml").read_text()
-    assert checked_in == crd_yaml(), "crds/screeningstudy.yaml is stale: run `make crds`"
+@pytest.mark.parametrize("path", sorted(generated(ROOT)))
+def test_every_generated_file_is_fresh(path: str) -> None:
+    """The CRD, the chart's copy of it, docs/spec.md and the chart's pools schema are what
+    `make generate` writes from the models today."""
+    assert (ROOT / path).read_text() == generated(ROOT)[path], f"{path} is stale: make generate"
 
 
-def test_checked_in_field_reference_is_fresh() -> None:
-    checked_in = (ROOT / "docs" / "spec.md").read_text()
-    assert checked_in == markdown_reference(), "docs/spec.md is stale: run `make crds`"
+def test_make_generate_writes_every_generated_file() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "\ngenerate: install\n\t$(BIN)/python -m stagescreen.generated\n" in makefile
+    assert set(generated(ROOT)) >= {
+        "crds/screeningstudy.yaml",
+        "charts/stagescreen/crds/screeningstudy.yaml",
+        "docs/spec.md",
+        "charts/stagescreen/values.schema.json",
+        "docs/trainer.md",
+    }
+
+
+def test_the_chart_takes_cluster_pools_as_the_operator_reads_them() -> None:
+    """The values schema's pools part is the Pool model's schema: what the operator parses."""
+    schema = json.loads((ROOT / "charts" / "stagescreen" / "values.schema.json").read_text())
+    assert schema["properties"]["pools"] == pools_schema()
+    assert set(schema["properties"]["pools"]["items"]["properties"]) == {
+        field.alias or name for name, field in Pool.model_fields.items()
+    }
 
 
 def test_every_property_has_a_description() -> None:

@@ -447,7 +447,8 @@ def test_unknown_columns_are_named_with_what_exists() -> None:
 
 
 def test_a_row_without_a_status_has_no_record_and_is_left_out() -> None:
-    """One definition of succeeded (runstatus.succeeded) for the effects and the planner."""
+    """One definition of succeeded (stagescreen_contract.status.reads_succeeded) for the
+    effects and the planner."""
     data = pd.DataFrame(
         {
             "A": [-1, 1, -1, 1, -1, 1],

@@ -127,8 +127,8 @@ def test_a_run_whose_job_failed_without_a_record_gets_a_failed_record(tmp_path: 
     lost = lost_runs("quickstart", look(store, jobs), jobs, NOW)
     assert [run.run_id for run in lost] == [SCREEN[0]]
     reason = "Job j1 ended without a run record: BackoffLimitExceeded"
-    assert lost[0].record["status"] == "failed" and lost[0].record["reason"] == reason
-    assert lost[0].record["wall_s"] == pytest.approx(240.0)
+    assert lost[0].record.status == "failed" and lost[0].record.reason == reason
+    assert lost[0].record.wall_s == pytest.approx(240.0)
     assert lost[0].event == Event("Warning", "RunFailed", f"run {SCREEN[0]} failed: {reason}")
 
 

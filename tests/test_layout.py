@@ -1,9 +1,11 @@
 """The import rules of docs/architecture.md: the core stays free of controller, cluster and
-torch code; the controller stays pure."""
+torch code; the controller stays pure; the trainer and the core share only the contract, which
+depends on nothing but pydantic."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +40,18 @@ def test_core_imports_no_controller_cluster_or_torch() -> None:
     assert {name: found[name] for name in FORBIDDEN_IN_CORE & found.keys()} == {}
 
 
-def test_trainer_imports_nothing_of_ours() -> None:
+def test_trainer_imports_nothing_of_ours_but_the_contract() -> None:
     found = imported_roots(ROOT / "trainer-image" / "stagescreen_trainer")
     assert {"stagescreen", "stagescreen_operator"} & found.keys() == set()
+    assert "stagescreen_contract" in found
+
+
+def test_the_contract_imports_only_the_standard_library_and_pydantic() -> None:
+    """Both images install it: it must not pull in the core, the trainer or their stacks."""
+    found = imported_roots(ROOT / "contract" / "stagescreen_contract")
+    ours = {"stagescreen_contract", "__future__"}
+    outside = set(found) - ours - set(sys.stdlib_module_names) - {"pydantic"}
+    assert outside == set(), {name: found[name] for name in outside}
 
 
 def test_the_controller_is_pure() -> None:

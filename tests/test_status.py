@@ -12,9 +12,9 @@ import yaml
 from test_crd import openapi, pruned
 
 from stagescreen import analyse, outcome, synthetic
-from stagescreen.runstatus import RunStatus
 from stagescreen.status import StudyStatus, stage_summary, study_conditions, study_status
 from stagescreen.studyfile import load_study
+from stagescreen_contract.status import RunStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml")

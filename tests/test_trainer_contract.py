@@ -1,11 +1,8 @@
-"""A study is checked against the trainer's contract before anything runs."""
+"""A study is checked against the trainer's contract before anything runs, with the code the
+trainer validates its own configuration with (stagescreen_contract)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +10,9 @@ import yaml
 
 from stagescreen.spec import SpecError
 from stagescreen.studyfile import parse_study
-from stagescreen.trainer_contract import CONTRACT_FILE
-
-ROOT = Path(__file__).resolve().parents[1]
+from stagescreen_contract.checks import CROSS_CHECKS, defaults
+from stagescreen_contract.status import RunStatus, reads_succeeded, status_of_exit
+from stagescreen_contract.variables import VARIABLES
 
 STUDY = """
 apiVersion: stagescreen.dev/v1alpha1
@@ -65,16 +62,6 @@ def problems(data: dict[str, Any]) -> list[str]:
     with pytest.raises(SpecError) as caught:
         parse_study(data)
     return [str(problem) for problem in caught.value.problems]
-
-
-def test_the_committed_contract_is_what_the_trainer_exports() -> None:
-    exported = subprocess.run(
-        [sys.executable, "-m", "stagescreen_trainer.contract"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert json.loads(exported) == json.loads(CONTRACT_FILE.read_text()), "run `make crds`"
 
 
 def test_a_study_the_trainer_accepts_is_valid() -> None:
@@ -138,7 +125,7 @@ def test_cross_checks_run_on_every_combination_of_levels() -> None:
     not of 12*64, which half the design reaches; the fixed value is what to change."""
     data = screening(1, name="DEVICE_BATCH_SIZE", code="B", low=8, high=12, scale="integer")
     assert problems(data) == [
-        "spec.trainer.hyperparameters.TOTAL_BATCH_SIZE: TOTAL_BATCH_SIZE=512 must be a "
+        "spec.trainer.hyperparameters.TOTAL_BATCH_SIZE: TOTAL_BATCH_SIZE=512: must be a "
         "positive multiple of "
         "DEVICE_BATCH_SIZE*SEQ_LEN = 12*64 = 768 when DEPTH=2 (low), DEVICE_BATCH_SIZE=12 (high)"
     ]
@@ -149,15 +136,58 @@ def test_a_log_scale_batch_whose_centre_breaks_the_multiple_is_caught() -> None:
     micro-batch divides; only the bridge rule runs it, so only that is reported."""
     data = screening(0, name="TOTAL_BATCH_SIZE", code="A", low=262144, high=524288, scale="log")
     (found,) = problems(data)
-    assert found.startswith("spec.factors[0]: TOTAL_BATCH_SIZE=370728 must be a positive")
+    assert found.startswith("spec.factors[0]: TOTAL_BATCH_SIZE=370728: must be a positive")
     assert "TOTAL_BATCH_SIZE=370728 (centre)" in found
 
 
-def test_the_core_evaluates_every_check_the_trainer_exports() -> None:
-    """The core re-implements the trainer's cross-check kinds (it cannot import the trainer);
-    a new kind in the contract must fail here until the core learns it."""
-    from stagescreen.trainer_contract import _check_problem, contract
+def test_the_defaults_pass_every_cross_check() -> None:
+    assert [check.problem(defaults()) for check in CROSS_CHECKS] == [None] * len(CROSS_CHECKS)
 
-    defaults = {name: v["default"] for name, v in contract()["variables"].items()}
-    for check in contract()["checks"]:
-        assert _check_problem(check, defaults) is None, check  # the defaults pass every check
+
+def test_the_warmup_limit_is_said_as_the_check_reads_it() -> None:
+    """The core once wrote "must be <= 1" beside a check that read its limit from data; the
+    message now comes from the check itself, for the study and the trainer alike."""
+    data = study()
+    data["spec"]["factors"][0] = dict(name="WARMUP_RATIO", code="A", low=0.2, high=0.6)
+    (found,) = problems(data)
+    assert found == (
+        "spec.trainer.hyperparameters.WARMDOWN_RATIO: WARMDOWN_RATIO=0.5: WARMUP_RATIO + "
+        "WARMDOWN_RATIO = 1.1 must be <= 1 when WARMUP_RATIO=0.6 (high), ASPECT_RATIO=32 (low)"
+    )
+
+
+def test_every_cross_check_blames_a_variable_a_study_can_set() -> None:
+    for check in CROSS_CHECKS:
+        assert VARIABLES[check.blames].metadata["kind"] == "hyper", check.name
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (0, RunStatus.SUCCEEDED),
+        (2, RunStatus.FAILED),  # bad configuration: recorded as failed by the trainer
+        (3, RunStatus.DIVERGED),
+        (4, RunStatus.FAILED),
+        (75, RunStatus.INTERRUPTED),  # checkpointed on SIGTERM: started again, it resumes
+        (-9, RunStatus.FAILED),  # killed before it could write a record
+        (1, RunStatus.FAILED),
+    ],
+)
+def test_how_a_trainer_exit_code_reads(code: int, status: RunStatus) -> None:
+    assert status_of_exit(code) == status
+
+
+@pytest.mark.parametrize(
+    ("value", "succeeded"),
+    [
+        ("succeeded", True),
+        (" Succeeded ", True),  # results tables also come from users' CSV files
+        (RunStatus.SUCCEEDED, True),
+        ("failed", False),
+        (None, False),  # no record
+        (float("nan"), False),
+        (1, False),
+    ],
+)
+def test_what_reads_succeeded(value: object, succeeded: bool) -> None:
+    assert reads_succeeded(value) is succeeded

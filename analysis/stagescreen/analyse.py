@@ -29,8 +29,8 @@ from stagescreen.outcome import (
 from stagescreen.planner import plan_stage
 from stagescreen.plans import StagePlan, stage_pools
 from stagescreen.ranking import rank_conditions, select_anchors, succeeded
-from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
+from stagescreen_contract.status import RunStatus
 
 # Terminal states in the order the outcome and the report list them.
 TERMINAL_ORDER = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DIVERGED)

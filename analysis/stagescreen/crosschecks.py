@@ -11,13 +11,14 @@ every problem in one pass.
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from pydantic.alias_generators import to_camel
 
 from stagescreen import design as designs
-from stagescreen import trainer_contract
 from stagescreen.kinds import KINDS
 from stagescreen.spec import (
     WINNER_RULES,
@@ -30,6 +31,8 @@ from stagescreen.spec import (
     default_codes,
     screen_design,
 )
+from stagescreen_contract.checks import CROSS_CHECKS, defaults, value_problem
+from stagescreen_contract.variables import SET_PER_RUN, VARIABLES
 
 
 def cross_problems(
@@ -63,7 +66,7 @@ def cross_problems(
         *_check_stages(stages, codes, pool_names, screen_runs),
         *(_check_trainer(trainer, factors) if trainer is not None else []),
         *(
-            trainer_contract.problems(factors, stages, trainer)
+            _trainer_refuses(factors, stages, trainer)
             if trainer is not None and not factor_problems
             else []
         ),
@@ -348,3 +351,104 @@ def _check_trainer(trainer: Trainer, factors: list[Factor]) -> list[tuple[str, s
                 )
             )
     return problems
+
+
+# --- what the trainer would refuse -----------------------------------------------------------
+# The trainer's own checks (stagescreen_contract), run on every factor level a study can run
+# (low, high, and the centre where a bridge rule or a declared centre puts a run there), alone
+# and in every combination with the other factors' levels, the fixed hyperparameters and the
+# trainer's defaults.
+
+
+def _unknown(name: str, path: str) -> tuple[str, str]:
+    close = difflib.get_close_matches(name, VARIABLES, n=1)
+    hint = f"; did you mean {close[0]}?" if close else " (python -m stagescreen_trainer --help)"
+    return path, f"{name} is not a variable the trainer reads{hint}"
+
+
+def _levels_run(factor: Factor, stages: Sequence[Stage]) -> dict[str, int | float]:
+    """The values a study can give the factor: low, high, and the centre when used."""
+    centred = factor.centre is not None or any(
+        selection.rule == "bridge" and factor.code in selection.factors
+        for stage in stages
+        for selection in stage.select
+    )
+    levels = {"low": factor.decode(-1), "high": factor.decode(1)}
+    if centred:
+        levels["centre"] = factor.decode(0)
+    return levels
+
+
+def _trainer_refuses(
+    factors: Sequence[Factor], stages: Sequence[Stage], trainer: Trainer
+) -> list[tuple[str, str]]:
+    """Every reason the trainer would refuse a run of this study, with its field path."""
+    found: list[tuple[str, str]] = []
+    usable: dict[int, dict[str, int | float]] = {}
+    for index, factor in enumerate(factors):
+        path = f"factors[{index}]"
+        if factor.name not in VARIABLES:
+            found.append(_unknown(factor.name, f"{path}.name"))
+            continue
+        if VARIABLES[factor.name].metadata["kind"] != "hyper" or factor.name in SET_PER_RUN:
+            found.append((f"{path}.name", f"{factor.name} is a run setting, not a hyperparameter"))
+            continue
+        levels = _levels_run(factor, stages)
+        bad = [(f"{path}.{field}", value_problem(factor.name, v)) for field, v in levels.items()]
+        found += [(where, why) for where, why in bad if why]
+        if "centre" in levels and levels["centre"] in (levels["low"], levels["high"]):
+            found.append(
+                (
+                    f"{path}.centre",
+                    f"{factor.name}'s centre comes out as {levels['centre']}, equal to a level: "
+                    "a bridge point would repeat a corner; declare a centre between the levels",
+                )
+            )
+        if not any(why for _, why in bad):
+            usable[index] = levels
+    fixed: dict[str, int | float | str | bool] = {}
+    for name, value in trainer.hyperparameters.items():
+        path = f"trainer.hyperparameters.{name}"
+        if name not in VARIABLES:
+            found.append(_unknown(name, path))
+        elif name in SET_PER_RUN or VARIABLES[name].metadata["kind"] == "identity":
+            found.append((path, f"{name} is set for each run by StageScreen, not by the study"))
+        elif why := value_problem(name, value):
+            found.append((path, why))
+        else:
+            fixed[name] = value
+    if found:
+        return found  # combinations of values already known to be wrong add only noise
+    return _combination_problems(factors, usable, fixed)
+
+
+def _combinations(
+    usable: Mapping[int, Mapping[str, int | float]],
+) -> Iterator[dict[int, tuple[str, int | float]]]:
+    indices = sorted(usable)
+    for picks in itertools.product(*(list(usable[i].items()) for i in indices)):
+        yield dict(zip(indices, picks, strict=True))
+
+
+def _combination_problems(
+    factors: Sequence[Factor],
+    usable: Mapping[int, Mapping[str, int | float]],
+    fixed: Mapping[str, int | float | str | bool],
+) -> list[tuple[str, str]]:
+    """The trainer's cross-checks over every combination of the factors' levels; each check
+    reported once, at the first combination that fails it."""
+    found: dict[str, tuple[str, str]] = {}
+    for combination in _combinations(usable):
+        values = {**defaults(), **fixed}
+        values.update({factors[i].name: value for i, (_, value) in combination.items()})
+        for check in CROSS_CHECKS:
+            if check.name in found or (message := check.problem(values)) is None:
+                continue
+            at = ", ".join(
+                f"{factors[i].name}={value} ({field})" for i, (field, value) in combination.items()
+            )
+            owner = next((i for i in combination if factors[i].name == check.blames), None)
+            fixed_at = f"trainer.hyperparameters.{check.blames}"
+            path = f"factors[{owner}]" if owner is not None else fixed_at
+            found[check.name] = (path, message + (f" when {at}" if at else ""))
+    return list(found.values())

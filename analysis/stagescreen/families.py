@@ -40,7 +40,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from stagescreen.jsonvalues import JsonFloat, Scalar, json_number, json_ready
-from stagescreen.runstatus import succeeded as run_succeeded
+from stagescreen_contract.status import reads_succeeded
 
 _TOL = 1e-9
 
@@ -294,7 +294,7 @@ def _exclusion_reasons(data: pd.DataFrame, response: str, required: Sequence[str
     """Per row, why it cannot enter a fit ("" when it can): failed status or missing values."""
     reasons = pd.Series("", index=data.index, dtype=object)
     if "status" in data.columns:
-        bad = ~run_succeeded(data["status"])
+        bad = ~data["status"].map(reads_succeeded).astype(bool)
         reasons[bad] = "status=" + data.loc[bad, "status"].astype(str)
         reasons[bad & data["status"].isna()] = "status is missing"
     for column in (response, *required):

@@ -17,8 +17,8 @@ import pandas as pd
 
 from stagescreen.kinds import kind_of
 from stagescreen.plans import NotReady, StagePlan, with_identity_columns
-from stagescreen.runstatus import TERMINAL
 from stagescreen.spec import Stage, StudySpec
+from stagescreen_contract.status import TERMINAL
 
 
 def plan_stage(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> StagePlan:

@@ -39,8 +39,8 @@ from stagescreen.kinds import kind_of
 from stagescreen.planner import plan_stage
 from stagescreen.plans import PlannedRun, stage_pools
 from stagescreen.retention import FDR
-from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Stage, StudySpec
+from stagescreen_contract.status import RunStatus
 
 PICKING_RULES = ("best", "worst", "bridge")
 """Select rules whose pick is one ranked condition of the source stage."""

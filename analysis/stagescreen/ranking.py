@@ -17,16 +17,15 @@ from stagescreen.families import EffectsError
 from stagescreen.ids import condition_name
 from stagescreen.means import ConditionMean, adjusted_means, condition_means
 from stagescreen.plans import Anchor, Unplannable
-from stagescreen.runstatus import TERMINAL
-from stagescreen.runstatus import succeeded as run_succeeded
 from stagescreen.spec import WINNER_RULES, Selection, StudySpec
+from stagescreen_contract.status import TERMINAL, reads_succeeded
 
 
 def succeeded(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Rows that count for ranking: status succeeded and a finite metric."""
     if results.empty:
         return results
-    ok = run_succeeded(results["status"]) & np.isfinite(
+    ok = results["status"].map(reads_succeeded).astype(bool) & np.isfinite(
         pd.to_numeric(results[metric], errors="coerce")
     )
     return results[ok]
@@ -65,7 +64,7 @@ def rank_conditions(
     table = ended.groupby("condition_id", sort=True).agg(
         role=("role", "first"),
         runs=("status", "size"),
-        failed=("status", lambda status: int((~run_succeeded(status)).sum())),
+        failed=("status", lambda status: int((~status.map(reads_succeeded).astype(bool)).sum())),
     )
     table["n"] = good.groupby("condition_id").size().reindex(table.index, fill_value=0)
     blocks = [b for b in BLOCKS if b in good.columns and good[b].nunique() > 1]

@@ -1,10 +1,11 @@
 """Planned runs and the trainer's records, joined into the one results table analysis reads.
 
 The planner knows what each run is (stage, condition, role, coded levels, budget, seed, pool);
-the trainer's `result.json` knows how it went (status, val_bpb, timings) and carries its own
-copy of the identity in another shape (nested coded levels, a float budget, no role). They
-meet here, by run id, and nowhere else: identity columns come from the plan, outcome columns
-from the record, so a record can never rename a run or move it to another condition.
+the trainer's `result.json` (a `RunRecord`, stagescreen_contract.record) knows how it went
+(status, val_bpb, timings) and carries its own copy of the identity in another shape (nested
+coded levels, a float budget, no role). They meet here, by run id, and nowhere else: identity
+columns come from the plan, outcome columns from the record, so a record can never rename a
+run or move it to another condition.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from stagescreen.plans import PlannedRun
-from stagescreen.runstatus import TERMINAL, RunStatus
+from stagescreen_contract.record import RunRecord
+from stagescreen_contract.status import TERMINAL, RunStatus
 
 
 @dataclass(frozen=True)
@@ -44,18 +46,16 @@ class ResultRow:
     eval_tokens: float = math.nan
 
     @classmethod
-    def of(
-        cls, run: PlannedRun, record: Mapping[str, Any] | None, metric: str, running: bool
-    ) -> ResultRow:
+    def of(cls, run: PlannedRun, record: RunRecord | None, metric: str, running: bool) -> ResultRow:
         """The row of a planned run from its record; without one it is running or pending."""
         if record is None:
             return cls(run, RunStatus.RUNNING if running else RunStatus.PENDING)
-        numbers = {name: _number(record.get(name)) for name in RECORD_NUMBERS}
+        numbers = {name: _number(record.number(name)) for name in RECORD_NUMBERS}
         return cls(
             run,
-            RunStatus(record["status"]),
-            _number(record.get(metric)),
-            reason=record.get("reason"),
+            record.status,
+            _number(record.number(metric)),
+            reason=record.reason,
             **numbers,
         )
 
@@ -79,7 +79,7 @@ class Joined:
 
 def results_table(
     planned: Sequence[PlannedRun],
-    records: Mapping[str, Mapping[str, Any]],
+    records: Mapping[str, RunRecord],
     metric: str,
     running: Sequence[str] = (),
 ) -> Joined:
@@ -94,11 +94,9 @@ def results_table(
     return Joined(pd.DataFrame(rows), tuple(sorted(set(records) - known)))
 
 
-def _number(value: Any) -> float:
+def _number(value: float | None) -> float:
     """A record's number as float, NaN where the record has none (null, missing)."""
-    if value is None or isinstance(value, bool):
-        return math.nan
-    return float(value)
+    return math.nan if value is None else value
 
 
 @dataclass(frozen=True)
@@ -141,21 +139,19 @@ def compute_seconds(results: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def failure_record(study: str, run: PlannedRun, reason: str, wall_s: float) -> dict[str, Any]:
+def failure_record(study: str, run: PlannedRun, reason: str, wall_s: float) -> RunRecord:
     """The record an executor writes for a run whose trainer ended without writing its own
     (killed, crashed in start-up, its pod failed for good), so it is never started again."""
-    return {
-        "schema_version": 1,
-        "study": study,
-        "stage": run.stage,
-        "run_id": run.run_id,
-        "condition_id": run.condition_id,
-        "coded_levels": dict(run.levels),
-        "budget_s": float(run.budget_s),
-        "seed": run.seed,
-        "pool": run.pool,
-        "status": str(RunStatus.FAILED),
-        "reason": reason,
-        "val_bpb": None,
-        "wall_s": wall_s,
-    }
+    return RunRecord(
+        study=study,
+        stage=run.stage,
+        run_id=run.run_id,
+        condition_id=run.condition_id,
+        coded_levels=dict(run.levels),
+        budget_s=float(run.budget_s),
+        seed=run.seed,
+        pool=run.pool,
+        status=RunStatus.FAILED,
+        reason=reason,
+        wall_s=wall_s,
+    )

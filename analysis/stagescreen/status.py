@@ -19,8 +19,8 @@ from pydantic.alias_generators import to_camel
 from stagescreen.kinds import KINDS, kind_of
 from stagescreen.outcome import StageOutcome
 from stagescreen.records import compute_seconds
-from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import StudySpec
+from stagescreen_contract.status import TERMINAL, RunStatus
 
 Phase = Literal["Pending", "Running", "Analyzing", "Succeeded", "Degraded", "Failed"]
 

@@ -25,8 +25,8 @@ from scipy import stats
 
 from stagescreen.planner import plan_stage
 from stagescreen.plans import PlanError, PlannedRun
-from stagescreen.runstatus import RunStatus
 from stagescreen.spec import StudySpec, parse_duration
+from stagescreen_contract.status import RunStatus
 
 
 @dataclass(frozen=True)

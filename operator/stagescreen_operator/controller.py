@@ -30,23 +30,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
 from stagescreen.planner import plan_stage
 from stagescreen.plans import NotReady, PlannedRun, StagePlan, Unplannable
 from stagescreen.records import compute_seconds, results_table
-from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import StudySpec
 from stagescreen.status import Phase
+from stagescreen_contract.record import RunRecord
+from stagescreen_contract.status import TERMINAL, RunStatus
 
 
 @dataclass(frozen=True)
 class Observed:
     """Everything the controller may know: what storage holds and what is running."""
 
-    records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # run id -> record
+    records: Mapping[str, RunRecord] = field(default_factory=dict)  # run id -> record
     running: frozenset[str] = frozenset()  # run ids with a live process or Job
     interrupted: frozenset[str] = frozenset()  # ended with a checkpoint and no record
     analysed: frozenset[str] = frozenset()  # stages whose outcome is published

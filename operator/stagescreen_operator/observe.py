@@ -5,16 +5,15 @@ own processes or Jobs, never from here."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from stagescreen.keys import CKPT, OUTCOME, RESULT, StudyKeys
 from stagescreen.spec import Problem, SpecError, Study
 from stagescreen.store import Store, open_store
+from stagescreen_contract.record import RunRecord
 from stagescreen_operator.controller import Observed
 
 
 def observe_store(
-    store: Store, study: Study, records: dict[str, dict[str, Any]] | None = None
+    store: Store, study: Study, records: dict[str, RunRecord] | None = None
 ) -> Observed:
     """A study as its store shows it: run records, runs stopped with a checkpoint and no
     record (they resume), stages whose outcome is published. Nothing about processes.
@@ -28,7 +27,7 @@ def observe_store(
     for key in store.list(prefix):
         run_id, _, name = key[len(prefix) :].partition("/")
         if name == RESULT and run_id not in records:
-            records[run_id] = store.get_json(key)
+            records[run_id] = RunRecord.model_validate(store.get_json(key))
         elif name.startswith(CKPT):
             checkpointed.add(run_id)
     analysed = {

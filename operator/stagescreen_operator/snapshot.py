@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from stagescreen.outcome import StageOutcome
 from stagescreen.publish import read_outcomes
 from stagescreen.spec import Study
 from stagescreen.status import StudyStatus, study_status
 from stagescreen.store import Store
+from stagescreen_contract.record import RunRecord
 from stagescreen_operator.controller import Decision, Observed, decide
 from stagescreen_operator.observe import observe_store
 
@@ -41,7 +41,7 @@ def snapshot(
     *,
     running: frozenset[str] = frozenset(),
     failed_analyses: Mapping[str, str] | None = None,
-    records: dict[str, dict[str, Any]] | None = None,
+    records: dict[str, RunRecord] | None = None,
     outcomes: dict[str, StageOutcome] | None = None,
     report_uri: str | None = None,
     generation: int | None = None,

@@ -53,12 +53,6 @@ def test_every_mode_renders_manifests_a_current_kubernetes_accepts(mode: str, he
     assert ("PrometheusRule" in kinds) == (mode == "monitoring")
 
 
-def test_the_chart_carries_the_generated_crd() -> None:
-    assert (CHART / "crds" / "screeningstudy.yaml").read_text() == (
-        ROOT / "crds" / "screeningstudy.yaml"
-    ).read_text()
-
-
 def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return {
         (group, resource, verb)

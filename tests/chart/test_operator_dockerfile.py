@@ -23,6 +23,7 @@ def test_final_stage_is_unprivileged_without_a_compiler_or_the_trainer_stack() -
     assert 'ENTRYPOINT ["stagescreen"]' in final and 'CMD ["operator"]' in final
     assert "pip install" not in final and "apt-get" not in text
     assert '".[operator]"' in text and "torch" not in text.replace("No torch", "")
+    assert "COPY contract contract" in text  # the run contract, a package of the wheel
 
 
 def test_the_chart_runs_the_image_as_the_operator_and_its_analyses() -> None:

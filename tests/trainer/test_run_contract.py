@@ -1,5 +1,6 @@
-"""The run contract end to end: a planned run's environment starts the real trainer, and its
-record joins the plan in the results table."""
+"""The run contract end to end: a planned run's environment starts the real trainer, its
+record is a valid `RunRecord`, and it joins the plan in the results table; an executor's
+failure record is a `RunRecord` too."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from stagescreen.environment import run_environment, run_folder
 from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.planner import plan_stage
 from stagescreen.plans import StagePlan
-from stagescreen.records import results_table
+from stagescreen.records import failure_record, results_table
 from stagescreen.store import LocalStore
 from stagescreen.studyfile import load_study
+from stagescreen_contract.record import RunRecord
+from stagescreen_contract.status import RunStatus
 
 STUDY = """
 apiVersion: stagescreen.dev/v1alpha1
@@ -65,24 +68,28 @@ def test_a_planned_runs_environment_trains_it_and_its_record_joins_the_plan(
         trainer_command(), env={**_base_env(), **env}, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    record = json.loads(store.get_text(StudyKeys("contract").run(run.run_id, RESULT)))
+    written = json.loads(store.get_text(StudyKeys("contract").run(run.run_id, RESULT)))
+    record = RunRecord.model_validate(written)
+    # the model holds every field the trainer writes, with the values it wrote
+    assert record.model_extra == {}
+    assert record.model_dump(mode="json") == written
+    assert record.status == RunStatus.SUCCEEDED and record.steps == 3
+    assert record.val_bpb is not None and record.tokens_per_s is not None
     # what the trainer passes through is the plan's identity, in the record's own shapes
-    assert (record["run_id"], record["condition_id"], record["stage"]) == (
+    assert (record.run_id, record.condition_id, record.stage) == (
         run.run_id,
         run.condition_id,
         "screen",
     )
-    assert record["coded_levels"] == dict(run.levels) and record["budget_s"] == 30.0
-    assert (
-        record["hyperparameters"]["DEPTH"] == 2 and record["hyperparameters"]["MATRIX_LR"] == 0.04
-    )
+    assert record.coded_levels == dict(run.levels) and record.budget_s == 30.0
+    assert record.hyperparameters["DEPTH"] == 2 and record.hyperparameters["MATRIX_LR"] == 0.04
 
     joined = results_table(
         plan.runs, {run.run_id: record}, "val_bpb", running=[plan.runs[0].run_id]
     )
     table = joined.table.set_index("run_id")
     row = table.loc[run.run_id]
-    assert row["status"] == "succeeded" and row["val_bpb"] == record["val_bpb"]
+    assert row["status"] == "succeeded" and row["val_bpb"] == record.val_bpb
     assert (row["A"], row["B"], row["budget_s"], row["condition_id"]) == (1, 1, 30, "c04")
     assert row["steps"] == 3 and row["wall_s"] > 0
     assert table.loc[plan.runs[0].run_id, "status"] == "running"
@@ -91,8 +98,11 @@ def test_a_planned_runs_environment_trains_it_and_its_record_joins_the_plan(
 
 
 def test_records_of_no_planned_run_are_reported_not_joined(plan: StagePlan) -> None:
-    failed = {"status": "failed", "val_bpb": None, "reason": "out of memory: ...", "steps": 0}
-    records = {plan.runs[0].run_id: failed, "screen-c99-30s-s3-cpu": {"status": "succeeded"}}
+    failed = RunRecord(status=RunStatus.FAILED, reason="out of memory: ...")
+    records = {
+        plan.runs[0].run_id: failed,
+        "screen-c99-30s-s3-cpu": RunRecord(status=RunStatus.SUCCEEDED),
+    }
     joined = results_table(plan.runs, records, "val_bpb")
     assert joined.unplanned == ("screen-c99-30s-s3-cpu",)
     assert len(joined.table) == len(plan.runs)
@@ -101,9 +111,37 @@ def test_records_of_no_planned_run_are_reported_not_joined(plan: StagePlan) -> N
     assert first["reason"].startswith("out of memory")
 
 
-def test_an_unknown_status_in_a_record_is_an_error(plan: StagePlan) -> None:
+def test_an_unknown_status_in_a_record_is_an_error() -> None:
     with pytest.raises(ValueError, match="'finished'"):
-        results_table(plan.runs, {plan.runs[0].run_id: {"status": "finished"}}, "val_bpb")
+        RunRecord.model_validate({"status": "finished"})
+
+
+def test_an_executors_failure_record_is_a_run_record(plan: StagePlan) -> None:
+    run = plan.runs[1]
+    record = failure_record("contract", run, "the Job ended: BackoffLimitExceeded", 12.5)
+    read = RunRecord.model_validate(json.loads(json.dumps(record.model_dump(mode="json"))))
+    assert read == record
+    assert (read.status, read.reason, read.wall_s) == (
+        RunStatus.FAILED,
+        "the Job ended: BackoffLimitExceeded",
+        12.5,
+    )
+    assert (read.run_id, read.condition_id, read.pool, read.seed) == (
+        run.run_id,
+        run.condition_id,
+        run.pool,
+        run.seed,
+    )
+    assert read.coded_levels == dict(run.levels) and read.val_bpb is None and read.steps == 0
+
+
+def test_an_older_record_reads_through_the_one_before_validator() -> None:
+    """NaN where a number was not measured, a status written with capitals, a null count:
+    what a hand-written or older record holds still reads."""
+    read = RunRecord.model_validate(
+        {"status": " Succeeded ", "val_bpb": float("nan"), "steps": None, "pool": None}
+    )
+    assert (read.status, read.val_bpb, read.steps, read.pool) == (RunStatus.SUCCEEDED, None, 0, "")
 
 
 def _base_env() -> dict[str, str]:

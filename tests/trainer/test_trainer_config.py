@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 from trainer_support import Prepared, read_record, run_trainer, tiny_env
 
-from stagescreen_trainer.config import (
-    VARIABLES,
-    ConfigError,
-    TrainConfig,
-    build_parser,
-    load_config,
-)
+from stagescreen_contract.variables import VARIABLES
+from stagescreen_trainer.config import ConfigError, TrainConfig, build_parser, load_config
 from stagescreen_trainer.train import divergence, divergence_limit
 
 REQUIRED = {"DATA_URI": "/d", "TOKENIZER_URI": "/t", "RESULT_URI": "/r"}

@@ -27,6 +27,8 @@ def test_final_stage_runs_the_trainer_unprivileged_with_a_compiler_and_without_p
     assert re.search(r"apt-get install -y --no-install-recommends gcc g\+\+ libc6-dev", final)
     assert "rm -rf /var/lib/apt/lists/*" in final
     assert "COPY trainer-image/stagescreen_trainer" in final
+    # the run contract, beside the trainer on its PYTHONPATH
+    assert "COPY contract/stagescreen_contract /opt/trainer/stagescreen_contract" in final
     base = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
     assert base and re.fullmatch(r"python:3\.11[\d.]*-slim-\w+", base[1])
 

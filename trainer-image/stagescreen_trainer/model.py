@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stagescreen_contract.variables import VE_GATE_CHANNELS
 from stagescreen_trainer.loss import head_loss
 
-VE_GATE_CHANNELS = 32
 SOFTCAP = 15.0
 
 

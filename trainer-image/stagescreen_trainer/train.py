@@ -38,13 +38,23 @@ from typing import Any
 
 import torch
 
+from stagescreen_contract.record import RunRecord
+from stagescreen_contract.status import (
+    EXIT_BAD_CONFIG,
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    RunStatus,
+)
+from stagescreen_contract.variables import VARIABLES
 from stagescreen_trainer import __version__
 from stagescreen_trainer.checkpoint import load_checkpoint, save_checkpoint
 from stagescreen_trainer.config import (
-    VARIABLES,
     ConfigError,
     TrainConfig,
     build_parser,
+    coded_levels_of,
     load_config,
 )
 from stagescreen_trainer.data import train_batches, validation_batches
@@ -75,11 +85,9 @@ from stagescreen_trainer.tokenizer import (
     load_token_bytes,
 )
 
-SCHEMA_VERSION = 1
 # datetime.UTC needs Python 3.11; CUDA base images may ship an older interpreter.
 UTC = timezone.utc  # noqa: UP017
 CURVE_COLUMNS = ("step", "elapsed_s", "tokens", "train_loss", "lr", "lr_multiplier")
-EXIT_OK, EXIT_BAD_CONFIG, EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 4, 75
 
 
 def gpt_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
@@ -483,8 +491,13 @@ class Run:
 
     # --- record -------------------------------------------------------------------------
     def record(
-        self, status: str, reason: str, evaluation: Evaluation | None, timings: dict[str, float]
-    ) -> dict[str, Any]:
+        self,
+        status: RunStatus,
+        reason: str,
+        evaluation: Evaluation | None,
+        timings: dict[str, float],
+    ) -> RunRecord:
+        """The run's record; a number that came out NaN or infinite is recorded as None."""
         c, p = self.config, self.progress
         tokens_per_s = p.counted_tokens / p.training_s if p.training_s > 0 else None
         peak = self.peak
@@ -495,58 +508,57 @@ class Run:
         )
         device = getattr(self, "device", None)
         memory, memory_kind = peak_memory_bytes(device) if device is not None else (None, None)
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "study": c.STUDY,
-            "stage": c.STAGE,
-            "run_id": c.RUN_ID,
-            "condition_id": c.CONDITION_ID,
-            "coded_levels": c.coded_levels,
-            "hyperparameters": c.hyperparameters(),
-            "budget_s": c.TIME_BUDGET,
-            "max_steps": c.MAX_STEPS or None,
-            "seed": c.RUN_SEED,
-            "pool": c.POOL,
-            "status": status,
-            "reason": reason,
-            "val_bpb": evaluation.val_bpb if evaluation else None,
-            "eval_tokens": evaluation.targets if evaluation else None,
-            "eval_bytes": evaluation.bytes if evaluation else None,
-            "warnings": list(self.warnings),
-            "train_loss": p.debiased_loss() if p.step else None,
-            "train_loss_last": p.last_loss if p.step else None,
-            "steps": p.step,
-            "tokens": p.tokens,
-            "parameters": self.parameters,
-            "flops_per_token": self.flops_per_token,
-            "training_s": p.training_s,
-            "warmup_s": p.warmup_s,
-            "checkpoint_s": p.checkpoint_s,
-            "startup_s": timings.get("startup_s"),
-            "eval_s": timings.get("eval_s"),
-            "wall_s": time.time() - self.started,
-            "tokens_per_s": tokens_per_s,
-            "mfu": mfu,
-            "peak_flops": peak.flops if peak else None,
-            "peak_flops_source": peak.source if peak else None,
-            "peak_memory_bytes": memory,
-            "peak_memory_kind": memory_kind,
-            "device": str(device) if device is not None else None,
-            "device_name": self.facts.get("device_name"),
-            "attention": self.facts.get("attention"),
-            "compute_dtype": _dtype_name(getattr(self, "compute_dtype", None)),
-            "orthogonal_dtype": _dtype_name(getattr(self, "orthogonal_dtype", None)),
-            "compiled": getattr(self, "compile", None),
-            "compile_error": self.facts.get("compile_error")
+        return RunRecord(
+            study=c.STUDY,
+            stage=c.STAGE,
+            run_id=c.RUN_ID,
+            condition_id=c.CONDITION_ID,
+            coded_levels=c.coded_levels,
+            hyperparameters=c.hyperparameters(),
+            budget_s=c.TIME_BUDGET,
+            max_steps=c.MAX_STEPS or None,
+            seed=c.RUN_SEED,
+            pool=c.POOL,
+            status=status,
+            reason=reason,
+            val_bpb=evaluation.val_bpb if evaluation else None,
+            eval_tokens=evaluation.targets if evaluation else None,
+            eval_bytes=evaluation.bytes if evaluation else None,
+            warnings=list(self.warnings),
+            train_loss=p.debiased_loss() if p.step else None,
+            train_loss_last=p.last_loss if p.step else None,
+            steps=p.step,
+            tokens=p.tokens,
+            parameters=self.parameters,
+            flops_per_token=self.flops_per_token,
+            training_s=p.training_s,
+            warmup_s=p.warmup_s,
+            checkpoint_s=p.checkpoint_s,
+            startup_s=timings.get("startup_s"),
+            eval_s=timings.get("eval_s"),
+            wall_s=time.time() - self.started,
+            tokens_per_s=tokens_per_s,
+            mfu=mfu,
+            peak_flops=peak.flops if peak else None,
+            peak_flops_source=peak.source if peak else None,
+            peak_memory_bytes=memory,
+            peak_memory_kind=memory_kind,
+            device=str(device) if device is not None else None,
+            device_name=self.facts.get("device_name"),
+            attention=self.facts.get("attention"),
+            compute_dtype=_dtype_name(getattr(self, "compute_dtype", None)),
+            orthogonal_dtype=_dtype_name(getattr(self, "orthogonal_dtype", None)),
+            compiled=getattr(self, "compile", None),
+            compile_error=self.facts.get("compile_error")
             or getattr(getattr(self, "optimizer", None), "compile_error", None),
-            "threads": torch.get_num_threads(),
-            "host": socket.gethostname(),
-            "versions": library_versions(),
-            "code_version": c.CODE_VERSION or __version__,
-            "resumed_from": self.resumed_from,
-            "started_at": self.started_at,
-            "finished_at": datetime.now(UTC).isoformat(),
-        }
+            threads=torch.get_num_threads(),
+            host=socket.gethostname(),
+            versions=library_versions(),
+            code_version=c.CODE_VERSION or __version__,
+            resumed_from=self.resumed_from,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC).isoformat(),
+        )
 
 
 def attention_kind(requested: str, device: torch.device, compiled: bool) -> str:
@@ -572,7 +584,7 @@ def attention_description(model: GPT, device: torch.device, attention: str) -> s
 
 
 def write_outputs(
-    config: TrainConfig, record: dict[str, Any], curve: dict[str, list[float]], log: Log
+    config: TrainConfig, record: RunRecord, curve: dict[str, list[float]], log: Log
 ) -> None:
     """curve.parquet and log.txt first, result.json last: its presence means the run is over."""
     import pyarrow as pa
@@ -584,19 +596,16 @@ def write_outputs(
     pq.write_table(table, sink)
     out.put_bytes("curve.parquet", sink.getvalue().to_pybytes())
     out.put_bytes("log.txt", log.text().encode())
-    out.put_bytes(
-        "result.json", (json.dumps(record, indent=2, allow_nan=False, default=str) + "\n").encode()
-    )
+    out.put_bytes("result.json", record_bytes(record))
+
+
+def record_bytes(record: RunRecord) -> bytes:
+    """result.json as written: the whole record, indented, strict JSON."""
+    return (json.dumps(record.model_dump(mode="json"), indent=2, allow_nan=False) + "\n").encode()
 
 
 def _dtype_name(dtype: torch.dtype | None) -> str | None:
     return None if dtype is None else str(dtype).removeprefix("torch.")
-
-
-def _finite_or_none(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
-    }
 
 
 def _to_lists(value: Any) -> Any:
@@ -628,7 +637,7 @@ def execute(run: Run) -> int:
     """Set up, train, evaluate, record; every ending but SIGTERM (to be resumed) is recorded."""
     config, log = run.config, run.log
     timings: dict[str, float] = {}
-    status, reason, code = "succeeded", "", EXIT_OK
+    status, reason, code = RunStatus.SUCCEEDED, "", EXIT_OK
     evaluation: Evaluation | None = None
     try:
         run.setup_device()
@@ -652,7 +661,7 @@ def execute(run: Run) -> int:
         evaluation = run.evaluate()
         timings["eval_s"] = time.perf_counter() - started_eval
     except ConfigError as error:
-        status, reason, code = "failed", f"bad configuration: {error}", EXIT_BAD_CONFIG
+        status, reason, code = RunStatus.FAILED, f"bad configuration: {error}", EXIT_BAD_CONFIG
     except Interrupted as stop:
         log(str(stop))
         with contextlib.suppress(Exception):
@@ -660,15 +669,19 @@ def execute(run: Run) -> int:
         print(str(stop), file=sys.stderr)
         return EXIT_INTERRUPTED
     except Diverged as error:
-        status, reason, code = "diverged", str(error), EXIT_DIVERGED
+        status, reason, code = RunStatus.DIVERGED, str(error), EXIT_DIVERGED
     except Exception as error:  # any other ending is still recorded, with its reason
         log(traceback.format_exc(), echo=False)  # log.txt keeps it; the console gets the reason
         first_line = (str(error).strip().splitlines() or [""])[0]
         if out_of_memory(error):
-            status, reason, code = "failed", f"out of memory: {first_line}", EXIT_FAILED
+            status, reason, code = RunStatus.FAILED, f"out of memory: {first_line}", EXIT_FAILED
         else:
-            status, reason, code = "failed", f"{type(error).__name__}: {first_line}", EXIT_FAILED
-    record = _finite_or_none(run.record(status, reason, evaluation, timings))
+            status, reason, code = (
+                RunStatus.FAILED,
+                f"{type(error).__name__}: {first_line}",
+                EXIT_FAILED,
+            )
+    record = run.record(status, reason, evaluation, timings)
     log(summary(record))
     try:
         write_outputs(config, record, run.progress.curve, log)
@@ -704,40 +717,27 @@ def record_rejected(reason: str, raw: dict[str, str]) -> None:
             return int(value) if kind is int else value
         return None
 
-    try:
-        levels = json.loads(raw.get("CODED_LEVELS", "{}"))
-    except json.JSONDecodeError:
-        levels = None
     now = datetime.now(UTC).isoformat()
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        **{key.lower(): raw.get(key, "") for key in ("STUDY", "STAGE", "RUN_ID", "CONDITION_ID")},
-        "coded_levels": levels if isinstance(levels, dict) else None,
-        "hyperparameters": {},
-        "budget_s": number("TIME_BUDGET", float),
-        "seed": number("RUN_SEED", int),
-        "pool": raw.get("POOL", ""),
-        "status": "failed",
-        "reason": reason,
-        **dict.fromkeys(
-            ("val_bpb", "eval_tokens", "eval_bytes", "train_loss", "parameters", "training_s")
-        ),
-        **dict.fromkeys(("eval_s", "tokens_per_s", "compute_dtype", "orthogonal_dtype")),
-        "warnings": [],
-        **dict.fromkeys(("mfu", "peak_memory_bytes", "device", "resumed_from")),
-        "steps": 0,
-        "tokens": 0,
-        "wall_s": 0.0,
-        "host": socket.gethostname(),
-        "versions": library_versions(),
-        "code_version": raw.get("CODE_VERSION") or __version__,
-        "started_at": now,
-        "finished_at": now,
-    }
+    record = RunRecord(
+        study=raw.get("STUDY", ""),
+        stage=raw.get("STAGE", ""),
+        run_id=raw.get("RUN_ID", ""),
+        condition_id=raw.get("CONDITION_ID", ""),
+        coded_levels=coded_levels_of(raw.get("CODED_LEVELS", "{}")),
+        budget_s=number("TIME_BUDGET", float),
+        seed=number("RUN_SEED", int),
+        pool=raw.get("POOL", ""),
+        status=RunStatus.FAILED,
+        reason=reason,
+        wall_s=0.0,
+        host=socket.gethostname(),
+        versions=library_versions(),
+        code_version=raw.get("CODE_VERSION") or __version__,
+        started_at=now,
+        finished_at=now,
+    )
     try:
-        Location(result_uri).put_bytes(
-            "result.json", (json.dumps(record, indent=2) + "\n").encode()
-        )
+        Location(result_uri).put_bytes("result.json", record_bytes(record))
     except Exception as error:  # the reason is on stderr already; say why it is not stored
         print(f"could not write results to RESULT_URI={result_uri!r}: {error}", file=sys.stderr)
 
@@ -767,30 +767,26 @@ def out_of_memory(error: BaseException) -> bool:
     )
 
 
-def summary(record: dict[str, Any]) -> str:
+def summary(record: RunRecord) -> str:
     def fmt(value: Any, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
+    memory = record.peak_memory_bytes
     rows = [
-        ("status", record["status"] + (f" ({record['reason']})" if record["reason"] else "")),
-        ("val_bpb", fmt(record["val_bpb"], ".6f")),
-        ("train_loss", fmt(record["train_loss"], ".4f")),
-        ("steps", str(record["steps"])),
-        ("tokens", f"{record['tokens']:,}"),
-        ("parameters", fmt(record["parameters"], ",")),
-        ("training_s", fmt(record["training_s"], ".1f")),
-        ("warmup_s", fmt(record["warmup_s"], ".1f")),
-        ("eval_tokens", fmt(record.get("eval_tokens"), ",")),
-        ("eval_s", fmt(record["eval_s"], ".1f")),
-        ("wall_s", fmt(record["wall_s"], ".1f")),
-        ("tokens_per_s", fmt(record["tokens_per_s"], ",.0f")),
-        ("mfu_percent", fmt(record["mfu"] * 100 if record["mfu"] is not None else None, ".2f")),
-        (
-            "peak_memory_mb",
-            fmt(
-                record["peak_memory_bytes"] / 2**20 if record["peak_memory_bytes"] else None, ".1f"
-            ),
-        ),
-        ("resumed_from", str(record["resumed_from"]["step"]) if record["resumed_from"] else "-"),
+        ("status", record.status + (f" ({record.reason})" if record.reason else "")),
+        ("val_bpb", fmt(record.val_bpb, ".6f")),
+        ("train_loss", fmt(record.train_loss, ".4f")),
+        ("steps", str(record.steps)),
+        ("tokens", f"{record.tokens:,}"),
+        ("parameters", fmt(record.parameters, ",")),
+        ("training_s", fmt(record.training_s, ".1f")),
+        ("warmup_s", fmt(record.warmup_s, ".1f")),
+        ("eval_tokens", fmt(record.eval_tokens, ",")),
+        ("eval_s", fmt(record.eval_s, ".1f")),
+        ("wall_s", fmt(record.wall_s, ".1f")),
+        ("tokens_per_s", fmt(record.tokens_per_s, ",.0f")),
+        ("mfu_percent", fmt(record.mfu * 100 if record.mfu is not None else None, ".2f")),
+        ("peak_memory_mb", fmt(memory / 2**20 if memory else None, ".1f")),
+        ("resumed_from", str(record.resumed_from.step) if record.resumed_from else "-"),
     ]
     return "---\n" + "\n".join(f"{name + ':':18}{value}" for name, value in rows)

@@ -26,8 +26,8 @@ from stagescreen.kinds.base import Section, StageKind, StageResults, pack
 from stagescreen.outcome import GreedyClimb, GreedyStep, GreedySummary, StageOutcome
 from stagescreen.plans import PlannedRun, StagePlan, expand_runs, stage_pools, with_identity_columns
 from stagescreen.ranking import succeeded
-from stagescreen.runstatus import TERMINAL
 from stagescreen.spec import Stage, StudySpec
+from stagescreen_contract.status import TERMINAL
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from stagescreen.outcome import (
 )
 from stagescreen.plans import PlannedRun, StagePlan, expand_runs, stage_pools, with_identity_columns
 from stagescreen.ranking import rank_conditions
-from stagescreen.runstatus import TERMINAL
 from stagescreen.spec import Stage, StudySpec
+from stagescreen_contract.status import TERMINAL
 
 
 def halving_rungs(stage: Stage, factors: int) -> list[int]:

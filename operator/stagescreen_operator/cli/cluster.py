@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -83,6 +83,7 @@ def analyse(
     from stagescreen.spec import SpecError
     from stagescreen.status import stage_summary
     from stagescreen.studyfile import parse_study
+    from stagescreen_contract.record import RunRecord
     from stagescreen_operator.kube.cluster import Cluster, load_config
     from stagescreen_operator.observe import study_store
     from stagescreen_operator.snapshot import snapshot
@@ -97,7 +98,7 @@ def analyse(
         raise fail(f"study {study!r}: {error}") from None
     if stage not in {s.name for s in parsed.spec.stages}:
         raise fail(f"STAGE {stage!r}: study {study!r} has no such stage")
-    records: dict[str, dict[str, Any]] = {}  # read once for both looks
+    records: dict[str, RunRecord] = {}  # read once for both looks
     results = snapshot(store, parsed, records=records).decision.results
     counts = stage_counts(results, stage)
     if not counts.planned or counts.ended < counts.planned:

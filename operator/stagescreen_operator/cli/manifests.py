@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from stagescreen_contract.variables import CORPUS_VOCAB
 from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 
@@ -26,7 +27,7 @@ def manifests(
         typer.Option(
             metavar="N", help="Vocabulary of the prepared corpus, when the spec names none."
         ),
-    ] = 1024,
+    ] = CORPUS_VOCAB,
 ) -> None:
     """Print, as YAML, the training Jobs the operator creates for one stage: what to read
     before `kubectl apply` and what a reviewer diffs. Stages that select anchors from earlier

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from stagescreen_contract.variables import CORPUS_VOCAB
 from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 
@@ -44,7 +45,7 @@ def run(
         typer.Option(
             metavar="N", help="Vocabulary of the corpus prepared when the spec names none."
         ),
-    ] = 1024,
+    ] = CORPUS_VOCAB,
 ) -> None:
     """Train every stage of a study here: plan, run the trainers, analyse each stage, promote
     its anchors, and write the report.

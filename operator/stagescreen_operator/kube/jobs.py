@@ -33,8 +33,8 @@ from typing import Any
 from stagescreen.cost import RUN_OVERHEAD_S
 from stagescreen.environment import run_environment, run_folder
 from stagescreen.plans import PlannedRun
-from stagescreen.runstatus import EXIT_BAD_CONFIG, EXIT_DIVERGED
 from stagescreen.spec import API_VERSION, KIND, Pool, Study
+from stagescreen_contract.status import EXIT_BAD_CONFIG, EXIT_DIVERGED
 
 GROUP = API_VERSION.split("/")[0]
 NAME_LIMIT = 63  # a DNS-1123 label: Job names become pod labels (batch.kubernetes.io/job-name)

@@ -31,9 +31,10 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from stagescreen.runstatus import TERMINAL, RunStatus
 from stagescreen.spec import StudySpec
 from stagescreen.status import Phase, StudyStatus
+from stagescreen_contract.record import RunRecord
+from stagescreen_contract.status import TERMINAL, RunStatus
 
 PHASES: tuple[Phase, ...] = ("Pending", "Running", "Analyzing", "Succeeded", "Degraded", "Failed")
 STUDY = ("namespace", "study")
@@ -49,7 +50,7 @@ class StudySample:
     spec: StudySpec
     status: StudyStatus
     results: pd.DataFrame = field(compare=False, repr=False)
-    records: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    records: Mapping[str, RunRecord] = field(repr=False)
     new: frozenset[str]  # run ids whose records this reconcile read first
     pending_by_pool: Mapping[str, int]
     longest_running_s: float
@@ -169,10 +170,8 @@ class Metrics:
         spec, status, results, records = sample.spec, sample.status, sample.results, sample.records
         labels = {"namespace": sample.namespace, "study": sample.study}
         for record in (records[run_id] for run_id in sorted(sample.new)):
-            if record.get("status") in {str(s) for s in TERMINAL} and record.get("wall_s"):
-                self.run_seconds.labels(pool=str(record.get("pool"))).observe(
-                    float(record["wall_s"])
-                )
+            if record.status in TERMINAL and record.wall_s:
+                self.run_seconds.labels(pool=record.pool).observe(record.wall_s)
         if not results.empty:
             counts = results.groupby(["stage", "pool", "status"]).size()
             for stage in spec.stages:
@@ -209,11 +208,7 @@ class Metrics:
             self._set(
                 self.analysis_failed, 1 if stage.name in failed else 0, **labels, stage=stage.name
             )
-        ended = [
-            pd.Timestamp(r["finished_at"]).timestamp()
-            for r in records.values()
-            if r.get("finished_at")
-        ]
+        ended = [pd.Timestamp(r.finished_at).timestamp() for r in records.values() if r.finished_at]
         if ended:
             self._set(self.last_progress, max(ended), **labels)
         self.last_reconcile.set(time.time())

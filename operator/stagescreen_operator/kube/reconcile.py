@@ -34,10 +34,11 @@ from stagescreen.keys import RESULT, StudyKeys
 from stagescreen.outcome import StageOutcome
 from stagescreen.publish import publish_spec
 from stagescreen.records import failure_record
-from stagescreen.runstatus import RunStatus
 from stagescreen.spec import Study
 from stagescreen.status import StatusCondition, StudyStatus, study_conditions
 from stagescreen.store import Store
+from stagescreen_contract.record import RunRecord
+from stagescreen_contract.status import RunStatus
 from stagescreen_operator.controller import AnalyseStage, Decision, StartRun
 from stagescreen_operator.corpus import corpus_uris
 from stagescreen_operator.kube.cluster import Cluster
@@ -76,7 +77,7 @@ class Cache:
     """What one study's reconciles keep between calls (in kopf's memo, dropped with the
     study): records and outcomes read so far, which never change once written."""
 
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: dict[str, RunRecord] = field(default_factory=dict)
     outcomes: dict[str, StageOutcome] = field(default_factory=dict)
 
 
@@ -85,7 +86,7 @@ class LostRun:
     """A run whose Job ended for good without the trainer's record: the record to write."""
 
     run_id: str
-    record: dict[str, Any]
+    record: RunRecord
     event: Event
 
 
@@ -181,7 +182,7 @@ def reconcile(
     seen = look()
     lost = lost_runs(study.metadata.name, seen, jobs, now)
     for run in lost:
-        store.put_json(keys.run(run.run_id, RESULT), run.record)
+        store.put_json(keys.run(run.run_id, RESULT), run.record.model_dump(mode="json"))
     if lost:
         seen = look()
     done = plan(
@@ -271,12 +272,10 @@ def plan(
         record = observed.records.get(run_id)
         if job.state == "active" or job.announced or record is None or run_id in skip:
             continue
-        status = record.get("status")
-        if status in (RunStatus.DIVERGED, RunStatus.FAILED):
-            reason = "RunDiverged" if status == RunStatus.DIVERGED else "RunFailed"
-            events.append(
-                Event("Warning", reason, f"run {run_id} {status}: {record.get('reason')}")
-            )
+        ended = record.status
+        if ended in (RunStatus.DIVERGED, RunStatus.FAILED):
+            reason = "RunDiverged" if ended == RunStatus.DIVERGED else "RunFailed"
+            events.append(Event("Warning", reason, f"run {run_id} {ended}: {record.reason}"))
             annotate.append(job.name)
     creates = []
     started: dict[str, int] = {}
@@ -360,14 +359,17 @@ def _pending(jobs: Sequence[JobState], decision: Decision) -> dict[str, int]:
 
 
 def _stalled(
-    decision: Decision, runs: Mapping[str, JobState], records: Mapping[str, Any], now: datetime
+    decision: Decision,
+    runs: Mapping[str, JobState],
+    records: Mapping[str, RunRecord],
+    now: datetime,
 ) -> str | None:
     """Why the study looks stalled: runs are active but none has ended for longer than the
     longest of their budgets plus overhead and margin."""
     active = [job for job in runs.values() if job.state == "active"]
     if not active:
         return None
-    finished = [r.get("finished_at") for r in records.values() if r.get("finished_at")]
+    finished = [r.finished_at for r in records.values() if r.finished_at]
     starts = [job.started for job in active if job.started]
     last = max(finished) if finished else (min(starts) if starts else None)
     if last is None:

@@ -33,10 +33,11 @@ from stagescreen.plans import PlannedRun
 from stagescreen.publish import publish_spec, publish_stage
 from stagescreen.records import failure_record
 from stagescreen.report import write_report
-from stagescreen.runstatus import RunStatus, status_of_exit
 from stagescreen.spec import Study
 from stagescreen.status import StudyStatus, stage_summary
 from stagescreen.store import Store
+from stagescreen_contract.record import RunRecord
+from stagescreen_contract.status import RunStatus, status_of_exit
 from stagescreen_operator.controller import AnalyseStage, Decision, StartRun
 from stagescreen_operator.snapshot import Snapshot, snapshot
 
@@ -79,7 +80,7 @@ class LocalExecutor:
     def __post_init__(self) -> None:
         self.keys = StudyKeys(self.study.metadata.name)
         self.children: dict[str, Child] = {}
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, RunRecord] = {}
         self.outcomes: dict[str, StageOutcome] = {}
         self.stopping = False
 
@@ -162,7 +163,7 @@ class LocalExecutor:
             key = self.keys.run(run_id, RESULT)
             if not self.store.exists(key):
                 self._record_crash(child, code)
-            record = self.store.get_json(key)
+            record = RunRecord.model_validate(self.store.get_json(key))
             self.records[run_id] = record
             self.events.say(_ended_line(run_id, record, time.monotonic() - child.started))
 
@@ -172,7 +173,7 @@ class LocalExecutor:
         record = failure_record(
             self.study.metadata.name, child.run, reason, time.monotonic() - child.started
         )
-        self.store.put_json(self.keys.run(child.run.run_id, RESULT), record)
+        self.store.put_json(self.keys.run(child.run.run_id, RESULT), record.model_dump(mode="json"))
 
     def analyse(self, action: AnalyseStage, decision: Decision) -> None:
         record = publish_stage(self.store, self.study, action.stage, decision.results)
@@ -223,10 +224,9 @@ class LocalExecutor:
         self.events.say(f"report: {written[0]}")
 
 
-def _ended_line(run_id: str, record: Mapping[str, Any], wall: float) -> str:
-    status = record.get("status")
-    value = record.get("val_bpb")
-    shown = f"val_bpb {value:.4f}" if isinstance(value, int | float) else str(record.get("reason"))
+def _ended_line(run_id: str, record: RunRecord, wall: float) -> str:
+    status, value = record.status, record.val_bpb
+    shown = f"val_bpb {value:.4f}" if value is not None else str(record.reason)
     return f"{status} {run_id}: {shown} ({wall:.0f} s)"
 
 

@@ -1,19 +1,15 @@
-"""Where a training run stands: one enumeration for the planner, the analysis, the executors.
+"""Where a training run stands, and how the trainer's exit codes read.
 
 A run is `pending` until an executor starts it and `running` until it ends. The trainer's
 record (`result.json`) says how it ended: `succeeded`, `diverged` or `failed`, the three
 terminal states. `interrupted` is the one ending without a record: the trainer checkpointed on
-SIGTERM (exit 75) and the same run started again resumes. The trainer's exit codes map onto
-these states here and nowhere else.
+SIGTERM (exit 75) and the same run started again resumes. The trainer exits with these codes
+and the executors read them back here, one table for both sides.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 class RunStatus(StrEnum):
@@ -34,13 +30,13 @@ TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.DIVERGED, RunStatus.FAILED}
 
 # The trainer's exit codes (docs/trainer.md): 0 succeeded, 2 bad configuration, 3 diverged,
 # 4 failed, 75 SIGTERM with a checkpoint written (EX_TEMPFAIL: start it again to resume).
-EXIT_BAD_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 75
+EXIT_OK, EXIT_BAD_CONFIG, EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 4, 75
 
 
 def status_of_exit(code: int) -> RunStatus:
     """How a trainer process's exit code reads; any code it does not define is a failure
     (killed by a signal, crashed before it could write a record)."""
-    if code == 0:
+    if code == EXIT_OK:
         return RunStatus.SUCCEEDED
     if code == EXIT_DIVERGED:
         return RunStatus.DIVERGED
@@ -49,8 +45,8 @@ def status_of_exit(code: int) -> RunStatus:
     return RunStatus.FAILED
 
 
-def succeeded(status: pd.Series) -> pd.Series:
-    """Which rows' status reads succeeded: the project's one definition. Case and spaces are
-    forgiven (results tables also come from users' CSV files); a missing status is a run with
-    no record, which does not count."""
-    return status.notna() & status.astype(str).str.strip().str.lower().eq(RunStatus.SUCCEEDED)
+def reads_succeeded(value: object) -> bool:
+    """Whether a status value reads succeeded: the project's one definition. Case and spaces
+    are forgiven (results tables also come from users' CSV files); a missing status is a run
+    with no record, which does not count."""
+    return isinstance(value, str) and value.strip().lower() == RunStatus.SUCCEEDED

@@ -1,0 +1,127 @@
+"""The record a training run leaves: `result.json`, written last (its presence means the run
+is over) by the trainer, or by an executor for a run whose trainer could not write one.
+
+One model for the writers (the trainer dumps it, `stagescreen.records.failure_record` builds
+it) and the readers (the core validates every record it reads through it). A record holds who
+the run is (the identity the executors passed in), how it ended (`status`, `reason`) and what
+it measured; a field a run did not get to measure is None.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stagescreen_contract.status import RunStatus
+
+SCHEMA_VERSION = 1
+
+
+class ResumedFrom(BaseModel):
+    """The checkpoint a run continued from, after an interruption."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    uri: str
+    step: int
+    training_s: float
+    saved_at: str | None = None
+
+
+class RunRecord(BaseModel):
+    """One run's `result.json`. Unknown fields are kept (a newer trainer may record more).
+    Its validator is built on first use, not at import: the trainer imports this before its
+    SIGTERM handler is installed and needs it only when the run ends."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    schema_version: int = SCHEMA_VERSION
+    # --- identity, passed through from the run's environment ---
+    study: str = ""
+    stage: str = ""
+    run_id: str = ""
+    condition_id: str = ""
+    coded_levels: dict[str, int | float] | None = None  # None: CODED_LEVELS did not parse
+    hyperparameters: dict[str, int | float | str] = Field(default_factory=dict)
+    budget_s: float | None = None
+    max_steps: int | None = None
+    seed: int | None = None
+    pool: str = ""
+    # --- how it ended ---
+    status: RunStatus
+    reason: str | None = None  # why it failed or diverged; "" for a success
+    warnings: list[str] = Field(default_factory=list)
+    # --- the metric and the training it took ---
+    val_bpb: float | None = None
+    eval_tokens: int | None = None
+    eval_bytes: int | None = None
+    train_loss: float | None = None  # debiased smoothed training loss at the end
+    train_loss_last: float | None = None
+    steps: int = 0
+    tokens: int = 0
+    parameters: int | None = None
+    flops_per_token: float | None = None
+    # --- timings, seconds ---
+    training_s: float | None = None  # charged to the budget
+    warmup_s: float | None = None  # the first steps, timed apart
+    checkpoint_s: float | None = None
+    startup_s: float | None = None
+    eval_s: float | None = None
+    wall_s: float | None = None  # start-up, training and evaluation
+    # --- throughput and the device ---
+    tokens_per_s: float | None = None
+    mfu: float | None = None  # model FLOPs utilisation, a fraction of peak_flops
+    peak_flops: float | None = None
+    peak_flops_source: str | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str | None = None
+    device: str | None = None
+    device_name: str | None = None
+    attention: str | None = None
+    compute_dtype: str | None = None
+    orthogonal_dtype: str | None = None
+    compiled: bool | None = None
+    compile_error: str | None = None
+    threads: int | None = None
+    # --- provenance ---
+    host: str | None = None
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    code_version: str | None = None
+    resumed_from: ResumedFrom | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_records(cls, data: Any) -> Any:
+        """Records written before this model, read as they were meant: non-finite numbers
+        (an older trainer's NaN) are None, a status is read lower-case without spaces, and a
+        null where this model has a default (steps, tokens, pool, ...) is that default."""
+        if not isinstance(data, dict):
+            return data
+        read = {
+            key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in data.items()
+        }
+        status = read.get("status")
+        if isinstance(status, str):
+            read["status"] = status.strip().lower()
+        return {
+            key: value
+            for key, value in read.items()
+            if value is not None or key not in cls.model_fields or _nullable(key)
+        }
+
+    def number(self, name: str) -> float | None:
+        """A numeric field, or a recorded extra, by name (a study's metric names one)."""
+        value = getattr(self, name, None)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value)
+
+
+def _nullable(name: str) -> bool:
+    """Whether a RunRecord field's default is None (so a null reads as itself)."""
+    return RunRecord.model_fields[name].default is None
