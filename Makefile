@@ -74,7 +74,7 @@ test-fast: install
 # Every file generated from the models: the CRD and the chart's copy, docs/spec.md, the chart's
 # pools schema, the trainer's variable table in docs/trainer.md (a test fails if any is stale).
 generate: install
-	$(BIN)/python -m stagescreen.generated
+	$(BIN)/python -m stagescreen.study.generated
 
 # The two images: the trainer (every training Job) and the operator (operator, analysis Jobs).
 images:

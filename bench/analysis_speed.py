@@ -22,12 +22,14 @@ from pathlib import Path
 import pandas as pd
 from benchdoc import replace_section
 
-from stagescreen import publish, report, synthetic
-from stagescreen.manifest import manifest
-from stagescreen.planner import plan_stage
-from stagescreen.spec import Stage
-from stagescreen.store import open_store
-from stagescreen.studyfile import load_study
+from stagescreen.outcomes.manifest import manifest
+from stagescreen.planning.planner import plan_stage
+from stagescreen.reports import report
+from stagescreen.statistics import synthetic
+from stagescreen.storage import publish
+from stagescreen.storage.store import open_store
+from stagescreen.study.parse import load_study
+from stagescreen.study.spec import Stage
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Analysis speed (bench/analysis_speed.py)"

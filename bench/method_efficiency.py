@@ -46,10 +46,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from scipy import stats
 
-from stagescreen import analyse, outcome, status, synthetic
-from stagescreen.figures import png_bytes
-from stagescreen.spec import StudySpec
-from stagescreen.studyfile import parse_study
+from stagescreen.outcomes import analyse, status
+from stagescreen.outcomes import model as outcome
+from stagescreen.reports.figures import png_bytes
+from stagescreen.statistics import synthetic
+from stagescreen.study.parse import parse_study
+from stagescreen.study.spec import StudySpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Method efficiency (bench/method_efficiency.py)"

@@ -37,7 +37,7 @@ from apiserver import Running, serve  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 from seaweed import S3Endpoint, run_seaweedfs  # noqa: E402
 
-from stagescreen.store import open_store  # noqa: E402
+from stagescreen.storage.store import open_store  # noqa: E402
 from stagescreen_contract.record import RunRecord  # noqa: E402
 from stagescreen_contract.status import RunStatus  # noqa: E402
 

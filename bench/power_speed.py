@@ -21,8 +21,8 @@ from pathlib import Path
 
 from benchdoc import replace_section
 
-from stagescreen import power, synthetic
-from stagescreen.studyfile import load_study
+from stagescreen.statistics import power, synthetic
+from stagescreen.study.parse import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Power simulation (bench/power_speed.py)"

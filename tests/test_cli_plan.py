@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from stagescreen.cost import RUN_OVERHEAD_S
+from stagescreen.planning.cost import RUN_OVERHEAD_S
 from stagescreen_operator.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]

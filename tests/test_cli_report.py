@@ -9,7 +9,7 @@ from seaweed import S3Bucket
 from test_report import PAPER, PNG_MAGIC, write_programme
 from typer.testing import CliRunner
 
-from stagescreen.store import LocalStore, open_store
+from stagescreen.storage.store import LocalStore, open_store
 from stagescreen_operator.cli import app
 from stagescreen_operator.cli.report import split_study_uri
 

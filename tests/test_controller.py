@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from stagescreen import synthetic
-from stagescreen.cost import expected_runs
-from stagescreen.spec import StudySpec
-from stagescreen.studyfile import load_study, parse_study
+from stagescreen.planning.cost import expected_runs
+from stagescreen.statistics import synthetic
+from stagescreen.study.parse import load_study, parse_study
+from stagescreen.study.spec import StudySpec
 from stagescreen_contract.record import RunRecord
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from stagescreen.crd import crd, crd_yaml
-from stagescreen.generated import generated, pools_schema
-from stagescreen.spec import Pool
+from stagescreen.study.crd import crd, crd_yaml
+from stagescreen.study.generated import generated, pools_schema
+from stagescreen.study.spec import Pool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_every_generated_file_is_fresh(path: str) -> None:
 
 def test_make_generate_writes_every_generated_file() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert "\ngenerate: install\n\t$(BIN)/python -m stagescreen.generated\n" in makefile
+    assert "\ngenerate: install\n\t$(BIN)/python -m stagescreen.study.generated\n" in makefile
     assert set(generated(ROOT)) >= {
         "crds/screeningstudy.yaml",
         "charts/stagescreen/crds/screeningstudy.yaml",

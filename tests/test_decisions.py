@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stagescreen import analyse, retention, synthetic
-from stagescreen import families as fx
-from stagescreen.ranking import rank_conditions, select_anchors
-from stagescreen.spec import Selection
-from stagescreen.studyfile import load_study
+from stagescreen.outcomes import analyse
+from stagescreen.planning.ranking import rank_conditions, select_anchors
+from stagescreen.statistics import families as fx
+from stagescreen.statistics import retention, synthetic
+from stagescreen.study.parse import load_study
+from stagescreen.study.spec import Selection
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART_TEXT = (ROOT / "tests" / "data" / "quickstart-two-stages.yaml").read_text()

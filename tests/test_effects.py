@@ -13,7 +13,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from stagescreen.design import fractional_factorial
-from stagescreen.families import (
+from stagescreen.statistics.families import (
     EffectsError,
     benjamini_hochberg,
     code_factor,

@@ -9,9 +9,15 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from stagescreen.families import Effect, EffectsError, Family, fit_effects, relaxation_table
-from stagescreen.means import condition_means, variance_shares, win_count
-from stagescreen.pooled import pooled_budget_effects
+from stagescreen.statistics.families import (
+    Effect,
+    EffectsError,
+    Family,
+    fit_effects,
+    relaxation_table,
+)
+from stagescreen.statistics.means import condition_means, variance_shares, win_count
+from stagescreen.statistics.pooled import pooled_budget_effects
 
 # effects at (300 s, 600 s) planted in the D-fixed follow-up below (paper 5.3 magnitudes)
 FOLLOWUP = {"A": (0.0227, 0.0084), "B": (0.0210, 0.0023), "C": (-0.0085, -0.0013)}

@@ -15,20 +15,21 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel
 
-from stagescreen import crd, synthetic
-from stagescreen.analyse import stage_outcome
-from stagescreen.cost import expected_runs, programme_cost, stage_cost
-from stagescreen.formatting import fmt_budget, fmt_effect
-from stagescreen.ids import condition_name
 from stagescreen.kinds import KINDS, kind_of
 from stagescreen.kinds.base import Section, StageKind, StageResults
-from stagescreen.outcome import StageOutcome
-from stagescreen.planner import plan_stage
-from stagescreen.plans import StagePlan, expand_runs
-from stagescreen.report import StageData, StudyData, render_report
-from stagescreen.spec import SpecError, Stage, StudySpec
-from stagescreen.status import deciding_outcome
-from stagescreen.studyfile import load_study
+from stagescreen.outcomes.analyse import stage_outcome
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.outcomes.status import deciding_outcome
+from stagescreen.planning.cost import expected_runs, programme_cost, stage_cost
+from stagescreen.planning.ids import condition_name
+from stagescreen.planning.planner import plan_stage
+from stagescreen.planning.plans import StagePlan, expand_runs
+from stagescreen.reports.formatting import fmt_budget, fmt_effect
+from stagescreen.reports.report import StageData, StudyData, render_report
+from stagescreen.statistics import synthetic
+from stagescreen.study import crd
+from stagescreen.study.parse import load_study
+from stagescreen.study.spec import SpecError, Stage, StudySpec
 
 # --- the toy kind: what a new kind's module holds ---------------------------------------------
 

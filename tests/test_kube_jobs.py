@@ -11,8 +11,8 @@ import pandas as pd
 import yaml
 from typer.testing import CliRunner
 
-from stagescreen.planner import plan_stage
-from stagescreen.studyfile import load_study
+from stagescreen.planning.planner import plan_stage
+from stagescreen.study.parse import load_study
 from stagescreen_operator.cli import app
 from stagescreen_operator.kube.jobs import analysis_job, job_name, run_job
 

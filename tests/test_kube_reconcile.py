@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from stagescreen import synthetic
-from stagescreen.keys import RESULT, StudyKeys
-from stagescreen.store import Store, open_store
-from stagescreen.studyfile import load_study
+from stagescreen.statistics import synthetic
+from stagescreen.storage.keys import RESULT, StudyKeys
+from stagescreen.storage.store import Store, open_store
+from stagescreen.study.parse import load_study
 from stagescreen_operator.kube.reconcile import (
     ANNOUNCED,
     Event,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stagescreen.spec import Pool
+from stagescreen.study.spec import Pool
 from stagescreen_operator.kube.settings import Settings
 
 

@@ -11,15 +11,18 @@ import pytest
 import yaml
 from seaweed import S3Bucket
 
-from stagescreen import analyse, outcome, publish, retention, synthetic
-from stagescreen import families as fx
-from stagescreen.jsonvalues import json_ready
-from stagescreen.manifest import manifest
-from stagescreen.planner import plan_stage
-from stagescreen.plans import PlannedRun
-from stagescreen.spec import Study
-from stagescreen.store import LocalStore, Store, open_store
-from stagescreen.studyfile import load_study, parse_study
+from stagescreen.outcomes import analyse
+from stagescreen.outcomes import model as outcome
+from stagescreen.outcomes.manifest import manifest
+from stagescreen.planning.planner import plan_stage
+from stagescreen.planning.plans import PlannedRun
+from stagescreen.statistics import families as fx
+from stagescreen.statistics import retention, synthetic
+from stagescreen.storage import publish
+from stagescreen.storage.jsonvalues import json_ready
+from stagescreen.storage.store import LocalStore, Store, open_store
+from stagescreen.study.parse import load_study, parse_study
+from stagescreen.study.spec import Study
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART_TEXT = (ROOT / "tests" / "data" / "quickstart-two-stages.yaml").read_text()

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stagescreen import families as fx
-from stagescreen import power, retention, synthetic
-from stagescreen.studyfile import load_study
+from stagescreen.statistics import families as fx
+from stagescreen.statistics import power, retention, synthetic
+from stagescreen.study.parse import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from stagescreen.status import StudyStatus, study_status
-from stagescreen.studyfile import load_study
+from stagescreen.outcomes.status import StudyStatus, study_status
+from stagescreen.study.parse import load_study
 from stagescreen_operator.controller import Decision, Observed, decide
 from stagescreen_operator.local.executor import Child, LocalExecutor
 from stagescreen_operator.local.progress import (

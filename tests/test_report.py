@@ -1,7 +1,7 @@
 """Reports: the markdown a researcher reads and the paper's figures 1-4, from stored outcomes.
 
 The programme below is the paper's (examples/paper.yaml), its runs simulated on planted
-effects and every outcome the one `stagescreen.analyse.stage_outcome` writes, so the report is
+effects and every outcome the one `outcomes.analyse.stage_outcome` writes, so the report is
 tested against the records it will really read. Part of it has run, as in a study still in
 progress: two stages not at all, one with runs but no analysis yet. The seeded screen carries
 the paper's own published 5- and 10-minute effect table (section 5.1) in place of its fit.
@@ -20,17 +20,17 @@ import pytest
 import yaml
 from matplotlib.collections import PathCollection
 
-from stagescreen import synthetic
-from stagescreen.analyse import stage_outcome
-from stagescreen.families import Effect, EffectFamilies, Family, relaxation_table
-from stagescreen.figures import (
+from stagescreen.outcomes.analyse import stage_outcome
+from stagescreen.outcomes.manifest import Manifest, manifest
+from stagescreen.outcomes.model import Best, StageOutcome
+from stagescreen.reports.figures import (
     anchor_figure,
     effects_figure,
     png_bytes,
     search_figure,
     variance_figure,
 )
-from stagescreen.formatting import (
+from stagescreen.reports.formatting import (
     DASH,
     fmt_budget,
     fmt_effect,
@@ -38,22 +38,22 @@ from stagescreen.formatting import (
     fmt_levels,
     fmt_p,
 )
-from stagescreen.keys import StudyKeys
-from stagescreen.manifest import Manifest, manifest
-from stagescreen.means import VarianceShare
-from stagescreen.outcome import Best, StageOutcome
-from stagescreen.outcome_sections import best_section
-from stagescreen.report import (
+from stagescreen.reports.report import (
     StageData,
     StudyData,
     read_study_data,
     render_report,
     write_report,
 )
-from stagescreen.retention import retained_factors
-from stagescreen.spec import Study
-from stagescreen.store import LocalStore, Store
-from stagescreen.studyfile import load_study, parse_study
+from stagescreen.reports.sections import best_section
+from stagescreen.statistics import synthetic
+from stagescreen.statistics.families import Effect, EffectFamilies, Family, relaxation_table
+from stagescreen.statistics.means import VarianceShare
+from stagescreen.statistics.retention import retained_factors
+from stagescreen.storage.keys import StudyKeys
+from stagescreen.storage.store import LocalStore, Store
+from stagescreen.study.parse import load_study, parse_study
+from stagescreen.study.spec import Study
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "examples" / "paper.yaml"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from stagescreen.spec import Factor, Problem, SpecError, default_codes, parse_duration
-from stagescreen.studyfile import load_study, parse_study
+from stagescreen.study.parse import load_study, parse_study
+from stagescreen.study.spec import Factor, Problem, SpecError, default_codes, parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 

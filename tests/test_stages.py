@@ -17,17 +17,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from stagescreen import synthetic
-from stagescreen.cost import expected_runs, programme_cost, stage_cost
-from stagescreen.ids import condition_name, format_budget, full_space_id, run_id
 from stagescreen.kinds.greedy import greedy_climb, greedy_climbs
 from stagescreen.kinds.halving import halving_configurations, halving_ladders, halving_rungs
 from stagescreen.kinds.random import random_draws
-from stagescreen.planner import plan_stage
-from stagescreen.plans import Anchor, NotReady, Unplannable, stage_pools
-from stagescreen.ranking import select_anchors
-from stagescreen.spec import Stage, Study, StudySpec
-from stagescreen.studyfile import load_study, parse_study
+from stagescreen.planning.cost import expected_runs, programme_cost, stage_cost
+from stagescreen.planning.ids import condition_name, format_budget, full_space_id, run_id
+from stagescreen.planning.planner import plan_stage
+from stagescreen.planning.plans import Anchor, NotReady, Unplannable, stage_pools
+from stagescreen.planning.ranking import select_anchors
+from stagescreen.statistics import synthetic
+from stagescreen.study.parse import load_study, parse_study
+from stagescreen.study.spec import Stage, Study, StudySpec
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec
@@ -786,7 +786,7 @@ def test_followup_points_keep_the_names_they_have_elsewhere_in_the_study() -> No
 def test_a_greedy_climb_does_not_step_past_a_point_still_pending() -> None:
     """The results table lists planned runs before they end (status pending or running):
     those are not evaluated points, so the climb stays where it is."""
-    from stagescreen.records import results_table
+    from stagescreen.planning.results import results_table
 
     spec = small_spec(GREEDY)
     stage = spec.stage("climb")

@@ -11,9 +11,11 @@ import pytest
 import yaml
 from test_crd import openapi, pruned
 
-from stagescreen import analyse, outcome, synthetic
-from stagescreen.status import StudyStatus, stage_summary, study_conditions, study_status
-from stagescreen.studyfile import load_study
+from stagescreen.outcomes import analyse
+from stagescreen.outcomes import model as outcome
+from stagescreen.outcomes.status import StudyStatus, stage_summary, study_conditions, study_status
+from stagescreen.statistics import synthetic
+from stagescreen.study.parse import load_study
 from stagescreen_contract.status import RunStatus
 
 ROOT = Path(__file__).resolve().parents[1]

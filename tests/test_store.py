@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from seaweed import S3Bucket, S3Endpoint
 
-from stagescreen.keys import TEMP_PREFIX, InvalidKey, MissingKey, StoreError, StudyKeys
-from stagescreen.store import LocalStore, S3Store, Store, open_store
+from stagescreen.storage.keys import TEMP_PREFIX, InvalidKey, MissingKey, StoreError, StudyKeys
+from stagescreen.storage.store import LocalStore, S3Store, Store, open_store
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])

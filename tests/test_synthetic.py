@@ -1,7 +1,7 @@
 """Planted-effect simulation: deterministic draws, the response model, and effects recovered.
 
 Recovery closes the loop the way the test layers of docs/architecture.md ask: effects
-planted in synthetic data come back out of the screen's analysis (`stagescreen.analyse`)
+planted in synthetic data come back out of the screen's analysis (`stagescreen.outcomes.analyse`)
 within their noise.
 """
 
@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stagescreen import analyse, synthetic
-from stagescreen.planner import plan_stage
-from stagescreen.plans import PlannedRun
-from stagescreen.studyfile import load_study
+from stagescreen.outcomes import analyse
+from stagescreen.planning.planner import plan_stage
+from stagescreen.planning.plans import PlannedRun
+from stagescreen.statistics import synthetic
+from stagescreen.study.parse import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stagescreen.spec import SpecError
-from stagescreen.studyfile import parse_study
+from stagescreen.study.parse import parse_study
+from stagescreen.study.spec import SpecError
 from stagescreen_contract.checks import CROSS_CHECKS, defaults
 from stagescreen_contract.status import RunStatus, reads_succeeded, status_of_exit
 from stagescreen_contract.variables import VARIABLES

@@ -1,8 +1,8 @@
 """The record a training run leaves: `result.json`, written last (its presence means the run
 is over) by the trainer, or by an executor for a run whose trainer could not write one.
 
-One model for the writers (the trainer dumps it, `stagescreen.records.failure_record` builds
-it) and the readers (the core validates every record it reads through it). A record holds who
+One model for the writers (the trainer dumps it, `planning.results.failure_record` in the core
+builds it) and the readers (the core validates every record it reads through it). A record holds who
 the run is (the identity the executors passed in), how it ended (`status`, `reason`) and what
 it measured; a field a run did not get to measure is None.
 """

@@ -8,8 +8,8 @@ processes or Jobs show, so a restart from any point takes the same next actions.
 no clock reads here: the caller passes everything in.
 
 Each call re-plans every stage from the records (planning is deterministic and never changes
-its mind, stagescreen.planner), joins plans and records into the results table
-(stagescreen.records), then:
+its mind, stagescreen.planning.planner), joins plans and records into the results table
+(stagescreen.planning.results), then:
 - a stage whose source stages are still running waits; one that can never be planned fails
   the study with the planner's reason;
 - runs with no record and no process start, in stage order, up to `limits.parallelism`
@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from stagescreen.planner import plan_stage
-from stagescreen.plans import NotReady, PlannedRun, StagePlan, Unplannable
-from stagescreen.records import compute_seconds, results_table
-from stagescreen.spec import StudySpec
-from stagescreen.status import Phase
+from stagescreen.outcomes.status import Phase
+from stagescreen.planning.planner import plan_stage
+from stagescreen.planning.plans import NotReady, PlannedRun, StagePlan, Unplannable
+from stagescreen.planning.results import compute_seconds, results_table
+from stagescreen.study.spec import StudySpec
 from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import TERMINAL, RunStatus
 

@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from stagescreen.spec import Study
-from stagescreen.store import Store
+from stagescreen.storage.store import Store
+from stagescreen.study.spec import Study
 
 CORPUS_ROOT = "_corpus"
 TOKENIZER_MARK = "tokenizer/token_bytes.json"  # written last by prepare's tokenizer save

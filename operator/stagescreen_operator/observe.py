@@ -5,9 +5,9 @@ own processes or Jobs, never from here."""
 
 from __future__ import annotations
 
-from stagescreen.keys import CKPT, OUTCOME, RESULT, StudyKeys
-from stagescreen.spec import Problem, SpecError, Study
-from stagescreen.store import Store, open_store
+from stagescreen.storage.keys import CKPT, OUTCOME, RESULT, StudyKeys
+from stagescreen.storage.store import Store, open_store
+from stagescreen.study.spec import Problem, SpecError, Study
 from stagescreen_contract.record import RunRecord
 from stagescreen_operator.controller import Observed
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from stagescreen.outcome import StageOutcome
-from stagescreen.publish import read_outcomes
-from stagescreen.spec import Study
-from stagescreen.status import StudyStatus, study_status
-from stagescreen.store import Store
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.outcomes.status import StudyStatus, study_status
+from stagescreen.storage.publish import read_outcomes
+from stagescreen.storage.store import Store
+from stagescreen.study.spec import Study
 from stagescreen_contract.record import RunRecord
 from stagescreen_operator.controller import Decision, Observed, decide
 from stagescreen_operator.observe import observe_store

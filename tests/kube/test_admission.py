@@ -61,7 +61,7 @@ def test_limits_and_stages_not_started_may_change() -> None:
 
 
 def test_a_study_pool_takes_what_it_leaves_unset_from_the_cluster_pool() -> None:
-    from stagescreen.studyfile import parse_study
+    from stagescreen.study.parse import parse_study
     from stagescreen_operator.kube.pools import cluster_pools, with_cluster_pools
 
     cluster = cluster_pools(

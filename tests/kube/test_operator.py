@@ -25,9 +25,9 @@ from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
 from seaweed import S3Bucket
 
-from stagescreen.keys import StudyKeys
-from stagescreen.store import open_store
-from stagescreen.studyfile import parse_study
+from stagescreen.storage.keys import StudyKeys
+from stagescreen.storage.store import open_store
+from stagescreen.study.parse import parse_study
 from stagescreen_operator.corpus import corpus_for
 from stagescreen_operator.kube.cluster import CALLS, CRD_CALLS, KOPF_CALLS
 from stagescreen_operator.kube.handlers import operator_registry

@@ -15,8 +15,8 @@ import pytest
 from seaweed import S3Bucket
 from trainer_support import Prepared
 
-from stagescreen.keys import StudyKeys
-from stagescreen.store import LocalStore
+from stagescreen.storage.keys import StudyKeys
+from stagescreen.storage.store import LocalStore
 
 # Deterministic runs (MAX_STEPS, one thread each), so an interrupted study must reproduce an
 # uninterrupted one exactly: same records, same anchors, same run ids.

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from trainer_support import Prepared, trainer_command
 
-from stagescreen.environment import run_environment, run_folder
-from stagescreen.keys import RESULT, StudyKeys
-from stagescreen.planner import plan_stage
-from stagescreen.plans import StagePlan
-from stagescreen.records import failure_record, results_table
-from stagescreen.store import LocalStore
-from stagescreen.studyfile import load_study
+from stagescreen.planning.environment import run_environment, run_folder
+from stagescreen.planning.planner import plan_stage
+from stagescreen.planning.plans import StagePlan
+from stagescreen.planning.results import failure_record, results_table
+from stagescreen.storage.keys import RESULT, StudyKeys
+from stagescreen.storage.store import LocalStore
+from stagescreen.study.parse import load_study
 from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import RunStatus
 

@@ -19,7 +19,7 @@ from stagescreen.kinds.halving import Halving
 from stagescreen.kinds.long_horizon import LongHorizon
 from stagescreen.kinds.random import Random
 from stagescreen.kinds.screen import Screen
-from stagescreen.spec import Stage
+from stagescreen.study.spec import Stage
 
 KINDS: dict[str, StageKind] = {
     kind.name: kind

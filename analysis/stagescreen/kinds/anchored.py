@@ -14,13 +14,13 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from stagescreen.formatting import fmt_budget, fmt_count, fmt_fixed, fmt_text, md_table
 from stagescreen.kinds.base import Section, StageKind, StageResults
-from stagescreen.means import VarianceShare, variance_shares, win_count
-from stagescreen.outcome import PairWins, StageOutcome
-from stagescreen.plans import Condition, StagePlan, expand_runs
-from stagescreen.ranking import select_anchors, unique_anchors
-from stagescreen.spec import WINNER_RULES, Stage, StudySpec
+from stagescreen.outcomes.model import PairWins, StageOutcome
+from stagescreen.planning.plans import Condition, StagePlan, expand_runs
+from stagescreen.planning.ranking import select_anchors, unique_anchors
+from stagescreen.reports.formatting import fmt_budget, fmt_count, fmt_fixed, fmt_text, md_table
+from stagescreen.statistics.means import VarianceShare, variance_shares, win_count
+from stagescreen.study.spec import WINNER_RULES, Stage, StudySpec
 
 
 class AnchorKind(StageKind):

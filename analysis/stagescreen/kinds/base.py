@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from stagescreen.outcome import StageOutcome
-from stagescreen.plans import StagePlan, stage_pools
-from stagescreen.spec import Stage, StudySpec
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.planning.plans import StagePlan, stage_pools
+from stagescreen.study.spec import Stage, StudySpec
 
 Section = tuple[str, str]
 """A titled section of a stage report: (title, markdown)."""

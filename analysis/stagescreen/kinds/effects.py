@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stagescreen import families as fx
-from stagescreen.formatting import (
+from stagescreen.kinds.base import Section, StageKind, StageResults
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.planning.plans import stage_pools
+from stagescreen.reports.formatting import (
     DASH,
     fmt_budget,
     fmt_count,
@@ -21,11 +23,9 @@ from stagescreen.formatting import (
     fmt_text,
     md_table,
 )
-from stagescreen.jsonvalues import Scalar
-from stagescreen.kinds.base import Section, StageKind, StageResults
-from stagescreen.outcome import StageOutcome
-from stagescreen.plans import stage_pools
-from stagescreen.retention import judged_budget, retained_factors
+from stagescreen.statistics import families as fx
+from stagescreen.statistics.retention import judged_budget, retained_factors
+from stagescreen.storage.jsonvalues import Scalar
 
 
 class EffectKind(StageKind):

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import pandas as pd
 
 from stagescreen import design as designs
-from stagescreen import families as fx
-from stagescreen.ids import condition_name
 from stagescreen.kinds.base import StageResults
 from stagescreen.kinds.effects import EffectKind, effect_families, free_factors
-from stagescreen.outcome import StageOutcome
-from stagescreen.plans import StagePlan, expand_runs, stage_pools
-from stagescreen.pooled import PooledBudgetFit, pooled_budget_effects
-from stagescreen.spec import Stage, StudySpec
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.planning.ids import condition_name
+from stagescreen.planning.plans import StagePlan, expand_runs, stage_pools
+from stagescreen.statistics import families as fx
+from stagescreen.statistics.pooled import PooledBudgetFit, pooled_budget_effects
+from stagescreen.study.spec import Stage, StudySpec
 
 
 def followup_design(spec: StudySpec, stage: Stage) -> designs.Design:

@@ -12,7 +12,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from stagescreen.formatting import (
+from stagescreen.kinds.base import Section, StageKind, StageResults, pack
+from stagescreen.outcomes.model import GreedyClimb, GreedyStep, GreedySummary, StageOutcome
+from stagescreen.planning.ids import condition_name
+from stagescreen.planning.plans import (
+    PlannedRun,
+    StagePlan,
+    expand_runs,
+    stage_pools,
+    with_identity_columns,
+)
+from stagescreen.planning.ranking import succeeded
+from stagescreen.reports.formatting import (
     DASH,
     fmt_budget,
     fmt_count,
@@ -21,12 +32,7 @@ from stagescreen.formatting import (
     fmt_text,
     md_table,
 )
-from stagescreen.ids import condition_name
-from stagescreen.kinds.base import Section, StageKind, StageResults, pack
-from stagescreen.outcome import GreedyClimb, GreedyStep, GreedySummary, StageOutcome
-from stagescreen.plans import PlannedRun, StagePlan, expand_runs, stage_pools, with_identity_columns
-from stagescreen.ranking import succeeded
-from stagescreen.spec import Stage, StudySpec
+from stagescreen.study.spec import Stage, StudySpec
 from stagescreen_contract.status import TERMINAL
 
 

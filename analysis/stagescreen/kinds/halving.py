@@ -16,7 +16,25 @@ import numpy as np
 import pandas as pd
 
 from stagescreen import design as designs
-from stagescreen.formatting import (
+from stagescreen.kinds.base import Section, StageKind, StageResults, pack
+from stagescreen.outcomes.model import (
+    HalvingLadder,
+    HalvingRung,
+    HalvingSummary,
+    HalvingWinner,
+    RungConfiguration,
+    StageOutcome,
+)
+from stagescreen.planning.ids import condition_name
+from stagescreen.planning.plans import (
+    PlannedRun,
+    StagePlan,
+    expand_runs,
+    stage_pools,
+    with_identity_columns,
+)
+from stagescreen.planning.ranking import rank_conditions
+from stagescreen.reports.formatting import (
     DASH,
     fmt_budget,
     fmt_count,
@@ -25,19 +43,7 @@ from stagescreen.formatting import (
     fmt_text,
     md_table,
 )
-from stagescreen.ids import condition_name
-from stagescreen.kinds.base import Section, StageKind, StageResults, pack
-from stagescreen.outcome import (
-    HalvingLadder,
-    HalvingRung,
-    HalvingSummary,
-    HalvingWinner,
-    RungConfiguration,
-    StageOutcome,
-)
-from stagescreen.plans import PlannedRun, StagePlan, expand_runs, stage_pools, with_identity_columns
-from stagescreen.ranking import rank_conditions
-from stagescreen.spec import Stage, StudySpec
+from stagescreen.study.spec import Stage, StudySpec
 from stagescreen_contract.status import TERMINAL
 
 

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 
 from stagescreen import design as designs
-from stagescreen.formatting import fmt_count, fmt_levels, fmt_mean, fmt_text, md_table
-from stagescreen.ids import condition_name
 from stagescreen.kinds.base import Section, StageKind, StageResults
-from stagescreen.outcome import RandomBatch, RandomSummary, StageOutcome
-from stagescreen.plans import PlannedRun, StagePlan, expand_runs
-from stagescreen.spec import Stage, StudySpec
+from stagescreen.outcomes.model import RandomBatch, RandomSummary, StageOutcome
+from stagescreen.planning.ids import condition_name
+from stagescreen.planning.plans import PlannedRun, StagePlan, expand_runs
+from stagescreen.reports.formatting import fmt_count, fmt_levels, fmt_mean, fmt_text, md_table
+from stagescreen.study.spec import Stage, StudySpec
 
 
 def random_draws(

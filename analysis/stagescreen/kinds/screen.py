@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from stagescreen.kinds.effects import EffectKind
-from stagescreen.plans import StagePlan, expand_runs
-from stagescreen.spec import Stage, StudySpec
+from stagescreen.planning.plans import StagePlan, expand_runs
+from stagescreen.study.spec import Stage, StudySpec
 
 
 class Screen(EffectKind):

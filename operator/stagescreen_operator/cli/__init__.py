@@ -48,7 +48,7 @@ __all__ = ["COMMANDS", "app", "main"]
 def main() -> None:
     """Console-script entry point: a storage problem no command caught is one `error:` line
     (which store, what failed, what to set), never a traceback."""
-    from stagescreen.keys import StoreError
+    from stagescreen.storage.keys import StoreError
 
     try:
         app()

@@ -77,12 +77,12 @@ def analyse(
 
     Example: stagescreen analyse paper screen --namespace ml-research
     """
-    from stagescreen.publish import publish_stage
-    from stagescreen.records import stage_counts
-    from stagescreen.report import write_report
-    from stagescreen.spec import SpecError
-    from stagescreen.status import stage_summary
-    from stagescreen.studyfile import parse_study
+    from stagescreen.outcomes.status import stage_summary
+    from stagescreen.planning.results import stage_counts
+    from stagescreen.reports.report import write_report
+    from stagescreen.storage.publish import publish_stage
+    from stagescreen.study.parse import parse_study
+    from stagescreen.study.spec import SpecError
     from stagescreen_contract.record import RunRecord
     from stagescreen_operator.kube.cluster import Cluster, load_config
     from stagescreen_operator.observe import study_store

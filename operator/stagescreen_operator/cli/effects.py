@@ -16,7 +16,7 @@ from stagescreen_operator.tables import text_table
 if TYPE_CHECKING:
     import pandas as pd
 
-    from stagescreen.families import Effect, Family
+    from stagescreen.statistics.families import Effect, Family
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -30,8 +30,8 @@ def read_table(location: str) -> pd.DataFrame:
     file or at an s3://bucket/key URI."""
     import pandas as pd
 
-    from stagescreen.keys import MissingKey, StoreError
-    from stagescreen.store import open_store
+    from stagescreen.storage.keys import MissingKey, StoreError
+    from stagescreen.storage.store import open_store
 
     suffix = PurePosixPath(location).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
@@ -92,7 +92,7 @@ def _decimals(families: list[Family]) -> int:
 
 def _p(value: float | None) -> str:
     """p and q as the report prints them (`formatting.fmt_p`), a plain '-' for none."""
-    from stagescreen.formatting import fmt_p
+    from stagescreen.reports.formatting import fmt_p
 
     return "-" if value is None else fmt_p(value)
 
@@ -213,7 +213,7 @@ def effects(
           --generators E=ABCD        # also lists the design's runs the table lacks
     """
     from stagescreen.design import DesignError, fractional_factorial
-    from stagescreen.families import EffectFamilies, EffectsError, fit_effects
+    from stagescreen.statistics.families import EffectFamilies, EffectsError, fit_effects
 
     if not 0 < fdr < 1:
         raise fail(f"--fdr must lie strictly between 0 and 1, got {fdr}")

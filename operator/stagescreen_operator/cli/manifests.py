@@ -40,8 +40,8 @@ def manifests(
     import pandas as pd
     import yaml
 
-    from stagescreen.planner import plan_stage
-    from stagescreen.plans import PlanError
+    from stagescreen.planning.planner import plan_stage
+    from stagescreen.planning.plans import PlanError
     from stagescreen_operator.corpus import corpus_uris
     from stagescreen_operator.kube.jobs import run_job
 

@@ -13,7 +13,7 @@ from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
-    from stagescreen.cost import StageCost
+    from stagescreen.planning.cost import StageCost
 
 
 def _hours(hours: float) -> str:
@@ -55,9 +55,9 @@ def plan(
 
     Example: stagescreen plan examples/quickstart.yaml --overhead 60s
     """
-    from stagescreen.cost import RUN_OVERHEAD_S, budget_hours, programme_cost
-    from stagescreen.ids import format_budget
-    from stagescreen.spec import parse_duration
+    from stagescreen.planning.cost import RUN_OVERHEAD_S, budget_hours, programme_cost
+    from stagescreen.planning.ids import format_budget
+    from stagescreen.study.spec import parse_duration
 
     study = load_or_exit(study_file)
     spec = study.spec

@@ -65,10 +65,10 @@ def report(
 
     Example: stagescreen report runs/demo/quickstart
     """
-    from stagescreen.keys import SPEC, MissingKey, StoreError, StudyKeys
-    from stagescreen.report import write_report
-    from stagescreen.spec import SpecError
-    from stagescreen.store import open_store
+    from stagescreen.reports.report import write_report
+    from stagescreen.storage.keys import SPEC, MissingKey, StoreError, StudyKeys
+    from stagescreen.storage.store import open_store
+    from stagescreen.study.spec import SpecError
 
     try:
         root, study = split_study_uri(uri)

@@ -12,7 +12,7 @@ from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 
 if TYPE_CHECKING:
-    from stagescreen.spec import Study
+    from stagescreen.study.spec import Study
 
 
 def run(
@@ -56,8 +56,8 @@ def run(
 
     Example: stagescreen run examples/quickstart.yaml --workers 2
     """
-    from stagescreen.keys import StoreError
-    from stagescreen.store import open_store
+    from stagescreen.storage.keys import StoreError
+    from stagescreen.storage.store import open_store
     from stagescreen_operator.corpus import corpus_for
     from stagescreen_operator.local.executor import LocalExecutor
     from stagescreen_operator.local.progress import progress_events

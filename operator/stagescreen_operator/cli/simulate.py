@@ -2,7 +2,7 @@
 
 Answers "with these seeds and budgets, would the screen find effects of this size?" twice
 over: once as one simulated study written as a real one would be, and with `--replicates N`
-as a power table (`stagescreen.power`) over N repetitions of the study. All of it is
+as a power table (`stagescreen.statistics.power`) over N repetitions of the study. All of it is
 labelled synthetic.
 """
 
@@ -19,11 +19,11 @@ from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
-    from stagescreen.outcome import StageOutcome
-    from stagescreen.power import PowerReport
-    from stagescreen.spec import Study, StudySpec
-    from stagescreen.store import Store
-    from stagescreen.synthetic import ResponseModel
+    from stagescreen.outcomes.model import StageOutcome
+    from stagescreen.statistics.power import PowerReport
+    from stagescreen.statistics.synthetic import ResponseModel
+    from stagescreen.storage.store import Store
+    from stagescreen.study.spec import Study, StudySpec
 
 SINGLE_STUDY_OUT = "./simulated"
 
@@ -157,8 +157,8 @@ def simulate(
     The model defaults are calibrated to the paper (docs/analysis.md, "Rehearsing a study");
     each option below overrides one of them. Everything printed is SYNTHETIC.
     """
-    from stagescreen import synthetic
-    from stagescreen.spec import parse_duration
+    from stagescreen.statistics import synthetic
+    from stagescreen.study.spec import parse_duration
 
     study = load_or_exit(study_file)
     spec = study.spec
@@ -189,7 +189,7 @@ def _overridden(
     divergence: float | None,
 ) -> ResponseModel:
     """The calibrated model with each option the user gave in place of its default."""
-    from stagescreen import synthetic
+    from stagescreen.statistics import synthetic
 
     if noise is not None:
         parsed = synthetic.parse_noise(noise)
@@ -210,7 +210,7 @@ def _overridden(
 
 def _describe(model: ResponseModel) -> str:
     """The model in one line, so a printed result says what it was drawn from."""
-    from stagescreen.ids import format_budget
+    from stagescreen.planning.ids import format_budget
 
     if model.noise_points:
         noise = ", ".join(
@@ -236,9 +236,10 @@ def _one_study(study: Study, model: ResponseModel, out: str) -> None:
     """Simulate every stage once and write it as a real study would be written."""
     import pandas as pd
 
-    from stagescreen import publish, synthetic
-    from stagescreen.keys import StoreError
-    from stagescreen.store import open_store
+    from stagescreen.statistics import synthetic
+    from stagescreen.storage import publish
+    from stagescreen.storage.keys import StoreError
+    from stagescreen.storage.store import open_store
 
     spec = study.spec
     try:
@@ -272,9 +273,9 @@ def _power(
     from rich.console import Console
     from rich.progress import Progress
 
-    from stagescreen import power
-    from stagescreen.keys import StoreError
-    from stagescreen.store import open_store
+    from stagescreen.statistics import power
+    from stagescreen.storage.keys import StoreError
+    from stagescreen.storage.store import open_store
 
     progress_console = Console(stderr=True)
     if progress_console.is_terminal:
@@ -305,7 +306,7 @@ def _rate(value: float | None) -> str:
 
 def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
     """Two tables, every line of them starting with SYNTHETIC so no row reads as real."""
-    from stagescreen.ids import format_budget
+    from stagescreen.planning.ids import format_budget
 
     typer.echo(
         f"SYNTHETIC power of study {name!r}: {report.replicates} replicates (seed "
@@ -358,8 +359,8 @@ def _refuse_study_storage(study: Study, store: Store, out: str) -> None:
     """Synthetic records must never land where the study's real runs live: a report or a
     status read from there would present planted effects as measurements. Compared by where
     the study's spec would be written, so the stores decide what a path or URI means."""
-    from stagescreen.keys import StudyKeys
-    from stagescreen.store import open_store
+    from stagescreen.storage.keys import StudyKeys
+    from stagescreen.storage.store import open_store
 
     own = study.spec.storage.root()
     spec_key = StudyKeys(study.metadata.name).spec()
@@ -372,7 +373,7 @@ def _refuse_study_storage(study: Study, store: Store, out: str) -> None:
 
 def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
     """The study's answer, from the stage that decides it (`status.deciding_outcome`)."""
-    from stagescreen.status import deciding_outcome
+    from stagescreen.outcomes.status import deciding_outcome
 
     chosen = deciding_outcome(spec, records)
     if chosen is None or chosen.best is None:
@@ -396,7 +397,7 @@ def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
 
 def _summary(record: StageOutcome) -> str:
     """One line per stage: runs, what it retained, its best condition and what it promoted."""
-    from stagescreen.status import stage_summary
+    from stagescreen.outcomes.status import stage_summary
 
     return (
         f"SYNTHETIC {record.stage:<14} {record.kind:<12} {record.runs.succeeded:>4} runs  "

@@ -19,9 +19,9 @@ def status(
     """
     import yaml
 
-    from stagescreen.keys import SPEC, StoreError, StudyKeys
-    from stagescreen.store import open_store
-    from stagescreen.studyfile import parse_study
+    from stagescreen.storage.keys import SPEC, StoreError, StudyKeys
+    from stagescreen.storage.store import open_store
+    from stagescreen.study.parse import parse_study
     from stagescreen_operator.local.progress import status_lines
     from stagescreen_operator.snapshot import snapshot
 

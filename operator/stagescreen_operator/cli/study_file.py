@@ -10,7 +10,7 @@ import typer
 from stagescreen_operator.cli.app import fail
 
 if TYPE_CHECKING:
-    from stagescreen.spec import SpecError, Study
+    from stagescreen.study.spec import SpecError, Study
 
 StudyFile = Annotated[
     Path,
@@ -30,8 +30,8 @@ def report_problems(path: Path, error: SpecError) -> None:
 
 def load_or_exit(path: Path) -> Study:
     """The study in `path`; on any problem print them all (as `validate` does) and exit 2."""
-    from stagescreen.spec import SpecError
-    from stagescreen.studyfile import load_study
+    from stagescreen.study.parse import load_study
+    from stagescreen.study.spec import SpecError
 
     try:
         return load_study(path)

@@ -23,8 +23,8 @@ def validate(
 
     Exits 0 when every file is a valid study, 2 otherwise (one line per problem, on stderr).
     """
-    from stagescreen.spec import SpecError
-    from stagescreen.studyfile import load_study
+    from stagescreen.study.parse import load_study
+    from stagescreen.study.spec import SpecError
 
     failed = False
     for path in files:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stagescreen.spec import SpecError
-from stagescreen.studyfile import parse_study
+from stagescreen.study.parse import parse_study
+from stagescreen.study.spec import SpecError
 
 FROZEN = ("factors", "design")
 STAGE_FROZEN = ("kind", "budgets", "seeds", "pools", "select", "fix")

@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from stagescreen.spec import API_VERSION
+from stagescreen.study.spec import API_VERSION
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "screeningstudies"

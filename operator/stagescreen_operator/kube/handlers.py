@@ -29,8 +29,8 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
-from stagescreen.spec import SpecError
-from stagescreen.studyfile import parse_study
+from stagescreen.study.parse import parse_study
+from stagescreen.study.spec import SpecError
 from stagescreen_operator.kube.admission import admission_problems
 from stagescreen_operator.kube.cluster import GROUP, PLURAL, VERSION, Cluster, load_config
 from stagescreen_operator.kube.metrics import Metrics

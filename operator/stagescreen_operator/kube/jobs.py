@@ -13,7 +13,7 @@ What each training Job guarantees:
 - the pool's nodeSelector and tolerations and `<gpu_resource>: gpus` in its limits put the
   run on the pool its stage names; a pool with a Kueue queue gets the queue label and starts
   suspended, for Kueue to admit;
-- the run's environment is `stagescreen.environment.run_environment`, as on one machine; S3
+- the run's environment is `stagescreen.planning.environment.run_environment`, as on one machine; S3
   credentials come by secretKeyRef from the Secret the spec names, never copied;
 - a preempted, evicted or drained pod (`DisruptionTarget`) does not count against
   `backoffLimit`: the new pod resumes from the run's checkpoint in storage; the trainer's
@@ -30,10 +30,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from stagescreen.cost import RUN_OVERHEAD_S
-from stagescreen.environment import run_environment, run_folder
-from stagescreen.plans import PlannedRun
-from stagescreen.spec import API_VERSION, KIND, Pool, Study
+from stagescreen.planning.cost import RUN_OVERHEAD_S
+from stagescreen.planning.environment import run_environment, run_folder
+from stagescreen.planning.plans import PlannedRun
+from stagescreen.study.spec import API_VERSION, KIND, Pool, Study
 from stagescreen_contract.status import EXIT_BAD_CONFIG, EXIT_DIVERGED
 
 GROUP = API_VERSION.split("/")[0]

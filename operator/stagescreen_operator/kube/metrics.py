@@ -31,8 +31,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from stagescreen.spec import StudySpec
-from stagescreen.status import Phase, StudyStatus
+from stagescreen.outcomes.status import Phase, StudyStatus
+from stagescreen.study.spec import StudySpec
 from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import TERMINAL, RunStatus
 

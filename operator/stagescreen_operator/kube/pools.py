@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stagescreen.spec import Pool, Study
+from stagescreen.study.spec import Pool, Study
 
 
 def cluster_pools(text: str | None) -> tuple[Pool, ...]:

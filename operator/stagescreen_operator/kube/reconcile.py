@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from stagescreen.cost import RUN_OVERHEAD_S
-from stagescreen.keys import RESULT, StudyKeys
-from stagescreen.outcome import StageOutcome
-from stagescreen.publish import publish_spec
-from stagescreen.records import failure_record
-from stagescreen.spec import Study
-from stagescreen.status import StatusCondition, StudyStatus, study_conditions
-from stagescreen.store import Store
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.outcomes.status import StatusCondition, StudyStatus, study_conditions
+from stagescreen.planning.cost import RUN_OVERHEAD_S
+from stagescreen.planning.results import failure_record
+from stagescreen.storage.keys import RESULT, StudyKeys
+from stagescreen.storage.publish import publish_spec
+from stagescreen.storage.store import Store
+from stagescreen.study.spec import Study
 from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import RunStatus
 from stagescreen_operator.controller import AnalyseStage, Decision, StartRun

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from stagescreen.spec import Pool
+from stagescreen.study.spec import Pool
 from stagescreen_operator.kube.pools import cluster_pools
 
 

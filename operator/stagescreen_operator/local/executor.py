@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from stagescreen.environment import run_environment, run_folder
-from stagescreen.keys import RESULT, StudyKeys
-from stagescreen.outcome import StageOutcome
-from stagescreen.plans import PlannedRun
-from stagescreen.publish import publish_spec, publish_stage
-from stagescreen.records import failure_record
-from stagescreen.report import write_report
-from stagescreen.spec import Study
-from stagescreen.status import StudyStatus, stage_summary
-from stagescreen.store import Store
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.outcomes.status import StudyStatus, stage_summary
+from stagescreen.planning.environment import run_environment, run_folder
+from stagescreen.planning.plans import PlannedRun
+from stagescreen.planning.results import failure_record
+from stagescreen.reports.report import write_report
+from stagescreen.storage.keys import RESULT, StudyKeys
+from stagescreen.storage.publish import publish_spec, publish_stage
+from stagescreen.storage.store import Store
+from stagescreen.study.spec import Study
 from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import RunStatus, status_of_exit
 from stagescreen_operator.controller import AnalyseStage, Decision, StartRun

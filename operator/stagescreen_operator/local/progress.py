@@ -22,9 +22,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from stagescreen.cost import RUN_OVERHEAD_S, stage_cost
-from stagescreen.spec import Study, StudySpec
-from stagescreen.status import StudyStatus
+from stagescreen.outcomes.status import StudyStatus
+from stagescreen.planning.cost import RUN_OVERHEAD_S, stage_cost
+from stagescreen.study.spec import Study, StudySpec
 from stagescreen_operator.controller import Decision
 from stagescreen_operator.local.executor import Child, Events
 from stagescreen_operator.tables import text_table

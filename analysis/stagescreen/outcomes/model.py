@@ -1,0 +1,281 @@
+"""Stage outcomes: what a finished stage found, as the typed record outcome.json holds.
+
+`StageOutcome` is what an analysis Job (or the local executor) writes to
+`<study>/stages/<stage>/outcome.json` (built by `stagescreen.outcomes.analyse.stage_outcome`): the
+effects the stage's kind calls for (paper 4.4), the ranking of its conditions with Student-t
+intervals, cross-seed win counts between its anchors, the best condition per pool, the
+anchors promoted into later stages with the rule that chose each, and the baselines' climbs,
+batches and ladders; a kind registered later adds its own part under `parts`. Every reader
+(status, report, command line) takes the validated model; outcome.json files of older
+writers are read through the before-validators here, the one place that knows their shapes.
+The model knows no kind: what depends on one (a summary line, which stage answers the
+study) is in `stagescreen.outcomes.status`, which asks the kind.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, computed_field, model_validator
+
+from stagescreen.statistics.families import EffectFamilies, Relaxation
+from stagescreen.statistics.means import VarianceShare
+from stagescreen.statistics.pooled import PooledBudgetFit
+from stagescreen.storage.jsonvalues import JsonFloat, Scalar
+
+SCHEMA_VERSION = 1
+
+
+class _Record(BaseModel):
+    """A JSON record in storage: snake_case keys, unknown keys of newer writers ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The record as outcome.json holds it."""
+        return self.model_dump(mode="json")
+
+
+class StageRuns(_Record):
+    """A stage's planned runs by terminal state, and those with no record yet."""
+
+    planned: int
+    succeeded: int = 0
+    failed: int = 0
+    diverged: int = 0
+    missing: list[str] = Field(default_factory=list)
+
+
+class RankedCondition(_Record):
+    """One condition in one (budget, pool) cell: its runs, failures, mean and interval.
+
+    `runs` counts ended runs, `failed` those that failed or diverged, `n` the succeeded ones
+    the mean is taken over; `adjusted` marks a seed-adjusted mean (`ranking.rank_conditions`).
+    """
+
+    budget_s: int
+    pool: str
+    condition_id: str
+    role: str | None = None
+    runs: int = 0
+    failed: int = 0
+    n: int
+    mean: JsonFloat
+    sd: JsonFloat = None
+    ci_low: JsonFloat = None
+    ci_high: JsonFloat = None
+    adjusted: bool = False
+    rank: int
+
+
+class RunnerUp(_Record):
+    """The condition ranked second, and how far the best is from it.
+
+    `difference` is runner-up minus best over their runs, with Welch's interval (on the seeds
+    both kept, when either lost one, so estimate and interval speak of the same runs);
+    `separated` is True when that interval excludes zero, False when it does not, None
+    without an interval (fewer than two runs on a side).
+    `wins` of `total` cross-seed pairings go to the best (descriptive, paper 4.4).
+    """
+
+    condition_id: str
+    mean: JsonFloat
+    difference: JsonFloat
+    ci_low: JsonFloat = None
+    ci_high: JsonFloat = None
+    wins: int
+    total: int
+    separated: bool | None = None
+
+
+class Best(_Record):
+    """A stage's best condition on one pool at its longest budget.
+
+    Its interval is not adjusted for the pick: the best of several near-tied conditions is
+    usually lucky (best of six tied conditions on five seeds: 88% coverage in simulation).
+    """
+
+    condition_id: str
+    role: str | None = None
+    budget_s: int
+    pool: str
+    mean: float
+    ci_low: JsonFloat = None
+    ci_high: JsonFloat = None
+    adjusted: bool = False
+    runs: int = 0
+    failed: int = 0
+    levels: dict[str, int]
+    hyperparameters: dict[str, Scalar]
+    runner_up: RunnerUp | None = None
+
+
+class PairWins(_Record):
+    """Cross-seed win count of one anchor against another in one (budget, pool) cell:
+    `wins` of `total` pairings go to `left` (descriptive, paper 4.4)."""
+
+    budget_s: int
+    pool: str
+    left: str
+    right: str
+    wins: int
+    ties: int
+    total: int
+
+
+class AnchorRecord(_Record):
+    """A condition carried into a stage, with the rule and source stage that chose it, and
+    its ended and failed runs at the source (`plans.Anchor`)."""
+
+    condition_id: str
+    role: str | None = None
+    rule: str | None = None
+    source: str | None = None
+    levels: dict[str, int] = Field(default_factory=dict)
+    runs: int = 0
+    failed: int = 0
+
+
+class Promotion(AnchorRecord):
+    """An anchor a later stage (`to_stage`) selects from this one."""
+
+    to_stage: str
+
+
+class GreedyStep(_Record):
+    """One step of a greedy climb: the condition tried, its mean, whether it was kept."""
+
+    step: int
+    condition_id: str
+    levels: dict[str, int]
+    mean: JsonFloat
+    accepted: bool
+
+
+class GreedyClimb(_Record):
+    """One (budget, pool) climb: its steps, how many moves were accepted (the start is not a
+    move), the incumbent's mean and step, and whether the climb has stopped."""
+
+    budget_s: int
+    pool: str
+    steps: list[GreedyStep] = Field(default_factory=list)
+    accepted: int = 0
+    best: JsonFloat = None
+    best_step: int | None = None
+    stopped: bool = False
+
+
+class GreedySummary(_Record):
+    climbs: list[GreedyClimb] = Field(default_factory=list)
+
+
+class RandomBatch(_Record):
+    """One batch of a random search and the condition that won it."""
+
+    batch: int
+    condition_id: str
+    levels: dict[str, int]
+    best: float
+
+
+class RandomSummary(_Record):
+    """Each batch's winner and the spread of batch bests, the random baseline's answer."""
+
+    batches: list[RandomBatch] = Field(default_factory=list)
+    mean_batch_best: JsonFloat = None
+    median_batch_best: JsonFloat = None
+    min_batch_best: JsonFloat = None
+    max_batch_best: JsonFloat = None
+
+
+class RungConfiguration(_Record):
+    """A configuration on a halving rung with its mean there (None before it ended)."""
+
+    condition_id: str
+    levels: dict[str, int]
+    mean: JsonFloat = None
+
+
+class HalvingWinner(RungConfiguration):
+    """The best of a ladder's last rung, at that rung's budget."""
+
+    budget_s: int
+
+
+class HalvingRung(_Record):
+    """One rung: its budget, how many configurations ran, and those that went on."""
+
+    budget_s: int
+    configurations: int
+    complete: bool
+    survivors: list[RungConfiguration] = Field(default_factory=list)
+
+
+class HalvingLadder(_Record):
+    pool: str
+    rungs: list[HalvingRung] = Field(default_factory=list)
+    winner: HalvingWinner | None = None
+
+
+class HalvingSummary(_Record):
+    """Each pool's ladder; each rung keeps the best 1/`eta`, rounded up."""
+
+    eta: int
+    ladders: list[HalvingLadder] = Field(default_factory=list)
+
+
+class StageOutcome(_Record):
+    """What a finished stage found: `<study>/stages/<stage>/outcome.json`.
+
+    The effect sections hold the records `statistics.families`, `pooled` and `means` fit;
+    the parts that drive decisions and status (run counts, ranking, best, retained factors,
+    anchors) and the baselines' summaries are typed here.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    study: str
+    stage: str
+    kind: str
+    synthetic: bool = False
+    """Results simulated by `stagescreen simulate` on planted effects: no model was trained."""
+    metric: str
+    goal: str
+    runs: StageRuns
+    effects: EffectFamilies | None = None
+    interactions: EffectFamilies | None = None
+    pooled: PooledBudgetFit | None = None
+    variance_shares: list[VarianceShare] | None = None
+    relaxation: list[Relaxation] | None = None
+    retained: list[str] = Field(default_factory=list)
+    retained_at: int | None = None
+    """The budget (seconds) whose effects `retained` was judged on."""
+    ranking: list[RankedCondition] = Field(default_factory=list)
+    win_counts: list[PairWins] = Field(default_factory=list)
+    best_per_pool: list[Best] = Field(default_factory=list)
+    anchors: list[AnchorRecord] = Field(default_factory=list)
+    promoted: list[Promotion] = Field(default_factory=list)
+    greedy: GreedySummary | None = None
+    random: RandomSummary | None = None
+    halving: HalvingSummary | None = None
+    parts: dict[str, JsonValue] = Field(default_factory=dict, exclude_if=lambda parts: not parts)
+    """Parts a registered kind adds beyond the typed ones above, by the kind's name; its
+    module in `stagescreen.kinds` writes and reads its own. Left out of outcome.json when
+    empty."""
+    notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_writers(cls, data: object) -> object:
+        """Outcomes of older writers: one written before `best_per_pool` existed names its
+        best only as `best`; a part it left null reads as its default (empty, or absent)."""
+        if not isinstance(data, dict):
+            return data
+        data = {key: value for key, value in data.items() if value is not None}
+        if "best_per_pool" not in data and data.get("best"):
+            data["best_per_pool"] = [data["best"]]
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def best(self) -> Best | None:
+        """The best on the stage's first pool, the one status and summaries name; written
+        to outcome.json beside `best_per_pool` for readers that want one."""
+        return self.best_per_pool[0] if self.best_per_pool else None

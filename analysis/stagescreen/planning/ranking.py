@@ -1,0 +1,197 @@
+"""Ranking conditions and choosing anchors: the one ranking every decision reads.
+
+`rank_conditions` orders a stage's conditions at one budget; `select_anchors` applies a
+`select` rule to that ranking. Ties break on condition id, so a ranking and everything
+promoted from it are reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from stagescreen.planning.ids import condition_name
+from stagescreen.planning.plans import Anchor, Unplannable
+from stagescreen.statistics.families import EffectsError
+from stagescreen.statistics.means import ConditionMean, adjusted_means, condition_means
+from stagescreen.study.spec import WINNER_RULES, Selection, StudySpec
+from stagescreen_contract.status import TERMINAL, reads_succeeded
+
+
+def succeeded(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows that count for ranking: status succeeded and a finite metric."""
+    if results.empty:
+        return results
+    ok = results["status"].map(reads_succeeded).astype(bool) & np.isfinite(
+        pd.to_numeric(results[metric], errors="coerce")
+    )
+    return results[ok]
+
+
+BLOCKS = ("seed", "pool")
+"""What shifts every condition alike within one budget: the seed, and the host a run ran on."""
+
+
+def rank_conditions(
+    results: pd.DataFrame, metric: str, goal: str, at: int | str = "longest"
+) -> pd.DataFrame:
+    """Conditions at one budget, best first, the one ranking every decision reads.
+
+    Columns: condition_id, role, budget_s, runs (ended runs), failed (of those, failed or
+    diverged), n (succeeded with a finite metric), mean, sd, ci_low, ci_high, adjusted.
+    - The mean is the raw mean with its Student-t interval (paper 4.4) when every condition
+      ran every seed and pool the others did; when some lost runs, it is the seed- and
+      pool-adjusted mean (`effects.adjusted_means`), so a condition is not flattered by the
+      seeds it happened to keep; `adjusted` says which.
+    - A condition that failed or diverged on any run ranks behind every condition with a
+      smaller failure share: a recipe that diverges on some seeds is not the one to bet long
+      runs on, however good its survivors look. Then by mean; ties break on condition id, so
+      the ranking and everything promoted from it are reproducible.
+    """
+    if results.empty:
+        return pd.DataFrame()
+    ended = results[results["status"].isin(list(TERMINAL))]
+    if ended.empty:
+        return pd.DataFrame()
+    budget = ended["budget_s"].max() if at == "longest" else at
+    ended = ended[ended["budget_s"] == budget]
+    if ended.empty:
+        return pd.DataFrame()
+    good = succeeded(ended, metric)
+    table = ended.groupby("condition_id", sort=True).agg(
+        role=("role", "first"),
+        runs=("status", "size"),
+        failed=("status", lambda status: int((~status.map(reads_succeeded).astype(bool)).sum())),
+    )
+    table["n"] = good.groupby("condition_id").size().reindex(table.index, fill_value=0)
+    blocks = [b for b in BLOCKS if b in good.columns and good[b].nunique() > 1]
+    cells = (
+        good.groupby("condition_id")[blocks].apply(
+            lambda rows: frozenset(map(tuple, rows.to_numpy()))
+        )
+        if blocks and not good.empty
+        else pd.Series(dtype=object)
+    )
+    adjusted = bool(cells.nunique() > 1)
+    means: list[ConditionMean] = []
+    if adjusted:
+        try:
+            means = adjusted_means(good, metric, "condition_id", blocks)
+        except EffectsError:
+            adjusted = False  # no seeds in common to adjust through: the raw means are all
+    if not adjusted and not good.empty:
+        means = condition_means(good, metric, "condition_id")
+    stats = pd.DataFrame(
+        [
+            {
+                "condition_id": m.key["condition_id"],
+                "mean": m.mean,
+                "sd": m.sd,
+                "ci_low": m.ci_low,
+                "ci_high": m.ci_high,
+            }
+            for m in means
+        ],
+        columns=["condition_id", "mean", "sd", "ci_low", "ci_high"],
+    ).set_index("condition_id")
+    table = table.join(stats).reset_index()
+    table["adjusted"] = adjusted
+    table["budget_s"] = budget
+    table["_share"] = table["failed"] / table["runs"]
+    table["_key"] = table["mean"] if goal == "minimize" else -table["mean"]
+    table = table.sort_values(["_share", "_key", "condition_id"], na_position="last")
+    return table.drop(columns=["_share", "_key"]).reset_index(drop=True)
+
+
+def _levels_of(results: pd.DataFrame, condition: str, codes: Sequence[str]) -> dict[str, int]:
+    row = results[results["condition_id"] == condition].iloc[0]
+    return {code: int(row[code]) for code in codes}
+
+
+def _source_role(results: pd.DataFrame, condition: str) -> str | None:
+    """The role an anchor already had in its source stage, so it keeps its name onwards."""
+    roles = results.loc[results["condition_id"] == condition, "role"].dropna()
+    return str(roles.iloc[0]) if len(roles) else None
+
+
+def _roles(selection: Selection, count: int) -> list[str]:
+    role = selection.role or selection.rule
+    return [role] if count == 1 else [f"{role}-{i}" for i in range(1, count + 1)]
+
+
+def _among(results: pd.DataFrame, roles: Sequence[str]) -> pd.DataFrame:
+    if not roles:
+        return results
+    role = results["role"].fillna("")
+    pattern = "|".join(re.escape(r) for r in roles)
+    return results[role.str.fullmatch(f"(?:{pattern})(?:-[0-9]+)?")]
+
+
+def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame) -> list[Anchor]:
+    """The anchors one `select` rule picks from the results of its source stage."""
+    codes = spec.codes
+    if selection.rule == "control":
+        levels = {code: int(selection.levels[code]) for code in codes}
+        cid = condition_name(levels, spec)
+        return [Anchor(cid, levels, _roles(selection, 1)[0], "control", None)]
+    source = selection.from_ or ""
+    rows = _among(results[results["stage"] == source], selection.among)
+    # `longest` is the longest budget the source declares, never merely the longest that
+    # happens to have results: a ranking must not move as the source's runs come in.
+    at = max(spec.stage(source).budgets) if selection.at == "longest" else selection.at
+    ranking = rank_conditions(rows, spec.metric.name, spec.metric.goal, at)
+    if not ranking.empty:
+        ranking = ranking[ranking["n"] > 0]
+    if ranking.empty:
+        raise Unplannable(
+            f"select rule {selection.rule!r} from stage {source!r}: no succeeded runs to rank "
+            f"at {at} s"
+        )
+    if selection.rule == "worst":
+        # the worst recipe by its metric, a contrast for the best: failures do not enter
+        worst_first = ranking["mean"] if spec.metric.goal == "maximize" else -ranking["mean"]
+        picked = list(
+            ranking.assign(_key=worst_first).sort_values(["_key", "condition_id"])["condition_id"][
+                : selection.k
+            ]
+        )
+    elif selection.rule in WINNER_RULES:
+        picked = list(ranking["condition_id"].iloc[:1])
+    else:
+        picked = list(ranking["condition_id"].iloc[: selection.k])
+    record = ranking.set_index("condition_id")
+    anchors: list[Anchor] = []
+    for role, cid in zip(_roles(selection, len(picked)), picked, strict=True):
+        levels = _levels_of(rows, cid, codes)
+        if selection.role is None and selection.rule in ("best", "worst"):
+            role = _source_role(rows, cid) or role
+        if selection.rule == "bridge":
+            levels = {
+                code: 0 if code in selection.factors else level for code, level in levels.items()
+            }
+            suffix = "".join(f"{code.lower()}0" for code in codes if code in selection.factors)
+            cid = f"{cid}-{suffix}"
+        source_row = record.loc[picked[len(anchors)]]
+        anchors.append(
+            Anchor(
+                cid,
+                levels,
+                role,
+                selection.rule,
+                source,
+                runs=int(source_row["runs"]),
+                failed=int(source_row["failed"]),
+            )
+        )
+    return anchors
+
+
+def unique_anchors(anchors: Sequence[Anchor]) -> list[Anchor]:
+    """One anchor per condition; a condition picked by two rules keeps the first role."""
+    unique: dict[str, Anchor] = {}
+    for anchor in anchors:
+        unique.setdefault(anchor.condition_id, anchor)
+    return list(unique.values())

@@ -1,0 +1,185 @@
+"""The sections of a stage report, each rendered from one part of the stage's outcome.
+
+`outcome_sections` lists a stage's titled sections in reading order: run counts, what the
+stage's kind found (main effects and the retention they support, the two-factor and pooled
+models, relaxation with budget, variance shares), the ranking and what the kind reads beside
+it (win counts), anchors and promotions, the kind's search (the baselines' climbs, batches
+and ladders), and the best condition with its evidence. The shared sections are rendered
+here, the kind's by its module in `stagescreen.kinds`. Only the parts present get a section.
+It reads the validated `StageOutcome`; a value the analysis could not compute (None) prints
+as a dash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from stagescreen.kinds.base import Section, StageKind
+from stagescreen.outcomes.model import (
+    AnchorRecord,
+    Best,
+    Promotion,
+    RankedCondition,
+    StageOutcome,
+    StageRuns,
+)
+from stagescreen.reports.formatting import (
+    DASH,
+    fmt_budget,
+    fmt_count,
+    fmt_effect,
+    fmt_interval,
+    fmt_levels,
+    fmt_mean,
+    fmt_text,
+    md_table,
+)
+
+RANKING_TOP, RANKING_BOTTOM = 5, 2
+MISSING_SHOWN = 10
+
+
+def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[Section]:
+    """(title, markdown) of each section the outcome supports, the best condition last: the
+    shared ones here, the kind's (`StageKind.*_sections`) where it reads them."""
+    sections: list[Section] = [("Runs", _runs_section(outcome.runs))]
+    sections += kind.finding_sections(outcome)
+    if outcome.ranking:
+        sections.append(("Ranking", _ranking_section(outcome.ranking)))
+    sections += kind.ranking_sections(outcome, goal)
+    if outcome.anchors:
+        sections.append(("Anchors", _anchor_rows(outcome.anchors)))
+    if outcome.promoted:
+        sections.append(("Promoted anchors", _anchor_rows(outcome.promoted)))
+    sections += kind.search_sections(outcome)
+    sections.append(("Best condition", best_section(outcome.best_per_pool)))
+    return sections
+
+
+def _runs_section(runs: StageRuns) -> str:
+    missing = runs.missing
+    table = md_table(
+        ["planned", "succeeded", "failed", "missing"],
+        [
+            [
+                fmt_count(runs.planned),
+                fmt_count(runs.succeeded),
+                fmt_count(runs.failed),
+                str(len(missing)),
+            ]
+        ],
+    )
+    if missing:
+        shown = ", ".join(f"`{m}`" for m in missing[:MISSING_SHOWN])
+        more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
+        table += f"\n\nMissing runs: {shown}{more}."
+    return table
+
+
+def _ranking_section(ranking: Sequence[RankedCondition]) -> str:
+    groups: dict[tuple[int, str], list[RankedCondition]] = {}
+    for entry in ranking:
+        groups.setdefault((entry.budget_s, entry.pool), []).append(entry)
+    blocks = []
+    for (budget, pool), entries in sorted(groups.items()):
+        entries.sort(key=lambda e: e.rank)
+        shown = entries
+        cut = len(entries) > RANKING_TOP + RANKING_BOTTOM
+        if cut:
+            shown = entries[:RANKING_TOP] + entries[-RANKING_BOTTOM:]
+        rows = [
+            [
+                fmt_count(e.rank),
+                f"`{fmt_text(e.condition_id)}`",
+                fmt_text(e.role),
+                fmt_count(e.n),
+                _failures(e.failed, e.runs),
+                fmt_mean(e.mean) + (" †" if e.adjusted else ""),
+                fmt_mean(e.sd),
+                fmt_interval(e.ci_low, e.ci_high, digits=6, signed=False),
+            ]
+            for e in shown
+        ]
+        if cut:
+            rows.insert(RANKING_TOP, ["…"] * 8)
+        title = f"budget {fmt_budget(budget)}" + (f", pool {pool}" if pool else "")
+        note = f" (top {RANKING_TOP} and bottom {RANKING_BOTTOM} of {len(entries)})" if cut else ""
+        header = ["rank", "condition", "role", "n", "failed", "mean", "sd", "95% CI"]
+        blocks.append(f"**{title}**{note}\n\n" + md_table(header, rows))
+    legend = (
+        "A condition that failed or diverged on any run ranks behind every condition with a "
+        "smaller failure share, then by mean."
+    )
+    if any(e.adjusted for e in ranking):
+        legend += " † seed-adjusted mean: some conditions lost seeds, so means are compared "
+        legend += "as if every condition had run every seed."
+    return "\n\n".join([*blocks, legend])
+
+
+def _failures(failed: int, runs: int) -> str:
+    """`failed/runs` for a condition or anchor with failures, blank when it has none."""
+    return f"{failed}/{runs}" if failed else ""
+
+
+def _anchor_rows(entries: Sequence[AnchorRecord]) -> str:
+    """Anchors of this stage (with their source) or promotions (with the stage they go to)."""
+    promoted = any(isinstance(entry, Promotion) for entry in entries)
+    rows = []
+    for entry in entries:
+        first = [fmt_text(entry.to_stage)] if isinstance(entry, Promotion) else []
+        rows.append(
+            first
+            + [fmt_text(entry.role), f"`{fmt_text(entry.condition_id)}`", fmt_text(entry.rule)]
+            + ([] if promoted else [fmt_text(entry.source)])
+            + [fmt_levels(entry.levels), _failures(entry.failed, entry.runs)]
+        )
+    header = (["to stage"] if promoted else []) + ["role", "condition", "rule"]
+    header += ([] if promoted else ["source"]) + ["levels", "failed at source"]
+    text = md_table(header, rows)
+    if any(entry.failed for entry in entries):
+        text += "\n\nAn anchor with failures at its source was promoted despite them."
+    return text
+
+
+def _best_line(best: Best) -> str:
+    """One best condition with its evidence: interval (not adjusted for the pick), failures,
+    and the runner-up with the difference, its interval, the win count and, in words,
+    whether the two are separated."""
+    name = fmt_text(best.condition_id)
+    role = f" ({best.role})" if best.role else ""
+    pool = f" on {best.pool}" if best.pool else ""
+    budget = fmt_budget(best.budget_s)
+    settings = ", ".join(f"{k}={fmt_text(v)}" for k, v in best.hyperparameters.items())
+    text = (
+        f"`{name}`{role} at {budget}{pool}: mean {fmt_mean(best.mean)}"
+        + (" (seed-adjusted)" if best.adjusted else "")
+        + ", 95% CI "
+        f"{fmt_interval(best.ci_low, best.ci_high, digits=6, signed=False)} "
+        "(not adjusted for having been picked as best)"
+        f"; levels {fmt_levels(best.levels)}" + (f"; {settings}" if settings else "")
+    )
+    if best.failed:
+        failures = _failures(best.failed, best.runs).replace("/", " of ")
+        text += f". It failed or diverged on {failures} runs"
+    runner = best.runner_up
+    if runner is None:
+        return text + ". No other condition to compare with."
+    other = fmt_text(runner.condition_id)
+    gap = f"Runner-up `{other}` {fmt_mean(runner.mean)}, difference {fmt_effect(runner.difference)}"
+    if runner.separated is None:
+        verdict = f"fewer than two runs on a side: no interval, so `{name}` and `{other}` are not "
+        verdict += f"distinguishable at {budget} from this stage"
+    else:
+        gap += f" (95% CI {fmt_interval(runner.ci_low, runner.ci_high)})"
+        verdict = (
+            f"`{name}` is ahead of `{other}` at {budget}"
+            if runner.separated
+            else f"`{name}` and `{other}` are not distinguishable at {budget}"
+        )
+    return f"{text}. {gap}; `{name}` wins {runner.wins}/{runner.total} seed pairings: {verdict}."
+
+
+def best_section(bests: Sequence[Best]) -> str:
+    """The best condition on each pool (`StageOutcome.best_per_pool`): the stage section's
+    last part, and the study report's answer when this stage decides it."""
+    return "\n".join(f"- {_best_line(best)}" for best in bests) or DASH

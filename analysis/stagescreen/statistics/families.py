@@ -1,0 +1,771 @@
+"""Effects of two-level factors on a response, the way the paper reads its screens (4.4).
+
+Effects are high-minus-low contrasts under -1/+1 coding, so an effect is 2*beta of an OLS fit.
+One *family* is one model fit: by default one per budget (`by`), with an optional block
+(seed) fixed effect, Wald intervals on the residual df, two-sided p-values and
+Benjamini-Hochberg q-values within the family (or across all families on request).
+
+Departures from a bare `smf.ols(...)` call, each for a reason a user meets in practice:
+- columns are renamed into a clean formula namespace (`y`, `x0`, `x1`, `block`), so a factor
+  named `C` cannot shadow patsy's `C()`, and names with spaces just work;
+- the design matrix is built once for the whole table and each family fits its own rows, which
+  keeps hundreds of families fast;
+- failed or missing runs are excluded and listed; a family that lost the runs an effect needs
+  reports that effect as null with the reason rather than a pseudo-inverse artefact;
+- a model asking for two aliased terms (identical or opposite columns in the design) is
+  refused with both names, because its estimates would silently be sums of effects;
+- saturated designs (no residual df) report effects without intervals, or with Lenth's
+  pseudo standard error when asked (Lenth 1989, Technometrics 31:469-473).
+
+The relaxation table (5.1) reads families, so it lives here too. The result records are
+pydantic models: what `stagescreen effects --json` prints and what outcome.json holds is their
+dump, and an outcome read back validates into the same records.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+import statsmodels.formula.api as smf
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from stagescreen.storage.jsonvalues import JsonFloat, Scalar, json_number, json_ready
+from stagescreen_contract.status import reads_succeeded
+
+_TOL = 1e-9
+
+
+class EffectsError(ValueError):
+    """The table or the requested model cannot be analysed as asked; the message says why."""
+
+
+class DesignLike(Protocol):
+    """What the effects need from a `stagescreen.design.Design`: its runs and their ids."""
+
+    @property
+    def factors(self) -> tuple[str, ...]: ...
+    @property
+    def matrix(self) -> np.ndarray: ...
+    @property
+    def condition_ids(self) -> tuple[str, ...]: ...
+
+
+# --- result records ----------------------------------------------------------------------
+
+
+class Record(BaseModel):
+    """A result record: frozen, unknown keys of newer writers ignored on read."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Effect(Record):
+    """One high-minus-low effect; None where it cannot be computed (`reason` says why).
+
+    Written as exactly term, effect, ci_low, ci_high, p, q: `se` and `reason` serve the
+    analysis and the command line, not the stored record."""
+
+    term: str
+    effect: JsonFloat
+    se: JsonFloat = Field(default=None, exclude=True)
+    ci_low: JsonFloat = None
+    ci_high: JsonFloat = None
+    p: JsonFloat = None
+    q: JsonFloat = None
+    reason: str | None = Field(default=None, exclude=True)
+
+
+class ExcludedRun(BaseModel):
+    """A row of the input left out of the fit: its row label (position, unless the table's
+    index labels rows by integers such as file lines), why, and its labels (run_id,
+    condition_id, seed, budget_s: those the table has) as further keys."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    row: int
+    reason: str
+
+    @property
+    def labels(self) -> dict[str, Scalar]:
+        return dict(self.model_extra or {})
+
+
+class LenthMargin(Record):
+    """Lenth's pseudo standard error and margins of error for an unreplicated design."""
+
+    pse: float
+    df: float
+    me: float
+    sme: float
+
+
+class Family(Record):
+    """One fitted model: the effects of one `by` group and what was left out of it.
+
+    `missing` names expected runs with no usable row (condition ids, with the block level
+    when a block is fitted); `excluded` lists the rows dropped for a failed status or a
+    missing value. `q_scope` is "family", "combined" (BH across every family of the call) or
+    "across pool" (BH across the families that differ only in pool). `lenth` is written only
+    for a family judged by Lenth's margin.
+    """
+
+    by: dict[str, Scalar]
+    n: int
+    df_resid: int | None
+    effects: tuple[Effect, ...]
+    missing: tuple[str, ...] = ()
+    excluded: tuple[ExcludedRun, ...] = ()
+    notes: tuple[str, ...] = ()
+    q_scope: str = "family"
+    lenth: LenthMargin | None = Field(default=None, exclude_if=lambda margin: margin is None)
+
+    def effect(self, term: str) -> Effect:
+        """The effect named `term` (e.g. "A" or "A:B")."""
+        for effect in self.effects:
+            if effect.term == term:
+                return effect
+        raise KeyError(f"no term {term!r} in this family; terms: {[e.term for e in self.effects]}")
+
+    @property
+    def budget(self) -> Scalar:
+        """The budget the family was fitted at: effects name it budget_s, pooled fits the
+        column they were given (budget)."""
+        return self.by.get("budget_s", self.by.get("budget"))
+
+
+class EffectFamilies(Record):
+    """The `stagescreen effects --json` document, and an outcome's effects and interactions."""
+
+    families: tuple[Family, ...] = ()
+
+
+class Relaxation(BaseModel):
+    """One term's effect at one budget and its ratio to the effect at the shortest budget;
+    the family's other grouping values (e.g. pool) are further keys (`group`)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    term: str
+    budget: Scalar
+    effect: JsonFloat
+    ratio: JsonFloat
+    reason: str | None = None
+
+    @property
+    def group(self) -> dict[str, Scalar]:
+        return dict(self.model_extra or {})
+
+
+# --- multiplicity -------------------------------------------------------------------------
+
+
+def benjamini_hochberg(pvalues: Iterable[float | None]) -> np.ndarray:
+    """Benjamini-Hochberg (1995) step-up q-values (statsmodels' fdr_bh), in the order the
+    p-values came: q_(i) = min over j >= i of m * p_(j) / j, capped at 1. Missing
+    p-values (None or NaN) stay NaN and do not count towards m: an effect that could not be
+    tested is not a hypothesis of the family.
+    """
+    p = np.array([np.nan if value is None else value for value in pvalues], dtype=float)
+    q = np.full(p.shape, np.nan)
+    present = np.flatnonzero(~np.isnan(p))
+    if present.size == 0:
+        return q
+    if np.any((p[present] < 0) | (p[present] > 1)):
+        raise EffectsError(f"p-values must lie in [0, 1], got {p[present].tolist()}")
+    q[present] = multipletests(p[present], method="fdr_bh")[1]
+    return q
+
+
+# --- coding and terms ----------------------------------------------------------------------
+
+
+def code_factor(values: pd.Series, name: str) -> tuple[pd.Series, str | None]:
+    """Coded levels of one factor column, and a note when the values had to be recoded.
+
+    Numeric columns with exactly two distinct values are mapped low -> -1, high -> +1 (so a
+    column of real hyperparameters such as 6/8 works as it is). Columns already within
+    [-1, +1] (e.g. -1/0/+1 with centre points) are used as they are; any other numeric column
+    is rescaled linearly so its minimum is -1 and its maximum +1. Non-numeric columns are
+    refused: their order of levels is not knowable.
+    """
+    if not pd.api.types.is_numeric_dtype(values):
+        examples = ", ".join(repr(v) for v in values.dropna().unique()[:4].tolist())
+        raise EffectsError(
+            f"factor column {name!r} is not numeric (values such as {examples}); give coded "
+            "levels -1/+1 or two numeric levels (low, high)"
+        )
+    numeric = values.astype(float)
+    distinct = np.sort(numeric.dropna().unique())
+    if distinct.size == 0:
+        raise EffectsError(f"factor column {name!r} has no values")
+    if distinct.size == 2:
+        low, high = distinct
+        if (low, high) == (-1.0, 1.0):
+            return numeric, None
+        coded = numeric.map({low: -1.0, high: 1.0})
+        return coded, f"{name}: coded {low:g} -> -1, {high:g} -> +1"
+    low, high = distinct[0], distinct[-1]
+    if low >= -1 and high <= 1:
+        return numeric, None
+    centre, half = (high + low) / 2, (high - low) / 2
+    return (numeric - centre) / half, f"{name}: rescaled linearly, {low:g} -> -1, {high:g} -> +1"
+
+
+def model_terms(factors: Sequence[str], order: int = 1, terms: Sequence[str] = ()) -> list[str]:
+    """Main effects, every interaction up to `order`, then the extra `terms` ("A:B").
+
+    Interaction names list their factors in the order of `factors`, so "B:A" becomes "A:B".
+    """
+    out: list[str] = []
+    for size in range(1, max(order, 1) + 1):
+        out += [":".join(combo) for combo in itertools.combinations(factors, size)]
+    for term in terms:
+        parts = term.split(":")
+        unknown = [part for part in parts if part not in factors]
+        if unknown or len(set(parts)) != len(parts):
+            raise EffectsError(
+                f"term {term!r} must join distinct factors with ':'; factors: {list(factors)}"
+            )
+        canonical = ":".join(sorted(parts, key=list(factors).index))
+        if canonical not in out:
+            out.append(canonical)
+    return out
+
+
+def _term_columns(coded: pd.DataFrame | np.ndarray, terms: Sequence[str], factors: Sequence[str]):
+    """The model matrix of `terms` (products of coded factor columns), one column per term."""
+    array = np.asarray(coded, dtype=float)
+    index = {factor: i for i, factor in enumerate(factors)}
+    return np.column_stack(
+        [np.prod(array[:, [index[part] for part in term.split(":")]], axis=1) for term in terms]
+    )
+
+
+def check_aliasing(matrix: np.ndarray, terms: Sequence[str], factors: Sequence[str]) -> None:
+    """Refuse a model whose terms are aliased in the design `matrix` (runs x factors).
+
+    Two terms are aliased when their columns are identical or opposite over the design's
+    runs; a term whose column is constant is aliased with the intercept. Only terms in the
+    model matter: in a 2^(5-1) with E=ABCD, A:B is fine unless C:D:E is fitted too.
+    """
+    columns = _term_columns(matrix, terms, factors)
+    problems: list[str] = []
+    for i, term in enumerate(terms):
+        if np.ptp(columns[:, i]) < _TOL:
+            problems.append(f"{term} does not vary in the design (aliased with the intercept)")
+    for i, j in itertools.combinations(range(len(terms)), 2):
+        a, b = columns[:, i], columns[:, j]
+        if np.ptp(a) < _TOL:
+            continue
+        if np.allclose(a, b):
+            problems.append(f"{terms[i]} is aliased with {terms[j]} (identical columns)")
+        elif np.allclose(a, -b):
+            problems.append(f"{terms[i]} is aliased with -{terms[j]} (opposite columns)")
+    if problems:
+        raise EffectsError(
+            "aliased terms in the model: "
+            + "; ".join(problems)
+            + ". Fit at most one term of each alias chain: name the terms (terms=[...] or --terms)."
+        )
+
+
+# --- rows: what is usable, what is missing ------------------------------------------------
+
+
+def require_columns(data: pd.DataFrame, columns: Iterable[str], role: str) -> None:
+    for column in columns:
+        if column not in data.columns:
+            raise EffectsError(
+                f"{role} column {column!r} is not in the table; columns: {list(data.columns)}"
+            )
+
+
+def _exclusion_reasons(data: pd.DataFrame, response: str, required: Sequence[str]) -> pd.Series:
+    """Per row, why it cannot enter a fit ("" when it can): failed status or missing values."""
+    reasons = pd.Series("", index=data.index, dtype=object)
+    if "status" in data.columns:
+        bad = ~data["status"].map(reads_succeeded).astype(bool)
+        reasons[bad] = "status=" + data.loc[bad, "status"].astype(str)
+        reasons[bad & data["status"].isna()] = "status is missing"
+    for column in (response, *required):
+        gap = data[column].isna() & (reasons == "")
+        reasons[gap] = f"{column} is missing"
+    return reasons
+
+
+def _labels(row: pd.Series) -> dict[str, Scalar]:
+    return {
+        key: json_ready(row[key])
+        for key in ("run_id", "condition_id", "seed", "budget_s")
+        if key in row.index and pd.notna(row[key])
+    }
+
+
+def _require_numeric_response(data: pd.DataFrame, response: str) -> None:
+    """Refuse a response column holding text, naming the entries that are not numbers."""
+    values = data[response]
+    if pd.api.types.is_numeric_dtype(values):
+        return
+    present = values.dropna()
+    bad = present[pd.to_numeric(present, errors="coerce").isna()]
+    examples = ", ".join(f"row {i}: {v!r}" for i, v in bad.head(4).items())
+    raise EffectsError(
+        f"response column {response!r} is not numeric ({examples or f'dtype {values.dtype}'}); "
+        "give numbers, and leave a value empty (or mark the run's status failed) when a run "
+        "has none"
+    )
+
+
+def usable_rows(data: pd.DataFrame, response: str, required: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows that can enter a fit, with the response checked to be numeric."""
+    require_columns(data, [response, *required], "required")
+    _require_numeric_response(data, response)
+    return data[_exclusion_reasons(data, response, required) == ""]
+
+
+# --- per-family fit ------------------------------------------------------------------------
+
+
+def estimability(x: np.ndarray, column: int, names: Sequence[str]) -> str | None:
+    """None when coefficient `column` is estimable from `x`, else which columns confound it."""
+    target = x[:, column]
+    others = np.delete(x, column, axis=1)
+    if np.linalg.norm(target) < _TOL:
+        return "no run present has it at a non-zero level"
+    if others.shape[1]:
+        coef, *_ = np.linalg.lstsq(others, target, rcond=None)
+        residual = target - others @ coef
+    else:
+        coef, residual = np.zeros(0), target
+    if np.linalg.norm(residual) > 1e-7 * np.linalg.norm(target):
+        return None
+    rest = [name for k, name in enumerate(names) if k != column]
+    partners = list(
+        dict.fromkeys(
+            rest[i] for i in np.flatnonzero(np.abs(coef) > 1e-7) if rest[i] != "intercept"
+        )
+    )
+    if not partners:
+        return "it does not vary among the runs present"
+    return "it is confounded with " + ", ".join(partners) + " among the runs present"
+
+
+def lenth_pse(effects: np.ndarray) -> np.ndarray:
+    """Lenth's pseudo standard error of each column of effects (effects along axis 0):
+    s0 = 1.5 * median|c|, PSE = 1.5 * median of the |c| below 2.5 * s0. Columns at once, so
+    the power simulation judges a thousand replicates in one call."""
+    size = np.abs(effects)
+    s0 = 1.5 * np.median(size, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-zero effects: PSE is NaN
+        return 1.5 * np.nanmedian(np.where(size < 2.5 * s0, size, np.nan), axis=0)
+
+
+def lenth_margin(effects: Sequence[float], level: float = 0.95) -> LenthMargin:
+    """Lenth's (1989) pseudo standard error with its margin (ME) and simultaneous margin (SME).
+
+    s0 = 1.5 * median|c|; PSE = 1.5 * median of the |c| below 2.5 * s0; the margins use the
+    t distribution on d = m/3 df, ME at (1+level)/2 and SME at (1 + level^(1/m))/2.
+    """
+    absolute = np.abs(np.asarray(effects, dtype=float))
+    m = absolute.size
+    if m < 2:
+        raise EffectsError("Lenth's method needs at least two effects")
+    pse = float(lenth_pse(absolute))
+    d = m / 3
+    me = float(stats.t.ppf((1 + level) / 2, d) * pse)
+    sme = float(stats.t.ppf((1 + level ** (1 / m)) / 2, d) * pse)
+    return LenthMargin(pse=pse, df=d, me=me, sme=sme)
+
+
+@dataclass
+class Prepared:
+    """The coded table and the one design matrix every family takes its rows from."""
+
+    frame: pd.DataFrame
+    coded: pd.DataFrame
+    exog: np.ndarray
+    exog_names: list[str]
+    term_columns: dict[str, int]
+    notes: tuple[str, ...]
+
+
+def prepare(
+    data: pd.DataFrame,
+    response: str,
+    factors: Sequence[str],
+    terms: Sequence[str],
+    block: str | None,
+    design: DesignLike | None,
+) -> Prepared:
+    if not factors:
+        raise EffectsError("name at least one factor")
+    require_columns(data, factors, "factor")
+    require_columns(data, [response], "response")
+    if block is not None:
+        require_columns(data, [block], "block")
+    _require_numeric_response(data, response)
+    frame = pd.DataFrame(index=data.index)
+    frame["y"] = data[response].astype(float)
+    notes: list[str] = []
+    internal = {factor: f"x{i}" for i, factor in enumerate(factors)}
+    for factor in factors:
+        coded, note = code_factor(data[factor], factor)
+        frame[internal[factor]] = coded
+        if note:
+            notes.append(note)
+    if block is not None:
+        frame["block"] = data[block].astype(str).where(data[block].notna())
+    if design is not None:
+        unknown = [factor for factor in design.factors if factor not in factors]
+        if unknown:
+            raise EffectsError(f"design factors {unknown} are not among the factors {factors}")
+        matrix = np.asarray(design.matrix, dtype=float)
+        check_aliasing(matrix, terms, list(design.factors))
+    else:
+        levels = frame[[internal[f] for f in factors]].dropna().drop_duplicates().to_numpy()
+        check_aliasing(levels, terms, factors)
+
+    formula = "y ~ " + " + ".join(
+        ":".join(internal[part] for part in term.split(":")) for term in terms
+    )
+    if block is not None:
+        formula += " + C(block)"
+    reasons = _exclusion_reasons(data, response, [*factors, *([block] if block else [])])
+    usable = frame[reasons == ""]
+    if usable.empty:
+        raise EffectsError(f"no usable rows: every row has a failed status or missing {response}")
+    model = smf.ols(formula, data=usable, eval_env=0)
+    names = ["intercept" if name == "Intercept" else name for name in model.exog_names]
+    term_columns = {
+        term: names.index(":".join(internal[part] for part in term.split(":"))) for term in terms
+    }
+    full = np.full((len(frame), model.exog.shape[1]), np.nan)
+    full[np.flatnonzero(reasons.to_numpy() == "")] = model.exog
+    frame["_reason"] = reasons
+    levels_frame = pd.DataFrame({f: frame[internal[f]] for f in factors}, index=frame.index)
+    return Prepared(frame, levels_frame, full, names, term_columns, tuple(notes))
+
+
+def _missing_runs(
+    family_rows: pd.DataFrame,
+    usable_rows: pd.DataFrame,
+    coded: pd.DataFrame,
+    block: str | None,
+    design: DesignLike | None,
+    all_conditions: Sequence[str],
+) -> tuple[str, ...]:
+    """Expected runs with no usable row: design runs (or the table's condition ids) x block."""
+    blocks = sorted(family_rows[block].dropna().unique().tolist()) if block else [None]
+    if design is not None:
+        present = {
+            (tuple(np.round(row).astype(int)), b)
+            for row, b in zip(
+                coded[list(design.factors)].to_numpy(dtype=float),
+                usable_rows[block] if block else [None] * len(usable_rows),
+                strict=True,
+            )
+        }
+        expected = [
+            (cid, tuple(np.asarray(levels).astype(int)), b)
+            for cid, levels in zip(design.condition_ids, design.matrix, strict=True)
+            for b in blocks
+        ]
+        gaps = [(cid, b) for cid, levels, b in expected if (levels, b) not in present]
+    elif all_conditions:
+        present_ids = set(
+            zip(
+                usable_rows["condition_id"].astype(str),
+                usable_rows[block] if block else [None] * len(usable_rows),
+                strict=True,
+            )
+        )
+        gaps = [(c, b) for c in all_conditions for b in blocks if (c, b) not in present_ids]
+    else:
+        return ()
+    return tuple(cid if b is None else f"{cid}/{block}={json_ready(b)}" for cid, b in gaps)
+
+
+def _fit_family(
+    prepared: Prepared,
+    rows: pd.Index,
+    terms: Sequence[str],
+    lenth: bool,
+    level: float,
+) -> tuple[int, int | None, list[Effect], LenthMargin | None, list[str]]:
+    frame = prepared.frame.loc[rows]
+    keep = (frame["_reason"] == "").to_numpy()
+    positions = prepared.frame.index.get_indexer(rows)[keep]
+    n = int(keep.sum())
+    notes: list[str] = []
+    if n == 0:
+        reason = "no usable runs in this family"
+        return (
+            0,
+            None,
+            [Effect(term=term, effect=None, reason=reason) for term in terms],
+            None,
+            [reason],
+        )
+    x = prepared.exog[positions]
+    y = prepared.frame["y"].to_numpy()[positions]
+    nonzero = np.flatnonzero(np.linalg.norm(x, axis=0) > _TOL)
+    nonzero = np.union1d(nonzero, list(prepared.term_columns.values()))
+    x = x[:, nonzero]
+    names = [prepared.exog_names[i] for i in nonzero]
+    local = {
+        term: int(np.searchsorted(nonzero, col)) for term, col in prepared.term_columns.items()
+    }
+    readable = dict(zip(prepared.exog_names, prepared.exog_names, strict=True))
+    for term, col in prepared.term_columns.items():
+        readable[prepared.exog_names[col]] = term
+    if any(name.startswith("C(block)") for name in names):
+        readable.update({name: "block" for name in names if name.startswith("C(block)")})
+    blocked = {term: estimability(x, local[term], [readable[n] for n in names]) for term in terms}
+    rank = int(np.linalg.matrix_rank(x))
+    df_resid = n - rank
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # rank deficiency and zero residual df are reported per effect below
+        warnings.simplefilter("ignore")
+        fit = sm.OLS(y, x).fit(method="pinv")
+        if df_resid > 0:
+            bse, pvalues = np.asarray(fit.bse), np.asarray(fit.pvalues)
+            interval = np.asarray(fit.conf_int(alpha=1 - level))
+    effects: list[Effect] = []
+    for term in terms:
+        if blocked[term] is not None:
+            reason = f"{term} cannot be estimated: {blocked[term]}"
+            notes.append(reason)
+            effects.append(Effect(term=term, effect=None, reason=reason))
+            continue
+        j = local[term]
+        estimate = 2 * float(fit.params[j])
+        if df_resid > 0:
+            # Wald interval and p of beta from the fit, doubled onto the effect scale
+            se = 2 * float(bse[j])
+            low, high = 2 * interval[j]
+            p = float(pvalues[j]) if se > 0 else None
+            effects.append(Effect(term=term, effect=estimate, se=se, ci_low=low, ci_high=high, p=p))
+        else:
+            effects.append(
+                Effect(term=term, effect=estimate, reason="no residual df (saturated design)")
+            )
+    margin = None
+    if df_resid == 0:
+        estimable = [e for e in effects if e.effect is not None]
+        if lenth and len(estimable) >= 2:
+            margin = lenth_margin([e.effect for e in estimable if e.effect is not None], level)
+            notes.append(
+                f"no residual df: intervals and p use Lenth's PSE={margin.pse:.4g} on "
+                f"d={margin.df:.3g} df (ME={margin.me:.4g}, SME={margin.sme:.4g})"
+            )
+            effects = [_with_lenth(e, margin) for e in effects]
+        else:
+            notes.append(
+                "no residual df (saturated design): no intervals; for Lenth's pseudo standard "
+                "error ask for --lenth (lenth=True)"
+            )
+    elif lenth:
+        notes.append("residual df available: Wald intervals used, Lenth's method not needed")
+    return n, df_resid, effects, margin, notes
+
+
+def _with_lenth(effect: Effect, margin: LenthMargin) -> Effect:
+    if effect.effect is None:
+        return effect
+    t = abs(effect.effect) / margin.pse if margin.pse > 0 else math.inf
+    return effect.model_copy(
+        update={
+            "se": margin.pse,
+            "ci_low": effect.effect - margin.me,
+            "ci_high": effect.effect + margin.me,
+            "p": float(2 * stats.t.sf(t, margin.df)),
+            "reason": None,
+        }
+    )
+
+
+def _with_q(effects: Sequence[Effect]) -> tuple[Effect, ...]:
+    q = benjamini_hochberg([e.p for e in effects])
+    return tuple(
+        e.model_copy(update={"q": json_number(value)}) for e, value in zip(effects, q, strict=True)
+    )
+
+
+def fit_effects(
+    data: pd.DataFrame,
+    response: str,
+    factors: Sequence[str],
+    *,
+    by: Sequence[str] | str = (),
+    block: str | None = None,
+    order: int = 1,
+    terms: Sequence[str] = (),
+    design: DesignLike | None = None,
+    lenth: bool = False,
+    combined_fdr: bool = False,
+    q_across: Sequence[str] = (),
+    level: float = 0.95,
+) -> list[Family]:
+    """Effects per `by` group from `response ~ main effects [+ interactions] [+ C(block)]`.
+
+    `order=2` adds every two-factor interaction, `terms` adds chosen ones ("A:B"); a model
+    with aliased terms is refused (`EffectsError` naming both). Each family reports
+    effect = 2*beta, a Wald interval at `level` on the residual df, a two-sided p and a BH q
+    within the family, across all families with `combined_fdr`, or across the families that
+    share their values of the `by` columns named in `q_across` (a stage run on several pools
+    judges each budget's effects on every pool as one family). Rows whose `status` is not
+    "succeeded" or whose response, factor, block or `by` value is missing are excluded and
+    listed; expected runs absent from a family (from `design`, else the table's
+    `condition_id` values, per block level) are listed in `missing`. Effects the remaining
+    runs cannot separate come back as None with the reason.
+    """
+    by_columns = [by] if isinstance(by, str) else list(by)
+    require_columns(data, by_columns, "by")
+    # An excluded run is named by the table's own integer row label (a CSV reader may label
+    # rows by file line), else by its position.
+    labels = (
+        list(data.index)
+        if pd.api.types.is_integer_dtype(data.index) and data.index.is_unique
+        else list(range(len(data)))
+    )
+    data = data.reset_index(drop=True)
+    model = model_terms(factors, order, terms)
+    prepared = prepare(data, response, factors, model, block, design)
+    extra_missing = data[by_columns].isna().any(axis=1)
+    if extra_missing.any():
+        prepared.frame.loc[extra_missing & (prepared.frame["_reason"] == ""), "_reason"] = (
+            "by value is missing"
+        )
+    all_conditions = (
+        sorted(data["condition_id"].dropna().astype(str).unique().tolist())
+        if "condition_id" in data.columns
+        else []
+    )
+    groups: list[tuple[dict[str, Scalar], pd.Index]]
+    if by_columns:
+        groups = [
+            ({c: json_ready(v) for c, v in zip(by_columns, key, strict=True)}, group.index)
+            for key, group in data.groupby(by_columns, sort=True, dropna=True)
+        ]
+    else:
+        groups = [({}, data.index)]
+    families: list[Family] = []
+    for key, index in groups:
+        rows = data.loc[index]
+        reasons = prepared.frame.loc[index, "_reason"]
+        excluded = tuple(
+            ExcludedRun(row=int(labels[i]), reason=str(reasons[i]), **_labels(rows.loc[i]))
+            for i in index
+            if reasons[i] != ""
+        )
+        n, df_resid, effects, margin, notes = _fit_family(prepared, index, model, lenth, level)
+        usable = rows[reasons == ""]
+        missing = _missing_runs(
+            rows, usable, prepared.coded.loc[usable.index], block, design, all_conditions
+        )
+        families.append(
+            Family(
+                by=key,
+                n=n,
+                df_resid=df_resid,
+                effects=_with_q(effects),
+                missing=missing,
+                excluded=excluded,
+                notes=prepared.notes + tuple(notes),
+                lenth=margin,
+            )
+        )
+    unknown = [column for column in q_across if column not in by_columns]
+    if unknown:
+        raise EffectsError(f"q_across {unknown} must be among the by columns {by_columns}")
+    if combined_fdr:
+        return _combine_q(families, (), "combined")
+    if q_across:
+        keep = [column for column in by_columns if column not in q_across]
+        return _combine_q(families, keep, "across " + ", ".join(q_across))
+    return families
+
+
+def _combine_q(families: Sequence[Family], keep: Sequence[str], scope: str) -> list[Family]:
+    """Replace each q by the BH q across every effect of the families sharing `keep` values."""
+    groups: dict[tuple[Scalar, ...], list[int]] = {}
+    for i, family in enumerate(families):
+        groups.setdefault(tuple(family.by[k] for k in keep), []).append(i)
+    out = list(families)
+    for members in groups.values():
+        flat = [effect for i in members for effect in families[i].effects]
+        q = iter(benjamini_hochberg([effect.p for effect in flat]))
+        for i in members:
+            effects = tuple(
+                effect.model_copy(update={"q": json_number(next(q))})
+                for effect in families[i].effects
+            )
+            out[i] = families[i].model_copy(update={"effects": effects, "q_scope": scope})
+    return out
+
+
+def _ratio(effect: Effect, base: Effect | None) -> tuple[float | None, str | None]:
+    """An effect over its reference, or None with why the reference cannot anchor a ratio."""
+    if base is None or base.effect is None:
+        return None, "no estimate at the reference budget"
+    if base.ci_low is None or base.ci_high is None:
+        return None, "no interval at the reference budget"
+    if base.ci_low <= 0 <= base.ci_high:
+        return None, "does not hold at the reference budget (interval includes zero)"
+    if effect.effect is None:
+        return None, "no estimate at this budget"
+    return effect.effect / base.effect, None
+
+
+def _ordered(value: Scalar) -> tuple[bool, float, str]:
+    """A grouping value's place in order: numbers by size, then text."""
+    if isinstance(value, int | float):
+        return False, float(value), ""
+    return True, 0.0, str(value)
+
+
+def relaxation_table(families: Sequence[Family], budget: str = "budget") -> list[Relaxation]:
+    """How each effect relaxes with budget: effect_b / effect at the shortest budget.
+
+    Families are grouped by their other `by` keys (e.g. pool), so each group has its own
+    shortest budget. A ratio is given only for effects that hold at that reference budget
+    (interval excludes zero): the ratio of noise to noise says nothing about relaxation, and
+    dividing by an estimate near zero makes arbitrary numbers. `reason` says why a ratio is
+    missing.
+    """
+    missing = [f.by for f in families if budget not in f.by]
+    if missing:
+        raise EffectsError(f"families without a {budget!r} key: {missing}")
+    groups: dict[tuple, list[Family]] = {}
+    for family in families:
+        rest = tuple(sorted((k, v) for k, v in family.by.items() if k != budget))
+        groups.setdefault(rest, []).append(family)
+    rows = []
+    for rest, members in groups.items():
+        members = sorted(members, key=lambda f: _ordered(f.by[budget]))
+        reference = {e.term: e for e in members[0].effects}
+        for family in members:
+            for effect in family.effects:
+                ratio, reason = _ratio(effect, reference.get(effect.term))
+                rows.append(
+                    Relaxation(
+                        term=effect.term,
+                        budget=family.by[budget],
+                        effect=effect.effect,
+                        ratio=ratio,
+                        reason=reason,
+                        **dict(rest),
+                    )
+                )
+    return rows

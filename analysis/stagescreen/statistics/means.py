@@ -1,0 +1,221 @@
+"""Condition means and the confirmation-stage summaries of the paper (4.4, 5.7, 5.9).
+
+Student-t means per condition (raw, or seed-adjusted when conditions lost seeds), the
+difference of two conditions with Welch's interval, cross-seed win counts, and Type-II ANOVA
+eta^2 shares of budget, condition and their interaction. What ranks conditions and judges a
+best against its runner-up; the effects of factors live in `stagescreen.statistics.families`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+from stagescreen.statistics.families import Effect, EffectsError, Record, usable_rows
+from stagescreen.storage.jsonvalues import JsonFloat, Scalar, json_ready
+
+
+class VarianceShare(Record):
+    """One row of a Type-II ANOVA table with its eta^2 = SS_term / SS_total."""
+
+    term: str
+    df: float
+    sum_sq: float
+    eta_sq: JsonFloat
+
+
+def variance_shares(
+    data: pd.DataFrame,
+    response: str,
+    *,
+    factors: Sequence[str] = ("budget", "condition_id"),
+    blocks: Sequence[str] = ("seed",),
+) -> list[VarianceShare]:
+    """Type-II ANOVA eta^2 shares of `response ~ C(f1)*C(f2)*... + C(block1) + ...` (5.7).
+
+    eta^2 = SS_term / SS_total with SS_total the sum of squares about the grand mean, as the
+    paper defines it. With balanced data the Type-II sums of squares add up to SS_total; with
+    runs missing they do not, and the shares need not sum to one (the table says so). They are
+    descriptive effect sizes, not variance components. Blocks (seed, and pool when a stage ran
+    on several hosts) enter additively.
+    """
+    columns = [*factors, *blocks]
+    usable = usable_rows(data, response, columns)
+    constant = [column for column in columns if usable[column].nunique() < 2]
+    if constant:
+        raise EffectsError(
+            f"variance shares need at least two levels of every term; "
+            f"{', '.join(repr(c) for c in constant)} has one"
+        )
+    frame = pd.DataFrame({"y": usable[response].astype(float)})
+    for i, column in enumerate(columns):
+        frame[f"g{i}"] = usable[column].astype(str)
+    formula = "y ~ " + " * ".join(f"C(g{i})" for i in range(len(factors)))
+    formula += "".join(f" + C(g{i})" for i in range(len(factors), len(columns)))
+    table = anova_lm(smf.ols(formula, data=frame, eval_env=0).fit(), typ=2)
+    readable = {f"C(g{i})": column for i, column in enumerate(columns)}
+    y = frame["y"].to_numpy()
+    total = float(((y - y.mean()) ** 2).sum())
+    shares = []
+    for term, row in table.iterrows():
+        name = (
+            "residual"
+            if term == "Residual"
+            else ":".join(readable[part] for part in str(term).split(":"))
+        )
+        shares.append(
+            VarianceShare(
+                term=name,
+                df=float(row["df"]),
+                sum_sq=float(row["sum_sq"]),
+                eta_sq=float(row["sum_sq"]) / total,
+            )
+        )
+    return shares
+
+
+class ConditionMean(Record):
+    """Mean of one cell (`key`: its grouping values) with its Student-t interval (None for a
+    single run)."""
+
+    key: dict[str, Scalar]
+    n: int
+    mean: float
+    sd: JsonFloat
+    ci_low: JsonFloat
+    ci_high: JsonFloat
+
+
+def mean_interval(
+    values: Iterable[float], level: float = 0.95
+) -> tuple[float, float | None, float | None]:
+    """A cell's mean and Student-t interval, mean +- t(n-1) * sd / sqrt(n) (paper 4.4); no
+    interval for a single run."""
+    cell = DescrStatsW(np.asarray(list(values), dtype=float))
+    if cell.nobs < 2:
+        return float(cell.mean), None, None
+    low, high = cell.tconfint_mean(alpha=1 - level)
+    return float(cell.mean), float(low), float(high)
+
+
+def condition_means(
+    data: pd.DataFrame,
+    response: str,
+    by: Sequence[str] | str = ("condition_id",),
+    level: float = 0.95,
+) -> list[ConditionMean]:
+    """Per cell: n, mean, sample sd and the Student-t interval (`mean_interval`)."""
+    columns = [by] if isinstance(by, str) else list(by)
+    usable = usable_rows(data, response, columns)
+    out = []
+    for key, group in usable.groupby(columns, sort=True):
+        values = group[response].to_numpy(dtype=float)
+        mean, low, high = mean_interval(values, level)
+        sd = float(values.std(ddof=1)) if len(values) > 1 else None
+        cell = {c: json_ready(k) for c, k in zip(columns, key, strict=True)}
+        out.append(
+            ConditionMean(key=cell, n=len(values), mean=mean, sd=sd, ci_low=low, ci_high=high)
+        )
+    return out
+
+
+def adjusted_means(
+    data: pd.DataFrame,
+    response: str,
+    by: str = "condition_id",
+    blocks: Sequence[str] = ("seed",),
+    level: float = 0.95,
+) -> list[ConditionMean]:
+    """Block-adjusted (least-squares) means of each `by` level, with model-based intervals.
+
+    Fits `y ~ C(by) + C(block) + ...` and averages each condition's fitted value over every
+    level of every block. When a condition lost a seed (diverged, failed, still missing), its
+    raw mean is pulled by the seeds it happens to have, and seeds shift every condition alike;
+    the adjusted mean compares conditions as if each had run every seed. With every condition
+    on every seed it equals the raw mean. `sd` stays the raw sample sd of the cell; the
+    interval is the fit's, on its residual df (None when there is none).
+    """
+    usable = usable_rows(data, response, [by, *blocks])
+    groups = usable[by].astype(str)
+    conditions = sorted(groups.unique())
+    columns = [np.ones(len(usable))]
+    columns += [(groups == c).to_numpy(float) for c in conditions[1:]]
+    averaged = []  # each block dummy's average over the block's levels: 1/levels
+    for block in blocks:
+        levels = sorted(usable[block].astype(str).unique())
+        columns += [(usable[block].astype(str) == v).to_numpy(float) for v in levels[1:]]
+        averaged += [1 / len(levels)] * (len(levels) - 1)
+    x = np.column_stack(columns)
+    rank = int(np.linalg.matrix_rank(x))
+    if rank < x.shape[1]:
+        raise EffectsError(
+            f"adjusted means: the conditions share too few {', '.join(blocks)} levels to "
+            "compare them through a common block (each kept different seeds)"
+        )
+    fit = sm.OLS(usable[response].to_numpy(float), x).fit()
+    df_resid = len(usable) - rank
+    cov = np.asarray(fit.cov_params()) if df_resid > 0 else None
+    t_crit = float(stats.t.ppf((1 + level) / 2, df_resid)) if df_resid > 0 else math.nan
+    out = []
+    for i, condition in enumerate(conditions):
+        weights = np.array([1.0, *(float(i == j) for j in range(1, len(conditions))), *averaged])
+        mean = float(weights @ np.asarray(fit.params))
+        values = usable.loc[groups == condition, response].to_numpy(dtype=float)
+        sd = float(values.std(ddof=1)) if len(values) > 1 else None
+        low = high = None
+        if cov is not None:
+            half = t_crit * math.sqrt(float(weights @ cov @ weights))
+            low, high = mean - half, mean + half
+        key = usable.loc[groups == condition, by].iloc[0]
+        out.append(
+            ConditionMean(
+                key={by: json_ready(key)}, n=len(values), mean=mean, sd=sd, ci_low=low, ci_high=high
+            )
+        )
+    return out
+
+
+def mean_difference(left: Iterable[float], right: Iterable[float], level: float = 0.95) -> Effect:
+    """left mean minus right mean with Welch's interval and p (unequal variances).
+
+    Used to say whether a best condition is separated from its runner-up; None interval
+    when either side has fewer than two runs.
+    """
+    a, b = np.asarray(list(left), dtype=float), np.asarray(list(right), dtype=float)
+    estimate = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return Effect(term="difference", effect=estimate, reason="fewer than two runs on a side")
+    compare = CompareMeans(DescrStatsW(a), DescrStatsW(b))
+    low, high = compare.tconfint_diff(alpha=1 - level, usevar="unequal")
+    _, p, _ = compare.ttest_ind(usevar="unequal")
+    se = float(compare.std_meandiff_separatevar)
+    return Effect(term="difference", effect=estimate, se=se, ci_low=low, ci_high=high, p=p)
+
+
+class WinCount(Record):
+    """How many of the n_left * n_right pairings the left value wins (descriptive only)."""
+
+    wins: int
+    ties: int
+    total: int
+
+    def __str__(self) -> str:
+        return f"{self.wins}/{self.total}"
+
+
+def win_count(
+    left: Iterable[float], right: Iterable[float], *, lower_is_better: bool = True
+) -> WinCount:
+    """Cross-seed win count: every left value against every right value (paper 4.4)."""
+    a = np.asarray(list(left), dtype=float)[:, None]
+    b = np.asarray(list(right), dtype=float)[None, :]
+    wins = (a < b) if lower_is_better else (a > b)
+    return WinCount(wins=int(wins.sum()), ties=int((a == b).sum()), total=int(a.size * b.size))

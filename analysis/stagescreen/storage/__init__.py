@@ -1,0 +1,1 @@
+"""Storage: the key layout, the local and S3 stores, publishing outcomes, JSON-safe values."""

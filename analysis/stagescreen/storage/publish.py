@@ -1,0 +1,55 @@
+"""Writing a stage's records to storage: results table, outcome, manifest, spec.
+
+The one place where analysis meets the store (docs/architecture.md "Storage"), shared by the
+analysis Job, the local executor and `stagescreen simulate`; everything it writes is computed by the
+pure `stagescreen.outcomes.analyse` and `stagescreen.outcomes.manifest` functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import yaml
+
+from stagescreen.outcomes.analyse import stage_outcome
+from stagescreen.outcomes.manifest import manifest
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.storage.keys import OUTCOME, RESULTS, StudyKeys
+from stagescreen.study.spec import Study
+
+if TYPE_CHECKING:
+    from stagescreen.storage.store import Store
+
+
+def publish_spec(store: Store, study: Study) -> None:
+    """The spec the study ran with, as YAML, so a report can be rebuilt from storage alone."""
+    document = study.model_dump(mode="json", by_alias=True, exclude_none=True)
+    store.put_text(StudyKeys(study.metadata.name).spec(), yaml.safe_dump(document, sort_keys=False))
+
+
+def publish_stage(store: Store, study: Study, stage: str, results: pd.DataFrame) -> StageOutcome:
+    """Write the stage's results.parquet, refresh the manifest, then write outcome.json.
+
+    The outcome goes last because its presence is what marks a stage analysed: a publish cut
+    short anywhere leaves the stage unanalysed, and the controller analyses it again.
+    """
+    name = study.metadata.name
+    keys = StudyKeys(name)
+    spec = study.spec
+    mine = results[results["stage"] == stage].reset_index(drop=True)
+    record = stage_outcome(spec, spec.stage(stage), results, name)
+    store.put_frame(keys.stage(stage, RESULTS), mine)
+    store.put_json(keys.manifest(), manifest(spec, results, name).model_dump(mode="json"))
+    store.put_json(keys.stage(stage, OUTCOME), record.to_json())
+    return record
+
+
+def read_outcomes(store: Store, study: Study, stages: Iterable[str]) -> dict[str, StageOutcome]:
+    """The published outcomes of `stages`, by stage name, as the typed record."""
+    keys = StudyKeys(study.metadata.name)
+    return {
+        stage: StageOutcome.model_validate(store.get_json(keys.stage(stage, OUTCOME)))
+        for stage in stages
+    }

@@ -1,0 +1,454 @@
+"""Checks across the sections of a study: what no single field can know.
+
+Each returns (path relative to `spec`, message) pairs: codes a stage names must be factors,
+a selection's source must come earlier and be of the kind its rule reads, a rule cannot pick
+more conditions than its source ranks, generators must build a design, and so on. A stage's
+kind must be registered (`stagescreen.kinds.KINDS`), and the kind checks the fields only it
+reads. They take
+the parsed parts (possibly from a leniently parsed, partly broken file) so `validate` lists
+every problem in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+from pydantic.alias_generators import to_camel
+
+from stagescreen import design as designs
+from stagescreen.kinds import KINDS
+from stagescreen.study.spec import (
+    WINNER_RULES,
+    DesignSpec,
+    Factor,
+    Pool,
+    Selection,
+    Stage,
+    Trainer,
+    default_codes,
+    screen_design,
+)
+from stagescreen_contract.checks import CROSS_CHECKS, defaults, value_problem
+from stagescreen_contract.variables import SET_PER_RUN, VARIABLES
+
+
+def cross_problems(
+    factors: list[Factor] | None,
+    stages: list[Stage],
+    pools: list[Pool] | None,
+    design: DesignSpec | None,
+    trainer: Trainer | None,
+) -> list[tuple[str, str]]:
+    """Checks across sections; factors, pools, design or trainer are None when they did not
+    parse, and then the checks that need them are left out rather than guessed at."""
+    pool_check = _check_pools(pools or [])
+    pool_names = [pool.name for pool in pools or []]
+    if factors is None:
+        return [*pool_check, *_check_stages(stages, None, pool_names)]
+    codes = default_codes([factor.code for factor in factors])
+    factor_problems = _check_factors(factors, codes)
+    # A design over duplicate codes would only repeat the factor problem in other words.
+    design_problems = (
+        _check_design(design, codes) if design is not None and not factor_problems else []
+    )
+    screen_runs = (
+        len(screen_design(design, codes).matrix)
+        if design is not None and not factor_problems and not design_problems
+        else None
+    )
+    return [
+        *factor_problems,
+        *design_problems,
+        *pool_check,
+        *_check_stages(stages, codes, pool_names, screen_runs),
+        *(_check_trainer(trainer, factors) if trainer is not None else []),
+        *(
+            _trainer_refuses(factors, stages, trainer)
+            if trainer is not None and not factor_problems
+            else []
+        ),
+    ]
+
+
+def _check_factors(factors: list[Factor], codes: list[str]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    first_name: dict[str, int] = {}
+    first_code: dict[str, int] = {}
+    for index, factor in enumerate(factors):
+        if factor.name in first_name:
+            other = first_name[factor.name]
+            problems.append(
+                (f"factors[{index}].name", f"duplicate of factors[{other}].name ({factor.name!r})")
+            )
+        first_name.setdefault(factor.name, index)
+        code = codes[index]
+        if code in first_code:
+            other = first_code[code]
+            problems.append(
+                (
+                    f"factors[{index}].code",
+                    f"{code!r} is already the code of factors[{other}] "
+                    f"({factors[other].name}); each factor needs its own letter",
+                )
+            )
+        first_code.setdefault(code, index)
+    return problems
+
+
+def _check_design(design: DesignSpec, codes: list[str]) -> list[tuple[str, str]]:
+    """Build-time problems of the screen design, at the field that causes each."""
+
+    if design.type == "full":
+        return []
+    if design.resolution is not None:
+        try:
+            designs.by_resolution(codes, design.resolution)
+        except designs.DesignError as error:
+            return [("design.resolution", str(error))]
+        return []
+    return [
+        (
+            "design.generators" if problem.index is None else f"design.generators[{problem.index}]",
+            str(problem),
+        )
+        for problem in designs.generator_problems(codes, design.generators)
+    ]
+
+
+def _check_pools(pools: list[Pool]) -> list[tuple[str, str]]:
+    seen: dict[str, int] = {}
+    problems: list[tuple[str, str]] = []
+    for index, pool in enumerate(pools):
+        if pool.name in seen:
+            problems.append(
+                (f"pools[{index}].name", f"duplicate of pools[{seen[pool.name]}] ({pool.name!r})")
+            )
+        seen.setdefault(pool.name, index)
+    return problems
+
+
+def _check_codes(path: str, named: Iterable[str], codes: list[str] | None) -> list[tuple[str, str]]:
+    if codes is None:
+        return []
+    unknown = [code for code in named if code not in codes]
+    if not unknown:
+        return []
+    listing = ", ".join(dict.fromkeys(codes))
+    return [(path, f"unknown factor code {', '.join(unknown)} (codes: {listing})")]
+
+
+def _check_stages(
+    stages: list[Stage],
+    codes: list[str] | None,
+    pool_names: list[str],
+    screen_runs: int | None = None,
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    position: dict[str, int] = {}
+    for index, stage in enumerate(stages):
+        if stage.name in position:
+            problems.append(
+                (
+                    f"stages[{index}].name",
+                    f"duplicate of stages[{position[stage.name]}] ({stage.name!r})",
+                )
+            )
+        position.setdefault(stage.name, index)
+    for index, stage in enumerate(stages):
+        base = f"stages[{index}]"
+        for at, pool in enumerate(stage.pools):
+            if pool not in pool_names:
+                problems.append(
+                    (
+                        f"{base}.pools[{at}]",
+                        f"no pool named {pool!r} (declared: {', '.join(pool_names)})",
+                    )
+                )
+        problems += _check_codes(f"{base}.fix", stage.fix, codes)
+        problems += _check_codes(f"{base}.start", stage.start, codes)
+        if codes is not None and stage.fix and set(stage.fix) >= set(codes):
+            problems.append((f"{base}.fix", "fixes every factor; leave at least one free"))
+        problems += _check_kind(base, stage, codes)
+        for number, selection in enumerate(stage.select):
+            problems += _check_selection(
+                f"{base}.select[{number}]", selection, index, stages, position, codes
+            )
+            problems += _check_supply(
+                f"{base}.select[{number}].k", selection, stages, position, codes, screen_runs
+            )
+    return problems
+
+
+def _check_kind(base: str, stage: Stage, codes: list[str] | None) -> list[tuple[str, str]]:
+    """The stage's kind is registered, it sets only the fields its kind reads (or others
+    left at their defaults), and the kind's own checks pass."""
+    kind = KINDS.get(stage.kind)
+    if kind is None:
+        names = [repr(name) for name in KINDS]
+        accepted = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        return [(f"{base}.kind", f"Input should be {accepted} (got {stage.kind!r})")]
+    problems = []
+    for field in Stage.model_fields:
+        readers = [other.name for other in KINDS.values() if field in other.fields]
+        default = Stage.model_fields[field].get_default(call_default_factory=True)
+        if readers and field not in kind.fields and getattr(stage, field) != default:
+            problems.append(
+                (
+                    f"{base}.{to_camel(field)}",
+                    f"only for kind {' or '.join(readers)} (stage kind is {stage.kind})",
+                )
+            )
+    return [*problems, *((f"{base}.{path}", text) for path, text in kind.problems(stage, codes))]
+
+
+def _check_selection(
+    path: str,
+    selection: Selection,
+    index: int,
+    stages: list[Stage],
+    position: dict[str, int],
+    codes: list[str] | None,
+) -> list[tuple[str, str]]:
+    problems = _check_codes(f"{path}.factors", selection.factors, codes)
+    problems += _check_codes(f"{path}.levels", selection.levels, codes)
+    if selection.rule == "control" and codes is not None and not problems:
+        missing = [code for code in codes if code not in selection.levels]
+        if missing:
+            problems.append(
+                (
+                    f"{path}.levels",
+                    f"missing factor {', '.join(missing)}; a control gives every factor a level",
+                )
+            )
+    opposite = {"best": "worst", "worst": "best"}.get(selection.rule)
+    if opposite and selection.role and re.split(r"[-_ ]", selection.role)[0] == opposite:
+        problems.append(
+            (
+                f"{path}.role",
+                f"a {selection.rule} rule labelled {selection.role!r} would read as the "
+                f"{opposite} condition in every report; name it {selection.rule} or neutrally",
+            )
+        )
+    source_name = selection.from_
+    if source_name is None:
+        return problems
+    if source_name not in position:
+        names = ", ".join(stage.name for stage in stages)
+        return [*problems, (f"{path}.from", f"no stage named {source_name!r} (stages: {names})")]
+    source_index = position[source_name]
+    if source_index >= index:
+        where = (
+            "is this stage" if source_index == index else f"comes later (stages[{source_index}])"
+        )
+        earlier = ", ".join(stage.name for stage in stages[:index]) or "none"
+        return [
+            *problems,
+            (
+                f"{path}.from",
+                f"stage {source_name!r} {where}; a selection can only use earlier stages "
+                f"({earlier})",
+            ),
+        ]
+    source = stages[source_index]
+    needs = WINNER_RULES.get(selection.rule)
+    if needs and source.kind != needs:
+        problems.append(
+            (
+                f"{path}.from",
+                f"rule {selection.rule} needs a {needs} stage ({source_name!r} is {source.kind})",
+            )
+        )
+    if selection.among:
+        roles = _roles_of(source, stages)
+        unknown = [role for role in selection.among if role not in roles]
+        if unknown:
+            offered = (
+                f"its anchors' roles: {', '.join(sorted(roles))}"
+                if roles
+                else "its conditions have no roles (only anchor stages name roles)"
+            )
+            problems.append(
+                (
+                    f"{path}.among",
+                    f"stage {source_name!r} has no anchors with role {', '.join(unknown)} "
+                    f"({offered})",
+                )
+            )
+    if selection.at != "longest" and selection.at not in source.budgets:
+        budgets = ", ".join(f"{budget} s" for budget in source.budgets)
+        problems.append(
+            (
+                f"{path}.at",
+                f"{selection.at} s is not a budget of stage {source_name!r} (its budgets: "
+                f"{budgets}, or longest)",
+            )
+        )
+    return problems
+
+
+def _check_supply(
+    path: str,
+    selection: Selection,
+    stages: list[Stage],
+    position: dict[str, int],
+    codes: list[str] | None,
+    screen_runs: int | None,
+) -> list[tuple[str, str]]:
+    """A rule cannot pick more conditions than its source ranks: `plan` would price k
+    anchors and the stage would run fewer."""
+    if selection.rule not in ("best", "worst", "bridge") or selection.from_ not in position:
+        return []
+    source = stages[position[selection.from_ or ""]]
+    kind = KINDS.get(source.kind)
+    supply = kind.supply(source, codes, screen_runs) if kind is not None else None
+    if supply is None and source.select:
+        roles = selection.among
+        if not set(roles) <= _roles_of(source, stages):
+            return []  # the unknown role is reported on `among`
+        supply = sum(
+            1 if rule.rule == "control" or rule.rule in WINNER_RULES else rule.k
+            for rule in source.select
+            if not roles or (rule.role or rule.rule) in roles
+        )
+    if supply is None or selection.k <= supply:
+        return []
+    among = f" with roles {', '.join(selection.among)}" if selection.among else ""
+    return [
+        (
+            path,
+            f"k={selection.k} but stage {source.name!r} ranks at most {supply} conditions"
+            f"{among}; lower k to {supply} or less",
+        )
+    ]
+
+
+def _roles_of(stage: Stage, stages: list[Stage]) -> set[str]:
+    """The roles a stage's anchors can carry: each rule's role (default its rule name), and
+    for best/worst rules without one, the roles they inherit from their own source."""
+    roles: set[str] = set()
+    by_name = {other.name: other for other in stages}
+    for selection in stage.select:
+        if selection.role is None and selection.rule in ("best", "worst"):
+            source = by_name.get(selection.from_ or "")
+            if source is not None and source is not stage and source.select:
+                roles |= _roles_of(source, stages)
+        roles.add(selection.role or selection.rule)
+    return roles
+
+
+def _check_trainer(trainer: Trainer, factors: list[Factor]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for index, factor in enumerate(factors):
+        if factor.name in trainer.hyperparameters:
+            problems.append(
+                (
+                    f"trainer.hyperparameters.{factor.name}",
+                    f"{factor.name} is a factor (factors[{index}]); remove it from the fixed "
+                    "hyperparameters",
+                )
+            )
+    return problems
+
+
+# --- what the trainer would refuse -----------------------------------------------------------
+# The trainer's own checks (stagescreen_contract), run on every factor level a study can run
+# (low, high, and the centre where a bridge rule or a declared centre puts a run there), alone
+# and in every combination with the other factors' levels, the fixed hyperparameters and the
+# trainer's defaults.
+
+
+def _unknown(name: str, path: str) -> tuple[str, str]:
+    close = difflib.get_close_matches(name, VARIABLES, n=1)
+    hint = f"; did you mean {close[0]}?" if close else " (python -m stagescreen_trainer --help)"
+    return path, f"{name} is not a variable the trainer reads{hint}"
+
+
+def _levels_run(factor: Factor, stages: Sequence[Stage]) -> dict[str, int | float]:
+    """The values a study can give the factor: low, high, and the centre when used."""
+    centred = factor.centre is not None or any(
+        selection.rule == "bridge" and factor.code in selection.factors
+        for stage in stages
+        for selection in stage.select
+    )
+    levels = {"low": factor.decode(-1), "high": factor.decode(1)}
+    if centred:
+        levels["centre"] = factor.decode(0)
+    return levels
+
+
+def _trainer_refuses(
+    factors: Sequence[Factor], stages: Sequence[Stage], trainer: Trainer
+) -> list[tuple[str, str]]:
+    """Every reason the trainer would refuse a run of this study, with its field path."""
+    found: list[tuple[str, str]] = []
+    usable: dict[int, dict[str, int | float]] = {}
+    for index, factor in enumerate(factors):
+        path = f"factors[{index}]"
+        if factor.name not in VARIABLES:
+            found.append(_unknown(factor.name, f"{path}.name"))
+            continue
+        if VARIABLES[factor.name].metadata["kind"] != "hyper" or factor.name in SET_PER_RUN:
+            found.append((f"{path}.name", f"{factor.name} is a run setting, not a hyperparameter"))
+            continue
+        levels = _levels_run(factor, stages)
+        bad = [(f"{path}.{field}", value_problem(factor.name, v)) for field, v in levels.items()]
+        found += [(where, why) for where, why in bad if why]
+        if "centre" in levels and levels["centre"] in (levels["low"], levels["high"]):
+            found.append(
+                (
+                    f"{path}.centre",
+                    f"{factor.name}'s centre comes out as {levels['centre']}, equal to a level: "
+                    "a bridge point would repeat a corner; declare a centre between the levels",
+                )
+            )
+        if not any(why for _, why in bad):
+            usable[index] = levels
+    fixed: dict[str, int | float | str | bool] = {}
+    for name, value in trainer.hyperparameters.items():
+        path = f"trainer.hyperparameters.{name}"
+        if name not in VARIABLES:
+            found.append(_unknown(name, path))
+        elif name in SET_PER_RUN or VARIABLES[name].metadata["kind"] == "identity":
+            found.append((path, f"{name} is set for each run by StageScreen, not by the study"))
+        elif why := value_problem(name, value):
+            found.append((path, why))
+        else:
+            fixed[name] = value
+    if found:
+        return found  # combinations of values already known to be wrong add only noise
+    return _combination_problems(factors, usable, fixed)
+
+
+def _combinations(
+    usable: Mapping[int, Mapping[str, int | float]],
+) -> Iterator[dict[int, tuple[str, int | float]]]:
+    indices = sorted(usable)
+    for picks in itertools.product(*(list(usable[i].items()) for i in indices)):
+        yield dict(zip(indices, picks, strict=True))
+
+
+def _combination_problems(
+    factors: Sequence[Factor],
+    usable: Mapping[int, Mapping[str, int | float]],
+    fixed: Mapping[str, int | float | str | bool],
+) -> list[tuple[str, str]]:
+    """The trainer's cross-checks over every combination of the factors' levels; each check
+    reported once, at the first combination that fails it."""
+    found: dict[str, tuple[str, str]] = {}
+    for combination in _combinations(usable):
+        values = {**defaults(), **fixed}
+        values.update({factors[i].name: value for i, (_, value) in combination.items()})
+        for check in CROSS_CHECKS:
+            if check.name in found or (message := check.problem(values)) is None:
+                continue
+            at = ", ".join(
+                f"{factors[i].name}={value} ({field})" for i, (field, value) in combination.items()
+            )
+            owner = next((i for i in combination if factors[i].name == check.blames), None)
+            fixed_at = f"trainer.hyperparameters.{check.blames}"
+            path = f"factors[{owner}]" if owner is not None else fixed_at
+            found[check.name] = (path, message + (f" when {at}" if at else ""))
+    return list(found.values())

@@ -1,0 +1,872 @@
+"""The ScreeningStudy resource: what a researcher declares, read top to bottom.
+
+One YAML file is both a Kubernetes object (`kubectl apply -f study.yaml`) and the input of
+`stagescreen run study.yaml`. These pydantic models are the single source of every field's
+documentation: the CRD schema (`stagescreen.study.crd`), `kubectl explain`, `docs/spec.md` and the
+command line all render the descriptions written here.
+
+Validation collects every problem at once and names each by its field path, the bad value
+and what would be accepted (`spec.factors[2].high: must differ from low (both 0.03)`), so a
+researcher fixes a file in one pass instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from stagescreen import design as designs
+
+API_VERSION = "stagescreen.dev/v1alpha1"
+KIND = "ScreeningStudy"
+
+# "I" is the identity word of a defining relation (I = ABCDE), so it never names a factor.
+FACTOR_LETTERS = "ABCDEFGHJKLMNOPQRSTUVWXYZ"
+
+SelectionRule = Literal[
+    "best", "worst", "bridge", "control", "greedy-winner", "random-winner", "halving-winner"
+]
+
+WINNER_RULES: dict[str, str] = {
+    "greedy-winner": "greedy",
+    "random-winner": "random",
+    "halving-winner": "halving",
+}
+"""Rules that pick the one incumbent of a baseline stage, and the kind of stage each reads."""
+
+
+# --------------------------------------------------------------------------------------------
+# Problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a study, at one field path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A study that cannot be used; `.problems` lists every reason, one per field path."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class _Problems(ValueError):
+    """Several problems found by one model check, each relative to that model's path.
+
+    Pydantic keeps a validator's ValueError in the error context, so the conversion to
+    `Problem`s can expand it into one problem per sub-path.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.items = problems
+        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+
+
+LENIENT = {"lenient": True}
+"""Validation context that skips a model's own consistency checks (shapes still count), so a
+spec whose stages or factors broke one of them can still go through the cross-section checks
+and every problem shows in one pass."""
+
+
+def _lenient(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("lenient"))
+
+
+def _raise_if(problems: list[tuple[str, str]]) -> None:
+    if problems:
+        raise _Problems(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar types shared by several fields
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | int) -> int:
+    """Seconds in a budget written as `120s`, `10m`, `24h`, `1h30m`, or a plain number."""
+    if isinstance(text, bool):
+        raise ValueError(f"expected a duration such as 120s, 10m or 24h (got {text!r})")
+    if isinstance(text, int | float):
+        seconds: float = text
+    elif isinstance(text, str):
+        compact = text.strip().replace(" ", "")
+        if re.fullmatch(r"\d+(?:\.\d+)?", compact):
+            seconds = float(compact)
+        elif compact and re.fullmatch(rf"(?:{_DURATION_PART.pattern})+", compact):
+            seconds = sum(
+                float(number) * _UNIT_SECONDS[unit]
+                for number, unit in _DURATION_PART.findall(compact)
+            )
+        else:
+            raise ValueError(
+                "expected a duration such as 120s, 10m, 24h, 1h30m or a number of seconds "
+                f"(got {text!r})"
+            )
+    else:
+        raise ValueError(f"expected a duration such as 120s, 10m or 24h (got {text!r})")
+    if seconds <= 0 or seconds != int(seconds):
+        raise ValueError(f"a budget must be a positive whole number of seconds (got {text!r})")
+    return int(seconds)
+
+
+def _number(value: Any) -> Any:
+    """Keep YAML ints as ints, and read strings such as `3e-4` that YAML 1.1 leaves as text."""
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid number")
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[-+]?\d+", text):
+            return int(text)
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    raise ValueError("Input should be a valid number")
+
+
+def _seeds(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError("a seed count must be at least 1")
+        return list(range(1, value + 1))
+    if value == []:
+        raise ValueError("needs at least one seed, e.g. [1], or a count such as 3")
+    return value
+
+
+def _at(value: Any) -> Any:
+    return value if value == "longest" else parse_duration(value)
+
+
+_INT_OR_STRING = {
+    "x-kubernetes-int-or-string": True,
+    "anyOf": [{"type": "integer"}, {"type": "string"}],
+}
+
+
+def _quantity(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+# The JSON schemas below are what the CRD shows: Kubernetes knows int-or-string, but has no
+# way to say "a list or a count", so seeds are left free-form there and checked here.
+Number = Annotated[int | float, BeforeValidator(_number), WithJsonSchema({"type": "number"})]
+Budget = Annotated[int, BeforeValidator(parse_duration), WithJsonSchema(_INT_OR_STRING)]
+CodedLevel = Annotated[int, Field(ge=-1, le=1)]
+Seeds = Annotated[
+    list[int],
+    BeforeValidator(_seeds),
+    WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
+]
+At = Annotated[int | Literal["longest"], BeforeValidator(_at), WithJsonSchema(_INT_OR_STRING)]
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+Code = Annotated[str, Field(pattern=r"^[A-HJ-Z]$")]
+FreeForm = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
+class _Model(BaseModel):
+    """Shared config: camelCase in YAML, snake_case in Python, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Factors and design
+
+
+class Factor(_Model):
+    """A hyperparameter varied at two coded levels, low (-1) and high (+1), plus a centre (0)."""
+
+    name: str = Field(
+        pattern=r"^[A-Z][A-Z0-9_]*$",
+        description="Hyperparameter the trainer reads, e.g. DEPTH or MATRIX_LR.",
+    )
+    code: Code | None = Field(
+        default=None,
+        description=(
+            "One-letter code used in designs and generators (A, B, ...; I is reserved for the "
+            "identity). Defaults to the next letter by position."
+        ),
+    )
+    low: Number = Field(description="Value at coded level -1.")
+    high: Number = Field(description="Value at coded level +1; must differ from low.")
+    centre: Number | None = Field(
+        default=None,
+        description=(
+            "Value at coded level 0, used by bridge points. Defaults to the midpoint of low "
+            "and high (geometric for log scale, rounded for whole-number factors)."
+        ),
+    )
+    scale: Literal["integer", "float", "log"] = Field(
+        default="float",
+        description=(
+            "integer: whole-number values; float: linear between levels; log: linear in "
+            "log space, positive values only, whole numbers when low and high are."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_levels_as_int(cls, data: Any) -> Any:
+        """An integer factor's levels written 6.0 are the int 6 (a fraction is refused after)."""
+        if not isinstance(data, Mapping) or data.get("scale") != "integer":
+            return data
+        whole = {}
+        for field in ("low", "high", "centre"):
+            with contextlib.suppress(ValueError):
+                value = _number(data.get(field))
+                if isinstance(value, float) and value.is_integer():
+                    whole[field] = int(value)
+        return {**data, **whole}
+
+    @model_validator(mode="after")
+    def _levels_fit_scale(self, info: ValidationInfo) -> Factor:
+        if _lenient(info):
+            return self
+        problems: list[tuple[str, str]] = []
+        levels = {"low": self.low, "high": self.high, "centre": self.centre}
+        for field, value in levels.items():
+            if value is None:
+                continue
+            if self.scale == "integer" and value != int(value):
+                problems.append((field, f"an integer factor needs a whole number (got {value})"))
+            if self.scale == "log" and value <= 0:
+                problems.append((field, f"a log-scale factor needs a positive value (got {value})"))
+        if self.low == self.high:
+            problems.append(("high", f"must differ from low (both {_fmt(self.high)})"))
+        elif self.centre is not None and not min(self.low, self.high) < self.centre < max(
+            self.low, self.high
+        ):
+            problems.append(
+                (
+                    "centre",
+                    f"must lie strictly between low and high ({_fmt(self.low)} and "
+                    f"{_fmt(self.high)}; got {_fmt(self.centre)})",
+                )
+            )
+        _raise_if(problems)
+        return self
+
+    @property
+    def whole(self) -> bool:
+        """Whether decoded values are whole numbers (integer scale, or log between two ints)."""
+        return self.scale == "integer" or (
+            self.scale == "log" and isinstance(self.low, int) and isinstance(self.high, int)
+        )
+
+    @property
+    def centre_value(self) -> int | float:
+        """The level-0 value: declared centre, else the (geometric for log) midpoint, as a
+        person would write it: whole numbers rounded, others to three significant figures
+        (0.02..0.04 on a log scale centres at 0.0283, not 0.0282842712474619). The trainer
+        gets exactly the value reports print."""
+        if self.centre is not None:
+            return self.centre
+        if self.scale == "log":
+            middle = math.sqrt(self.low * self.high)
+        else:
+            middle = (self.low + self.high) / 2
+        return math.floor(middle + 0.5) if self.whole else float(f"{middle:.3g}")
+
+    def decode(self, level: float) -> int | float:
+        """Real value at a coded level in [-1, +1]; the project's one decoder of levels.
+
+        -1, 0 and +1 give low, `centre_value` and high exactly. A level in between moves
+        linearly (in log space for log scale) from the centre towards high (level > 0) or low
+        (level < 0), so a centre off the midpoint still decodes exactly at 0: ASPECT_RATIO
+        48/64/72 gives 68 at +0.5, not the 66 of one line from low to high. Whole-number
+        factors round to the nearest integer, halves up: an integer 6..9 has centre 8.
+        """
+        if not -1 <= level <= 1:
+            raise ValueError(f"coded level must lie in [-1, +1] (got {level})")
+        if level in (-1, 0, 1):
+            value = {-1: self.low, 0: self.centre_value, 1: self.high}[int(level)]
+        else:
+            end = self.high if level > 0 else self.low
+            if self.scale == "log":
+                centre_log = math.log(self.centre_value)
+                value = math.exp(centre_log + abs(level) * (math.log(end) - centre_log))
+            else:
+                value = self.centre_value + abs(level) * (end - self.centre_value)
+        return math.floor(value + 0.5) if self.whole else value
+
+
+class DesignSpec(_Model):
+    """Which two-level factorial the screen and seeded screens run."""
+
+    type: Literal["full", "fractional"] = Field(
+        default="full",
+        description=(
+            "full: every 2^k combination; fractional: a regular 2^(k-p) fraction given by "
+            "generators or by a requested resolution."
+        ),
+    )
+    generators: list[str] = Field(
+        default_factory=list,
+        description=(
+            "For type fractional: one generator per generated factor, e.g. E=ABCD (the paper's "
+            "2^(5-1), resolution V). Letters are factor codes."
+        ),
+    )
+    resolution: int | None = Field(
+        default=None,
+        ge=3,
+        description=(
+            "For type fractional without generators: the smallest fraction of at least this "
+            "resolution (III and up), with minimum-aberration generators."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_fraction(self) -> DesignSpec:
+        problems: list[tuple[str, str]] = []
+        if self.type == "full":
+            if self.generators:
+                problems.append(("generators", f"only for type fractional (got {self.generators})"))
+            if self.resolution is not None:
+                problems.append(("resolution", f"only for type fractional (got {self.resolution})"))
+        elif bool(self.generators) == (self.resolution is not None):
+            problems.append(
+                ("type", "fractional needs exactly one of generators (e.g. [E=ABCD]) or resolution")
+            )
+        _raise_if(problems)
+        return self
+
+
+class Metric(_Model):
+    """The response every analysis ranks and estimates effects on."""
+
+    name: str = Field(default="val_bpb", description="Column of the run record to analyse.")
+    goal: Literal["minimize", "maximize"] = Field(
+        default="minimize", description="Whether lower (minimize) or higher values are better."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+
+
+class Selection(_Model):
+    """Where a stage's anchors come from: conditions chosen from an earlier stage's results."""
+
+    from_: str | None = Field(
+        default=None,
+        alias="from",
+        description="Earlier stage whose results are ranked. Not used by rule control.",
+    )
+    rule: SelectionRule = Field(
+        description=(
+            "best / worst: the k conditions with the best / worst mean at budget `at`; "
+            "bridge: the k best, with `factors` moved to their centre level; control: the "
+            "predeclared coded `levels`; greedy-winner / random-winner / halving-winner: the "
+            "incumbent of a greedy / random / halving stage."
+        )
+    )
+    k: int = Field(default=1, ge=1, description="How many conditions this rule picks.")
+    at: At = Field(
+        default="longest",
+        description="Budget whose means rank the conditions: longest, or a budget such as 10m.",
+    )
+    among: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Rank only the source stage's anchors with these roles (e.g. [bridge] picks the "
+            "best bridge point). Empty: all its conditions."
+        ),
+    )
+    factors: list[Code] = Field(
+        default_factory=list,
+        description="For rule bridge: codes of the factors moved to their centre level.",
+    )
+    levels: dict[Code, CodedLevel] = Field(
+        default_factory=dict,
+        description=(
+            "For rule control: the predeclared condition, a coded level (-1, 0, +1) for "
+            "every factor, e.g. {A: 1, B: -1, C: -1, D: 1, E: 1}."
+        ),
+    )
+    role: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        description=(
+            "Name of the chosen anchors in reports and status (default: the rule); with k > 1 "
+            "they are numbered role-1, role-2, ..."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _fields_fit_rule(self, info: ValidationInfo) -> Selection:
+        if _lenient(info):
+            return self
+        problems: list[tuple[str, str]] = []
+        if self.rule == "control":
+            if not self.levels:
+                problems.append(("levels", "rule control needs the coded level of every factor"))
+            if self.from_ is not None:
+                problems.append(
+                    ("from", f"rule control takes no source stage (got {self.from_!r})")
+                )
+        else:
+            if self.from_ is None:
+                problems.append(("from", f"rule {self.rule} needs the stage it selects from"))
+            if self.levels:
+                problems.append(("levels", f"only for rule control (rule is {self.rule})"))
+        if self.rule == "bridge" and not self.factors:
+            problems.append(("factors", "rule bridge needs the codes of the factors to centre"))
+        if self.rule != "bridge" and self.factors:
+            problems.append(("factors", f"only for rule bridge (rule is {self.rule})"))
+        _raise_if(problems)
+        return self
+
+
+class Stage(_Model):
+    """One step of the programme: which conditions run, at which budgets, seeds and pools."""
+
+    name: DnsLabel = Field(
+        description="Stage name (lowercase, digits, '-'); used in run ids and storage keys."
+    )
+    # Any name `stagescreen.kinds.KINDS` registers: `crosschecks` rejects the others and `crd`
+    # writes the registered names as the CRD's enum, so a new kind needs no edit here.
+    kind: str = Field(
+        description=(
+            "screen: the spec's design; followup: full factorial on the factors left free by "
+            "`fix`; confirm / bridge / long-horizon: anchors from `select`; random: "
+            "matched-cost random draws from the full 2^k space; greedy: one-factor-at-a-time "
+            "hill climbing; halving: successive halving over the full 2^k space, one rung "
+            "per budget."
+        )
+    )
+    budgets: list[Budget] = Field(
+        min_length=1,
+        description=(
+            "Training wall-clock budgets, shortest first, e.g. [120s, 5m, 10m]; every "
+            "condition runs at each (halving: the rungs, each running the survivors of the "
+            "one before)."
+        ),
+    )
+    seeds: Seeds = Field(
+        default_factory=lambda: [1],
+        description="RUN_SEED values, e.g. [1, 2, 3], or a count n meaning seeds 1..n.",
+    )
+    pools: list[str] = Field(
+        default_factory=list,
+        description=(
+            "GPU pools to run on; every run repeats on each pool listed. Empty: the first "
+            "pool of spec.pools."
+        ),
+    )
+    select: list[Selection] = Field(
+        default_factory=list,
+        description="For confirm, bridge and long-horizon stages: the rules that pick anchors.",
+    )
+    fix: dict[Code, CodedLevel] = Field(
+        default_factory=dict,
+        description="For followup: factors held at a coded level, e.g. {D: -1}.",
+    )
+    interactions: bool = Field(
+        default=False,
+        description="For followup: also estimate the two-factor interactions of the free factors.",
+    )
+    batches: int = Field(default=5, ge=1, description="For random: independent search batches.")
+    draws_per_batch: int = Field(
+        default=16, ge=1, description="For random: conditions drawn per batch (with replacement)."
+    )
+    draw_seed: int = Field(
+        default=0, description="For random and halving: seed of the condition draws."
+    )
+    max_runs: int | None = Field(
+        default=None, ge=1, description="For greedy: runs per budget before the climb stops."
+    )
+    start: dict[Code, CodedLevel] = Field(
+        default_factory=dict,
+        description="For greedy: coded starting levels; factors not named start at -1.",
+    )
+    eta: int = Field(
+        default=3,
+        ge=2,
+        description=(
+            "For halving: each rung keeps the best 1/eta of its configurations (rounded up, "
+            "at least one) for the next budget."
+        ),
+    )
+    initial: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "For halving: configurations run at the first budget, drawn without replacement "
+            "from the full 2^k space (seeded by drawSeed). Empty: all 2^k."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _budgets_increase_and_seeds_differ(self, info: ValidationInfo) -> Stage:
+        if _lenient(info):
+            return self
+        problems: list[tuple[str, str]] = []
+        for later, (earlier, current) in enumerate(itertools.pairwise(self.budgets), 1):
+            if current <= earlier:
+                problems.append(
+                    (
+                        f"budgets[{later}]",
+                        f"budgets must increase within a stage (got {current} s after {earlier} s)",
+                    )
+                )
+        for index, seed in enumerate(self.seeds):
+            if seed < 0:
+                problems.append((f"seeds[{index}]", f"seeds are RUN_SEED values >= 0 (got {seed})"))
+            elif seed in self.seeds[:index]:
+                problems.append((f"seeds[{index}]", f"duplicate seed {seed}"))
+        _raise_if(problems)
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Pools, storage, trainer, limits
+
+
+class Toleration(_Model):
+    """A Kubernetes toleration, so runs may land on tainted GPU nodes."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
+    operator: Literal["Equal", "Exists"] = Field(
+        default="Equal", description="Equal matches key and value; Exists matches the key."
+    )
+    value: str | None = Field(default=None, description="Taint value for operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty tolerates all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="For NoExecute: how long a run may stay after the taint."
+    )
+
+
+class Pool(_Model):
+    """A set of identical accelerators; runs on different pools are analysed separately."""
+
+    name: DnsLabel = Field(description="Pool name, e.g. a100; stages refer to it.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Node labels a run's Pod requires, e.g. "
+            "{nvidia.com/gpu.product: NVIDIA-A100-SXM4-40GB}."
+        ),
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Taints a run's Pod tolerates."
+    )
+    gpus: int = Field(default=1, ge=0, description="GPUs per run; 0 runs on CPU.")
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu", description="Extended resource name the GPUs are requested as."
+    )
+    peak_tflops: float | None = Field(
+        default=None,
+        gt=0,
+        description="Peak dense bf16 TFLOP/s per GPU, for model FLOPs utilisation (MFU).",
+    )
+    queue_name: DnsLabel | None = Field(
+        default=None,
+        description=(
+            "Kueue LocalQueue the pool's Jobs are submitted to (label "
+            "kueue.x-k8s.io/queue-name; created suspended for Kueue to admit); empty: none."
+        ),
+    )
+
+
+class SecretRef(_Model):
+    """A Kubernetes Secret holding the S3 credentials."""
+
+    name: str = Field(description="Secret name, in the study's namespace.")
+    access_key_key: str = Field(
+        default="AWS_ACCESS_KEY_ID", description="Key of the access key id in the Secret."
+    )
+    secret_key_key: str = Field(
+        default="AWS_SECRET_ACCESS_KEY", description="Key of the secret access key in the Secret."
+    )
+
+
+class S3Storage(_Model):
+    """An S3-compatible bucket (AWS, MinIO, SeaweedFS, ...)."""
+
+    endpoint: str | None = Field(
+        default=None, description="Endpoint URL, e.g. http://seaweedfs:8333; empty: AWS."
+    )
+    bucket: str = Field(min_length=3, description="Bucket name.")
+    prefix: str = Field(default="", description="Key prefix under which each study is stored.")
+    region: str | None = Field(default=None, description="Region, e.g. us-east-1.")
+    secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret with credentials; empty: the environment's AWS_* variables.",
+    )
+
+
+class LocalStorage(_Model):
+    """A directory on the machine running `stagescreen run`."""
+
+    path: str = Field(min_length=1, description="Directory, relative to the working directory.")
+
+
+class Storage(_Model):
+    """Where run records, curves, checkpoints and stage outcomes are kept; exactly one kind."""
+
+    s3: S3Storage | None = Field(default=None, description="An S3-compatible bucket.")
+    local: LocalStorage | None = Field(
+        default=None, description="A local directory (only for `stagescreen run`)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Storage:
+        if (self.s3 is None) == (self.local is None):
+            given = "both" if self.s3 else "neither"
+            raise _Problems([("", f"set exactly one of s3 or local (got {given})")])
+        return self
+
+    def root(self) -> str:
+        """The store every study lives under (its keys start with the study's name), in the
+        form `stagescreen.storage.store.open_store` takes."""
+        if self.s3 is not None:
+            return f"s3://{self.s3.bucket}/{self.s3.prefix.strip('/')}".rstrip("/")
+        assert self.local is not None
+        return self.local.path
+
+    def uri(self, study: str) -> str:
+        """Where this study's keys live, in the form `storage.store.open_store` takes."""
+        if self.s3 is not None:
+            return f"{self.root()}/{study}"
+        return str(Path(self.root()) / study)
+
+
+class Resources(_Model):
+    """Kubernetes resource requests and limits for each training Pod (besides the GPUs)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Minimum resources, e.g. {cpu: '8', memory: 64Gi}."
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Maximum resources, e.g. {memory: 96Gi}."
+    )
+
+
+class Trainer(_Model):
+    """The training program every run executes, and what stays fixed across conditions."""
+
+    image: str = Field(
+        default="stagescreen-trainer:dev",
+        description="Trainer container image (Dockerfile.trainer); unused by local runs.",
+    )
+    hyperparameters: FreeForm = Field(
+        default_factory=dict,
+        description=(
+            "Hyperparameters fixed for every run, by trainer name, e.g. {HEAD_DIM: 128, "
+            "SEQ_LEN: 2048}; factors must not appear here."
+        ),
+    )
+    data_uri: str | None = Field(
+        default=None, description="Training and validation shards (DATA_URI), local path or s3://."
+    )
+    tokenizer_uri: str | None = Field(
+        default=None, description="Tokenizer artifacts (TOKENIZER_URI), local path or s3://."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for every run."
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="CPU and memory for each training Pod."
+    )
+
+    @model_validator(mode="after")
+    def _hyperparameters_are_variables(self) -> Trainer:
+        problems = []
+        for name, value in self.hyperparameters.items():
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                problems.append(
+                    (f"hyperparameters.{name}", "names are trainer variables such as SEQ_LEN")
+                )
+            elif not isinstance(value, str | int | float | bool):
+                problems.append(
+                    (
+                        f"hyperparameters.{name}",
+                        f"must be a string, number or boolean (got {type(value).__name__})",
+                    )
+                )
+        _raise_if(problems)
+        return self
+
+
+class Limits(_Model):
+    """Guards on what the study may spend."""
+
+    parallelism: int = Field(default=1, ge=1, description="Runs executing at the same time.")
+    max_failed_runs: int = Field(
+        default=3, ge=0, description="Failed runs tolerated before the study fails."
+    )
+    max_gpu_hours: float | None = Field(
+        default=None, gt=0, description="GPU-hours after which no new run starts; empty: no cap."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The spec and the resource
+
+
+class StudySpec(_Model):
+    """What to screen, how, and where."""
+
+    factors: list[Factor] = Field(
+        min_length=1, max_length=len(FACTOR_LETTERS), description="The hyperparameters screened."
+    )
+    design: DesignSpec = Field(
+        default_factory=DesignSpec, description="The two-level design of screen stages."
+    )
+    metric: Metric = Field(default_factory=Metric, description="The response analysed.")
+    stages: list[Stage] = Field(
+        min_length=1,
+        description="The programme, in order; a stage may select anchors from earlier ones.",
+    )
+    pools: list[Pool] = Field(
+        min_length=1, description="Accelerator pools the stages run on; the first is the default."
+    )
+    storage: Storage = Field(
+        default_factory=lambda: Storage(local=LocalStorage(path="./runs")),
+        description="Where results are stored. Default: the local directory ./runs.",
+    )
+    trainer: Trainer = Field(default_factory=Trainer, description="The training program.")
+    limits: Limits = Field(default_factory=Limits, description="Spending guards.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _codes_by_position(cls, data: Any) -> Any:
+        """A factor without a code gets the next free letter by position, before the factors
+        are built (the models are frozen: a decision handed the spec cannot change it)."""
+        factors = data.get("factors") if isinstance(data, Mapping) else None
+        if not isinstance(factors, list) or not all(isinstance(f, Mapping) for f in factors):
+            return data
+        given = [f.get("code") if isinstance(f.get("code"), str) else None for f in factors]
+        codes = default_codes(given)
+        filled = [
+            {**factor, "code": code} if factor.get("code") is None else factor
+            for factor, code in zip(factors, codes, strict=True)
+        ]
+        return {**data, "factors": filled}
+
+    @property
+    def codes(self) -> list[str]:
+        """Factor codes in spec order."""
+        return [factor.code or "" for factor in self.factors]
+
+    def factor(self, code_or_name: str) -> Factor:
+        """The factor with this code (A) or hyperparameter name (DEPTH)."""
+        for factor in self.factors:
+            if code_or_name in (factor.code, factor.name):
+                return factor
+        raise KeyError(f"no factor {code_or_name!r} (codes: {', '.join(self.codes)})")
+
+    def stage(self, name: str) -> Stage:
+        """The stage with this name."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"no stage {name!r} (stages: {', '.join(s.name for s in self.stages)})")
+
+    def build_design(self) -> designs.Design:
+        """The screen design."""
+        return screen_design(self.design, self.codes)
+
+
+def default_codes(given: Sequence[str | None]) -> list[str]:
+    """Each factor's code: its own, else the next letter by position that none uses."""
+    used = {code for code in given if code}
+    codes = []
+    for code in given:
+        if not code:
+            code = next(letter for letter in FACTOR_LETTERS if letter not in used)
+            used.add(code)
+        codes.append(code)
+    return codes
+
+
+def screen_design(spec: DesignSpec, codes: list[str]) -> designs.Design:
+    if spec.type == "full":
+        return designs.full_factorial(codes)
+    if spec.generators:
+        return designs.fractional_factorial(codes, spec.generators)
+    assert spec.resolution is not None
+    return designs.by_resolution(codes, spec.resolution)
+
+
+class Metadata(BaseModel):
+    """Kubernetes object metadata; fields the API server adds are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=40,
+        description="Study name (lowercase, digits, '-'); prefixes Job names and storage keys.",
+    )
+    namespace: str | None = Field(default=None, description="Kubernetes namespace.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Kubernetes labels.")
+
+
+class Study(_Model):
+    """A ScreeningStudy: staged factorial screening of a pretraining recipe."""
+
+    api_version: Literal["stagescreen.dev/v1alpha1"] = Field(
+        description="API group and version: stagescreen.dev/v1alpha1."
+    )
+    kind: Literal["ScreeningStudy"] = Field(description="Object kind: ScreeningStudy.")
+    metadata: Metadata = Field(description="Kubernetes metadata; the name names the study.")
+    spec: StudySpec = Field(description="The study: factors, design, stages, pools, storage.")
+    status: dict[str, Any] | None = Field(
+        default=None,
+        exclude=True,
+        description="Progress, written by the operator; `stagescreen run` ignores it.",
+    )
+
+    @property
+    def name(self) -> str:
+        """The study name."""
+        return self.metadata.name
