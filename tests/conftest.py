@@ -6,7 +6,7 @@ is `slow`. Nobody marks these by hand: the tables below do, so `make test-fast`
 (`-m "not integration and not slow"`) never runs a test that starts a server or a trainer.
 Add a fixture that starts such a component to the tables when you write it. (A fixture
 parameter that fetches a server with `request.getfixturevalue` is invisible here: it marks
-its own `pytest.param`, as tests/test_store.py does.)
+its own `pytest.param`, as tests/core/storage/test_store.py does.)
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ INTEGRATION_FIXTURES = frozenset(
     {
         "seaweedfs",  # a real SeaweedFS S3 server (tests/seaweed.py)
         "s3_bucket",
-        "apiserver",  # the realistic test API server (tests/kube/apiserver.py)
+        "apiserver",  # the realistic test API server (tests/operator/kube/apiserver.py)
         "quickstart",  # the real trainer's prepared corpus: its users run the trainer
         "helm",  # real binaries from `make tools` and the dev dependencies
         "kubectl",

@@ -55,7 +55,7 @@ from stagescreen.storage.store import LocalStore, Store
 from stagescreen.study.parse import load_study, parse_study
 from stagescreen.study.spec import Study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PAPER = ROOT / "examples" / "paper.yaml"
 QUICKSTART = ROOT / "tests" / "data" / "quickstart-two-stages.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

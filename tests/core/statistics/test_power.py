@@ -19,7 +19,7 @@ from stagescreen.statistics import families as fx
 from stagescreen.statistics import power, retention, synthetic
 from stagescreen.study.parse import load_study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec
 SMALL = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml").spec
 PLAIN = synthetic.ResponseModel(

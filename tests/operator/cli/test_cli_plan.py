@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from stagescreen.planning.cost import RUN_OVERHEAD_S
 from stagescreen_operator.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
 PAPER = ROOT / "examples" / "paper.yaml"
 runner = CliRunner()

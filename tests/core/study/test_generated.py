@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 import yaml
+from crdschema import openapi, pruned
 
 from stagescreen.study.crd import crd, crd_yaml
 from stagescreen.study.generated import generated, pools_schema
 from stagescreen.study.spec import Pool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 # Keywords of apiextensions.k8s.io/v1 JSONSchemaProps that the generator may emit.
 KUBERNETES_KEYWORDS = {
@@ -40,10 +41,6 @@ KUBERNETES_KEYWORDS = {
     "x-kubernetes-int-or-string",
     "x-kubernetes-preserve-unknown-fields",
 }
-
-
-def openapi() -> dict[str, Any]:
-    return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 def nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -169,27 +166,6 @@ def test_budgets_are_int_or_string_and_free_form_maps_keep_their_keys() -> None:
     assert stage["budgets"]["items"]["x-kubernetes-int-or-string"] is True
     trainer = openapi()["properties"]["spec"]["properties"]["trainer"]["properties"]
     assert trainer["hyperparameters"]["x-kubernetes-preserve-unknown-fields"] is True
-
-
-def pruned(value: Any, schema: dict[str, Any], path: str) -> list[str]:
-    """Fields the API server would silently drop from `value` under `schema`."""
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return []
-    if isinstance(value, dict):
-        if isinstance(schema.get("additionalProperties"), dict):
-            extra = schema["additionalProperties"]
-            return [p for key, sub in value.items() for p in pruned(sub, extra, f"{path}.{key}")]
-        known = schema.get("properties", {})
-        return [
-            p
-            for key, sub in value.items()
-            for p in (
-                pruned(sub, known[key], f"{path}.{key}") if key in known else [f"{path}.{key}"]
-            )
-        ]
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [p for i, sub in enumerate(value) for p in pruned(sub, schema["items"], path)]
-    return []
 
 
 @pytest.mark.parametrize("example", ["paper.yaml", "quickstart.yaml"])

@@ -34,7 +34,7 @@ from stagescreen_operator.kube.handlers import operator_registry
 from stagescreen_operator.kube.settings import Settings
 
 GROUP, VERSION, PLURAL = "stagescreen.dev", "v1alpha1", "screeningstudies"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NAMESPACE = "ml"
 TESTS, NODE = "stagescreen-tests", "node-agent"  # user agents: whose request is whose
 WAIT_S = 300  # a study of 8 tiny runs and 2 analyses takes about 30 s on 2 cores

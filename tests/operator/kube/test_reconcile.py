@@ -28,7 +28,7 @@ from stagescreen_operator.kube.reconcile import (
 from stagescreen_operator.kube.settings import Settings
 from stagescreen_operator.snapshot import Snapshot, snapshot
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 STUDY = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml")
 SPEC = STUDY.spec
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

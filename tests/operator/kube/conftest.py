@@ -1,5 +1,5 @@
-"""An API server (tests/kube/apiserver.py) on loopback, served from its own thread and event
-loop, so blocking clients (the kubernetes client, kubectl, kopf's runner thread) can talk to
+"""An API server (tests/operator/kube/apiserver.py) on loopback, served from its own thread and
+event loop, so blocking clients (the kubernetes client, kubectl, kopf's runner thread) can talk to
 it from the test's thread."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from apiserver import Running, serve
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

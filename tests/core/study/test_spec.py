@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from stagescreen.study.parse import load_study, parse_study
 from stagescreen.study.spec import Factor, Problem, SpecError, default_codes, parse_duration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from stagescreen.planning.plans import PlannedRun
 from stagescreen.statistics import synthetic
 from stagescreen.study.parse import load_study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec
 CODES = ["A", "B", "C", "D", "E"]
 

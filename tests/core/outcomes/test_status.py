@@ -1,6 +1,6 @@
 """The study status: one builder for the resource's status, `stagescreen status` and the
 progress display, from the controller's phase, the results table and published outcomes.
-(The study's phase itself is decided by the controller: tests/test_controller.py.)"""
+(The study's phase itself is decided by the controller: tests/operator/test_controller.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_crd import openapi, pruned
+from crdschema import openapi, pruned
 
 from stagescreen.outcomes import analyse
 from stagescreen.outcomes import model as outcome
@@ -18,7 +18,7 @@ from stagescreen.statistics import synthetic
 from stagescreen.study.parse import load_study
 from stagescreen_contract.status import RunStatus
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 STUDY = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml")
 SPEC = STUDY.spec
 MODEL = synthetic.ResponseModel(effects={"A": 0.1, "B": -0.05}, seed_sd=0.001, noise_sd=0.001)

@@ -29,7 +29,7 @@ from stagescreen.statistics import synthetic
 from stagescreen.study.parse import load_study, parse_study
 from stagescreen.study.spec import Stage, Study, StudySpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec
 CODES = ("A", "B", "C", "D", "E")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

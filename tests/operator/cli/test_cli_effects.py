@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from screens import DATA, paper_like_screen
 from seaweed import S3Bucket
-from test_effects import DATA, paper_like_screen
 from typer.testing import CliRunner
 
 from stagescreen_operator.cli import app

@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import itertools
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from screens import DATA, PLANTED, paper_like_screen
 from statsmodels.stats.multitest import multipletests
 
 from stagescreen.design import fractional_factorial
@@ -20,8 +20,6 @@ from stagescreen.statistics.families import (
     fit_effects,
     lenth_margin,
 )
-
-DATA = Path(__file__).parent / "data"
 
 
 def read_data(name: str) -> pd.DataFrame:
@@ -308,35 +306,6 @@ def test_wald_intervals_cover_the_truth_at_about_the_nominal_rate() -> None:
             f.effect(term).ci_low <= truth[term] <= f.effect(term).ci_high for f in families
         ]
         assert 0.91 <= np.mean(per_term) <= 0.99
-
-
-PLANTED = {"A": 0.0568, "B": 0.0441, "C": -0.0165, "D": 0.0818, "E": 0.0}
-
-
-def paper_like_screen(seed: int = 11) -> pd.DataFrame:
-    """The paper's seeded full screen: 2^(5-1) (E=ABCD) x 5 seeds x 2 budgets, real levels
-    for DEPTH-like A, planted main effects, a seed shift and noise sd 0.02."""
-    design = fractional_factorial(list("ABCDE"), ["E=ABCD"])
-    rng = np.random.default_rng(seed)
-    rows = []
-    for budget, seed_value, (cid, levels) in itertools.product(
-        (300, 600), range(1, 6), zip(design.condition_ids, design.matrix, strict=True)
-    ):
-        mean = 1.2 + sum(PLANTED[f] / 2 * x for f, x in zip("ABCDE", levels, strict=True))
-        rows.append(
-            {
-                "run_id": f"b{budget}-{cid}-s{seed_value}",
-                "condition_id": cid,
-                "budget_s": budget,
-                "seed": seed_value,
-                "status": "succeeded",
-                "val_bpb": mean + 0.004 * seed_value + rng.normal(0, 0.02),
-                **dict(zip("ABCDE", levels.tolist(), strict=True)),
-            }
-        )
-    data = pd.DataFrame(rows)
-    data["A"] = data["A"].map({-1: 6, 1: 8})
-    return data
 
 
 def test_paper_like_screen_recovers_planted_effects() -> None:

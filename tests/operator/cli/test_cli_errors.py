@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from stagescreen_operator.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 runner = CliRunner()
 

@@ -24,7 +24,7 @@ from stagescreen.storage.store import LocalStore, Store, open_store
 from stagescreen.study.parse import load_study, parse_study
 from stagescreen.study.spec import Study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 QUICKSTART_TEXT = (ROOT / "tests" / "data" / "quickstart-two-stages.yaml").read_text()
 # The quickstart on a pool with two GPUs per run, so GPU-seconds are visible.
 QUICKSTART = load_study(QUICKSTART_TEXT.replace("gpus: 0", "gpus: 2"))

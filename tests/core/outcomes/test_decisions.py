@@ -16,7 +16,7 @@ from stagescreen.statistics import retention, synthetic
 from stagescreen.study.parse import load_study
 from stagescreen.study.spec import Selection
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 QUICKSTART_TEXT = (ROOT / "tests" / "data" / "quickstart-two-stages.yaml").read_text()
 SPEC = load_study(QUICKSTART_TEXT).spec
 TWO_POOLS = load_study(

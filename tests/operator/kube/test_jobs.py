@@ -16,7 +16,7 @@ from stagescreen.study.parse import load_study
 from stagescreen_operator.cli import app
 from stagescreen_operator.kube.jobs import analysis_job, job_name, run_job
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PAPER = load_study(ROOT / "examples" / "paper.yaml")
 K8S = "1.33.0"  # a current release; kubernetes-validate bundles its schemas
 CORPUS = {"DATA_URI": "s3://b/data", "TOKENIZER_URI": "s3://b/tok"}

@@ -17,7 +17,7 @@ from stagescreen.study.spec import StudySpec
 from stagescreen_contract.record import RunRecord
 from stagescreen_operator.controller import AnalyseStage, Decision, Observed, StartRun, decide
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER = load_study(ROOT / "examples" / "paper.yaml").spec
 QUICK = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml").spec
 MODEL = synthetic.ResponseModel(effects=synthetic.default_effects(PAPER), seed_sd=0.0)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from stagescreen_operator.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 QUICKSTART = ROOT / "tests" / "data" / "quickstart-two-stages.yaml"
 runner = CliRunner()
 

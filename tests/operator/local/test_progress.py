@@ -22,7 +22,7 @@ from stagescreen_operator.local.progress import (
     run_progress,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 STUDY = load_study(ROOT / "examples" / "quickstart.yaml")
 # Lines as the trainer prints them (stagescreen_trainer.train.Trainer.progress_line).
 LOG = (
