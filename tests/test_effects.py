@@ -13,13 +13,8 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from stagescreen.design import fractional_factorial
-from stagescreen.statistics.families import (
-    EffectsError,
-    benjamini_hochberg,
-    code_factor,
-    fit_effects,
-    lenth_margin,
-)
+from stagescreen.statistics.coding import EffectsError, code_factor
+from stagescreen.statistics.families import benjamini_hochberg, fit_effects, lenth_margin
 
 DATA = Path(__file__).parent / "data"
 
