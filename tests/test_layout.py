@@ -89,8 +89,8 @@ def test_planning_analysis_and_reports_do_not_import_a_storage_backend() -> None
         "planning.ids, planning.plans, planning.ranking, planning.planner, planning.cost, kinds, "
         "outcomes.analyse, outcomes.model, outcomes.manifest, outcomes.status, reports.report, "
         "reports.figures, reports.formatting, reports.sections, storage.publish, "
-        "statistics.power, statistics.synthetic, statistics.families, statistics.pooled, "
-        "statistics.means, study.spec, storage.keys"
+        "statistics.power, statistics.synthetic, statistics.coding, statistics.families, "
+        "statistics.pooled, statistics.means, study.spec, storage.keys"
     )
     code = (
         f"import sys; import {', '.join('stagescreen.' + m for m in modules.split(', '))}; "

@@ -24,6 +24,7 @@ from stagescreen.reports.formatting import (
     md_table,
 )
 from stagescreen.statistics import families as fx
+from stagescreen.statistics.coding import model_terms
 from stagescreen.statistics.retention import judged_budget, retained_factors
 from stagescreen.storage.jsonvalues import Scalar
 
@@ -81,7 +82,7 @@ def effect_families(at: StageResults, factors: Sequence[str], order: int = 1) ->
     spec, stage, rows = at.spec, at.stage, at.usable
     block = "seed" if len(stage.seeds) > 1 else None
     groups = ["budget_s", "pool"] if len(stage_pools(spec, stage)) > 1 else ["budget_s"]
-    terms = len(fx.model_terms(factors, order))
+    terms = len(model_terms(factors, order))
     saturated = block is None and rows.groupby(groups).size().max() <= terms + 1
     return fx.fit_effects(
         rows,

@@ -13,6 +13,7 @@ from stagescreen.outcomes.model import StageOutcome
 from stagescreen.planning.ids import condition_name
 from stagescreen.planning.plans import StagePlan, expand_runs, stage_pools
 from stagescreen.statistics import families as fx
+from stagescreen.statistics.coding import EffectsError
 from stagescreen.statistics.pooled import PooledBudgetFit, pooled_budget_effects
 from stagescreen.study.spec import Stage, StudySpec
 
@@ -87,6 +88,6 @@ def _pooled(at: StageResults, factors: Sequence[str], notes: list[str]) -> Poole
             order=2,
             block="seed" if usable["seed"].nunique() > 1 else None,
         )
-    except fx.EffectsError as error:
+    except EffectsError as error:
         notes.append(f"pooled budget model: {error}")
         return None

@@ -15,7 +15,7 @@ import pandas as pd
 
 from stagescreen.planning.ids import condition_name
 from stagescreen.planning.plans import Anchor, Unplannable
-from stagescreen.statistics.families import EffectsError
+from stagescreen.statistics.coding import EffectsError
 from stagescreen.statistics.means import ConditionMean, adjusted_means, condition_means
 from stagescreen.study.spec import WINNER_RULES, Selection, StudySpec
 from stagescreen_contract.status import TERMINAL, reads_succeeded

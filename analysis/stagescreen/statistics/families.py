@@ -5,15 +5,12 @@ One *family* is one model fit: by default one per budget (`by`), with an optiona
 (seed) fixed effect, Wald intervals on the residual df, two-sided p-values and
 Benjamini-Hochberg q-values within the family (or across all families on request).
 
-Departures from a bare `smf.ols(...)` call, each for a reason a user meets in practice:
-- columns are renamed into a clean formula namespace (`y`, `x0`, `x1`, `block`), so a factor
-  named `C` cannot shadow patsy's `C()`, and names with spaces just work;
-- the design matrix is built once for the whole table and each family fits its own rows, which
-  keeps hundreds of families fast;
+The table reaches the fit through `statistics.coding`, which codes the factors, refuses
+aliased models and builds the one design matrix whose rows each family fits; this module only
+fits and judges. Departures from a bare `smf.ols(...)` call, each for a reason a user meets in
+practice:
 - failed or missing runs are excluded and listed; a family that lost the runs an effect needs
   reports that effect as null with the reason rather than a pseudo-inverse artefact;
-- a model asking for two aliased terms (identical or opposite columns in the design) is
-  refused with both names, because its estimates would silently be sums of effects;
 - saturated designs (no residual df) report effects without intervals, or with Lenth's
   pseudo standard error when asked (Lenth 1989, Technometrics 31:469-473).
 
@@ -24,41 +21,30 @@ dump, and an outcome read back validates into the same records.
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-import statsmodels.formula.api as smf
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from stagescreen.statistics.coding import (
+    TOL,
+    DesignLike,
+    EffectsError,
+    Prepared,
+    estimability,
+    missing_runs,
+    model_terms,
+    prepare,
+    require_columns,
+    row_labels,
+)
 from stagescreen.storage.jsonvalues import JsonFloat, Scalar, json_number, json_ready
-from stagescreen_contract.status import reads_succeeded
-
-_TOL = 1e-9
-
-
-class EffectsError(ValueError):
-    """The table or the requested model cannot be analysed as asked; the message says why."""
-
-
-class DesignLike(Protocol):
-    """What the effects need from a `stagescreen.design.Design`: its runs and their ids."""
-
-    @property
-    def factors(self) -> tuple[str, ...]: ...
-    @property
-    def matrix(self) -> np.ndarray: ...
-    @property
-    def condition_ids(self) -> tuple[str, ...]: ...
-
 
 # --- result records ----------------------------------------------------------------------
 
@@ -186,178 +172,7 @@ def benjamini_hochberg(pvalues: Iterable[float | None]) -> np.ndarray:
     return q
 
 
-# --- coding and terms ----------------------------------------------------------------------
-
-
-def code_factor(values: pd.Series, name: str) -> tuple[pd.Series, str | None]:
-    """Coded levels of one factor column, and a note when the values had to be recoded.
-
-    Numeric columns with exactly two distinct values are mapped low -> -1, high -> +1 (so a
-    column of real hyperparameters such as 6/8 works as it is). Columns already within
-    [-1, +1] (e.g. -1/0/+1 with centre points) are used as they are; any other numeric column
-    is rescaled linearly so its minimum is -1 and its maximum +1. Non-numeric columns are
-    refused: their order of levels is not knowable.
-    """
-    if not pd.api.types.is_numeric_dtype(values):
-        examples = ", ".join(repr(v) for v in values.dropna().unique()[:4].tolist())
-        raise EffectsError(
-            f"factor column {name!r} is not numeric (values such as {examples}); give coded "
-            "levels -1/+1 or two numeric levels (low, high)"
-        )
-    numeric = values.astype(float)
-    distinct = np.sort(numeric.dropna().unique())
-    if distinct.size == 0:
-        raise EffectsError(f"factor column {name!r} has no values")
-    if distinct.size == 2:
-        low, high = distinct
-        if (low, high) == (-1.0, 1.0):
-            return numeric, None
-        coded = numeric.map({low: -1.0, high: 1.0})
-        return coded, f"{name}: coded {low:g} -> -1, {high:g} -> +1"
-    low, high = distinct[0], distinct[-1]
-    if low >= -1 and high <= 1:
-        return numeric, None
-    centre, half = (high + low) / 2, (high - low) / 2
-    return (numeric - centre) / half, f"{name}: rescaled linearly, {low:g} -> -1, {high:g} -> +1"
-
-
-def model_terms(factors: Sequence[str], order: int = 1, terms: Sequence[str] = ()) -> list[str]:
-    """Main effects, every interaction up to `order`, then the extra `terms` ("A:B").
-
-    Interaction names list their factors in the order of `factors`, so "B:A" becomes "A:B".
-    """
-    out: list[str] = []
-    for size in range(1, max(order, 1) + 1):
-        out += [":".join(combo) for combo in itertools.combinations(factors, size)]
-    for term in terms:
-        parts = term.split(":")
-        unknown = [part for part in parts if part not in factors]
-        if unknown or len(set(parts)) != len(parts):
-            raise EffectsError(
-                f"term {term!r} must join distinct factors with ':'; factors: {list(factors)}"
-            )
-        canonical = ":".join(sorted(parts, key=list(factors).index))
-        if canonical not in out:
-            out.append(canonical)
-    return out
-
-
-def _term_columns(coded: pd.DataFrame | np.ndarray, terms: Sequence[str], factors: Sequence[str]):
-    """The model matrix of `terms` (products of coded factor columns), one column per term."""
-    array = np.asarray(coded, dtype=float)
-    index = {factor: i for i, factor in enumerate(factors)}
-    return np.column_stack(
-        [np.prod(array[:, [index[part] for part in term.split(":")]], axis=1) for term in terms]
-    )
-
-
-def check_aliasing(matrix: np.ndarray, terms: Sequence[str], factors: Sequence[str]) -> None:
-    """Refuse a model whose terms are aliased in the design `matrix` (runs x factors).
-
-    Two terms are aliased when their columns are identical or opposite over the design's
-    runs; a term whose column is constant is aliased with the intercept. Only terms in the
-    model matter: in a 2^(5-1) with E=ABCD, A:B is fine unless C:D:E is fitted too.
-    """
-    columns = _term_columns(matrix, terms, factors)
-    problems: list[str] = []
-    for i, term in enumerate(terms):
-        if np.ptp(columns[:, i]) < _TOL:
-            problems.append(f"{term} does not vary in the design (aliased with the intercept)")
-    for i, j in itertools.combinations(range(len(terms)), 2):
-        a, b = columns[:, i], columns[:, j]
-        if np.ptp(a) < _TOL:
-            continue
-        if np.allclose(a, b):
-            problems.append(f"{terms[i]} is aliased with {terms[j]} (identical columns)")
-        elif np.allclose(a, -b):
-            problems.append(f"{terms[i]} is aliased with -{terms[j]} (opposite columns)")
-    if problems:
-        raise EffectsError(
-            "aliased terms in the model: "
-            + "; ".join(problems)
-            + ". Fit at most one term of each alias chain: name the terms (terms=[...] or --terms)."
-        )
-
-
-# --- rows: what is usable, what is missing ------------------------------------------------
-
-
-def require_columns(data: pd.DataFrame, columns: Iterable[str], role: str) -> None:
-    for column in columns:
-        if column not in data.columns:
-            raise EffectsError(
-                f"{role} column {column!r} is not in the table; columns: {list(data.columns)}"
-            )
-
-
-def _exclusion_reasons(data: pd.DataFrame, response: str, required: Sequence[str]) -> pd.Series:
-    """Per row, why it cannot enter a fit ("" when it can): failed status or missing values."""
-    reasons = pd.Series("", index=data.index, dtype=object)
-    if "status" in data.columns:
-        bad = ~data["status"].map(reads_succeeded).astype(bool)
-        reasons[bad] = "status=" + data.loc[bad, "status"].astype(str)
-        reasons[bad & data["status"].isna()] = "status is missing"
-    for column in (response, *required):
-        gap = data[column].isna() & (reasons == "")
-        reasons[gap] = f"{column} is missing"
-    return reasons
-
-
-def _labels(row: pd.Series) -> dict[str, Scalar]:
-    return {
-        key: json_ready(row[key])
-        for key in ("run_id", "condition_id", "seed", "budget_s")
-        if key in row.index and pd.notna(row[key])
-    }
-
-
-def _require_numeric_response(data: pd.DataFrame, response: str) -> None:
-    """Refuse a response column holding text, naming the entries that are not numbers."""
-    values = data[response]
-    if pd.api.types.is_numeric_dtype(values):
-        return
-    present = values.dropna()
-    bad = present[pd.to_numeric(present, errors="coerce").isna()]
-    examples = ", ".join(f"row {i}: {v!r}" for i, v in bad.head(4).items())
-    raise EffectsError(
-        f"response column {response!r} is not numeric ({examples or f'dtype {values.dtype}'}); "
-        "give numbers, and leave a value empty (or mark the run's status failed) when a run "
-        "has none"
-    )
-
-
-def usable_rows(data: pd.DataFrame, response: str, required: Sequence[str] = ()) -> pd.DataFrame:
-    """The rows that can enter a fit, with the response checked to be numeric."""
-    require_columns(data, [response, *required], "required")
-    _require_numeric_response(data, response)
-    return data[_exclusion_reasons(data, response, required) == ""]
-
-
-# --- per-family fit ------------------------------------------------------------------------
-
-
-def estimability(x: np.ndarray, column: int, names: Sequence[str]) -> str | None:
-    """None when coefficient `column` is estimable from `x`, else which columns confound it."""
-    target = x[:, column]
-    others = np.delete(x, column, axis=1)
-    if np.linalg.norm(target) < _TOL:
-        return "no run present has it at a non-zero level"
-    if others.shape[1]:
-        coef, *_ = np.linalg.lstsq(others, target, rcond=None)
-        residual = target - others @ coef
-    else:
-        coef, residual = np.zeros(0), target
-    if np.linalg.norm(residual) > 1e-7 * np.linalg.norm(target):
-        return None
-    rest = [name for k, name in enumerate(names) if k != column]
-    partners = list(
-        dict.fromkeys(
-            rest[i] for i in np.flatnonzero(np.abs(coef) > 1e-7) if rest[i] != "intercept"
-        )
-    )
-    if not partners:
-        return "it does not vary among the runs present"
-    return "it is confounded with " + ", ".join(partners) + " among the runs present"
+# --- Lenth's margin ----------------------------------------------------------------------
 
 
 def lenth_pse(effects: np.ndarray) -> np.ndarray:
@@ -388,112 +203,7 @@ def lenth_margin(effects: Sequence[float], level: float = 0.95) -> LenthMargin:
     return LenthMargin(pse=pse, df=d, me=me, sme=sme)
 
 
-@dataclass
-class Prepared:
-    """The coded table and the one design matrix every family takes its rows from."""
-
-    frame: pd.DataFrame
-    coded: pd.DataFrame
-    exog: np.ndarray
-    exog_names: list[str]
-    term_columns: dict[str, int]
-    notes: tuple[str, ...]
-
-
-def prepare(
-    data: pd.DataFrame,
-    response: str,
-    factors: Sequence[str],
-    terms: Sequence[str],
-    block: str | None,
-    design: DesignLike | None,
-) -> Prepared:
-    if not factors:
-        raise EffectsError("name at least one factor")
-    require_columns(data, factors, "factor")
-    require_columns(data, [response], "response")
-    if block is not None:
-        require_columns(data, [block], "block")
-    _require_numeric_response(data, response)
-    frame = pd.DataFrame(index=data.index)
-    frame["y"] = data[response].astype(float)
-    notes: list[str] = []
-    internal = {factor: f"x{i}" for i, factor in enumerate(factors)}
-    for factor in factors:
-        coded, note = code_factor(data[factor], factor)
-        frame[internal[factor]] = coded
-        if note:
-            notes.append(note)
-    if block is not None:
-        frame["block"] = data[block].astype(str).where(data[block].notna())
-    if design is not None:
-        unknown = [factor for factor in design.factors if factor not in factors]
-        if unknown:
-            raise EffectsError(f"design factors {unknown} are not among the factors {factors}")
-        matrix = np.asarray(design.matrix, dtype=float)
-        check_aliasing(matrix, terms, list(design.factors))
-    else:
-        levels = frame[[internal[f] for f in factors]].dropna().drop_duplicates().to_numpy()
-        check_aliasing(levels, terms, factors)
-
-    formula = "y ~ " + " + ".join(
-        ":".join(internal[part] for part in term.split(":")) for term in terms
-    )
-    if block is not None:
-        formula += " + C(block)"
-    reasons = _exclusion_reasons(data, response, [*factors, *([block] if block else [])])
-    usable = frame[reasons == ""]
-    if usable.empty:
-        raise EffectsError(f"no usable rows: every row has a failed status or missing {response}")
-    model = smf.ols(formula, data=usable, eval_env=0)
-    names = ["intercept" if name == "Intercept" else name for name in model.exog_names]
-    term_columns = {
-        term: names.index(":".join(internal[part] for part in term.split(":"))) for term in terms
-    }
-    full = np.full((len(frame), model.exog.shape[1]), np.nan)
-    full[np.flatnonzero(reasons.to_numpy() == "")] = model.exog
-    frame["_reason"] = reasons
-    levels_frame = pd.DataFrame({f: frame[internal[f]] for f in factors}, index=frame.index)
-    return Prepared(frame, levels_frame, full, names, term_columns, tuple(notes))
-
-
-def _missing_runs(
-    family_rows: pd.DataFrame,
-    usable_rows: pd.DataFrame,
-    coded: pd.DataFrame,
-    block: str | None,
-    design: DesignLike | None,
-    all_conditions: Sequence[str],
-) -> tuple[str, ...]:
-    """Expected runs with no usable row: design runs (or the table's condition ids) x block."""
-    blocks = sorted(family_rows[block].dropna().unique().tolist()) if block else [None]
-    if design is not None:
-        present = {
-            (tuple(np.round(row).astype(int)), b)
-            for row, b in zip(
-                coded[list(design.factors)].to_numpy(dtype=float),
-                usable_rows[block] if block else [None] * len(usable_rows),
-                strict=True,
-            )
-        }
-        expected = [
-            (cid, tuple(np.asarray(levels).astype(int)), b)
-            for cid, levels in zip(design.condition_ids, design.matrix, strict=True)
-            for b in blocks
-        ]
-        gaps = [(cid, b) for cid, levels, b in expected if (levels, b) not in present]
-    elif all_conditions:
-        present_ids = set(
-            zip(
-                usable_rows["condition_id"].astype(str),
-                usable_rows[block] if block else [None] * len(usable_rows),
-                strict=True,
-            )
-        )
-        gaps = [(c, b) for c in all_conditions for b in blocks if (c, b) not in present_ids]
-    else:
-        return ()
-    return tuple(cid if b is None else f"{cid}/{block}={json_ready(b)}" for cid, b in gaps)
+# --- per-family fit ------------------------------------------------------------------------
 
 
 def _fit_family(
@@ -519,7 +229,7 @@ def _fit_family(
         )
     x = prepared.exog[positions]
     y = prepared.frame["y"].to_numpy()[positions]
-    nonzero = np.flatnonzero(np.linalg.norm(x, axis=0) > _TOL)
+    nonzero = np.flatnonzero(np.linalg.norm(x, axis=0) > TOL)
     nonzero = np.union1d(nonzero, list(prepared.term_columns.values()))
     x = x[:, nonzero]
     names = [prepared.exog_names[i] for i in nonzero]
@@ -665,13 +375,13 @@ def fit_effects(
         rows = data.loc[index]
         reasons = prepared.frame.loc[index, "_reason"]
         excluded = tuple(
-            ExcludedRun(row=int(labels[i]), reason=str(reasons[i]), **_labels(rows.loc[i]))
+            ExcludedRun(row=int(labels[i]), reason=str(reasons[i]), **row_labels(rows.loc[i]))
             for i in index
             if reasons[i] != ""
         )
         n, df_resid, effects, margin, notes = _fit_family(prepared, index, model, lenth, level)
         usable = rows[reasons == ""]
-        missing = _missing_runs(
+        missing = missing_runs(
             rows, usable, prepared.coded.loc[usable.index], block, design, all_conditions
         )
         families.append(

@@ -19,7 +19,8 @@ from scipy import stats
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from stagescreen.statistics.families import Effect, EffectsError, Record, usable_rows
+from stagescreen.statistics.coding import EffectsError, usable_rows
+from stagescreen.statistics.families import Effect, Record
 from stagescreen.storage.jsonvalues import JsonFloat, Scalar, json_ready
 
 

@@ -2,7 +2,8 @@
 
 One weighted fit over every budget of a follow-up stage: each budget's effects, and how much
 each effect changes against the shortest budget, with each budget's own noise as the weight.
-Built on the per-budget machinery of `statistics.families` (coding, aliasing, estimability).
+Built on the per-budget preparation of `statistics.coding` (coding, aliasing, estimability)
+and the records of `statistics.families`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,14 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from stagescreen.statistics.families import (
-    Effect,
+from stagescreen.statistics.coding import (
     EffectsError,
-    Family,
-    Record,
     estimability,
     model_terms,
     prepare,
     require_columns,
 )
+from stagescreen.statistics.families import Effect, Family, Record
 from stagescreen.storage.jsonvalues import Scalar, json_ready
 
 

@@ -38,6 +38,7 @@ from stagescreen.planning.planner import plan_stage
 from stagescreen.planning.plans import PlannedRun, stage_pools
 from stagescreen.statistics import families as fx
 from stagescreen.statistics import synthetic
+from stagescreen.statistics.coding import model_terms
 from stagescreen.statistics.retention import FDR
 from stagescreen.study.spec import Stage, StudySpec
 from stagescreen_contract.status import RunStatus
@@ -236,7 +237,7 @@ def _families(spec: StudySpec, plan: Rehearsal) -> list[_Family]:
             run = plan.runs[i]
             cells.setdefault((run.budget_s, run.pool if several_pools else None), []).append(i)
         for order in orders:
-            terms = fx.model_terms(factors, order)
+            terms = model_terms(factors, order)
             block = len(stage.seeds) > 1
             saturated = not block and max(len(rows) for rows in cells.values()) <= len(terms) + 1
             reported = [t for t in terms if order == 1 or ":" in t]

@@ -213,7 +213,8 @@ def effects(
           --generators E=ABCD        # also lists the design's runs the table lacks
     """
     from stagescreen.design import DesignError, fractional_factorial
-    from stagescreen.statistics.families import EffectFamilies, EffectsError, fit_effects
+    from stagescreen.statistics.coding import EffectsError
+    from stagescreen.statistics.families import EffectFamilies, fit_effects
 
     if not 0 < fdr < 1:
         raise fail(f"--fdr must lie strictly between 0 and 1, got {fdr}")

@@ -9,13 +9,8 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from stagescreen.statistics.families import (
-    Effect,
-    EffectsError,
-    Family,
-    fit_effects,
-    relaxation_table,
-)
+from stagescreen.statistics.coding import EffectsError
+from stagescreen.statistics.families import Effect, Family, fit_effects, relaxation_table
 from stagescreen.statistics.means import condition_means, variance_shares, win_count
 from stagescreen.statistics.pooled import pooled_budget_effects
 

@@ -13,13 +13,8 @@ from screens import DATA, PLANTED, paper_like_screen
 from statsmodels.stats.multitest import multipletests
 
 from stagescreen.design import fractional_factorial
-from stagescreen.statistics.families import (
-    EffectsError,
-    benjamini_hochberg,
-    code_factor,
-    fit_effects,
-    lenth_margin,
-)
+from stagescreen.statistics.coding import EffectsError, code_factor
+from stagescreen.statistics.families import benjamini_hochberg, fit_effects, lenth_margin
 
 
 def read_data(name: str) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import pytest
 
 from stagescreen.statistics import families as fx
 from stagescreen.statistics import power, retention, synthetic
+from stagescreen.statistics.coding import model_terms
 from stagescreen.study.parse import load_study
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -106,7 +107,7 @@ def test_the_saturated_fit_uses_lenth_as_fit_effects_does() -> None:
     y = 1 + 0.4 * corners[:, 0] - 0.1 * corners[:, 1] + rng.normal(0, 0.01, 8)
     frame = pd.DataFrame(corners, columns=["A", "B", "C"]).assign(y=y)
     [family] = fx.fit_effects(frame, "y", ["A", "B", "C"], order=3, lenth=True)
-    terms = fx.model_terms(["A", "B", "C"], 3)
+    terms = model_terms(["A", "B", "C"], 3)
     x = np.column_stack(
         [np.ones(8)] + [np.prod(corners[:, [ord(c) - 65 for c in t.split(":")]], 1) for t in terms]
     )
