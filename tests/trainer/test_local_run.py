@@ -4,6 +4,7 @@ several points and started again, which must end with the same runs and nothing 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -62,6 +63,24 @@ def command(study: Path) -> list[str]:
     return [str(stagescreen), "run", str(study), "--workers", "2"]
 
 
+def with_home(folder: Path) -> dict[str, str]:
+    """The environment with HOME in `folder`, so the executor's trainer logs are this test's."""
+    return {**os.environ, "HOME": str(folder)}
+
+
+def wait_until_training(home: Path, started_line: str, timeout: float = 120) -> None:
+    """Until the trainer the executor announced in `started_line` has taken a step: from
+    then on SIGTERM makes it checkpoint (a fixed sleep raced a slow start-up on a busy host)."""
+    run_id = started_line.split("start ", 1)[1].split()[0]
+    log = home / ".cache" / "stagescreen" / "logs" / f"{run_id}.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and any(line.startswith("step ") for line in log.read_text().splitlines()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{run_id} took no step in {timeout:.0f} s; its log: {log}")
+
+
 def records(folder: Path) -> dict[str, dict[str, Any]]:
     store = LocalStore(folder / "store")
     keys = StudyKeys("tiny")
@@ -113,22 +132,25 @@ def test_a_killed_study_resumes_to_the_same_runs(
     signal_to_send: signal.Signals,
 ) -> None:
     study = write_study(tmp_path, quickstart)
+    env = with_home(tmp_path)
     process = subprocess.Popen(
-        command(study), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command(study), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     assert process.stdout is not None
     seen = []
     for line in process.stdout:
         seen.append(line)
         if kill_after in line:
-            # a started trainer takes about 2 s to start up, then trains for several seconds
-            time.sleep(3.5 if kill_after.startswith("start") else 0.2)
+            if kill_after.startswith("start"):
+                wait_until_training(tmp_path, line)
+            else:
+                time.sleep(0.2)
             process.send_signal(signal_to_send)
             break
     process.wait(timeout=120)
     assert any(kill_after in line for line in seen), "".join(seen)
     time.sleep(1.0)  # trainers orphaned by SIGKILL get SIGTERM, checkpoint and exit
-    done = subprocess.run(command(study), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command(study), capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     expected = records(uninterrupted)
     got = records(tmp_path)
@@ -182,22 +204,24 @@ def test_a_study_on_s3_killed_mid_run_resumes_to_the_same_runs(
     """The same study with every record, checkpoint and outcome on SeaweedFS S3."""
     study = write_study(tmp_path, quickstart)
     store = s3_bucket.uri("studies")
+    env = with_home(tmp_path)
     process = subprocess.Popen(
         [*command(study), "--store", store],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
     assert process.stdout is not None
     for line in process.stdout:
         if "start screen-c02" in line:
-            time.sleep(3.5)
+            wait_until_training(tmp_path, line)
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=120)
     time.sleep(1.0)
     done = subprocess.run(
-        [*command(study), "--store", store], capture_output=True, text=True, timeout=600
+        [*command(study), "--store", store], capture_output=True, text=True, timeout=600, env=env
     )
     assert done.returncode == 0, done.stdout + done.stderr
     keys = s3_bucket.stored_keys("studies/tiny/")
