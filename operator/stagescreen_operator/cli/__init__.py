@@ -9,9 +9,9 @@ from __future__ import annotations
 import typer
 
 from stagescreen_operator.cli import (
-    cluster,
     design,
     effects,
+    in_cluster,
     manifests,
     plan,
     report,
@@ -35,8 +35,8 @@ COMMANDS = (
     design.design,
     effects.effects,
     manifests.manifests,
-    cluster.operator,
-    cluster.analyse,
+    in_cluster.operator,
+    in_cluster.analyse,
     version.version,
 )
 for command in COMMANDS:
