@@ -18,6 +18,7 @@ operator also serves the validating admission webhook (`admit`, path /study).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -162,8 +163,11 @@ def operator_registry(settings: Settings) -> kopf.OperatorRegistry:
         """The study is gone (its Jobs go with it by owner references): so are its metrics
         and what the handlers kept for it."""
         key = (namespace or "default", name or "")
-        memo.metrics.forget_study(*key)
-        memo.studies.pop(key, None)
+        study: StudyMemo | None = memo.studies.get(key)
+        with study.lock if study is not None else contextlib.nullcontext():
+            # after a reconcile still running, whose metrics would otherwise come back
+            memo.metrics.forget_study(*key)
+            memo.studies.pop(key, None)
 
     return registry
 
@@ -182,6 +186,8 @@ def _reconcile(
     """The status to patch after one reconcile (or after finding the spec invalid); one
     reconcile of a study at a time."""
     meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):  # being deleted: nothing to start, no metrics to set
+        return {}
     namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
     study: StudyMemo = memo.studies.setdefault((namespace, name), StudyMemo())
     metrics: Metrics = memo.metrics

@@ -1,0 +1,28 @@
+"""What the kopf handlers do around a reconcile, without an API server."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from stagescreen_operator.kube.handlers import _reconcile
+from stagescreen_operator.kube.metrics import Metrics
+
+
+def test_a_study_being_deleted_is_not_reconciled_and_leaves_no_memo() -> None:
+    """A Job event or a tick racing the deletion must not set the metrics the delete handler
+    drops, nor keep a memo entry for a study that is going."""
+    memo = kopf.Memo()
+    memo.studies = {}
+    memo.metrics = Metrics()
+    body = {
+        "metadata": {
+            "name": "tiny",
+            "namespace": "ml",
+            "deletionTimestamp": "2026-12-06T09:00:00Z",
+        },
+        "spec": {"this": "is never parsed"},
+    }
+    assert _reconcile(body, memo, logging.getLogger("test"), "job_changed") == {}
+    assert memo.studies == {}
