@@ -45,17 +45,6 @@ class Anchor:
     runs: int = 0
     failed: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "condition_id": self.condition_id,
-            "role": self.role,
-            "rule": self.rule,
-            "source": self.source,
-            "levels": dict(self.levels),
-            "runs": self.runs,
-            "failed": self.failed,
-        }
-
 
 @dataclass(frozen=True)
 class PlannedRun:

@@ -64,7 +64,7 @@ def test_promoted_anchors_say_how_many_of_their_runs_failed() -> None:
     every.loc[at_20 & (results["seed"] == 1), ["status", "val_bpb"]] = ["failed", np.nan]
     (anchor,) = select_anchors(spec, rule, every)
     assert (anchor.role, anchor.runs, anchor.failed) == ("best", 5, 1)
-    assert anchor.to_dict()["failed"] == 1
+    assert anchor.failed == 1
 
 
 def test_missing_seeds_are_adjusted_for_before_ranking() -> None:
