@@ -72,7 +72,7 @@ def wait_until_training(home: Path, started_line: str, timeout: float = 120) -> 
     """Until the trainer the executor announced in `started_line` has taken a step: from
     then on SIGTERM makes it checkpoint (a fixed sleep raced a slow start-up on a busy host)."""
     run_id = started_line.split("start ", 1)[1].split()[0]
-    log = home / ".cache" / "stagescreen" / "logs" / f"{run_id}.log"
+    log = home / ".cache" / "stagescreen" / "logs" / "tiny" / f"{run_id}.log"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if log.exists() and any(line.startswith("step ") for line in log.read_text().splitlines()):
