@@ -8,7 +8,7 @@ import pandas as pd
 
 from stagescreen import design as designs
 from stagescreen.kinds.base import StageResults
-from stagescreen.kinds.effects import EffectKind, effect_families, free_factors
+from stagescreen.kinds.fitted import EffectKind, effect_families, free_factors
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.planning.ids import condition_name
 from stagescreen.planning.plans import StagePlan, expand_runs, stage_pools

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from stagescreen.kinds.effects import EffectKind
+from stagescreen.kinds.fitted import EffectKind
 from stagescreen.planning.plans import StagePlan, expand_runs
 from stagescreen.study.spec import Stage, StudySpec
 

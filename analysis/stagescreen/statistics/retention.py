@@ -2,7 +2,7 @@
 
 One rule for every family, read at the longest budget the stage ran: a factor is retained
 when its interval excludes zero and its BH q is at most `FDR`. The effect kinds apply it to
-their outcome (`kinds.effects`), the power rehearsal (`power`) to every simulated replicate.
+their outcome (`kinds.fitted`), the power rehearsal (`power`) to every simulated replicate.
 """
 
 from __future__ import annotations
