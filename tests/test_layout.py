@@ -104,6 +104,7 @@ PACKAGES = {
     "stagescreen": ROOT / "analysis" / "stagescreen",
     "stagescreen_operator": ROOT / "operator" / "stagescreen_operator",
     "stagescreen_trainer": ROOT / "trainer-image" / "stagescreen_trainer",
+    "stagescreen_contract": ROOT / "contract" / "stagescreen_contract",
 }
 
 
@@ -179,3 +180,35 @@ def test_no_import_circle() -> None:
 def test_the_circle_finder_finds_a_circle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_circles(graph) == [["a", "b", "c"]]
+
+
+def test_the_spec_model_imports_only_the_designs() -> None:
+    """The cross-section checks run in study.parse, so the model sits under nothing of ours
+    but the designs it builds."""
+    assert module_graph()["stagescreen.study.spec"] == {"stagescreen.design"}
+
+
+DISPATCHERS = {
+    "stagescreen.planning.planner",
+    "stagescreen.planning.cost",
+    "stagescreen.study.checks",
+    "stagescreen.study.crd",
+    "stagescreen.statistics.power",
+    "stagescreen.outcomes.analyse",
+    "stagescreen.outcomes.status",
+    "stagescreen.reports.sections",
+    "stagescreen.reports.report",
+}
+
+
+def test_only_the_dispatchers_ask_the_kinds() -> None:
+    """Everything else a kind needs sits below it; a new caller of the kinds is a new
+    dispatcher, named here and in docs/architecture.md."""
+    graph = module_graph()
+    askers = {
+        module
+        for module, targets in graph.items()
+        if not module.startswith("stagescreen.kinds")
+        and any(target.startswith("stagescreen.kinds") for target in targets)
+    }
+    assert askers == DISPATCHERS

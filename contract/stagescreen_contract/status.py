@@ -20,11 +20,6 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 
-    @property
-    def terminal(self) -> bool:
-        """The run is over for good: its record is written and it is never started again."""
-        return self in TERMINAL
-
 
 TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.DIVERGED, RunStatus.FAILED})
 

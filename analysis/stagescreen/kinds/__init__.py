@@ -4,7 +4,7 @@
 its fields, summarises its outcome and says how its report reads (`base.StageKind`). Its
 order is the order the CRD's enum and the spec's error messages list the kinds in. A new kind
 is one new module here and one entry below; the spec accepts any registered name
-(`crosschecks` checks `kind` against this table, and `crd` writes the table's names as the
+(`study.checks` checks `kind` against this table, and `crd` writes the table's names as the
 CRD's enum).
 """
 

@@ -3,7 +3,7 @@ and adds one entry to the table in `stagescreen.kinds`.
 
 The rest of the core asks the kind instead of branching on its name: the planner
 (`planner.plan_stage`) asks it for its runs, the pricing (`cost.stage_cost`) for its runs per
-budget and wall-clock, the cross-section checks (`crosschecks`) for the stage fields it reads
+budget and wall-clock, the cross-section checks (`study.checks`) for the stage fields it reads
 and the mistakes it rejects, the power rehearsal (`power`) whether its outcome fits effects,
 the analysis (`analyse.stage_outcome`) for its part of the stage outcome, the report
 (`report`, `outcome_sections`) for its plan's details, its sections and its figures, and the

@@ -48,6 +48,7 @@ from stagescreen.reports.formatting import (
 )
 from stagescreen.reports.sections import best_section, outcome_sections
 from stagescreen.storage.keys import MANIFEST, OUTCOME, REPORT, RESULTS, StudyKeys
+from stagescreen.study.parse import load_study
 
 if TYPE_CHECKING:
     from stagescreen.storage.store import Store
@@ -442,8 +443,6 @@ def read_study_data(store: Store, study: str) -> StudyData:
 
     Raises MissingKey when the study has no spec.yaml.
     """
-    from stagescreen.study.parse import load_study
-
     keys = StudyKeys(study)
     spec = load_study(store.get_text(keys.spec()))
     stages = []

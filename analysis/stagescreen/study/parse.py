@@ -36,7 +36,7 @@ def parse_study(data: Any) -> Study:
     """A validated Study from already-parsed YAML/JSON (e.g. the body kopf hands over).
 
     The one way a Study is made: each section validates itself in the model, then the
-    checks across sections (`crosschecks`, which consults the stage kinds) run here, so the
+    checks across sections (`study.checks`, which consults the stage kinds) run here, so the
     model module depends on nothing that depends on it.
     """
     if not isinstance(data, Mapping):

@@ -35,6 +35,7 @@ from pydantic.alias_generators import to_camel
 from stagescreen import design as designs
 
 API_VERSION = "stagescreen.dev/v1alpha1"
+GROUP, VERSION = API_VERSION.split("/")
 KIND = "ScreeningStudy"
 
 # "I" is the identity word of a defining relation (I = ABCDE), so it never names a factor.
@@ -469,7 +470,7 @@ class Stage(_Model):
     name: DnsLabel = Field(
         description="Stage name (lowercase, digits, '-'); used in run ids and storage keys."
     )
-    # Any name `stagescreen.kinds.KINDS` registers: `crosschecks` rejects the others and `crd`
+    # Any name `stagescreen.kinds.KINDS` registers: `study.checks` rejects the others and `crd`
     # writes the registered names as the CRD's enum, so a new kind needs no edit here.
     kind: str = Field(
         description=(

@@ -15,11 +15,10 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from stagescreen.study.spec import API_VERSION
+from stagescreen.study.spec import GROUP, VERSION
+from stagescreen_operator.kube.jobs import STUDY_LABEL
 
-GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "screeningstudies"
-STUDY_LABEL = f"{GROUP}/study"
 
 # (API group, resource, verb) for every call below, and for what kopf does for the handlers
 # (watch studies and Jobs, keep its annotations and finalizer on studies, post events): what

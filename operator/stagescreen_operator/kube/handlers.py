@@ -31,9 +31,10 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from stagescreen.study.parse import parse_study
-from stagescreen.study.spec import SpecError
+from stagescreen.study.spec import GROUP, VERSION, SpecError
 from stagescreen_operator.kube.admission import admission_problems
-from stagescreen_operator.kube.cluster import GROUP, PLURAL, VERSION, Cluster, load_config
+from stagescreen_operator.kube.cluster import PLURAL, Cluster, load_config
+from stagescreen_operator.kube.jobs import STUDY_LABEL
 from stagescreen_operator.kube.metrics import Metrics
 from stagescreen_operator.kube.reconcile import Cache, Resource, reconcile
 from stagescreen_operator.kube.settings import Settings
@@ -141,7 +142,7 @@ def operator_registry(settings: Settings) -> kopf.OperatorRegistry:
         conditions = (body.get("status") or {}).get("conditions") or []
         if not any(c.get("status") == "True" for c in conditions):
             return
-        study = (body.get("metadata") or {}).get("labels", {}).get(f"{GROUP}/study")
+        study = (body.get("metadata") or {}).get("labels", {}).get(STUDY_LABEL)
         if not study or not namespace:
             return
         seen = memo.studies.get((namespace, study))

@@ -33,15 +33,15 @@ from typing import Any
 from stagescreen.planning.cost import RUN_OVERHEAD_S
 from stagescreen.planning.environment import run_environment, run_folder
 from stagescreen.planning.plans import PlannedRun
-from stagescreen.study.spec import API_VERSION, KIND, Pool, Study
+from stagescreen.study.spec import API_VERSION, GROUP, KIND, Pool, Study
 from stagescreen_contract.status import EXIT_BAD_CONFIG, EXIT_DIVERGED
 
-GROUP = API_VERSION.split("/")[0]
 NAME_LIMIT = 63  # a DNS-1123 label: Job names become pod labels (batch.kubernetes.io/job-name)
 TRAINER = "trainer"
 BACKOFF_LIMIT = 2  # pod failures that are not disruptions: a crashed node, an OOM kill
 DEADLINE_MARGIN_S = 600  # a GPU run compiles and warms up before its budget starts counting
 RUN_ID = f"{GROUP}/run-id"
+STUDY_LABEL = f"{GROUP}/study"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
@@ -61,7 +61,7 @@ def labels(study: str, run: PlannedRun | None = None, component: str = "run") ->
         "app.kubernetes.io/name": "stagescreen",
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": "stagescreen-operator",
-        f"{GROUP}/study": study,
+        STUDY_LABEL: study,
     }
     if run is not None:
         out |= {

@@ -36,13 +36,13 @@ from stagescreen.planning.results import failure_record
 from stagescreen.storage.keys import RESULT, StudyKeys
 from stagescreen.storage.publish import publish_spec
 from stagescreen.storage.store import Store
-from stagescreen.study.spec import Study
+from stagescreen.study.spec import GROUP, Study
 from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import RunStatus
 from stagescreen_operator.controller import AnalyseStage, Decision, StartRun
 from stagescreen_operator.corpus import corpus_uris
 from stagescreen_operator.kube.cluster import Cluster
-from stagescreen_operator.kube.jobs import GROUP, RUN_ID, analysis_job, run_job
+from stagescreen_operator.kube.jobs import RUN_ID, analysis_job, run_job
 from stagescreen_operator.kube.metrics import StudySample
 from stagescreen_operator.kube.pools import with_cluster_pools
 from stagescreen_operator.kube.settings import Settings

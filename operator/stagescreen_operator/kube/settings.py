@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stagescreen.study.spec import Pool
+from stagescreen_contract.variables import CORPUS_VOCAB
 from stagescreen_operator.kube.pools import cluster_pools
 
 
@@ -20,7 +21,7 @@ class Settings:
 
     analysis_image: str = "stagescreen-operator:dev"  # image of the analysis Jobs
     analysis_service_account: str = "stagescreen-analysis"  # what the analysis Jobs run as
-    vocab: int = 1024  # of the prepared corpus, when a spec names none
+    vocab: int = CORPUS_VOCAB  # of the prepared corpus, when a spec names none
     pools: tuple[Pool, ...] = ()  # the cluster's pools (chart value `pools`)
     reconcile_s: float = 15.0  # a study is looked at this often; a failed handler retried
     metrics_port: int | None = None  # serve /metrics here
