@@ -62,14 +62,22 @@ def snapshot(
     )
     decision = decide(study.spec, observed)
     outcomes = {} if outcomes is None else outcomes
-    outcomes.update(read_outcomes(store, study, sorted(observed.analysed - set(outcomes))))
+    readable, unreadable = read_outcomes(store, study, sorted(observed.analysed - set(outcomes)))
+    outcomes.update(readable)
+    waiting = [
+        *decision.waiting,
+        *(
+            f"stage {stage}: its outcome.json {why}; remove it to have the stage analysed again"
+            for stage, why in unreadable.items()
+        ),
+    ]
     status = study_status(
         study.spec,
         decision.phase,
         decision.results,
         outcomes,
         reason=decision.reason,
-        waiting=decision.waiting,
+        waiting=waiting,
         report_uri=report_uri,
         generation=generation,
     )

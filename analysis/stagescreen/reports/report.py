@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ValidationError
 
 from stagescreen.kinds import kind_of
 from stagescreen.outcomes.manifest import Manifest
@@ -48,6 +47,7 @@ from stagescreen.reports.formatting import (
 )
 from stagescreen.reports.sections import best_section, outcome_sections
 from stagescreen.storage.keys import MANIFEST, OUTCOME, REPORT, RESULTS, StudyKeys
+from stagescreen.storage.publish import read_record
 from stagescreen.study.parse import load_study
 
 if TYPE_CHECKING:
@@ -421,23 +421,6 @@ def render_report(data: StudyData) -> Report:
 # Storage edge
 
 
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def _stored(store: Store, key: str, model: type[Model]) -> tuple[Model | None, str | None]:
-    """The record stored at `key` validated as `model`, else None with why: "" when nothing
-    is stored there, the validation error's first line when what is stored does not fit."""
-    if not store.exists(key):
-        return None, None
-    try:
-        return model.model_validate(store.get_json(key)), None
-    except ValidationError as error:
-        count = error.error_count()
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        return None, f"does not fit the record ({count} error(s); first at {where}: {first['msg']})"
-
-
 def read_study_data(store: Store, study: str) -> StudyData:
     """Spec, stage outcomes and results, and manifest of `study`; absent pieces become None.
 
@@ -447,11 +430,11 @@ def read_study_data(store: Store, study: str) -> StudyData:
     spec = load_study(store.get_text(keys.spec()))
     stages = []
     for stage in spec.spec.stages:
-        outcome, unreadable = _stored(store, keys.stage(stage.name, OUTCOME), StageOutcome)
+        outcome, unreadable = read_record(store, keys.stage(stage.name, OUTCOME), StageOutcome)
         results_key = keys.stage(stage.name, RESULTS)
         results = store.get_frame(results_key) if store.exists(results_key) else None
         stages.append(StageData(stage, outcome, results, unreadable))
-    manifest, unreadable = _stored(store, keys.manifest(), Manifest)
+    manifest, unreadable = read_record(store, keys.manifest(), Manifest)
     return StudyData(spec, tuple(stages), manifest, unreadable)
 
 

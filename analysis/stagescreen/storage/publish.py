@@ -8,10 +8,11 @@ pure `stagescreen.outcomes.analyse` and `stagescreen.outcomes.manifest` function
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from stagescreen.outcomes.analyse import stage_outcome
 from stagescreen.outcomes.manifest import manifest
@@ -46,10 +47,39 @@ def publish_stage(store: Store, study: Study, stage: str, results: pd.DataFrame)
     return record
 
 
-def read_outcomes(store: Store, study: Study, stages: Iterable[str]) -> dict[str, StageOutcome]:
-    """The published outcomes of `stages`, by stage name, as the typed record."""
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_record(store: Store, key: str, model: type[Model]) -> tuple[Model | None, str | None]:
+    """The record stored at `key` validated as `model`, else None with why: None when nothing
+    is stored there, the validation error's first line when what is stored does not fit.
+
+    Every reader of a stored outcome or manifest goes through here, so a record an older or
+    broken writer left is reported the same way everywhere instead of failing one reader.
+    """
+    if not store.exists(key):
+        return None, None
+    try:
+        return model.model_validate(store.get_json(key)), None
+    except ValidationError as error:
+        count = error.error_count()
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        return None, f"does not fit the record ({count} error(s); first at {where}: {first['msg']})"
+
+
+def read_outcomes(
+    store: Store, study: Study, stages: Iterable[str]
+) -> tuple[dict[str, StageOutcome], dict[str, str]]:
+    """The published outcomes of `stages` by stage name, and why each one that does not
+    validate cannot be read."""
     keys = StudyKeys(study.metadata.name)
-    return {
-        stage: StageOutcome.model_validate(store.get_json(keys.stage(stage, OUTCOME)))
-        for stage in stages
-    }
+    outcomes: dict[str, StageOutcome] = {}
+    unreadable: dict[str, str] = {}
+    for stage in stages:
+        outcome, why = read_record(store, keys.stage(stage, OUTCOME), StageOutcome)
+        if outcome is not None:
+            outcomes[stage] = outcome
+        elif why is not None:
+            unreadable[stage] = why
+    return outcomes, unreadable

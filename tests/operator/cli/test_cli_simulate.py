@@ -165,3 +165,17 @@ def test_version_answers_before_any_command() -> None:
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout == f"stagescreen {__version__}\n"
+
+
+def test_status_and_report_name_an_outcome_that_does_not_validate(tmp_path: Path) -> None:
+    """One reader for stored outcomes: `status` (through the snapshot every executor uses)
+    says what is wrong where the report does, instead of failing on it."""
+    out = tmp_path / "sim"
+    assert runner.invoke(app, ["simulate", str(QUICKSTART), "--out", str(out)]).exit_code == 0
+    broken = out / "quickstart" / "stages" / "confirm" / "outcome.json"
+    broken.write_text(json.dumps({**json.loads(broken.read_text()), "runs": "twelve"}))
+    status = runner.invoke(app, ["status", str(out / "quickstart")])
+    assert status.exit_code == 0, status.output
+    assert "stage confirm: its outcome.json does not fit the record" in status.stdout
+    report = runner.invoke(app, ["report", str(out / "quickstart")])
+    assert report.exit_code == 0, report.output
