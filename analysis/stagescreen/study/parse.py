@@ -54,6 +54,12 @@ def parse_study(data: Any) -> Study:
     return study
 
 
+def parse_resource(body: Mapping[str, Any]) -> Study:
+    """A validated Study from a ScreeningStudy object as the API server or kopf hands it over:
+    the status and what the server adds to the object are not the study's to validate."""
+    return parse_study({key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")})
+
+
 def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
     """Cross-section checks of a spec whose other sections failed, so one pass shows all.
 

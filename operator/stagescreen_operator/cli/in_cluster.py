@@ -81,7 +81,7 @@ def analyse(
     from stagescreen.planning.results import stage_counts
     from stagescreen.reports.report import write_report
     from stagescreen.storage.publish import publish_stage
-    from stagescreen.study.parse import parse_study
+    from stagescreen.study.parse import parse_resource
     from stagescreen.study.spec import SpecError
     from stagescreen_contract.record import RunRecord
     from stagescreen_operator.kube.cluster import Cluster, load_config
@@ -92,7 +92,7 @@ def analyse(
     cluster = Cluster()
     body = cluster.study(namespace, study)
     try:
-        parsed = parse_study({key: body[key] for key in ("apiVersion", "kind", "metadata", "spec")})
+        parsed = parse_resource(body)
         store = study_store(parsed)
     except SpecError as error:
         raise fail(f"study {study!r}: {error}") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stagescreen.study.parse import parse_study
+from stagescreen.study.parse import parse_resource
 from stagescreen.study.spec import SpecError
 
 FROZEN = ("factors", "design")
@@ -22,7 +22,7 @@ STAGE_FROZEN = ("kind", "budgets", "seeds", "pools", "select", "fix")
 def admission_problems(new: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> list[str]:
     """Every reason to refuse `new` (and the change from `old`), as `path: message` lines."""
     try:
-        parse_study({key: new.get(key) for key in ("apiVersion", "kind", "metadata", "spec")})
+        parse_resource(new)
     except SpecError as error:
         return [f"{problem.path}: {problem.message}" for problem in error.problems]
     if old is None:

@@ -30,7 +30,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
-from stagescreen.study.parse import parse_study
+from stagescreen.study.parse import parse_resource
 from stagescreen.study.spec import GROUP, VERSION, SpecError
 from stagescreen_operator.kube.admission import admission_problems
 from stagescreen_operator.kube.cluster import PLURAL, Cluster, load_config
@@ -112,9 +112,9 @@ def operator_registry(settings: Settings) -> kopf.OperatorRegistry:
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
     ) -> None:
         """Reconcile now; a bad spec is a permanent error (retrying cannot fix it)."""
-        status = _reconcile(body, memo, logger, "study_changed")
+        status, invalid = _reconcile(body, memo, logger, "study_changed")
         patch.status.update(status)
-        if status.get("phase") == "Failed" and status.get("message", "").startswith("invalid spec"):
+        if invalid:
             raise kopf.PermanentError(status["message"])
 
     @kopf.timer(
@@ -132,7 +132,7 @@ def operator_registry(settings: Settings) -> kopf.OperatorRegistry:
         """Progress, stall detection, and anything a missed event left behind."""
         if (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return
-        patch.status.update(_reconcile(body, memo, logger, "study_tick"))
+        patch.status.update(_reconcile(body, memo, logger, "study_tick")[0])
 
     @kopf.on.event("batch", "v1", "jobs", labels={OWNED[0]: OWNED[1]}, registry=registry)
     def job_changed(
@@ -155,7 +155,7 @@ def operator_registry(settings: Settings) -> kopf.OperatorRegistry:
             if error.status == 404:  # the study is gone; its Jobs go with it
                 return
             raise
-        status = _reconcile(current, memo, logger, "job_changed")
+        status = _reconcile(current, memo, logger, "job_changed")[0]
         if status:  # nothing moved: no write
             cluster.patch_status(namespace, study, status)
 
@@ -183,12 +183,12 @@ def admit(body: kopf.Body, **kwargs: Any) -> None:
 
 def _reconcile(
     body: Mapping[str, Any], memo: kopf.Memo, logger: kopf.Logger, handler: str
-) -> dict[str, Any]:
-    """The status to patch after one reconcile (or after finding the spec invalid); one
-    reconcile of a study at a time."""
+) -> tuple[dict[str, Any], bool]:
+    """The status to patch after one reconcile, and whether the spec was found invalid (then
+    the status says why, and no retry can help); one reconcile of a study at a time."""
     meta = body.get("metadata") or {}
     if meta.get("deletionTimestamp"):  # being deleted: nothing to start, no metrics to set
-        return {}
+        return {}, False
     namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
     study: StudyMemo = memo.studies.setdefault((namespace, name), StudyMemo())
     metrics: Metrics = memo.metrics
@@ -208,15 +208,15 @@ def _reconcile_once(
     study: StudyMemo,
     memo: kopf.Memo,
     logger: kopf.Logger,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], bool]:
     previous = dict(body.get("status") or {})
     try:
-        parsed = parse_study({key: body[key] for key in ("apiVersion", "kind", "metadata", "spec")})
+        parsed = parse_resource(body)
         store = study_store(parsed)
     except SpecError:
         problems = "; ".join(admission_problems(body))
         logger.error(f"invalid spec: {problems}")
-        return {"phase": "Failed", "message": f"invalid spec: {problems}"}
+        return {"phase": "Failed", "message": f"invalid spec: {problems}"}, True
     resource = Resource(
         namespace=namespace,
         uid=meta.get("uid", ""),
@@ -236,9 +236,7 @@ def _reconcile_once(
     for event in done.events:
         kopf.event(involved, type=event.type, reason=event.reason, message=event.message)
     memo.metrics.record_study(done.sample)
-    if not _changes(previous, done.status):
-        return {}
-    return done.status
+    return (done.status if _changes(previous, done.status) else {}), False
 
 
 def _changes(previous: dict[str, Any], status: dict[str, Any]) -> bool:

@@ -24,5 +24,5 @@ def test_a_study_being_deleted_is_not_reconciled_and_leaves_no_memo() -> None:
         },
         "spec": {"this": "is never parsed"},
     }
-    assert _reconcile(body, memo, logging.getLogger("test"), "job_changed") == {}
+    assert _reconcile(body, memo, logging.getLogger("test"), "job_changed") == ({}, False)
     assert memo.studies == {}
