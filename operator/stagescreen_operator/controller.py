@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from stagescreen.outcomes.status import Phase
+from stagescreen.outcomes.status import ENDED, Phase
 from stagescreen.planning.planner import plan_stage
 from stagescreen.planning.plans import NotReady, PlannedRun, StagePlan, Unplannable
 from stagescreen.planning.results import compute_seconds, results_table
@@ -66,7 +66,6 @@ class AnalyseStage:
 
 
 Action = StartRun | AnalyseStage
-ENDED: tuple[Phase, ...] = ("Succeeded", "Degraded", "Failed")
 
 
 @dataclass(frozen=True)

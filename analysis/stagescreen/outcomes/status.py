@@ -10,7 +10,7 @@ models also generate the CRD's status schema (stagescreen.study.crd). Pure: no I
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +23,9 @@ from stagescreen.study.spec import StudySpec
 from stagescreen_contract.status import TERMINAL, RunStatus
 
 Phase = Literal["Pending", "Running", "Analyzing", "Succeeded", "Degraded", "Failed"]
+PHASES: tuple[Phase, ...] = get_args(Phase)
+ENDED: frozenset[Phase] = frozenset({"Succeeded", "Degraded", "Failed"})
+"""Phases after which nothing more starts (running runs may still end)."""
 
 
 class _Status(BaseModel):
@@ -140,7 +143,7 @@ def study_conditions(
     """Ready, Progressing, Degraded and Stalled, each True or False with a reason; a
     condition keeps its lastTransitionTime while its status stays the same. `stalled` is
     why the study looks stalled, if it does; `reason` overrides the Degraded reason code."""
-    ended = phase in ("Succeeded", "Degraded", "Failed")
+    ended = phase in ENDED
     wanted = [
         ("Ready", phase == "Succeeded", "Succeeded" if phase == "Succeeded" else phase, None),
         ("Progressing", not ended, "RunsInProgress" if not ended else phase, None),

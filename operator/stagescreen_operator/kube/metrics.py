@@ -31,12 +31,11 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from stagescreen.outcomes.status import Phase, StudyStatus
+from stagescreen.outcomes.status import PHASES, StudyStatus
 from stagescreen.study.spec import StudySpec
 from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import TERMINAL, RunStatus
 
-PHASES: tuple[Phase, ...] = ("Pending", "Running", "Analyzing", "Succeeded", "Degraded", "Failed")
 STUDY = ("namespace", "study")
 RUN_BUCKETS = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400, 172800)
 

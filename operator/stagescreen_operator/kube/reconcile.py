@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from stagescreen.outcomes.model import StageOutcome
-from stagescreen.outcomes.status import StatusCondition, StudyStatus, study_conditions
+from stagescreen.outcomes.status import ENDED, StatusCondition, StudyStatus, study_conditions
 from stagescreen.planning.cost import RUN_OVERHEAD_S
 from stagescreen.planning.results import failure_record
 from stagescreen.storage.keys import RESULT, StudyKeys
@@ -49,7 +49,6 @@ from stagescreen_operator.kube.settings import Settings
 from stagescreen_operator.snapshot import Snapshot, snapshot
 
 ANNOUNCED = f"{GROUP}/announced"
-ENDINGS = ("Succeeded", "Degraded", "Failed")  # phases announced as events
 STALL_MARGIN_S = 300  # beyond the longest running budget and the start-up overhead
 
 
@@ -317,7 +316,7 @@ def plan(
             )
         }
     )
-    if status.phase != previous.get("phase") and status.phase in ENDINGS:
+    if status.phase != previous.get("phase") and status.phase in ENDED:  # announced as events
         kind = "Normal" if status.phase == "Succeeded" else "Warning"
         events.append(
             Event(kind, f"Study{status.phase}", decision.reason or f"study is {status.phase}")
