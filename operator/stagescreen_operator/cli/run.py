@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -86,7 +85,6 @@ def run(
         device=device,
         gpus=gpus,
         events=events,
-        logs=Path.home() / ".cache" / "stagescreen" / "logs" / study.metadata.name,
         extra_env={"AWS_ENDPOINT_URL": endpoint} if endpoint else {},
     )
     try:

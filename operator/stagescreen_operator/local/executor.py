@@ -74,10 +74,11 @@ class LocalExecutor:
     device: str = "cpu"
     gpus: Sequence[str] = ()  # CUDA device ids, one run on each at a time
     events: Events = field(default_factory=Events)
-    logs: Path = field(default_factory=lambda: Path.home() / ".cache" / "stagescreen" / "logs")
     extra_env: Mapping[str, str] = field(default_factory=dict)  # e.g. the S3 endpoint
 
     def __post_init__(self) -> None:
+        # each trainer's console, for a run that ends without a record to say why
+        self.logs = Path.home() / ".cache" / "stagescreen" / "logs" / self.study.metadata.name
         self.keys = StudyKeys(self.study.metadata.name)
         self.children: dict[str, Child] = {}
         self.records: dict[str, RunRecord] = {}
