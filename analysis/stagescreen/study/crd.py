@@ -44,7 +44,7 @@ class _WithFactoryDefaults(GenerateJsonSchema):
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     """A structural OpenAPI v3 schema of `model`, keeping `default` for the docs."""
     raw = model.model_json_schema(by_alias=True, schema_generator=_WithFactoryDefaults)
-    return _translate(_inline(raw, raw.get("$defs", {})))
+    return _translate(inline_refs(raw, raw.get("$defs", {})))
 
 
 def _study_spec_schema() -> dict[str, Any]:
@@ -56,16 +56,29 @@ def _study_spec_schema() -> dict[str, Any]:
     return schema
 
 
-def _inline(node: Any, defs: dict[str, Any]) -> Any:
+def inline_refs(node: Any, defs: dict[str, Any], skipped: frozenset[str] = frozenset()) -> Any:
+    """`node` with every `$ref` replaced by its definition and `$defs` and the `skipped`
+    keywords left out (field names under `properties` are never keywords: all are kept).
+
+    The CRD and the chart's values schema both need a single self-contained document."""
     if isinstance(node, list):
-        return [_inline(item, defs) for item in node]
+        return [inline_refs(item, defs, skipped) for item in node]
     if not isinstance(node, dict):
         return node
     if "$ref" in node:
-        target = _inline(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        target = inline_refs(defs[node["$ref"].rsplit("/", 1)[-1]], defs, skipped)
         # The field's own description says more than the model's docstring, so it wins.
-        return {**target, **{k: _inline(v, defs) for k, v in node.items() if k != "$ref"}}
-    return {key: _inline(value, defs) for key, value in node.items() if key != "$defs"}
+        rest = {k: inline_refs(v, defs, skipped) for k, v in node.items() if k != "$ref"}
+        return {**target, **rest}
+    drop = skipped | {"$defs"}
+    plain = {
+        key: inline_refs(value, defs, skipped) for key, value in node.items() if key not in drop
+    }
+    if isinstance(node.get("properties"), dict):
+        plain["properties"] = {
+            name: inline_refs(sub, defs, skipped) for name, sub in node["properties"].items()
+        }
+    return plain
 
 
 def _translate(node: Any) -> Any:

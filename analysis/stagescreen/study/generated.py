@@ -18,36 +18,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stagescreen.study.crd import crd_yaml, markdown_reference
+from stagescreen.study.crd import crd_yaml, inline_refs, markdown_reference
 from stagescreen.study.spec import Pool
 from stagescreen_contract.variables import VARIABLES
 
 VALUES_SCHEMA = "charts/stagescreen/values.schema.json"
 TRAINER_PAGE = "docs/trainer.md"
 TABLE_HEADER = "| variable | default | meaning |\n|---|---|---|\n"
-SKIPPED = ("$defs", "title")  # pydantic's, not the schema's
 
 
 def pools_schema() -> dict[str, Any]:
     """The JSON Schema of the chart's `pools` value: a list of `Pool`s, as values.yaml writes
     them (camelCase), every reference inlined (Helm reads a single draft-07 document)."""
     raw = Pool.model_json_schema(by_alias=True)
-    return {"type": "array", "items": _plain(raw, raw.get("$defs", {}))}
-
-
-def _plain(node: Any, defs: dict[str, Any]) -> Any:
-    """`node` with `$ref`s inlined and pydantic's `title`s and `$defs` left out."""
-    if isinstance(node, list):
-        return [_plain(item, defs) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        target = _plain(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
-        return {**target, **{k: _plain(v, defs) for k, v in node.items() if k != "$ref"}}
-    plain = {key: _plain(value, defs) for key, value in node.items() if key not in SKIPPED}
-    if isinstance(node.get("properties"), dict):  # field names, never keywords: keep them all
-        plain["properties"] = {name: _plain(sub, defs) for name, sub in node["properties"].items()}
-    return plain
+    return {"type": "array", "items": inline_refs(raw, raw.get("$defs", {}), frozenset({"title"}))}
 
 
 def values_schema(committed: str) -> str:
