@@ -20,7 +20,7 @@ from stagescreen.planning.plans import Condition, StagePlan, expand_runs
 from stagescreen.planning.ranking import select_anchors, unique_anchors
 from stagescreen.reports.formatting import fmt_budget, fmt_count, fmt_fixed, fmt_text, md_table
 from stagescreen.statistics.means import VarianceShare, variance_shares, win_count
-from stagescreen.study.spec import WINNER_RULES, Stage, StudySpec
+from stagescreen.study.spec import Stage, StudySpec
 
 
 class AnchorKind(StageKind):
@@ -41,9 +41,7 @@ class AnchorKind(StageKind):
         """One condition per pick (k per rule, one for control), the most the stage can run:
         once the sources are complete, two rules picking the same condition plan it once
         (one recipe, one id), and the manifest counts the plan."""
-        picks = sum(
-            1 if s.rule == "control" or s.rule in WINNER_RULES else s.k for s in stage.select
-        )
+        picks = sum(selection.picks for selection in stage.select)
         return picks * self.runs_per_condition(spec, stage)
 
     def problems(self, stage: Stage, codes: Sequence[str] | None) -> list[tuple[str, str]]:

@@ -40,11 +40,8 @@ from stagescreen.statistics import families as fx
 from stagescreen.statistics import synthetic
 from stagescreen.statistics.coding import model_terms
 from stagescreen.statistics.retention import FDR
-from stagescreen.study.spec import Stage, StudySpec
+from stagescreen.study.spec import RANKING_RULES, Stage, StudySpec
 from stagescreen_contract.status import RunStatus
-
-PICKING_RULES = ("best", "worst", "bridge")
-"""Select rules whose pick is one ranked condition of the source stage."""
 
 CHUNK = 250
 """Replicates drawn and fitted together: bounds memory and paces the progress callback."""
@@ -427,7 +424,7 @@ def _picks(
             if selection.rule == "control" or selection.from_ is None:
                 continue
             source = spec.stage(selection.from_)
-            if selection.rule not in PICKING_RULES or not kind_of(source).fits_effects:
+            if selection.rule not in RANKING_RULES or not kind_of(source).fits_effects:
                 notes.append(
                     f"stage {stage.name!r}: rule {selection.rule} from {source.name!r} "
                     f"({source.kind}) is not rehearsed: only best, worst and bridge picks "

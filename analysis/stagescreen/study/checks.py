@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from stagescreen import design as designs
 from stagescreen.kinds import KINDS
 from stagescreen.study.spec import (
+    RANKING_RULES,
     WINNER_RULES,
     DesignSpec,
     Factor,
@@ -299,7 +300,7 @@ def _check_supply(
 ) -> list[tuple[str, str]]:
     """A rule cannot pick more conditions than its source ranks: `plan` would price k
     anchors and the stage would run fewer."""
-    if selection.rule not in ("best", "worst", "bridge") or selection.from_ not in position:
+    if selection.rule not in RANKING_RULES or selection.from_ not in position:
         return []
     source = stages[position[selection.from_ or ""]]
     kind = KINDS.get(source.kind)
@@ -309,9 +310,7 @@ def _check_supply(
         if not set(roles) <= _roles_of(source, stages):
             return []  # the unknown role is reported on `among`
         supply = sum(
-            1 if rule.rule == "control" or rule.rule in WINNER_RULES else rule.k
-            for rule in source.select
-            if not roles or (rule.role or rule.rule) in roles
+            rule.picks for rule in source.select if not roles or (rule.role or rule.rule) in roles
         )
     if supply is None or selection.k <= supply:
         return []

@@ -52,6 +52,9 @@ WINNER_RULES: dict[str, str] = {
 }
 """Rules that pick the one incumbent of a baseline stage, and the kind of stage each reads."""
 
+RANKING_RULES = ("best", "worst", "bridge")
+"""Rules whose picks are ranked conditions of the source stage (k of them)."""
+
 
 # --------------------------------------------------------------------------------------------
 # Problems
@@ -462,6 +465,11 @@ class Selection(_Model):
             problems.append(("factors", f"only for rule bridge (rule is {self.rule})"))
         _raise_if(problems)
         return self
+
+    @property
+    def picks(self) -> int:
+        """Conditions the rule picks: k for a ranking rule, one for a control or a winner."""
+        return self.k if self.rule in RANKING_RULES else 1
 
 
 class Stage(_Model):
