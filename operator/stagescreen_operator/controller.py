@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from stagescreen.outcomes.status import ENDED, Phase
+from stagescreen.outcomes.status import ENDED, Phase, stage_phase
 from stagescreen.planning.planner import plan_stage
 from stagescreen.planning.plans import NotReady, PlannedRun, StagePlan, Unplannable
 from stagescreen.planning.results import compute_seconds, results_table
@@ -143,7 +143,8 @@ def _phase(results: pd.DataFrame, analysed: frozenset[str]) -> Phase:
     ended = results["status"].isin([str(s) for s in TERMINAL])
     running = bool((results["status"] == str(RunStatus.RUNNING)).any())
     waiting_analysis = any(
-        stage not in analysed and bool(ended[results["stage"] == stage].all())
+        stage_phase(results.loc[results["stage"] == stage, "status"], stage in analysed)
+        == "Analyzing"
         for stage in results["stage"].unique()
     )
     if not running and waiting_analysis:

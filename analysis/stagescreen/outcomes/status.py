@@ -227,16 +227,22 @@ def study_status(
     )
 
 
+def stage_phase(status: pd.Series, analysed: bool) -> Phase:
+    """A stage's phase from its runs' states: Succeeded once analysed; Analyzing when every
+    run has ended and it waits for its outcome; Running once a run started or ended."""
+    if analysed:
+        return "Succeeded"
+    ended = status.isin([str(s) for s in TERMINAL])
+    if len(status) and bool(ended.all()):
+        return "Analyzing"
+    if bool(ended.any()) or bool((status == str(RunStatus.RUNNING)).any()):
+        return "Running"
+    return "Pending"
+
+
 def _stage_status(name: str, status: pd.Series, outcome: StageOutcome | None) -> StageStatus:
     runs = run_counts(status)
-    if outcome is not None:
-        phase: Phase = "Succeeded"
-    elif runs.total and status.isin([str(s) for s in TERMINAL]).all():
-        phase = "Analyzing"
-    elif runs.ended or runs.running:
-        phase = "Running"
-    else:
-        phase = "Pending"
+    phase = stage_phase(status, outcome is not None)
     best = None
     if outcome is not None and outcome.best is not None:
         best = BestCondition(
