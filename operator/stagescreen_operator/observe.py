@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from stagescreen.storage.keys import CKPT, OUTCOME, RESULT, StudyKeys
 from stagescreen.storage.store import Store, open_store
-from stagescreen.study.spec import Problem, SpecError, Study
+from stagescreen.study.spec import SpecError, Study
 from stagescreen_contract.record import RunRecord
 from stagescreen_operator.controller import Observed
+from stagescreen_operator.kube.admission import LOCAL_STORAGE
 
 
 def observe_store(
@@ -45,7 +46,5 @@ def study_store(study: Study) -> Store:
     (AWS_* variables: the operator's, or the analysis Job's from the spec's Secret)."""
     s3 = study.spec.storage.s3
     if s3 is None:
-        raise SpecError(
-            [Problem("spec.storage", "a cluster study needs storage.s3 (local is for `run`)")]
-        )
+        raise SpecError([LOCAL_STORAGE])
     return open_store(study.spec.storage.root(), endpoint_url=s3.endpoint, region=s3.region)

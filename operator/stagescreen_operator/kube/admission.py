@@ -13,8 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from stagescreen.study.parse import parse_resource
-from stagescreen.study.spec import SpecError
+from stagescreen.study.spec import Problem, SpecError
 
+LOCAL_STORAGE = Problem(
+    "spec.storage",
+    "a cluster study needs storage.s3: its Jobs run on other nodes (local is for `stagescreen "
+    "run`)",
+)
 FROZEN = ("factors", "design")
 STAGE_FROZEN = ("kind", "budgets", "seeds", "pools", "select", "fix")
 
@@ -22,9 +27,11 @@ STAGE_FROZEN = ("kind", "budgets", "seeds", "pools", "select", "fix")
 def admission_problems(new: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> list[str]:
     """Every reason to refuse `new` (and the change from `old`), as `path: message` lines."""
     try:
-        parse_resource(new)
+        study = parse_resource(new)
     except SpecError as error:
-        return [f"{problem.path}: {problem.message}" for problem in error.problems]
+        return [str(problem) for problem in error.problems]
+    if study.spec.storage.s3 is None:
+        return [str(LOCAL_STORAGE)]
     if old is None:
         return []
     before, after = old.get("spec") or {}, new.get("spec") or {}

@@ -88,6 +88,10 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
     ),
     "both storages": (lambda d: spec(d)["storage"].update(local={"path": "x"}), "spec.storage"),
     "no storage kind": (lambda d: spec(d).update(storage={}), "spec.storage"),
+    "local storage": (
+        lambda d: spec(d).update(storage={"local": {"path": "/data"}}),
+        "spec.storage: a cluster study needs storage.s3",
+    ),
     "negative gpus": (lambda d: spec(d)["pools"][0].update(gpus=-1), "spec.pools[0].gpus"),
     "pool name not a DNS label": (
         lambda d: spec(d)["pools"][0].update(name="CPU_pool"),
