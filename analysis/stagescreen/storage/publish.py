@@ -17,8 +17,9 @@ from pydantic import BaseModel, ValidationError
 from stagescreen.outcomes.analyse import stage_outcome
 from stagescreen.outcomes.manifest import manifest
 from stagescreen.outcomes.model import StageOutcome
-from stagescreen.storage.keys import OUTCOME, RESULTS, StudyKeys
+from stagescreen.storage.keys import OUTCOME, RESULT, RESULTS, StudyKeys
 from stagescreen.study.spec import Study
+from stagescreen_contract.record import RunRecord
 
 if TYPE_CHECKING:
     from stagescreen.storage.store import Store
@@ -45,6 +46,14 @@ def publish_stage(store: Store, study: Study, stage: str, results: pd.DataFrame)
     store.put_json(keys.manifest(), manifest(spec, results, name).model_dump(mode="json"))
     store.put_json(keys.stage(stage, OUTCOME), record.to_json())
     return record
+
+
+def publish_record(store: Store, record: RunRecord) -> None:
+    """A run record an executor writes for a run whose trainer could not (killed, lost with
+    its Job), where the trainer would have written it: the controller never starts it again."""
+    store.put_json(
+        StudyKeys(record.study).run(record.run_id, RESULT), record.model_dump(mode="json")
+    )
 
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -33,8 +33,8 @@ from stagescreen.outcomes.model import StageOutcome
 from stagescreen.outcomes.status import ENDED, StatusCondition, StudyStatus, study_conditions
 from stagescreen.planning.cost import RUN_OVERHEAD_S
 from stagescreen.planning.results import failure_record
-from stagescreen.storage.keys import RESULT, StudyKeys
-from stagescreen.storage.publish import publish_spec
+from stagescreen.storage.keys import StudyKeys
+from stagescreen.storage.publish import publish_record, publish_spec
 from stagescreen.storage.store import Store
 from stagescreen.study.spec import GROUP, Study
 from stagescreen_contract.record import RunRecord
@@ -181,7 +181,7 @@ def reconcile(
     seen = look()
     lost = lost_runs(study.metadata.name, seen, jobs, now)
     for run in lost:
-        store.put_json(keys.run(run.run_id, RESULT), run.record.model_dump(mode="json"))
+        publish_record(store, run.record)
     if lost:
         seen = look()
     done = plan(

@@ -33,7 +33,7 @@ from stagescreen.planning.plans import PlannedRun
 from stagescreen.planning.results import failure_record
 from stagescreen.reports.report import write_report
 from stagescreen.storage.keys import RESULT, StudyKeys
-from stagescreen.storage.publish import publish_spec, publish_stage
+from stagescreen.storage.publish import publish_record, publish_spec, publish_stage
 from stagescreen.storage.store import Store
 from stagescreen.study.spec import Study
 from stagescreen_contract.record import RunRecord
@@ -174,7 +174,7 @@ class LocalExecutor:
         record = failure_record(
             self.study.metadata.name, child.run, reason, time.monotonic() - child.started
         )
-        self.store.put_json(self.keys.run(child.run.run_id, RESULT), record.model_dump(mode="json"))
+        publish_record(self.store, record)
 
     def analyse(self, action: AnalyseStage, decision: Decision) -> None:
         record = publish_stage(self.store, self.study, action.stage, decision.results)
