@@ -68,20 +68,17 @@ class Manifest(_Record):
     pools: dict[str, PoolUse] = Field(default_factory=dict)
 
 
-def _planned_per_pool(
-    spec: StudySpec, stage: Stage, rows: pd.DataFrame, results: pd.DataFrame
-) -> dict[str, int]:
+def _planned_per_pool(spec: StudySpec, stage: Stage, results: pd.DataFrame) -> dict[str, int]:
     """Runs a stage plans on each pool: exactly its plan's once that is final (a greedy
     stage whose climbs have stopped, often short of maxRuns; an anchor stage whose sources
     are complete, one condition per distinct anchor), else the expected count, its most."""
     pools = stage_pools(spec, stage)
-    if stage.kind != "greedy" or not rows.empty:
-        try:
-            plan = plan_stage(spec, stage, results)
-        except PlanError:
-            plan = None
-        if plan is not None and plan.finished:
-            return {pool: sum(run.pool == pool for run in plan.runs) for pool in pools}
+    try:
+        plan = plan_stage(spec, stage, results)
+    except PlanError:
+        plan = None
+    if plan is not None and plan.finished:
+        return {pool: sum(run.pool == pool for run in plan.runs) for pool in pools}
     return dict.fromkeys(pools, expected_runs(spec, stage) // len(pools))
 
 
@@ -95,7 +92,7 @@ def manifest(spec: StudySpec, results: pd.DataFrame, study: str) -> Manifest:
     lines: list[ManifestLine] = []
     for stage in spec.stages:
         rows = stage_rows(results, stage)
-        planned = _planned_per_pool(spec, stage, rows, results)
+        planned = _planned_per_pool(spec, stage, results)
         for pool in stage_pools(spec, stage):
             mine = rows[rows["pool"] == pool] if not rows.empty else rows
             seconds = compute_seconds(mine).get(pool, 0.0) * (
