@@ -29,6 +29,7 @@ CALLS = frozenset(
         ("batch", "jobs", "list"),
         ("batch", "jobs", "create"),
         ("batch", "jobs", "patch"),
+        ("batch", "jobs", "delete"),
         (GROUP, "screeningstudies/status", "get"),
         (GROUP, "screeningstudies/status", "patch"),
     }
@@ -87,6 +88,14 @@ class Cluster:
                 return False
             raise
         return True
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and its pods (background propagation); gone already is fine."""
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
     def annotate_job(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         self.batch.patch_namespaced_job(

@@ -24,11 +24,13 @@ What the Jobs add to the store's view:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from kubernetes.client.rest import ApiException
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.outcomes.status import ENDED, StatusCondition, StudyStatus, study_conditions
 from stagescreen.planning.cost import RUN_OVERHEAD_S
@@ -50,6 +52,7 @@ from stagescreen_operator.snapshot import Snapshot, snapshot
 
 ANNOUNCED = f"{GROUP}/announced"
 STALL_MARGIN_S = 300  # beyond the longest running budget and the start-up overhead
+REFUSED = (400, 403, 422)  # the API server will not take this manifest: retrying cannot help
 
 
 @dataclass(frozen=True)
@@ -197,9 +200,49 @@ def reconcile(
     )
     for name in done.annotate:
         cluster.annotate_job(resource.namespace, name, {ANNOUNCED: "true"})
+    created: list[str] = []
     for job in done.creates:
-        cluster.create_job(job)
+        name = job["metadata"]["name"]
+        try:
+            cluster.create_job(job)
+        except ApiException as error:
+            if error.status not in REFUSED:
+                raise
+            for made in created:  # nothing half-created: the batch goes as a whole
+                cluster.delete_job(resource.namespace, made)
+            return refused(done, name, _api_message(error), now=now)
+        created.append(name)
     return done
+
+
+def refused(done: Plan, job: str, message: str, *, now: datetime) -> Plan:
+    """The plan after the API server refused to create `job`: nothing created, the study
+    Failed with the API's message (retrying the same manifest cannot succeed; a new spec
+    or a fixed cluster policy, then a change to the study, can)."""
+    why = f"the API server refused Job {job}: {message}"
+    conditions = study_conditions(
+        "Failed",
+        why,
+        stalled=None,
+        previous=[StatusCondition.model_validate(c) for c in done.status.get("conditions") or []],
+        now=now.isoformat(timespec="seconds"),
+        reason="JobRefused",
+    )
+    status = done.status | {
+        "phase": "Failed",
+        "message": why,
+        "conditions": [c.model_dump(mode="json", exclude_none=True) for c in conditions],
+    }
+    events = (*done.events, Event("Warning", "JobRefused", why))
+    return replace(done, status=status, events=events, creates=())
+
+
+def _api_message(error: ApiException) -> str:
+    """The Status message of an API error answer (its body), else the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
 
 
 def running_runs(jobs: Sequence[JobState]) -> frozenset[str]:

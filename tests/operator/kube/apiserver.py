@@ -20,8 +20,12 @@ pins each fix to the API server's documented behaviour:
   older than the kept history) and ends after timeoutSeconds;
 - deleting an object deletes what it owns (owner references, background propagation), the
   garbage collector's job in a real cluster;
-- `inject` makes the next matching writes fail with a given status (500, 409), as a busy
-  or flaky API server does, before anything is changed.
+- Jobs and Pods are validated as the API server's built-in validation does
+  (builtin_validation.py): bad names, label values, tolerations, quantities or requests
+  above limits are 422 Invalid, naming each field;
+- `inject` makes the next matching writes fail with a given status (500, 409, or a policy
+  webhook's 403/422 with its message), as a busy or flaky API server does, before anything
+  is changed.
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ import aiohttp.web
 import attrs
 import kmock
 import yaml
+from builtin_validation import invalid_fields
 from kmock._internal import enums, rendering
 
 Obj = dict[str, Any]
 HISTORY = 20_000  # watch events kept for resuming watches; older resourceVersions get 410
 CONFLICT = 409
+REASONS = {400: "BadRequest", 403: "Forbidden", 409: "Conflict", 422: "Invalid"}
 
 
 def ApiError(status: int, reason: str, message: str) -> kmock.KubernetesError:
@@ -63,6 +69,8 @@ class Fault:
     plural: str
     status: int
     times: int
+    message: str = ""
+    after: int = 0  # matching writes let through first
 
 
 @dataclass
@@ -108,9 +116,19 @@ class ApiServer(kmock.KubernetesEmulator):
             self._columns[key] = list(version.get("additionalPrinterColumns") or [])
             self._custom.add(key)
 
-    def inject(self, action: str, plural: str, status: int, times: int = 1) -> None:
-        """The next `times` writes of `action` on `plural` fail with `status`, changing nothing."""
-        self._faults.append(Fault(action, plural, status, times))
+    def inject(
+        self,
+        action: str,
+        plural: str,
+        status: int,
+        times: int = 1,
+        message: str = "",
+        after: int = 0,
+    ) -> None:
+        """The next `times` writes of `action` on `plural` (after letting `after` through)
+        fail with `status` (and `message`, as a policy webhook's denial reads), changing
+        nothing."""
+        self._faults.append(Fault(action, plural, status, times, message, after))
 
     def created(self, plural: str) -> list[str]:
         """Names of the objects of `plural` created so far, once per creation (a refused
@@ -155,9 +173,14 @@ class ApiServer(kmock.KubernetesEmulator):
                 and request.resource is not None
                 and fault.plural == request.resource.plural
             ):
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
                 fault.times -= 1
-                reason = "Conflict" if fault.status == CONFLICT else "InternalError"
-                raise ApiError(fault.status, reason, f"injected fault: {fault.status}")
+                reason = REASONS.get(fault.status, "InternalError")
+                raise ApiError(
+                    fault.status, reason, fault.message or f"injected fault: {fault.status}"
+                )
 
     # --- writes (under the lock) ------------------------------------------------------------
     def _write(self, request: rendering.Request) -> tuple[int, Obj]:
@@ -188,6 +211,15 @@ class ApiServer(kmock.KubernetesEmulator):
                 CONFLICT, "AlreadyExists", f'{resource.plural} "{meta["name"]}" already exists'
             )
         info = self.resources.get(resource)
+        if info is not None and info.kind in ("Job", "Pod") and resource not in self._custom:
+            invalid = invalid_fields(info.kind, data)
+            if invalid:
+                group = f".{resource.group}" if resource.group else ""
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'{info.kind}{group} "{meta["name"]}" is invalid: [{", ".join(invalid)}]',
+                )
         if info is not None and "status" in info.subresources:
             data.pop("status", None)
         meta.update(

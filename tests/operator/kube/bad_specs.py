@@ -14,7 +14,7 @@ Spec = dict[str, Any]
 
 def base(endpoint: str = "http://s3:8333", bucket: str = "bucket") -> Spec:
     """The operator tests' valid two-stage study."""
-    from test_operator import STUDY
+    from kube_cluster import STUDY
 
     return dict(yaml.safe_load(STUDY.format(endpoint=endpoint, bucket=bucket)))
 

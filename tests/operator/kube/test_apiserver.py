@@ -183,3 +183,60 @@ def test_injected_faults_fail_writes_without_changing_anything(
     assert failed.value.status == 500
     assert custom.list_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL)["items"] == []
     custom.create_namespaced_custom_object(GROUP, VERSION, "ns", PLURAL, study())
+
+
+def job(name: str = "j1", **pod: object) -> dict:
+    container = {"name": "c", "image": "busybox", "resources": pod.pop("resources", {})}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": pod.pop("labels", {"app": "x"})},
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [container], **pod},
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("broken", "field"),
+    [
+        (job(labels={"role": "best-"}), "metadata.labels"),
+        (job(name="x" * 64), "metadata.name"),
+        (
+            job(tolerations=[{"key": "gpu", "operator": "Exists", "value": "yes"}]),
+            "spec.template.spec.tolerations[0].operator",
+        ),
+        (
+            job(tolerations=[{"key": "gpu", "effect": "NoSchedule", "tolerationSeconds": 5}]),
+            "spec.template.spec.tolerations[0].effect",
+        ),
+        (
+            job(resources={"requests": {"memory": "64GB"}}),
+            "spec.template.spec.containers[0].resources.requests[memory]",
+        ),
+        (
+            job(resources={"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}),
+            "spec.template.spec.containers[0].resources.requests",
+        ),
+        (job(nodeSelector={"pool": "a b"}), "spec.template.spec.nodeSelector"),
+    ],
+)
+def test_a_job_the_api_server_would_refuse_is_422_naming_the_field(
+    apiserver: Running, tmp_path: Path, broken: dict, field: str
+) -> None:
+    batch = client.BatchV1Api(api(apiserver, tmp_path))
+    with pytest.raises(ApiException) as refused:
+        batch.create_namespaced_job("ns", broken)
+    answer = json.loads(refused.value.body)
+    assert refused.value.status == 422 and answer["reason"] == "Invalid"
+    assert field in answer["message"], answer["message"]
+    assert apiserver.server.created("jobs") == []  # nothing was stored
+
+
+def test_a_valid_job_is_created(apiserver: Running, tmp_path: Path) -> None:
+    batch = client.BatchV1Api(api(apiserver, tmp_path))
+    resources = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    batch.create_namespaced_job("ns", job(resources=resources, nodeSelector={"pool": "a100"}))
+    assert apiserver.server.created("jobs") == ["j1"]
