@@ -1,7 +1,8 @@
 """The Kubernetes API calls the operator and the analysis Job make, and nothing else.
 
-Every call the operator makes itself is here: list, create and patch Jobs in a study's
-namespace; get and patch a ScreeningStudy's status. Events go through kopf's poster. Bodies
+Every call the operator makes itself is here: list, create, patch and delete Jobs in a
+study's namespace; list their pods and FailedCreate events (why a pod has not started); get
+and patch a ScreeningStudy's status. Events go through kopf's poster. Bodies
 and answers are plain dicts, as the API speaks them.
 """
 
@@ -30,6 +31,8 @@ CALLS = frozenset(
         ("batch", "jobs", "create"),
         ("batch", "jobs", "patch"),
         ("batch", "jobs", "delete"),
+        ("", "pods", "list"),
+        ("", "events", "list"),
         (GROUP, "screeningstudies/status", "get"),
         (GROUP, "screeningstudies/status", "patch"),
     }
@@ -69,6 +72,7 @@ class Cluster:
     def __init__(self, api: client.ApiClient | None = None) -> None:
         self.api = api or client.ApiClient()
         self.batch = client.BatchV1Api(self.api)
+        self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 
     def jobs(self, namespace: str, study: str) -> list[dict[str, Any]]:
@@ -77,6 +81,27 @@ class Cluster:
             namespace, label_selector=f"{STUDY_LABEL}={study}", _preload_content=False
         )
         return list(_body(answer).get("items") or [])
+
+    def pods(self, namespace: str, study: str) -> list[dict[str, Any]]:
+        """The pods of one study's Jobs (their template carries the study label)."""
+        answer = self.core.list_namespaced_pod(
+            namespace, label_selector=f"{STUDY_LABEL}={study}", _preload_content=False
+        )
+        return list(_body(answer).get("items") or [])
+
+    def refused_pods(self, namespace: str) -> dict[str, str]:
+        """Job name -> the last message of its FailedCreate events (a quota, a LimitRange or
+        an admission policy refused its pod), in the namespace."""
+        answer = self.core.list_namespaced_event(
+            namespace,
+            field_selector="involvedObject.kind=Job,reason=FailedCreate",
+            _preload_content=False,
+        )
+        events = sorted(
+            _body(answer).get("items") or [],
+            key=lambda event: str(event.get("lastTimestamp") or event.get("eventTime") or ""),
+        )
+        return {event["involvedObject"]["name"]: event.get("message", "") for event in events}
 
     def create_job(self, job: Mapping[str, Any]) -> bool:
         """Create a Job; False when one of that name exists (a restarted operator, a race)."""

@@ -41,6 +41,9 @@ TRAINER = "trainer"
 BACKOFF_LIMIT = 2  # pod failures that are not disruptions: a crashed node, an OOM kill
 DEADLINE_MARGIN_S = 600  # a GPU run compiles and warms up before its budget starts counting
 RUN_ID = f"{GROUP}/run-id"
+JOB_NAME = "batch.kubernetes.io/job-name"  # the Job controller's label on each pod it makes
+ATTEMPT = f"{GROUP}/attempt"  # the how-many-th Job of its run (a replaced one never started)
+STARTUP_ALLOWANCE_S = 1800  # for a pod to start: a GPU node scaling up, a large image pull
 STUDY_LABEL = f"{GROUP}/study"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
@@ -87,10 +90,10 @@ def owner_reference(study: str, uid: str) -> dict[str, Any]:
     }
 
 
-def deadline_s(run: PlannedRun) -> int:
-    """activeDeadlineSeconds: the budget, the measured per-run overhead, and a margin for
-    compilation and a resume after a disruption."""
-    return run.budget_s + RUN_OVERHEAD_S + max(DEADLINE_MARGIN_S, run.budget_s // 2)
+def deadline_s(run: PlannedRun, margin_s: int = DEADLINE_MARGIN_S) -> int:
+    """The run's training deadline: the budget, the measured per-run overhead, and a margin
+    for compilation and a resume after a disruption."""
+    return run.budget_s + RUN_OVERHEAD_S + max(margin_s, run.budget_s // 2)
 
 
 def run_job(
@@ -100,9 +103,14 @@ def run_job(
     namespace: str,
     uid: str,
     corpus: Mapping[str, str],
+    attempt: int = 1,
+    startup_s: int = STARTUP_ALLOWANCE_S,
+    margin_s: int = DEADLINE_MARGIN_S,
 ) -> dict[str, Any]:
-    """The Job that trains one planned run on its pool, writing to its folder in the spec's
-    store."""
+    """The `attempt`-th Job that trains one planned run on its pool, writing to its folder in
+    the spec's store. activeDeadlineSeconds counts from the Job's start, pod or no pod, so it
+    is the startup allowance plus the training deadline (the operator replaces a Job whose
+    pod has not started within the allowance)."""
     name = study.metadata.name
     spec = study.spec
     pool = next(pool for pool in spec.pools if pool.name == run.pool)
@@ -147,15 +155,15 @@ def run_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(name, run.run_id),
+            "name": job_name(name, run.run_id if attempt == 1 else f"{run.run_id}-a{attempt}"),
             "namespace": namespace,
             "labels": job_labels,
-            "annotations": {RUN_ID: run.run_id},
+            "annotations": {RUN_ID: run.run_id, ATTEMPT: str(attempt)},
             "ownerReferences": [owner_reference(name, uid)],
         },
         "spec": {
             "backoffLimit": BACKOFF_LIMIT,
-            "activeDeadlineSeconds": deadline_s(run),
+            "activeDeadlineSeconds": startup_s + deadline_s(run, margin_s),
             "suspend": bool(pool.queue_name),
             "podFailurePolicy": {
                 "rules": [

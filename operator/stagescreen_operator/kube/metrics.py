@@ -52,6 +52,7 @@ class StudySample:
     records: Mapping[str, RunRecord] = field(repr=False)
     new: frozenset[str]  # run ids whose records this reconcile read first
     pending_by_pool: Mapping[str, int]
+    waiting_by_reason: Mapping[tuple[str, str], int]  # (pool, reason) -> runs not started
     longest_running_s: float
     failed_analyses: tuple[str, ...]  # stages whose analysis Job failed for good
 
@@ -123,6 +124,13 @@ class Metrics:
             "stagescreen_jobs_pending",
             "Run Jobs whose pod is not ready (queued by Kueue, or no node can take it yet).",
             [*STUDY, "pool"],
+            registry=self.registry,
+        )
+        self.waiting = Gauge(
+            "stagescreen_runs_waiting",
+            "Run Jobs whose pod has not started, by pool and reason (Unschedulable, "
+            "ImagePullBackOff, FailedCreate, Queued, ...).",
+            [*STUDY, "pool", "reason"],
             registry=self.registry,
         )
         self.analysis_failed = Gauge(
@@ -201,6 +209,11 @@ class Metrics:
             self._set(self.phase, 1 if phase == status.phase else 0, **labels, phase=phase)
         for pool, count in sample.pending_by_pool.items():
             self._set(self.pending, count, **labels, pool=pool)
+        for series, values in self._series.get((sample.namespace, sample.study), set()):
+            if series is self.waiting:  # a reason seen before falls back to zero
+                series.labels(*values).set(0)
+        for (pool, reason), count in sample.waiting_by_reason.items():
+            self._set(self.waiting, count, **labels, pool=pool, reason=reason)
         self._set(self.longest_running, sample.longest_running_s, **labels)
         failed = set(sample.failed_analyses)
         for stage in spec.stages:

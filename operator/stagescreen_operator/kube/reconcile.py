@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from kubernetes.client.rest import ApiException
+
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.outcomes.status import ENDED, StatusCondition, StudyStatus, study_conditions
 from stagescreen.planning.cost import RUN_OVERHEAD_S
@@ -44,7 +45,7 @@ from stagescreen_contract.status import RunStatus
 from stagescreen_operator.controller import AnalyseStage, Decision, StartRun
 from stagescreen_operator.corpus import corpus_uris
 from stagescreen_operator.kube.cluster import Cluster
-from stagescreen_operator.kube.jobs import RUN_ID, analysis_job, run_job
+from stagescreen_operator.kube.jobs import ATTEMPT, JOB_NAME, RUN_ID, analysis_job, run_job
 from stagescreen_operator.kube.metrics import StudySample
 from stagescreen_operator.kube.pools import with_cluster_pools
 from stagescreen_operator.kube.settings import Settings
@@ -93,6 +94,16 @@ class LostRun:
 
 
 @dataclass(frozen=True)
+class Restart:
+    """A run whose Job's pod never started (no node, an image pull, a quota): replaced by a
+    new Job, the old one deleted if it still waits."""
+
+    run_id: str
+    job: JobState
+    reason: str
+
+
+@dataclass(frozen=True)
 class Plan:
     """What one reconcile does, as data."""
 
@@ -101,6 +112,7 @@ class Plan:
     creates: tuple[dict[str, Any], ...]  # Job manifests, runs and analyses
     annotate: tuple[str, ...]  # Jobs to mark announced
     sample: StudySample
+    deletes: tuple[str, ...] = ()  # Jobs replaced while their pod still waited
 
 
 @dataclass(frozen=True)
@@ -116,10 +128,17 @@ class JobState:
     started: str | None
     announced: bool
     waiting: bool  # created but no pod ready: suspended (Kueue) or no node can take it yet
+    attempt: int = 1  # the how-many-th Job of its run
+    ran: bool = False  # a pod of it started (a container ran): what it did is the recipe's
+    why_waiting: str = ""  # the scheduler's, kubelet's or Job controller's reason, if waiting
 
 
-def job_state(job: Mapping[str, Any]) -> JobState:
-    """Where a Job stands: its Complete or Failed condition, else active."""
+def job_state(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = (), refused: str = ""
+) -> JobState:
+    """Where a Job stands: its Complete or Failed condition, else active; whether a pod of
+    it ever started, and why not yet (from its `pods`, or `refused`: the message of its last
+    FailedCreate event)."""
     meta = job.get("metadata") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     status = job.get("status") or {}
@@ -134,6 +153,9 @@ def job_state(job: Mapping[str, Any]) -> JobState:
             reason = ": ".join(
                 part for part in (condition.get("reason"), condition.get("message")) if part
             )
+    suspended = bool((job.get("spec") or {}).get("suspend"))
+    waiting = state == "active" and (suspended or not status.get("ready"))
+    ran = bool(status.get("ready") or status.get("succeeded")) or any(map(_started, pods))
     return JobState(
         name=meta.get("name", ""),
         component=labels.get("app.kubernetes.io/component", ""),
@@ -143,9 +165,42 @@ def job_state(job: Mapping[str, Any]) -> JobState:
         reason=reason,
         started=status.get("startTime"),
         announced=ANNOUNCED in annotations,
-        waiting=state == "active"
-        and (bool((job.get("spec") or {}).get("suspend")) or not status.get("ready")),
+        waiting=waiting,
+        attempt=int(annotations.get(ATTEMPT) or 1),
+        ran=ran,
+        why_waiting="Queued: suspended until admitted"
+        if suspended
+        else (_why_waiting(pods, refused) if waiting and not ran else ""),
     )
+
+
+def _started(pod: Mapping[str, Any]) -> bool:
+    """Whether a container of the pod has run (is running, or ended)."""
+    if (pod.get("status") or {}).get("phase") in ("Running", "Succeeded"):
+        return True
+    return any(
+        "running" in (c.get("state") or {}) or "terminated" in (c.get("state") or {})
+        for c in (pod.get("status") or {}).get("containerStatuses") or []
+    )
+
+
+def _why_waiting(pods: Sequence[Mapping[str, Any]], refused: str) -> str:
+    """`Reason: message` of a Job whose pod has not started: the scheduler's (Unschedulable),
+    the kubelet's (ImagePullBackOff, ...), or the Job controller's FailedCreate."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                return (
+                    f"{condition.get('reason') or 'Unschedulable'}: {condition.get('message', '')}"
+                )
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
+                return f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
+    if refused and not pods:
+        return f"FailedCreate: {refused}"
+    return "ContainerCreating: the pod is starting" if pods else "NoPod: no pod created yet"
 
 
 def reconcile(
@@ -165,7 +220,19 @@ def reconcile(
     keys = StudyKeys(study.metadata.name)
     if not store.exists(keys.spec()):
         publish_spec(store, study)
-    jobs = tuple(job_state(job) for job in cluster.jobs(resource.namespace, study.metadata.name))
+    pods: dict[str, list[dict[str, Any]]] = {}
+    for pod in cluster.pods(resource.namespace, study.metadata.name):
+        owner = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME, "")
+        pods.setdefault(owner, []).append(pod)
+    refused_pods = cluster.refused_pods(resource.namespace)
+    jobs = tuple(
+        job_state(
+            job,
+            pods.get(job["metadata"]["name"], ()),
+            refused_pods.get(job["metadata"]["name"], ""),
+        )
+        for job in cluster.jobs(resource.namespace, study.metadata.name)
+    )
     known = frozenset(cache.records)
 
     def look() -> Snapshot:
@@ -173,7 +240,7 @@ def reconcile(
         return snapshot(
             store,
             study,
-            running=running_runs(jobs),
+            running=running_runs(jobs) | {run.run_id for run in restarts},
             failed_analyses=failed_analyses(jobs),
             records=cache.records,
             outcomes=cache.outcomes,
@@ -181,11 +248,13 @@ def reconcile(
             generation=resource.generation,
         )
 
+    restarts: tuple[Restart, ...] = ()
     seen = look()
-    lost = lost_runs(study.metadata.name, seen, jobs, now)
+    restarts, lost = stuck_runs(study.metadata.name, seen, jobs, now, settings)
+    lost = (*lost_runs(study.metadata.name, seen, jobs, now), *lost)
     for run in lost:
         publish_record(store, run.record)
-    if lost:
+    if lost or restarts:
         seen = look()
     done = plan(
         study,
@@ -197,6 +266,7 @@ def reconcile(
         now=now,
         lost=lost,
         known=known,
+        restarts=restarts,
     )
     for name in done.annotate:
         cluster.annotate_job(resource.namespace, name, {ANNOUNCED: "true"})
@@ -212,6 +282,8 @@ def reconcile(
                 cluster.delete_job(resource.namespace, made)
             return refused(done, name, _api_message(error), now=now)
         created.append(name)
+    for name in done.deletes:
+        cluster.delete_job(resource.namespace, name)
     return done
 
 
@@ -274,11 +346,14 @@ def lost_runs(
     study: str, seen: Snapshot, jobs: Sequence[JobState], now: datetime
 ) -> tuple[LostRun, ...]:
     """A failed record for every planned run whose Job ended for good without the
-    trainer's, so the controller never starts it again."""
+    trainer's, so the controller never starts it again (a Job whose pod never started is
+    not lost but stuck: `stuck_runs`)."""
     lost = []
     for run_id, job in _runs(jobs).items():
         run = seen.decision.run(run_id)
         if job.state == "active" or run_id in seen.observed.records or run is None:
+            continue
+        if not job.ran:
             continue
         why = job.reason or "the Job ended"
         reason = f"Job {job.name} ended without a run record: {why}"
@@ -287,6 +362,37 @@ def lost_runs(
             LostRun(run_id, record, Event("Warning", "RunFailed", f"run {run_id} failed: {reason}"))
         )
     return tuple(lost)
+
+
+def stuck_runs(
+    study: str, seen: Snapshot, jobs: Sequence[JobState], now: datetime, settings: Settings
+) -> tuple[tuple[Restart, ...], tuple[LostRun, ...]]:
+    """Runs whose Job's pod never started: still waiting past the startup allowance, or
+    ended (its deadline) without starting. Each is restarted with a new Job, up to
+    `settings.start_attempts` Jobs; then recorded failed with the last reason."""
+    restarts, lost = [], []
+    for run_id, job in _runs(jobs).items():
+        run = seen.decision.run(run_id)
+        if job.ran or run is None or run_id in seen.observed.records:
+            continue
+        if job.state == "active":
+            waited = _seconds_since(job.started, now) if job.started else 0.0
+            if job.why_waiting.startswith("Queued") or waited <= settings.startup_allowance_s:
+                continue
+            reason = f"its pod did not start in {waited:.0f} s ({job.why_waiting})"
+        elif job.state == "failed":
+            reason = f"its Job ended before a pod started ({job.why_waiting or job.reason})"
+        else:
+            continue
+        if job.attempt < settings.start_attempts:
+            restarts.append(Restart(run_id, job, reason))
+            continue
+        why = f"Job {job.name} (attempt {job.attempt} of {settings.start_attempts}): {reason}"
+        record = failure_record(study, run, why, 0.0)
+        lost.append(
+            LostRun(run_id, record, Event("Warning", "RunFailed", f"run {run_id} failed: {why}"))
+        )
+    return tuple(restarts), tuple(lost)
 
 
 def plan(
@@ -300,10 +406,12 @@ def plan(
     now: datetime,
     lost: Sequence[LostRun] = (),
     known: frozenset[str] = frozenset(),
+    restarts: Sequence[Restart] = (),
 ) -> Plan:
     """What to do about a study seen as `seen` whose Jobs are `jobs`: `corpus` is what its
     run Jobs read, `lost` the records this reconcile wrote (announced here), `known` the run
-    records read before it (the others are new to the metrics)."""
+    records read before it (the others are new to the metrics), `restarts` the runs whose
+    pod never started, to give a new Job."""
     decision, observed = seen.decision, seen.observed
     runs = _runs(jobs)
     analyses = {job.stage: job for job in jobs if job.component == "analysis" and job.stage}
@@ -320,12 +428,46 @@ def plan(
             events.append(Event("Warning", reason, f"run {run_id} {ended}: {record.reason}"))
             annotate.append(job.name)
     creates = []
+    deletes = []
+    timing = {"startup_s": settings.startup_allowance_s, "margin_s": settings.deadline_margin_s}
+    for restart in restarts:
+        run = decision.run(restart.run_id)
+        assert run is not None  # stuck_runs keeps planned runs only
+        attempt = restart.job.attempt + 1
+        creates.append(
+            run_job(
+                study,
+                run,
+                namespace=resource.namespace,
+                uid=resource.uid,
+                corpus=corpus,
+                attempt=attempt,
+                **timing,
+            )
+        )
+        if restart.job.state == "active":
+            deletes.append(restart.job.name)
+        events.append(
+            Event(
+                "Warning",
+                "RunRestarted",
+                f"run {restart.run_id}: {restart.reason}; new Job, attempt {attempt} of "
+                f"{settings.start_attempts}",
+            )
+        )
     started: dict[str, int] = {}
     for action in decision.actions:
         if isinstance(action, StartRun):
             run = action.run
             creates.append(
-                run_job(study, run, namespace=resource.namespace, uid=resource.uid, corpus=corpus)
+                run_job(
+                    study,
+                    run,
+                    namespace=resource.namespace,
+                    uid=resource.uid,
+                    corpus=corpus,
+                    **timing,
+                )
             )
             started[run.stage] = started.get(run.stage, 0) + 1
         elif isinstance(action, AnalyseStage) and action.stage not in analyses:
@@ -349,6 +491,7 @@ def plan(
     earlier = [StatusCondition.model_validate(c) for c in previous.get("conditions") or []]
     status = seen.status.model_copy(
         update={
+            "waiting": [*seen.status.waiting, *_waiting_lines(jobs, decision)],
             "conditions": study_conditions(
                 seen.status.phase,
                 seen.status.message,
@@ -356,7 +499,7 @@ def plan(
                 previous=earlier,
                 now=now.isoformat(timespec="seconds"),
                 reason="AnalysisFailed" if decision.failed_analyses else None,
-            )
+            ),
         }
     )
     if status.phase != previous.get("phase") and status.phase in ENDED:  # announced as events
@@ -374,6 +517,7 @@ def plan(
         records=observed.records,
         new=frozenset(observed.records) - known,
         pending_by_pool=_pending(jobs, decision),
+        waiting_by_reason=_waiting_by_reason(jobs, decision),
         longest_running_s=max((run.budget_s for run in active if run), default=0),
         failed_analyses=tuple(stage for stage, job in analyses.items() if job.state == "failed"),
     )
@@ -381,12 +525,53 @@ def plan(
     owned = {field.alias or name for name, field in StudyStatus.model_fields.items()}
     for key in (previous.keys() & owned) - document.keys():
         document[key] = None  # merge patch: a key we wrote before and have no value for now
-    return Plan(document, tuple(events), tuple(creates), tuple(annotate), sample)
+    return Plan(document, tuple(events), tuple(creates), tuple(annotate), sample, tuple(deletes))
 
 
 def _runs(jobs: Sequence[JobState]) -> dict[str, JobState]:
-    """The study's run Jobs by run id."""
-    return {job.run_id: job for job in jobs if job.component == "run" and job.run_id}
+    """The study's run Jobs by run id: each run's latest attempt."""
+    out: dict[str, JobState] = {}
+    for job in jobs:
+        latest = out.get(job.run_id or "")
+        if (
+            job.component == "run"
+            and job.run_id
+            and (latest is None or job.attempt > latest.attempt)
+        ):
+            out[job.run_id] = job
+    return out
+
+
+def _waiting(jobs: Sequence[JobState], decision: Decision) -> list[tuple[str, JobState]]:
+    """(pool, Job) of the active run Jobs whose pod has not started, and why."""
+    out = []
+    for job in _runs(jobs).values():
+        run = decision.run(job.run_id) if job.run_id else None
+        if run is not None and job.state == "active" and job.why_waiting:
+            out.append((run.pool, job))
+    return out
+
+
+def _waiting_lines(jobs: Sequence[JobState], decision: Decision) -> list[str]:
+    """One status line per pool and reason (a 2,000-run study's status stays small)."""
+    groups: dict[tuple[str, str], list[JobState]] = {}
+    for pool, job in _waiting(jobs, decision):
+        groups.setdefault((pool, job.why_waiting.split(":")[0]), []).append(job)
+    lines = []
+    for (pool, _), waiting in sorted(groups.items()):
+        count = len(waiting)
+        noun = "run waits" if count == 1 else "runs wait"
+        lines.append(f"{count} {noun} to start on pool {pool}: {waiting[0].why_waiting[:300]}")
+    return lines
+
+
+def _waiting_by_reason(jobs: Sequence[JobState], decision: Decision) -> dict[tuple[str, str], int]:
+    """(pool, reason code) -> run Jobs waiting for their pod to start."""
+    out: dict[tuple[str, str], int] = {}
+    for pool, job in _waiting(jobs, decision):
+        key = (pool, job.why_waiting.split(":")[0])
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 def _pending(jobs: Sequence[JobState], decision: Decision) -> dict[str, int]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from stagescreen.study.spec import Pool
 from stagescreen_contract.variables import CORPUS_VOCAB
+from stagescreen_operator.kube.jobs import DEADLINE_MARGIN_S
 from stagescreen_operator.kube.pools import cluster_pools
 
 
@@ -29,12 +30,19 @@ class Settings:
     webhook_cert: str | None = None
     webhook_key: str | None = None
     webhook_insecure: bool = False  # plain HTTP: tests only
+    # A run Job whose pod has not started this long after the Job did (no node yet, an image
+    # pull, a quota) is replaced, up to `start_attempts` Jobs, then recorded failed: waiting
+    # for infrastructure is not the recipe's fault, and never counts against its deadline.
+    startup_allowance_s: int = 1800
+    start_attempts: int = 3
+    deadline_margin_s: int = DEADLINE_MARGIN_S  # compile and warm-up, beyond the budget
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """The settings the chart's environment variables give: STAGESCREEN_ANALYSIS_IMAGE,
         _ANALYSIS_SERVICE_ACCOUNT, _VOCAB, _POOLS (JSON), _RECONCILE_S, _METRICS_PORT,
-        _WEBHOOK_PORT, _WEBHOOK_CERT, _WEBHOOK_KEY, _WEBHOOK_INSECURE; unset: the defaults."""
+        _WEBHOOK_PORT, _WEBHOOK_CERT, _WEBHOOK_KEY, _WEBHOOK_INSECURE, _STARTUP_ALLOWANCE_S,
+        _START_ATTEMPTS, _DEADLINE_MARGIN_S; unset: the defaults."""
 
         def port(name: str) -> int | None:
             value = environ.get(name)
@@ -53,4 +61,11 @@ class Settings:
             webhook_cert=environ.get("STAGESCREEN_WEBHOOK_CERT"),
             webhook_key=environ.get("STAGESCREEN_WEBHOOK_KEY"),
             webhook_insecure=environ.get("STAGESCREEN_WEBHOOK_INSECURE") == "1",
+            startup_allowance_s=int(
+                environ.get("STAGESCREEN_STARTUP_ALLOWANCE_S", cls.startup_allowance_s)
+            ),
+            start_attempts=int(environ.get("STAGESCREEN_START_ATTEMPTS", cls.start_attempts)),
+            deadline_margin_s=int(
+                environ.get("STAGESCREEN_DEADLINE_MARGIN_S", cls.deadline_margin_s)
+            ),
         )

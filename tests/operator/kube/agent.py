@@ -1,20 +1,35 @@
-"""A node agent for tests: the kubelet and the Job controller of a one-node cluster.
+"""A node agent for tests: the kubelet, the scheduler and the Job controller of a one-node
+cluster.
 
 It follows the Jobs in the test API server and runs each Job's container as a local process,
 the way a kubelet would run its pod: the container's environment (secretKeyRef values read
 from the Secret), its command (the trainer image runs `python -m stagescreen_trainer`, the
 operator image `stagescreen ARGS`), KUBECONFIG pointing at the test API server as a pod's
-ServiceAccount would. It then writes the Job's status as the Job controller does: startTime
-and active while a pod runs; Complete with succeeded, or Failed with the reason the Job
-controller gives (PodFailurePolicy for a FailJob exit code, BackoffLimitExceeded after
-backoffLimit failed pods, DeadlineExceeded after activeDeadlineSeconds); a pod disrupted
-(`preempt`) gets the DisruptionTarget condition, which the Job's podFailurePolicy ignores,
-and a new pod starts. Suspended Jobs wait until resumed.
+ServiceAccount would. Each pod is also a Pod object in the API server (labels of the Job's
+template plus `batch.kubernetes.io/job-name`, owned by its Job) whose status says what a
+kubelet's would: Pending with the scheduler's reason, the container waiting, running or
+terminated with its exit code.
+
+It writes the Job's status as the Job controller does: startTime when the Job starts (not
+when its pod runs: activeDeadlineSeconds counts from there), active and ready; Complete with
+succeeded, or Failed with the reason the Job controller gives (PodFailurePolicy for a FailJob
+exit code, BackoffLimitExceeded after backoffLimit failed pods, DeadlineExceeded after
+activeDeadlineSeconds); a pod disrupted (`preempt`) gets the DisruptionTarget condition,
+which the Job's podFailurePolicy ignores, and a new pod starts. Suspended Jobs wait until
+resumed.
+
+What a real GPU cluster does in its first week, on demand:
+- `cold_until`: no node can take a pod yet (the pool scales up from zero): pods stay Pending,
+  PodScheduled False, reason Unschedulable;
+- `pull_failing`: Jobs whose pods' image never pulls (ImagePullBackOff);
+- `quota`: at most this many pods at once (a ResourceQuota); the Job controller's create of
+  another is refused, and it posts a FailedCreate event on the Job, as the real one does.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -35,8 +50,8 @@ SELECTOR = "app.kubernetes.io/managed-by=stagescreen-operator"
 
 @dataclass
 class Pod:
-    process: subprocess.Popen[bytes]
-    started: float
+    name: str
+    process: subprocess.Popen[bytes] | None = None  # None: not started (Pending)
     disrupted: bool = False
 
 
@@ -49,6 +64,8 @@ class JobRun:
     failures: int = 0
     pods: int = 0
     done: bool = False
+    started: float | None = None  # time.monotonic() the Job started (activeDeadlineSeconds)
+    refused_at: float = -1e9  # last FailedCreate event
 
 
 @dataclass
@@ -61,6 +78,9 @@ class NodeAgent:
     stopping: threading.Event = field(default_factory=threading.Event)
     errors: list[str] = field(default_factory=list)
     crashing: set[str] = field(default_factory=set)  # Jobs whose every pod dies at once
+    cold_until: float = 0.0  # time.monotonic() before which no node can take a pod
+    pull_failing: set[str] = field(default_factory=set)  # Jobs whose image never pulls
+    quota: int | None = None  # pods that may exist at once (a ResourceQuota)
 
     def __post_init__(self) -> None:
         self.batch = client.BatchV1Api(self.api)
@@ -78,17 +98,17 @@ class NodeAgent:
         self.thread.join(30)
         with self.lock:
             for run in self.jobs.values():
-                if run.pod is not None and run.pod.process.poll() is None:
-                    run.pod.process.kill()
-                    run.pod.process.wait()
+                self._kill(run)
 
     def preempt(self, name: str) -> bool:
         """Evict the pod of Job `name` as a preemption would: SIGTERM, DisruptionTarget."""
         with self.lock:
             for run in self.jobs.values():
-                if run.name == name and run.pod is not None and run.pod.process.poll() is None:
+                process = run.pod.process if run.pod is not None else None
+                if run.name == name and process is not None and process.poll() is None:
+                    assert run.pod is not None
                     run.pod.disrupted = True
-                    run.pod.process.send_signal(signal.SIGTERM)
+                    process.send_signal(signal.SIGTERM)
                     return True
         return False
 
@@ -109,8 +129,6 @@ class NodeAgent:
         listed = self.batch.list_job_for_all_namespaces(
             label_selector=SELECTOR, _preload_content=False
         )
-        import json
-
         seen = set()
         for job in json.loads(listed.data)["items"]:
             meta = job["metadata"]
@@ -122,32 +140,46 @@ class NodeAgent:
                 self._step(run)
         with self.lock:
             for key, run in list(self.jobs.items()):
-                if key not in seen:  # the Job was deleted: so is its pod
-                    if run.pod is not None and run.pod.process.poll() is None:
-                        run.pod.process.kill()
+                if key not in seen:  # the Job was deleted: its pods go (garbage collector)
+                    self._kill(run)
                     del self.jobs[key]
+
+    def _kill(self, run: JobRun) -> None:
+        process = run.pod.process if run.pod is not None else None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
     def _step(self, run: JobRun) -> None:
         if run.done or run.job["spec"].get("suspend"):
             return
+        if run.started is None:  # the Job controller starts the Job, pod or no pod
+            run.started = time.monotonic()
+            self._status(run, {"startTime": _now(), "active": 1, "ready": 0})
+        deadline = run.job["spec"].get("activeDeadlineSeconds")
+        if deadline and time.monotonic() - run.started > deadline:
+            self._kill(run)
+            if run.pod is not None and run.pod.process is None:  # never started: deleted
+                self._delete_pod(run)
+            elif run.pod is not None:
+                self._pod_status(run, "Failed", terminated=137)
+            self._finish(
+                run, "Failed", "DeadlineExceeded", "Job was active longer than specified deadline"
+            )
+            return
         if run.pod is None:
-            self._start_pod(run)
+            self._create_pod(run)
+            return
+        if run.pod.process is None:
+            self._schedule(run)
             return
         code = run.pod.process.poll()
-        deadline = run.job["spec"].get("activeDeadlineSeconds")
         if code is None:
-            if deadline and time.monotonic() - run.pod.started > deadline:
-                run.pod.process.kill()
-                run.pod.process.wait()
-                self._finish(
-                    run,
-                    "Failed",
-                    "DeadlineExceeded",
-                    "Job was active longer than specified deadline",
-                )
             return
+        self._pod_status(run, "Succeeded" if code == 0 else "Failed", terminated=code)
         if run.pod.disrupted:  # podFailurePolicy Ignore: DisruptionTarget does not count
-            self._start_pod(run)
+            run.pod = None
+            self._create_pod(run)
             return
         if code == 0:
             self._finish(run, "Complete", None, None)
@@ -167,9 +199,79 @@ class NodeAgent:
                 run, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"
             )
             return
+        run.pod = None
+        self._create_pod(run)
+
+    def _create_pod(self, run: JobRun) -> None:
+        """The Job controller makes the Job's next pod, unless the quota refuses it."""
+        live = sum(
+            1
+            for other in self.jobs.values()
+            if other.pod is not None
+            and not other.done
+            and (other.pod.process is None or other.pod.process.poll() is None)
+        )
+        if self.quota is not None and live >= self.quota:
+            if time.monotonic() - run.refused_at > 5:
+                run.refused_at = time.monotonic()
+                self._event(
+                    run,
+                    "FailedCreate",
+                    f'Error creating: pods "{run.name}-x" is forbidden: exceeded quota: '
+                    f"gpu-quota, requested: nvidia.com/gpu=1, used: nvidia.com/gpu={live}, "
+                    f"limited: nvidia.com/gpu={self.quota}",
+                )
+            return
+        run.pods += 1
+        run.pod = Pod(f"{run.name}-{run.pods}")
+        template = run.job["spec"]["template"]
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        job_labels = {"batch.kubernetes.io/job-name": run.name, "job-name": run.name}
+        body = {
+            "metadata": {
+                "name": run.pod.name,
+                "labels": {**labels, **job_labels},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": run.name,
+                        "uid": run.job["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template["spec"],
+        }
+        self.core.create_namespaced_pod(run.namespace, body, _preload_content=False)
+        self._pod_status(run, "Pending")
+        self._schedule(run)
+
+    def _schedule(self, run: JobRun) -> None:
+        """Start the pending pod's container where the node allows it, else say why not."""
+        assert run.pod is not None
+        if time.monotonic() < self.cold_until:
+            self._pod_status(
+                run,
+                "Pending",
+                unschedulable="0/3 nodes are available: 3 Insufficient nvidia.com/gpu. "
+                "preemption: 0/3 nodes are available: 3 No preemption victims found.",
+            )
+            return
+        if run.name in self.pull_failing:
+            self._pod_status(
+                run,
+                "Pending",
+                waiting=(
+                    "ImagePullBackOff",
+                    'Back-off pulling image "registry.example.com/stagescreen-trainer:dev"',
+                ),
+            )
+            return
         self._start_pod(run)
 
     def _start_pod(self, run: JobRun) -> None:
+        assert run.pod is not None
         spec = run.job["spec"]["template"]["spec"]
         container = spec["containers"][0]
         env = {**os.environ, **self.extra_env, "KUBECONFIG": str(self.kubeconfig)}
@@ -185,16 +287,14 @@ class NodeAgent:
             env.update(DEVICE="cpu", THREADS="1")
         else:
             command = [str(Path(sys.executable).parent / "stagescreen"), *container.get("args", [])]
-        run.pods += 1
         log = self.log_of(run.name, run.pods).open("wb")
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if run.name in self.crashing:  # a node that kills the pod: OOM, a bad GPU
             process.kill()
-        first = run.pod is None
-        run.pod = Pod(process, time.monotonic())
-        if first:  # the Job controller's startTime; the pod is running, so ready
-            self._status(run, {"startTime": _now(), "active": 1, "ready": 1})
+        run.pod.process = process
+        self._pod_status(run, "Running")
+        self._status(run, {"active": 1, "ready": 1})
 
     def _finish(self, run: JobRun, kind: str, reason: str | None, message: str | None) -> None:
         run.done = True
@@ -207,6 +307,66 @@ class NodeAgent:
         else:
             status |= {"failed": run.failures or 1}
         self._status(run, status)
+
+    def _pod_status(
+        self,
+        run: JobRun,
+        phase: str,
+        *,
+        unschedulable: str | None = None,
+        waiting: tuple[str, str] | None = None,
+        terminated: int | None = None,
+    ) -> None:
+        """The Pod's status as the scheduler and the kubelet report it."""
+        assert run.pod is not None
+        name = run.job["spec"]["template"]["spec"]["containers"][0]["name"]
+        container: dict[str, Any] = {"name": name, "ready": phase == "Running"}
+        if waiting is not None:
+            container["state"] = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
+        elif terminated is not None:
+            container["state"] = {"terminated": {"exitCode": terminated, "startedAt": _now()}}
+        elif phase == "Running":
+            container["state"] = {"running": {"startedAt": _now()}}
+        else:
+            container["state"] = {"waiting": {"reason": "ContainerCreating"}}
+        scheduled: dict[str, Any] = {"type": "PodScheduled", "status": "True"}
+        if unschedulable is not None:
+            scheduled = {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": unschedulable,
+            }
+        status = {"phase": phase, "conditions": [scheduled], "containerStatuses": [container]}
+        try:
+            self.core.patch_namespaced_pod_status(
+                run.pod.name, run.namespace, {"status": status}, _preload_content=False
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def _delete_pod(self, run: JobRun) -> None:
+        assert run.pod is not None
+        try:
+            self.core.delete_namespaced_pod(run.pod.name, run.namespace, _preload_content=False)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def _event(self, run: JobRun, reason: str, message: str) -> None:
+        """An event on the Job, as the Job controller posts it."""
+        involved = {"kind": "Job", "namespace": run.namespace, "name": run.name}
+        body = {
+            "metadata": {"generateName": f"{run.name}."},
+            "involvedObject": {**involved, "uid": run.job["metadata"]["uid"]},
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": "job-controller"},
+            "lastTimestamp": _now(),
+        }
+        self.core.create_namespaced_event(run.namespace, body, _preload_content=False)
 
     def _status(self, run: JobRun, status: dict[str, Any]) -> None:
         try:

@@ -24,6 +24,7 @@ from stagescreen_operator.kube.reconcile import (
     lost_runs,
     plan,
     running_runs,
+    stuck_runs,
 )
 from stagescreen_operator.kube.settings import Settings
 from stagescreen_operator.snapshot import Snapshot, snapshot
@@ -261,3 +262,124 @@ def test_a_key_written_before_and_empty_now_is_removed_by_the_merge_patch(
     )
     assert done.status["reportUri"] is None
     assert "unknown" not in done.status
+
+
+UNSCHEDULABLE = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+
+
+def waiting_job(name: str, run_id: str, *, attempt: int = 1, failed: bool = False) -> JobState:
+    """A run Job started at 03:00:05 whose pod the scheduler cannot place (or which then hit
+    its deadline, the pod never having started)."""
+    manifest = job(name, run_id=run_id, condition="Failed" if failed else None)
+    manifest["status"].pop("ready")
+    if failed:
+        manifest["status"]["conditions"][0]["reason"] = "DeadlineExceeded"
+    manifest["metadata"]["annotations"]["stagescreen.dev/attempt"] = str(attempt)
+    pod = {
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": UNSCHEDULABLE,
+                }
+            ],
+        }
+    }
+    return job_state(manifest, [] if failed else [pod])
+
+
+def test_why_a_pod_has_not_started_comes_from_the_scheduler_the_kubelet_or_the_job_controller() -> (
+    None
+):
+    pulling = {
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {"state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off"}}}
+            ],
+        }
+    }
+    running = {"status": {"phase": "Running"}}
+    pending = job("j", run_id="r")
+    pending["status"].pop("ready")
+    assert waiting_job("j", "r").why_waiting == f"Unschedulable: {UNSCHEDULABLE}"
+    assert job_state(pending, [pulling]).why_waiting == "ImagePullBackOff: Back-off"
+    assert job_state(pending, [], "exceeded quota: gpu").why_waiting == (
+        "FailedCreate: exceeded quota: gpu"
+    )
+    started = job_state(pending, [running])
+    assert started.ran and started.why_waiting == ""
+    assert not waiting_job("j", "r").ran
+
+
+def test_a_run_whose_pod_never_started_gets_a_new_job_not_a_failed_record(tmp_path: Path) -> None:
+    """Waiting past the startup allowance (1800 s by default), or ended by the deadline
+    before a pod started: infrastructure, not the recipe. The Job is replaced (attempt 2,
+    the old one deleted while it still waits), nothing is recorded, and the run keeps its
+    slot (no other run starts in its place)."""
+    store = store_with(tmp_path, {})
+    jobs = [
+        waiting_job("j1", SCREEN[0]),  # started 03:00:05, now 03:04:05: within the allowance
+        waiting_job("j2", SCREEN[1], failed=True),
+    ]
+    seen = look(store, jobs)
+    restarts, lost = stuck_runs("quickstart", seen, jobs, NOW, SETTINGS)
+    assert [r.run_id for r in restarts] == [SCREEN[1]] and lost == ()
+    assert lost_runs("quickstart", seen, jobs, NOW) == ()  # never started: not lost
+    later = datetime(2026, 1, 2, 3, 40, tzinfo=UTC)
+    restarts, lost = stuck_runs("quickstart", seen, jobs, later, SETTINGS)
+    assert [r.run_id for r in restarts] == SCREEN and lost == ()
+    running = snapshot(store, STUDY, running=frozenset(SCREEN))
+    done = plan(
+        STUDY,
+        running,
+        jobs,
+        resource=Resource(namespace="ml", uid="u-1"),
+        settings=SETTINGS,
+        corpus=CORPUS,
+        now=later,
+        restarts=restarts,
+    )
+    names = [created["metadata"]["name"] for created in done.creates]
+    assert names == [f"quickstart-{SCREEN[0]}-a2", f"quickstart-{SCREEN[1]}-a2"]
+    assert [c["metadata"]["annotations"]["stagescreen.dev/attempt"] for c in done.creates] == [
+        "2",
+        "2",
+    ]
+    assert done.deletes == ("j1",)  # the failed one has no pod left to free
+    restarted = [e for e in done.events if e.reason == "RunRestarted"]
+    assert len(restarted) == 2 and "Unschedulable" in restarted[0].message
+    assert "attempt 2 of 3" in restarted[0].message
+    line = f"1 run waits to start on pool cpu: Unschedulable: {UNSCHEDULABLE}"
+    assert done.status["waiting"][-1] == line  # after the stages' own waits
+    assert done.sample.waiting_by_reason == {("cpu", "Unschedulable"): 1}
+
+
+def test_a_run_whose_pod_never_started_in_its_last_attempt_is_recorded_failed_with_why(
+    tmp_path: Path,
+) -> None:
+    store = store_with(tmp_path, {})
+    jobs = [waiting_job("j1-a3", SCREEN[0], attempt=3, failed=True)]
+    restarts, lost = stuck_runs("quickstart", look(store, jobs), jobs, NOW, SETTINGS)
+    assert restarts == ()
+    (run,) = lost
+    assert run.record.status == "failed"
+    assert "attempt 3 of 3" in run.record.reason and "before a pod started" in run.record.reason
+
+
+def test_a_job_queued_by_kueue_is_never_replaced(tmp_path: Path) -> None:
+    manifest = job("j1", run_id=SCREEN[0])
+    manifest["status"] = {}
+    manifest["spec"] = {"suspend": True}
+    jobs = [job_state(manifest)]
+    assert jobs[0].why_waiting.startswith("Queued")
+    later = datetime(2026, 1, 3, tzinfo=UTC)
+    assert stuck_runs(
+        "quickstart", look(store_with(tmp_path, {}), jobs), jobs, later, SETTINGS
+    ) == (
+        (),
+        (),
+    )
