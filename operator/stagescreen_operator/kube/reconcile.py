@@ -29,11 +29,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
+
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.outcomes.status import ENDED, StatusCondition, StudyStatus, study_conditions
 from stagescreen.planning.cost import RUN_OVERHEAD_S
 from stagescreen.planning.results import failure_record
 from stagescreen.storage.keys import StudyKeys
+from stagescreen.storage.ownership import claim_folder
 from stagescreen.storage.publish import publish_record, publish_spec
 from stagescreen.storage.store import Store
 from stagescreen.study.spec import GROUP, Study
@@ -69,6 +72,7 @@ class Resource:
     uid: str = ""
     generation: int | None = None
     status: Mapping[str, Any] = field(default_factory=dict)
+    adopt: str | None = None  # its stagescreen.dev/adopt annotation (storage.ownership.ADOPT)
 
 
 @dataclass
@@ -159,6 +163,12 @@ def reconcile(
     emit and the metric sample. The study's pools are completed from the cluster's
     (`Settings.pools`) before anything is built."""
     study = with_cluster_pools(study, settings.pools)
+    ran = bool(resource.status.get("stages"))  # ran here before its folder had an owner file
+    refusal = claim_folder(
+        store, study, uid=resource.uid, adopt=resource.adopt, resumed=ran, now=now
+    )
+    if refusal is not None:  # another study's folder: nothing of it read, nothing created
+        return refused(study, resource, refusal, now)
     keys = StudyKeys(study.metadata.name)
     if not store.exists(keys.spec()):
         publish_spec(store, study)
@@ -200,6 +210,41 @@ def reconcile(
     for job in done.creates:
         cluster.create_job(job)
     return done
+
+
+def refused(study: Study, resource: Resource, message: str, now: datetime) -> Plan:
+    """The plan of a study refused its storage folder (`claim_folder`): Failed, saying why
+    and the ways out; no Job, no record, no event but the study's failure."""
+    earlier = [StatusCondition.model_validate(c) for c in resource.status.get("conditions") or []]
+    conditions = study_conditions(
+        "Failed",
+        message,
+        stalled=None,
+        previous=earlier,
+        now=now.isoformat(timespec="seconds"),
+        reason="StorageFolderTaken",
+    )
+    status = StudyStatus(
+        phase="Failed",
+        message=message,
+        conditions=conditions,
+        observed_generation=resource.generation,
+    )
+    changed = resource.status.get("phase") != "Failed"
+    events = (Event("Warning", "StudyFailed", message),) if changed else ()
+    sample = StudySample(
+        namespace=resource.namespace,
+        study=study.metadata.name,
+        spec=study.spec,
+        status=status,
+        results=pd.DataFrame(),
+        records={},
+        new=frozenset(),
+        pending_by_pool={},
+        longest_running_s=0,
+        failed_analyses=(),
+    )
+    return Plan(status.model_dump(mode="json", exclude_none=True), events, (), (), sample)
 
 
 def running_runs(jobs: Sequence[JobState]) -> frozenset[str]:
