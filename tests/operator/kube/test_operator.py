@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from seaweed import S3Bucket
 
 from stagescreen.storage.keys import StudyKeys
+from stagescreen.storage.ownership import ADOPT
 from stagescreen.storage.store import open_store
 from stagescreen.study.parse import parse_study
 from stagescreen_operator.corpus import corpus_for
@@ -404,8 +405,9 @@ def test_an_operator_restarted_mid_study_finishes_it_with_the_same_runs(
     assert len([r for r in runs_ended(cluster) if r.startswith("confirm-")]) == 4
 
 
-OTHER_LEVELS = STUDY.replace("{{name: MATRIX_LR, code: B, low: 0.02, high: 0.06}}",
-                             "{{name: MATRIX_LR, code: B, low: 0.02, high: 0.08}}")  # fmt: skip
+OTHER_LEVELS = STUDY.replace(
+    "MATRIX_LR, code: B, low: 0.02, high: 0.06", "MATRIX_LR, code: B, low: 0.02, high: 0.08"
+)
 
 
 def test_a_study_re_created_under_its_name_reads_the_old_runs_only_when_it_adopts_them(
@@ -415,16 +417,17 @@ def test_a_study_re_created_under_its_name_reads_the_old_runs_only_when_it_adopt
     the folder and the ways out, and reads nothing of the old one (no run counted, no Job).
     The same spec with `stagescreen.dev/adopt: "<old uid>"` takes the old runs over and ends
     Succeeded without a new Job."""
-    from stagescreen.storage.ownership import ADOPT
-
     store = open_store(cluster.s3.uri("studies"))
     keys = StudyKeys("tiny")
     folder = f"storage folder {cluster.s3.uri('studies/tiny')}/"
 
+    def gone() -> bool:
+        listed = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)
+        return not listed["items"]
+
     def delete() -> None:
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "tiny")
-        wait_for(lambda: not cluster.custom.list_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, PLURAL)["items"], "the study deleted")  # fmt: skip
+        wait_for(gone, "the study deleted")
 
     def apply(template: str, annotations: dict[str, str] | None = None) -> str:
         body = yaml.safe_load(study_text(template, cluster.s3))
