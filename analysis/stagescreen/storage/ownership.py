@@ -87,11 +87,13 @@ class SpecHash:
     whole: str
     parts: dict[str, str]
 
-    def difference(self, parts: dict[str, str]) -> str | None:
-        """Which run-defining parts differ from `parts` ("differs in spec.factors, ..."), or
-        None when none does."""
-        paths = [f"spec.{part}" for part in RUN_DEFINING if self.parts.get(part) != parts.get(part)]
-        return "differs in " + ", ".join(paths) if paths else None
+    def difference(self, other: SpecHash) -> str | None:
+        """None when `other` is the same spec, else which run-defining parts differ
+        ("differs in spec.factors, ...")."""
+        if other.whole == self.whole:
+            return None
+        paths = [f"spec.{p}" for p in RUN_DEFINING if self.parts.get(p) != other.parts.get(p)]
+        return "differs in " + (", ".join(paths) or "its run-defining parts")
 
 
 def spec_hash(spec: StudySpec) -> SpecHash:
@@ -148,14 +150,14 @@ def decide(found: Found, claimant: Claimant, *, folder: str, now: str) -> Verdic
         if found.broken_spec is not None:
             return Verdict(refusal=_refusal(claimant, f"{where} {found.broken_spec}"))
         assert found.stored is not None
-        differ = spec.difference(found.stored.parts)
+        differ = spec.difference(found.stored)
         if not differ:
             return Verdict(write=fresh)
         held = f"{where} holds the runs of an earlier study of this name whose spec {differ}"
         return Verdict(refusal=_refusal(claimant, held))
-    differ = spec.difference(owner.spec_parts)
+    differ = spec.difference(SpecHash(owner.spec_hash, owner.spec_parts))
     if owner.uid == claimant.uid:
-        if owner.spec_hash == spec.whole:
+        if not differ:
             return Verdict()
         if claimant.uid is not None:  # the same ScreeningStudy, its spec updated in place
             return Verdict(
