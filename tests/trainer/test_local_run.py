@@ -195,6 +195,33 @@ def test_run_rejects_a_bad_device_and_store_before_any_work(tmp_path: Path) -> N
     assert bad_store.exit_code == 2 and "--store='ftp://somewhere'" in bad_store.output
 
 
+def test_run_refuses_a_folder_holding_another_spec_before_any_work(tmp_path: Path) -> None:
+    """Rerunning a study resumes it; the same name with other levels into the same --store
+    would mix two specs' runs, so it is refused, naming the folder and the ways out."""
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    from stagescreen.storage.ownership import claim_folder
+    from stagescreen.study.parse import load_study, parse_study
+    from stagescreen_operator.cli import app
+
+    quickstart = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
+    study = load_study(quickstart)
+    document = study.model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["spec"]["factors"][0]["high"] += 1
+    store = LocalStore(tmp_path / "store")
+    assert claim_folder(store, parse_study(document), uid=None, now=datetime.now(UTC)) is None
+    before = store.list()
+    refused = CliRunner().invoke(app, ["run", str(quickstart), "--store", str(store.root)])
+    assert refused.exit_code == 2, refused.output
+    said = " ".join(refused.output.split())
+    assert f"storage folder {store.uri(study.metadata.name)}/ holds the runs" in said
+    assert "differs in spec.factors" in said
+    assert "another --store" in said and "another metadata.name" in said
+    assert store.list() == before  # nothing written: no spec, no corpus, no run
+
+
 def test_a_study_on_s3_killed_mid_run_resumes_to_the_same_runs(
     quickstart: Prepared,
     uninterrupted: Path,

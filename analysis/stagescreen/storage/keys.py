@@ -14,6 +14,7 @@ TEMP_PREFIX = ".stagescreen-tmp-"
 
 # Object names inside a run's and a stage's folder (docs/architecture.md "Storage").
 SPEC = "spec.yaml"
+OWNER = "owner.json"
 MANIFEST = "manifest.json"
 RESULT = "result.json"
 CURVE = "curve.parquet"
@@ -78,6 +79,10 @@ class StudyKeys:
 
     def spec(self) -> str:
         return f"{self.study}/{SPEC}"
+
+    def owner(self) -> str:
+        """Which study owns the folder (`stagescreen.storage.ownership`)."""
+        return f"{self.study}/{OWNER}"
 
     def manifest(self) -> str:
         return f"{self.study}/{MANIFEST}"

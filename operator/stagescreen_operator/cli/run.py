@@ -55,7 +55,10 @@ def run(
 
     Example: stagescreen run examples/quickstart.yaml --workers 2
     """
+    from datetime import UTC, datetime
+
     from stagescreen.storage.keys import StoreError
+    from stagescreen.storage.ownership import claim_folder
     from stagescreen.storage.store import open_store
     from stagescreen_operator.corpus import corpus_for
     from stagescreen_operator.local.executor import LocalExecutor
@@ -68,8 +71,11 @@ def run(
     root, endpoint = (store, None) if store else _storage(study)
     try:
         opened = open_store(root, endpoint_url=endpoint)
+        refusal = claim_folder(opened, study, uid=None, now=datetime.now(UTC))
     except StoreError as error:
         raise fail(f"--store={root!r}: {error}") from None
+    if refusal is not None:  # another spec's runs: nothing of the folder is read
+        raise fail(f"--store={root!r}: {refusal}")
     gpus = _visible_gpus() if device == "cuda" else []
     if device == "cuda" and not gpus:
         raise fail("--device=cuda: no CUDA device is visible; use --device cpu")

@@ -30,6 +30,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
+from stagescreen.storage.ownership import ADOPT
 from stagescreen.study.parse import parse_resource
 from stagescreen.study.spec import GROUP, VERSION, SpecError
 from stagescreen_operator.kube.admission import admission_problems
@@ -222,6 +223,7 @@ def _reconcile_once(
         uid=meta.get("uid", ""),
         generation=meta.get("generation"),
         status=previous,
+        adopt=(meta.get("annotations") or {}).get(ADOPT),
     )
     done = reconcile(
         parsed,

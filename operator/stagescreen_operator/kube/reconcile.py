@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from kubernetes.client.rest import ApiException
 
 from stagescreen.outcomes.model import StageOutcome
@@ -37,6 +38,7 @@ from stagescreen.outcomes.status import ENDED, StatusCondition, StudyStatus, stu
 from stagescreen.planning.cost import RUN_OVERHEAD_S
 from stagescreen.planning.results import failure_record
 from stagescreen.storage.keys import StudyKeys
+from stagescreen.storage.ownership import claim_folder
 from stagescreen.storage.publish import publish_record, publish_spec
 from stagescreen.storage.store import Store
 from stagescreen.study.spec import GROUP, Study
@@ -73,6 +75,7 @@ class Resource:
     uid: str = ""
     generation: int | None = None
     status: Mapping[str, Any] = field(default_factory=dict)
+    adopt: str | None = None  # its stagescreen.dev/adopt annotation (storage.ownership.ADOPT)
 
 
 @dataclass
@@ -217,6 +220,12 @@ def reconcile(
     emit and the metric sample. The study's pools are completed from the cluster's
     (`Settings.pools`) before anything is built."""
     study = with_cluster_pools(study, settings.pools)
+    ran = bool(resource.status.get("stages"))  # ran here before its folder had an owner file
+    refusal = claim_folder(
+        store, study, uid=resource.uid, adopt=resource.adopt, resumed=ran, now=now
+    )
+    if refusal is not None:  # another study's folder: nothing of it read, nothing created
+        return refused_folder(study, resource, refusal, now)
     keys = StudyKeys(study.metadata.name)
     if not store.exists(keys.spec()):
         publish_spec(store, study)
@@ -280,14 +289,14 @@ def reconcile(
                 raise
             for made in created:  # nothing half-created: the batch goes as a whole
                 cluster.delete_job(resource.namespace, made)
-            return refused(done, name, _api_message(error), now=now)
+            return refused_job(done, name, _api_message(error), now=now)
         created.append(name)
     for name in done.deletes:
         cluster.delete_job(resource.namespace, name)
     return done
 
 
-def refused(done: Plan, job: str, message: str, *, now: datetime) -> Plan:
+def refused_job(done: Plan, job: str, message: str, *, now: datetime) -> Plan:
     """The plan after the API server refused to create `job`: nothing created, the study
     Failed with the API's message (retrying the same manifest cannot succeed; a new spec
     or a fixed cluster policy, then a change to the study, can)."""
@@ -315,6 +324,42 @@ def _api_message(error: ApiException) -> str:
         return str(json.loads(error.body or "")["message"])
     except (TypeError, ValueError, KeyError):
         return f"{error.status} {error.reason}"
+
+
+def refused_folder(study: Study, resource: Resource, message: str, now: datetime) -> Plan:
+    """The plan of a study refused its storage folder (`claim_folder`): Failed, saying why
+    and the ways out; no Job, no record, no event but the study's failure."""
+    earlier = [StatusCondition.model_validate(c) for c in resource.status.get("conditions") or []]
+    conditions = study_conditions(
+        "Failed",
+        message,
+        stalled=None,
+        previous=earlier,
+        now=now.isoformat(timespec="seconds"),
+        reason="StorageFolderTaken",
+    )
+    status = StudyStatus(
+        phase="Failed",
+        message=message,
+        conditions=conditions,
+        observed_generation=resource.generation,
+    )
+    changed = resource.status.get("phase") != "Failed"
+    events = (Event("Warning", "StudyFailed", message),) if changed else ()
+    sample = StudySample(
+        namespace=resource.namespace,
+        study=study.metadata.name,
+        spec=study.spec,
+        status=status,
+        results=pd.DataFrame(),
+        records={},
+        new=frozenset(),
+        pending_by_pool={},
+        waiting_by_reason={},
+        longest_running_s=0,
+        failed_analyses=(),
+    )
+    return Plan(status.model_dump(mode="json", exclude_none=True), events, (), (), sample)
 
 
 def running_runs(jobs: Sequence[JobState]) -> frozenset[str]:

@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+import yaml
 from binaries import Tool
 from kube_cluster import (
     GROUP,
@@ -20,6 +21,7 @@ from kube_cluster import (
     Cluster,
     operator,
     runs_ended,
+    study_text,
     text_of,
     wait_for,
 )
@@ -27,6 +29,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from stagescreen.storage.keys import StudyKeys
+from stagescreen.storage.ownership import ADOPT
 from stagescreen.storage.store import open_store
 from stagescreen_operator.kube.cluster import CALLS, CRD_CALLS, KOPF_CALLS
 
@@ -215,3 +218,70 @@ def test_an_operator_restarted_mid_study_finishes_it_with_the_same_runs(
         f"screen-{c}-30s-s1-cpu" for c in ("c01", "c02", "c03", "c04")
     }
     assert len([r for r in runs_ended(cluster) if r.startswith("confirm-")]) == 4
+
+
+OTHER_LEVELS = STUDY.replace(
+    "MATRIX_LR, code: B, low: 0.02, high: 0.06", "MATRIX_LR, code: B, low: 0.02, high: 0.08"
+)
+
+
+def test_a_study_re_created_under_its_name_reads_the_old_runs_only_when_it_adopts_them(
+    cluster: Cluster,
+) -> None:
+    """Delete a finished study and apply the same name with other levels: it fails, naming
+    the folder and the ways out, and reads nothing of the old one (no run counted, no Job).
+    The same spec with `stagescreen.dev/adopt: "<old uid>"` takes the old runs over and ends
+    Succeeded without a new Job."""
+    store = open_store(cluster.s3.uri("studies"))
+    keys = StudyKeys("tiny")
+    folder = f"storage folder {cluster.s3.uri('studies/tiny')}/"
+
+    def gone() -> bool:
+        listed = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)
+        return not listed["items"]
+
+    def delete() -> None:
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "tiny")
+        wait_for(gone, "the study deleted")
+
+    def apply(template: str, annotations: dict[str, str] | None = None) -> str:
+        body = yaml.safe_load(study_text(template, cluster.s3))
+        body["metadata"]["annotations"] = annotations or {}
+        created = cluster.custom.create_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, body
+        )
+        return str(created["metadata"]["uid"])
+
+    with operator() as running:
+        first = apply(STUDY)
+        assert cluster.wait("tiny", {"Succeeded", "Failed", "Degraded"})["phase"] == "Succeeded"
+        records = runs_ended(cluster)
+        outcome = store.get_json(keys.stage("confirm", "outcome.json"))
+        delete()
+        second = apply(OTHER_LEVELS)
+        assert second != first  # a re-created study is another object
+        status = cluster.wait("tiny", {"Succeeded", "Failed", "Degraded", "Running"})
+        assert status["phase"] == "Failed", status
+        message = " ".join(status["message"].split())
+        assert message.startswith(folder), message
+        assert f"uid {first}" in message and "differs in spec.factors" in message
+        assert "another metadata.name or spec.storage.s3.prefix" in message
+        assert not status.get("runs", {}).get("total") and not status.get("stages"), status
+        failed = next(c for c in status["conditions"] if c["type"] == "Degraded")
+        assert failed["reason"] == "StorageFolderTaken"
+        delete()
+        apply(STUDY)  # the old spec, not adopted: refused, saying how to adopt
+        status = cluster.wait("tiny", {"Succeeded", "Failed", "Degraded", "Running"})
+        assert status["phase"] == "Failed", status
+        assert f'{ADOPT}: "{first}"' in " ".join(status["message"].split())
+        delete()
+        third = apply(STUDY, {ADOPT: first})
+        status = cluster.wait("tiny", {"Succeeded", "Failed", "Degraded"})
+    assert running.exception is None, running.output
+    assert status["phase"] == "Succeeded", status
+    assert status["progress"] == "8/8"
+    assert len(cluster.job_creations()) == 8 + 2  # the first study's Jobs only
+    assert runs_ended(cluster) == records  # the old runs, nothing added or rewritten
+    assert store.get_json(keys.stage("confirm", "outcome.json")) == outcome
+    owner = store.get_json(keys.owner())
+    assert (owner["uid"], owner["adopted_from"]) == (third, first)

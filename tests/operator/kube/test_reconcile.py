@@ -12,17 +12,21 @@ import pytest
 
 from stagescreen.statistics import synthetic
 from stagescreen.storage.keys import RESULT, StudyKeys
+from stagescreen.storage.ownership import ADOPT, claim_folder
 from stagescreen.storage.store import Store, open_store
 from stagescreen.study.parse import load_study
 from stagescreen_operator.kube.reconcile import (
     ANNOUNCED,
+    Cache,
     Event,
     JobState,
+    Plan,
     Resource,
     failed_analyses,
     job_state,
     lost_runs,
     plan,
+    reconcile,
     running_runs,
     stuck_runs,
 )
@@ -383,3 +387,43 @@ def test_a_job_queued_by_kueue_is_never_replaced(tmp_path: Path) -> None:
         (),
         (),
     )
+
+
+class NoCluster:
+    """A cluster a refused reconcile must not touch."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"a refused study called cluster.{name}")
+
+
+def test_a_study_refused_its_folder_fails_saying_why_and_reads_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    store = store_with(tmp_path, {"screen-c01-10s-s1-cpu": "succeeded"})
+    assert claim_folder(store, STUDY, uid="u-old", now=NOW) is None
+    before = {key: store.get_bytes(key) for key in store.list()}
+    cache = Cache()
+
+    def once(status: dict[str, Any]) -> Plan:
+        return reconcile(
+            STUDY,
+            Resource(namespace="ml", uid="u-new", status=status),
+            cluster=NoCluster(),  # type: ignore[arg-type]
+            store=store,
+            cache=cache,
+            settings=SETTINGS,
+            now=NOW,
+        )
+
+    done = once({})
+    assert done.status["phase"] == "Failed"
+    assert done.status["message"].startswith(f"storage folder {store.uri('quickstart')}/ ")
+    assert f'{ADOPT}: "u-old"' in done.status["message"]
+    degraded = next(c for c in done.status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "StorageFolderTaken")
+    assert [(e.type, e.reason) for e in done.events] == [("Warning", "StudyFailed")]
+    assert (done.creates, done.annotate) == ((), ())
+    assert done.status["runs"]["total"] == 0 and not done.sample.records
+    assert not cache.records and not cache.outcomes
+    assert {key: store.get_bytes(key) for key in store.list()} == before  # nothing written
+    assert once(done.status).events == ()  # announced once
