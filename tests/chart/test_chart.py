@@ -129,6 +129,10 @@ def test_the_default_install_works_in_its_own_namespace_and_nowhere_else(helm: T
         ("Role", "stagescreen-analysis", "stagescreen"),
         ("RoleBinding", "stagescreen-analysis", "stagescreen"),
     }
+    role = next(
+        d for d in documents if d["kind"] == "Role" and d["metadata"]["name"].endswith("-operator")
+    )
+    assert grants(role["rules"]) == CALLS | KOPF_CALLS | OWNER_CALLS
     webhook = next(d for d in documents if d["kind"] == "ValidatingWebhookConfiguration")
     selector = webhook["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]
     assert (selector["key"], selector["values"]) == ("kubernetes.io/metadata.name", ["stagescreen"])
