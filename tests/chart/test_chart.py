@@ -1,12 +1,15 @@
 """The Helm chart: lint, every documented mode renders manifests valid for a current
-Kubernetes, the CRD is the generated one, and the RBAC grants exactly what the operator calls."""
+Kubernetes, the CRD is the generated one, the RBAC grants exactly what the operator calls, and
+the webhook can neither wedge the operator nor be installed with a CA nobody knows."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import celpy
 import kubernetes_validate
 import pytest
 import yaml
@@ -18,9 +21,19 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "stagescreen"
 K8S = "1.33.0"
 MODES = {
-    "cluster-wide": [],
+    "default": [],
+    "cluster-wide": ["--set", "clusterWide=true", "--set", "studyNamespaces={ml}"],
     "namespaced": ["--set", "watchNamespaces={ml,research}"],
     "webhook-off": ["--set", "webhook.enabled=false"],
+    "cert-manager": ["--set", "webhook.certManager.enabled=true"],
+    "cert-manager-issuer": [
+        "--set", "webhook.certManager.enabled=true",
+        "--set", "webhook.certManager.issuerRef.name=platform-ca",
+        "--set", "webhook.certManager.issuerRef.kind=ClusterIssuer",
+    ],
+    "existing-tls": [
+        "--set", "webhook.existingTLSSecret=webhook-tls", "--set", "webhook.caBundle=Q0E=",
+    ],
     "monitoring": [
         "--set", "monitoring.serviceMonitor.enabled=true",
         "--set", "monitoring.prometheusRule.enabled=true",
@@ -28,6 +41,8 @@ MODES = {
     ],
 }  # fmt: skip
 MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}  # CRDs of prometheus-operator
+CERT_MANAGER_KINDS = {"Certificate", "Issuer"}
+OPERATOR = "system:serviceaccount:stagescreen:stagescreen"  # who the operator's requests are
 
 
 def render(helm: Tool, *options: str) -> list[dict[str, Any]]:
@@ -48,6 +63,9 @@ def test_every_mode_renders_manifests_a_current_kubernetes_accepts(mode: str, he
         if doc["kind"] in MONITORING_KINDS:
             assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]
             continue
+        if doc["kind"] in CERT_MANAGER_KINDS:
+            assert doc["apiVersion"] == "cert-manager.io/v1" and doc["spec"]
+            continue
         kubernetes_validate.validate(doc, K8S, strict=True)
     assert ("ValidatingWebhookConfiguration" in kinds) == (mode != "webhook-off")
     assert ("PrometheusRule" in kinds) == (mode == "monitoring")
@@ -64,7 +82,8 @@ def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 
 def test_cluster_wide_rbac_grants_exactly_what_the_operator_calls(helm: Tool) -> None:
-    roles = {doc["metadata"]["name"]: doc for doc in render(helm) if doc["kind"] == "ClusterRole"}
+    documents = render(helm, *MODES["cluster-wide"])
+    roles = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "ClusterRole"}
     assert grants(roles["stagescreen-operator"]["rules"]) == CALLS | KOPF_CALLS | OWNER_CALLS
     assert grants(roles["stagescreen-crd-reader"]["rules"]) == CRD_CALLS
     assert all("*" not in str(role["rules"]) for role in roles.values())
@@ -83,6 +102,69 @@ def test_namespaced_rbac_is_a_role_per_watched_namespace(helm: Tool) -> None:
     assert [doc["metadata"]["name"] for doc in documents if doc["kind"] == "ClusterRole"] == [
         "stagescreen-crd-reader"
     ]
+
+
+def test_the_default_install_works_in_its_own_namespace_and_nowhere_else(helm: Tool) -> None:
+    """Namespaced by default: the operator watches the release namespace, may create Jobs
+    only there, and the analysis Jobs' ServiceAccount and Role are there too."""
+    documents = render(helm)
+    deployment = next(doc for doc in documents if doc["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=stagescreen"]
+    cluster_roles = [doc for doc in documents if doc["kind"] == "ClusterRole"]
+    assert [role["metadata"]["name"] for role in cluster_roles] == ["stagescreen-crd-reader"]
+    assert not any(
+        verb == "create" for role in cluster_roles for _, _, verb in grants(role["rules"])
+    )
+    placed = {
+        (doc["kind"], doc["metadata"]["name"], doc["metadata"].get("namespace"))
+        for doc in documents
+        if doc["kind"] in ("Role", "RoleBinding", "ServiceAccount")
+    }
+    assert placed == {
+        ("ServiceAccount", "stagescreen", "stagescreen"),
+        ("ServiceAccount", "stagescreen-analysis", "stagescreen"),
+        ("Role", "stagescreen-operator", "stagescreen"),
+        ("RoleBinding", "stagescreen-operator", "stagescreen"),
+        ("Role", "stagescreen-analysis", "stagescreen"),
+        ("RoleBinding", "stagescreen-analysis", "stagescreen"),
+    }
+    role = next(
+        d for d in documents if d["kind"] == "Role" and d["metadata"]["name"].endswith("-operator")
+    )
+    assert grants(role["rules"]) == CALLS | KOPF_CALLS | OWNER_CALLS
+    webhook = next(d for d in documents if d["kind"] == "ValidatingWebhookConfiguration")
+    selector = webhook["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]
+    assert (selector["key"], selector["values"]) == ("kubernetes.io/metadata.name", ["stagescreen"])
+
+
+def test_every_watched_namespace_gets_the_analysis_service_account(helm: Tool) -> None:
+    documents = render(helm, *MODES["namespaced"])
+    accounts = [
+        doc["metadata"]["namespace"]
+        for doc in documents
+        if doc["kind"] == "ServiceAccount" and doc["metadata"]["name"] == "stagescreen-analysis"
+    ]
+    assert sorted(accounts) == ["ml", "research"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--set", "clusterWide=true", "--set", "watchNamespaces={ml}"], "leave watchNamespaces"),
+        (["--set", "studyNamespaces={ml}"], "studyNamespaces is for clusterWide: true"),
+        (["--set", "webhook.caBundle=Q0E="], "set both, or neither"),
+        (
+            ["--set", "webhook.certManager.enabled=true", "--set", "webhook.existingTLSSecret=x"],
+            "cert-manager writes the webhook's Secret",
+        ),
+    ],
+)
+def test_values_that_contradict_each_other_fail_the_render(
+    options: list[str], message: str, helm: Tool
+) -> None:
+    done = helm("template", "stagescreen", str(CHART), *options, check=False)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
 
 
 def test_analysis_jobs_may_only_read_and_write_a_study_status(helm: Tool) -> None:
@@ -138,3 +220,115 @@ def test_the_cluster_pools_reach_the_operator(helm: Tool) -> None:
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert json.loads(env["STAGESCREEN_POOLS"]) == [{"name": "a100", "queueName": "gpus"}]
+
+
+# --- the webhook ---------------------------------------------------------------------------
+
+
+def webhook_of(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    config = next(d for d in documents if d["kind"] == "ValidatingWebhookConfiguration")
+    return dict(config["webhooks"][0])
+
+
+def called(webhook: dict[str, Any], operation: str, user: str, old: Any, new: Any) -> bool:
+    """Whether the API server calls the webhook for this request: every matchCondition
+    evaluated for real (CEL), as the API server does before calling."""
+    env = celpy.Environment()
+    review = {
+        "request": {"operation": operation, "userInfo": {"username": user}},
+        "object": {"metadata": {"name": "s"}, "spec": new},
+        "oldObject": None if old is None else {"metadata": {"name": "s"}, "spec": old},
+    }
+    activation = celpy.json_to_cel(review)
+    return all(
+        bool(env.program(env.compile(condition["expression"])).evaluate(activation))
+        for condition in webhook["matchConditions"]
+    )
+
+
+def test_the_webhook_judges_only_user_changes_to_spec(helm: Tool) -> None:
+    """kopf's finalizer and annotation patches leave spec alone, the status subresource is not
+    in the rules, and the operator's own account is never judged: a webhook that is down
+    blocks users, never the operator."""
+    webhook = webhook_of(render(helm))
+    assert webhook["rules"][0]["resources"] == ["screeningstudies"]  # not screeningstudies/status
+    assert webhook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    spec, changed = {"seeds": [1]}, {"seeds": [1, 2]}
+    assert called(webhook, "CREATE", "jane", None, spec)
+    assert called(webhook, "UPDATE", "jane", spec, changed)
+    assert not called(webhook, "UPDATE", "jane", spec, spec)  # labels, annotations, finalizers
+    assert not called(webhook, "UPDATE", OPERATOR, spec, spec)  # kopf's bookkeeping
+    assert not called(webhook, "UPDATE", OPERATOR, spec, changed)
+    assert not called(webhook, "CREATE", OPERATOR, None, spec)
+
+
+def test_the_generated_certificate_the_ca_bundle_and_the_pod_agree(helm: Tool) -> None:
+    """Without a cluster to read (helm template, Argo CD) every render makes a new CA: the
+    Secret, the caBundle and the pod's checksum all come from the same one, so a new
+    certificate restarts the pod and the API server trusts what it serves."""
+    checksums = set()
+    for _ in range(2):
+        documents = render(helm)
+        secret = next(d for d in documents if d["kind"] == "Secret")
+        assert webhook_of(documents)["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+        deployment = next(d for d in documents if d["kind"] == "Deployment")
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        digest = hashlib.sha256(
+            json.dumps(secret["data"], separators=(",", ":"), sort_keys=True).encode()
+        )
+        assert annotations["checksum/webhook-tls"] == digest.hexdigest()[:16]
+        checksums.add(annotations["checksum/webhook-tls"])
+    assert len(checksums) == 2  # a new certificate: a new pod
+
+
+def test_an_existing_secret_the_render_cannot_read_fails_naming_the_ways_out(
+    helm: Tool,
+) -> None:
+    done = helm(
+        "template", "stagescreen", str(CHART), "--set", "webhook.existingTLSSecret=tls", check=False
+    )
+    assert done.returncode != 0
+    for way_out in ("webhook.caBundle", "webhook.certManager.enabled=true", "helm install"):
+        assert way_out in done.stderr, done.stderr
+    documents = render(helm, *MODES["existing-tls"])
+    assert webhook_of(documents)["clientConfig"]["caBundle"] == "Q0E="
+    assert not any(d["kind"] == "Secret" for d in documents)  # the user's Secret is theirs
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]
+    assert "checksum/webhook-tls" in pod["metadata"]["annotations"]
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == "webhook-tls"
+
+
+@pytest.mark.parametrize("mode", ["cert-manager", "cert-manager-issuer"])
+def test_cert_manager_issues_the_certificate_and_injects_its_ca(mode: str, helm: Tool) -> None:
+    documents = render(helm, *MODES[mode])
+    config = next(d for d in documents if d["kind"] == "ValidatingWebhookConfiguration")
+    annotations = config["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == "stagescreen/stagescreen-webhook"
+    assert "caBundle" not in config["webhooks"][0]["clientConfig"]  # cert-manager fills it
+    assert not any(d["kind"] == "Secret" for d in documents)
+    certificate = next(d for d in documents if d["kind"] == "Certificate")
+    assert certificate["metadata"]["name"] == "stagescreen-webhook"
+    assert certificate["spec"]["secretName"] == "stagescreen-webhook-tls"
+    assert "stagescreen-webhook.stagescreen.svc" in certificate["spec"]["dnsNames"]
+    issuers = [d for d in documents if d["kind"] == "Issuer"]
+    issuer = certificate["spec"]["issuerRef"]
+    if mode == "cert-manager":
+        assert [i["spec"] for i in issuers] == [{"selfSigned": {}}]
+        assert issuer == {
+            "name": issuers[0]["metadata"]["name"],
+            "kind": "Issuer",
+            "group": "cert-manager.io",
+        }
+    else:
+        assert not issuers
+        assert issuer == {
+            "name": "platform-ca",
+            "kind": "ClusterIssuer",
+            "group": "cert-manager.io",
+        }
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == "stagescreen-webhook-tls"

@@ -49,6 +49,7 @@ import aiohttp.web
 import attrs
 import kmock
 import yaml
+from admission_chain import AdmissionChain
 from builtin_validation import invalid_fields
 from kmock._internal import enums, rendering
 
@@ -92,6 +93,11 @@ class ApiServer(kmock.KubernetesEmulator):
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _columns: dict[kmock.resource, list[Obj]] = attrs.field(factory=dict, init=False)
     _custom: set[kmock.resource] = attrs.field(factory=set, init=False)
+    # Validating webhooks called on writes (admission_chain.py), with this server's patching.
+    admission: AdmissionChain = attrs.field(
+        default=attrs.Factory(lambda s: AdmissionChain(s, _merge, _json_patch), takes_self=True),
+        init=False,
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -159,6 +165,7 @@ class ApiServer(kmock.KubernetesEmulator):
             return await super()._handle(request)
         try:
             self._fault(request)
+            await self.admission.admit(request)
             async with self._lock:
                 status, body = self._write(request)
         except kmock.KubernetesError as error:
