@@ -182,10 +182,12 @@ def test_the_circle_finder_finds_a_circle() -> None:
     assert import_circles(graph) == [["a", "b", "c"]]
 
 
-def test_the_spec_model_imports_only_the_designs() -> None:
+def test_the_spec_model_imports_only_the_designs_and_the_bounds() -> None:
     """The cross-section checks run in study.parse, so the model sits under nothing of ours
-    but the designs it builds."""
-    assert module_graph()["stagescreen.study.spec"] == {"stagescreen.design"}
+    but the designs it builds and the bounds on its sizes (which import nothing of ours)."""
+    graph = module_graph()
+    assert graph["stagescreen.study.spec"] == {"stagescreen.design", "stagescreen.study.bounds"}
+    assert graph["stagescreen.study.bounds"] == set()
 
 
 DISPATCHERS = {

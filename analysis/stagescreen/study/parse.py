@@ -17,7 +17,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from stagescreen.study.checks import cross_problems
+from stagescreen.study.bounds import TooLarge
+from stagescreen.study.checks import cross_problems, runs_problems
 from stagescreen.study.spec import (
     LENIENT,
     DesignSpec,
@@ -37,7 +38,10 @@ def parse_study(data: Any) -> Study:
 
     The one way a Study is made: each section validates itself in the model, then the
     checks across sections (`study.checks`, which consults the stage kinds) run here, so the
-    model module depends on nothing that depends on it.
+    model module depends on nothing that depends on it. A size over its bound
+    (`study.bounds`) is refused before anything it sizes is built, and then nothing else is
+    checked, so any spec is answered quickly; the runs of the whole study are counted last,
+    from a spec whose every part is known to be sound.
     """
     if not isinstance(data, Mapping):
         kind = type(data).__name__
@@ -46,11 +50,16 @@ def parse_study(data: Any) -> Study:
         study = Study.model_validate(data)
     except ValidationError as error:
         problems = _problems_from(error)
-        raise SpecError(problems + _cross_problems_of_parts(data.get("spec"), problems)) from None
+        if not _too_large(error):
+            problems += _cross_problems_of_parts(data.get("spec"), problems)
+        raise SpecError(_shortened(problems)) from None
     spec = study.spec
-    cross = cross_problems(spec.factors, spec.stages, spec.pools, spec.design, spec.trainer)
+    cross = cross_problems(
+        spec.factors, spec.stages, spec.pools, spec.design, spec.trainer
+    ) or runs_problems(spec)
     if cross:
-        raise SpecError([Problem(_path(("spec", *_split(sub))), message) for sub, message in cross])
+        found = [Problem(_path(("spec", *_split(sub))), message) for sub, message in cross]
+        raise SpecError(_shortened(found))
     return study
 
 
@@ -58,6 +67,32 @@ def parse_resource(body: Mapping[str, Any]) -> Study:
     """A validated Study from a ScreeningStudy object as the API server or kopf hands it over:
     the status and what the server adds to the object are not the study's to validate."""
     return parse_study({key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")})
+
+
+SHOWN = 1000
+"""Characters of a problem's path or message kept, and (`SHOWN_VALUE`) of a bad value it
+echoes: a value shown in full (a 1 MiB string) would make the answer as large as the spec."""
+SHOWN_VALUE = 80
+
+
+def _short(text: str, keep: int = SHOWN) -> str:
+    """`text`, or its start and end around what was left out."""
+    if len(text) <= keep:
+        return text
+    tail = keep // 5
+    return f"{text[: keep - tail]}...({len(text) - keep} characters)...{text[-tail:]}"
+
+
+def _shortened(problems: list[Problem]) -> list[Problem]:
+    return [Problem(_short(problem.path), _short(problem.message)) for problem in problems]
+
+
+def _too_large(error: ValidationError) -> bool:
+    """Whether a size over its bound is among the errors: the parts are then not salvaged
+    and checked across, which would be the work the bound is there to avoid."""
+    return any(
+        isinstance((item.get("ctx") or {}).get("error"), TooLarge) for item in error.errors()
+    )
 
 
 def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
@@ -206,7 +241,7 @@ def _message(item: Any, loc: tuple[int | str, ...]) -> str:
     value = item.get("input")
     scalar = isinstance(value, str | int | float | bool) or value is None
     if scalar and f"(got {value!r})" not in message:
-        message += f" (got {value!r})"
+        message += f" (got {_short(repr(value), SHOWN_VALUE)})"
     return message
 
 
