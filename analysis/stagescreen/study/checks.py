@@ -330,11 +330,11 @@ def _check_supply(
     kind = KINDS.get(source.kind)
     supply = kind.supply(source, codes, screen_runs) if kind is not None else None
     if supply is None and source.select:
-        among = selection.among
-        if not set(among) <= roles[id(source)]:
+        wanted = selection.among
+        if not set(wanted) <= roles[id(source)]:
             return []  # the unknown role is reported on `among`
         supply = sum(
-            rule.picks for rule in source.select if not among or (rule.role or rule.rule) in among
+            rule.picks for rule in source.select if not wanted or (rule.role or rule.rule) in wanted
         )
     if supply is None or selection.k <= supply:
         return []
