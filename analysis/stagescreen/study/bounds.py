@@ -16,6 +16,8 @@ what would make validation or planning slow: any spec the API server would store
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 MAX_FACTORS = 16
 """Factors of a study (a resolution III fraction of 15 factors screens in 16 runs)."""
 
@@ -51,6 +53,18 @@ MAX_RUNS = 20_000
 """Runs of a study: every stage's most runs (conditions x budgets x seeds x pools) summed,
 priced by the stage kinds before any plan is made."""
 
+MAX_PROBLEMS = 100
+"""Problems listed for one spec: a spec with more (a map of 100,000 unknown keys) is refused
+naming its largest part, as listing every problem would cost more than checking the spec."""
+
+MAX_FILE_BYTES = 256 * 1024
+"""Bytes of a study file `stagescreen validate` reads (a real one is a few KiB; the paper's
+is 6 KiB)."""
+
+MAX_VALUES = 200_000
+"""Values of a study file once its YAML aliases are expanded: more than a file of
+`MAX_FILE_BYTES` can spell out, so only an alias bomb reaches it."""
+
 BOUNDS: dict[str, int] = {
     "factors per study": MAX_FACTORS,
     "conditions per design": MAX_DESIGN_RUNS,
@@ -62,8 +76,60 @@ BOUNDS: dict[str, int] = {
     "selection rules per stage": MAX_SELECTIONS,
     "fixed hyperparameters": MAX_HYPERPARAMETERS,
     "runs per study": MAX_RUNS,
+    "problems listed per spec": MAX_PROBLEMS,
+    "bytes per study file": MAX_FILE_BYTES,
 }
 """Every bound by what it counts, for the field reference (docs/spec.md)."""
+
+
+def largest_part(document: object, enough: int) -> tuple[tuple[int | str, ...], int]:
+    """The path and the number of entries of the first list or map in a parsed document
+    holding more than `enough` entries, else of its largest; found in one walk without
+    recursion (any depth is safe). A path is kept as a chain of (parent, key) links and
+    spelled out only for the part found."""
+    best: tuple[_Link, int] = (None, 0)
+    stack: list[tuple[_Link, object]] = [(None, document)]
+    while stack:
+        link, node = stack.pop()
+        if isinstance(node, dict):
+            entries: Iterable[tuple[object, object]] = node.items()
+        elif isinstance(node, list):
+            entries = enumerate(node)
+        else:
+            continue
+        if len(node) > best[1]:
+            best = (link, len(node))
+        if len(node) > enough:
+            break
+        for key, value in entries:
+            if isinstance(value, dict | list):
+                stack.append(((link, key if isinstance(key, int) else str(key)), value))
+    path: list[int | str] = []
+    link = best[0]
+    while link is not None:
+        link, key = link
+        path.append(key)
+    return tuple(reversed(path)), best[1]
+
+
+_Link = tuple["_Link", int | str] | None
+"""A path as (parent's path, key), so a walk need not copy a path for every part."""
+
+
+def count_values(document: object, cap: int) -> int:
+    """Values in a parsed document (every map entry, list item and scalar), counting a part
+    shared by YAML aliases each time it is used; the walk stops once past `cap`, so a
+    document that expands to billions of values costs no more than one of `cap`."""
+    count = 0
+    stack = [document]
+    while stack and count <= cap:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack += node.values()
+        elif isinstance(node, list):
+            stack += node
+    return count + len(stack)
 
 
 class TooLarge(ValueError):

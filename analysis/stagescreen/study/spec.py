@@ -466,18 +466,20 @@ class Selection(_Model):
         default="longest",
         description="Budget whose means rank the conditions: longest, or a budget such as 10m.",
     )
-    among: list[str] = Field(
+    among: Annotated[list[str], _at_most(MAX_SELECTIONS, "roles")] = Field(
         default_factory=list,
+        max_length=MAX_SELECTIONS,
         description=(
             "Rank only the source stage's anchors with these roles (e.g. [bridge] picks the "
             "best bridge point). Empty: all its conditions."
         ),
     )
-    factors: list[Code] = Field(
+    factors: Annotated[list[Code], _at_most(MAX_FACTORS, "factors")] = Field(
         default_factory=list,
+        max_length=MAX_FACTORS,
         description="For rule bridge: codes of the factors moved to their centre level.",
     )
-    levels: dict[Code, CodedLevel] = Field(
+    levels: Annotated[dict[Code, CodedLevel], _at_most(MAX_FACTORS, "factors")] = Field(
         default_factory=dict,
         description=(
             "For rule control: the predeclared condition, a coded level (-1, 0, +1) for "
@@ -573,7 +575,7 @@ class Stage(_Model):
             ),
         )
     )
-    fix: dict[Code, CodedLevel] = Field(
+    fix: Annotated[dict[Code, CodedLevel], _at_most(MAX_FACTORS, "factors")] = Field(
         default_factory=dict,
         description="For followup: factors held at a coded level, e.g. {D: -1}.",
     )
@@ -591,7 +593,7 @@ class Stage(_Model):
     max_runs: int | None = Field(
         default=None, ge=1, description="For greedy: runs per budget before the climb stops."
     )
-    start: dict[Code, CodedLevel] = Field(
+    start: Annotated[dict[Code, CodedLevel], _at_most(MAX_FACTORS, "factors")] = Field(
         default_factory=dict,
         description="For greedy: coded starting levels; factors not named start at -1.",
     )

@@ -207,6 +207,24 @@ OVER: list[tuple[str, Edit, str, str]] = [
         "got 100008",
     ),
     (
+        "a stage fixing 100,000 factors",
+        lambda s: s["stages"][0].update(fix={f"k{i}": 1 for i in range(100_000)}),
+        f"spec.stages[0].fix: at most {bounds.MAX_FACTORS} factors",
+        "got 100000",
+    ),
+    (
+        "100,000 unknown fields in a factor (one problem each)",
+        lambda s: s["factors"][0].update({f"f{i}": 1 for i in range(100_000)}),
+        f"spec.factors[0]: at most {bounds.MAX_PROBLEMS} problems per spec are listed",
+        "got 100000",
+    ),
+    (
+        "100,000 environment variables of the wrong type (one problem each)",
+        lambda s: s["trainer"].update(env={f"E{i}": [i] for i in range(100_000)}),
+        f"spec.trainer.env: at most {bounds.MAX_PROBLEMS} problems per spec are listed",
+        "holds 100000 entries",
+    ),
+    (
         "runs from many moderate sizes: 8 conditions x 8 budgets x 200 seeds x 2 pools",
         lambda s: (
             s["pools"].append({"name": "gpu", "gpus": 1}),
@@ -365,3 +383,53 @@ def test_the_crd_states_the_list_bounds_so_the_api_server_refuses_first() -> Non
     assert stage["budgets"]["maxItems"] == bounds.MAX_BUDGETS
     assert stage["pools"]["maxItems"] == bounds.MAX_POOLS
     assert stage["select"]["maxItems"] == bounds.MAX_SELECTIONS
+
+
+BILLION_LAUGHS = """\
+apiVersion: stagescreen.dev/v1alpha1
+kind: ScreeningStudy
+metadata: {name: laughs}
+spec:
+  a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+  e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+  f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+  g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+  h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+  i: [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+@pytest.mark.parametrize(
+    ("what", "text", "refusal"),
+    [
+        (
+            "a file of 2 MiB",
+            (ROOT / "examples" / "quickstart.yaml").read_text() + "#" * 2**21 + "\n",
+            f"(document): at most {bounds.MAX_FILE_BYTES} bytes per study file",
+        ),
+        (
+            "a billion values from nine aliases",
+            BILLION_LAUGHS,
+            f"(document): at most {bounds.MAX_VALUES} values per spec once its aliases",
+        ),
+        (
+            "lists nested 100,000 deep",
+            "spec: " + "[" * 100_000 + "]" * 100_000 + "\n",
+            "nest",  # libyaml: exceeded maximum nesting depth (1000); PyYAML: nested too deeply
+        ),
+    ],
+)
+def test_a_study_file_too_large_to_read_is_refused_at_once(
+    what: str, text: str, refusal: str
+) -> None:
+    def loaded() -> list[str]:
+        with pytest.raises(SpecError) as refused:
+            load_study(text)
+        return [str(problem) for problem in refused.value.problems]
+
+    problems, took = seconds(loaded)
+    assert took < SECOND, (what, took)
+    assert refusal in problems[0], (what, problems)
