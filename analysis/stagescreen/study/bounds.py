@@ -49,9 +49,11 @@ MAX_HYPERPARAMETERS = 64
 MAX_NAME = 64
 """Characters of a factor's name (a trainer variable)."""
 
-MAX_RUNS = 20_000
+MAX_RUNS = 10_000
 """Runs of a study: every stage's most runs (conditions x budgets x seeds x pools) summed,
-priced by the stage kinds before any plan is made."""
+priced by the stage kinds before any plan is made. 17 times the paper's; the controller
+re-plans every stage at each reconcile, which takes about a second per 5,000 runs of a
+paper-shaped study (measured on 2 busy cores), so this also bounds a reconcile."""
 
 MAX_PROBLEMS = 100
 """Problems listed for one spec: a spec with more (a map of 100,000 unknown keys) is refused

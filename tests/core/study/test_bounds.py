@@ -297,12 +297,12 @@ def test_huge_and_infinite_values_are_refused_at_once_without_echoing_them(
 def test_a_spec_as_large_as_the_bounds_allow_is_answered_at_once() -> None:
     """16 centred factors (3^16 level combinations for the trainer's checks), a chain of
     stages each picking best and worst from the one before (2^31 walks of its anchors'
-    roles, once), 300 seeds on a stage, near the runs' bound: valid, and judged in well under
+    roles, once), 150 seeds on a stage, near the runs' bound: valid, and judged in well under
     a second."""
 
     def large(spec: Spec) -> None:
         sixteen(spec)
-        spec["stages"][0]["seeds"] = 300  # 32 conditions x 2 budgets x 300: 19,200 runs
+        spec["stages"][0]["seeds"] = 150  # 32 conditions x 2 budgets x 150: 9,600 runs
         spec["stages"] += [
             {
                 "name": f"c{i}",

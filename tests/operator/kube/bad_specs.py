@@ -178,7 +178,7 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
     ),
     "too many runs": (
         lambda d: spec(d)["stages"][0].update(seeds=1000, budgets=list(range(10, 70, 10))),
-        "spec.stages: at most 20000 runs per study (got 24004",
+        "spec.stages: at most 10000 runs per study (got 24004",
     ),
 }
 
