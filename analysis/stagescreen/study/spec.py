@@ -588,7 +588,7 @@ class Stage(_Model):
         default=16, ge=1, description="For random: conditions drawn per batch (with replacement)."
     )
     draw_seed: int = Field(
-        default=0, description="For random and halving: seed of the condition draws."
+        default=0, ge=0, description="For random and halving: seed of the condition draws."
     )
     max_runs: int | None = Field(
         default=None, ge=1, description="For greedy: runs per budget before the climb stops."

@@ -176,6 +176,12 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
         lambda d: spec(d)["trainer"]["hyperparameters"].update({f"H{i}": 1 for i in range(60)}),
         "spec.trainer.hyperparameters: at most 64 fixed hyperparameters",
     ),
+    "negative draw seed": (
+        lambda d: spec(d)["stages"].append(
+            {"name": "rnd", "kind": "random", "budgets": [30], "drawSeed": -1}
+        ),
+        "spec.stages[2].drawSeed",
+    ),
     "too many runs": (
         lambda d: spec(d)["stages"][0].update(seeds=1000, budgets=list(range(10, 70, 10))),
         "spec.stages: at most 10000 runs per study (got 24004",
