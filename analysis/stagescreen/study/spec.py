@@ -205,8 +205,8 @@ def _seeds(value: Any) -> Any:
 
 
 def _at_most(bound: int, what: str) -> BeforeValidator:
-    """Refuses a list longer than `bound` before any of its items is validated (the field's
-    `max_length` states the same bound in the CRD, as maxItems)."""
+    """Refuses a list or map of more than `bound` entries before any entry is validated (a
+    list field's `max_length` states the same bound in the CRD, as maxItems)."""
 
     def check(value: Any) -> Any:
         if isinstance(value, Sized) and not isinstance(value, str | bytes) and len(value) > bound:
