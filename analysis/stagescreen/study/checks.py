@@ -130,12 +130,17 @@ def _check_design_runs(path: str, factors: int, generated: int) -> list[tuple[st
     runs = 2 ** (factors - generated)
     if runs <= MAX_DESIGN_RUNS:
         return []
-    what = f"2^{factors} full factorial" if not generated else f"2^({factors}-{generated}) fraction"
+    if generated:
+        what, instead = f"2^({factors}-{generated}) fraction", "give more generators"
+    else:
+        what, instead = (
+            f"2^{factors} full factorial",
+            "use type fractional (generators or a resolution)",
+        )
     return [
         (
             path,
-            f"at most {MAX_DESIGN_RUNS} conditions per design (got {runs}, the {what}); "
-            "use a fraction with more generators, or a resolution",
+            f"at most {MAX_DESIGN_RUNS} conditions per design (got {runs}, the {what}); {instead}",
         )
     ]
 
