@@ -182,10 +182,18 @@ def test_the_circle_finder_finds_a_circle() -> None:
     assert import_circles(graph) == [["a", "b", "c"]]
 
 
-def test_the_spec_model_imports_only_the_designs() -> None:
+def test_the_spec_model_imports_only_the_designs_the_bounds_and_kubernetes_rules() -> None:
     """The cross-section checks run in study.parse, so the model sits under nothing of ours
-    but the designs it builds."""
-    assert module_graph()["stagescreen.study.spec"] == {"stagescreen.design"}
+    but the designs it builds, the bounds on its sizes and Kubernetes' rules for its names
+    and quantities (the last two import nothing of ours)."""
+    graph = module_graph()
+    assert graph["stagescreen.study.spec"] == {
+        "stagescreen.design",
+        "stagescreen.study.bounds",
+        "stagescreen.study.kube_rules",
+    }
+    assert graph["stagescreen.study.bounds"] == set()
+    assert graph["stagescreen.study.kube_rules"] == set()
 
 
 DISPATCHERS = {

@@ -111,7 +111,11 @@ def _roman(number: int) -> str:
 
 # --- parsing and checks -----------------------------------------------------------------
 
-_GENERATOR = re.compile(r"^\s*(?P<lhs>[A-Za-z])\s*=\s*(?P<sign>[+-]?)\s*(?P<rhs>[A-Za-z*\s]+)$")
+# No two neighbouring parts can match the same text (an empty sign between two runs of
+# spaces, say), so a long malformed generator is refused in linear time, not quadratic.
+_GENERATOR = re.compile(
+    r"^\s*(?P<lhs>[A-Za-z])\s*=\s*(?:(?P<sign>[+-])\s*)?(?P<rhs>[A-Za-z*][A-Za-z*\s]*)$"
+)
 
 
 def _check_factors(factors: Sequence[str]) -> tuple[str, ...]:
@@ -283,8 +287,12 @@ def _base_bits(k: int, gens: Sequence[_Generator]) -> list[int]:
 
 
 def _condition_ids(n: int) -> tuple[str, ...]:
-    width = max(2, len(str(n)))
-    return tuple(f"c{i:0{width}d}" for i in range(1, n + 1))
+    return tuple(_condition_id(i, n) for i in range(n))
+
+
+def _condition_id(index: int, n: int) -> str:
+    """The id of condition `index` (from 0) of n: c01, c02, ..., as wide as n needs."""
+    return f"c{index + 1:0{max(2, len(str(n)))}d}"
 
 
 def _matrix(k: int, gens: Sequence[_Generator], order: str) -> np.ndarray:
@@ -410,6 +418,15 @@ def full_factorial(factors: Sequence[str], order: Order = "paper") -> Design:
     return fractional_factorial(factors, (), order=order)
 
 
+def full_factorial_run(factors: Sequence[str], index: int) -> dict[str, int]:
+    """Run `index` (from 0) of the 2^k full factorial in paper order, counted rather than
+    built: `full_factorial(factors).runs()[index]` without the other 2^k - 1."""
+    k = len(factors)
+    if not 0 <= index < 1 << k:
+        raise DesignError(f"run {index} is not in the 2^{k} full factorial", "runs")
+    return {name: 1 if index >> (k - 1 - j) & 1 else -1 for j, name in enumerate(factors)}
+
+
 def condition_id(
     levels: Mapping[str, int],
     factors: Sequence[str],
@@ -440,7 +457,7 @@ def condition_id(
     for j, factor in enumerate(base):
         shift = len(base) - 1 - j if order == "paper" else j
         index |= (coded[factor] > 0) << shift
-    return _condition_ids(1 << len(base))[index]
+    return _condition_id(index, 1 << len(base))
 
 
 # --- by resolution ----------------------------------------------------------------------

@@ -46,11 +46,14 @@ def value_problem(name: str, value: Any) -> str | None:
 @dataclass(frozen=True)
 class CrossCheck:
     """A rule across variables: `blames` is the variable a failure is reported on (the one to
-    change), `failure` says why the values fail it, or returns None when they pass."""
+    change), `failure` says why the values fail it, or returns None when they pass. Its
+    answer depends on the variables in `reads` alone, so a study's check tries only the
+    combinations of the factors among them (not all 2^k or 3^k of every factor)."""
 
     name: str
     blames: str
     failure: Callable[[Mapping[str, Any]], str | None]
+    reads: tuple[str, ...]
 
     def problem(self, values: Mapping[str, Any]) -> str | None:
         """The message, `NAME=value: why`, when `values` (every variable) fail this check."""
@@ -95,9 +98,16 @@ def _wide_enough(values: Mapping[str, Any]) -> str | None:
 
 
 CROSS_CHECKS = (
-    CrossCheck("batch multiple", "TOTAL_BATCH_SIZE", _batch_multiple),
-    CrossCheck("schedule fits", "WARMDOWN_RATIO", _schedule_fits),
-    CrossCheck("wide enough", "ASPECT_RATIO", _wide_enough),
+    CrossCheck(
+        "batch multiple",
+        "TOTAL_BATCH_SIZE",
+        _batch_multiple,
+        ("TOTAL_BATCH_SIZE", "DEVICE_BATCH_SIZE", "SEQ_LEN"),
+    ),
+    CrossCheck(
+        "schedule fits", "WARMDOWN_RATIO", _schedule_fits, ("WARMUP_RATIO", "WARMDOWN_RATIO")
+    ),
+    CrossCheck("wide enough", "ASPECT_RATIO", _wide_enough, ("DEPTH", "ASPECT_RATIO", "HEAD_DIM")),
 )
 
 

@@ -161,6 +161,28 @@ def test_every_cross_check_blames_a_variable_a_study_can_set() -> None:
         assert VARIABLES[check.blames].metadata["kind"] == "hyper", check.name
 
 
+class _Reads(dict[str, Any]):
+    """Every variable at its default, recording which ones a check looks up."""
+
+    def __init__(self) -> None:
+        super().__init__(defaults())
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> Any:
+        self.read.add(name)
+        return super().__getitem__(name)
+
+
+def test_every_cross_check_reads_only_the_variables_it_declares() -> None:
+    """A study tries only the combinations of the factors a check reads, so a check that
+    read an undeclared variable would miss combinations."""
+    for check in CROSS_CHECKS:
+        values = _Reads()
+        check.failure(values)
+        assert values.read <= set(check.reads), check.name
+        assert check.blames in check.reads, check.name
+
+
 @pytest.mark.parametrize(
     ("code", "status"),
     [

@@ -17,6 +17,7 @@ from stagescreen.design import (
     defining_relation,
     fractional_factorial,
     full_factorial,
+    full_factorial_run,
     generator_problems,
 )
 
@@ -445,3 +446,22 @@ def test_design_matrix_cannot_be_changed_in_place() -> None:
     design = full_factorial(list("AB"))
     with pytest.raises(ValueError):
         design.matrix[0, 0] = 1
+
+
+@pytest.mark.parametrize("factors", [["A"], ["A", "B", "C"], list("ABCDEFG")])
+def test_a_run_of_the_full_factorial_is_counted_as_the_built_design_has_it(
+    factors: list[str],
+) -> None:
+    """Random and halving stages draw from the 2^k space by index without building it."""
+    built = full_factorial(factors).runs()
+    assert [full_factorial_run(factors, i) for i in range(len(built))] == built
+    with pytest.raises(DesignError):
+        full_factorial_run(factors, len(built))
+
+
+def test_a_malformed_generator_of_a_million_spaces_is_refused_at_once() -> None:
+    """The generator pattern has no two parts that match the same spaces: linear time."""
+    start = time.perf_counter()
+    problems = generator_problems(list("ABC"), ["C=" + " " * 10**6 + "!"])
+    assert time.perf_counter() - start < 1.0
+    assert "expected a generator such as E=ABCD" in str(problems[0])

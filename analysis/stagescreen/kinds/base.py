@@ -14,6 +14,7 @@ whether it is a baseline.
 from __future__ import annotations
 
 import abc
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -161,10 +162,11 @@ class StageKind(abc.ABC):
 
 
 def pack(durations: Sequence[int], slots: int) -> float:
-    """Makespan of longest-first list scheduling on `slots` identical workers."""
+    """Makespan of longest-first list scheduling on `slots` identical workers (a heap of
+    their loads, so thousands of runs on thousands of slots price at once)."""
     if not durations:
         return 0.0
     loads = [0] * max(1, min(slots, len(durations)))
     for duration in durations:
-        loads[loads.index(min(loads))] += duration
+        heapq.heappush(loads, heapq.heappop(loads) + duration)
     return float(max(loads))

@@ -15,6 +15,7 @@ from stagescreen.planning.plans import StagePlan, expand_runs, stage_pools
 from stagescreen.statistics import families as fx
 from stagescreen.statistics.coding import EffectsError
 from stagescreen.statistics.pooled import PooledBudgetFit, pooled_budget_effects
+from stagescreen.study.bounds import MAX_DESIGN_RUNS
 from stagescreen.study.spec import Stage, StudySpec
 
 
@@ -43,11 +44,22 @@ class Followup(EffectKind):
         return StagePlan(stage.name, tuple(expand_runs(spec, stage, conditions)))
 
     def expected_runs(self, spec: StudySpec, stage: Stage) -> int:
-        return len(followup_design(spec, stage).matrix) * self.runs_per_condition(spec, stage)
+        """Counted, not built: 2^(free factors) conditions."""
+        free = len([code for code in spec.codes if code not in stage.fix])
+        return 2**free * self.runs_per_condition(spec, stage)
 
     def problems(self, stage: Stage, codes: Sequence[str] | None) -> list[tuple[str, str]]:
         if not stage.fix:
             return [("fix", "a followup stage needs the factors it holds, e.g. {D: -1}")]
+        free = len([code for code in codes or () if code not in stage.fix])
+        if 2**free > MAX_DESIGN_RUNS:
+            return [
+                (
+                    "fix",
+                    f"at most {MAX_DESIGN_RUNS} conditions per design (got {2**free}, the "
+                    f"2^{free} full factorial of the factors left free); fix more factors",
+                )
+            ]
         return []
 
     def supply(

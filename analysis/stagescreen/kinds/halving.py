@@ -66,11 +66,11 @@ def halving_configurations(
     """The first rung: the whole 2^k space, or `initial` of its points drawn without
     replacement from `seed`. Kept in the space's order, so the same seed gives the same runs
     and drawing all 2^k is the whole space."""
-    space = designs.full_factorial(codes).runs()
-    if initial is None or initial >= len(space):
-        return [dict(point) for point in space]
-    picks = np.random.default_rng(seed).choice(len(space), size=initial, replace=False)
-    return [dict(space[int(pick)]) for pick in sorted(picks)]
+    size = 1 << len(codes)
+    if initial is None or initial >= size:
+        return [designs.full_factorial_run(codes, index) for index in range(size)]
+    picks = np.random.default_rng(seed).choice(size, size=initial, replace=False)
+    return [designs.full_factorial_run(codes, int(pick)) for pick in sorted(picks)]
 
 
 @dataclass(frozen=True)

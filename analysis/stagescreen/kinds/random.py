@@ -28,11 +28,10 @@ def random_draws(
     Returns (batch, draw, levels) with batch and draw counted from 1; the same seed always
     gives the same draws, so a restarted controller plans the same runs.
     """
-    space = designs.full_factorial(codes).runs()
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(space), size=(batches, draws_per_batch))
+    picks = rng.integers(0, 1 << len(codes), size=(batches, draws_per_batch))
     return [
-        (b + 1, d + 1, dict(space[int(picks[b, d])]))
+        (b + 1, d + 1, designs.full_factorial_run(codes, int(picks[b, d])))
         for b in range(batches)
         for d in range(draws_per_batch)
     ]

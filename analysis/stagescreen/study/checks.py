@@ -14,12 +14,13 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic.alias_generators import to_camel
 
 from stagescreen import design as designs
 from stagescreen.kinds import KINDS
+from stagescreen.study.bounds import MAX_DESIGN_RUNS, MAX_RUNS
 from stagescreen.study.spec import (
     RANKING_RULES,
     WINNER_RULES,
@@ -28,11 +29,12 @@ from stagescreen.study.spec import (
     Pool,
     Selection,
     Stage,
+    StudySpec,
     Trainer,
     default_codes,
     screen_design,
 )
-from stagescreen_contract.checks import CROSS_CHECKS, defaults, value_problem
+from stagescreen_contract.checks import CROSS_CHECKS, CrossCheck, defaults, value_problem
 from stagescreen_contract.variables import SET_PER_RUN, VARIABLES
 
 
@@ -100,22 +102,46 @@ def _check_factors(factors: list[Factor], codes: list[str]) -> list[tuple[str, s
 
 
 def _check_design(design: DesignSpec, codes: list[str]) -> list[tuple[str, str]]:
-    """Build-time problems of the screen design, at the field that causes each."""
-
+    """Build-time problems of the screen design, at the field that causes each; its size is
+    counted (2^(k-p)) before anything is built. A design by resolution needs no count: the
+    search takes at most `design.MAX_RESOLUTION_FACTORS` factors, whose half fraction is
+    far under the bound."""
+    k = len(codes)
     if design.type == "full":
-        return []
+        return _check_design_runs("design.type", k, 0)
     if design.resolution is not None:
         try:
             designs.by_resolution(codes, design.resolution)
         except designs.DesignError as error:
             return [("design.resolution", str(error))]
         return []
-    return [
+    problems = [
         (
             "design.generators" if problem.index is None else f"design.generators[{problem.index}]",
             str(problem),
         )
         for problem in designs.generator_problems(codes, design.generators)
+    ]
+    return problems or _check_design_runs("design.generators", k, len(design.generators))
+
+
+def _check_design_runs(path: str, factors: int, generated: int) -> list[tuple[str, str]]:
+    """A 2^(factors-generated) design within `MAX_DESIGN_RUNS` conditions, counted."""
+    runs = 2 ** (factors - generated)
+    if runs <= MAX_DESIGN_RUNS:
+        return []
+    if generated:
+        what, instead = f"2^({factors}-{generated}) fraction", "give more generators"
+    else:
+        what, instead = (
+            f"2^{factors} full factorial",
+            "use type fractional (generators or a resolution)",
+        )
+    return [
+        (
+            path,
+            f"at most {MAX_DESIGN_RUNS} conditions per design (got {runs}, the {what}); {instead}",
+        )
     ]
 
 
@@ -149,6 +175,7 @@ def _check_stages(
 ) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     position: dict[str, int] = {}
+    roles = _anchor_roles(stages)
     for index, stage in enumerate(stages):
         if stage.name in position:
             problems.append(
@@ -175,10 +202,10 @@ def _check_stages(
         problems += _check_kind(base, stage, codes)
         for number, selection in enumerate(stage.select):
             problems += _check_selection(
-                f"{base}.select[{number}]", selection, index, stages, position, codes
+                f"{base}.select[{number}]", selection, index, stages, position, codes, roles
             )
             problems += _check_supply(
-                f"{base}.select[{number}].k", selection, stages, position, codes, screen_runs
+                f"{base}.select[{number}].k", selection, stages, position, codes, screen_runs, roles
             )
     return problems
 
@@ -212,6 +239,7 @@ def _check_selection(
     stages: list[Stage],
     position: dict[str, int],
     codes: list[str] | None,
+    roles: Mapping[int, set[str]],
 ) -> list[tuple[str, str]]:
     problems = _check_codes(f"{path}.factors", selection.factors, codes)
     problems += _check_codes(f"{path}.levels", selection.levels, codes)
@@ -263,12 +291,12 @@ def _check_selection(
             )
         )
     if selection.among:
-        roles = _roles_of(source, stages)
-        unknown = [role for role in selection.among if role not in roles]
+        offers = roles[id(source)]
+        unknown = [role for role in selection.among if role not in offers]
         if unknown:
             offered = (
-                f"its anchors' roles: {', '.join(sorted(roles))}"
-                if roles
+                f"its anchors' roles: {', '.join(sorted(offers))}"
+                if offers
                 else "its conditions have no roles (only anchor stages name roles)"
             )
             problems.append(
@@ -297,6 +325,7 @@ def _check_supply(
     position: dict[str, int],
     codes: list[str] | None,
     screen_runs: int | None,
+    roles: Mapping[int, set[str]],
 ) -> list[tuple[str, str]]:
     """A rule cannot pick more conditions than its source ranks: `plan` would price k
     anchors and the stage would run fewer."""
@@ -306,11 +335,11 @@ def _check_supply(
     kind = KINDS.get(source.kind)
     supply = kind.supply(source, codes, screen_runs) if kind is not None else None
     if supply is None and source.select:
-        roles = selection.among
-        if not set(roles) <= _roles_of(source, stages):
+        wanted = selection.among
+        if not set(wanted) <= roles[id(source)]:
             return []  # the unknown role is reported on `among`
         supply = sum(
-            rule.picks for rule in source.select if not roles or (rule.role or rule.rule) in roles
+            rule.picks for rule in source.select if not wanted or (rule.role or rule.rule) in wanted
         )
     if supply is None or selection.k <= supply:
         return []
@@ -324,18 +353,39 @@ def _check_supply(
     ]
 
 
-def _roles_of(stage: Stage, stages: list[Stage]) -> set[str]:
-    """The roles a stage's anchors can carry: each rule's role (default its rule name), and
-    for best/worst rules without one, the roles they inherit from their own source."""
-    roles: set[str] = set()
+def _anchor_roles(stages: list[Stage]) -> dict[int, set[str]]:
+    """The roles each stage's anchors can carry (by `id` of the stage): each rule's role
+    (default its rule name), and for best/worst rules without one, the roles they inherit
+    from their own source.
+
+    Each stage is worked out once: walked again for every rule that reaches it, a chain of
+    stages picking best and worst from the one before would cost 2^stages. A circle of
+    sources (refused on `from`) is cut where it closes.
+    """
     by_name = {other.name: other for other in stages}
-    for selection in stage.select:
-        if selection.role is None and selection.rule in ("best", "worst"):
-            source = by_name.get(selection.from_ or "")
-            if source is not None and source is not stage and source.select:
-                roles |= _roles_of(source, stages)
-        roles.add(selection.role or selection.rule)
-    return roles
+    table: dict[int, set[str]] = {}
+
+    def visit(stage: Stage, open_: frozenset[int]) -> set[str]:
+        if id(stage) in table:
+            return table[id(stage)]
+        roles: set[str] = set()
+        for selection in stage.select:
+            if selection.role is None and selection.rule in ("best", "worst"):
+                source = by_name.get(selection.from_ or "")
+                if (
+                    source is not None
+                    and source is not stage
+                    and source.select
+                    and id(source) not in open_
+                ):
+                    roles |= visit(source, open_ | {id(stage)})
+            roles.add(selection.role or selection.rule)
+        table[id(stage)] = roles
+        return roles
+
+    for stage in stages:
+        visit(stage, frozenset())
+    return table
 
 
 def _check_trainer(trainer: Trainer, factors: list[Factor]) -> list[tuple[str, str]]:
@@ -421,12 +471,31 @@ def _trainer_refuses(
     return _combination_problems(factors, usable, fixed)
 
 
-def _combinations(
-    usable: Mapping[int, Mapping[str, int | float]],
-) -> Iterator[dict[int, tuple[str, int | float]]]:
+def _failing_combination(
+    check: CrossCheck,
+    factors: Sequence[Factor],
+    usable: Mapping[int, Sequence[tuple[str, int | float]]],
+    base: Mapping[str, int | float | str | bool],
+) -> tuple[tuple[int, ...], dict[int, tuple[str, int | float]], str] | None:
+    """The first combination of every usable factor's levels (in product order, factors in
+    spec order, levels low, high, centre) that fails `check`, as level positions, the levels
+    and the message; None if none does.
+
+    Only the factors the check reads change its answer, so only their levels are tried (at
+    most 3^len(reads) of them, where all 3^k could be millions); every other factor is at
+    its first level, where the first failing combination of all of them has it too.
+    """
     indices = sorted(usable)
-    for picks in itertools.product(*(list(usable[i].items()) for i in indices)):
-        yield dict(zip(indices, picks, strict=True))
+    read = [i for i in indices if factors[i].name in check.reads]
+    for picks in itertools.product(*(range(len(usable[i])) for i in read)):
+        chosen = dict(zip(read, picks, strict=True))
+        position = tuple(chosen.get(i, 0) for i in indices)
+        combination = {i: usable[i][at] for i, at in zip(indices, position, strict=True)}
+        values = {**base, **{factors[i].name: value for i, (_, value) in combination.items()}}
+        message = check.problem(values)
+        if message is not None:
+            return position, combination, message
+    return None
 
 
 def _combination_problems(
@@ -435,19 +504,32 @@ def _combination_problems(
     fixed: Mapping[str, int | float | str | bool],
 ) -> list[tuple[str, str]]:
     """The trainer's cross-checks over every combination of the factors' levels; each check
-    reported once, at the first combination that fails it."""
-    found: dict[str, tuple[str, str]] = {}
-    for combination in _combinations(usable):
-        values = {**defaults(), **fixed}
-        values.update({factors[i].name: value for i, (_, value) in combination.items()})
-        for check in CROSS_CHECKS:
-            if check.name in found or (message := check.problem(values)) is None:
-                continue
-            at = ", ".join(
-                f"{factors[i].name}={value} ({field})" for i, (field, value) in combination.items()
-            )
-            owner = next((i for i in combination if factors[i].name == check.blames), None)
-            fixed_at = f"trainer.hyperparameters.{check.blames}"
-            path = f"factors[{owner}]" if owner is not None else fixed_at
-            found[check.name] = (path, message + (f" when {at}" if at else ""))
-    return list(found.values())
+    reported once, at the first combination that fails it, in the order of those."""
+    levels = {i: list(usable[i].items()) for i in usable}
+    base = {**defaults(), **fixed}
+    found = []
+    for number, check in enumerate(CROSS_CHECKS):
+        failing = _failing_combination(check, factors, levels, base)
+        if failing is None:
+            continue
+        position, combination, message = failing
+        at = ", ".join(
+            f"{factors[i].name}={value} ({field})" for i, (field, value) in combination.items()
+        )
+        owner = next((i for i in combination if factors[i].name == check.blames), None)
+        fixed_at = f"trainer.hyperparameters.{check.blames}"
+        path = f"factors[{owner}]" if owner is not None else fixed_at
+        found.append((position, number, (path, message + (f" when {at}" if at else ""))))
+    return [problem for _, _, problem in sorted(found, key=lambda item: item[:2])]
+
+
+def runs_problems(spec: StudySpec) -> list[tuple[str, str]]:
+    """The study's runs within `MAX_RUNS`: each stage's most runs as its kind prices them
+    from the spec alone (conditions x budgets x seeds x pools; no plan is made), summed."""
+    runs = [KINDS[stage.kind].expected_runs(spec, stage) for stage in spec.stages]
+    total = sum(runs)
+    if total <= MAX_RUNS:
+        return []
+    largest = sorted(range(len(runs)), key=lambda index: -runs[index])[:3]
+    most = ", ".join(f"stages[{i}] ({spec.stages[i].name}) {runs[i]}" for i in largest)
+    return [("stages", f"at most {MAX_RUNS} runs per study (got {total}; most in {most})")]

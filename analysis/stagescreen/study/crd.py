@@ -20,6 +20,7 @@ from pydantic_core import core_schema
 
 from stagescreen.kinds import KINDS
 from stagescreen.outcomes.status import StudyStatus
+from stagescreen.study.bounds import BOUNDS
 from stagescreen.study.spec import API_VERSION, GROUP, KIND, VERSION, Metadata, Study, StudySpec
 
 PLURAL = "screeningstudies"
@@ -240,6 +241,11 @@ def markdown_reference() -> str:
         f"`apiVersion: {API_VERSION}`, `kind: {KIND}`, `metadata.name` names the study. "
         "Budgets are written `120s`, `10m`, `24h`, `1h30m` or as seconds. "
         "Examples: `examples/quickstart.yaml`, `examples/paper.yaml`.",
+        "",
+        "Every size is bounded, far above a real study and low enough that `stagescreen "
+        "validate`, the webhook and the operator answer any spec at once: "
+        + "; ".join(f"{what}: at most {bound}" for what, bound in BOUNDS.items())
+        + ". A spec over a bound is refused, naming the field, its size and the bound.",
     ]
     spec = _study_spec_schema()
     spec["description"] = Study.model_fields["spec"].description

@@ -16,8 +16,17 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
-from stagescreen.study.checks import cross_problems
+from stagescreen.study.bounds import (
+    MAX_FILE_BYTES,
+    MAX_PROBLEMS,
+    MAX_VALUES,
+    TooLarge,
+    count_values,
+    largest_part,
+)
+from stagescreen.study.checks import cross_problems, runs_problems
 from stagescreen.study.spec import (
     LENIENT,
     DesignSpec,
@@ -37,7 +46,10 @@ def parse_study(data: Any) -> Study:
 
     The one way a Study is made: each section validates itself in the model, then the
     checks across sections (`study.checks`, which consults the stage kinds) run here, so the
-    model module depends on nothing that depends on it.
+    model module depends on nothing that depends on it. A size over its bound
+    (`study.bounds`) is refused before anything it sizes is built, and then nothing else is
+    checked, so any spec is answered quickly; the runs of the whole study are counted last,
+    from a spec whose every part is known to be sound.
     """
     if not isinstance(data, Mapping):
         kind = type(data).__name__
@@ -45,12 +57,20 @@ def parse_study(data: Any) -> Study:
     try:
         study = Study.model_validate(data)
     except ValidationError as error:
-        problems = _problems_from(error)
-        raise SpecError(problems + _cross_problems_of_parts(data.get("spec"), problems)) from None
+        if error.error_count() > MAX_PROBLEMS:
+            raise SpecError([_too_many_problems(data, error.error_count())]) from None
+        items = error.errors()
+        problems = _problems_from(items)
+        if not _too_large(items):
+            problems += _cross_problems_of_parts(data.get("spec"), problems)
+        raise SpecError(_shortened(problems)) from None
     spec = study.spec
-    cross = cross_problems(spec.factors, spec.stages, spec.pools, spec.design, spec.trainer)
+    cross = cross_problems(
+        spec.factors, spec.stages, spec.pools, spec.design, spec.trainer
+    ) or runs_problems(spec)
     if cross:
-        raise SpecError([Problem(_path(("spec", *_split(sub))), message) for sub, message in cross])
+        found = [Problem(_path(("spec", *_split(sub))), message) for sub, message in cross]
+        raise SpecError(_shortened(found))
     return study
 
 
@@ -58,6 +78,44 @@ def parse_resource(body: Mapping[str, Any]) -> Study:
     """A validated Study from a ScreeningStudy object as the API server or kopf hands it over:
     the status and what the server adds to the object are not the study's to validate."""
     return parse_study({key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")})
+
+
+SHOWN = 1000
+"""Characters of a problem's path or message kept, and (`SHOWN_VALUE`) of a bad value it
+echoes: a value shown in full (a 1 MiB string) would make the answer as large as the spec."""
+SHOWN_VALUE = 80
+
+
+def _short(text: str, keep: int = SHOWN) -> str:
+    """`text`, or its start and end around what was left out."""
+    if len(text) <= keep:
+        return text
+    tail = keep // 5
+    return f"{text[: keep - tail]}...({len(text) - keep} characters)...{text[-tail:]}"
+
+
+def _shortened(problems: list[Problem]) -> list[Problem]:
+    """The first `MAX_PROBLEMS` problems, each shortened, and how many more there were."""
+    kept = [Problem(_short(p.path), _short(p.message)) for p in problems[:MAX_PROBLEMS]]
+    left = len(problems) - len(kept)
+    return kept + ([Problem("(document)", f"and {left} more problems")] if left else [])
+
+
+def _too_many_problems(data: Mapping[str, Any], count: int) -> Problem:
+    """One problem for a spec with more problems than are listed, at its largest part: the
+    list of them (one per key of a 100,000-key map) would cost more than the spec is worth."""
+    path, entries = largest_part(data, MAX_PROBLEMS)
+    return Problem(
+        _path(path) or "(document)",
+        f"at most {MAX_PROBLEMS} problems per spec are listed (got {count}); this part alone "
+        f"holds {entries} entries",
+    )
+
+
+def _too_large(items: list[ErrorDetails]) -> bool:
+    """Whether a size over its bound is among the errors: the parts are then not salvaged
+    and checked across, which would be the work the bound is there to avoid."""
+    return any(isinstance((item.get("ctx") or {}).get("error"), TooLarge) for item in items)
 
 
 def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
@@ -136,11 +194,15 @@ def _salvage(adapter: TypeAdapter[Any], value: Any) -> Any:
 def load_study(path_or_text: str | Path) -> Study:
     """Read and validate a study from a file path, or from YAML text (any str with a newline).
 
-    Raises SpecError naming the file, the YAML line and column, or each bad field.
+    Raises SpecError naming the file, the YAML line and column, or each bad field. A file
+    over `MAX_FILE_BYTES` is refused before it is read, and one whose aliases expand to more
+    than `MAX_VALUES` values before it is checked (YAML's "billion laughs").
     """
     if isinstance(path_or_text, Path) or "\n" not in path_or_text:
         path = Path(path_or_text)
         try:
+            if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+                raise SpecError([_too_long(str(path), path.stat().st_size)])
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise SpecError([Problem(str(path), "no such file")]) from None
@@ -148,18 +210,44 @@ def load_study(path_or_text: str | Path) -> Study:
             raise SpecError([Problem(str(path), f"cannot read: {error}")]) from None
     else:
         text = path_or_text
+        if len(text) > MAX_FILE_BYTES:
+            raise SpecError([_too_long("(document)", len(text.encode("utf-8")))])
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc is not None]
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
         detail = f"{error.problem} ({error.context})" if error.context else f"{error.problem}"
         raise SpecError([Problem(where, f"YAML syntax error: {detail}")]) from None
+    except RecursionError:
+        # PyYAML without libyaml composes nested collections by recursion (libyaml stops at
+        # a depth of 1000 with a syntax error); no study nests this deep.
+        raise SpecError([Problem("(document)", "YAML nested too deeply to read")]) from None
     if len(documents) != 1:
         raise SpecError(
             [Problem("(document)", f"expected one YAML document (got {len(documents)})")]
         )
+    values = count_values(documents[0], MAX_VALUES)
+    if values > MAX_VALUES:
+        raise SpecError(
+            [
+                Problem(
+                    "(document)",
+                    f"at most {MAX_VALUES} values per spec once its aliases (*name) are "
+                    f"expanded (got more than {MAX_VALUES})",
+                )
+            ]
+        )
     return parse_study(documents[0])
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's reader where PyYAML has it (five times faster on a large file), else PyYAML's
+own; both build the same values (the safe constructor)."""
+
+
+def _too_long(where: str, size: int) -> Problem:
+    return Problem(where, f"at most {MAX_FILE_BYTES} bytes per study file (got {size})")
 
 
 def _path(loc: Iterable[int | str]) -> str:
@@ -172,9 +260,9 @@ def _path(loc: Iterable[int | str]) -> str:
     return text
 
 
-def _problems_from(error: ValidationError) -> list[Problem]:
+def _problems_from(items: list[ErrorDetails]) -> list[Problem]:
     problems: list[Problem] = []
-    for item in error.errors():
+    for item in items:
         loc = tuple(item["loc"])
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, _Problems):
@@ -206,7 +294,7 @@ def _message(item: Any, loc: tuple[int | str, ...]) -> str:
     value = item.get("input")
     scalar = isinstance(value, str | int | float | bool) or value is None
     if scalar and f"(got {value!r})" not in message:
-        message += f" (got {value!r})"
+        message += f" (got {_short(repr(value), SHOWN_VALUE)})"
     return message
 
 

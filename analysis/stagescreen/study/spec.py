@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +33,18 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from stagescreen import design as designs
+from stagescreen.study.bounds import (
+    MAX_BUDGET_S,
+    MAX_BUDGETS,
+    MAX_FACTORS,
+    MAX_HYPERPARAMETERS,
+    MAX_NAME,
+    MAX_POOLS,
+    MAX_SEEDS,
+    MAX_SELECTIONS,
+    MAX_STAGES,
+    TooLarge,
+)
 from stagescreen.study.kube_rules import (
     DnsLabel,
     DnsSubdomain,
@@ -121,6 +133,8 @@ def _raise_if(problems: list[tuple[str, str]]) -> None:
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_CHARS = 32
+"""A duration longer than this is no budget anyone writes; refused before it is read."""
 
 
 def parse_duration(text: str | int) -> int:
@@ -131,6 +145,11 @@ def parse_duration(text: str | int) -> int:
         seconds: float = text
     elif isinstance(text, str):
         compact = text.strip().replace(" ", "")
+        if len(compact) > _DURATION_CHARS:
+            raise ValueError(
+                f"a duration is at most {_DURATION_CHARS} characters, e.g. 1h30m "
+                f"(got {len(compact)})"
+            )
         if re.fullmatch(r"\d+(?:\.\d+)?", compact):
             seconds = float(compact)
         elif compact and re.fullmatch(rf"(?:{_DURATION_PART.pattern})+", compact):
@@ -145,36 +164,66 @@ def parse_duration(text: str | int) -> int:
             )
     else:
         raise ValueError(f"expected a duration such as 120s, 10m or 24h (got {text!r})")
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        raise ValueError(f"a budget must be a finite number of seconds (got {text!r})")
     if seconds <= 0 or seconds != int(seconds):
         raise ValueError(f"a budget must be a positive whole number of seconds (got {text!r})")
     return int(seconds)
 
 
 def _number(value: Any) -> Any:
-    """Keep YAML ints as ints, and read strings such as `3e-4` that YAML 1.1 leaves as text."""
+    """Keep YAML ints as ints, and read strings such as `3e-4` that YAML 1.1 leaves as text;
+    infinities and NaN are no level (they break every decode and check after)."""
     if isinstance(value, bool):
         raise ValueError("Input should be a valid number")
-    if isinstance(value, int | float):
-        return value
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"[-+]?\d+", text):
             return int(text)
-        try:
-            return float(text)
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            value = float(text)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("Input should be a finite number")
+        return value
     raise ValueError("Input should be a valid number")
 
 
+def _budget(value: Any) -> int:
+    """A budget in seconds, at most `MAX_BUDGET_S`."""
+    seconds = parse_duration(value)
+    if seconds > MAX_BUDGET_S:
+        raise TooLarge(seconds, MAX_BUDGET_S, "seconds per budget (7 days)", unit="seconds")
+    return seconds
+
+
 def _seeds(value: Any) -> Any:
+    """A count n is seeds 1..n; the bound is checked before a count is expanded."""
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             raise ValueError("a seed count must be at least 1")
+        if value > MAX_SEEDS:
+            raise TooLarge(value, MAX_SEEDS, "seeds per stage")
         return list(range(1, value + 1))
     if value == []:
         raise ValueError("needs at least one seed, e.g. [1], or a count such as 3")
+    if isinstance(value, list) and len(value) > MAX_SEEDS:
+        raise TooLarge(len(value), MAX_SEEDS, "seeds per stage")
     return value
+
+
+def _at_most(bound: int, what: str) -> BeforeValidator:
+    """Refuses a list or map of more than `bound` entries before any entry is validated (a
+    list field's `max_length` states the same bound in the CRD, as maxItems)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, Sized) and not isinstance(value, str | bytes) and len(value) > bound:
+            raise TooLarge(len(value), bound, what)
+        return value
+
+    return BeforeValidator(check)
 
 
 def _at(value: Any) -> Any:
@@ -190,7 +239,7 @@ _INT_OR_STRING = {
 # The JSON schemas below are what the CRD shows: Kubernetes knows int-or-string, but has no
 # way to say "a list or a count", so seeds are left free-form there and checked here.
 Number = Annotated[int | float, BeforeValidator(_number), WithJsonSchema({"type": "number"})]
-Budget = Annotated[int, BeforeValidator(parse_duration), WithJsonSchema(_INT_OR_STRING)]
+Budget = Annotated[int, BeforeValidator(_budget), WithJsonSchema(_INT_OR_STRING)]
 CodedLevel = Annotated[int, Field(ge=-1, le=1)]
 Seeds = Annotated[
     list[int],
@@ -231,6 +280,7 @@ class Factor(_Model):
 
     name: str = Field(
         pattern=r"^[A-Z][A-Z0-9_]*$",
+        max_length=MAX_NAME,
         description="Hyperparameter the trainer reads, e.g. DEPTH or MATRIX_LR.",
     )
     code: Code | None = Field(
@@ -353,8 +403,9 @@ class DesignSpec(_Model):
             "generators or by a requested resolution."
         ),
     )
-    generators: list[str] = Field(
+    generators: Annotated[list[str], _at_most(MAX_FACTORS, "generators")] = Field(
         default_factory=list,
+        max_length=MAX_FACTORS,
         description=(
             "For type fractional: one generator per generated factor, e.g. E=ABCD (the paper's "
             "2^(5-1), resolution V). Letters are factor codes."
@@ -419,18 +470,20 @@ class Selection(_Model):
         default="longest",
         description="Budget whose means rank the conditions: longest, or a budget such as 10m.",
     )
-    among: list[str] = Field(
+    among: Annotated[list[str], _at_most(MAX_SELECTIONS, "roles")] = Field(
         default_factory=list,
+        max_length=MAX_SELECTIONS,
         description=(
             "Rank only the source stage's anchors with these roles (e.g. [bridge] picks the "
             "best bridge point). Empty: all its conditions."
         ),
     )
-    factors: list[Code] = Field(
+    factors: Annotated[list[Code], _at_most(MAX_FACTORS, "factors")] = Field(
         default_factory=list,
+        max_length=MAX_FACTORS,
         description="For rule bridge: codes of the factors moved to their centre level.",
     )
-    levels: dict[Code, CodedLevel] = Field(
+    levels: Annotated[dict[Code, CodedLevel], _at_most(MAX_FACTORS, "factors")] = Field(
         default_factory=dict,
         description=(
             "For rule control: the predeclared condition, a coded level (-1, 0, +1) for "
@@ -494,30 +547,40 @@ class Stage(_Model):
             "per budget."
         )
     )
-    budgets: list[Budget] = Field(
+    budgets: Annotated[list[Budget], _at_most(MAX_BUDGETS, "budgets per stage")] = Field(
         min_length=1,
+        max_length=MAX_BUDGETS,
         description=(
             "Training wall-clock budgets, shortest first, e.g. [120s, 5m, 10m]; every "
             "condition runs at each (halving: the rungs, each running the survivors of the "
-            "one before)."
+            f"one before). At most {MAX_BUDGETS}, each at most 7 days."
         ),
     )
     seeds: Seeds = Field(
         default_factory=lambda: [1],
-        description="RUN_SEED values, e.g. [1, 2, 3], or a count n meaning seeds 1..n.",
+        description=(
+            "RUN_SEED values, e.g. [1, 2, 3], or a count n meaning seeds 1..n; at most "
+            f"{MAX_SEEDS}."
+        ),
     )
-    pools: list[str] = Field(
+    pools: Annotated[list[str], _at_most(MAX_POOLS, "pools per stage")] = Field(
         default_factory=list,
+        max_length=MAX_POOLS,
         description=(
             "GPU pools to run on; every run repeats on each pool listed. Empty: the first "
             "pool of spec.pools."
         ),
     )
-    select: list[Selection] = Field(
-        default_factory=list,
-        description="For confirm, bridge and long-horizon stages: the rules that pick anchors.",
+    select: Annotated[list[Selection], _at_most(MAX_SELECTIONS, "selection rules per stage")] = (
+        Field(
+            default_factory=list,
+            max_length=MAX_SELECTIONS,
+            description=(
+                "For confirm, bridge and long-horizon stages: the rules that pick anchors."
+            ),
+        )
     )
-    fix: dict[Code, CodedLevel] = Field(
+    fix: Annotated[dict[Code, CodedLevel], _at_most(MAX_FACTORS, "factors")] = Field(
         default_factory=dict,
         description="For followup: factors held at a coded level, e.g. {D: -1}.",
     )
@@ -530,12 +593,12 @@ class Stage(_Model):
         default=16, ge=1, description="For random: conditions drawn per batch (with replacement)."
     )
     draw_seed: int = Field(
-        default=0, description="For random and halving: seed of the condition draws."
+        default=0, ge=0, description="For random and halving: seed of the condition draws."
     )
     max_runs: int | None = Field(
         default=None, ge=1, description="For greedy: runs per budget before the climb stops."
     )
-    start: dict[Code, CodedLevel] = Field(
+    start: Annotated[dict[Code, CodedLevel], _at_most(MAX_FACTORS, "factors")] = Field(
         default_factory=dict,
         description="For greedy: coded starting levels; factors not named start at -1.",
     )
@@ -569,11 +632,13 @@ class Stage(_Model):
                         f"budgets must increase within a stage (got {current} s after {earlier} s)",
                     )
                 )
+        seen: set[int] = set()
         for index, seed in enumerate(self.seeds):
             if seed < 0:
                 problems.append((f"seeds[{index}]", f"seeds are RUN_SEED values >= 0 (got {seed})"))
-            elif seed in self.seeds[:index]:
+            elif seed in seen:
                 problems.append((f"seeds[{index}]", f"duplicate seed {seed}"))
+            seen.add(seed)
         _raise_if(problems)
         return self
 
@@ -748,12 +813,14 @@ class Trainer(_Model):
         pattern=r"^\S+$",
         description="Trainer container image (Dockerfile.trainer); unused by local runs.",
     )
-    hyperparameters: FreeForm = Field(
-        default_factory=dict,
-        description=(
-            "Hyperparameters fixed for every run, by trainer name, e.g. {HEAD_DIM: 128, "
-            "SEQ_LEN: 2048}; factors must not appear here."
-        ),
+    hyperparameters: Annotated[FreeForm, _at_most(MAX_HYPERPARAMETERS, "fixed hyperparameters")] = (
+        Field(
+            default_factory=dict,
+            description=(
+                "Hyperparameters fixed for every run, by trainer name, e.g. {HEAD_DIM: 128, "
+                "SEQ_LEN: 2048}; factors must not appear here."
+            ),
+        )
     )
     data_uri: str | None = Field(
         default=None, description="Training and validation shards (DATA_URI), local path or s3://."
@@ -806,19 +873,27 @@ class Limits(_Model):
 class StudySpec(_Model):
     """What to screen, how, and where."""
 
-    factors: list[Factor] = Field(
-        min_length=1, max_length=len(FACTOR_LETTERS), description="The hyperparameters screened."
+    factors: Annotated[list[Factor], _at_most(MAX_FACTORS, "factors per study")] = Field(
+        min_length=1,
+        max_length=MAX_FACTORS,
+        description=f"The hyperparameters screened; at most {MAX_FACTORS}.",
     )
     design: DesignSpec = Field(
         default_factory=DesignSpec, description="The two-level design of screen stages."
     )
     metric: Metric = Field(default_factory=Metric, description="The response analysed.")
-    stages: list[Stage] = Field(
+    stages: Annotated[list[Stage], _at_most(MAX_STAGES, "stages per study")] = Field(
         min_length=1,
-        description="The programme, in order; a stage may select anchors from earlier ones.",
+        max_length=MAX_STAGES,
+        description=(
+            "The programme, in order; a stage may select anchors from earlier ones. At most "
+            f"{MAX_STAGES}."
+        ),
     )
-    pools: list[Pool] = Field(
-        min_length=1, description="Accelerator pools the stages run on; the first is the default."
+    pools: Annotated[list[Pool], _at_most(MAX_POOLS, "pools per study")] = Field(
+        min_length=1,
+        max_length=MAX_POOLS,
+        description="Accelerator pools the stages run on; the first is the default.",
     )
     storage: Storage = Field(
         default_factory=lambda: Storage(local=LocalStorage(path="./runs")),
@@ -833,7 +908,11 @@ class StudySpec(_Model):
         """A factor without a code gets the next free letter by position, before the factors
         are built (the models are frozen: a decision handed the spec cannot change it)."""
         factors = data.get("factors") if isinstance(data, Mapping) else None
-        if not isinstance(factors, list) or not all(isinstance(f, Mapping) for f in factors):
+        if (
+            not isinstance(factors, list)
+            or len(factors) > MAX_FACTORS  # refused by the field, before any letter runs out
+            or not all(isinstance(f, Mapping) for f in factors)
+        ):
             return data
         given = [f.get("code") if isinstance(f.get("code"), str) else None for f in factors]
         codes = default_codes(given)

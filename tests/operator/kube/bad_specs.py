@@ -201,6 +201,67 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
         lambda d: spec(d)["stages"][1]["select"][0].update(rule="median"),
         "spec.stages[1].select[0].rule",
     ),
+    # Sizes over their bounds (stagescreen.study.bounds), each refused before it is built.
+    "too many factors": (
+        lambda d: spec(d)["factors"].extend(
+            {"name": f"X{i}", "low": 1, "high": 2} for i in range(15)
+        ),
+        "spec.factors: at most 16 factors per study (got 17)",
+    ),
+    "design too large": (
+        lambda d: spec(d)["factors"].extend(
+            {"name": f"X{i}", "low": 1, "high": 2} for i in range(11)
+        ),
+        "spec.design.type: at most 4096 conditions per design (got 8192",
+    ),
+    "a million seeds": (
+        lambda d: spec(d)["stages"][0].update(seeds=1_000_000),
+        "spec.stages[0].seeds: at most 1000 seeds per stage (got 1000000)",
+    ),
+    "too many seeds listed": (
+        lambda d: spec(d)["stages"][0].update(seeds=list(range(1, 1002))),
+        "spec.stages[0].seeds: at most 1000 seeds per stage (got 1001)",
+    ),
+    "too many budgets": (
+        lambda d: spec(d)["stages"][0].update(budgets=list(range(10, 180, 10))),
+        "spec.stages[0].budgets: at most 16 budgets per stage (got 17)",
+    ),
+    "budget over a week": (
+        lambda d: spec(d)["stages"][0].update(budgets=["100000h"]),
+        "spec.stages[0].budgets[0]: at most 604800 seconds per budget",
+    ),
+    "too many stages": (
+        lambda d: spec(d)["stages"].extend(
+            {"name": f"s{i}", "kind": "screen", "budgets": [30]} for i in range(31)
+        ),
+        "spec.stages: at most 32 stages per study (got 33)",
+    ),
+    "too many pools": (
+        lambda d: spec(d)["pools"].extend({"name": f"p{i}", "gpus": 0} for i in range(32)),
+        "spec.pools: at most 32 pools per study (got 33)",
+    ),
+    "stage on too many pools": (
+        lambda d: spec(d)["stages"][0].update(pools=["cpu"] * 33),
+        "spec.stages[0].pools: at most 32 pools per stage (got 33)",
+    ),
+    "too many selection rules": (
+        lambda d: spec(d)["stages"][1].update(select=[{"from": "screen", "rule": "best"}] * 33),
+        "spec.stages[1].select: at most 32 selection rules per stage (got 33)",
+    ),
+    "too many fixed hyperparameters": (
+        lambda d: spec(d)["trainer"]["hyperparameters"].update({f"H{i}": 1 for i in range(60)}),
+        "spec.trainer.hyperparameters: at most 64 fixed hyperparameters",
+    ),
+    "negative draw seed": (
+        lambda d: spec(d)["stages"].append(
+            {"name": "rnd", "kind": "random", "budgets": [30], "drawSeed": -1}
+        ),
+        "spec.stages[2].drawSeed",
+    ),
+    "too many runs": (
+        lambda d: spec(d)["stages"][0].update(seeds=1000, budgets=list(range(10, 70, 10))),
+        "spec.stages: at most 10000 runs per study (got 24004",
+    ),
 }
 
 
