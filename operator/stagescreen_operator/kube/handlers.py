@@ -42,6 +42,7 @@ from stagescreen_operator.kube.settings import Settings
 from stagescreen_operator.observe import study_store
 
 OWNED = ("app.kubernetes.io/managed-by", "stagescreen-operator")
+LIST_CHUNK = 500  # objects per page of kopf's initial lists
 
 
 @dataclass
@@ -68,6 +69,10 @@ def operator_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.execution.max_workers = 8
+        # Only our Jobs, selected by the API server (a handler's labels= filters after the
+        # whole cluster's Jobs were listed and watched), and lists in pages.
+        settings.watching.label_selectors["batch", "v1", "jobs"] = "=".join(OWNED)
+        settings.watching.chunk_size = LIST_CHUNK
         if configured.webhook_port:
             settings.admission.server = kopf.WebhookServer(
                 port=configured.webhook_port,
@@ -107,7 +112,7 @@ def operator_registry(settings: Settings) -> kopf.OperatorRegistry:
         )(admit)
 
     @kopf.on.create(GROUP, VERSION, PLURAL, backoff=every, registry=registry)
-    @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=every, registry=registry)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=every, when=_unfinished, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=every, registry=registry)
     def study_changed(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
@@ -172,6 +177,16 @@ def operator_registry(settings: Settings) -> kopf.OperatorRegistry:
             memo.studies.pop(key, None)
 
     return registry
+
+
+def _unfinished(body: kopf.Body, **_: Any) -> bool:
+    """Whether a study found at start-up needs a look: not one that Succeeded or Failed for
+    the spec it has now (an operator restart would otherwise scan the store of every
+    finished study)."""
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    finished = status.get("phase") in ("Succeeded", "Failed")
+    return not (finished and status.get("observedGeneration") == generation)
 
 
 def admit(body: kopf.Body, **kwargs: Any) -> None:

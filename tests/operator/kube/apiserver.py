@@ -14,7 +14,9 @@ pins each fix to the API server's documented behaviour:
 - the status subresource is separate: a main-resource write cannot change status, a status
   write cannot change anything else; generation moves only when spec does;
 - list and watch honour labelSelector and fieldSelector (metadata.name/namespace); lists
-  carry kind and apiVersion; `Accept: ...as=Table` returns the CRD's printer columns (what
+  carry kind and apiVersion, and come in pages with `limit` and `continue`; `sent` counts
+  the bytes of list answers and watch events each client (User-Agent) was sent;
+  `Accept: ...as=Table` returns the CRD's printer columns (what
   `kubectl get` shows);
 - a watch from a resourceVersion replays only what happened after it (410 Gone when that is
   older than the kept history) and ends after timeoutSeconds;
@@ -93,6 +95,7 @@ class ApiServer(kmock.KubernetesEmulator):
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _columns: dict[kmock.resource, list[Obj]] = attrs.field(factory=dict, init=False)
     _custom: set[kmock.resource] = attrs.field(factory=set, init=False)
+    sent: dict[str, int] = attrs.field(factory=dict, init=False)  # User-Agent -> list bytes
     # Validating webhooks called on writes (admission_chain.py), with this server's patching.
     admission: AdmissionChain = attrs.field(
         default=attrs.Factory(lambda s: AdmissionChain(s, _merge, _json_patch), takes_self=True),
@@ -360,18 +363,34 @@ class ApiServer(kmock.KubernetesEmulator):
         async with self._lock:
             items = self._selected_objects(request)
             version = str(self._version)
+        items.sort(
+            key=lambda item: (item["metadata"].get("namespace") or "", item["metadata"]["name"])
+        )
+        start = int(request.params.get("continue") or 0)
+        limit = int(request.params.get("limit") or 0)
+        more = ""
+        if limit and start + limit < len(items):
+            more = str(start + limit)  # a real server's token is opaque; this one is an offset
+        items = items[start : start + limit] if limit else items[start:]
         info = self.resources.get(resource)
         kind = info.kind if info is not None and info.kind else resource.plural.capitalize()
         api_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
         accept = request.headers.get("Accept") or ""
         if "as=Table" in accept:
             return self._table(resource, items, version)
-        return {
+        answer = {
             "apiVersion": api_version,
             "kind": f"{kind}List",
-            "metadata": {"resourceVersion": version},
+            "metadata": {"resourceVersion": version, **({"continue": more} if more else {})},
             "items": items,
         }
+        self._count(request, answer)
+        return answer
+
+    def _count(self, request: rendering.Request, payload: Any) -> None:
+        """Add the JSON size of a list answer or a watch event to its client's total."""
+        agent = request.headers.get("User-Agent") or ""
+        self.sent[agent] = self.sent.get(agent, 0) + len(json.dumps(payload))
 
     def _table(self, resource: kmock.resource, items: list[Obj], version: str) -> Obj:
         columns = [
@@ -454,6 +473,7 @@ class ApiServer(kmock.KubernetesEmulator):
                     event = await asyncio.wait_for(queue.get(), timeout=left)
                 except TimeoutError:
                     return
+                self._count(request, event)
                 yield event
         finally:
             self._watchers.remove(watcher)

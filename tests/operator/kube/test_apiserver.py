@@ -240,3 +240,25 @@ def test_a_valid_job_is_created(apiserver: Running, tmp_path: Path) -> None:
     resources = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
     batch.create_namespaced_job("ns", job(resources=resources, nodeSelector={"pool": "a100"}))
     assert apiserver.server.created("jobs") == ["j1"]
+
+
+def test_a_list_comes_in_pages_when_asked_and_its_bytes_are_counted(
+    apiserver: Running, tmp_path: Path
+) -> None:
+    client_api = api(apiserver, tmp_path)
+    client_api.user_agent = "pager"
+    batch = client.BatchV1Api(client_api)
+    for index in range(5):
+        batch.create_namespaced_job("ns", job(f"j{index}"))
+    names, token, pages = [], None, 0
+    while True:
+        page = raw(
+            batch.list_namespaced_job("ns", limit=2, _continue=token, _preload_content=False)
+        )
+        names += [item["metadata"]["name"] for item in page["items"]]
+        pages += 1
+        token = page["metadata"].get("continue")
+        if not token:
+            break
+    assert (names, pages) == ([f"j{index}" for index in range(5)], 3)
+    assert apiserver.server.sent["pager"] > 0

@@ -14,9 +14,11 @@ from binaries import Tool
 from kube_cluster import (
     GROUP,
     NAMESPACE,
+    NODE,
     PLURAL,
     SETTINGS,
     STUDY,
+    TESTS,
     VERSION,
     Cluster,
     operator,
@@ -59,6 +61,15 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster, kube
     assert len(names) == len(set(names)) == 8 + 2  # no Job created twice; two analyses
     # Everything the operator did, the chart's RBAC allows (tests/chart compares the two).
     assert cluster.operator_calls() <= CALLS | KOPF_CALLS | CRD_CALLS, cluster.operator_calls()
+    # The operator lists and watches only its own Jobs: the API server selects them.
+    for request in list(cluster.server.server):
+        if request.headers.get("User-Agent") in (TESTS, NODE) or request.resource is None:
+            continue
+        if request.resource.plural in ("jobs", "pods") and request.action.value.lower() in (
+            "list",
+            "watch",
+        ):
+            assert "stagescreen" in (request.params.get("labelSelector") or ""), request.url
     store = open_store(cluster.s3.uri("studies"))
     keys = StudyKeys("tiny")
     records = [k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]
