@@ -1,14 +1,18 @@
 """The operator at scale: a 992-run study at parallelism 64 against the test API server.
 
-    .venv/bin/python bench/operator_scale.py [--seeds 31] [--parallelism 64]
+    .venv/bin/python bench/operator_scale.py [--seeds 31] [--parallelism 64] [--unrelated 0 10000]
 
 The operator runs as `stagescreen operator` in a process of its own (its memory is what is
-measured), against tests/kube's API server (kmock made realistic) and a SeaweedFS S3. No
+measured), against tests/operator/kube's API server (kmock made realistic) and a SeaweedFS S3. No
 trainer runs here: an instant node completes each run's Job by writing the run record a
 trainer would (a synthetic val_bpb from the run's coded levels), so what is measured is the
 operator, not training; analysis Jobs run the real `stagescreen analyse`. Measured: seconds
 from apply to the first wave of Jobs (goal < 10 s), API writes the operator makes per run over
-the study's life (goal <= 3), its peak memory, and the wall time of the whole study.
+the study's life (goal <= 3), its peak memory, the bytes of lists and watch events the API
+server sent it, the size of the study's status, and the wall time of the whole study.
+`--unrelated` runs the study once per count given, with that many Jobs of other teams in ten
+other namespaces: the operator selects its own Jobs on the server, so neither its memory nor
+what it is sent should grow with them.
 
 Prints Markdown for docs/benchmarks.md.
 """
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "kube"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tests" / "operator" / "kube"), str(ROOT / "tests")]
 
 from apiserver import Running, serve  # noqa: E402
 from kubernetes import client, config  # noqa: E402
@@ -144,11 +148,46 @@ class InstantNode:
         self.done.add(name)
 
 
+def unrelated_jobs(api: client.ApiClient, count: int) -> None:
+    """`count` suspended Jobs of other teams in ten other namespaces (no label of ours)."""
+    batch = client.BatchV1Api(api)
+    for index in range(count):
+        job = {
+            "metadata": {"name": f"train-{index}", "labels": {"team": "other"}},
+            "spec": {
+                "suspend": True,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "main", "image": "registry.example.com/x:1"}],
+                    }
+                },
+            },
+        }
+        batch.create_namespaced_job(f"other-{index % 10}", job, _preload_content=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=31, help="seeds per condition (x32 runs)")
     parser.add_argument("--parallelism", type=int, default=64)
+    parser.add_argument(
+        "--unrelated", type=int, nargs="+", default=[0], help="other teams' Jobs, per run"
+    )
     args = parser.parse_args()
+    print(
+        f"| runs | parallelism | unrelated Jobs | phase | apply to first "
+        f"{min(args.parallelism, 32 * args.seeds)} Jobs | API writes per run | operator peak "
+        "RSS | sent to the operator | per Job list or watch event | status size | study wall "
+        "time |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for unrelated in args.unrelated:
+        measure(args.seeds, args.parallelism, unrelated)
+
+
+def measure(seeds: int, parallelism: int, unrelated: int) -> None:
+    """One study from apply to its end; prints its table row and its writes by kind."""
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         s3 = stack.enter_context(run_seaweedfs(Path(tmp) / "s3"))
         running: Running = stack.enter_context(serve(ROOT / "crds" / "screeningstudy.yaml"))
@@ -170,6 +209,7 @@ def main() -> None:
                 },
             },
         )
+        unrelated_jobs(api, unrelated)
         env = {**s3.env(), "KUBECONFIG": str(kubeconfig), "STAGESCREEN_RECONCILE_S": "5"}
         node = InstantNode(api, s3, bucket, env)
         node.thread.start()
@@ -181,15 +221,15 @@ def main() -> None:
         )
         try:
             time.sleep(3)  # the operator logs in and starts watching
-            body = study(bucket, s3.url, args.seeds, args.parallelism)
+            body = study(bucket, s3.url, seeds, parallelism)
             custom = client.CustomObjectsApi(api)
             applied = time.monotonic()
             custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
             first_wave = None
-            runs = 32 * args.seeds
+            runs = 32 * seeds
             while True:
-                created = len(running.server.created("jobs"))
-                if first_wave is None and created >= min(args.parallelism, runs):
+                created = len([n for n in running.server.created("jobs") if n.startswith("scale-")])
+                if first_wave is None and created >= min(parallelism, runs):
                     first_wave = time.monotonic() - applied
                 status = (
                     custom.get_namespaced_custom_object(
@@ -220,17 +260,15 @@ def main() -> None:
             suffix = "/status" if request.subresource == "status" else ""
             kind = f"{request.method.value} {plural}{suffix}"
             by_kind[kind] = by_kind.get(kind, 0) + 1
+        sent = {key: total for key, total in running.server.sent.items() if key[0] != NODE}
+        jobs = [total for (_, plural), total in sent.items() if plural == "jobs"]
+        per_answer = sum(size for size, _ in jobs) / max(1, sum(count for _, count in jobs))
         print(
-            f"| runs | parallelism | phase | apply to first {min(args.parallelism, runs)} "
-            "Jobs | API writes per run | operator peak RSS | study wall time |"
-        )
-        print("|---|---|---|---|---|---|---|")
-        print(
-            f"| {runs} | {args.parallelism} | {status['phase']} | {first_wave:.1f} s | "
+            f"| {runs} | {parallelism} | {unrelated} | {status['phase']} | {first_wave:.1f} s | "
             f"{len(writes) / runs:.2f} ({len(writes)} in all) | {peak_kb / 1024:.0f} MiB | "
-            f"{wall:.0f} s |"
+            f"{sum(size for size, _ in sent.values()) / 1024:.0f} KiB | {per_answer / 1024:.1f} KiB | "
+            f"{len(json.dumps(status)) / 1024:.1f} KiB | {wall:.0f} s |"
         )
-        print()
         print("Writes by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())))
         if node.errors:
             print(f"node errors: {node.errors[:3]}")

@@ -15,7 +15,8 @@ pins each fix to the API server's documented behaviour:
   write cannot change anything else; generation moves only when spec does;
 - list and watch honour labelSelector and fieldSelector (metadata.name/namespace); lists
   carry kind and apiVersion, and come in pages with `limit` and `continue`; `sent` counts
-  the bytes of list answers and watch events each client (User-Agent) was sent;
+  the bytes and number of list answers and watch events each client (User-Agent) was sent,
+  by resource;
   `Accept: ...as=Table` returns the CRD's printer columns (what
   `kubectl get` shows);
 - a watch from a resourceVersion replays only what happened after it (410 Gone when that is
@@ -95,7 +96,8 @@ class ApiServer(kmock.KubernetesEmulator):
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _columns: dict[kmock.resource, list[Obj]] = attrs.field(factory=dict, init=False)
     _custom: set[kmock.resource] = attrs.field(factory=set, init=False)
-    sent: dict[str, int] = attrs.field(factory=dict, init=False)  # User-Agent -> list bytes
+    # (User-Agent, plural) -> [bytes, answers] of list answers and watch events sent
+    sent: dict[tuple[str, str], list[int]] = attrs.field(factory=dict, init=False)
     # Validating webhooks called on writes (admission_chain.py), with this server's patching.
     admission: AdmissionChain = attrs.field(
         default=attrs.Factory(lambda s: AdmissionChain(s, _merge, _json_patch), takes_self=True),
@@ -389,8 +391,10 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _count(self, request: rendering.Request, payload: Any) -> None:
         """Add the JSON size of a list answer or a watch event to its client's total."""
-        agent = request.headers.get("User-Agent") or ""
-        self.sent[agent] = self.sent.get(agent, 0) + len(json.dumps(payload))
+        key = (request.headers.get("User-Agent") or "", request.resource.plural or "")
+        total = self.sent.setdefault(key, [0, 0])
+        total[0] += len(json.dumps(payload))
+        total[1] += 1
 
     def _table(self, resource: kmock.resource, items: list[Obj], version: str) -> Obj:
         columns = [

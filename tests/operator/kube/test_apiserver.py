@@ -261,4 +261,4 @@ def test_a_list_comes_in_pages_when_asked_and_its_bytes_are_counted(
         if not token:
             break
     assert (names, pages) == ([f"j{index}" for index in range(5)], 3)
-    assert apiserver.server.sent["pager"] > 0
+    assert apiserver.server.sent["pager", "jobs"][1] == 3  # bytes, answers
