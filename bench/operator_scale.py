@@ -262,11 +262,12 @@ def measure(seeds: int, parallelism: int, unrelated: int) -> None:
             by_kind[kind] = by_kind.get(kind, 0) + 1
         sent = {key: total for key, total in running.server.sent.items() if key[0] != NODE}
         jobs = [total for (_, plural), total in sent.items() if plural == "jobs"]
+        total = sum(size for size, _ in sent.values())
         per_answer = sum(size for size, _ in jobs) / max(1, sum(count for _, count in jobs))
         print(
             f"| {runs} | {parallelism} | {unrelated} | {status['phase']} | {first_wave:.1f} s | "
             f"{len(writes) / runs:.2f} ({len(writes)} in all) | {peak_kb / 1024:.0f} MiB | "
-            f"{sum(size for size, _ in sent.values()) / 1024:.0f} KiB | {per_answer / 1024:.1f} KiB | "
+            f"{total / 1024:.0f} KiB | {per_answer / 1024:.1f} KiB | "
             f"{len(json.dumps(status)) / 1024:.1f} KiB | {wall:.0f} s |"
         )
         print("Writes by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())))
