@@ -16,6 +16,7 @@ import yaml
 from binaries import Tool
 
 from stagescreen_operator.kube.cluster import CALLS, CRD_CALLS, KOPF_CALLS, OWNER_CALLS
+from stagescreen_operator.kube.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "stagescreen"
@@ -220,6 +221,23 @@ def test_the_cluster_pools_reach_the_operator(helm: Tool) -> None:
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert json.loads(env["STAGESCREEN_POOLS"]) == [{"name": "a100", "queueName": "gpus"}]
+
+
+def test_the_startup_allowance_reaches_the_operators_settings(helm: Tool) -> None:
+    deployment = next(
+        doc
+        for doc in render(
+            helm, "--set", "startup.allowanceSeconds=600", "--set", "startup.attempts=5"
+        )
+        if doc["kind"] == "Deployment"
+    )
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "value" in e
+    }
+    settings = Settings.from_env(env)
+    assert (settings.startup_allowance_s, settings.start_attempts) == (600, 5)
 
 
 # --- the webhook ---------------------------------------------------------------------------
