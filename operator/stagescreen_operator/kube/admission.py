@@ -37,7 +37,7 @@ def admission_problems(new: Mapping[str, Any], old: Mapping[str, Any] | None = N
     before, after = old.get("spec") or {}, new.get("spec") or {}
     problems = [
         f"spec.{name}: cannot change once the study exists (its runs were planned from it); "
-        "create a new study instead"
+        "create a new study instead (another name or storage prefix)"
         for name in FROZEN
         if before.get(name) != after.get(name)
     ]
