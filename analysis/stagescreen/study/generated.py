@@ -29,9 +29,45 @@ TABLE_HEADER = "| variable | default | meaning |\n|---|---|---|\n"
 
 def pools_schema() -> dict[str, Any]:
     """The JSON Schema of the chart's `pools` value: a list of `Pool`s, as values.yaml writes
-    them (camelCase), every reference inlined (Helm reads a single draft-07 document)."""
+    them (camelCase), every reference inlined (Helm reads a single draft-07 document). What
+    the operator would refuse at start-up, Helm refuses at install: map keys are checked
+    (`propertyNames`), and so are the tolerations' rules across fields."""
     raw = Pool.model_json_schema(by_alias=True)
-    return {"type": "array", "items": inline_refs(raw, raw.get("$defs", {}), frozenset({"title"}))}
+    items = _keys_checked(inline_refs(raw, raw.get("$defs", {}), frozenset({"title"})))
+    items["properties"]["tolerations"]["items"]["allOf"] = TOLERATION_RULES
+    return {"type": "array", "items": items}
+
+
+# The API server's rules across a toleration's fields (the model's Toleration validator).
+TOLERATION_RULES = [
+    {  # operator Exists takes no value
+        "if": {"properties": {"operator": {"const": "Exists"}}, "required": ["operator"]},
+        "then": {"properties": {"value": {"enum": [None, ""]}}},
+    },
+    {  # no key: operator must be Exists
+        "if": {"not": {"required": ["key"]}},
+        "then": {"properties": {"operator": {"const": "Exists"}}, "required": ["operator"]},
+    },
+    {  # tolerationSeconds only with NoExecute
+        "if": {"required": ["tolerationSeconds"]},
+        "then": {"properties": {"effect": {"const": "NoExecute"}}, "required": ["effect"]},
+    },
+]
+
+
+def _keys_checked(node: Any) -> Any:
+    """Draft-07 `patternProperties` only checks the keys that match; the model refuses the
+    others, so the schema does too (`propertyNames`)."""
+    if isinstance(node, list):
+        return [_keys_checked(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _keys_checked(value) for key, value in node.items()}
+    if "patternProperties" in out:
+        ((pattern, values),) = out.pop("patternProperties").items()
+        out["propertyNames"] = {**out.get("propertyNames", {}), "pattern": pattern}
+        out["additionalProperties"] = values
+    return out
 
 
 def values_schema(committed: str) -> str:

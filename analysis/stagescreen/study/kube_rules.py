@@ -111,14 +111,41 @@ def _non_negative_quantity(text: str) -> str:
     return text
 
 
+def _string(pattern: str, max_length: int | None = None) -> dict[str, Any]:
+    """The JSON schema of a rule, so the CRD and the chart's values schema refuse what the
+    model refuses (the validators above give the messages)."""
+    schema: dict[str, Any] = {"type": "string", "pattern": pattern}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return schema
+
+
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
 """A name the project uses inside Job names and label values (stages, pools, studies): a
 DNS-1123 label, kept to 40 characters so `<study>-<run id>` stays readable."""
-DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
-QualifiedName = Annotated[str, AfterValidator(_qualified_name)]
-LabelValue = Annotated[str, AfterValidator(_label_value)]
-EnvName = Annotated[str, AfterValidator(_env_name)]
-SecretKey = Annotated[str, AfterValidator(_secret_key)]
+DnsSubdomain = Annotated[
+    str,
+    AfterValidator(_dns_subdomain),
+    WithJsonSchema(_string(f"^{_DNS_SUBDOMAIN}$", DNS_SUBDOMAIN_MAX)),
+]
+QualifiedName = Annotated[
+    str,
+    AfterValidator(_qualified_name),
+    WithJsonSchema(_string(rf"^({_DNS_SUBDOMAIN}/)?{_NAME_PART}$", DNS_SUBDOMAIN_MAX + 64)),
+]
+LabelValue = Annotated[
+    str,
+    AfterValidator(_label_value),
+    WithJsonSchema(_string(f"^({_NAME_PART})?$", LABEL_VALUE_MAX)),
+]
+EnvName = Annotated[
+    str, AfterValidator(_env_name), WithJsonSchema(_string(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"))
+]
+SecretKey = Annotated[
+    str,
+    AfterValidator(_secret_key),
+    WithJsonSchema(_string(r"^[-._a-zA-Z0-9]+$", DNS_SUBDOMAIN_MAX)),
+]
 Quantity = Annotated[
     str,
     BeforeValidator(_quantity),
