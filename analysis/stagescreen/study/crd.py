@@ -20,7 +20,7 @@ from pydantic_core import core_schema
 
 from stagescreen.kinds import KINDS
 from stagescreen.outcomes.status import StudyStatus
-from stagescreen.study.spec import API_VERSION, GROUP, KIND, VERSION, Study, StudySpec
+from stagescreen.study.spec import API_VERSION, GROUP, KIND, VERSION, Metadata, Study, StudySpec
 
 PLURAL = "screeningstudies"
 HEADER = (
@@ -158,7 +158,11 @@ def crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": fields["api_version"].description},
             "kind": {"type": "string", "description": fields["kind"].description},
-            "metadata": {"type": "object", "description": fields["metadata"].description},
+            "metadata": {  # Kubernetes lets a CRD restrict name (our Job names and labels)
+                "type": "object",
+                "description": fields["metadata"].description,
+                "properties": {"name": openapi_schema(Metadata)["properties"]["name"]},
+            },
             "spec": spec,
             "status": status,
         },

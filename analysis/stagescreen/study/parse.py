@@ -167,7 +167,7 @@ def _path(loc: Iterable[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part:
+        elif part and part != "[key]":  # pydantic's marker of a bad mapping key
             text += f".{part}" if text else part
     return text
 

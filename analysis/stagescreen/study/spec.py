@@ -33,6 +33,16 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from stagescreen import design as designs
+from stagescreen.study.kube_rules import (
+    DnsLabel,
+    DnsSubdomain,
+    EnvName,
+    LabelValue,
+    QualifiedName,
+    Quantity,
+    SecretKey,
+    quantity_value,
+)
 
 API_VERSION = "stagescreen.dev/v1alpha1"
 GROUP, VERSION = API_VERSION.split("/")
@@ -177,10 +187,6 @@ _INT_OR_STRING = {
 }
 
 
-def _quantity(value: Any) -> Any:
-    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-
-
 # The JSON schemas below are what the CRD shows: Kubernetes knows int-or-string, but has no
 # way to say "a list or a count", so seeds are left free-form there and checked here.
 Number = Annotated[int | float, BeforeValidator(_number), WithJsonSchema({"type": "number"})]
@@ -192,8 +198,6 @@ Seeds = Annotated[
     WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
 ]
 At = Annotated[int | Literal["longest"], BeforeValidator(_at), WithJsonSchema(_INT_OR_STRING)]
-Quantity = Annotated[str, BeforeValidator(_quantity)]
-DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
 Code = Annotated[str, Field(pattern=r"^[A-HJ-Z]$")]
 FreeForm = Annotated[
     dict[str, Any],
@@ -435,7 +439,8 @@ class Selection(_Model):
     )
     role: str | None = Field(
         default=None,
-        pattern=r"^[a-z][a-z0-9_-]*$",
+        pattern=r"^[a-z]([a-z0-9_-]*[a-z0-9])?$",
+        max_length=40,
         description=(
             "Name of the chosen anchors in reports and status (default: the rule); with k > 1 "
             "they are numbered role-1, role-2, ..."
@@ -580,11 +585,13 @@ class Stage(_Model):
 class Toleration(_Model):
     """A Kubernetes toleration, so runs may land on tainted GPU nodes."""
 
-    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
+    key: QualifiedName | None = Field(
+        default=None, description="Taint key; empty with Exists matches all."
+    )
     operator: Literal["Equal", "Exists"] = Field(
         default="Equal", description="Equal matches key and value; Exists matches the key."
     )
-    value: str | None = Field(default=None, description="Taint value for operator Equal.")
+    value: LabelValue | None = Field(default=None, description="Taint value for operator Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty tolerates all effects."
     )
@@ -592,12 +599,31 @@ class Toleration(_Model):
         default=None, description="For NoExecute: how long a run may stay after the taint."
     )
 
+    @model_validator(mode="after")
+    def _as_the_api_server_checks(self) -> Toleration:
+        problems = []
+        if self.operator == "Exists" and self.value:
+            problems.append(("value", f"must be empty with operator Exists (got {self.value!r})"))
+        if not self.key and self.operator != "Exists":
+            problems.append(
+                ("operator", "must be Exists when key is empty (it matches all taints)")
+            )
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            problems.append(
+                (
+                    "tolerationSeconds",
+                    f"only with effect NoExecute (effect is {self.effect or 'empty'})",
+                )
+            )
+        _raise_if(problems)
+        return self
+
 
 class Pool(_Model):
     """A set of identical accelerators; runs on different pools are analysed separately."""
 
     name: DnsLabel = Field(description="Pool name, e.g. a100; stages refer to it.")
-    node_selector: dict[str, str] = Field(
+    node_selector: dict[QualifiedName, LabelValue] = Field(
         default_factory=dict,
         description=(
             "Node labels a run's Pod requires, e.g. "
@@ -608,7 +634,7 @@ class Pool(_Model):
         default_factory=list, description="Taints a run's Pod tolerates."
     )
     gpus: int = Field(default=1, ge=0, description="GPUs per run; 0 runs on CPU.")
-    gpu_resource: str = Field(
+    gpu_resource: QualifiedName = Field(
         default="nvidia.com/gpu", description="Extended resource name the GPUs are requested as."
     )
     peak_tflops: float | None = Field(
@@ -628,11 +654,11 @@ class Pool(_Model):
 class SecretRef(_Model):
     """A Kubernetes Secret holding the S3 credentials."""
 
-    name: str = Field(description="Secret name, in the study's namespace.")
-    access_key_key: str = Field(
+    name: DnsSubdomain = Field(description="Secret name, in the study's namespace.")
+    access_key_key: SecretKey = Field(
         default="AWS_ACCESS_KEY_ID", description="Key of the access key id in the Secret."
     )
-    secret_key_key: str = Field(
+    secret_key_key: SecretKey = Field(
         default="AWS_SECRET_ACCESS_KEY", description="Key of the secret access key in the Secret."
     )
 
@@ -691,12 +717,27 @@ class Storage(_Model):
 class Resources(_Model):
     """Kubernetes resource requests and limits for each training Pod (besides the GPUs)."""
 
-    requests: dict[str, Quantity] = Field(
-        default_factory=dict, description="Minimum resources, e.g. {cpu: '8', memory: 64Gi}."
+    requests: dict[QualifiedName, Quantity] = Field(
+        default_factory=dict, description="Minimum resources, e.g. {cpu: 8, memory: 64Gi}."
     )
-    limits: dict[str, Quantity] = Field(
+    limits: dict[QualifiedName, Quantity] = Field(
         default_factory=dict, description="Maximum resources, e.g. {memory: 96Gi}."
     )
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        _raise_if(
+            [
+                (
+                    f"requests.{name}",
+                    f"must not exceed its limit {self.limits[name]} (got {wanted})",
+                )
+                for name, wanted in self.requests.items()
+                if name in self.limits
+                and quantity_value(wanted) > quantity_value(self.limits[name])
+            ]
+        )
+        return self
 
 
 class Trainer(_Model):
@@ -704,6 +745,7 @@ class Trainer(_Model):
 
     image: str = Field(
         default="stagescreen-trainer:dev",
+        pattern=r"^\S+$",
         description="Trainer container image (Dockerfile.trainer); unused by local runs.",
     )
     hyperparameters: FreeForm = Field(
@@ -719,7 +761,7 @@ class Trainer(_Model):
     tokenizer_uri: str | None = Field(
         default=None, description="Tokenizer artifacts (TOKENIZER_URI), local path or s3://."
     )
-    env: dict[str, str] = Field(
+    env: dict[EnvName, str] = Field(
         default_factory=dict, description="Extra environment variables for every run."
     )
     resources: Resources = Field(

@@ -121,6 +121,82 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
     "unknown spec field": (lambda d: spec(d).update(paralelism=2), "spec.paralelism"),
     "study name uppercase": (lambda d: d["metadata"].update(name="Tiny"), "metadata.name"),
     "wrong apiVersion": (lambda d: d.update(apiVersion="stagescreen.dev/v1"), "apiVersion"),
+    # What Kubernetes itself would refuse in a Job (422): refused by the model first.
+    "role ends with a dash (not a label value)": (
+        lambda d: spec(d)["stages"][1]["select"][0].update(role="best-"),
+        "spec.stages[1].select[0].role",
+    ),
+    "role longer than a label value": (
+        lambda d: spec(d)["stages"][1]["select"][0].update(role="b" * 70),
+        "spec.stages[1].select[0].role",
+    ),
+    "toleration Exists with a value": (
+        lambda d: spec(d)["pools"][0].update(
+            tolerations=[{"key": "gpu", "operator": "Exists", "value": "yes"}]
+        ),
+        "spec.pools[0].tolerations[0].value",
+    ),
+    "tolerationSeconds without NoExecute": (
+        lambda d: spec(d)["pools"][0].update(
+            tolerations=[{"key": "gpu", "effect": "NoSchedule", "tolerationSeconds": 60}]
+        ),
+        "spec.pools[0].tolerations[0].tolerationSeconds",
+    ),
+    "toleration without key not Exists": (
+        lambda d: spec(d)["pools"][0].update(tolerations=[{"value": "x"}]),
+        "spec.pools[0].tolerations[0].operator",
+    ),
+    "toleration key not a qualified name": (
+        lambda d: spec(d)["pools"][0].update(tolerations=[{"key": "gpu type", "value": "a"}]),
+        "spec.pools[0].tolerations[0].key",
+    ),
+    "memory in GB": (
+        lambda d: spec(d)["trainer"].update(resources={"requests": {"memory": "64GB"}}),
+        "spec.trainer.resources.requests.memory",
+    ),
+    "cpu as a float": (
+        lambda d: spec(d)["trainer"].update(resources={"requests": {"cpu": 0.5}}),
+        "spec.trainer.resources.requests.cpu",
+    ),
+    "negative memory": (
+        lambda d: spec(d)["trainer"].update(resources={"limits": {"memory": "-1Gi"}}),
+        "spec.trainer.resources.limits.memory",
+    ),
+    "request above its limit": (
+        lambda d: spec(d)["trainer"].update(
+            resources={"requests": {"memory": "96Gi"}, "limits": {"memory": "64Gi"}}
+        ),
+        "spec.trainer.resources.requests.memory",
+    ),
+    "resource name with a space": (
+        lambda d: spec(d)["trainer"].update(resources={"limits": {"gpu memory": "1"}}),
+        "spec.trainer.resources.limits",
+    ),
+    "nodeSelector value not a label value": (
+        lambda d: spec(d)["pools"][0].update(nodeSelector={"pool": "cpu pool"}),
+        "spec.pools[0].nodeSelector",
+    ),
+    "nodeSelector key not a qualified name": (
+        lambda d: spec(d)["pools"][0].update(nodeSelector={"-pool": "cpu"}),
+        "spec.pools[0].nodeSelector",
+    ),
+    "gpu resource not a qualified name": (
+        lambda d: spec(d)["pools"][0].update(gpuResource="nvidia.com/GPU s"),
+        "spec.pools[0].gpuResource",
+    ),
+    "secret name not a DNS subdomain": (
+        lambda d: spec(d)["storage"]["s3"]["secretRef"].update(name="S3_Creds"),
+        "spec.storage.s3.secretRef.name",
+    ),
+    "environment variable name": (
+        lambda d: spec(d)["trainer"].update(env={"1ST": "x"}),
+        "spec.trainer.env",
+    ),
+    "image with a space": (
+        lambda d: spec(d)["trainer"].update(image="stagescreen trainer:dev"),
+        "spec.trainer.image",
+    ),
+    "study name longer than 40": (lambda d: d["metadata"].update(name="s" * 41), "metadata.name"),
     "select rule unknown": (
         lambda d: spec(d)["stages"][1]["select"][0].update(rule="median"),
         "spec.stages[1].select[0].rule",
