@@ -5,11 +5,12 @@ A training Job runs with a read-only root filesystem, so HOME in the image (/hom
 cannot be written, and each library's default cache under it would fail: Triton builds its
 CUDA launcher with the C compiler and keeps it and every compiled kernel under
 `~/.triton/cache`; the CUDA driver keeps JIT-compiled PTX under `~/.nv/ComputeCache`; torch
-keeps NVRTC kernels and extensions under `$XDG_CACHE_HOME/torch`. Inductor's default is
-`$TMPDIR/torchinductor_<user>`, whose name needs a passwd entry for the user (a pod running
-under an arbitrary UID has none). The operator's Job sets every variable below to its folder
-on the Job's writable `/cache` volume; the trainer sets any of them that is absent whenever
-`STAGESCREEN_CACHE` is given, so the image is safe however it is run. matplotlib's
+keeps NVRTC kernels and extensions under `$XDG_CACHE_HOME/torch`. Inductor keeps its
+compiled graphs and kernels with the rest (its default is `$TMPDIR/torchinductor_<user>`,
+where it still puts its precompiled C++ headers whatever the variables say: TMPDIR must be
+writable too, as the Job's /tmp emptyDir is). The operator's Job sets every variable below to
+its folder on the Job's writable `/cache` volume; the trainer sets any of them that is absent
+whenever `STAGESCREEN_CACHE` is given, so the image is safe however it is run. matplotlib's
 MPLCONFIGDIR is not among them: nothing in the trainer imports it.
 """
 
