@@ -9,7 +9,8 @@ and active while a pod runs; Complete with succeeded, or Failed with the reason 
 controller gives (PodFailurePolicy for a FailJob exit code, BackoffLimitExceeded after
 backoffLimit failed pods, DeadlineExceeded after activeDeadlineSeconds); a pod disrupted
 (`preempt`) gets the DisruptionTarget condition, which the Job's podFailurePolicy ignores,
-and a new pod starts. Suspended Jobs wait until resumed.
+and a new pod starts. Suspended Jobs wait until resumed. Each emptyDir is a folder of its
+own: a container's environment value under its mount path (HOME=/cache) points there.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ class NodeAgent:
     api: client.ApiClient
     kubeconfig: Path
     logs: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
     jobs: dict[tuple[str, str], JobRun] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     errors: list[str] = field(default_factory=list)
@@ -172,10 +172,16 @@ class NodeAgent:
     def _start_pod(self, run: JobRun) -> None:
         spec = run.job["spec"]["template"]["spec"]
         container = spec["containers"][0]
-        env = {**os.environ, **self.extra_env, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        volumes = self.logs / "volumes" / f"{run.name}-{run.pods + 1}"
+        mounts = {
+            mount["mountPath"]: volumes / mount["name"]
+            for mount in container.get("volumeMounts") or []
+            if any(v["name"] == mount["name"] and "emptyDir" in v for v in spec.get("volumes", []))
+        }
         for item in container.get("env") or []:
             if "value" in item:
-                env[item["name"]] = item["value"]
+                env[item["name"]] = _on_this_node(item["value"], mounts)
             else:
                 ref = item["valueFrom"]["secretKeyRef"]
                 secret = self.core.read_namespaced_secret(ref["name"], run.namespace)
@@ -214,6 +220,15 @@ class NodeAgent:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+
+def _on_this_node(value: str, mounts: dict[str, Path]) -> str:
+    """A value under a mounted emptyDir's path, as the path of that volume's folder."""
+    for path, folder in mounts.items():
+        if value == path or value.startswith(f"{path}/"):
+            folder.mkdir(parents=True, exist_ok=True)
+            return f"{folder}{value[len(path) :]}"
+    return value
 
 
 def _now() -> str:

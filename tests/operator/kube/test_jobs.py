@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from stagescreen.planning.planner import plan_stage
 from stagescreen.study.parse import load_study, parse_study
-from stagescreen_contract.caches import cache_environment
+from stagescreen_contract.caches import cache_defaults, cache_environment
 from stagescreen_operator.cli import app
 from stagescreen_operator.kube.jobs import analysis_job, job_name, run_job
 from stagescreen_operator.kube.pools import cluster_pools, with_cluster_pools
@@ -191,6 +191,9 @@ def test_home_and_every_cache_are_on_the_writable_cache_volume() -> None:
     assert {name: env[name] for name in cache_environment("/cache")} == cache_environment("/cache")
     for name in ("HOME", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         assert env[name].startswith("/cache"), name
+    # what the trainer image would set by itself from STAGESCREEN_CACHE is what the Job sets
+    image_defaults = cache_defaults({"STAGESCREEN_CACHE": "/cache", "HOME": "/home/trainer"})
+    assert image_defaults.items() <= env.items()
 
 
 def test_the_analysis_job_validates_and_runs_under_its_own_service_account() -> None:
