@@ -112,8 +112,7 @@ def run_job(
     spec = study.spec
     pool = next(pool for pool in spec.pools if pool.name == run.pool)
     env = run_environment(spec, name, run, result_uri(study, run), corpus)
-    env |= {"DEVICE": "cuda" if pool.gpus else "cpu", CACHE_ROOT: CACHE}
-    env |= cache_environment(CACHE)
+    env |= {"DEVICE": "cuda" if pool.gpus else "cpu", CACHE_ROOT: CACHE, **cache_environment(CACHE)}
     if pool.peak_tflops:
         env.setdefault("PEAK_FLOPS", f"{pool.peak_tflops * 1e12:.0f}")
     job_labels = labels(name, run)
