@@ -9,8 +9,7 @@ and active while a pod runs; Complete with succeeded, or Failed with the reason 
 controller gives (PodFailurePolicy for a FailJob exit code, BackoffLimitExceeded after
 backoffLimit failed pods, DeadlineExceeded after activeDeadlineSeconds); a pod disrupted
 (`preempt`) gets the DisruptionTarget condition, which the Job's podFailurePolicy ignores,
-and a new pod starts. Suspended Jobs wait until resumed. Each emptyDir is a folder of its
-own: a container's environment value under its mount path (HOME=/cache) points there.
+and a new pod starts. Suspended Jobs wait until resumed.
 """
 
 from __future__ import annotations
@@ -57,6 +56,7 @@ class NodeAgent:
     api: client.ApiClient
     kubeconfig: Path
     logs: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
     jobs: dict[tuple[str, str], JobRun] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     errors: list[str] = field(default_factory=list)
@@ -172,7 +172,7 @@ class NodeAgent:
     def _start_pod(self, run: JobRun) -> None:
         spec = run.job["spec"]["template"]["spec"]
         container = spec["containers"][0]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, **self.extra_env, "KUBECONFIG": str(self.kubeconfig)}
         volumes = self.logs / "volumes" / f"{run.name}-{run.pods + 1}"
         mounts = {
             mount["mountPath"]: volumes / mount["name"]
@@ -223,7 +223,9 @@ class NodeAgent:
 
 
 def _on_this_node(value: str, mounts: dict[str, Path]) -> str:
-    """A value under a mounted emptyDir's path, as the path of that volume's folder."""
+    """A value under a mounted emptyDir's path, as the path of that volume's folder: each
+    emptyDir is a folder of its pod on this node, so a Job's HOME=/cache and its caches never
+    reach the machine's root."""
     for path, folder in mounts.items():
         if value == path or value.startswith(f"{path}/"):
             folder.mkdir(parents=True, exist_ok=True)

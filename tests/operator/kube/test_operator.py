@@ -165,7 +165,12 @@ def cluster(
     study = parse_study(yaml.safe_load(study_text(STUDY, s3_bucket)))
     store = open_store(study.spec.storage.root())
     corpus_for(study, store, 1024, say=lambda line: None)  # what `stagescreen run` leaves there
-    agent = NodeAgent(node, kubeconfig, tmp_path / "pods").start()
+    agent = NodeAgent(
+        node,
+        kubeconfig,
+        tmp_path / "pods",
+        extra_env={"STAGESCREEN_CACHE": str(tmp_path / "cache")},
+    ).start()
     try:
         yield Cluster(api, apiserver, agent, s3_bucket)
     finally:
