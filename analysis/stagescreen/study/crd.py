@@ -282,8 +282,8 @@ def _objects(path: str, node: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
 def _type(node: dict[str, Any]) -> str:
     if "enum" in node:
         return " \\| ".join(f"`{value}`" for value in node["enum"])
-    if node.get("x-kubernetes-int-or-string"):
-        return "duration"
+    if node.get("x-kubernetes-int-or-string"):  # a quantity carries its syntax as a pattern
+        return "quantity" if "pattern" in node else "duration"
     kind = node.get("type")
     if kind == "array":
         return f"list of {_type(node.get('items', {}))}"

@@ -647,6 +647,21 @@ class Stage(_Model):
 # Pools, storage, trainer, limits
 
 
+class Affinity(_Model):
+    """Kubernetes scheduling affinity for a run's Pod, passed to it as written (the API server
+    checks what is inside each part)."""
+
+    node_affinity: FreeForm | None = Field(
+        default=None, description="Node affinity, e.g. preferred GPU products or zones."
+    )
+    pod_affinity: FreeForm | None = Field(
+        default=None, description="Pod affinity, e.g. runs near the S3 gateway."
+    )
+    pod_anti_affinity: FreeForm | None = Field(
+        default=None, description="Pod anti-affinity, e.g. one run per node."
+    )
+
+
 class Toleration(_Model):
     """A Kubernetes toleration, so runs may land on tainted GPU nodes."""
 
@@ -714,6 +729,53 @@ class Pool(_Model):
             "kueue.x-k8s.io/queue-name; created suspended for Kueue to admit); empty: none."
         ),
     )
+    image_pull_secrets: list[DnsSubdomain] = Field(
+        default_factory=list,
+        description="Secrets (names, in the study's namespace) to pull the trainer image with.",
+    )
+    priority_class_name: DnsSubdomain | None = Field(
+        default=None, description="PriorityClass of a run's Pod; empty: the cluster's default."
+    )
+    runtime_class_name: DnsSubdomain | None = Field(
+        default=None,
+        description=(
+            "RuntimeClass of a run's Pod, e.g. nvidia where the GPU runtime is not the node's "
+            "default (k3s, RKE2); empty: the node's default."
+        ),
+    )
+    service_account_name: DnsSubdomain | None = Field(
+        default=None,
+        description=(
+            "ServiceAccount a run's Pod runs as, e.g. one bound to a cloud role for S3 (IRSA, "
+            "Workload Identity); its own automountServiceAccountToken then decides whether an "
+            "API token is mounted. Empty: the namespace's default, with no API token mounted."
+        ),
+    )
+    affinity: Affinity | None = Field(
+        default=None, description="Scheduling affinity of a run's Pod, as Kubernetes writes it."
+    )
+    termination_grace_period_seconds: int = Field(
+        default=120,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds a stopped run's Pod (preempted, evicted, drained) has after SIGTERM to "
+            "finish its step or evaluation and upload its checkpoint before SIGKILL."
+        ),
+    )
+    shm_size_limit: Quantity = Field(
+        default="8Gi",
+        description=(
+            "Size limit of a run's memory-backed /dev/shm; what is written there counts "
+            "against the Pod's memory limit."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _shm_not_empty(self) -> Pool:
+        if quantity_value(self.shm_size_limit) <= 0:
+            raise _Problems([("shmSizeLimit", f"must be positive (got {self.shm_size_limit!r})")])
+        return self
 
 
 class SecretRef(_Model):

@@ -19,8 +19,11 @@ What each training Job guarantees:
   `backoffLimit`: the new pod resumes from the run's checkpoint in storage; the trainer's
   bad-configuration and diverged exits fail the Job at once (its record says why);
 - hardened pod: non-root, read-only root filesystem, no privilege escalation, no
-  capabilities, RuntimeDefault seccomp; memory-backed /dev/shm and emptyDirs for /tmp and
-  caches; the one-line failure reason reaches the pod status (FallbackToLogsOnError).
+  capabilities, RuntimeDefault seccomp; a memory-backed /dev/shm of the pool's size limit and
+  emptyDirs for /tmp and /cache, where HOME and every torch, Inductor and Triton cache point;
+  the one-line failure reason reaches the pod status (FallbackToLogsOnError);
+- the pool's escape hatches: image pull secrets, priority and runtime class, ServiceAccount,
+  affinity, and a grace period long enough to upload a checkpoint after SIGTERM.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from stagescreen.planning.cost import RUN_OVERHEAD_S
 from stagescreen.planning.environment import run_environment, run_folder
 from stagescreen.planning.plans import PlannedRun
 from stagescreen.study.spec import API_VERSION, GROUP, KIND, Pool, Study
+from stagescreen_contract.caches import CACHE_ROOT, cache_environment
 from stagescreen_contract.status import EXIT_BAD_CONFIG, EXIT_DIVERGED
 
 NAME_LIMIT = 63  # a DNS-1123 label: Job names become pod labels (batch.kubernetes.io/job-name)
@@ -46,6 +50,7 @@ ATTEMPT = f"{GROUP}/attempt"  # the how-many-th Job of its run (a replaced one n
 STARTUP_ALLOWANCE_S = 1800  # for a pod to start: a GPU node scaling up, a large image pull
 STUDY_LABEL = f"{GROUP}/study"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+CACHE = "/cache"  # the run's writable emptyDir: HOME and every cache (stagescreen_contract.caches)
 
 
 def job_name(study: str, run_id: str) -> str:
@@ -115,7 +120,7 @@ def run_job(
     spec = study.spec
     pool = next(pool for pool in spec.pools if pool.name == run.pool)
     env = run_environment(spec, name, run, result_uri(study, run), corpus)
-    env |= {"DEVICE": "cuda" if pool.gpus else "cpu", "STAGESCREEN_CACHE": "/cache"}
+    env |= {"DEVICE": "cuda" if pool.gpus else "cpu", CACHE_ROOT: CACHE, **cache_environment(CACHE)}
     if pool.peak_tflops:
         env.setdefault("PEAK_FLOPS", f"{pool.peak_tflops * 1e12:.0f}")
     job_labels = labels(name, run)
@@ -131,26 +136,21 @@ def run_job(
         "volumeMounts": [
             {"name": "shm", "mountPath": "/dev/shm"},
             {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "cache", "mountPath": "/cache"},
+            {"name": "cache", "mountPath": CACHE},
         ],
     }
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": pool.termination_grace_period_seconds,
         "securityContext": _pod_security(),
         "containers": [container],
         "volumes": [
-            {"name": "shm", "emptyDir": {"medium": "Memory"}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": pool.shm_size_limit}},
             {"name": "tmp", "emptyDir": {}},
             {"name": "cache", "emptyDir": {}},
         ],
+        **_pool_pod_settings(pool),
     }
-    if pool.node_selector:
-        pod["nodeSelector"] = dict(pool.node_selector)
-    if pool.tolerations:
-        pod["tolerations"] = [
-            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in pool.tolerations
-        ]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -268,6 +268,37 @@ def result_uri(study: Study, run: PlannedRun) -> str:
 
 def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"name": key, "value": value} for key, value in sorted(env.items())]
+
+
+def _pool_pod_settings(pool: Pool) -> dict[str, Any]:
+    """What the pool says about a run's Pod beyond its GPUs, each field only when set.
+
+    Without a ServiceAccount of its own a run mounts no API token: the trainer never calls
+    the Kubernetes API. A pool that names one (IRSA, EKS Pod Identity, Workload Identity)
+    leaves the choice to that ServiceAccount's own automountServiceAccountToken, which a
+    pod-level `false` would override: the platform team that bound it to a cloud role knows
+    whether its identity setup needs the token mounted, and its other workloads see the same.
+    """
+    out: dict[str, Any] = {}
+    if pool.node_selector:
+        out["nodeSelector"] = dict(pool.node_selector)
+    if pool.tolerations:
+        out["tolerations"] = [
+            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in pool.tolerations
+        ]
+    if pool.affinity is not None:
+        out["affinity"] = pool.affinity.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if pool.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": name} for name in pool.image_pull_secrets]
+    if pool.priority_class_name:
+        out["priorityClassName"] = pool.priority_class_name
+    if pool.runtime_class_name:
+        out["runtimeClassName"] = pool.runtime_class_name
+    if pool.service_account_name:
+        out["serviceAccountName"] = pool.service_account_name
+    else:
+        out["automountServiceAccountToken"] = False
+    return out
 
 
 def _resources(study: Study, pool: Pool) -> dict[str, Any]:

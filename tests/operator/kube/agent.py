@@ -275,9 +275,15 @@ class NodeAgent:
         spec = run.job["spec"]["template"]["spec"]
         container = spec["containers"][0]
         env = {**os.environ, **self.extra_env, "KUBECONFIG": str(self.kubeconfig)}
+        volumes = self.logs / "volumes" / f"{run.name}-{run.pods + 1}"
+        mounts = {
+            mount["mountPath"]: volumes / mount["name"]
+            for mount in container.get("volumeMounts") or []
+            if any(v["name"] == mount["name"] and "emptyDir" in v for v in spec.get("volumes", []))
+        }
         for item in container.get("env") or []:
             if "value" in item:
-                env[item["name"]] = item["value"]
+                env[item["name"]] = _on_this_node(item["value"], mounts)
             else:
                 ref = item["valueFrom"]["secretKeyRef"]
                 secret = self.core.read_namespaced_secret(ref["name"], run.namespace)
@@ -374,6 +380,17 @@ class NodeAgent:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+
+def _on_this_node(value: str, mounts: dict[str, Path]) -> str:
+    """A value under a mounted emptyDir's path, as the path of that volume's folder: each
+    emptyDir is a folder of its pod on this node, so a Job's HOME=/cache and its caches never
+    reach the machine's root."""
+    for path, folder in mounts.items():
+        if value == path or value.startswith(f"{path}/"):
+            folder.mkdir(parents=True, exist_ok=True)
+            return f"{folder}{value[len(path) :]}"
+    return value
 
 
 def _now() -> str:

@@ -97,6 +97,47 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
         lambda d: spec(d)["pools"][0].update(name="CPU_pool"),
         "spec.pools[0].name",
     ),
+    # A pool's pod settings, by the rules the API server applies to each pod field.
+    "image pull secret not a DNS subdomain": (
+        lambda d: spec(d)["pools"][0].update(imagePullSecrets=["Registry_Creds"]),
+        "spec.pools[0].imagePullSecrets[0]",
+    ),
+    "image pull secrets not a list": (
+        lambda d: spec(d)["pools"][0].update(imagePullSecrets="regcred"),
+        "spec.pools[0].imagePullSecrets",
+    ),
+    "priority class not a DNS subdomain": (
+        lambda d: spec(d)["pools"][0].update(priorityClassName="High Priority"),
+        "spec.pools[0].priorityClassName",
+    ),
+    "runtime class not a DNS subdomain": (
+        lambda d: spec(d)["pools"][0].update(runtimeClassName="NVIDIA"),
+        "spec.pools[0].runtimeClassName",
+    ),
+    "service account not a DNS subdomain": (
+        lambda d: spec(d)["pools"][0].update(serviceAccountName="s3_reader"),
+        "spec.pools[0].serviceAccountName",
+    ),
+    "affinity with an unknown part": (
+        lambda d: spec(d)["pools"][0].update(affinity={"nodeAfinity": {}}),
+        "spec.pools[0].affinity.nodeAfinity",
+    ),
+    "negative grace period": (
+        lambda d: spec(d)["pools"][0].update(terminationGracePeriodSeconds=-1),
+        "spec.pools[0].terminationGracePeriodSeconds",
+    ),
+    "grace period over an hour": (
+        lambda d: spec(d)["pools"][0].update(terminationGracePeriodSeconds=7200),
+        "spec.pools[0].terminationGracePeriodSeconds",
+    ),
+    "shm size in GB": (
+        lambda d: spec(d)["pools"][0].update(shmSizeLimit="8GB"),
+        "spec.pools[0].shmSizeLimit",
+    ),
+    "shm size zero": (
+        lambda d: spec(d)["pools"][0].update(shmSizeLimit=0),
+        "spec.pools[0].shmSizeLimit",
+    ),
     "duplicate factor codes": (lambda d: spec(d)["factors"][1].update(code="A"), "spec.factors"),
     "unknown factor scale": (
         lambda d: spec(d)["factors"][1].update(scale="cubic"),

@@ -3,6 +3,7 @@ validated against the real Kubernetes schema (kubernetes-validate --strict)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import yaml
 from typer.testing import CliRunner
 
 from stagescreen.planning.planner import plan_stage
-from stagescreen.study.parse import load_study
+from stagescreen.study.parse import load_study, parse_study
+from stagescreen_contract.caches import cache_defaults, cache_environment
 from stagescreen_operator.cli import app
 from stagescreen_operator.kube.jobs import analysis_job, job_name, run_job
+from stagescreen_operator.kube.pools import cluster_pools, with_cluster_pools
 
 ROOT = Path(__file__).resolve().parents[3]
 PAPER = load_study(ROOT / "examples" / "paper.yaml")
@@ -92,7 +95,9 @@ def test_disruptions_are_retried_and_bad_config_or_divergence_fail_at_once() -> 
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert {"name": "shm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in pod["volumes"]
+    assert pod["terminationGracePeriodSeconds"] == 120  # a checkpoint upload after SIGTERM
+    assert pod["automountServiceAccountToken"] is False  # the trainer never calls the API
 
 
 def test_a_pool_with_a_kueue_queue_submits_suspended_jobs_to_it() -> None:
@@ -104,6 +109,91 @@ def test_a_pool_with_a_kueue_queue_submits_suspended_jobs_to_it() -> None:
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpus"
     kubernetes_validate.validate(job, K8S, strict=True)
+
+
+ESCAPE_HATCHES = {
+    "imagePullSecrets": ["registry-creds"],
+    "priorityClassName": "research-low",
+    "runtimeClassName": "nvidia",
+    "serviceAccountName": "s3-reader",
+    "affinity": {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 50,
+                    "preference": {
+                        "matchExpressions": [
+                            {
+                                "key": "topology.kubernetes.io/zone",
+                                "operator": "In",
+                                "values": ["a"],
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"stagescreen.dev/study": "paper"}},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        },
+    },
+    "terminationGracePeriodSeconds": 300,
+    "shmSizeLimit": "16Gi",
+}
+
+
+def test_every_pool_pod_setting_lands_in_the_pod_spec_and_validates_strictly() -> None:
+    study = yaml.safe_load((ROOT / "examples" / "paper.yaml").read_text())
+    study["spec"]["pools"][0] |= ESCAPE_HATCHES
+    job = screen_jobs(parse_study(study))[0]
+    kubernetes_validate.validate(job, K8S, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
+    assert pod["priorityClassName"] == "research-low"
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["serviceAccountName"] == "s3-reader"
+    # the named ServiceAccount's own automountServiceAccountToken decides (IRSA and kin)
+    assert "automountServiceAccountToken" not in pod
+    assert pod["affinity"] == ESCAPE_HATCHES["affinity"]
+    assert pod["terminationGracePeriodSeconds"] == 300
+    shm = next(volume for volume in pod["volumes"] if volume["name"] == "shm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
+
+
+def test_a_cluster_pool_gives_its_pod_settings_to_the_studies_that_name_it() -> None:
+    """The chart's `pools` value is read with the same model, and a study's pool takes every
+    field it leaves unset from the cluster's pool of its name."""
+    cluster = cluster_pools(json.dumps([{"name": "a100", **ESCAPE_HATCHES, "gpus": 4}]))
+    job = screen_jobs(with_cluster_pools(PAPER, cluster))[0]
+    kubernetes_validate.validate(job, K8S, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == "nvidia" and pod["serviceAccountName"] == "s3-reader"
+    assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
+    assert pod["priorityClassName"] == "research-low"
+    assert pod["affinity"] == ESCAPE_HATCHES["affinity"]
+    assert pod["terminationGracePeriodSeconds"] == 300
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["volumes"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"  # the study's
+
+
+def test_home_and_every_cache_are_on_the_writable_cache_volume() -> None:
+    job = screen_jobs()[0]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "cache", "mountPath": "/cache"} in container["volumeMounts"]
+    env = {name: entry["value"] for name, entry in env_of(job).items() if "value" in entry}
+    assert env["STAGESCREEN_CACHE"] == "/cache"
+    assert {name: env[name] for name in cache_environment("/cache")} == cache_environment("/cache")
+    for name in ("HOME", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        assert env[name].startswith("/cache"), name
+    # what the trainer image would set by itself from STAGESCREEN_CACHE is what the Job sets
+    image_defaults = cache_defaults({"STAGESCREEN_CACHE": "/cache", "HOME": "/home/trainer"})
+    assert image_defaults.items() <= env.items()
 
 
 def test_the_analysis_job_validates_and_runs_under_its_own_service_account() -> None:
