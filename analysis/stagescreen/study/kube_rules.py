@@ -25,6 +25,9 @@ _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
 _NAME_PART = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _QUANTITY = r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$"
+_POSITIVE_QUANTITY = (
+    r"^\+?(0*[1-9]\d*(\.\d*)?|0*\.\d*[1-9]\d*)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$"
+)
 _SUFFIXES: dict[str, int | Decimal] = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
     "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
@@ -111,6 +114,12 @@ def _non_negative_quantity(text: str) -> str:
     return text
 
 
+def _positive_quantity(text: str) -> str:
+    if quantity_value(text) <= 0:
+        raise ValueError(f"must be positive (got {text!r})")
+    return text
+
+
 def _string(pattern: str, max_length: int | None = None) -> dict[str, Any]:
     """The JSON schema of a rule, so the CRD and the chart's values schema refuse what the
     model refuses (the validators above give the messages)."""
@@ -158,3 +167,17 @@ Quantity = Annotated[
         }
     ),
 ]
+PositiveQuantity = Annotated[
+    str,
+    BeforeValidator(_quantity),
+    AfterValidator(_positive_quantity),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 1,  # an integer's bound; the pattern is a string's
+            "pattern": _POSITIVE_QUANTITY,
+        }
+    ),
+]
+"""A size that must be more than zero (a /dev/shm limit)."""

@@ -50,6 +50,7 @@ from stagescreen.study.kube_rules import (
     DnsSubdomain,
     EnvName,
     LabelValue,
+    PositiveQuantity,
     QualifiedName,
     Quantity,
     SecretKey,
@@ -763,19 +764,13 @@ class Pool(_Model):
             "finish its step or evaluation and upload its checkpoint before SIGKILL."
         ),
     )
-    shm_size_limit: Quantity = Field(
+    shm_size_limit: PositiveQuantity = Field(
         default="8Gi",
         description=(
             "Size limit of a run's memory-backed /dev/shm; what is written there counts "
             "against the Pod's memory limit."
         ),
     )
-
-    @model_validator(mode="after")
-    def _shm_not_empty(self) -> Pool:
-        if quantity_value(self.shm_size_limit) <= 0:
-            raise _Problems([("shmSizeLimit", f"must be positive (got {self.shm_size_limit!r})")])
-        return self
 
 
 class SecretRef(_Model):

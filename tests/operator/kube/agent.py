@@ -73,7 +73,6 @@ class NodeAgent:
     api: client.ApiClient
     kubeconfig: Path
     logs: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
     jobs: dict[tuple[str, str], JobRun] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     errors: list[str] = field(default_factory=list)
@@ -274,7 +273,7 @@ class NodeAgent:
         assert run.pod is not None
         spec = run.job["spec"]["template"]["spec"]
         container = spec["containers"][0]
-        env = {**os.environ, **self.extra_env, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         volumes = self.logs / "volumes" / f"{run.name}-{run.pods + 1}"
         mounts = {
             mount["mountPath"]: volumes / mount["name"]

@@ -64,7 +64,6 @@ def cluster(
         node,
         kubeconfig,
         tmp_path / "pods",
-        extra_env={"STAGESCREEN_CACHE": str(tmp_path / "cache")},
     ).start()
     try:
         yield Cluster(api, apiserver, agent, s3_bucket)

@@ -4,11 +4,16 @@ with every problem and its field path; limits may change at any time."""
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
+import jsonschema
 import pytest
 from bad_specs import BROKEN, base, broken
 
 from stagescreen_operator.kube.admission import admission_problems
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_corpus_is_large_and_its_base_is_valid() -> None:
@@ -74,3 +79,22 @@ def test_a_study_pool_takes_what_it_leaves_unset_from_the_cluster_pool() -> None
     assert pool.gpus == 0
     assert pool.queue_name == "q"  # the study left it unset
     assert [p.name for p in with_cluster_pools(study, cluster).spec.pools] == ["cpu"]
+
+
+POOL_MISTAKES = sorted(
+    name for name, (_, path) in BROKEN.items() if path.startswith("spec.pools[0]")
+)
+
+
+@pytest.mark.parametrize("name", POOL_MISTAKES)
+def test_a_pool_the_model_refuses_is_refused_by_the_charts_values_schema_too(name: str) -> None:
+    """The cluster's pools (chart value `pools`) are read by the operator at start-up with the
+    same model: Helm must refuse at install what would crash-loop the operator."""
+    schema = json.loads((ROOT / "charts" / "stagescreen" / "values.schema.json").read_text())
+    pool = broken(name)["spec"]["pools"][0]
+    errors = list(jsonschema.Draft7Validator(schema["properties"]["pools"]).iter_errors([pool]))
+    assert errors, f"{name}: the chart would accept {pool}"
+
+
+def test_there_are_pool_mistakes_to_check() -> None:
+    assert len(POOL_MISTAKES) >= 15
