@@ -66,6 +66,23 @@ def _qualified(key: str) -> bool:
 
 def _pod(path: str, pod: dict[str, Any]) -> list[str]:
     errors = _labels(f"{path}.nodeSelector", pod.get("nodeSelector") or {})
+    for field in ("priorityClassName", "runtimeClassName", "serviceAccountName"):
+        value = pod.get(field)
+        if value is not None and (len(value) > 253 or not re.fullmatch(SUBDOMAIN, value)):
+            errors.append(
+                f'{path}.{field}: Invalid value: "{value}": a lowercase RFC 1123 subdomain'
+            )
+    for index, secret in enumerate(pod.get("imagePullSecrets") or []):
+        name = secret.get("name", "")
+        if not re.fullmatch(SUBDOMAIN, name):
+            errors.append(f'{path}.imagePullSecrets[{index}].name: Invalid value: "{name}"')
+    grace = pod.get("terminationGracePeriodSeconds")
+    if grace is not None and grace < 0:
+        errors.append(f"{path}.terminationGracePeriodSeconds: Invalid value: {grace}: must be >= 0")
+    for index, volume in enumerate(pod.get("volumes") or []):
+        limit = (volume.get("emptyDir") or {}).get("sizeLimit")
+        if limit is not None and _quantity(str(limit)) is None:
+            errors.append(f'{path}.volumes[{index}].emptyDir.sizeLimit: Invalid value: "{limit}"')
     for index, toleration in enumerate(pod.get("tolerations") or []):
         errors += _toleration(f"{path}.tolerations[{index}]", toleration)
     for index, container in enumerate(pod.get("containers") or []):

@@ -221,6 +221,13 @@ def job(name: str = "j1", **pod: object) -> dict:
             "spec.template.spec.containers[0].resources.requests",
         ),
         (job(nodeSelector={"pool": "a b"}), "spec.template.spec.nodeSelector"),
+        (job(priorityClassName="High_Priority"), "spec.template.spec.priorityClassName"),
+        (job(imagePullSecrets=[{"name": "Reg Creds"}]), "spec.template.spec.imagePullSecrets[0]"),
+        (job(terminationGracePeriodSeconds=-1), "spec.template.spec.terminationGracePeriodSeconds"),
+        (
+            job(volumes=[{"name": "shm", "emptyDir": {"sizeLimit": "8GB"}}]),
+            "spec.template.spec.volumes[0].emptyDir.sizeLimit",
+        ),
     ],
 )
 def test_a_job_the_api_server_would_refuse_is_422_naming_the_field(
