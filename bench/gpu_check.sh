@@ -27,12 +27,16 @@ EOF
 "$PYTHON" -m stagescreen_trainer.prepare --out "$OUT/corpus" --vocab 8192 \
     ${CORPUS:+--source "$CORPUS" --max-bytes 2000000000}
 
-# 2. one run per attention path; the paper's recipe is the trainer's default configuration
+# 2. one run per attention path; the paper's recipe is the trainer's default configuration.
+# As in a Job: HOME cannot be written (a read-only root filesystem), only STAGESCREEN_CACHE
+# can, so torch.compile's Inductor and Triton caches must land there (step 3 counts them).
+touch "$OUT/home-is-a-file"
 run() {  # run NAME TIME_BUDGET EVAL_TOKENS [VAR=VALUE ...]
     local name=$1 budget=$2 eval_tokens=$3
     shift 3
-    rm -rf "${OUT:?}/$name"
-    env "$@" TIME_BUDGET="$budget" EVAL_TOKENS="$eval_tokens" COMPILE=1 PROGRESS_EVERY=15 \
+    rm -rf "${OUT:?}/$name" "${OUT:?}/cache-$name"
+    env "$@" HOME="$OUT/home-is-a-file/home" STAGESCREEN_CACHE="$OUT/cache-$name" \
+        TIME_BUDGET="$budget" EVAL_TOKENS="$eval_tokens" COMPILE=1 PROGRESS_EVERY=15 \
         DATA_URI="$OUT/corpus/shards" TOKENIZER_URI="$OUT/corpus/tokenizer" \
         RESULT_URI="$OUT/$name" CHECKPOINT_EVERY=0 RUN_ID="gpu-check-$name" \
         "$PYTHON" -m stagescreen_trainer | tee "$OUT/$name.log" | grep -E "^(step|device|val_bpb)"
@@ -56,4 +60,8 @@ for name in ("sdpa-band-mask", "flex-block-mask"):
         f"| {100 * r['mfu']:.1f}% ({r['peak_flops_source']}) "
         f"| {r['peak_memory_bytes'] / 2**30:.1f} GiB | {r['val_bpb']:.4f} | {compiled} |"
     )
+for name in ("sdpa-band-mask", "flex-block-mask"):
+    cache = out / f"cache-{name}"
+    files = sum(1 for path in cache.rglob("*") if path.is_file())
+    print(f"\n{name}: {files} cache files under STAGESCREEN_CACHE (HOME unwritable)")
 EOF
