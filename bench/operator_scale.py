@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,8 @@ class InstantNode:
 def unrelated_jobs(api: client.ApiClient, count: int) -> None:
     """`count` suspended Jobs of other teams in ten other namespaces (no label of ours)."""
     batch = client.BatchV1Api(api)
-    for index in range(count):
+
+    def create(index: int) -> None:
         job = {
             "metadata": {"name": f"train-{index}", "labels": {"team": "other"}},
             "spec": {
@@ -165,6 +167,9 @@ def unrelated_jobs(api: client.ApiClient, count: int) -> None:
             },
         }
         batch.create_namespaced_job(f"other-{index % 10}", job, _preload_content=False)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(count)))
 
 
 def main() -> None:
@@ -248,7 +253,10 @@ def measure(seeds: int, parallelism: int, unrelated: int) -> None:
             peak_kb = _peak_kb(operator.pid)
         finally:
             operator.terminate()
-            operator.wait(30)
+            try:
+                operator.wait(120)
+            except subprocess.TimeoutExpired:
+                operator.kill()
             node.stop.set()
         writes = [
             request
