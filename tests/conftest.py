@@ -1,12 +1,14 @@
 """Shared fixtures, and the layer of each test read from the fixtures it uses.
 
 A test that uses a real component (SeaweedFS, the test API server, the trainer, helm,
-promtool, hadolint) is `integration`; one whose fixtures train, run a study or an operator
-is `slow`. Nobody marks these by hand: the tables below do, so `make test-fast`
-(`-m "not integration and not slow"`) never runs a test that starts a server or a trainer.
-Add a fixture that starts such a component to the tables when you write it. (A fixture
-parameter that fetches a server with `request.getfixturevalue` is invisible here: it marks
-its own `pytest.param`, as tests/core/storage/test_store.py does.)
+promtool, hadolint, an image built with buildah) is `integration`; one whose fixtures train,
+run a study or an operator, or build an image, is `slow`. Nobody marks these by hand: the
+tables below do, so `make test-fast` (`-m "not integration and not slow"`) never runs a test
+that starts a server or a trainer. A test that builds the trainer image (minutes) is also
+`images`: `make test` leaves it to `make images-test`. Add a fixture that starts such a
+component to the tables when you write it. (A fixture parameter that fetches a server with
+`request.getfixturevalue` is invisible here: it marks its own `pytest.param`, as
+tests/core/storage/test_store.py does.)
 """
 
 from __future__ import annotations
