@@ -89,11 +89,11 @@ generate: install
 # builds the trainer with torch's CPU build instead of PyPI's CUDA one (5.7 GB).
 IMAGES ?= operator trainer
 
-images: tools
+images: $(IMAGE_TOOLS)
 	images/build.sh $(IMAGES)
 
 # Both images built and run as their Jobs run them (the trainer's with torch's CPU build).
-images-test: install tools
+images-test: install $(IMAGE_TOOLS)
 	$(BIN)/pytest -q tests/operator/kube/test_operator_image.py tests/trainer/test_trainer_image.py
 
 bench: install
