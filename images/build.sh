@@ -3,7 +3,7 @@
 # cgroups, no user namespaces) on a Debian bookworm base made with debootstrap, which stands in
 # for the Dockerfiles' default python:3.11-slim-bookworm (Python 3.11, venv and pip, `python`).
 #
-#   images/build.sh base          the base, once (kept in buildah's storage; buildah rmi it to redo)
+#   images/build.sh base          the base, once (kept in buildah's storage; buildah rmi to redo)
 #   images/build.sh operator      stagescreen-operator:dev  (Dockerfile.operator)
 #   images/build.sh trainer       stagescreen-trainer:dev   (Dockerfile.trainer, PyPI's CUDA torch)
 #   images/build.sh trainer-cpu   stagescreen-trainer:cpu   (the same with torch's CPU build)
