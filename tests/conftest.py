@@ -1,12 +1,14 @@
 """Shared fixtures, and the layer of each test read from the fixtures it uses.
 
 A test that uses a real component (SeaweedFS, the test API server, the trainer, helm,
-promtool, hadolint) is `integration`; one whose fixtures train, run a study or an operator
-is `slow`. Nobody marks these by hand: the tables below do, so `make test-fast`
-(`-m "not integration and not slow"`) never runs a test that starts a server or a trainer.
-Add a fixture that starts such a component to the tables when you write it. (A fixture
-parameter that fetches a server with `request.getfixturevalue` is invisible here: it marks
-its own `pytest.param`, as tests/core/storage/test_store.py does.)
+promtool, hadolint, an image built with buildah) is `integration`; one whose fixtures train,
+run a study or an operator, or build an image, is `slow`. Nobody marks these by hand: the
+tables below do, so `make test-fast` (`-m "not integration and not slow"`) never runs a test
+that starts a server or a trainer. A test that builds the trainer image (minutes) is also
+`images`: `make test` leaves it to `make images-test`. Add a fixture that starts such a
+component to the tables when you write it. (A fixture parameter that fetches a server with
+`request.getfixturevalue` is invisible here: it marks its own `pytest.param`, as
+tests/core/storage/test_store.py does.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from binaries import Tool, tool
+from buildah import Image, build
 from seaweed import S3Bucket, S3Endpoint, SeaweedError, run_seaweedfs
 
 # --- S3: one real SeaweedFS server per session (tests/seaweed.py) ---------------------------
@@ -80,6 +83,21 @@ def hadolint() -> Tool:
     return tool(Path(sys.executable).parent / "hadolint", "make install")
 
 
+# --- Images: built with buildah by images/build.sh (tests/buildah.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def operator_image() -> Image:
+    """The operator image (the operator and its analysis Jobs), built once per session."""
+    return build("operator")
+
+
+@pytest.fixture(scope="session")
+def trainer_image() -> Image:
+    """The trainer image with torch's CPU build (PyPI's CUDA build is gigabytes)."""
+    return build("trainer-cpu")
+
+
 # --- Layers -----------------------------------------------------------------------------------
 
 INTEGRATION_FIXTURES = frozenset(
@@ -92,6 +110,8 @@ INTEGRATION_FIXTURES = frozenset(
         "kubectl",
         "promtool",
         "hadolint",
+        "operator_image",  # images built with buildah (tests/buildah.py)
+        "trainer_image",
     }
 )
 SLOW_FIXTURES = frozenset(
@@ -101,6 +121,13 @@ SLOW_FIXTURES = frozenset(
         "reference",  # a reference trainer run
         "cluster",  # kopf running for real with a node agent
         "clean_clone",  # the docs' runnable blocks, run as written (tests/test_docs.py)
+        "operator_image",  # a minute or two to build
+        "trainer_image",
+    }
+)
+IMAGES_FIXTURES = frozenset(
+    {
+        "trainer_image",  # three minutes to build: `make images-test` runs it, `make test` not
     }
 )
 
@@ -113,3 +140,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if used & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
+        if used & IMAGES_FIXTURES:
+            item.add_marker(pytest.mark.images)
