@@ -54,6 +54,9 @@ from stagescreen_operator.kube.settings import Settings
 from stagescreen_operator.snapshot import Snapshot, snapshot
 
 ANNOUNCED = f"{GROUP}/announced"
+WAIT_ANNOUNCED = f"{GROUP}/wait-announced"  # its run's wait for a pod was told as an event
+# Reasons a pod has not started that are only the normal path (not worth an event).
+USUAL_WAITS = ("Queued", "NoPod", "ContainerCreating")
 STALL_MARGIN_S = 300  # beyond the longest running budget and the start-up overhead
 REFUSED = (400, 403, 422)  # the API server will not take this manifest: retrying cannot help
 
@@ -116,6 +119,7 @@ class Plan:
     annotate: tuple[str, ...]  # Jobs to mark announced
     sample: StudySample
     deletes: tuple[str, ...] = ()  # Jobs replaced while their pod still waited
+    waits: tuple[str, ...] = ()  # Jobs to mark wait-announced
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,7 @@ class JobState:
     attempt: int = 1  # the how-many-th Job of its run
     ran: bool = False  # a pod of it started (a container ran): what it did is the recipe's
     why_waiting: str = ""  # the scheduler's, kubelet's or Job controller's reason, if waiting
+    wait_announced: bool = False
 
 
 def job_state(
@@ -168,6 +173,7 @@ def job_state(
         reason=reason,
         started=status.get("startTime"),
         announced=ANNOUNCED in annotations,
+        wait_announced=WAIT_ANNOUNCED in annotations,
         waiting=waiting,
         attempt=int(annotations.get(ATTEMPT) or 1),
         ran=ran,
@@ -279,6 +285,8 @@ def reconcile(
     )
     for name in done.annotate:
         cluster.annotate_job(resource.namespace, name, {ANNOUNCED: "true"})
+    for name in done.waits:
+        cluster.annotate_job(resource.namespace, name, {WAIT_ANNOUNCED: "true"})
     created: list[str] = []
     for job in done.creates:
         name = job["metadata"]["name"]
@@ -472,6 +480,13 @@ def plan(
             reason = "RunDiverged" if ended == RunStatus.DIVERGED else "RunFailed"
             events.append(Event("Warning", reason, f"run {run_id} {ended}: {record.reason}"))
             annotate.append(job.name)
+    waits = []
+    for pool, job in _waiting(jobs, decision):  # once per Job: why its run has not started
+        if job.wait_announced or job.why_waiting.startswith(USUAL_WAITS):
+            continue
+        message = f"run {job.run_id} waits to start on pool {pool}: {job.why_waiting}"
+        events.append(Event("Warning", "RunWaiting", message[:1000]))
+        waits.append(job.name)
     creates = []
     deletes = []
     timing = {"startup_s": settings.startup_allowance_s, "margin_s": settings.deadline_margin_s}
@@ -570,7 +585,15 @@ def plan(
     owned = {field.alias or name for name, field in StudyStatus.model_fields.items()}
     for key in (previous.keys() & owned) - document.keys():
         document[key] = None  # merge patch: a key we wrote before and have no value for now
-    return Plan(document, tuple(events), tuple(creates), tuple(annotate), sample, tuple(deletes))
+    return Plan(
+        document,
+        tuple(events),
+        tuple(creates),
+        tuple(annotate),
+        sample,
+        tuple(deletes),
+        tuple(waits),
+    )
 
 
 def _runs(jobs: Sequence[JobState]) -> dict[str, JobState]:

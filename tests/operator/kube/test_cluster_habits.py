@@ -85,6 +85,8 @@ def test_an_image_that_never_pulls_gets_a_new_job_and_the_study_succeeds(cluster
     events = client.CoreV1Api(cluster.api).list_namespaced_event(NAMESPACE).items
     restarted = [event.message for event in events if event.reason == "RunRestarted"]
     assert len(restarted) == 2 and all("ImagePullBackOff" in m for m in restarted)
+    waited = [event.message for event in events if event.reason == "RunWaiting"]
+    assert len(waited) == 2 and all("ImagePullBackOff" in m for m in waited)  # once per Job
 
 
 def test_jobs_refused_by_a_quota_wait_and_resume_when_it_frees(cluster: Cluster) -> None:

@@ -354,6 +354,11 @@ def test_a_run_whose_pod_never_started_gets_a_new_job_not_a_failed_record(tmp_pa
         "2",
     ]
     assert done.deletes == ("j1",)  # the failed one has no pod left to free
+    waiting = [e.message for e in done.events if e.reason == "RunWaiting"]
+    assert waiting == [
+        f"run {SCREEN[0]} waits to start on pool cpu: Unschedulable: {UNSCHEDULABLE}"
+    ]
+    assert done.waits == ("j1",)  # told once: the Job is marked
     restarted = [e for e in done.events if e.reason == "RunRestarted"]
     assert len(restarted) == 2 and "Unschedulable" in restarted[0].message
     assert "attempt 2 of 3" in restarted[0].message
