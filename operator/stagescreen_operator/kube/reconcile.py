@@ -36,6 +36,7 @@ from kubernetes.client.rest import ApiException
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.outcomes.status import ENDED, StatusCondition, StudyStatus, study_conditions
 from stagescreen.planning.cost import RUN_OVERHEAD_S
+from stagescreen.planning.plans import PlannedRun
 from stagescreen.planning.results import failure_record
 from stagescreen.storage.keys import StudyKeys
 from stagescreen.storage.ownership import claim_folder
@@ -489,22 +490,24 @@ def plan(
         waits.append(job.name)
     creates = []
     deletes = []
-    timing = {"startup_s": settings.startup_allowance_s, "margin_s": settings.deadline_margin_s}
+
+    def job_for(run: PlannedRun, attempt: int = 1) -> dict[str, Any]:
+        return run_job(
+            study,
+            run,
+            namespace=resource.namespace,
+            uid=resource.uid,
+            corpus=corpus,
+            attempt=attempt,
+            startup_s=settings.startup_allowance_s,
+            margin_s=settings.deadline_margin_s,
+        )
+
     for restart in restarts:
         run = decision.run(restart.run_id)
         assert run is not None  # stuck_runs keeps planned runs only
         attempt = restart.job.attempt + 1
-        creates.append(
-            run_job(
-                study,
-                run,
-                namespace=resource.namespace,
-                uid=resource.uid,
-                corpus=corpus,
-                attempt=attempt,
-                **timing,
-            )
-        )
+        creates.append(job_for(run, attempt))
         if restart.job.state == "active":
             deletes.append(restart.job.name)
         events.append(
@@ -519,16 +522,7 @@ def plan(
     for action in decision.actions:
         if isinstance(action, StartRun):
             run = action.run
-            creates.append(
-                run_job(
-                    study,
-                    run,
-                    namespace=resource.namespace,
-                    uid=resource.uid,
-                    corpus=corpus,
-                    **timing,
-                )
-            )
+            creates.append(job_for(run))
             started[run.stage] = started.get(run.stage, 0) + 1
         elif isinstance(action, AnalyseStage) and action.stage not in analyses:
             creates.append(
