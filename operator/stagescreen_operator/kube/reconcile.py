@@ -5,8 +5,9 @@ study changing), as often as it likes: each call derives everything from the sto
 API, so two calls in a row, or a call after an operator restart, take the same actions, and
 a Job that exists already is never made twice (deterministic names; create answers 409).
 
-Two parts. The pure one (`lost_runs`, `plan`) takes the study's snapshot and its Jobs' states
-and answers with data: the records to write for runs lost with their Job, the Jobs to create
+Two parts. The pure one (`lost_runs`, `stuck_runs`, `plan`) takes the study's snapshot and its
+Jobs' states (`kube.job_state`: what each Job, its pods and its FailedCreate events say) and
+answers with data: the records to write for runs lost with their Job, the Jobs to create
 and to mark announced, the events, the metric sample and the status patch; no API, no store,
 no clock (`now` is passed in). The act part (`reconcile`) reads the Jobs and the store,
 writes those records, and creates and annotates those Jobs; the handler emits the events and
@@ -42,22 +43,25 @@ from stagescreen.storage.keys import StudyKeys
 from stagescreen.storage.ownership import claim_folder
 from stagescreen.storage.publish import publish_record, publish_spec
 from stagescreen.storage.store import Store
-from stagescreen.study.spec import GROUP, Study
+from stagescreen.study.spec import Study
 from stagescreen_contract.record import RunRecord
 from stagescreen_contract.status import RunStatus
 from stagescreen_operator.controller import AnalyseStage, Decision, StartRun
 from stagescreen_operator.corpus import corpus_uris
 from stagescreen_operator.kube.cluster import Cluster
-from stagescreen_operator.kube.jobs import ATTEMPT, JOB_NAME, RUN_ID, analysis_job, run_job
+from stagescreen_operator.kube.job_state import (
+    ANNOUNCED,
+    USUAL_WAITS,
+    WAIT_ANNOUNCED,
+    JobState,
+    job_state,
+)
+from stagescreen_operator.kube.jobs import JOB_NAME, analysis_job, run_job
 from stagescreen_operator.kube.metrics import StudySample
 from stagescreen_operator.kube.pools import with_cluster_pools
 from stagescreen_operator.kube.settings import Settings
 from stagescreen_operator.snapshot import Snapshot, snapshot
 
-ANNOUNCED = f"{GROUP}/announced"
-WAIT_ANNOUNCED = f"{GROUP}/wait-announced"  # its run's wait for a pod was told as an event
-# Reasons a pod has not started that are only the normal path (not worth an event).
-USUAL_WAITS = ("Queued", "NoPod", "ContainerCreating")
 STALL_MARGIN_S = 300  # beyond the longest running budget and the start-up overhead
 REFUSED = (400, 403, 422)  # the API server will not take this manifest: retrying cannot help
 
@@ -121,96 +125,6 @@ class Plan:
     sample: StudySample
     deletes: tuple[str, ...] = ()  # Jobs replaced while their pod still waited
     waits: tuple[str, ...] = ()  # Jobs to mark wait-announced
-
-
-@dataclass(frozen=True)
-class JobState:
-    """A Job of the study, as the API reports it."""
-
-    name: str
-    component: str  # run or analysis
-    run_id: str | None
-    stage: str | None
-    state: str  # active, succeeded or failed
-    reason: str
-    started: str | None
-    announced: bool
-    waiting: bool  # created but no pod ready: suspended (Kueue) or no node can take it yet
-    attempt: int = 1  # the how-many-th Job of its run
-    ran: bool = False  # a pod of it started (a container ran): what it did is the recipe's
-    why_waiting: str = ""  # the scheduler's, kubelet's or Job controller's reason, if waiting
-    wait_announced: bool = False
-
-
-def job_state(
-    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = (), refused: str = ""
-) -> JobState:
-    """Where a Job stands: its Complete or Failed condition, else active; whether a pod of
-    it ever started, and why not yet (from its `pods`, or `refused`: the message of its last
-    FailedCreate event)."""
-    meta = job.get("metadata") or {}
-    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    status = job.get("status") or {}
-    state, reason = "active", ""
-    for condition in status.get("conditions") or []:
-        if condition.get("status") != "True":
-            continue
-        if condition.get("type") == "Complete":
-            state = "succeeded"
-        elif condition.get("type") == "Failed":
-            state = "failed"
-            reason = ": ".join(
-                part for part in (condition.get("reason"), condition.get("message")) if part
-            )
-    suspended = bool((job.get("spec") or {}).get("suspend"))
-    waiting = state == "active" and (suspended or not status.get("ready"))
-    ran = bool(status.get("ready") or status.get("succeeded")) or any(map(_started, pods))
-    return JobState(
-        name=meta.get("name", ""),
-        component=labels.get("app.kubernetes.io/component", ""),
-        run_id=annotations.get(RUN_ID),
-        stage=labels.get(f"{GROUP}/stage"),
-        state=state,
-        reason=reason,
-        started=status.get("startTime"),
-        announced=ANNOUNCED in annotations,
-        wait_announced=WAIT_ANNOUNCED in annotations,
-        waiting=waiting,
-        attempt=int(annotations.get(ATTEMPT) or 1),
-        ran=ran,
-        why_waiting="Queued: suspended until admitted"
-        if suspended
-        else (_why_waiting(pods, refused) if waiting and not ran else ""),
-    )
-
-
-def _started(pod: Mapping[str, Any]) -> bool:
-    """Whether a container of the pod has run (is running, or ended)."""
-    if (pod.get("status") or {}).get("phase") in ("Running", "Succeeded"):
-        return True
-    return any(
-        "running" in (c.get("state") or {}) or "terminated" in (c.get("state") or {})
-        for c in (pod.get("status") or {}).get("containerStatuses") or []
-    )
-
-
-def _why_waiting(pods: Sequence[Mapping[str, Any]], refused: str) -> str:
-    """`Reason: message` of a Job whose pod has not started: the scheduler's (Unschedulable),
-    the kubelet's (ImagePullBackOff, ...), or the Job controller's FailedCreate."""
-    for pod in pods:
-        status = pod.get("status") or {}
-        for condition in status.get("conditions") or []:
-            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-                return (
-                    f"{condition.get('reason') or 'Unschedulable'}: {condition.get('message', '')}"
-                )
-        for container in status.get("containerStatuses") or []:
-            waiting = (container.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
-                return f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
-    if refused and not pods:
-        return f"FailedCreate: {refused}"
-    return "ContainerCreating: the pod is starting" if pods else "NoPod: no pod created yet"
 
 
 def reconcile(

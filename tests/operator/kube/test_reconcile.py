@@ -15,15 +15,13 @@ from stagescreen.storage.keys import RESULT, StudyKeys
 from stagescreen.storage.ownership import ADOPT, claim_folder
 from stagescreen.storage.store import Store, open_store
 from stagescreen.study.parse import load_study
+from stagescreen_operator.kube.job_state import ANNOUNCED, JobState, job_state
 from stagescreen_operator.kube.reconcile import (
-    ANNOUNCED,
     Cache,
     Event,
-    JobState,
     Plan,
     Resource,
     failed_analyses,
-    job_state,
     lost_runs,
     plan,
     reconcile,
