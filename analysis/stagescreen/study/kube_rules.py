@@ -155,29 +155,29 @@ SecretKey = Annotated[
     AfterValidator(_secret_key),
     WithJsonSchema(_string(r"^[-._a-zA-Z0-9]+$", DNS_SUBDOMAIN_MAX)),
 ]
+
+
+def _int_or_string(pattern: str, **bounds: int) -> dict[str, Any]:
+    """The CRD's schema of a quantity: an integer or a string matching `pattern` (integer
+    `bounds`, such as a minimum, bind the integer form)."""
+    return {
+        "x-kubernetes-int-or-string": True,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        **bounds,
+        "pattern": pattern,
+    }
+
+
 Quantity = Annotated[
     str,
     BeforeValidator(_quantity),
     AfterValidator(_non_negative_quantity),
-    WithJsonSchema(
-        {
-            "x-kubernetes-int-or-string": True,
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": _QUANTITY,
-        }
-    ),
+    WithJsonSchema(_int_or_string(_QUANTITY)),
 ]
 PositiveQuantity = Annotated[
     str,
     BeforeValidator(_quantity),
     AfterValidator(_positive_quantity),
-    WithJsonSchema(
-        {
-            "x-kubernetes-int-or-string": True,
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "minimum": 1,  # an integer's bound; the pattern is a string's
-            "pattern": _POSITIVE_QUANTITY,
-        }
-    ),
+    WithJsonSchema(_int_or_string(_POSITIVE_QUANTITY, minimum=1)),
 ]
 """A size that must be more than zero (a /dev/shm limit)."""

@@ -40,6 +40,11 @@ class JobState:
     why_waiting: str = ""  # the scheduler's, kubelet's or Job controller's reason, if waiting
     wait_announced: bool = False
 
+    @property
+    def wait_code(self) -> str:
+        """The reason's code (Unschedulable, ImagePullBackOff, FailedCreate, Queued, ...)."""
+        return self.why_waiting.split(":")[0]
+
 
 def job_state(
     job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = (), refused: str = ""

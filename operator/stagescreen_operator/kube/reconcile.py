@@ -345,7 +345,7 @@ def stuck_runs(
             continue
         if job.state == "active":
             waited = _seconds_since(job.started, now) if job.started else 0.0
-            if job.why_waiting.startswith("Queued") or waited <= settings.startup_allowance_s:
+            if job.wait_code == "Queued" or waited <= settings.startup_allowance_s:
                 continue
             reason = f"its pod did not start in {waited:.0f} s ({job.why_waiting})"
         elif job.state == "failed":
@@ -397,7 +397,7 @@ def plan(
             annotate.append(job.name)
     waits = []
     for pool, job in _waiting(jobs, decision):  # once per Job: why its run has not started
-        if job.wait_announced or job.why_waiting.startswith(USUAL_WAITS):
+        if job.wait_announced or job.wait_code in USUAL_WAITS:
             continue
         message = f"run {job.run_id} waits to start on pool {pool}: {job.why_waiting}"
         events.append(Event("Warning", "RunWaiting", message[:1000]))
@@ -457,9 +457,10 @@ def plan(
         events.append(Event("Normal", "RunsStarted", f"stage {stage}: {count} {noun} started"))
     previous = resource.status
     earlier = [StatusCondition.model_validate(c) for c in previous.get("conditions") or []]
+    groups = _waiting_groups(jobs, decision)
     status = seen.status.model_copy(
         update={
-            "waiting": [*seen.status.waiting, *_waiting_lines(jobs, decision)],
+            "waiting": [*seen.status.waiting, *_waiting_lines(groups)],
             "conditions": study_conditions(
                 seen.status.phase,
                 seen.status.message,
@@ -485,7 +486,7 @@ def plan(
         records=observed.records,
         new=frozenset(observed.records) - known,
         pending_by_pool=_pending(jobs, decision),
-        waiting_by_reason=_waiting_by_reason(jobs, decision),
+        waiting_by_reason={key: len(waiting) for key, waiting in groups.items()},
         longest_running_s=max((run.budget_s for run in active if run), default=0),
         failed_analyses=tuple(stage for stage, job in analyses.items() if job.state == "failed"),
     )
@@ -528,26 +529,24 @@ def _waiting(jobs: Sequence[JobState], decision: Decision) -> list[tuple[str, Jo
     return out
 
 
-def _waiting_lines(jobs: Sequence[JobState], decision: Decision) -> list[str]:
-    """One status line per pool and reason (a 2,000-run study's status stays small)."""
+def _waiting_groups(
+    jobs: Sequence[JobState], decision: Decision
+) -> dict[tuple[str, str], list[JobState]]:
+    """(pool, reason code) -> the run Jobs waiting for their pod to start, for it."""
     groups: dict[tuple[str, str], list[JobState]] = {}
     for pool, job in _waiting(jobs, decision):
-        groups.setdefault((pool, job.why_waiting.split(":")[0]), []).append(job)
+        groups.setdefault((pool, job.wait_code), []).append(job)
+    return groups
+
+
+def _waiting_lines(groups: Mapping[tuple[str, str], list[JobState]]) -> list[str]:
+    """One status line per pool and reason (a 2,000-run study's status stays small)."""
     lines = []
     for (pool, _), waiting in sorted(groups.items()):
         count = len(waiting)
         noun = "run waits" if count == 1 else "runs wait"
         lines.append(f"{count} {noun} to start on pool {pool}: {waiting[0].why_waiting[:300]}")
     return lines
-
-
-def _waiting_by_reason(jobs: Sequence[JobState], decision: Decision) -> dict[tuple[str, str], int]:
-    """(pool, reason code) -> run Jobs waiting for their pod to start."""
-    out: dict[tuple[str, str], int] = {}
-    for pool, job in _waiting(jobs, decision):
-        key = (pool, job.why_waiting.split(":")[0])
-        out[key] = out.get(key, 0) + 1
-    return out
 
 
 def _pending(jobs: Sequence[JobState], decision: Decision) -> dict[str, int]:
