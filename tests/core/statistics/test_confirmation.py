@@ -11,7 +11,13 @@ import statsmodels.formula.api as smf
 
 from stagescreen.statistics.coding import EffectsError
 from stagescreen.statistics.families import Effect, Family, fit_effects, relaxation_table
-from stagescreen.statistics.means import condition_means, variance_shares, win_count
+from stagescreen.statistics.means import (
+    condition_means,
+    mean_difference,
+    paired_difference,
+    variance_shares,
+    win_count,
+)
 from stagescreen.statistics.pooled import pooled_budget_effects
 
 # effects at (300 s, 600 s) planted in the D-fixed follow-up below (paper 5.3 magnitudes)
@@ -263,3 +269,16 @@ def test_pooled_model_names_the_effects_a_budget_can_no_longer_separate() -> Non
     data = data[~((data["budget"] == 600) & (data["A"] == 1) & (data["B"] == 1))]
     with pytest.raises(EffectsError, match=r"cannot separate A at 600 \(it is confounded"):
         pooled_budget_effects(data, "y", list("ABC"), budget="budget", order=2)
+
+
+def test_a_paired_difference_reads_within_seeds() -> None:
+    seeds = [1, 2, 3, 4]
+    shift = pd.Series([0.05, -0.03, 0.02, -0.04], index=seeds)
+    left = shift + pd.Series([1.010, 1.011, 1.009, 1.010], index=seeds)
+    right = shift + pd.Series([1.000, 1.002, 0.998, 1.001], index=seeds)
+    gap = paired_difference(left, right.drop(4))  # seed 4 only on the left: left out
+    assert gap.effect == pytest.approx(0.010, abs=0.001)
+    assert gap.ci_low is not None and gap.ci_low > 0  # the seed shifts cancel
+    welch = mean_difference(left.drop(4), right.drop(4))
+    assert welch.ci_low is not None and welch.ci_low < 0  # unpaired, they do not
+    assert paired_difference(left, right.loc[[1]]).reason == "fewer than two common seeds"
