@@ -1,6 +1,7 @@
 """The one way the command line and its logs print a table: rich, as plain aligned text.
 
-Text columns align left, numbers right; no borders or colours, so the output reads the same on
+Text columns align left, numbers right; no borders, colours, emoji codes or markup (a term
+`A:B:C` is not the emoji `:B:`, an id `[x]` not a style), so the output reads the same on
 a terminal, in a log file and in a test. Every table a command prints goes through here.
 """
 
@@ -22,5 +23,8 @@ def text_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, left: in
     for row in rows:
         table.add_row(*row)
     buffer = io.StringIO()
-    Console(file=buffer, width=10_000, color_system=None, highlight=False).print(table)
+    console = Console(
+        file=buffer, width=10_000, color_system=None, highlight=False, emoji=False, markup=False
+    )
+    console.print(table)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())

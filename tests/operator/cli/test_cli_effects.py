@@ -14,6 +14,7 @@ from seaweed import S3Bucket
 from typer.testing import CliRunner
 
 from stagescreen_operator.cli import app
+from stagescreen_operator.tables import text_table
 
 runner = CliRunner()
 
@@ -77,6 +78,12 @@ def test_interactions_are_named_with_colons(screen_csv: Path) -> None:
     assert result.exit_code == 0, result.output
     terms = [e["term"] for e in json.loads(result.stdout)["families"][0]["effects"]]
     assert terms[5:] == ["A:B", "A:C", "A:D", "A:E", "B:C", "B:D", "B:E", "C:D", "C:E", "D:E"]
+
+
+def test_the_human_table_prints_three_factor_terms_as_written() -> None:
+    """`A:B:C` holds `:B:`, an emoji code to rich: the table prints it as written."""
+    table = text_table(["term", "note"], [["A:B:C", "[bold]kept[/bold]"]])
+    assert "A:B:C" in table and "[bold]kept[/bold]" in table
 
 
 def test_human_table_marks_effects_significant_at_the_fdr(screen_csv: Path) -> None:
