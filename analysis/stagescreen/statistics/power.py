@@ -16,10 +16,12 @@ stage the design matrix is the same in every replicate, so all replicates of a f
 fitted with one least-squares solve on a runs x replicates matrix, and BH q-values come from
 sorting along the term axis. Replicates that lost runs to divergence are grouped by which
 runs they lost, one solve per group. The detection rule is the vectorised equivalent of
-`retention.retained_factors` applied to every budget: the interval excludes zero and the BH q
-is at most `retention.FDR`, q computed within the budget across its pools, with Lenth's margin
-as the interval in saturated single-seed fits, as `stage_outcome` fits them. Replicate r
-is deterministic from (seed, r). Pure: no I/O; progress is reported through a callback.
+`retention.retained_factors` applied to every budget: the interval excludes zero and the
+term's q is at most `retention.FDR`, q from Simes' combination of the term's p over the
+budget's pools then BH over the terms (plain BH with one pool), with Lenth's margin and
+simulated p (`families.lenth_reference`) in saturated single-seed fits, as `stage_outcome`
+fits them. Replicate r is deterministic from (seed, r). Pure: no I/O; progress is reported
+through a callback.
 """
 
 from __future__ import annotations
@@ -214,7 +216,7 @@ class _Family:
     @property
     def q_group(self) -> tuple[str, int, int]:
         """Families whose q-values are computed together: one stage, model and budget, every
-        pool (as `analyse.stage_outcome` runs BH across a budget's pools)."""
+        pool (as `analyse.stage_outcome` combines a term's p over a budget's pools)."""
         return (self.stage, self.order, self.budget_s)
 
 
@@ -289,14 +291,27 @@ class _Tally:
 
 
 def _bh_along_terms(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg q for every column of a terms x replicates matrix at once."""
-    m = p.shape[0]
-    order = np.argsort(p, axis=0, kind="stable")
-    ranked = np.take_along_axis(p, order, axis=0) * m / np.arange(1, m + 1)[:, None]
-    q_sorted = np.minimum(np.minimum.accumulate(ranked[::-1], axis=0)[::-1], 1.0)
+    """Benjamini-Hochberg q for every column of a terms x replicates matrix at once; NaN p
+    (a term not tested in that replicate) stay NaN and do not count towards m, as in
+    `families.benjamini_hochberg`."""
+    m = np.sum(~np.isnan(p), axis=0)
+    order = np.argsort(p, axis=0, kind="stable")  # NaN last
+    ordered = np.take_along_axis(p, order, axis=0)
+    ranked = ordered * m / np.arange(1, p.shape[0] + 1)[:, None]
+    q_sorted = np.minimum(np.fmin.accumulate(ranked[::-1], axis=0)[::-1], 1.0)
     q = np.empty_like(p)
-    np.put_along_axis(q, order, q_sorted, axis=0)
+    np.put_along_axis(q, order, np.where(np.isnan(ordered), np.nan, q_sorted), axis=0)
     return q
+
+
+def _simes_along_pools(p: np.ndarray) -> np.ndarray:
+    """Simes' combined p (`families.simes`) of every term and replicate of a pools x terms x
+    replicates array: min over i of m * p_(i) / i over the m pools that tested it (NaN
+    where none did)."""
+    m = np.sum(~np.isnan(p), axis=0)
+    ordered = np.sort(p, axis=0)  # NaN last
+    ranked = ordered * m / np.arange(1, p.shape[0] + 1)[:, None, None]
+    return np.minimum(np.fmin.reduce(ranked, axis=0), 1.0)
 
 
 @dataclass(frozen=True)
@@ -317,7 +332,8 @@ def fit_family(
     or leaves no way to judge them (no residual df, and no Lenth margin asked for).
 
     With residual df: Wald intervals on each replicate's residual sd and p from t. Without:
-    Lenth's pseudo standard error per replicate when `lenth`.
+    Lenth's pseudo standard error per replicate when `lenth`, with the margin and p of its
+    simulated null distribution (`families.lenth_reference`).
     """
     n, k = x.shape
     if np.linalg.matrix_rank(x) < k:
@@ -334,12 +350,11 @@ def fit_family(
             p = 2 * stats.t.sf(np.abs(effect / se), df)
         margin = float(stats.t.ppf((1 + LEVEL) / 2, df)) * se
     elif lenth and effect.shape[0] >= 2:
-        size = np.abs(effect)
         pse = fx.lenth_pse(effect)
-        d = effect.shape[0] / 3
+        reference = fx.lenth_reference(effect.shape[0])
         with np.errstate(divide="ignore", invalid="ignore"):
-            p = 2 * stats.t.sf(size / pse, d)
-        margin = np.broadcast_to(float(stats.t.ppf((1 + LEVEL) / 2, d)) * pse, effect.shape)
+            p = reference.p(np.abs(effect) / pse)
+        margin = np.broadcast_to(reference.critical(LEVEL) * pse, effect.shape)
     else:
         return None
     return FamilyFit(effect, effect - margin, effect + margin, np.nan_to_num(p, nan=1.0))
@@ -366,26 +381,31 @@ def _fit_chunk(family: _Family, values: np.ndarray, diverged: np.ndarray) -> Fam
     return out
 
 
+def detect(fits: Sequence[FamilyFit]) -> np.ndarray:
+    """`retention.retained_factors`' rule on families that share their q-values (one
+    budget's pools, the same terms), for every replicate: pools x terms x replicates, True
+    where the effect's interval on that pool excludes zero and the term's q (Simes over the
+    pools that fitted it, then BH over the terms) is at most `FDR`."""
+    q = _bh_along_terms(_simes_along_pools(np.stack([fit.p for fit in fits])))
+    with np.errstate(invalid="ignore"):
+        return np.stack([((fit.ci_low > 0) | (fit.ci_high < 0)) & (q <= FDR) for fit in fits])
+
+
 def _tally(
     families: Sequence[_Family],
     fits: Sequence[FamilyFit],
     truths: Sequence[np.ndarray],
     tallies: Sequence[_Tally],
 ) -> None:
-    """Detections of families sharing their q-values (one budget's pools): BH over all their
-    terms, then the retention rule, counted per reported term."""
-    fitted = [~np.isnan(fit.p) for fit in fits]
-    q = _bh_along_terms(
-        np.concatenate([np.where(f, fit.p, 1.0) for fit, f in zip(fits, fitted, strict=True)])
-    )
-    offsets = np.cumsum([0, *(len(fit.p) for fit in fits)])
-    for i, (family, fit, truth, tally) in enumerate(
-        zip(families, fits, truths, tallies, strict=True)
-    ):
+    """Detections of families sharing their q-values (one budget's pools, the same terms):
+    each term's p combined over the pools that fitted it (Simes), BH over the terms, then the
+    retention rule on each pool, counted per reported term."""
+    held = detect(fits)
+    for family, fit, truth, tally, holds in zip(families, fits, truths, tallies, held, strict=True):
         report = [family.terms.index(t) for t in family.reported]
-        ok = fitted[i][report]
+        ok = ~np.isnan(fit.p[report])
         effect, low, high = fit.effect[report], fit.ci_low[report], fit.ci_high[report]
-        detected = ok & ((low > 0) | (high < 0)) & (q[offsets[i] : offsets[i + 1]][report] <= FDR)
+        detected = holds[report]
         sign = np.sign(truth)[:, None]
         tally.fitted += ok.sum(axis=1)
         tally.detected += detected.sum(axis=1)

@@ -1,8 +1,11 @@
 """The retention rule (paper 4.4): which main effects of a screen or follow-up hold.
 
 One rule for every family, read at the longest budget the stage ran: a factor is retained
-when its interval excludes zero and its BH q is at most `FDR`. The effect kinds apply it to
-their outcome (`kinds.fitted`), the power rehearsal (`power`) to every simulated replicate.
+when its interval excludes zero and its q is at most `FDR`. On several pools q is the
+factor's: Simes' combination of its p over the pools, then BH over the factors
+(`families.fit_effects` with `q_across`), so the retained set's false-discovery rate is
+controlled per factor, not per (factor, pool). The effect kinds apply the rule to their
+outcome (`kinds.fitted`), the power rehearsal (`power`) to every simulated replicate.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ def retained_factors(families: Sequence[fx.Family], fdr: float = FDR) -> list[st
     """Main effects that hold at the longest budget: interval excludes zero and q <= fdr.
 
     One rule for every family. In a saturated (unreplicated) family the interval and p come
-    from Lenth's pseudo standard error, so the same rule reads "exceeds Lenth's margin of
-    error and survives BH". A factor retained on any pool counts; q spans the pools. Order:
-    largest absolute effect first.
+    from Lenth's pseudo standard error and its simulated null distribution, so the same rule
+    reads "exceeds Lenth's margin of error and survives BH". On several pools q is the
+    factor's (Simes over the pools, BH over the factors), and the factor is retained when its
+    interval excludes zero on at least one pool. Order: largest absolute effect first.
     """
     kept: dict[str, float] = {}
     for family in judged(families):

@@ -181,7 +181,10 @@ def effects(
         float, typer.Option(metavar="Q", help="Mark effects with BH q at or below this level.")
     ] = 0.05,
     lenth: Annotated[
-        bool, typer.Option(help="Saturated designs: intervals and p from Lenth's PSE.")
+        bool,
+        typer.Option(
+            help="Saturated designs: intervals and p from Lenth's PSE and its simulated null."
+        ),
     ] = False,
     combined_fdr: Annotated[bool, typer.Option(help="BH q across all families together.")] = False,
     generators: Annotated[

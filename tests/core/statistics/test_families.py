@@ -14,7 +14,13 @@ from statsmodels.stats.multitest import multipletests
 
 from stagescreen.design import fractional_factorial
 from stagescreen.statistics.coding import EffectsError, code_factor
-from stagescreen.statistics.families import benjamini_hochberg, fit_effects, lenth_margin
+from stagescreen.statistics.families import (
+    benjamini_hochberg,
+    fit_effects,
+    lenth_margin,
+    lenth_reference,
+    simes,
+)
 
 
 def read_data(name: str) -> pd.DataFrame:
@@ -241,20 +247,54 @@ def test_resolution_v_allows_all_two_factor_interactions() -> None:
 
 def test_lenth_on_the_unreplicated_montgomery_2x4() -> None:
     """Lenth (1989), Technometrics 31:469-473, applied to Montgomery Example 6.2's fifteen
-    effects: s0 = 1.5 * 2.625, PSE = 1.5 * median(|c| < 2.5 s0) = 1.5 * 1.75 = 2.625, d = 5,
-    ME = t(0.975, 5) * PSE = 6.748. The effects beyond ME are A, C, D, AC and AD, the ones
-    Montgomery's normal probability plot singles out."""
+    effects: s0 = 1.5 * 2.625, PSE = 1.5 * median(|c| < 2.5 s0) = 1.5 * 1.75 = 2.625. ME is
+    PSE times the simulated critical value for fifteen effects, 2.16 in Ye and Hamada (2000,
+    J. Quality Technology 32:57-66, individual error rate 0.05), SME times 4.24 (experimentwise).
+    The effects beyond ME are A, C, D, AC and AD, the ones Montgomery's normal probability
+    plot singles out."""
     data = read_data("montgomery_filtration_2x4.csv")
     [family] = fit_effects(data, "filtration rate", list("ABCD"), order=4, lenth=True)
     assert family.lenth is not None
     assert family.lenth.pse == pytest.approx(2.625)
-    assert family.lenth.df == pytest.approx(5.0)
-    assert family.lenth.me == pytest.approx(6.748, abs=5e-4)
-    assert family.lenth.sme > family.lenth.me
+    assert family.lenth.me == pytest.approx(2.16 * 2.625, rel=0.01)
+    assert family.lenth.sme == pytest.approx(4.24 * 2.625, rel=0.01)
     beyond = {e.term for e in family.effects if e.ci_low * e.ci_high > 0}
     assert beyond == {"A", "C", "D", "A:C", "A:D"}
     assert {e.term for e in family.effects if e.q <= 0.05} == beyond
     assert lenth_margin(list(MONTGOMERY_FULL.values())).pse == pytest.approx(2.625)
+
+
+@pytest.mark.parametrize(
+    ("effects", "individual", "simultaneous"), [(7, 2.30, 4.87), (15, 2.16, 4.24)]
+)
+def test_lenth_critical_values_are_ye_and_hamadas(
+    effects: int, individual: float, simultaneous: float
+) -> None:
+    """The simulated null of |c|/PSE reproduces Ye and Hamada's (2000) critical values at
+    0.05 (individual and experimentwise error rate), and is the same on every call."""
+    reference = lenth_reference(effects)
+    assert reference.critical(0.95) == pytest.approx(individual, rel=0.01)
+    assert reference.simultaneous(0.95) == pytest.approx(simultaneous, rel=0.01)
+    assert reference.p(reference.critical(0.95)) == pytest.approx(0.05, abs=1e-4)
+    fresh = lenth_reference.__wrapped__(effects)
+    assert np.array_equal(fresh.t, reference.t) and lenth_reference(effects) is reference
+
+
+@pytest.mark.parametrize(
+    ("pvalues", "combined"),
+    [
+        ([0.01, 0.04], 0.02),
+        ([0.03, 0.04], 0.04),
+        ([0.2, None, 0.01, 0.5], 0.03),
+        ([0.7], 0.7),
+        ([0.9, 0.8], 0.9),
+        ([None, float("nan")], None),
+    ],
+)
+def test_simes_combines_one_hypothesis_over_its_tests(
+    pvalues: list[float | None], combined: float | None
+) -> None:
+    assert simes(pvalues) == (None if combined is None else pytest.approx(combined))
 
 
 def test_saturated_design_without_lenth_reports_effects_and_null_intervals() -> None:

@@ -122,8 +122,58 @@ def test_the_saturated_fit_uses_lenth_as_fit_effects_does() -> None:
 
 def test_bh_along_terms_matches_the_one_family_procedure() -> None:
     p = np.random.default_rng(4).random((6, 20))
+    p[[1, 4], 3] = np.nan  # terms not tested in one replicate do not count towards m
+    p[:, 7] = np.nan
     expected = np.column_stack([fx.benjamini_hochberg(p[:, r]) for r in range(20)])
-    assert np.allclose(power._bh_along_terms(p), expected, atol=1e-12)
+    assert np.allclose(power._bh_along_terms(p), expected, atol=1e-12, equal_nan=True)
+
+
+def test_simes_along_pools_matches_the_one_factor_procedure() -> None:
+    p = np.random.default_rng(5).random((4, 3, 10))
+    p[2, 1, 4] = np.nan  # a pool that did not fit that replicate
+    p[:, 2, 6] = np.nan
+    combined = power._simes_along_pools(p)
+    for term in range(3):
+        for r in range(10):
+            expected = fx.simes(float(v) for v in p[:, term, r] if not np.isnan(v))
+            assert combined[term, r] == pytest.approx(
+                expected if expected is not None else np.nan, nan_ok=True
+            )
+
+
+def test_detection_across_pools_is_fit_effects_then_retained_factors() -> None:
+    """Two pools of the 2^(5-1): the vectorised q (Simes over pools, BH over terms) and
+    detection are what `fit_effects(q_across=["pool"])` and `retained_factors` make."""
+    x = np.column_stack(
+        [np.ones(16)]
+        + [np.array([(i >> (3 - j)) % 2 * 2 - 1 for i in range(16)], float) for j in range(4)]
+    )
+    x = np.column_stack([x, np.prod(x[:, 1:5], axis=1)])
+    rng = np.random.default_rng(8)
+    frames, fits = [], []
+    for pool, shift in (("a", 0.0), ("b", 0.3)):
+        y = shift + x @ np.array([0, 0.6, -0.2, 0, 0.1, 0]) + rng.normal(0, 0.5, 16)
+        frames.append(
+            pd.DataFrame(x[:, 1:], columns=list("ABCDE")).assign(
+                y=y, pool=pool, budget_s=60, status="succeeded"
+            )
+        )
+        fit = power.fit_family(x, y[:, None], range(1, 6), lenth=False)
+        assert fit is not None
+        fits.append(fit)
+    families = fx.fit_effects(
+        pd.concat(frames, ignore_index=True),
+        "y",
+        list("ABCDE"),
+        by=["budget_s", "pool"],
+        q_across=["pool"],
+    )
+    q = power._bh_along_terms(power._simes_along_pools(np.stack([fit.p for fit in fits])))
+    for family in families:
+        assert [e.q for e in family.effects] == pytest.approx(q[:, 0].tolist(), abs=1e-12)
+    detected = power.detect(fits)[:, :, 0].any(axis=0)
+    retained = retention.retained_factors(families)
+    assert retained and sorted(retained) == [t for t, d in zip("ABCDE", detected, strict=True) if d]
 
 
 def test_divergence_loses_runs_but_every_replicate_still_fits() -> None:
