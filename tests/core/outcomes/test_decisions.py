@@ -14,7 +14,12 @@ from stagescreen.outcomes import analyse
 from stagescreen.planning.ranking import rank_conditions, select_anchors
 from stagescreen.statistics import families as fx
 from stagescreen.statistics import retention, synthetic
-from stagescreen.statistics.means import bonferroni_level, mean_interval, paired_difference
+from stagescreen.statistics.means import (
+    adjusted_means,
+    bonferroni_level,
+    mean_interval,
+    paired_difference,
+)
 from stagescreen.study.parse import load_study
 from stagescreen.study.spec import Selection
 
@@ -271,3 +276,25 @@ def test_a_runner_up_sharing_one_seed_with_the_best_is_not_judged() -> None:
         None,
     )
     assert runner.difference == pytest.approx(0.04) and runner.ci_low is None
+
+
+def test_a_seed_adjusted_best_reads_the_fit_at_the_selection_level() -> None:
+    """`third` lost seed 2: the means are seed-adjusted, and so is the best's selection-aware
+    interval, at the Bonferroni level over the three candidates."""
+    results = cells(
+        {
+            "first": {1: 1.00, 2: 1.02, 3: 1.01},
+            "second": {1: 1.03, 2: 1.04, 3: 1.05},
+            "third": {1: 1.06, 2: None, 3: 1.08},
+        }
+    )
+    screen = synthetic.simulate_stage(SPEC, "screen", pd.DataFrame(), MODEL)
+    both = pd.concat([screen, results.assign(stage="confirm")], ignore_index=True)
+    best = analyse.stage_outcome(SPEC, SPEC.stage("confirm"), both, "q").best
+    assert best is not None and best.condition_id == "first" and best.adjusted
+    usable = results[results["status"] == "succeeded"]
+    fit = adjusted_means(usable, "val_bpb", "condition_id", ["seed"], level=bonferroni_level(3))
+    (first,) = [m for m in fit if m.key["condition_id"] == "first"]
+    assert (best.candidates, best.selection_ci_low, best.selection_ci_high) == pytest.approx(
+        (3, first.ci_low, first.ci_high)
+    )
