@@ -180,7 +180,8 @@ def _best_line(best: Best) -> str:
         return text + ". No other condition to compare with."
     other = fmt_text(runner.condition_id)
     gap = f"Runner-up `{other}` {fmt_mean(runner.mean)}, difference {fmt_effect(runner.difference)}"
-    paired = "" if runner.seeds is None else f"paired over {runner.seeds} seeds, "
+    seeds = runner.seeds
+    paired = "" if seeds is None else f"paired over {seeds} seed{'s' * (seeds != 1)}, "
     rivals = (best.candidates or 2) - 1
     if runner.separated is None:
         reason = runner.reason or "fewer than two runs on a side"

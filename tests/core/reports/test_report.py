@@ -802,7 +802,7 @@ def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
                 "seeds": 1,
                 "reason": "fewer than two common seeds",
             },
-            "(paired over 1 seeds); `c07` wins 7/9 seed pairings: fewer than two common seeds: "
+            "(paired over 1 seed); `c07` wins 7/9 seed pairings: fewer than two common seeds: "
             "no interval, so `c07` and `c03-b0` are not distinguishable at 24h from this stage.",
         ),
     ],
