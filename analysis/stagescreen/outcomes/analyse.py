@@ -10,7 +10,6 @@ batches and ladders. A pure function of the spec and the results table.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from stagescreen.kinds import kind_of
@@ -28,7 +27,7 @@ from stagescreen.planning.ids import decode_levels
 from stagescreen.planning.planner import plan_stage
 from stagescreen.planning.plans import StagePlan, stage_pools
 from stagescreen.planning.ranking import rank_conditions, select_anchors, succeeded
-from stagescreen.statistics.means import mean_difference, win_count
+from stagescreen.statistics.means import bonferroni_level, paired_difference, win_count
 from stagescreen.study.spec import Stage, StudySpec
 from stagescreen_contract.status import RunStatus
 
@@ -90,30 +89,23 @@ def _ranking(spec: StudySpec, rows: pd.DataFrame) -> list[RankedCondition]:
     return table
 
 
+def _by_seed(runs: pd.DataFrame, metric: str, condition: str) -> pd.Series:
+    """One condition's metric in one (budget, pool) cell by seed (a seed run twice, as a
+    baseline may, counts once at its mean)."""
+    return runs[runs["condition_id"] == condition].groupby("seed")[metric].mean().astype(float)
+
+
 def _runner_up(
-    spec: StudySpec, rows: pd.DataFrame, best: RankedCondition, second: RankedCondition
+    spec: StudySpec, runs: pd.DataFrame, best: RankedCondition, second: RankedCondition, k: int
 ) -> RunnerUp:
+    """The runner-up against the best of `k` candidates, paired over the seeds both ran, at
+    the Bonferroni level over the best's k - 1 rivals (`RunnerUp`)."""
     metric = spec.metric.name
-    usable = succeeded(rows, metric)
-    cell = usable[(usable["budget_s"] == best.budget_s) & (usable["pool"] == best.pool)]
-    pair = cell[cell["condition_id"].isin([best.condition_id, second.condition_id])]
-    seeds = [
-        set(pair.loc[pair["condition_id"] == c, "seed"])
-        for c in (best.condition_id, second.condition_id)
-    ]
-    if seeds[0] != seeds[1] and seeds[0] & seeds[1]:
-        # seeds were lost: compare on the seeds both kept, so the difference and its
-        # interval speak of the same runs and a lost seed does not tilt the comparison
-        pair = pair[pair["seed"].isin(seeds[0] & seeds[1])]
-
-    def values(condition: str) -> np.ndarray:
-        return pair.loc[pair["condition_id"] == condition, metric].to_numpy(float)
-
-    gap = mean_difference(values(second.condition_id), values(best.condition_id))
+    mine, theirs = (_by_seed(runs, metric, c) for c in (best.condition_id, second.condition_id))
+    gap = paired_difference(theirs, mine, confidence=bonferroni_level(k - 1))
+    common = mine.index.intersection(theirs.index)
     wins = win_count(
-        values(best.condition_id),
-        values(second.condition_id),
-        lower_is_better=spec.metric.goal == "minimize",
+        mine.loc[common], theirs.loc[common], lower_is_better=spec.metric.goal == "minimize"
     )
     separated = (
         None
@@ -126,6 +118,8 @@ def _runner_up(
         difference=gap.effect,
         ci_low=gap.ci_low,
         ci_high=gap.ci_high,
+        seeds=len(common),
+        reason=gap.reason,
         wins=wins.wins,
         total=wins.total,
         separated=separated,
@@ -137,17 +131,23 @@ def _bests(
 ) -> list[Best]:
     """The best condition of each pool at the stage's longest budget, in the stage's pool
     order. Hosts differ in absolute level (the paper's L40S runs sit apart from its A100
-    runs), so a best is never picked by comparing means across pools."""
+    runs), so a best is never picked by comparing means across pools. The candidates are the
+    conditions with a succeeded run in the cell; the best's selection-aware interval is the
+    ranking's own at the Bonferroni level over them (`Best`)."""
     if not ranking:
         return []
+    metric = spec.metric.name
     longest = max(row.budget_s for row in ranking)
     out = []
     for pool in stage_pools(spec, stage):
-        cell = [row for row in ranking if row.budget_s == longest and row.pool == pool]
-        cell = [row for row in cell if row.n > 0 and row.mean is not None]
-        if not cell:
+        ranked = [row for row in ranking if row.budget_s == longest and row.pool == pool]
+        ranked = [row for row in ranked if row.n > 0 and row.mean is not None]
+        if not ranked:
             continue
-        best = cell[0]
+        best, k = ranked[0], len(ranked)
+        cell = rows[(rows["budget_s"] == longest) & (rows["pool"] == pool)]
+        picked = rank_conditions(cell, metric, spec.metric.goal, longest, bonferroni_level(k))
+        selection = picked[picked["condition_id"] == best.condition_id].iloc[0]
         first = rows[rows["condition_id"] == best.condition_id].iloc[0]
         levels = {code: int(first[code]) for code in spec.codes}
         out.append(
@@ -159,12 +159,17 @@ def _bests(
                 mean=best.mean if best.mean is not None else float("nan"),
                 ci_low=best.ci_low,
                 ci_high=best.ci_high,
+                candidates=k,
+                selection_ci_low=selection["ci_low"],
+                selection_ci_high=selection["ci_high"],
                 adjusted=best.adjusted,
                 runs=best.runs,
                 failed=best.failed,
                 levels=levels,
                 hyperparameters=dict(decode_levels(levels, spec)),
-                runner_up=_runner_up(spec, rows, best, cell[1]) if len(cell) > 1 else None,
+                runner_up=(
+                    _runner_up(spec, succeeded(cell, metric), best, ranked[1], k) if k > 1 else None
+                ),
             )
         )
     return out

@@ -69,11 +69,26 @@ class RankedCondition(_Record):
 class RunnerUp(_Record):
     """The condition ranked second, and how far the best is from it.
 
-    `difference` is runner-up minus best over their runs, with Welch's interval (on the seeds
-    both kept, when either lost one, so estimate and interval speak of the same runs);
-    `separated` is True when that interval excludes zero, False when it does not, None
-    without an interval (fewer than two runs on a side).
-    `wins` of `total` cross-seed pairings go to the best (descriptive, paper 4.4).
+    `difference` is runner-up minus best over the `seeds` both ran, with the paired-t interval
+    (`means.paired_difference`): runs of different conditions with one seed share that seed's
+    shift, which an unpaired interval would count as noise twice. The interval's level is the
+    Bonferroni level over the best's k - 1 rivals (k = `Best.candidates`), so with two
+    candidates it is the plain 95% paired t. This is Hsu's multiple comparisons with the best,
+    paired, with Bonferroni in place of the Dunnett constant (two-sided): the k - 1 comparisons
+    of the true best with the others hold jointly at 95%, and while they hold no condition is
+    declared ahead of one as good or better, whichever the data picked as best (the argument is
+    exact when every pair shares one standard error; measured below). The same Bonferroni
+    reading as the best's selection-aware interval. `separated` is True when the interval
+    excludes zero, False when it does not, None without an interval (`reason`: fewer than two
+    common seeds, or identical differences). Measured
+    (tests/core/statistics/test_comparisons.py, seed sd 0.002 > run sd 0.0012, 4 seeds): two
+    conditions with no gap are separated 5.9% of the time (Welch: 0.5%); at a gap of two run sds
+    49.6%, exactly a plain paired t's rate (Welch: 16.3%). The Bonferroni level costs power when
+    the best has more rivals: at that gap with the other candidates far behind, 23% with 4
+    candidates, 5% with 16. A best of 16 (tied, two tied ahead of a far field, or a near-tied
+    ladder) was separated from an equal or better runner-up in at most 0.3% of draws.
+    `wins` of `total` cross-seed pairings on the common seeds go to the best (descriptive,
+    paper 4.4). `seeds` and `reason` are None in outcomes written before they existed.
     """
 
     condition_id: str
@@ -81,6 +96,8 @@ class RunnerUp(_Record):
     difference: JsonFloat
     ci_low: JsonFloat = None
     ci_high: JsonFloat = None
+    seeds: int | None = None
+    reason: str | None = None
     wins: int
     total: int
     separated: bool | None = None
@@ -89,8 +106,21 @@ class RunnerUp(_Record):
 class Best(_Record):
     """A stage's best condition on one pool at its longest budget.
 
-    Its interval is not adjusted for the pick: the best of several near-tied conditions is
-    usually lucky (best of six tied conditions on five seeds: 88% coverage in simulation).
+    It was picked from `candidates` (k) conditions with a succeeded run in its cell, so the
+    best of several near-tied conditions is usually lucky and its own 95% interval
+    (`ci_low`, `ci_high`: the ranking's Student-t or seed-adjusted one) covers its true mean
+    too rarely (best of 16 tied conditions: 0.79 on 5 seeds with run noise alone, 0.90 with
+    seed shifts, which every condition shares and so do not flatter the pick).
+    `selection_ci_low` and `selection_ci_high` are the same interval at the Bonferroni level
+    over the k candidates: every candidate's interval holds jointly at 95%, so the one picked
+    holds at least as often, whichever rule picked it (each on its own sd and n - 1 df; the
+    adjusted fit's df when seeds were lost). Its
+    true mean is the condition's mean over the seed distribution. Measured
+    (tests/core/statistics/test_comparisons.py), best of 16 tied or near-tied conditions on 2
+    and 5 seeds, with and without seed shifts: coverage 0.985-0.997. The price is width: the
+    half-width is 16 times the own interval's on 2 seeds (t on 1 df), 2.3 times on 5. The
+    decision text uses it; k and the selection interval are None in outcomes written before
+    they existed.
     """
 
     condition_id: str
@@ -100,6 +130,9 @@ class Best(_Record):
     mean: float
     ci_low: JsonFloat = None
     ci_high: JsonFloat = None
+    candidates: int | None = None
+    selection_ci_low: JsonFloat = None
+    selection_ci_high: JsonFloat = None
     adjusted: bool = False
     runs: int = 0
     failed: int = 0

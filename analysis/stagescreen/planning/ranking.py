@@ -36,7 +36,7 @@ BLOCKS = ("seed", "pool")
 
 
 def rank_conditions(
-    results: pd.DataFrame, metric: str, goal: str, at: int | str = "longest"
+    results: pd.DataFrame, metric: str, goal: str, at: int | str = "longest", level: float = 0.95
 ) -> pd.DataFrame:
     """Conditions at one budget, best first, the one ranking every decision reads.
 
@@ -50,6 +50,7 @@ def rank_conditions(
       smaller failure share: a recipe that diverges on some seeds is not the one to bet long
       runs on, however good its survivors look. Then by mean; ties break on condition id, so
       the ranking and everything promoted from it are reproducible.
+    `level` is the intervals' confidence; it does not change the order.
     """
     if results.empty:
         return pd.DataFrame()
@@ -79,11 +80,11 @@ def rank_conditions(
     means: list[ConditionMean] = []
     if adjusted:
         try:
-            means = adjusted_means(good, metric, "condition_id", blocks)
+            means = adjusted_means(good, metric, "condition_id", blocks, level=level)
         except EffectsError:
             adjusted = False  # no seeds in common to adjust through: the raw means are all
     if not adjusted and not good.empty:
-        means = condition_means(good, metric, "condition_id")
+        means = condition_means(good, metric, "condition_id", level=level)
     stats = pd.DataFrame(
         [
             {

@@ -141,10 +141,26 @@ def _anchor_rows(entries: Sequence[AnchorRecord]) -> str:
     return text
 
 
+def _best_interval(best: Best) -> str:
+    """The best's 95% interval as the decision reads it: selection-aware over its `candidates`
+    (Bonferroni), its own beside it; the own one alone, said to be unadjusted, in outcomes
+    written before the selection-aware one existed."""
+    own = fmt_interval(best.ci_low, best.ci_high, digits=6, signed=False)
+    if best.candidates is None:
+        return f"95% CI {own} (not adjusted for having been picked as best)"
+    if best.candidates == 1:
+        return f"95% CI {own} (the only condition with a result)"
+    aware = fmt_interval(best.selection_ci_low, best.selection_ci_high, digits=6, signed=False)
+    return (
+        f"95% CI {aware} as the best of {best.candidates} "
+        f"(selection-aware, Bonferroni over the {best.candidates}; its own {own})"
+    )
+
+
 def _best_line(best: Best) -> str:
-    """One best condition with its evidence: interval (not adjusted for the pick), failures,
-    and the runner-up with the difference, its interval, the win count and, in words,
-    whether the two are separated."""
+    """One best condition with its evidence: its selection-aware interval, failures, and the
+    runner-up with the paired difference, its interval, the win count and, in words, whether
+    the two are separated."""
     name = fmt_text(best.condition_id)
     role = f" ({best.role})" if best.role else ""
     pool = f" on {best.pool}" if best.pool else ""
@@ -153,9 +169,7 @@ def _best_line(best: Best) -> str:
     text = (
         f"`{name}`{role} at {budget}{pool}: mean {fmt_mean(best.mean)}"
         + (" (seed-adjusted)" if best.adjusted else "")
-        + ", 95% CI "
-        f"{fmt_interval(best.ci_low, best.ci_high, digits=6, signed=False)} "
-        "(not adjusted for having been picked as best)"
+        + f", {_best_interval(best)}"
         f"; levels {fmt_levels(best.levels)}" + (f"; {settings}" if settings else "")
     )
     if best.failed:
@@ -166,11 +180,17 @@ def _best_line(best: Best) -> str:
         return text + ". No other condition to compare with."
     other = fmt_text(runner.condition_id)
     gap = f"Runner-up `{other}` {fmt_mean(runner.mean)}, difference {fmt_effect(runner.difference)}"
+    seeds = runner.seeds
+    paired = "" if seeds is None else f"paired over {seeds} seed{'s' * (seeds != 1)}, "
+    rivals = (best.candidates or 2) - 1
     if runner.separated is None:
-        verdict = f"fewer than two runs on a side: no interval, so `{name}` and `{other}` are not "
+        reason = runner.reason or "fewer than two runs on a side"
+        gap += f" ({paired.removesuffix(', ')})" if paired else ""
+        verdict = f"{reason}: no interval, so `{name}` and `{other}` are not "
         verdict += f"distinguishable at {budget} from this stage"
     else:
-        gap += f" (95% CI {fmt_interval(runner.ci_low, runner.ci_high)})"
+        jointly = f" jointly over the best's {rivals} rivals" if rivals > 1 else ""
+        gap += f" ({paired}95% CI {fmt_interval(runner.ci_low, runner.ci_high)}{jointly})"
         verdict = (
             f"`{name}` is ahead of `{other}` at {budget}"
             if runner.separated

@@ -1,9 +1,10 @@
 """Condition means and the confirmation-stage summaries of the paper (4.4, 5.7, 5.9).
 
-Student-t means per condition (raw, or seed-adjusted when conditions lost seeds), the
-difference of two conditions with Welch's interval, cross-seed win counts, and Type-II ANOVA
-eta^2 shares of budget, condition and their interaction. What ranks conditions and judges a
-best against its runner-up; the effects of factors live in `stagescreen.statistics.families`.
+Student-t means per condition (raw, or seed-adjusted when conditions lost seeds), the paired
+difference of two conditions over the seeds both ran, the Bonferroni level that makes a best's
+interval and its comparisons selection-aware, cross-seed win counts, and Type-II ANOVA eta^2
+shares of budget, condition and their interaction. What ranks conditions and judges a best
+against its runner-up; the effects of factors live in `stagescreen.statistics.families`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
-from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+from statsmodels.stats.weightstats import DescrStatsW
 
 from stagescreen.statistics.coding import EffectsError, usable_rows
 from stagescreen.statistics.families import Effect, Record
@@ -184,23 +185,6 @@ def adjusted_means(
     return out
 
 
-def mean_difference(left: Iterable[float], right: Iterable[float], level: float = 0.95) -> Effect:
-    """left mean minus right mean with Welch's interval and p (unequal variances).
-
-    Used to say whether a best condition is separated from its runner-up; None interval
-    when either side has fewer than two runs.
-    """
-    a, b = np.asarray(list(left), dtype=float), np.asarray(list(right), dtype=float)
-    estimate = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return Effect(term="difference", effect=estimate, reason="fewer than two runs on a side")
-    compare = CompareMeans(DescrStatsW(a), DescrStatsW(b))
-    low, high = compare.tconfint_diff(alpha=1 - level, usevar="unequal")
-    _, p, _ = compare.ttest_ind(usevar="unequal")
-    se = float(compare.std_meandiff_separatevar)
-    return Effect(term="difference", effect=estimate, se=se, ci_low=low, ci_high=high, p=p)
-
-
 def paired_difference(
     left: pd.Series, right: pd.Series, level: float = 0.95, *, confidence: float | None = None
 ) -> Effect:
@@ -235,6 +219,17 @@ def paired_difference(
         ci_high=estimate + t_crit * se,
         p=p,
     )
+
+
+def bonferroni_level(comparisons: int, level: float = 0.95) -> float:
+    """The confidence of each of `comparisons` intervals that hold jointly at `level`.
+
+    1 - (1 - level) / comparisons (Bonferroni): every interval of the family covers at once
+    with probability at least `level`, whatever the correlation between them, so one picked
+    from the family after seeing the data (the best of k conditions) still covers at `level`.
+    One comparison is the plain level.
+    """
+    return 1 - (1 - level) / max(comparisons, 1)
 
 
 class WinCount(Record):

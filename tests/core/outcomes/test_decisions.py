@@ -9,11 +9,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from stagescreen.outcomes import analyse
 from stagescreen.planning.ranking import rank_conditions, select_anchors
 from stagescreen.statistics import families as fx
 from stagescreen.statistics import power, retention, synthetic
+from stagescreen.statistics.means import (
+    adjusted_means,
+    bonferroni_level,
+    mean_interval,
+    paired_difference,
+)
 from stagescreen.study.parse import load_study
 from stagescreen.study.spec import Selection
 
@@ -97,13 +104,32 @@ def test_missing_seeds_are_adjusted_for_before_ranking() -> None:
     assert adjusted["bad"] - adjusted["good"] == pytest.approx(0.05)
 
 
+def by_seed(results: pd.DataFrame, condition: str) -> pd.Series:
+    """A condition's metric at 20 s in the confirm stage, indexed by seed."""
+    rows = results[
+        (results["stage"] == "confirm")
+        & (results["budget_s"] == 20)
+        & (results["condition_id"] == condition)
+    ]
+    return rows.set_index("seed")["val_bpb"].astype(float)
+
+
 def test_the_best_comes_with_its_runner_up_and_whether_they_are_separated() -> None:
     results, spec = confirm_results(seeds=3)
     best = analyse.stage_outcome(spec, spec.stage("confirm"), results, "q").best
     assert best is not None and best.runner_up is not None
     runner = best.runner_up
+    # three anchors: the runner-up is read paired over the 3 seeds, jointly with the other rival
+    assert (best.candidates, runner.seeds) == (3, 3)
+    gap = paired_difference(
+        by_seed(results, runner.condition_id),
+        by_seed(results, best.condition_id),
+        confidence=bonferroni_level(2),
+    )
     assert runner.difference == pytest.approx(runner.mean - best.mean)
-    assert runner.ci_low < runner.difference < runner.ci_high
+    assert (runner.difference, runner.ci_low, runner.ci_high) == pytest.approx(
+        (gap.effect, gap.ci_low, gap.ci_high)
+    )
     assert runner.separated is (runner.ci_low > 0)
     assert runner.total == 9
     # Near-tied conditions: the bridge is the best with B at its centre, B's effect is tiny.
@@ -112,6 +138,19 @@ def test_the_best_comes_with_its_runner_up_and_whether_they_are_separated() -> N
     best = analyse.stage_outcome(spec, spec.stage("confirm"), results, "q").best
     assert best is not None and best.runner_up is not None
     assert best.runner_up.separated is False
+
+
+def test_the_best_has_an_interval_aware_of_the_candidates_it_was_picked_from() -> None:
+    """The ranking's Student-t interval at the Bonferroni level over the 3 anchors: the one
+    tests/core/statistics/test_comparisons.py measures."""
+    results, spec = confirm_results(seeds=3)
+    best = analyse.stage_outcome(spec, spec.stage("confirm"), results, "q").best
+    assert best is not None and best.candidates == 3 and not best.adjusted
+    mean, low, high = mean_interval(by_seed(results, best.condition_id), bonferroni_level(3))
+    assert (best.mean, best.selection_ci_low, best.selection_ci_high) == pytest.approx(
+        (mean, low, high)
+    )
+    assert best.selection_ci_low < best.ci_low < best.ci_high < best.selection_ci_high
 
 
 def test_the_best_is_picked_per_pool() -> None:
@@ -287,7 +326,49 @@ def test_the_runner_up_is_compared_on_the_seeds_both_kept() -> None:
     best = analyse.stage_outcome(SPEC, SPEC.stage("confirm"), both, "q").best
     assert best is not None and best.condition_id == "first" and best.runner_up is not None
     runner = best.runner_up
-    # seed 4 (where only the runner-up ran, and luckily) is left out of the comparison
+    # seed 4 (where only the runner-up ran, and luckily) is left out of the comparison, and
+    # the rest is read within seeds: differences 0.02, 0.02, 0.03, a paired t on 2 df
+    assert runner.seeds == 3 and best.candidates == 2
     assert runner.difference == pytest.approx((1.02 + 1.03 + 1.05) / 3 - (1.00 + 1.01 + 1.02) / 3)
-    assert runner.ci_low < runner.difference < runner.ci_high
-    assert runner.total == 9
+    half = stats.t.ppf(0.975, 2) * np.std([0.02, 0.02, 0.03], ddof=1) / np.sqrt(3)
+    assert (runner.ci_low, runner.ci_high) == pytest.approx(
+        (runner.difference - half, runner.difference + half)
+    )
+    assert runner.separated is True and runner.total == 9
+
+
+def test_a_runner_up_sharing_one_seed_with_the_best_is_not_judged() -> None:
+    results = cells({"first": {1: 1.00, 2: 1.01}, "second": {2: 1.05, 3: 1.06}})
+    screen = synthetic.simulate_stage(SPEC, "screen", pd.DataFrame(), MODEL)
+    both = pd.concat([screen, results.assign(stage="confirm")], ignore_index=True)
+    best = analyse.stage_outcome(SPEC, SPEC.stage("confirm"), both, "q").best
+    assert best is not None and best.runner_up is not None
+    runner = best.runner_up
+    assert (runner.seeds, runner.reason, runner.separated) == (
+        1,
+        "fewer than two common seeds",
+        None,
+    )
+    assert runner.difference == pytest.approx(0.04) and runner.ci_low is None
+
+
+def test_a_seed_adjusted_best_reads_the_fit_at_the_selection_level() -> None:
+    """`third` lost seed 2: the means are seed-adjusted, and so is the best's selection-aware
+    interval, at the Bonferroni level over the three candidates."""
+    results = cells(
+        {
+            "first": {1: 1.00, 2: 1.02, 3: 1.01},
+            "second": {1: 1.03, 2: 1.04, 3: 1.05},
+            "third": {1: 1.06, 2: None, 3: 1.08},
+        }
+    )
+    screen = synthetic.simulate_stage(SPEC, "screen", pd.DataFrame(), MODEL)
+    both = pd.concat([screen, results.assign(stage="confirm")], ignore_index=True)
+    best = analyse.stage_outcome(SPEC, SPEC.stage("confirm"), both, "q").best
+    assert best is not None and best.condition_id == "first" and best.adjusted
+    usable = results[results["status"] == "succeeded"]
+    fit = adjusted_means(usable, "val_bpb", "condition_id", ["seed"], level=bonferroni_level(3))
+    (first,) = [m for m in fit if m.key["condition_id"] == "first"]
+    assert (best.candidates, best.selection_ci_low, best.selection_ci_high) == pytest.approx(
+        (3, first.ci_low, first.ci_high)
+    )

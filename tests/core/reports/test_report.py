@@ -456,7 +456,8 @@ def test_the_study_is_answered_by_its_last_analysed_stage_on_each_pool(
     ]
     assert answer.startswith("\n\nFrom stage `long-horizon`:\n\n" + lines[0])
     assert f"\n{lines[1]}" in answer
-    assert answer.count("(not adjusted for having been picked as best)") == 2
+    for best in bests:
+        assert f"as the best of {best['candidates']} (selection-aware, Bonferroni" in answer
 
 
 def test_manifest_is_table_one_with_totals_and_pools(
@@ -786,16 +787,23 @@ def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
     [
         (
             {"ci_low": -0.001, "ci_high": 0.009, "separated": False},
-            "`c07` and `c03-b0` are not distinguishable at 24h.",
+            "(paired over 3 seeds, 95% CI [-0.0010, +0.0090] jointly over the best's 3 rivals);"
+            " `c07` wins 7/9 seed pairings: `c07` and `c03-b0` are not distinguishable at 24h.",
         ),
         (
             {"ci_low": 0.002, "ci_high": 0.009, "separated": True},
             "`c07` is ahead of `c03-b0` at 24h.",
         ),
         (
-            {"ci_low": None, "ci_high": None, "separated": None},
-            "fewer than two runs on a side: no interval, so `c07` and `c03-b0` are not "
-            "distinguishable at 24h from this stage.",
+            {
+                "ci_low": None,
+                "ci_high": None,
+                "separated": None,
+                "seeds": 1,
+                "reason": "fewer than two common seeds",
+            },
+            "(paired over 1 seed); `c07` wins 7/9 seed pairings: fewer than two common seeds: "
+            "no interval, so `c07` and `c03-b0` are not distinguishable at 24h from this stage.",
         ),
     ],
 )
@@ -810,19 +818,53 @@ def test_the_best_is_named_with_its_runner_up_and_whether_they_are_separated(
         "mean": 0.9821,
         "ci_low": 0.978,
         "ci_high": 0.986,
+        "candidates": 4,
+        "selection_ci_low": 0.975,
+        "selection_ci_high": 0.989,
         "levels": {"A": -1, "B": 1},
         "hyperparameters": {},
         "runner_up": {
             "condition_id": "c03-b0",
             "mean": 0.9863,
             "difference": 0.0042,
+            "seeds": 3,
             "wins": 7,
             "total": 9,
             **runner_up,
         },
     }
     text = best_section([Best.model_validate(best)])
-    assert text.startswith("- `c07` (best) at 24h on a100: mean 0.982100")
+    assert text.startswith(
+        "- `c07` (best) at 24h on a100: mean 0.982100, 95% CI [0.975000, 0.989000] as the best"
+        " of 4 (selection-aware, Bonferroni over the 4; its own [0.978000, 0.986000])"
+    )
     assert "Runner-up `c03-b0` 0.986300, difference +0.0042" in text
     assert "`c07` wins 7/9 seed pairings" in text
     assert text.endswith(verdict)
+
+
+def test_a_best_from_an_older_outcome_reads_as_before() -> None:
+    """outcome.json written before the selection-aware interval and the paired runner-up."""
+    best = {
+        "condition_id": "c07",
+        "budget_s": 86400,
+        "pool": "a100",
+        "mean": 0.9821,
+        "ci_low": 0.978,
+        "ci_high": 0.986,
+        "levels": {"A": -1},
+        "hyperparameters": {},
+        "runner_up": {
+            "condition_id": "c03-b0",
+            "mean": 0.9863,
+            "difference": 0.0042,
+            "ci_low": -0.001,
+            "ci_high": 0.009,
+            "wins": 7,
+            "total": 9,
+            "separated": False,
+        },
+    }
+    text = best_section([Best.model_validate(best)])
+    assert "95% CI [0.978000, 0.986000] (not adjusted for having been picked as best)" in text
+    assert "difference +0.0042 (95% CI [-0.0010, +0.0090]); `c07` wins 7/9" in text
