@@ -96,13 +96,12 @@ def _by_seed(runs: pd.DataFrame, metric: str, condition: str) -> pd.Series:
 
 
 def _runner_up(
-    spec: StudySpec, runs: pd.DataFrame, best: RankedCondition, second: RankedCondition, k: int
+    spec: StudySpec, runs: pd.DataFrame, best: RankedCondition, second: RankedCondition
 ) -> RunnerUp:
-    """The runner-up against the best of `k` candidates, paired over the seeds both ran, at
-    the Bonferroni level over the best's k - 1 rivals (`RunnerUp`)."""
+    """The runner-up against the best, paired over the seeds both ran (`RunnerUp`)."""
     metric = spec.metric.name
     mine, theirs = (_by_seed(runs, metric, c) for c in (best.condition_id, second.condition_id))
-    gap = paired_difference(theirs, mine, confidence=bonferroni_level(k - 1))
+    gap = paired_difference(theirs, mine)
     common = mine.index.intersection(theirs.index)
     wins = win_count(
         mine.loc[common], theirs.loc[common], lower_is_better=spec.metric.goal == "minimize"
@@ -168,7 +167,7 @@ def _bests(
                 levels=levels,
                 hyperparameters=dict(decode_levels(levels, spec)),
                 runner_up=(
-                    _runner_up(spec, succeeded(cell, metric), best, ranked[1], k) if k > 1 else None
+                    _runner_up(spec, succeeded(cell, metric), best, ranked[1]) if k > 1 else None
                 ),
             )
         )

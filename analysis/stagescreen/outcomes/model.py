@@ -69,24 +69,18 @@ class RankedCondition(_Record):
 class RunnerUp(_Record):
     """The condition ranked second, and how far the best is from it.
 
-    `difference` is runner-up minus best over the `seeds` both ran, with the paired-t interval
-    (`means.paired_difference`): runs of different conditions with one seed share that seed's
-    shift, which an unpaired interval would count as noise twice. The interval's level is the
-    Bonferroni level over the best's k - 1 rivals (k = `Best.candidates`), so with two
-    candidates it is the plain 95% paired t. This is Hsu's multiple comparisons with the best,
-    paired, with Bonferroni in place of the Dunnett constant (two-sided): the k - 1 comparisons
-    of the true best with the others hold jointly at 95%, and while they hold no condition is
-    declared ahead of one as good or better, whichever the data picked as best (the argument is
-    exact when every pair shares one standard error; measured below). The same Bonferroni
-    reading as the best's selection-aware interval. `separated` is True when the interval
-    excludes zero, False when it does not, None without an interval (`reason`: fewer than two
-    common seeds, or identical differences). Measured
-    (tests/core/statistics/test_comparisons.py, seed sd 0.002 > run sd 0.0012, 4 seeds): two
-    conditions with no gap are separated 5.9% of the time (Welch: 0.5%); at a gap of two run sds
-    49.6%, exactly a plain paired t's rate (Welch: 16.3%). The Bonferroni level costs power when
-    the best has more rivals: at that gap with the other candidates far behind, 23% with 4
-    candidates, 5% with 16. A best of 16 (tied, two tied ahead of a far field, or a near-tied
-    ladder) was separated from an equal or better runner-up in at most 0.3% of draws.
+    `difference` is runner-up minus best over the `seeds` both ran, with the 95% paired-t
+    interval (`means.paired_difference`): runs of different conditions with one seed share that
+    seed's shift, which an unpaired interval would count as noise twice. `separated` is True
+    when the interval excludes zero, False when it does not, None without an interval
+    (`reason`: fewer than two common seeds, or identical differences). The runner-up is the
+    closest rival the data offered, yet the pick does not make the plain paired t liberal: the
+    closest two of several tied means lie closer together than two means drawn alone. Measured
+    (tests/core/statistics/test_comparisons.py, seed sd 0.002 > run sd 0.0012, 4 seeds, 2000
+    draws): with no gap between the two, separated 4.5-5.9% of the time with 2, 4 or 16
+    candidates (Welch: 0.5%); at a gap of two run sds 50%, a paired t's rate whatever the
+    number of candidates (Welch: 16%); declared ahead of an equal or better rival at most 4.9%
+    of the time (two tied ahead of a far field), 0.7-1.6% with 4 or 16 tied.
     `wins` of `total` cross-seed pairings on the common seeds go to the best (descriptive,
     paper 4.4). `seeds` and `reason` are None in outcomes written before they existed.
     """

@@ -182,15 +182,13 @@ def _best_line(best: Best) -> str:
     gap = f"Runner-up `{other}` {fmt_mean(runner.mean)}, difference {fmt_effect(runner.difference)}"
     seeds = runner.seeds
     paired = "" if seeds is None else f"paired over {seeds} seed{'s' * (seeds != 1)}, "
-    rivals = (best.candidates or 2) - 1
     if runner.separated is None:
         reason = runner.reason or "fewer than two runs on a side"
         gap += f" ({paired.removesuffix(', ')})" if paired else ""
         verdict = f"{reason}: no interval, so `{name}` and `{other}` are not "
         verdict += f"distinguishable at {budget} from this stage"
     else:
-        jointly = f" jointly over the best's {rivals} rivals" if rivals > 1 else ""
-        gap += f" ({paired}95% CI {fmt_interval(runner.ci_low, runner.ci_high)}{jointly})"
+        gap += f" ({paired}95% CI {fmt_interval(runner.ci_low, runner.ci_high)})"
         verdict = (
             f"`{name}` is ahead of `{other}` at {budget}"
             if runner.separated

@@ -787,7 +787,7 @@ def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
     [
         (
             {"ci_low": -0.001, "ci_high": 0.009, "separated": False},
-            "(paired over 3 seeds, 95% CI [-0.0010, +0.0090] jointly over the best's 3 rivals);"
+            "(paired over 3 seeds, 95% CI [-0.0010, +0.0090]);"
             " `c07` wins 7/9 seed pairings: `c07` and `c03-b0` are not distinguishable at 24h.",
         ),
         (

@@ -3,8 +3,8 @@
 Runs share their seed's shift (seed sd 0.002 > run sd 0.0012, the project's 60-minute noise).
 `analyse._bests` picks the best (lowest mean, no failures here), reads its selection-aware
 interval with `means.mean_interval` at `means.bonferroni_level(k)` (`rank_conditions` at that
-level, on raw means), and compares it with the runner-up by `means.paired_difference` at
-`bonferroni_level(k - 1)`; the replicates below do the same, drawn at once with numpy. A
+level, on raw means), and compares it with the runner-up by `means.paired_difference` at 95%;
+the replicates below do the same, drawn at once with numpy. A
 condition's true mean is its mean over the seed distribution: the planted value. The rates
 are quoted in the docstrings of `outcomes.model.RunnerUp` and `Best` and in docs/analysis.md.
 """
@@ -32,28 +32,27 @@ def draws(
 
 def separated(runs: np.ndarray) -> np.ndarray:
     """Per replicate, whether the best is separated from its runner-up (`RunnerUp.separated`)."""
-    k, seeds = runs.shape[1:]
-    index = pd.RangeIndex(1, seeds + 1)
-    level = bonferroni_level(k - 1)
+    index = pd.RangeIndex(1, runs.shape[2] + 1)
     out = []
     for rep, (best, second) in enumerate(np.argsort(runs.mean(axis=2), axis=1)[:, :2]):
         gap = paired_difference(
             pd.Series(runs[rep, second], index=index),
             pd.Series(runs[rep, best], index=index),
-            confidence=level,
         )
         assert gap.ci_low is not None and gap.ci_high is not None
         out.append(gap.ci_low > 0 or gap.ci_high < 0)
     return np.array(out)
 
 
-def test_the_runner_up_is_separated_as_often_as_a_paired_t_says() -> None:
-    """Two conditions on 4 seeds: with no gap the best is separated from its runner-up 5% of
-    the time (Welch: 0.4%); at a gap of two run sds as often as a plain paired t separates
-    them (Welch: a fraction of it)."""
-    tie = draws(np.zeros(2), seeds=4, reps=2000, seed=1)
+@pytest.mark.parametrize("k", [2, 4, 16])
+def test_the_runner_up_is_separated_as_often_as_a_paired_t_says(k: int) -> None:
+    """The best and its runner-up on 4 seeds, the other k - 2 candidates far behind: with no
+    gap they are separated 5% of the time (Welch: 0.4%); at a gap of two run sds as often as a
+    plain paired t separates the two (Welch: a fraction of it), however many candidates."""
+    field = np.full(k - 2, 0.05)
+    tie = draws(np.r_[0.0, 0.0, field], seeds=4, reps=2000, seed=1)
     assert separated(tie).mean() == pytest.approx(0.05, abs=0.015)
-    gap = draws(np.array([0.0, 2 * RUN_SD]), seeds=4, reps=2000, seed=2)
+    gap = draws(np.r_[0.0, 2 * RUN_SD, field], seeds=4, reps=2000, seed=2)
     paired_t = stats.ttest_rel(gap[:, 1], gap[:, 0], axis=1).pvalue < 0.05
     welch = stats.ttest_ind(gap[:, 1], gap[:, 0], axis=1, equal_var=False).pvalue < 0.05
     power = separated(gap).mean()
@@ -65,20 +64,21 @@ def test_the_runner_up_is_separated_as_often_as_a_paired_t_says() -> None:
     "means",
     [
         np.zeros(16),
+        np.zeros(4),
         np.r_[0.0, 0.0, np.full(14, 0.05)],  # two tied ahead of a far field
         np.linspace(0, 3 * RUN_SD, 16),  # a near-tied ladder
     ],
-    ids=["tied", "two-ahead", "ladder"],
+    ids=["16-tied", "4-tied", "two-ahead", "ladder"],
 )
-def test_a_best_of_many_is_rarely_separated_from_an_equal_or_better_rival(
-    means: np.ndarray,
-) -> None:
-    """Best of 16 on 4 seeds: declaring it separated from its runner-up is wrong when some
-    other condition is as good or better; that happens at most 5% of the time."""
-    runs = draws(means, seeds=4, reps=600, seed=3)
+def test_the_pick_does_not_inflate_the_runner_up_verdict(means: np.ndarray) -> None:
+    """The runner-up is the closest rival the data offered, yet a plain 95% paired t is not
+    fooled by the pick: declaring the best ahead when some other condition is as good or
+    better happens at most 5% of the time, up to simulation error (2000 draws on 4 seeds);
+    the more ties, the rarer, since the two closest of many tied means lie closer than two."""
+    runs = draws(means, seeds=4, reps=2000, seed=3)
     best = np.argmin(runs.mean(axis=2), axis=1)
     wrong = (means[None, :] <= means[best][:, None]).sum(axis=1) > 1
-    assert (separated(runs) & wrong).mean() <= 0.05
+    assert (separated(runs) & wrong).mean() <= 0.05 + 0.015
 
 
 def coverage(means: np.ndarray, seeds: int, seed_sd: float, level: float) -> float:
