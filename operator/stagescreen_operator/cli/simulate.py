@@ -19,6 +19,8 @@ from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from stagescreen.outcomes.model import StageOutcome
     from stagescreen.statistics.power import PowerReport
     from stagescreen.statistics.synthetic import ResponseModel
@@ -36,9 +38,10 @@ def simulate(
             metavar="TERM=EFFECT,...",
             help=(
                 "Planted high-minus-low effects at the reference budget, e.g. "
-                "'A=0.1,D=0.18,A:B=0.02'; they replace every default term. Default: the "
-                "paper's 2-minute pilot sizes (a few large, E null) and an interaction of the "
-                "first two factors that reads +0.0101 at 2.5x the reference (the paper's A:B)."
+                "'A=0.1,D=0.18,A:B=0.02'; they replace every default term and shrink with "
+                "budget by --relaxation. Default: the paper's effects as measured at 2, 5 and "
+                "10 minutes (A-D and A:B; E null), linear in log-budget between, held flat "
+                "outside, stretched so the study's shortest budget plays 2 min."
             ),
         ),
     ] = None,
@@ -93,8 +96,9 @@ def simulate(
         typer.Option(
             metavar="EXPONENT",
             help=(
-                "Effects shrink as (reference/budget)^relaxation. Default: 1.38, fitted to "
-                "the paper's 2/5/10-minute effects."
+                "Effects shrink as (reference/budget)^relaxation instead of following the "
+                "paper's table; the default effects then hold at the reference. Default with "
+                "--effects: 1.38, fitted to the paper's 2/5/10-minute effects."
             ),
         ),
     ] = None,
@@ -165,15 +169,13 @@ def simulate(
     try:
         planted = synthetic.parse_effects(effects, spec.codes) if effects else None
         reference_s = parse_duration(reference) if reference else None
-        model = synthetic.paper_model(spec, planted, reference_s)
+        model = synthetic.paper_model(spec, planted, reference_s, relaxation)
     except ValueError as error:
         raise fail(f"{error}") from None
     try:
         model = _overridden(model, noise, seed_sd, seed_condition_sd, spread, divergence)
     except ValueError as error:
         raise fail(f"--noise {noise!r}: {error}") from None
-    if relaxation is not None:
-        model = replace(model, relaxation=relaxation)
     if replicates:
         _power(study.metadata.name, spec, model, replicates, seed, json_output, out)
     else:
@@ -219,17 +221,32 @@ def _describe(model: ResponseModel) -> str:
         noise += " (held flat outside)"
     else:
         noise = f"{model.noise_sd:g} at every budget"
+    if model.effect_points:
+        at = ", ".join(format_budget(b) for b in sorted(model.effect_points))
+        effects = f"effects per budget at {at} (linear in log-budget between, flat outside)"
+    else:
+        effects = f"relaxation {model.relaxation:.2f} from {format_budget(model.reference_s)}"
     return (
         f"SYNTHETIC model: run noise sd {noise}; cell spread {model.spread:.2f}; seed sd "
         f"{model.seed_sd:g}; seed x condition sd {model.seed_condition_sd:g}; divergence "
-        f"{model.divergence:g}; relaxation {model.relaxation:.2f} from "
-        f"{format_budget(model.reference_s)}"
+        f"{model.divergence:g}; {effects}"
     )
 
 
 def _planted_text(model: ResponseModel) -> str:
-    terms = {**model.effects, **model.interactions}
-    return ", ".join(f"{t}={v:+.4g}" for t, v in terms.items())
+    """The planted terms: at each calibration budget when the model has them, else the sizes
+    at the reference budget."""
+    from stagescreen.planning.ids import format_budget
+
+    def terms(planted: Mapping[str, float]) -> str:
+        return ", ".join(f"{t}={v:+.4g}" for t, v in planted.items())
+
+    if model.effect_points:
+        return "; ".join(
+            f"at {format_budget(b)} {terms(model.effect_points[b])}"
+            for b in sorted(model.effect_points)
+        )
+    return terms({**model.effects, **model.interactions})
 
 
 def _one_study(study: Study, model: ResponseModel, out: str) -> None:
@@ -312,7 +329,8 @@ def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
         f"SYNTHETIC power of study {name!r}: {report.replicates} replicates (seed "
         f"{report.seed}), detection = 95% interval excludes 0 and BH q <= {report.fdr:g}"
     )
-    typer.echo(f"SYNTHETIC planted at {format_budget(model.reference_s)}: {_planted_text(model)}")
+    at = "" if model.effect_points else f" at {format_budget(model.reference_s)}"
+    typer.echo(f"SYNTHETIC planted{at}: {_planted_text(model)}")
     typer.echo(_describe(model))
     pools = any(term.pool for term in report.terms)
     if report.terms:

@@ -76,13 +76,26 @@ def test_by_default_the_model_is_calibrated_to_the_paper(tmp_path: Path) -> None
     result = runner.invoke(app, ["simulate", str(QUICKSTART), "--out", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    # The paper's planted terms, with A:B, and its 5/10-minute noise stretched to a 10 s pilot.
-    assert lines[0].endswith("A=+0.11, B=+0.11, C=-0.06, A:B=+0.03576")
+    # The paper's measured effects and its 5/10-minute noise, stretched to a 10 s pilot.
+    assert lines[0].endswith("at 50s A=+0.018, B=+0.0059, C=-0.0045, A:B=+0.0049")
+    assert "at 25s A=+0.0568, B=+0.0441, C=-0.0165, A:B=+0.0101;" in lines[0]
     assert lines[1] == (
         "SYNTHETIC model: run noise sd 0.0318 at 25s, 0.00863 at 50s (held flat outside); "
         "cell spread 0.68; seed sd 0.002; seed x condition sd 0; divergence 0.005; "
-        "relaxation 1.38 from 10s"
+        "effects per budget at 10s, 25s, 50s (linear in log-budget between, flat outside)"
     )
+
+
+def test_the_defaults_plant_the_papers_ten_minute_effects() -> None:
+    paper = ROOT / "examples" / "paper.yaml"
+    result = runner.invoke(app, ["simulate", str(paper), "--replicates", "20", "--json"])
+    assert result.exit_code == 0, result.output
+    planted = {
+        row["term"]: row["planted"]
+        for row in json.loads(result.stdout)["terms"]
+        if row["stage"] == "seeded-screen" and row["budget_s"] == 600
+    }
+    assert planted == {"A": 0.0180, "B": 0.0059, "C": -0.0045, "D": 0.0346, "E": 0.0}
 
 
 def test_replicates_print_a_synthetic_power_table_and_write_nothing(
