@@ -57,6 +57,19 @@ def simulate(
             ),
         ),
     ] = None,
+    noise_from: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR_OR_S3_URI",
+            help=(
+                "Take the run noise sd per budget from a finished study instead: its folder "
+                "in storage, as `report` and `status` take it (runs/quickstart, sim/paper, "
+                "s3://bucket/prefix/paper). Each budget's residual sd, pooled over the "
+                "analysed stages and pools that measured it (their noise floors), at that "
+                "study's own budgets; log-linear between, held flat outside. Not with --noise."
+            ),
+        ),
+    ] = None,
     seed_sd: Annotated[
         float | None,
         typer.Option(
@@ -164,6 +177,8 @@ def simulate(
     from stagescreen.statistics import synthetic
     from stagescreen.study.spec import parse_duration
 
+    if noise is not None and noise_from is not None:
+        raise fail("give --noise or --noise-from, not both")
     study = load_or_exit(study_file)
     spec = study.spec
     try:
@@ -176,10 +191,12 @@ def simulate(
         model = _overridden(model, noise, seed_sd, seed_condition_sd, spread, divergence)
     except ValueError as error:
         raise fail(f"--noise {noise!r}: {error}") from None
+    if noise_from is not None:
+        model = replace(model, noise_points=_measured_noise(noise_from))
     if replicates:
-        _power(study.metadata.name, spec, model, replicates, seed, json_output, out)
+        _power(study.metadata.name, spec, model, replicates, seed, json_output, out, noise_from)
     else:
-        _one_study(study, model, out or SINGLE_STUDY_OUT)
+        _one_study(study, model, out or SINGLE_STUDY_OUT, noise_from)
 
 
 def _overridden(
@@ -210,7 +227,42 @@ def _overridden(
     )
 
 
-def _describe(model: ResponseModel) -> str:
+def _measured_noise(uri: str) -> dict[int, float]:
+    """The run noise sd per budget a finished study measured (`noise.pooled_noise` over its
+    stage outcomes' noise floors), read as `report` and `status` read a stored study."""
+    import yaml
+
+    from stagescreen.statistics.noise import pooled_noise
+    from stagescreen.storage.keys import SPEC, StoreError, StudyKeys
+    from stagescreen.storage.publish import read_outcomes
+    from stagescreen.storage.store import open_store
+    from stagescreen.study.parse import parse_study
+    from stagescreen_operator.cli.report import split_study_uri
+
+    try:
+        root, name = split_study_uri(uri)
+        store = open_store(root)
+        keys = StudyKeys(name)
+        if not store.exists(keys.spec()):
+            raise fail(f"--noise-from {uri!r}: no study there (expected {SPEC} in it)")
+        study = parse_study(yaml.safe_load(store.get_text(keys.spec())))
+        stages = [stage.name for stage in study.spec.stages]
+        outcomes, _ = read_outcomes(store, study, stages)
+    except (ValueError, StoreError) as error:
+        raise fail(f"--noise-from {uri!r}: {error}") from None
+    if not outcomes:
+        raise fail(f"--noise-from {uri!r}: no analysed stage (no stage has a readable outcome)")
+    points = pooled_noise(floor for outcome in outcomes.values() for floor in outcome.noise_floor)
+    if not points:
+        raise fail(
+            f"--noise-from {uri!r}: no run noise measured at any budget (stages analysed: "
+            f"{', '.join(outcomes)}; none records a noise floor with residual df, e.g. "
+            "outcomes written before noise floors were recorded, or unreplicated fits)"
+        )
+    return points
+
+
+def _describe(model: ResponseModel, noise_from: str | None = None) -> str:
     """The model in one line, so a printed result says what it was drawn from."""
     from stagescreen.planning.ids import format_budget
 
@@ -219,6 +271,8 @@ def _describe(model: ResponseModel) -> str:
             f"{sd:.3g} at {format_budget(b)}" for b, sd in sorted(model.noise_points.items())
         )
         noise += " (held flat outside)"
+        if noise_from is not None:
+            noise = f"measured in {noise_from}: {noise}"
     else:
         noise = f"{model.noise_sd:g} at every budget"
     if model.effect_points:
@@ -249,7 +303,7 @@ def _planted_text(model: ResponseModel) -> str:
     return terms({**model.effects, **model.interactions})
 
 
-def _one_study(study: Study, model: ResponseModel, out: str) -> None:
+def _one_study(study: Study, model: ResponseModel, out: str, noise_from: str | None) -> None:
     """Simulate every stage once and write it as a real study would be written."""
     import pandas as pd
 
@@ -266,7 +320,7 @@ def _one_study(study: Study, model: ResponseModel, out: str) -> None:
     except StoreError as error:
         raise fail(f"--out {out!r}: {error}") from None
     typer.echo(f"SYNTHETIC study {study.metadata.name!r}: planted effects {_planted_text(model)}")
-    typer.echo(_describe(model))
+    typer.echo(_describe(model, noise_from))
     results = pd.DataFrame()
     records = {}
     for stage in spec.stages:
@@ -285,6 +339,7 @@ def _power(
     seed: int,
     json_output: bool,
     out: str | None,
+    noise_from: str | None,
 ) -> None:
     """Repeat the study, print the power tables (or JSON), write power.json if asked."""
     from rich.console import Console
@@ -303,11 +358,12 @@ def _power(
             )
     else:
         report = power.power_study(spec, model, replicates, seed)
-    document = {"study": name, "model": asdict(model)} | report.model_dump()
+    document = {"study": name, "model": asdict(model), "noise_from": noise_from}
+    document |= report.model_dump()
     if json_output:
         typer.echo(json.dumps(document, indent=2))
     else:
-        _print_power(name, model, report)
+        _print_power(name, model, report, noise_from)
     if out is not None:
         try:
             store = open_store(out)
@@ -321,7 +377,9 @@ def _rate(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.3f}"
 
 
-def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
+def _print_power(
+    name: str, model: ResponseModel, report: PowerReport, noise_from: str | None
+) -> None:
     """Two tables, every line of them starting with SYNTHETIC so no row reads as real."""
     from stagescreen.planning.ids import format_budget
 
@@ -331,7 +389,7 @@ def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
     )
     at = "" if model.effect_points else f" at {format_budget(model.reference_s)}"
     typer.echo(f"SYNTHETIC planted{at}: {_planted_text(model)}")
-    typer.echo(_describe(model))
+    typer.echo(_describe(model, noise_from))
     pools = any(term.pool for term in report.terms)
     if report.terms:
         labels = ["SYNTHETIC", "stage", "budget", *(["pool"] if pools else []), "term"]
