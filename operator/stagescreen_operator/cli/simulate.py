@@ -168,8 +168,9 @@ def simulate(
     the fraction whose 95% interval holds the planted effect (well below 0.95 means the
     intervals are too narrow, e.g. under heteroscedastic cells); MEAN EST, the average
     estimate. Then, per anchor rule picking from a screen or follow-up: MATCH, the fraction
-    of replicates whose pick is the true optimum (the best noise-free mean at the budget it
-    ranks at). 1,000 replicates of examples/paper.yaml take a few seconds.
+    of replicates whose pick, ranked as the study ranks (for best and bridge, conditions that
+    lost runs last), is the true optimum (the best noise-free mean at the budget it ranks
+    at). 1,000 replicates of examples/paper.yaml take a few seconds.
 
     The model defaults are calibrated to the paper (docs/analysis.md, "Rehearsing a study");
     each option below overrides one of them. Everything printed is SYNTHETIC.

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stagescreen.statistics import families as fx
 from stagescreen.planning.ranking import select_anchors
+from stagescreen.statistics import families as fx
 from stagescreen.statistics import power, retention, synthetic
 from stagescreen.statistics.coding import model_terms
 from stagescreen.study.parse import load_study
