@@ -75,12 +75,10 @@ def residual_sd(x: np.ndarray, y: np.ndarray) -> tuple[float | None, int]:
     return math.sqrt(float(residual @ residual) / df), df
 
 
-def _dummies(values: pd.Series) -> np.ndarray:
-    """Indicator columns of every level but the first (sorted)."""
+def _indicators(values: pd.Series) -> list[np.ndarray]:
+    """One indicator column per level but the first (sorted): a categorical term."""
     levels = sorted(values.unique(), key=str)
-    return np.column_stack(
-        [np.ones(len(values))] + [(values == v).to_numpy(float) for v in levels[1:]]
-    )
+    return [(values == level).to_numpy(float) for level in levels[1:]]
 
 
 def effect_floors(
@@ -94,7 +92,9 @@ def effect_floors(
         pool = family.by.get("pool")
         if pool is not None:
             rows = rows[rows["pool"] == pool]
-        x = np.column_stack([_dummies(rows["seed"]), rows[list(factors)].to_numpy(float)])
+        x = np.column_stack(
+            [np.ones(len(rows)), *_indicators(rows["seed"]), rows[list(factors)].to_numpy(float)]
+        )
         sd, df = residual_sd(x, rows[metric].to_numpy(float))
         if not family.df_resid:
             sd = None  # judged by Lenth's margin, if at all: no replicate measured the noise
@@ -119,7 +119,9 @@ def difference_floors(usable: pd.DataFrame, metric: str) -> list[NoiseFloor]:
     `metric ~ C(condition) + C(seed)`."""
     floors = []
     for (budget, pool), cell in usable.groupby(["budget_s", "pool"], sort=True):
-        x = np.column_stack([_dummies(cell["seed"]), _dummies(cell["condition_id"])[:, 1:]])
+        x = np.column_stack(
+            [np.ones(len(cell)), *_indicators(cell["seed"]), *_indicators(cell["condition_id"])]
+        )
         sd, df = residual_sd(x, cell[metric].to_numpy(float))
         seeds = cell["seed"].nunique()
         se = None if sd is None else sd * math.sqrt(2 / seeds)
