@@ -20,6 +20,7 @@ from stagescreen.planning.plans import Condition, StagePlan, expand_runs
 from stagescreen.planning.ranking import select_anchors, unique_anchors
 from stagescreen.reports.formatting import fmt_budget, fmt_count, fmt_fixed, fmt_text, md_table
 from stagescreen.statistics.means import VarianceShare, variance_shares, win_count
+from stagescreen.statistics.noise import difference_floors
 from stagescreen.study.spec import Stage, StudySpec
 
 
@@ -50,10 +51,11 @@ class AnchorKind(StageKind):
         return []
 
     def summarise(self, at: StageResults, out: StageOutcome) -> None:
-        """Win counts between every pair of anchors (by role, else condition) within each
-        budget and pool, and the variance shares of budget and condition once both, and the
-        seeds, vary."""
+        """The noise floor of a difference between anchors, win counts between every pair
+        of anchors (by role, else condition) within each budget and pool, and the variance
+        shares of budget and condition once both, and the seeds, vary."""
         metric, usable = at.spec.metric.name, at.usable
+        out.noise_floor = difference_floors(usable, metric)
         label = usable["role"].fillna(usable["condition_id"]).astype(str)
         for (budget, pool), cell in usable.assign(_label=label).groupby(["budget_s", "pool"]):
             values = {name: group[metric].to_numpy(float) for name, group in cell.groupby("_label")}

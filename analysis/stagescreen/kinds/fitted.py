@@ -25,6 +25,7 @@ from stagescreen.reports.formatting import (
 )
 from stagescreen.statistics import families as fx
 from stagescreen.statistics.coding import model_terms
+from stagescreen.statistics.noise import effect_floors
 from stagescreen.statistics.retention import judged_budget, retained_factors
 from stagescreen.storage.jsonvalues import Scalar
 
@@ -41,6 +42,7 @@ class EffectKind(StageKind):
         out.effects = fx.EffectFamilies(families=tuple(families))
         out.retained = retained_factors(families)
         out.retained_at = judged_budget(families)
+        out.noise_floor = effect_floors(families, at.usable, at.spec.metric.name, free_factors(at))
         if at.usable["budget_s"].nunique() > 1:
             out.relaxation = fx.relaxation_table(families, "budget_s")
 

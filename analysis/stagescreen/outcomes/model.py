@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, computed_field, mo
 
 from stagescreen.statistics.families import EffectFamilies, Relaxation
 from stagescreen.statistics.means import VarianceShare
+from stagescreen.statistics.noise import NoiseFloor
 from stagescreen.statistics.pooled import PooledBudgetFit
 from stagescreen.storage.jsonvalues import JsonFloat, Scalar
 
@@ -271,6 +272,9 @@ class StageOutcome(_Record):
     pooled: PooledBudgetFit | None = None
     variance_shares: list[VarianceShare] | None = None
     relaxation: list[Relaxation] | None = None
+    noise_floor: list[NoiseFloor] = Field(default_factory=list)
+    """Measured run noise per budget (and pool) and the smallest contrast the stage's design
+    detects at 80% power (`statistics.noise`); empty in outcomes written before it."""
     retained: list[str] = Field(default_factory=list)
     retained_at: int | None = None
     """The budget (seconds) whose effects `retained` was judged on."""

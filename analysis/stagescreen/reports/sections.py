@@ -34,6 +34,7 @@ from stagescreen.reports.formatting import (
     fmt_text,
     md_table,
 )
+from stagescreen.statistics.noise import NoiseFloor
 
 RANKING_TOP, RANKING_BOTTOM = 5, 2
 MISSING_SHOWN = 10
@@ -44,6 +45,8 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
     shared ones here, the kind's (`StageKind.*_sections`) where it reads them."""
     sections: list[Section] = [("Runs", _runs_section(outcome.runs))]
     sections += kind.finding_sections(outcome)
+    if outcome.noise_floor:
+        sections.append(("Noise floor", _noise_section(outcome.noise_floor)))
     if outcome.ranking:
         sections.append(("Ranking", _ranking_section(outcome.ranking)))
     sections += kind.ranking_sections(outcome, goal)
@@ -74,6 +77,32 @@ def _runs_section(runs: StageRuns) -> str:
         more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
         table += f"\n\nMissing runs: {shown}{more}."
     return table
+
+
+def _noise_section(floors: Sequence[NoiseFloor]) -> str:
+    """Each budget's run noise and the smallest contrast the stage detects (`statistics.noise`)."""
+    pools = any(floor.pool for floor in floors)
+    rows = [
+        [fmt_budget(floor.budget_s)]
+        + ([fmt_text(floor.pool)] if pools else [])
+        + [
+            fmt_mean(floor.sd),
+            fmt_count(floor.df),
+            floor.contrast,
+            fmt_mean(floor.se),
+            fmt_mean(floor.detectable),
+        ]
+        for floor in floors
+    ]
+    header = ["budget", *(["pool"] if pools else []), "run sd", "df", "contrast", "se"]
+    return (
+        md_table([*header, "detectable"], rows)
+        + "\n\nrun sd: the residual sd of one run under the stage's model (seeds blocked). "
+        "detectable: the smallest contrast (a high-minus-low effect, or the difference of two "
+        "conditions within seeds) that a two-sided test at alpha 0.05 finds with 80% power, "
+        "(t(0.975, df) + t(0.8, df)) × se, before BH across the family; a dash: no residual "
+        "df, so no run noise was measured."
+    )
 
 
 def _ranking_section(ranking: Sequence[RankedCondition]) -> str:

@@ -8,8 +8,9 @@ answers how often it would. Each replicate draws every run of the study's fixed-
 - per stage, factor, budget (and pool): the detection rate (power), how often a detection has
   the wrong sign, how often the 95% interval covers the planted effect at that budget;
 - per anchor rule that picks from a fixed-design stage (best, worst, bridge): how often its
-  pick is the true optimum, the condition with the best (or worst) noise-free mean at the
-  budget the rule ranks at.
+  pick, ranked as `ranking.select_anchors` ranks (for best and bridge, a condition that lost
+  runs behind every one that lost fewer), is the true optimum, the condition with the best
+  (or worst) noise-free mean at the budget the rule ranks at.
 
 Departures from calling `families.fit_effects` once per replicate, each for speed: within a
 stage the design matrix is the same in every replicate, so all replicates of a family are
@@ -493,20 +494,38 @@ def _picks(
     return picks, notes
 
 
-def _tally_pick(pick: _Pick, values: np.ndarray) -> tuple[int, int]:
-    """(replicates with a pick, replicates whose pick is an optimum) for a chunk."""
+def _chosen(pick: _Pick, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each replicate's first pick (an index into `pick.conditions`) and whether it has one,
+    ranked as `ranking.select_anchors` ranks.
+
+    Best and bridge (`rank_conditions`): a condition that lost runs ranks behind every
+    condition with a smaller failure share, then by mean; worst: by mean alone, failures do
+    not enter. A condition with no run left is not ranked. Raw means stand in for the
+    seed-adjusted ones the ranking takes once a condition lost a run: between conditions that
+    kept every seed the two agree (the seed shifts cancel), and the failure order puts those
+    first.
+    """
     y = values[pick.rows]
     present = ~np.isnan(y)
     sums = pick.membership @ np.where(present, y, 0.0)
     counts = pick.membership @ present
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts
+    ranked = counts > 0
+    if pick.rule != "worst":
+        share = 1.0 - counts / pick.membership.sum(axis=1)[:, None]
+        ranked &= share == np.where(ranked, share, np.inf).min(axis=0)
     worst_possible = np.inf if pick.lower_first else -np.inf
-    means = np.where(counts > 0, means, worst_possible)
+    means = np.where(ranked, means, worst_possible)
     # argmin/argmax take the first of ties, and conditions are sorted by id: the ranking's
-    # tie-break (rank_conditions). "worst" ranks ascending and reads from the end.
+    # tie-break. "worst" ranks ascending and reads from the end.
     chosen = np.argmin(means, axis=0) if pick.lower_first else np.argmax(means, axis=0)
-    usable = (counts > 0).any(axis=0)
+    return chosen, ranked.any(axis=0)
+
+
+def _tally_pick(pick: _Pick, values: np.ndarray) -> tuple[int, int]:
+    """(replicates with a pick, replicates whose pick is an optimum) for a chunk."""
+    chosen, usable = _chosen(pick, values)
     optimum = np.array([cid in pick.optimum for cid in pick.conditions])
     return int(usable.sum()), int((optimum[chosen] & usable).sum())
 

@@ -7,9 +7,10 @@ and for the quickstart until real runs exist. Every figure it produces is labell
 nothing here stands in for the trainer.
 
 The model follows the paper's findings (section 5.1): the metric falls with budget, and main
-effects shrink ("relax") as budget grows, as a power of the budget ratio. `paper_model`
-calibrates it to the paper's published tables: the relaxation exponent, the residual noise
-per budget, how much noisier its worst cells are than its best, and its A:B interaction.
+effects shrink ("relax") as budget grows. `paper_model` calibrates it to the paper's published
+tables: the main effects and the A:B interaction measured at each budget, the residual noise
+per budget, and how much noisier its worst cells are than its best; a power of the budget
+ratio (the relaxation law) stands in for the table when a user plants effects of their own.
 """
 
 from __future__ import annotations
@@ -210,8 +211,9 @@ PAPER_CELL_LEVELS: Mapping[str, Mapping[str, int]] = {
 }
 """Coded levels of those two conditions in the paper's 2^(5-1) screen (E = ABCD)."""
 
-PAPER_AB_AT_5M = 0.0101
-"""The A:B interaction at 5 minutes in the D-fixed follow-up (5.3: +0.0101; +0.0049 at 10)."""
+PAPER_AB: Mapping[int, float] = {300: 0.0101, 600: 0.0049}
+"""The A:B interaction by budget in the D-fixed follow-up (5.3); the paper has none at 2
+minutes."""
 
 PAPER_SEED_SD = 0.002
 """Seed shifts are small in the paper (5.7: seed eta^2 0.0044 against 0.0118 residual);
@@ -271,15 +273,18 @@ def fit_spread() -> float:
 
 
 def paper_model(
-    spec: StudySpec, planted: Mapping[str, float] | None = None, reference_s: int | None = None
+    spec: StudySpec,
+    planted: Mapping[str, float] | None = None,
+    reference_s: int | None = None,
+    relaxation: float | None = None,
 ) -> ResponseModel:
     """The response model calibrated to the paper, for any study.
 
-    - effects at the reference budget: `planted` (terms with ':' are interactions), else
-      `default_effects` (the 2-minute pilot, E null as the seeded screens found) plus an
-      interaction of the first two factors sized to read +0.0101 at 2.5x the reference (the
-      paper's A:B at 5 minutes, 5.3);
-    - relaxation: `fit_relaxation()` on the 2/5/10-minute effects of 5.1 (1.38);
+    - effects: with neither `planted` nor `relaxation`, the paper's measured table per budget
+      (`paper_effect_points`); otherwise `planted` (terms with ':' are interactions), else
+      `default_effects` plus an interaction of the first two factors sized to read the
+      paper's A:B at 5 minutes (+0.0101) at 2.5x the reference, at the reference and shrunk
+      with budget by `relaxation` (default `fit_relaxation()`, 1.38);
     - per-run noise: `paper_noise()` (0.032 at 5 min, 0.0086 at 10 min), held flat outside:
       continuing the 5-to-10-minute slope (sd ~ budget^-1.9) would claim 0.0003 at 60 min,
       below the paper's own 60-minute seed spreads (sd 0.0008-0.0015 from the intervals of
@@ -288,28 +293,67 @@ def paper_model(
     - seed shift sd `PAPER_SEED_SD`, divergence `PAPER_DIVERGENCE`, no seed x condition term.
 
     The reference defaults to the study's shortest budget. A study whose shortest budget is
-    not 2 minutes gets the paper's budgets stretched in proportion (noise points at 2.5x and
-    5x its shortest budget), since the paper's seconds mean nothing for a CPU study's.
+    not 2 minutes gets the paper's budgets stretched in proportion (effect points at 1x,
+    2.5x and 5x its reference, noise points at 2.5x and 5x), since the paper's seconds mean
+    nothing for a CPU study's.
     """
     reference = reference_s or min(b for stage in spec.stages for b in stage.budgets)
     stretch = reference / PILOT_BUDGET_S
-    relaxation = fit_relaxation()
-    if planted is None:
+    spread = fit_spread()
+    exponent = fit_relaxation() if relaxation is None else relaxation
+    points: dict[int, dict[str, float]] = {}
+    if planted is None and relaxation is None:
+        points = paper_effect_points(spec, stretch)
+        planted = points[min(points)]
+    elif planted is None:
         planted = dict(default_effects(spec))
         if len(spec.codes) >= 2:
             at_5m = 300 / PILOT_BUDGET_S
-            planted[f"{spec.codes[0]}:{spec.codes[1]}"] = PAPER_AB_AT_5M * at_5m**relaxation
-    spread = fit_spread()
+            planted[f"{spec.codes[0]}:{spec.codes[1]}"] = PAPER_AB[300] * at_5m**exponent
     return ResponseModel(
         effects={t: v for t, v in planted.items() if ":" not in t},
         interactions={t: v for t, v in planted.items() if ":" in t},
         reference_s=reference,
-        relaxation=relaxation,
+        relaxation=exponent,
         seed_sd=PAPER_SEED_SD,
         noise_points={max(1, round(b * stretch)): sd for b, sd in paper_noise().items()},
         spread=spread if spec.metric.goal == "minimize" else -spread,
         divergence=PAPER_DIVERGENCE,
+        effect_points=points,
     )
+
+
+def paper_effect_points(spec: StudySpec, stretch: float = 1.0) -> dict[int, dict[str, float]]:
+    """The paper's measured effects at its 2, 5 and 10 minutes (times `stretch`), mapped to
+    the study's factors by position as `default_effects` maps its pattern.
+
+    - the first four factors (and every eighth after) take A-D's measured main effects (5.1);
+    - the fifth keeps the pattern's null, as E's seeded intervals hold zero and its sign
+      flips; the sixth to eighth keep the pattern's small sizes at 2 minutes, shrunk at 5 and
+      10 by the fitted relaxation (the paper has no such factors to measure);
+    - the first two factors interact as A:B did (5.3: +0.0101 at 5, +0.0049 at 10 minutes);
+      at 2 minutes, where the paper has no A:B, the 5-minute value grown back by the fitted
+      relaxation (+0.036).
+    """
+    exponent = fit_relaxation()
+    pattern = default_effects(spec)
+    codes = spec.codes
+    points: dict[int, dict[str, float]] = {}
+    for budget, measured in PAPER_MAIN_EFFECTS.items():
+        shrink = (PILOT_BUDGET_S / budget) ** exponent
+        row: dict[str, float] = {}
+        for i, code in enumerate(codes):
+            position = i % len(DEFAULT_PATTERN)
+            row[code] = (
+                measured[RELAXING_TERMS[position]]
+                if position < len(RELAXING_TERMS)
+                else pattern[code] * shrink
+            )
+        if len(codes) >= 2:
+            grown = PAPER_AB[300] * (300 / budget) ** exponent
+            row[f"{codes[0]}:{codes[1]}"] = PAPER_AB.get(budget, grown)
+        points[max(1, round(budget * stretch))] = row
+    return points
 
 
 def parse_effects(text: str, codes: Sequence[str]) -> dict[str, float]:
@@ -354,10 +398,13 @@ def parse_noise(text: str) -> float | dict[int, float]:
     return points
 
 
+DEFAULT_PATTERN = (0.11, 0.11, -0.06, 0.18, 0.0, 0.03, -0.02, 0.01)
+"""Planted effects by factor position: the 2-minute pilot's A-D (5.1), E null, then small."""
+
+
 def default_effects(spec: StudySpec) -> dict[str, float]:
     """Paper-like planted effects (section 5.1 pilot): a few large, one null, signs mixed."""
-    pattern = [0.11, 0.11, -0.06, 0.18, 0.0, 0.03, -0.02, 0.01]
-    return {code: pattern[i % len(pattern)] for i, code in enumerate(spec.codes)}
+    return {code: DEFAULT_PATTERN[i % len(DEFAULT_PATTERN)] for i, code in enumerate(spec.codes)}
 
 
 def simulate_runs(runs: Sequence[PlannedRun], model: ResponseModel, metric: str) -> pd.DataFrame:

@@ -19,6 +19,8 @@ from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from stagescreen.outcomes.model import StageOutcome
     from stagescreen.statistics.power import PowerReport
     from stagescreen.statistics.synthetic import ResponseModel
@@ -36,9 +38,10 @@ def simulate(
             metavar="TERM=EFFECT,...",
             help=(
                 "Planted high-minus-low effects at the reference budget, e.g. "
-                "'A=0.1,D=0.18,A:B=0.02'; they replace every default term. Default: the "
-                "paper's 2-minute pilot sizes (a few large, E null) and an interaction of the "
-                "first two factors that reads +0.0101 at 2.5x the reference (the paper's A:B)."
+                "'A=0.1,D=0.18,A:B=0.02'; they replace every default term and shrink with "
+                "budget by --relaxation. Default: the paper's effects as measured at 2, 5 and "
+                "10 minutes (A-D and A:B; E null), linear in log-budget between, held flat "
+                "outside, stretched so the study's shortest budget plays 2 min."
             ),
         ),
     ] = None,
@@ -51,6 +54,19 @@ def simulate(
                 "as '5m=0.032,10m=0.0086' (log-linear in log-budget between, held flat "
                 "outside). Default: the paper's seeded-screen residuals, 0.032 at 5 min and "
                 "0.0086 at 10 min, stretched so the study's shortest budget plays 2 min."
+            ),
+        ),
+    ] = None,
+    noise_from: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR_OR_S3_URI",
+            help=(
+                "Take the run noise sd per budget from a finished study instead: its folder "
+                "in storage, as `report` and `status` take it (runs/quickstart, sim/paper, "
+                "s3://bucket/prefix/paper). Each budget's residual sd, pooled over the "
+                "analysed stages and pools that measured it (their noise floors), at that "
+                "study's own budgets; log-linear between, held flat outside. Not with --noise."
             ),
         ),
     ] = None,
@@ -93,8 +109,9 @@ def simulate(
         typer.Option(
             metavar="EXPONENT",
             help=(
-                "Effects shrink as (reference/budget)^relaxation. Default: 1.38, fitted to "
-                "the paper's 2/5/10-minute effects."
+                "Effects shrink as (reference/budget)^relaxation instead of following the "
+                "paper's table; the default effects then hold at the reference. Default with "
+                "--effects: 1.38, fitted to the paper's 2/5/10-minute effects."
             ),
         ),
     ] = None,
@@ -151,8 +168,9 @@ def simulate(
     the fraction whose 95% interval holds the planted effect (well below 0.95 means the
     intervals are too narrow, e.g. under heteroscedastic cells); MEAN EST, the average
     estimate. Then, per anchor rule picking from a screen or follow-up: MATCH, the fraction
-    of replicates whose pick is the true optimum (the best noise-free mean at the budget it
-    ranks at). 1,000 replicates of examples/paper.yaml take a few seconds.
+    of replicates whose pick, ranked as the study ranks (for best and bridge, conditions that
+    lost runs last), is the true optimum (the best noise-free mean at the budget it ranks
+    at). 1,000 replicates of examples/paper.yaml take a few seconds.
 
     The model defaults are calibrated to the paper (docs/analysis.md, "Rehearsing a study");
     each option below overrides one of them. Everything printed is SYNTHETIC.
@@ -160,24 +178,26 @@ def simulate(
     from stagescreen.statistics import synthetic
     from stagescreen.study.spec import parse_duration
 
+    if noise is not None and noise_from is not None:
+        raise fail("give --noise or --noise-from, not both")
     study = load_or_exit(study_file)
     spec = study.spec
     try:
         planted = synthetic.parse_effects(effects, spec.codes) if effects else None
         reference_s = parse_duration(reference) if reference else None
-        model = synthetic.paper_model(spec, planted, reference_s)
+        model = synthetic.paper_model(spec, planted, reference_s, relaxation)
     except ValueError as error:
         raise fail(f"{error}") from None
     try:
         model = _overridden(model, noise, seed_sd, seed_condition_sd, spread, divergence)
     except ValueError as error:
         raise fail(f"--noise {noise!r}: {error}") from None
-    if relaxation is not None:
-        model = replace(model, relaxation=relaxation)
+    if noise_from is not None:
+        model = replace(model, noise_points=_measured_noise(noise_from))
     if replicates:
-        _power(study.metadata.name, spec, model, replicates, seed, json_output, out)
+        _power(study.metadata.name, spec, model, replicates, seed, json_output, out, noise_from)
     else:
-        _one_study(study, model, out or SINGLE_STUDY_OUT)
+        _one_study(study, model, out or SINGLE_STUDY_OUT, noise_from)
 
 
 def _overridden(
@@ -208,7 +228,42 @@ def _overridden(
     )
 
 
-def _describe(model: ResponseModel) -> str:
+def _measured_noise(uri: str) -> dict[int, float]:
+    """The run noise sd per budget a finished study measured (`noise.pooled_noise` over its
+    stage outcomes' noise floors), read as `report` and `status` read a stored study."""
+    import yaml
+
+    from stagescreen.statistics.noise import pooled_noise
+    from stagescreen.storage.keys import SPEC, StoreError, StudyKeys
+    from stagescreen.storage.publish import read_outcomes
+    from stagescreen.storage.store import open_store
+    from stagescreen.study.parse import parse_study
+    from stagescreen_operator.cli.report import split_study_uri
+
+    try:
+        root, name = split_study_uri(uri)
+        store = open_store(root)
+        keys = StudyKeys(name)
+        if not store.exists(keys.spec()):
+            raise fail(f"--noise-from {uri!r}: no study there (expected {SPEC} in it)")
+        study = parse_study(yaml.safe_load(store.get_text(keys.spec())))
+        stages = [stage.name for stage in study.spec.stages]
+        outcomes, _ = read_outcomes(store, study, stages)
+    except (ValueError, StoreError) as error:
+        raise fail(f"--noise-from {uri!r}: {error}") from None
+    if not outcomes:
+        raise fail(f"--noise-from {uri!r}: no analysed stage (no stage has a readable outcome)")
+    points = pooled_noise(floor for outcome in outcomes.values() for floor in outcome.noise_floor)
+    if not points:
+        raise fail(
+            f"--noise-from {uri!r}: no run noise measured at any budget (stages analysed: "
+            f"{', '.join(outcomes)}; none records a noise floor with residual df, e.g. "
+            "outcomes written before noise floors were recorded, or unreplicated fits)"
+        )
+    return points
+
+
+def _describe(model: ResponseModel, noise_from: str | None = None) -> str:
     """The model in one line, so a printed result says what it was drawn from."""
     from stagescreen.planning.ids import format_budget
 
@@ -217,22 +272,39 @@ def _describe(model: ResponseModel) -> str:
             f"{sd:.3g} at {format_budget(b)}" for b, sd in sorted(model.noise_points.items())
         )
         noise += " (held flat outside)"
+        if noise_from is not None:
+            noise = f"measured in {noise_from}: {noise}"
     else:
         noise = f"{model.noise_sd:g} at every budget"
+    if model.effect_points:
+        at = ", ".join(format_budget(b) for b in sorted(model.effect_points))
+        effects = f"effects per budget at {at} (linear in log-budget between, flat outside)"
+    else:
+        effects = f"relaxation {model.relaxation:.2f} from {format_budget(model.reference_s)}"
     return (
         f"SYNTHETIC model: run noise sd {noise}; cell spread {model.spread:.2f}; seed sd "
         f"{model.seed_sd:g}; seed x condition sd {model.seed_condition_sd:g}; divergence "
-        f"{model.divergence:g}; relaxation {model.relaxation:.2f} from "
-        f"{format_budget(model.reference_s)}"
+        f"{model.divergence:g}; {effects}"
     )
 
 
 def _planted_text(model: ResponseModel) -> str:
-    terms = {**model.effects, **model.interactions}
-    return ", ".join(f"{t}={v:+.4g}" for t, v in terms.items())
+    """The planted terms: at each calibration budget when the model has them, else the sizes
+    at the reference budget."""
+    from stagescreen.planning.ids import format_budget
+
+    def terms(planted: Mapping[str, float]) -> str:
+        return ", ".join(f"{t}={v:+.4g}" for t, v in planted.items())
+
+    if model.effect_points:
+        return "; ".join(
+            f"at {format_budget(b)} {terms(model.effect_points[b])}"
+            for b in sorted(model.effect_points)
+        )
+    return terms({**model.effects, **model.interactions})
 
 
-def _one_study(study: Study, model: ResponseModel, out: str) -> None:
+def _one_study(study: Study, model: ResponseModel, out: str, noise_from: str | None) -> None:
     """Simulate every stage once and write it as a real study would be written."""
     import pandas as pd
 
@@ -249,7 +321,7 @@ def _one_study(study: Study, model: ResponseModel, out: str) -> None:
     except StoreError as error:
         raise fail(f"--out {out!r}: {error}") from None
     typer.echo(f"SYNTHETIC study {study.metadata.name!r}: planted effects {_planted_text(model)}")
-    typer.echo(_describe(model))
+    typer.echo(_describe(model, noise_from))
     results = pd.DataFrame()
     records = {}
     for stage in spec.stages:
@@ -268,6 +340,7 @@ def _power(
     seed: int,
     json_output: bool,
     out: str | None,
+    noise_from: str | None,
 ) -> None:
     """Repeat the study, print the power tables (or JSON), write power.json if asked."""
     from rich.console import Console
@@ -286,11 +359,12 @@ def _power(
             )
     else:
         report = power.power_study(spec, model, replicates, seed)
-    document = {"study": name, "model": asdict(model)} | report.model_dump()
+    document = {"study": name, "model": asdict(model), "noise_from": noise_from}
+    document |= report.model_dump()
     if json_output:
         typer.echo(json.dumps(document, indent=2))
     else:
-        _print_power(name, model, report)
+        _print_power(name, model, report, noise_from)
     if out is not None:
         try:
             store = open_store(out)
@@ -304,7 +378,9 @@ def _rate(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.3f}"
 
 
-def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
+def _print_power(
+    name: str, model: ResponseModel, report: PowerReport, noise_from: str | None
+) -> None:
     """Two tables, every line of them starting with SYNTHETIC so no row reads as real."""
     from stagescreen.planning.ids import format_budget
 
@@ -312,8 +388,9 @@ def _print_power(name: str, model: ResponseModel, report: PowerReport) -> None:
         f"SYNTHETIC power of study {name!r}: {report.replicates} replicates (seed "
         f"{report.seed}), detection = 95% interval excludes 0 and BH q <= {report.fdr:g}"
     )
-    typer.echo(f"SYNTHETIC planted at {format_budget(model.reference_s)}: {_planted_text(model)}")
-    typer.echo(_describe(model))
+    at = "" if model.effect_points else f" at {format_budget(model.reference_s)}"
+    typer.echo(f"SYNTHETIC planted{at}: {_planted_text(model)}")
+    typer.echo(_describe(model, noise_from))
     pools = any(term.pool for term in report.terms)
     if report.terms:
         labels = ["SYNTHETIC", "stage", "budget", *(["pool"] if pools else []), "term"]

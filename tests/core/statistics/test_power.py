@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stagescreen.planning.ranking import select_anchors
 from stagescreen.statistics import families as fx
 from stagescreen.statistics import power, retention, synthetic
 from stagescreen.statistics.coding import model_terms
@@ -201,3 +202,29 @@ def test_a_noiseless_study_always_picks_the_true_optimum() -> None:
 def test_zero_replicates_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         power.power_study(PAPER, PLAIN, replicates=0)
+
+
+def test_a_pick_follows_the_studys_failure_ordering() -> None:
+    """The rehearsed pick is the anchor `select_anchors` would promote from that replicate's
+    results: a condition that lost runs ranks behind every complete one, however good its
+    surviving runs look; in some replicates the raw-mean best is such a condition."""
+    model = replace(synthetic.paper_model(PAPER), divergence=0.1)
+    plan = power.rehearsal(PAPER, model)
+    [pick] = [
+        p for p in power._picks(PAPER, plan, model)[0] if (p.stage, p.rule) == ("bridge", "best")
+    ]
+    selection = next(s for s in PAPER.stage("bridge").select if s.from_ == "seeded-screen")
+    replicates = range(12)
+    values, _ = power.draw(plan, model, 9, replicates)
+    chosen, usable = power._chosen(pick, values)
+    assert usable.all()
+    y = values[pick.rows]
+    with np.errstate(invalid="ignore"):
+        raw = np.nanargmin(
+            (pick.membership @ np.nan_to_num(y)) / (pick.membership @ ~np.isnan(y)), axis=0
+        )
+    assert (raw != chosen).sum() >= 3
+    for r in replicates:
+        results = power.replicate_results(PAPER, model, seed=9, replicate=r)
+        [anchor] = select_anchors(PAPER, selection, results)
+        assert pick.conditions[chosen[r]] == anchor.condition_id, r

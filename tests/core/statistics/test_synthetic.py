@@ -169,9 +169,41 @@ def test_the_paper_calibration_is_what_its_docstrings_say() -> None:
     assert synthetic.fit_spread() == pytest.approx(0.677, abs=5e-4)
     model = synthetic.paper_model(PAPER)
     assert model.reference_s == 120 and model.noise_points == noise
-    # The first two factors interact, reading the paper's +0.0101 at 5 minutes.
-    assert model.effect_at("A:B", 300) == pytest.approx(0.0101)
-    assert model.effect_at("D", 120) == 0.18
+    # The measured table at its own budgets: A-D as 5.1 measured them, E null, A:B as 5.3.
+    for budget in (120, 300, 600):
+        for code in "ABCD":
+            assert model.effect_at(code, budget) == synthetic.PAPER_MAIN_EFFECTS[budget][code]
+        assert model.effect_at("E", budget) == 0.0
+    assert model.effect_at("A:B", 300) == 0.0101 and model.effect_at("A:B", 600) == 0.0049
+    # No A:B at 2 minutes in the paper: the 5-minute value grown back by the relaxation.
+    assert model.effect_at("A:B", 120) == pytest.approx(0.0101 * 2.5**1.380, rel=1e-3)
+    # Linear in log budget between points (424 s: halfway from 5 to 10 min), flat outside.
+    assert model.effect_at("A", 424) == pytest.approx((0.0568 + 0.0180) / 2, abs=1e-4)
+    assert model.effect_at("D", 3600) == 0.0346
+
+
+def test_own_effects_or_a_relaxation_keep_the_relaxation_law() -> None:
+    law = synthetic.paper_model(PAPER, relaxation=1.0)
+    assert not law.effect_points
+    assert law.effect_at("D", 120) == 0.18 and law.effect_at("D", 600) == pytest.approx(0.036)
+    # A:B still reads the paper's +0.0101 at 5 minutes, shrunk by the exponent given.
+    assert law.effect_at("A:B", 300) == pytest.approx(0.0101)
+    own = synthetic.paper_model(PAPER, {"A": 0.1})
+    assert not own.effect_points and own.relaxation == pytest.approx(1.380, abs=5e-4)
+    assert own.effect_at("A", 240) == pytest.approx(0.1 * 2**-own.relaxation)
+
+
+def test_the_table_is_stretched_and_mapped_by_position() -> None:
+    quickstart = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml").spec
+    points = synthetic.paper_effect_points(quickstart, stretch=10 / 120)
+    assert sorted(points) == [10, 25, 50]
+    assert points[50] == {"A": 0.0180, "B": 0.0059, "C": -0.0045, "A:B": 0.0049}
+    wide = PAPER.model_copy(
+        update={"factors": [*PAPER.factors, PAPER.factors[0].model_copy(update={"code": "F"})]}
+    )
+    sixth = synthetic.paper_effect_points(wide)
+    assert sixth[120]["F"] == 0.03  # beyond the table: the pattern's small size, relaxed
+    assert sixth[600]["F"] == pytest.approx(0.03 * 5 ** -synthetic.fit_relaxation())
 
 
 def test_cell_factors_have_unit_root_mean_square_and_grow_with_the_penalty() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from seaweed import S3Bucket
 from typer.testing import CliRunner
 
 from stagescreen_operator.cli import app
@@ -76,13 +77,26 @@ def test_by_default_the_model_is_calibrated_to_the_paper(tmp_path: Path) -> None
     result = runner.invoke(app, ["simulate", str(QUICKSTART), "--out", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    # The paper's planted terms, with A:B, and its 5/10-minute noise stretched to a 10 s pilot.
-    assert lines[0].endswith("A=+0.11, B=+0.11, C=-0.06, A:B=+0.03576")
+    # The paper's measured effects and its 5/10-minute noise, stretched to a 10 s pilot.
+    assert lines[0].endswith("at 50s A=+0.018, B=+0.0059, C=-0.0045, A:B=+0.0049")
+    assert "at 25s A=+0.0568, B=+0.0441, C=-0.0165, A:B=+0.0101;" in lines[0]
     assert lines[1] == (
         "SYNTHETIC model: run noise sd 0.0318 at 25s, 0.00863 at 50s (held flat outside); "
         "cell spread 0.68; seed sd 0.002; seed x condition sd 0; divergence 0.005; "
-        "relaxation 1.38 from 10s"
+        "effects per budget at 10s, 25s, 50s (linear in log-budget between, flat outside)"
     )
+
+
+def test_the_defaults_plant_the_papers_ten_minute_effects() -> None:
+    paper = ROOT / "examples" / "paper.yaml"
+    result = runner.invoke(app, ["simulate", str(paper), "--replicates", "20", "--json"])
+    assert result.exit_code == 0, result.output
+    planted = {
+        row["term"]: row["planted"]
+        for row in json.loads(result.stdout)["terms"]
+        if row["stage"] == "seeded-screen" and row["budget_s"] == 600
+    }
+    assert planted == {"A": 0.0180, "B": 0.0059, "C": -0.0045, "D": 0.0346, "E": 0.0}
 
 
 def test_replicates_print_a_synthetic_power_table_and_write_nothing(
@@ -179,3 +193,70 @@ def test_status_and_report_name_an_outcome_that_does_not_validate(tmp_path: Path
     assert "stage confirm: its outcome.json does not fit the record" in status.stdout
     report = runner.invoke(app, ["report", str(out / "quickstart")])
     assert report.exit_code == 0, report.output
+
+
+def test_noise_from_a_finished_study_replaces_the_papers(tmp_path: Path) -> None:
+    """The noise of a study `simulate` wrote (any stored study reads the same way): each
+    budget's residual sd pooled over its analysed stages, printed with where it came from."""
+    from stagescreen.outcomes.model import StageOutcome
+    from stagescreen.statistics.noise import pooled_noise
+
+    out = tmp_path / "sim"
+    # A main effect alone: the screen's residual sd is then run noise, no missing interaction.
+    plain = ["--effects", "A=0.1", "--noise", "0.004", "--spread", "0", "--divergence", "0"]
+    assert (
+        runner.invoke(app, ["simulate", str(QUICKSTART), *plain, "--out", str(out)]).exit_code == 0
+    )
+    finished = out / "quickstart"
+    floors = [
+        floor
+        for path in sorted(finished.glob("stages/*/outcome.json"))
+        for floor in StageOutcome.model_validate_json(path.read_text()).noise_floor
+    ]
+    measured = pooled_noise(floors)
+    assert sorted(measured) == [10, 20]
+    assert all(0.001 < sd < 0.01 for sd in measured.values())
+    args = ["simulate", str(QUICKSTART), "--replicates", "20", "--noise-from", str(finished)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model_line = next(line for line in result.stdout.splitlines() if "model:" in line)
+    assert model_line.startswith(f"SYNTHETIC model: run noise sd measured in {finished}: ")
+    assert f"{measured[10]:.3g} at 10s, {measured[20]:.3g} at 20s" in model_line
+    document = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert document["noise_from"] == str(finished)
+    assert {int(b): sd for b, sd in document["model"]["noise_points"].items()} == measured
+
+
+def test_noise_from_says_what_the_folder_lacks(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    assert runner.invoke(app, ["simulate", str(QUICKSTART), "--out", str(out)]).exit_code == 0
+    finished = out / "quickstart"
+
+    def refused(folder: Path) -> str:
+        args = ["simulate", str(QUICKSTART), "--replicates", "5", "--noise-from", str(folder)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        return result.stderr
+
+    assert "no study there (expected spec.yaml in it)" in refused(tmp_path / "nothing")
+    for path in finished.glob("stages/*/outcome.json"):
+        stored = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in stored.items() if k != "noise_floor"}))
+    assert "no run noise measured at any budget (stages analysed: screen, confirm;" in refused(
+        finished
+    )
+    for path in finished.glob("stages/*/outcome.json"):
+        path.unlink()
+    assert "no analysed stage" in refused(finished)
+    both = ["simulate", str(QUICKSTART), "--noise", "0.01", "--noise-from", str(finished)]
+    assert "give --noise or --noise-from, not both" in runner.invoke(app, both).stderr
+
+
+def test_noise_from_reads_a_study_in_s3(s3_bucket: S3Bucket) -> None:
+    out = s3_bucket.uri("sims")
+    assert runner.invoke(app, ["simulate", str(QUICKSTART), "--out", out]).exit_code == 0
+    finished = s3_bucket.uri("sims/quickstart")
+    args = ["simulate", str(QUICKSTART), "--replicates", "5", "--noise-from", finished]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"run noise sd measured in {finished}: " in result.stdout
