@@ -65,17 +65,6 @@ GOAL_RATIO = 0.5
 
 # --- the response surface -------------------------------------------------------------------
 
-SEEDED_EFFECTS: Mapping[int, Mapping[str, float]] = {
-    120: {"A": 0.1112, "B": 0.1109, "C": -0.0597, "D": 0.1847, "E": 0.0},
-    300: {"A": 0.0568, "B": 0.0441, "C": -0.0165, "D": 0.0818, "E": 0.0},
-    600: {"A": 0.0180, "B": 0.0059, "C": -0.0045, "D": 0.0346, "E": 0.0},
-}
-"""Main effects per budget (5.1). E is planted null: its seeded intervals hold zero and its
-sign flips, so the pilot's +0.045 is read as single-seed noise."""
-
-AB_EFFECT: Mapping[int, float] = {300: 0.0101, 600: 0.0049}
-"""A:B in the D-fixed follow-up (5.3); at 2 minutes `paper_model`'s extrapolation."""
-
 BRIDGE_MINUS_BEST: Mapping[int, float] = {120: 0.0225, 300: -0.0019, 600: -0.0013}
 """bridge_d6 - best_best in the seeded confirmation (5.7): c07 with ASPECT_RATIO at its
 centre minus c07, the centre's advantage at 2, 5 and 10 minutes."""
@@ -92,7 +81,8 @@ c07's depth-8 bridge (5.7: bridge_d8 differs from bridge_d6 in depth only)."""
 def paper_surface(spec: StudySpec, centre: bool = True) -> synthetic.ResponseModel:
     """The paper-calibrated model with effects taken from the tables rather than one power law.
 
-    - 2, 5, 10 minutes: `SEEDED_EFFECTS`, `AB_EFFECT`, and ASPECT_RATIO's centre shift solved
+    - 2, 5, 10 minutes: `synthetic.paper_effect_points` (5.1, A:B of 5.3; E planted null,
+      its seeded intervals hold zero), and ASPECT_RATIO's centre shift solved
       from `BRIDGE_MINUS_BEST` (+0.060, +0.015, -0.001: the centre, 64, sits nearer 72 than
       48, so at short budgets it pays most of B's penalty);
     - 60 minutes: B, C and A:B relaxed from 10 minutes by the fitted exponent (1.38); A set
@@ -107,11 +97,7 @@ def paper_surface(spec: StudySpec, centre: bool = True) -> synthetic.ResponseMod
     """
     base = synthetic.paper_model(spec, reference_s=synthetic.PILOT_BUDGET_S)
     relaxation = synthetic.fit_relaxation()
-    at_2m = AB_EFFECT[300] * (300 / synthetic.PILOT_BUDGET_S) ** relaxation
-    points: dict[int, dict[str, float]] = {
-        budget: {**effects, "A:B": AB_EFFECT.get(budget, at_2m)}
-        for budget, effects in SEEDED_EFFECTS.items()
-    }
+    points = {budget: dict(effects) for budget, effects in base.effect_points.items()}
     shrink = (600 / HORIZON_S) ** relaxation
     points[HORIZON_S] = {
         "A": 0.0,
@@ -142,7 +128,7 @@ def paper_surface(spec: StudySpec, centre: bool = True) -> synthetic.ResponseMod
     sd_60m = float(np.mean([(mean - low) * 2 / t for _, mean, low in ANCHORS_60M.values()]))
     return dataclasses.replace(
         solved,
-        effects=dict(SEEDED_EFFECTS[120]),
+        effects={term: effect for term, effect in points[120].items() if ":" not in term},
         interactions={},
         centre_points={b: {"B": shift if centre else 0.0} for b, shift in shifts.items()},
         noise_points={**base.noise_points, HORIZON_S: sd_60m},

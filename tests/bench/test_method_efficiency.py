@@ -12,6 +12,8 @@ from types import ModuleType
 
 import pytest
 
+from stagescreen.statistics import synthetic
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,9 +47,9 @@ def test_the_surface_reproduces_the_paper_gaps_it_is_built_from() -> None:
     bridge = {**best[0], "B": 0}
     for budget, expected in bench.BRIDGE_MINUS_BEST.items():
         assert gap(bridge, best[0], budget) == pytest.approx(expected, abs=1e-9)
-    for budget, effects in bench.SEEDED_EFFECTS.items():
-        for code, effect in effects.items():
-            assert SURFACE.effect_at(code, budget) == pytest.approx(effect)
+    for budget, effects in synthetic.paper_effect_points(SPEC).items():
+        for term, effect in effects.items():
+            assert SURFACE.effect_at(term, budget) == pytest.approx(effect)
 
 
 def test_the_winner_is_a_centre_point_no_corner_reaches() -> None:
