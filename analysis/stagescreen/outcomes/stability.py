@@ -1,0 +1,155 @@
+"""A stage's rank stability: how its rankings agree across its budgets and with the stages it
+took anchors from, and which of its anchors reversed the order their source gave them.
+
+Which rankings are compared (the statistics are `stagescreen.statistics.stability`'s):
+- each pool's rankings at consecutive budgets of the stage (`StageOutcome.ranking`);
+- each source stage's ranking, as its `select` rules rank it (`ranking.rank_conditions` at the
+  rule's `at`, over all the source's pools), against this stage's at its longest budget on
+  each pool, on the conditions both ranked with a succeeded run;
+- a reversal: an anchor this stage took from a source, which the source ranked ahead of
+  another condition this stage ran, and which loses to it at this stage's longest budget
+  (`stability.loses`: the paired difference's 95% interval excludes zero on the losing side).
+Pure: the spec, the results table and the stage's outcome in, records out.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pandas as pd
+
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.planning.ranking import rank_conditions, succeeded
+from stagescreen.statistics.stability import RankAgreement, Reversal, kendall_tau, loses
+from stagescreen.study.spec import Stage, StudySpec
+
+Order = list[str]
+"""Condition ids, best first."""
+
+
+def rank_stability(
+    spec: StudySpec, stage: Stage, results: pd.DataFrame, outcome: StageOutcome
+) -> tuple[list[RankAgreement], list[Reversal]]:
+    """The stage's rank agreements and its anchors' reversals (module docstring)."""
+    orders: dict[tuple[int, str], Order] = {}
+    for row in sorted(outcome.ranking, key=lambda row: row.rank):
+        if row.n > 0:
+            orders.setdefault((row.budget_s, row.pool), []).append(row.condition_id)
+    if not orders:
+        return [], []
+    longest = max(budget for budget, _ in orders)
+    pools = sorted({pool for _, pool in orders})
+    agreement = []
+    for pool in pools:
+        budgets = sorted(budget for budget, p in orders if p == pool)
+        for earlier, later in pairwise(budgets):
+            tau = kendall_tau(orders[earlier, pool], orders[later, pool])
+            agreement.append(
+                RankAgreement(
+                    pool=pool,
+                    earlier=stage.name,
+                    earlier_budget_s=earlier,
+                    later=stage.name,
+                    later_budget_s=later,
+                    **tau.model_dump(),
+                )
+            )
+    reversals = []
+    for source, at, order in _source_orders(spec, stage, results):
+        taken = {a.condition_id for a in outcome.anchors if a.source == source}
+        for pool in pools:
+            if (longest, pool) not in orders:
+                continue
+            tau = kendall_tau(order, orders[longest, pool])
+            agreement.append(
+                RankAgreement(
+                    pool=pool,
+                    earlier=source,
+                    earlier_budget_s=at,
+                    later=stage.name,
+                    later_budget_s=longest,
+                    **tau.model_dump(),
+                )
+            )
+            reversals += _reversals(
+                spec, stage, results, outcome, (source, at, order), taken, (longest, pool)
+            )
+    return agreement, reversals
+
+
+def _source_orders(
+    spec: StudySpec, stage: Stage, results: pd.DataFrame
+) -> list[tuple[str, int, Order]]:
+    """(source, budget, ranking) of each stage and budget this stage's `select` rules rank."""
+    out: list[tuple[str, int, Order]] = []
+    for selection in stage.select:
+        source = selection.from_
+        if source is None:  # a control: declared, not ranked
+            continue
+        at = max(spec.stage(source).budgets) if selection.at == "longest" else selection.at
+        if any((source, at) == (s, a) for s, a, _ in out):
+            continue
+        rows = results[results["stage"] == source] if not results.empty else results
+        ranked = rank_conditions(rows, spec.metric.name, spec.metric.goal, at)
+        if not ranked.empty:
+            out.append((source, at, list(ranked.loc[ranked["n"] > 0, "condition_id"])))
+    return out
+
+
+def _reversals(
+    spec: StudySpec,
+    stage: Stage,
+    results: pd.DataFrame,
+    outcome: StageOutcome,
+    ranked: tuple[str, int, Order],
+    taken: set[str],
+    cell: tuple[int, str],
+) -> list[Reversal]:
+    """Pairs (ahead, behind) in the source's order, `ahead` an anchor taken from it, where
+    `ahead` loses at this stage's (budget, pool) `cell`."""
+    source, at, order = ranked
+    budget, pool = cell
+    metric = spec.metric.name
+    rows = succeeded(results[results["stage"] == stage.name], metric)
+    rows = rows[(rows["budget_s"] == budget) & (rows["pool"] == pool)]
+    values = {
+        str(condition): group.set_index("seed")[metric].astype(float)
+        for condition, group in rows.groupby("condition_id")
+    }
+    roles = {
+        row.condition_id: row.role
+        for row in outcome.ranking
+        if (row.budget_s, row.pool) == cell and row.n > 0
+    }
+    both = [c for c in order if c in roles and c in values]
+    rank_at_source = {c: i for i, c in enumerate(order, 1)}
+    out = []
+    for i, ahead in enumerate(both):
+        if ahead not in taken:
+            continue
+        for behind in both[i + 1 :]:
+            gap = loses(
+                values[ahead], values[behind], lower_is_better=spec.metric.goal == "minimize"
+            )
+            if gap is None or gap.effect is None or gap.ci_low is None or gap.ci_high is None:
+                continue
+            out.append(
+                Reversal(
+                    pool=pool,
+                    budget_s=budget,
+                    source=source,
+                    source_budget_s=at,
+                    ahead=ahead,
+                    ahead_role=roles[ahead],
+                    ahead_rank=rank_at_source[ahead],
+                    behind=behind,
+                    behind_role=roles[behind],
+                    behind_rank=rank_at_source[behind],
+                    difference=gap.effect,
+                    ci_low=gap.ci_low,
+                    ci_high=gap.ci_high,
+                    p=gap.p,
+                    seeds=len(values[ahead].index.intersection(values[behind].index)),
+                )
+            )
+    return out
