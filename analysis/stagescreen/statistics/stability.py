@@ -107,14 +107,9 @@ def kendall_tau(left: Sequence[str], right: Sequence[str], level: float = 0.95) 
     edge = 1 - 2 / pairs  # tau with one pair discordant: where a perfect tau is transformed
     z = math.atanh(max(-edge, min(edge, tau)))
     half = float(stats.norm.ppf((1 + level) / 2)) * math.sqrt(FHP_VARIANCE / (n - 4))
-    low, high = math.tanh(z - half), math.tanh(z + half)
-    return Tau(
-        n=n,
-        tau=tau,
-        ci_low=-1.0 if tau == -1 else low,
-        ci_high=1.0 if tau == 1 else high,
-        p=p,
-    )
+    low = -1.0 if tau < -edge else math.tanh(z - half)
+    high = 1.0 if tau > edge else math.tanh(z + half)
+    return Tau(n=n, tau=tau, ci_low=low, ci_high=high, p=p)
 
 
 def loses(ahead: pd.Series, behind: pd.Series, *, lower_is_better: bool) -> Effect | None:
