@@ -4,7 +4,8 @@
 stage's kind found (main effects and the retention they support, the two-factor and pooled
 models, relaxation with budget, variance shares), the ranking and what the kind reads beside
 it (win counts), anchors and promotions, the kind's search (the baselines' climbs, batches
-and ladders), and the best condition with its evidence. The shared sections are rendered
+and ladders), rank stability (when a pair of rankings has a tau or an anchor reversed),
+and the best condition with its evidence. The shared sections are rendered
 here, the kind's by its module in `stagescreen.kinds`. Only the parts present get a section.
 It reads the validated `StageOutcome`; a value the analysis could not compute (None) prints
 as a dash.
@@ -55,7 +56,7 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
     if outcome.promoted:
         sections.append(("Promoted anchors", _anchor_rows(outcome.promoted)))
     sections += kind.search_sections(outcome)
-    if outcome.rank_agreement or outcome.reversals:
+    if outcome.reversals or any(a.tau is not None for a in outcome.rank_agreement):
         sections.append(("Rank stability", stability_section(outcome)))
     sections.append(("Best condition", best_section(outcome.best_per_pool)))
     return sections
