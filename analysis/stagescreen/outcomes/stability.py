@@ -8,23 +8,45 @@ Which rankings are compared (the statistics are `stagescreen.statistics.stabilit
   each pool, on the conditions both ranked with a succeeded run;
 - a reversal: an anchor this stage took from a source, which the source ranked ahead of
   another condition this stage ran, and which loses to it at this stage's longest budget
-  (`stability.loses`: the paired difference's 95% interval excludes zero on the losing side).
+  (`stability.loses`: the paired difference's interval, Bonferroni's over every such pair of
+  the stage, excludes zero on the losing side).
 Pure: the spec, the results table and the stage's outcome in, records out.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
 
 import pandas as pd
 
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.planning.ranking import rank_conditions, succeeded
-from stagescreen.statistics.stability import RankAgreement, Reversal, kendall_tau, loses
+from stagescreen.statistics.stability import (
+    RankAgreement,
+    Reversal,
+    bonferroni,
+    kendall_tau,
+    loses,
+)
 from stagescreen.study.spec import Stage, StudySpec
 
 Order = list[str]
 """Condition ids, best first."""
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """Two conditions of one (budget, pool) cell of this stage in their source's order."""
+
+    source: str
+    source_budget_s: int
+    budget_s: int
+    pool: str
+    ahead: str
+    ahead_rank: int
+    behind: str
+    behind_rank: int
 
 
 def rank_stability(
@@ -54,13 +76,15 @@ def rank_stability(
                     **tau.model_dump(),
                 )
             )
-    reversals = []
+    pairs = []
     for source, at, order in _source_orders(spec, stage, results):
         taken = {a.condition_id for a in outcome.anchors if a.source == source}
+        rank_at_source = {c: i for i, c in enumerate(order, 1)}
         for pool in pools:
             if (longest, pool) not in orders:
                 continue
-            tau = kendall_tau(order, orders[longest, pool])
+            here = orders[longest, pool]
+            tau = kendall_tau(order, here)
             agreement.append(
                 RankAgreement(
                     pool=pool,
@@ -71,10 +95,14 @@ def rank_stability(
                     **tau.model_dump(),
                 )
             )
-            reversals += _reversals(
-                spec, stage, results, outcome, (source, at, order), taken, (longest, pool)
-            )
-    return agreement, reversals
+            both = [c for c in order if c in here]
+            pairs += [
+                _Pair(source, at, longest, pool, a, rank_at_source[a], b, rank_at_source[b])
+                for i, a in enumerate(both)
+                if a in taken
+                for b in both[i + 1 :]
+            ]
+    return agreement, _reversals(spec, stage, results, outcome, pairs)
 
 
 def _source_orders(
@@ -101,55 +129,44 @@ def _reversals(
     stage: Stage,
     results: pd.DataFrame,
     outcome: StageOutcome,
-    ranked: tuple[str, int, Order],
-    taken: set[str],
-    cell: tuple[int, str],
+    pairs: list[_Pair],
 ) -> list[Reversal]:
-    """Pairs (ahead, behind) in the source's order, `ahead` an anchor taken from it, where
-    `ahead` loses at this stage's (budget, pool) `cell`."""
-    source, at, order = ranked
-    budget, pool = cell
+    """The pairs whose `ahead` loses at this stage, each tested at Bonferroni's level over
+    all of them."""
     metric = spec.metric.name
     rows = succeeded(results[results["stage"] == stage.name], metric)
-    rows = rows[(rows["budget_s"] == budget) & (rows["pool"] == pool)]
     values = {
-        str(condition): group.set_index("seed")[metric].astype(float)
-        for condition, group in rows.groupby("condition_id")
+        (int(budget), str(pool), str(condition)): group.set_index("seed")[metric].astype(float)
+        for (budget, pool, condition), group in rows.groupby(["budget_s", "pool", "condition_id"])
     }
-    roles = {
-        row.condition_id: row.role
-        for row in outcome.ranking
-        if (row.budget_s, row.pool) == cell and row.n > 0
-    }
-    both = [c for c in order if c in roles and c in values]
-    rank_at_source = {c: i for i, c in enumerate(order, 1)}
+    roles = {(row.budget_s, row.pool, row.condition_id): row.role for row in outcome.ranking}
+    level = bonferroni(len(pairs))
     out = []
-    for i, ahead in enumerate(both):
-        if ahead not in taken:
+    for pair in pairs:
+        budget, pool = pair.budget_s, pair.pool
+        ahead, behind = values[budget, pool, pair.ahead], values[budget, pool, pair.behind]
+        lower_is_better = spec.metric.goal == "minimize"
+        gap = loses(ahead, behind, lower_is_better=lower_is_better, pairs=len(pairs))
+        if gap is None or gap.effect is None or gap.ci_low is None or gap.ci_high is None:
             continue
-        for behind in both[i + 1 :]:
-            gap = loses(
-                values[ahead], values[behind], lower_is_better=spec.metric.goal == "minimize"
+        out.append(
+            Reversal(
+                pool=pair.pool,
+                budget_s=pair.budget_s,
+                source=pair.source,
+                source_budget_s=pair.source_budget_s,
+                ahead=pair.ahead,
+                ahead_role=roles[budget, pool, pair.ahead],
+                ahead_rank=pair.ahead_rank,
+                behind=pair.behind,
+                behind_role=roles[budget, pool, pair.behind],
+                behind_rank=pair.behind_rank,
+                difference=gap.effect,
+                ci_low=gap.ci_low,
+                ci_high=gap.ci_high,
+                p=gap.p,
+                level=level,
+                seeds=len(ahead.index.intersection(behind.index)),
             )
-            if gap is None or gap.effect is None or gap.ci_low is None or gap.ci_high is None:
-                continue
-            out.append(
-                Reversal(
-                    pool=pool,
-                    budget_s=budget,
-                    source=source,
-                    source_budget_s=at,
-                    ahead=ahead,
-                    ahead_role=roles[ahead],
-                    ahead_rank=rank_at_source[ahead],
-                    behind=behind,
-                    behind_role=roles[behind],
-                    behind_rank=rank_at_source[behind],
-                    difference=gap.effect,
-                    ci_low=gap.ci_low,
-                    ci_high=gap.ci_high,
-                    p=gap.p,
-                    seeds=len(values[ahead].index.intersection(values[behind].index)),
-                )
-            )
+        )
     return out

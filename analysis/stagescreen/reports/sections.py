@@ -210,8 +210,8 @@ def stability_section(outcome: StageOutcome) -> str:
     text += (
         "\n\nKendall's tau on the conditions both rankings hold; its interval is Fisher's z "
         "with the variance 0.437/(n-4) (from 5 conditions). A reversal: an anchor its source "
-        "ranked ahead loses here by the paired t over the seeds both ran (95% interval "
-        "excluding zero, one pair at a time)."
+        "ranked ahead loses here by the paired t over the seeds both ran, its interval "
+        "(Bonferroni over every such pair of the stage) excluding zero."
     )
     if outcome.reversals:
         return text + "\n\n" + "\n".join(f"- {reversal_line(r)}" for r in outcome.reversals)
@@ -229,6 +229,6 @@ def reversal_line(reversal: Reversal) -> str:
         f"**Reversal**: {ahead}, ranked {r.ahead_rank} by `{fmt_text(r.source)}` at "
         f"{fmt_budget(r.source_budget_s)}, ahead of {behind}ranked {r.behind_rank}), loses to "
         f"it at {fmt_budget(r.budget_s)} on {fmt_text(r.pool)}: difference "
-        f"{fmt_effect(r.difference)} (95% CI {fmt_interval(r.ci_low, r.ci_high)}, paired over "
-        f"{r.seeds} seeds)."
+        f"{fmt_effect(r.difference)} ({r.level:.2%} CI {fmt_interval(r.ci_low, r.ci_high)}, "
+        f"paired over {r.seeds} seeds)."
     )

@@ -526,7 +526,7 @@ def _reversal_event(stage: str, reversal: Reversal) -> Event:
         f"{r.source} at {format_budget(r.source_budget_s)} ahead of {r.behind} (ranked "
         f"{r.behind_rank}), loses to it at {format_budget(r.budget_s)} on pool {r.pool}: "
         f"difference {r.difference:+.4f} "
-        f"(95% CI [{r.ci_low:+.4f}, {r.ci_high:+.4f}], paired over {r.seeds} seeds)",
+        f"({r.level:.2%} CI [{r.ci_low:+.4f}, {r.ci_high:+.4f}], paired over {r.seeds} seeds)",
     )
 
 

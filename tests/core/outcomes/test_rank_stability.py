@@ -78,6 +78,7 @@ def test_the_planted_reversal_is_flagged_in_the_outcome(
     assert reversal.difference == pytest.approx(0.02, abs=0.003)  # C planted -0.02 at 80 s
     assert 0 < reversal.ci_low < reversal.difference < reversal.ci_high
     assert reversal.seeds == 4
+    assert reversal.level == pytest.approx(1 - 0.05 / 3)  # c01-c02, c01-c08, c02-c08 tested
     # Stored and read back as outcome.json holds it.
     assert StageOutcome.model_validate(long.to_json()).reversals == long.reversals
 

@@ -275,6 +275,7 @@ def test_an_analysed_stages_rank_reversals_are_announced_once_and_counted(
         ci_low=0.004,
         ci_high=0.0206,
         p=0.01,
+        level=0.975,
         seeds=4,
     )
     written = outcome.model_copy(update={"reversals": [reversal]}).to_json()
@@ -283,7 +284,7 @@ def test_an_analysed_stages_rank_reversals_are_announced_once_and_counted(
     analysis = "quickstart-analyse-screen"
     message = (
         "stage screen: c01 (best), ranked 1 by pilot at 10s ahead of c04 (ranked 2), loses to "
-        "it at 20s on pool cpu: difference +0.0123 (95% CI [+0.0040, +0.0206], paired over 4 "
+        "it at 20s on pool cpu: difference +0.0123 (97.50% CI [+0.0040, +0.0206], paired over 4 "
         "seeds)"
     )
     for announced, events, annotate in [
