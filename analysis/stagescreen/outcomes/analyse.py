@@ -23,6 +23,7 @@ from stagescreen.outcomes.model import (
     StageOutcome,
     StageRuns,
 )
+from stagescreen.outcomes.stability import rank_stability
 from stagescreen.planning.ids import decode_levels
 from stagescreen.planning.planner import plan_stage
 from stagescreen.planning.plans import StagePlan, stage_pools
@@ -211,4 +212,5 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
         return out
     kind_of(stage).summarise(StageResults(spec, stage, results, rows, usable), out)
     out.promoted = _promoted(spec, stage, results)
+    out.rank_agreement, out.reversals = rank_stability(spec, stage, results, out)
     return out

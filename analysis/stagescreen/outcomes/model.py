@@ -20,6 +20,7 @@ from stagescreen.statistics.families import EffectFamilies, Relaxation
 from stagescreen.statistics.means import VarianceShare
 from stagescreen.statistics.noise import NoiseFloor
 from stagescreen.statistics.pooled import PooledBudgetFit
+from stagescreen.statistics.stability import RankAgreement, Reversal
 from stagescreen.storage.jsonvalues import JsonFloat, Scalar
 
 SCHEMA_VERSION = 1
@@ -283,6 +284,11 @@ class StageOutcome(_Record):
     best_per_pool: list[Best] = Field(default_factory=list)
     anchors: list[AnchorRecord] = Field(default_factory=list)
     promoted: list[Promotion] = Field(default_factory=list)
+    rank_agreement: list[RankAgreement] = Field(default_factory=list)
+    """Kendall's tau between the stage's rankings at consecutive budgets, and against each
+    stage it took anchors from (`stagescreen.outcomes.stability`)."""
+    reversals: list[Reversal] = Field(default_factory=list)
+    """Anchors that lose here to a condition their source stage ranked behind them."""
     greedy: GreedySummary | None = None
     random: RandomSummary | None = None
     halving: HalvingSummary | None = None

@@ -285,6 +285,19 @@ def _answer(data: StudyData) -> str:
     return f"From stage `{chosen.stage}`:\n\n" + best_section(chosen.best_per_pool)
 
 
+def _reversals(data: StudyData) -> list[str]:
+    """A line under the answer when a later stage reversed an order its anchors were promoted
+    on (`StageOutcome.reversals`), else nothing."""
+    found = [(s.name, r) for s in data.stages if s.outcome for r in s.outcome.reversals]
+    if not found:
+        return []
+    listed = "; ".join(
+        f"`{r.ahead}` loses to `{r.behind}` in `{stage}` at {fmt_budget(r.budget_s)}"
+        for stage, r in found
+    )
+    return [f"**Rank reversals: {len(found)}** ({listed}; each stage's Rank stability).", ""]
+
+
 # --------------------------------------------------------------------------------------------
 # Rendering
 
@@ -396,7 +409,7 @@ def render_report(data: StudyData) -> Report:
     if synthetic:
         parts += [SYNTHETIC_BANNER, ""]
     parts += ["## Summary", "", _study_summary(study), ""]
-    parts += ["## Best condition", "", _answer(data), ""]
+    parts += ["## Best condition", "", _answer(data), "", *_reversals(data)]
     if main is not None:
         files["main-effects.png"] = png_bytes(main)
         parts += [

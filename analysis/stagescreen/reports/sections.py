@@ -4,7 +4,8 @@
 stage's kind found (main effects and the retention they support, the two-factor and pooled
 models, relaxation with budget, variance shares), the ranking and what the kind reads beside
 it (win counts), anchors and promotions, the kind's search (the baselines' climbs, batches
-and ladders), and the best condition with its evidence. The shared sections are rendered
+and ladders), rank stability (when a pair of rankings has a tau or an anchor reversed),
+and the best condition with its evidence. The shared sections are rendered
 here, the kind's by its module in `stagescreen.kinds`. Only the parts present get a section.
 It reads the validated `StageOutcome`; a value the analysis could not compute (None) prints
 as a dash.
@@ -28,13 +29,16 @@ from stagescreen.reports.formatting import (
     fmt_budget,
     fmt_count,
     fmt_effect,
+    fmt_fixed,
     fmt_interval,
     fmt_levels,
     fmt_mean,
+    fmt_p,
     fmt_text,
     md_table,
 )
 from stagescreen.statistics.noise import NoiseFloor
+from stagescreen.statistics.stability import Reversal
 
 RANKING_TOP, RANKING_BOTTOM = 5, 2
 MISSING_SHOWN = 10
@@ -55,6 +59,8 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
     if outcome.promoted:
         sections.append(("Promoted anchors", _anchor_rows(outcome.promoted)))
     sections += kind.search_sections(outcome)
+    if outcome.reversals or any(a.tau is not None for a in outcome.rank_agreement):
+        sections.append(("Rank stability", stability_section(outcome)))
     sections.append(("Best condition", best_section(outcome.best_per_pool)))
     return sections
 
@@ -230,3 +236,46 @@ def best_section(bests: Sequence[Best]) -> str:
     """The best condition on each pool (`StageOutcome.best_per_pool`): the stage section's
     last part, and the study report's answer when this stage decides it."""
     return "\n".join(f"- {_best_line(best)}" for best in bests) or DASH
+
+
+def stability_section(outcome: StageOutcome) -> str:
+    """Kendall's tau of each pair of rankings the stage compares, then its reversals, each
+    in words (`StageOutcome.rank_agreement`, `.reversals`)."""
+    rows = [
+        [
+            f"`{fmt_text(a.earlier)}` {fmt_budget(a.earlier_budget_s)} → "
+            f"`{fmt_text(a.later)}` {fmt_budget(a.later_budget_s)}",
+            fmt_text(a.pool),
+            fmt_count(a.n),
+            fmt_fixed(a.tau, 2),
+            fmt_interval(a.ci_low, a.ci_high, digits=2),
+            fmt_p(a.p) if a.reason is None else fmt_text(a.reason),
+        ]
+        for a in outcome.rank_agreement
+    ]
+    text = md_table(["rankings", "pool", "conditions", "tau", "95% CI", "p / why not"], rows)
+    text += (
+        "\n\nKendall's tau on the conditions both rankings hold; its interval is Fisher's z "
+        "with the variance 0.437/(n-4) (from 5 conditions). A reversal: an anchor its source "
+        "ranked ahead loses here by the paired t over the seeds both ran, its interval "
+        "(Bonferroni over every such pair of the stage) excluding zero."
+    )
+    if outcome.reversals:
+        return text + "\n\n" + "\n".join(f"- {reversal_line(r)}" for r in outcome.reversals)
+    if outcome.anchors:
+        text += "\n\nNo anchor lost here to a condition its source ranked behind it."
+    return text
+
+
+def reversal_line(reversal: Reversal) -> str:
+    """One reversal in words, with the difference and its interval."""
+    r = reversal
+    ahead = f"`{fmt_text(r.ahead)}`" + (f" ({r.ahead_role})" if r.ahead_role else "")
+    behind = f"`{fmt_text(r.behind)}` (" + (f"{r.behind_role}, " if r.behind_role else "")
+    return (
+        f"**Reversal**: {ahead}, ranked {r.ahead_rank} by `{fmt_text(r.source)}` at "
+        f"{fmt_budget(r.source_budget_s)}, ahead of {behind}ranked {r.behind_rank}), loses to "
+        f"it at {fmt_budget(r.budget_s)} on {fmt_text(r.pool)}: difference "
+        f"{fmt_effect(r.difference)} ({r.level:.2%} CI {fmt_interval(r.ci_low, r.ci_high)}, "
+        f"paired over {r.seeds} seeds)."
+    )

@@ -55,6 +55,7 @@ class StudySample:
     waiting_by_reason: Mapping[tuple[str, str], int]  # (pool, reason) -> runs not started
     longest_running_s: float
     failed_analyses: tuple[str, ...]  # stages whose analysis Job failed for good
+    reversals: Mapping[str, int] = field(default_factory=dict)  # stage -> its outcome's reversals
 
 
 class Metrics:
@@ -139,6 +140,13 @@ class Metrics:
             [*STUDY, "stage"],
             registry=self.registry,
         )
+        self.reversals = Gauge(
+            "stagescreen_rank_reversals",
+            "Anchors of an analysed stage that lose to a condition their source stage ranked "
+            "behind them (the outcome's reversals).",
+            [*STUDY, "stage"],
+            registry=self.registry,
+        )
         self.errors = Counter(
             "stagescreen_reconcile_errors_total",
             "Reconciles that raised.",
@@ -220,6 +228,9 @@ class Metrics:
             self._set(
                 self.analysis_failed, 1 if stage.name in failed else 0, **labels, stage=stage.name
             )
+        for stage in spec.stages:
+            count = sample.reversals.get(stage.name, 0)
+            self._set(self.reversals, count, **labels, stage=stage.name)
         ended = [pd.Timestamp(r.finished_at).timestamp() for r in records.values() if r.finished_at]
         if ended:
             self._set(self.last_progress, max(ended), **labels)

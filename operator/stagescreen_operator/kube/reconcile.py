@@ -20,7 +20,9 @@ What the Jobs add to the store's view:
   controller never starts it again; a diverged or failed run is announced once as an event
   (the Job is marked as announced);
 - a stage's analysis Job that failed for good (or ended without the outcome) is passed to the
-  controller as a failed analysis, which makes the study Degraded with its reason.
+  controller as a failed analysis, which makes the study Degraded with its reason;
+- a stage whose analysis Job succeeded has each of its outcome's rank reversals announced
+  once as a `RankReversal` event (the analysis Job is marked as announced).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from kubernetes.client.rest import ApiException
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.outcomes.status import ENDED, StatusCondition, StudyStatus, study_conditions
 from stagescreen.planning.cost import RUN_OVERHEAD_S
+from stagescreen.planning.ids import format_budget
 from stagescreen.planning.plans import PlannedRun
 from stagescreen.planning.results import failure_record
+from stagescreen.statistics.stability import Reversal
 from stagescreen.storage.keys import StudyKeys
 from stagescreen.storage.ownership import claim_folder
 from stagescreen.storage.publish import publish_record, publish_spec
@@ -395,6 +399,12 @@ def plan(
             reason = "RunDiverged" if ended == RunStatus.DIVERGED else "RunFailed"
             events.append(Event("Warning", reason, f"run {run_id} {ended}: {record.reason}"))
             annotate.append(job.name)
+    for stage, job in analyses.items():  # once per analysed stage: its reversals, as events
+        outcome = seen.outcomes.get(stage)
+        if job.state != "succeeded" or job.announced or outcome is None or not outcome.reversals:
+            continue
+        events += [_reversal_event(stage, reversal) for reversal in outcome.reversals]
+        annotate.append(job.name)
     waits = []
     for pool, job in _waiting(jobs, decision):  # once per Job: why its run has not started
         if job.wait_announced or job.wait_code in USUAL_WAITS:
@@ -489,6 +499,7 @@ def plan(
         waiting_by_reason={key: len(waiting) for key, waiting in groups.items()},
         longest_running_s=max((run.budget_s for run in active if run), default=0),
         failed_analyses=tuple(stage for stage, job in analyses.items() if job.state == "failed"),
+        reversals={stage: len(outcome.reversals) for stage, outcome in seen.outcomes.items()},
     )
     document = status.model_dump(mode="json", exclude_none=True)
     owned = {field.alias or name for name, field in StudyStatus.model_fields.items()}
@@ -502,6 +513,20 @@ def plan(
         sample,
         tuple(deletes),
         tuple(waits),
+    )
+
+
+def _reversal_event(stage: str, reversal: Reversal) -> Event:
+    """A RankReversal warning: an anchor of `stage` lost to one its source ranked behind it."""
+    r = reversal
+    return Event(
+        "Warning",
+        "RankReversal",
+        f"stage {stage}: {r.ahead} ({r.ahead_role or 'anchor'}), ranked {r.ahead_rank} by "
+        f"{r.source} at {format_budget(r.source_budget_s)} ahead of {r.behind} (ranked "
+        f"{r.behind_rank}), loses to it at {format_budget(r.budget_s)} on pool {r.pool}: "
+        f"difference {r.difference:+.4f} "
+        f"({r.level:.2%} CI [{r.ci_low:+.4f}, {r.ci_high:+.4f}], paired over {r.seeds} seeds)",
     )
 
 

@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 
 from stagescreen.statistics import synthetic
-from stagescreen.storage.keys import RESULT, StudyKeys
+from stagescreen.statistics.stability import Reversal
+from stagescreen.storage.keys import OUTCOME, RESULT, StudyKeys
 from stagescreen.storage.ownership import ADOPT, claim_folder
+from stagescreen.storage.publish import publish_stage
 from stagescreen.storage.store import Store, open_store
 from stagescreen.study.parse import load_study
 from stagescreen_operator.kube.job_state import ANNOUNCED, JobState, job_state
+from stagescreen_operator.kube.metrics import Metrics
 from stagescreen_operator.kube.reconcile import (
     Cache,
     Event,
@@ -248,6 +251,70 @@ def test_a_finished_stage_gets_one_analysis_job_and_a_failed_one_degrades_the_st
         if degraded:
             assert done.status["message"] == f"analysis of stage screen failed ({analysis}): OOM"
             assert done.sample.failed_analyses == ("screen",)
+
+
+def test_an_analysed_stages_rank_reversals_are_announced_once_and_counted(
+    tmp_path: Path,
+) -> None:
+    store = store_with(tmp_path, {})
+    screen = [run.run_id for run in look(store, []).decision.planned]
+    store = store_with(tmp_path, dict.fromkeys(screen, "succeeded"))
+    outcome = publish_stage(store, STUDY, "screen", look(store, []).decision.results)
+    # the outcome as an analysis Job wrote it, with one reversal: what the operator reads
+    reversal = Reversal(
+        pool="cpu",
+        budget_s=20,
+        source="pilot",
+        source_budget_s=10,
+        ahead="c01",
+        ahead_role="best",
+        ahead_rank=1,
+        behind="c04",
+        behind_rank=2,
+        difference=0.0123,
+        ci_low=0.004,
+        ci_high=0.0206,
+        p=0.01,
+        level=0.975,
+        seeds=4,
+    )
+    written = outcome.model_copy(update={"reversals": [reversal]}).to_json()
+    store.put_json(StudyKeys("quickstart").stage("screen", OUTCOME), written)
+    ended = [job(f"j{i}", run_id=run_id, condition="Complete") for i, run_id in enumerate(screen)]
+    analysis = "quickstart-analyse-screen"
+    message = (
+        "stage screen: c01 (best), ranked 1 by pilot at 10s ahead of c04 (ranked 2), loses to "
+        "it at 20s on pool cpu: difference +0.0123 (97.50% CI [+0.0040, +0.0206], paired over 4 "
+        "seeds)"
+    )
+    for announced, events, annotate in [
+        (False, [("Warning", "RankReversal", message)], [analysis]),
+        (True, [], []),  # announced by an earlier reconcile: not again
+    ]:
+        done = plan(
+            STUDY,
+            look(store, []),
+            [
+                job_state(manifest)
+                for manifest in [
+                    *ended,
+                    job(analysis, stage="screen", condition="Complete", announced=announced),
+                ]
+            ],
+            resource=Resource(namespace="ml", uid="u-1", status={"phase": "Running"}),
+            settings=SETTINGS,
+            corpus=CORPUS,
+            now=NOW,
+        )
+        reversals = [(e.type, e.reason, e.message) for e in done.events if "Rank" in e.reason]
+        assert reversals == events
+        assert [name for name in done.annotate if name == analysis] == annotate
+        assert done.sample.reversals == {"screen": 1}
+        metrics = Metrics()
+        metrics.record_study(done.sample)
+        for stage, count in (("screen", 1), ("confirm", 0)):
+            labels = {"namespace": "ml", "study": "quickstart", "stage": stage}
+            assert metrics.registry.get_sample_value("stagescreen_rank_reversals", labels) == count
 
 
 def test_a_key_written_before_and_empty_now_is_removed_by_the_merge_patch(
