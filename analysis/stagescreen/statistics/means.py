@@ -191,6 +191,8 @@ def adjusted_means(
     variance = np.bincount(cell, residuals**2, minlength=len(conditions))
     variance = np.maximum(variance / np.where(measured, df, 1.0), floor)
     variance[~measured] = variance[measured].mean() if measured.any() else 1.0
+    # the residuals' covariance R V R under those variances, for the df of each interval
+    covariance = residual_maker @ (variance[cell][:, None] * residual_maker)
     weighted = x / variance[cell][:, None]
     influence = np.linalg.inv(x.T @ weighted) @ weighted.T  # params = influence @ y
     params = influence @ y
@@ -206,7 +208,7 @@ def adjusted_means(
             per_run = np.where(measured, loading / np.where(measured, df, 1.0), 0.0)[cell]
             dof = min(
                 var**2 / float((parts[measured] ** 2 / df[measured]).sum()),
-                _quadratic_form_df(residual_maker, per_run, variance[cell]),
+                _quadratic_form_df(per_run, covariance),
             )
             half = float(stats.t.ppf((1 + level) / 2, dof)) * math.sqrt(var)
             low, high = mean - half, mean + half
@@ -221,16 +223,12 @@ def adjusted_means(
     return out
 
 
-def _quadratic_form_df(
-    residual_maker: np.ndarray, per_run: np.ndarray, variance: np.ndarray
-) -> float:
-    """Satterthwaite's df of the variance estimate e' diag(per_run) e with e = R y, taken
-    exactly from its first two moments under y's covariance diag(variance) (Bell and
-    McCaffrey's df for heteroscedastic variance estimators): (tr S)^2 / tr(S^2) with
-    S = V^1/2 R diag(per_run) R V^1/2."""
-    root = np.sqrt(variance)
-    form = root[:, None] * ((residual_maker * per_run) @ residual_maker) * root[None, :]
-    return float(np.trace(form) ** 2 / (form * form).sum())
+def _quadratic_form_df(per_run: np.ndarray, covariance: np.ndarray) -> float:
+    """Satterthwaite's df of the variance estimate sum(per_run * e^2), taken exactly from its
+    first two moments when the residuals e have `covariance` C (Bell and McCaffrey's df for
+    heteroscedastic variance estimators): mean sum(d C_rr), variance 2 sum(d_r d_s C_rs^2)."""
+    mean = float(per_run @ np.diag(covariance))
+    return mean**2 / float(per_run @ (covariance * covariance) @ per_run)
 
 
 def mean_difference(left: Iterable[float], right: Iterable[float], level: float = 0.95) -> Effect:

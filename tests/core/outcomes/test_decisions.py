@@ -146,6 +146,28 @@ def test_adjusted_means_hold_for_the_quietest_and_the_noisiest_condition() -> No
     assert coverage[0] >= 0.93 and coverage[7] >= 0.93, coverage
 
 
+def test_an_adjusted_mean_without_residual_df_has_no_interval() -> None:
+    """A condition left with one run is fitted exactly: nothing measures its noise, and its
+    run moves no other condition's adjusted mean or interval."""
+    values = {"a": [1.00, 1.02, 0.97], "b": [1.05, 1.06, 1.01], "c": [None, None, 1.10]}
+    rows = [
+        {"condition_id": c, "seed": seed, "val_bpb": v}
+        for c, runs in values.items()
+        for seed, v in enumerate(runs, start=1)
+        if v is not None
+    ]
+    data = pd.DataFrame(rows)
+    means = {m.key["condition_id"]: m for m in adjusted_means(data, "val_bpb")}
+    assert means["c"].ci_low is None
+    # its run less seed 3's shift, read from a (-0.0267 below its mean) and b (-0.03)
+    assert 1.10 + 0.0266 < means["c"].mean < 1.10 + 0.0301
+    assert all(means[c].ci_low < means[c].mean < means[c].ci_high for c in "ab")
+    moved = {m.key["condition_id"]: m for m in adjusted_means(data.replace(1.10, 1.50), "val_bpb")}
+    assert (moved["a"].mean, moved["a"].ci_low) == pytest.approx(
+        (means["a"].mean, means["a"].ci_low)
+    )
+
+
 def test_the_best_comes_with_its_runner_up_and_whether_they_are_separated() -> None:
     results, spec = confirm_results(seeds=3)
     best = analyse.stage_outcome(spec, spec.stage("confirm"), results, "q").best
