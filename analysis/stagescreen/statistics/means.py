@@ -127,6 +127,14 @@ def condition_means(
     return out
 
 
+def _quadratic_form_df(per_run: np.ndarray, covariance: np.ndarray) -> float:
+    """Satterthwaite's df of the variance estimate sum(per_run * e^2), taken exactly from its
+    first two moments when the residuals e have `covariance` C (Bell and McCaffrey's df for
+    heteroscedastic variance estimators): mean sum(d C_rr), variance 2 sum(d_r d_s C_rs^2)."""
+    mean = float(per_run @ np.diag(covariance))
+    return mean**2 / float(per_run @ (covariance * covariance) @ per_run)
+
+
 def adjusted_means(
     data: pd.DataFrame,
     response: str,
@@ -221,14 +229,6 @@ def adjusted_means(
             )
         )
     return out
-
-
-def _quadratic_form_df(per_run: np.ndarray, covariance: np.ndarray) -> float:
-    """Satterthwaite's df of the variance estimate sum(per_run * e^2), taken exactly from its
-    first two moments when the residuals e have `covariance` C (Bell and McCaffrey's df for
-    heteroscedastic variance estimators): mean sum(d C_rr), variance 2 sum(d_r d_s C_rs^2)."""
-    mean = float(per_run @ np.diag(covariance))
-    return mean**2 / float(per_run @ (covariance * covariance) @ per_run)
 
 
 def mean_difference(left: Iterable[float], right: Iterable[float], level: float = 0.95) -> Effect:
