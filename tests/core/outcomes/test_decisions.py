@@ -4,6 +4,7 @@ per pool with its runner-up, retention under Lenth's method and across pools."""
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,75 @@ def by_seed(results: pd.DataFrame, condition: str) -> pd.Series:
         & (results["condition_id"] == condition)
     ]
     return rows.set_index("seed")["val_bpb"].astype(float)
+
+
+def test_adjusted_means_hold_for_the_quietest_and_the_noisiest_condition() -> None:
+    """The 2^3 on 5 seeds, the worst cell's sd 6x the best's (the paper's spread), three
+    conditions short of seeds so the ranking adjusts. The truth is each condition's mean over
+    the 5 seeds as their shifts fell. One pooled variance covered the worst 68% of the time
+    and gave the best an interval 3x the width its own noise needs."""
+    model = synthetic.ResponseModel(
+        effects={"A": 0.02, "B": 0.02, "C": 0.02},
+        noise_sd=0.0086,
+        seed_sd=0.002,
+        spread=math.log(6) / (2 * math.sqrt(3)),
+    )
+    corners = [
+        dict(zip("ABC", levels, strict=True)) for levels in itertools.product([-1, 1], repeat=3)
+    ]
+    lost = {0: {2}, 3: {3, 4}, 7: {1}}  # c0 is the best (and quietest), c7 the worst
+    cells = [(c, seed) for c in range(8) for seed in range(5) if seed not in lost.get(c, ())]
+    condition, seed = (np.array(column) for column in zip(*cells, strict=True))
+    mean = np.array([model.mean(levels, 120) for levels in corners])
+    sd = np.array([model.cell_sd(levels, 120) for levels in corners])
+    assert sd[7] / sd[0] == pytest.approx(6)
+    results = pd.DataFrame(
+        {
+            "condition_id": [f"c{c}" for c in condition],
+            "role": "anchor",
+            "budget_s": 120,
+            "seed": seed,
+            "pool": "cpu",
+            "status": "succeeded",
+        }
+    )
+    reps = 300
+    rng = np.random.default_rng(6)
+    shifts = rng.normal(0, model.seed_sd, (reps, 5))
+    draws = mean[condition] + shifts[:, seed] + rng.normal(0, sd[condition], (reps, len(cells)))
+    truth = mean + shifts.mean(axis=1, keepdims=True)
+    ranking = rank_conditions(results.assign(val_bpb=draws[0]), "val_bpb", "minimize")
+    assert ranking["adjusted"].all()
+    covered = []
+    for y, planted in zip(draws, truth, strict=True):
+        means = adjusted_means(results.assign(val_bpb=y), "val_bpb", "condition_id", ["seed"])
+        low = np.array([m.ci_low for m in means])
+        high = np.array([m.ci_high for m in means])
+        covered.append((low <= planted) & (planted <= high))
+    coverage = np.mean(covered, axis=0)
+    assert coverage[0] >= 0.93 and coverage[7] >= 0.93, coverage
+
+
+def test_an_adjusted_mean_without_residual_df_has_no_interval() -> None:
+    """A condition left with one run is fitted exactly: nothing measures its noise, and its
+    run moves no other condition's adjusted mean or interval."""
+    values = {"a": [1.00, 1.02, 0.97], "b": [1.05, 1.06, 1.01], "c": [None, None, 1.10]}
+    rows = [
+        {"condition_id": c, "seed": seed, "val_bpb": v}
+        for c, runs in values.items()
+        for seed, v in enumerate(runs, start=1)
+        if v is not None
+    ]
+    data = pd.DataFrame(rows)
+    means = {m.key["condition_id"]: m for m in adjusted_means(data, "val_bpb")}
+    assert means["c"].ci_low is None
+    # its run less seed 3's shift, read from a (-0.0267 below its mean) and b (-0.03)
+    assert 1.10 + 0.0266 < means["c"].mean < 1.10 + 0.0301
+    assert all(means[c].ci_low < means[c].mean < means[c].ci_high for c in "ab")
+    moved = {m.key["condition_id"]: m for m in adjusted_means(data.replace(1.10, 1.50), "val_bpb")}
+    assert (moved["a"].mean, moved["a"].ci_low) == pytest.approx(
+        (means["a"].mean, means["a"].ci_low)
+    )
 
 
 def test_the_best_comes_with_its_runner_up_and_whether_they_are_separated() -> None:
