@@ -136,6 +136,14 @@ class Best(_Record):
     hyperparameters: dict[str, Scalar]
     runner_up: RunnerUp | None = None
 
+    @property
+    def decision_interval(self) -> tuple[float | None, float | None]:
+        """The interval a decision quotes: the selection-aware one (over a single candidate,
+        the own one); the own one in outcomes written before `candidates` existed."""
+        if self.candidates is None:
+            return self.ci_low, self.ci_high
+        return self.selection_ci_low, self.selection_ci_high
+
 
 class PairWins(_Record):
     """Cross-seed win count of one anchor against another in one (budget, pool) cell:

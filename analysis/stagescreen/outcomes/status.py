@@ -56,7 +56,8 @@ class RunCounts(_Status):
 class BestCondition(_Status):
     """A stage's best condition at its longest budget: the outcome's `best`, and its stage.
 
-    The interval is the condition's own; it is not adjusted for having been picked as best.
+    The interval is the one decisions quote (`Best.decision_interval`): selection-aware over
+    the `candidates` it was picked from.
     """
 
     condition_id: str = Field(description="Condition id, e.g. c07.")
@@ -65,8 +66,17 @@ class BestCondition(_Status):
     budget_s: int = Field(description="Training budget of the measurement, in seconds.")
     pool: str = Field(description="Pool the runs ran on.")
     mean: float = Field(description="Mean metric over its seeds.")
-    ci_low: float | None = Field(default=None, description="Lower end of the 95% interval.")
-    ci_high: float | None = Field(default=None, description="Upper end of the 95% interval.")
+    candidates: int | None = Field(
+        default=None, description="How many conditions with results it was picked from."
+    )
+    ci_low: float | None = Field(
+        default=None,
+        description="Lower end of its 95% interval, selection-aware over the candidates.",
+    )
+    ci_high: float | None = Field(
+        default=None,
+        description="Upper end of its 95% interval, selection-aware over the candidates.",
+    )
 
 
 class StageStatus(_Status):
@@ -245,10 +255,13 @@ def _stage_status(name: str, status: pd.Series, outcome: StageOutcome | None) ->
     phase = stage_phase(status, outcome is not None)
     best = None
     if outcome is not None and outcome.best is not None:
+        low, high = outcome.best.decision_interval
         best = BestCondition(
             stage=name,
+            ci_low=low,
+            ci_high=high,
             **outcome.best.model_dump(
-                include={"condition_id", "role", "budget_s", "pool", "mean", "ci_low", "ci_high"}
+                include={"condition_id", "role", "budget_s", "pool", "mean", "candidates"}
             ),
         )
     return StageStatus(

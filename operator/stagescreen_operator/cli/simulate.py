@@ -460,11 +460,10 @@ def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
         f"{code}{'+' if v > 0 else '-' if v < 0 else '0'}" for code, v in best.levels.items()
     )
     recipe = ", ".join(f"{name}={value}" for name, value in best.hyperparameters.items())
-    interval = (
-        f" [{best.ci_low:.4f}, {best.ci_high:.4f}]"
-        if best.ci_low is not None and best.ci_high is not None
-        else ""
-    )
+    low, high = best.decision_interval
+    interval = f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
+    if interval and (best.candidates or 1) > 1:
+        interval += f" as the best of {best.candidates}"
     return (
         f"SYNTHETIC outcome: best {best.condition_id} ({levels}: {recipe}) "
         f"{chosen.metric} {best.mean:.4f}{interval} at {best.budget_s} s in stage "

@@ -57,6 +57,12 @@ def test_a_running_study_reports_counts_current_stage_best_and_compute(
     assert screen.best is not None and status.best is not None
     assert (status.best.condition_id, status.best.stage) == (screen.best.condition_id, "screen")
     assert status.best.mean == screen.best.mean
+    # its interval is the one decisions quote: selection-aware over the screen's candidates
+    assert status.best.candidates == screen.best.candidates and screen.best.candidates > 1
+    assert (status.best.ci_low, status.best.ci_high) == (
+        screen.best.selection_ci_low,
+        screen.best.selection_ci_high,
+    )
     # Compute counts ended runs only: a failed run without a wall time counts its budget.
     ended = results[results["status"].isin(["succeeded", "failed", "diverged"])]
     expected = ended["wall_s"].fillna(ended["budget_s"].astype(float)).sum()

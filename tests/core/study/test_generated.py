@@ -153,7 +153,8 @@ def test_status_schema_carries_what_the_operator_reports() -> None:
     }
     # The best condition has the outcome's field names (camelCase on the resource).
     assert set(status["best"]["properties"]) == {
-        "conditionId", "stage", "role", "budgetS", "pool", "mean", "ciLow", "ciHigh",
+        "conditionId", "stage", "role", "budgetS", "pool", "mean", "candidates", "ciLow",
+        "ciHigh",
     }  # fmt: skip
     stage = status["stages"]["additionalProperties"]["properties"]
     assert set(stage) == {"phase", "runs", "summary", "best"}

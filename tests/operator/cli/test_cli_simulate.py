@@ -37,6 +37,7 @@ def test_simulate_writes_the_study_keys_and_says_it_is_synthetic(tmp_path: Path)
     assert lines[4].startswith("SYNTHETIC outcome: best ")
     assert "A-,B+" in lines[4] and "DEPTH=1, ASPECT_RATIO=64" in lines[4]
     assert "at 20 s in stage 'confirm'" in lines[4]
+    assert "] as the best of 3 at 20 s" in lines[4]  # the selection-aware interval
     assert lines[-1] == f"SYNTHETIC study written to {(out / 'quickstart').as_uri()}/"
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == [
