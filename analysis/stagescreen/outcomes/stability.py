@@ -22,10 +22,10 @@ import pandas as pd
 
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.planning.ranking import rank_conditions, succeeded
+from stagescreen.statistics.means import bonferroni_level
 from stagescreen.statistics.stability import (
     RankAgreement,
     Reversal,
-    bonferroni,
     kendall_tau,
     loses,
 )
@@ -140,7 +140,7 @@ def _reversals(
         for (budget, pool, condition), group in rows.groupby(["budget_s", "pool", "condition_id"])
     }
     roles = {(row.budget_s, row.pool, row.condition_id): row.role for row in outcome.ranking}
-    level = bonferroni(len(pairs))
+    level = bonferroni_level(len(pairs))
     out = []
     for pair in pairs:
         budget, pool = pair.budget_s, pair.pool

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from stagescreen.statistics.families import Effect, Record
-from stagescreen.statistics.means import paired_difference
+from stagescreen.statistics.means import bonferroni_level, paired_difference
 from stagescreen.storage.jsonvalues import JsonFloat
 
 MIN_CONDITIONS = 3
@@ -116,18 +116,13 @@ def kendall_tau(left: Sequence[str], right: Sequence[str], level: float = 0.95) 
     return Tau(n=n, tau=tau, ci_low=low, ci_high=high, p=p)
 
 
-def bonferroni(pairs: int, level: float = 0.95) -> float:
-    """The confidence of each of `pairs` intervals that hold together at `level`."""
-    return 1 - (1 - level) / max(pairs, 1)
-
-
 def loses(
     ahead: pd.Series, behind: pd.Series, *, lower_is_better: bool, pairs: int = 1
 ) -> Effect | None:
     """ahead minus behind over the seeds both ran (series indexed by seed) when its interval,
-    Bonferroni's over `pairs` (`bonferroni`), says `ahead` is worse; else None (ahead not
-    worse, or no interval)."""
-    gap = paired_difference(ahead, behind, confidence=bonferroni(pairs))
+    Bonferroni's over `pairs` (`means.bonferroni_level`), says `ahead` is worse; else None
+    (ahead not worse, or no interval)."""
+    gap = paired_difference(ahead, behind, confidence=bonferroni_level(pairs))
     if gap.ci_low is None or gap.ci_high is None:
         return None
     worse = gap.ci_low > 0 if lower_is_better else gap.ci_high < 0
