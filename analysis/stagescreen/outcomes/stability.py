@@ -76,7 +76,7 @@ def rank_stability(
                     **tau.model_dump(),
                 )
             )
-    pairs = []
+    pairs: dict[tuple[str, str, frozenset[str]], _Pair] = {}
     for source, at, order in _source_orders(spec, stage, results):
         taken = {a.condition_id for a in outcome.anchors if a.source == source}
         rank_at_source = {c: i for i, c in enumerate(order, 1)}
@@ -96,13 +96,17 @@ def rank_stability(
                 )
             )
             both = [c for c in order if c in here]
-            pairs += [
-                _Pair(source, at, longest, pool, a, rank_at_source[a], b, rank_at_source[b])
-                for i, a in enumerate(both)
-                if a in taken
-                for b in both[i + 1 :]
-            ]
-    return agreement, _reversals(spec, stage, results, outcome, pairs)
+            for i, a in enumerate(both):
+                for b in both[i + 1 :] if a in taken else ():
+                    # two rules ranking one source at different budgets: one test per pair,
+                    # as the first rule ordered it
+                    pairs.setdefault(
+                        (source, pool, frozenset((a, b))),
+                        _Pair(
+                            source, at, longest, pool, a, rank_at_source[a], b, rank_at_source[b]
+                        ),
+                    )
+    return agreement, _reversals(spec, stage, results, outcome, list(pairs.values()))
 
 
 def _source_orders(
@@ -164,9 +168,9 @@ def _reversals(
                 difference=gap.effect,
                 ci_low=gap.ci_low,
                 ci_high=gap.ci_high,
-                p=gap.p,
+                p=None if gap.p is None else min(1.0, gap.p * len(pairs)),
                 level=level,
-                seeds=len(ahead.index.intersection(behind.index)),
+                seeds=len(set(ahead.index) & set(behind.index)),
             )
         )
     return out

@@ -243,8 +243,10 @@ def paired_difference(
     `y ~ C(condition) + C(seed)` fitted to the pair. An unpaired (Welch) interval counts the
     seed shift twice as noise and separates far too rarely when seeds vary more than runs.
     `confidence` overrides the interval's level (a Bonferroni-adjusted one, say) while `p`
-    stays the plain two-sided p. None interval with fewer than two common seeds.
+    stays the plain two-sided p. A seed run twice (as a baseline may) counts once, at its mean:
+    its runs are not independent pairs. None interval with fewer than two common seeds.
     """
+    left, right = (side.groupby(level=0).mean() for side in (left, right))
     common = left.index.intersection(right.index)
     pairs = (left.loc[common] - right.loc[common]).to_numpy(dtype=float)
     if len(pairs) == 0:

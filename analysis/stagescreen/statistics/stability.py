@@ -74,7 +74,8 @@ class Reversal(Record):
     `behind_rank` at `source_budget_s`) and that loses to it at this stage's `budget_s` on
     `pool`: `difference` is ahead minus behind (the paired t over `seeds` common seeds), its
     interval (confidence `level`, Bonferroni over the stage's pairs) excluding zero on the
-    losing side."""
+    losing side; `p` is the two-sided p Bonferroni-adjusted to the same pairs (min(1, p *
+    pairs)), so p < 1 - level exactly when the interval excludes zero."""
 
     pool: str
     budget_s: int

@@ -142,8 +142,8 @@ class Metrics:
         )
         self.reversals = Gauge(
             "stagescreen_rank_reversals",
-            "Anchors of an analysed stage that lose to a condition their source stage ranked "
-            "behind them (the outcome's reversals).",
+            "Rank reversals of an analysed stage: pairs of an anchor and a condition its source "
+            "stage ranked behind it, where the anchor loses (the outcome's reversals).",
             [*STUDY, "stage"],
             registry=self.registry,
         )

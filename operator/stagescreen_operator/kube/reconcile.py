@@ -22,7 +22,9 @@ What the Jobs add to the store's view:
 - a stage's analysis Job that failed for good (or ended without the outcome) is passed to the
   controller as a failed analysis, which makes the study Degraded with its reason;
 - a stage whose analysis Job succeeded has each of its outcome's rank reversals announced
-  once as a `RankReversal` event (the analysis Job is marked as announced).
+  once as a `RankReversal` event (the analysis Job is marked as announced). Announcements are
+  at most once: a Job is marked before the handler posts its event, so a restart never
+  repeats one and an event the API refused is not retried (the metric still counts it).
 """
 
 from __future__ import annotations

@@ -6,54 +6,15 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from planted import FLIP, SPEC, STEADY, planted_study
 
-from stagescreen.outcomes.analyse import stage_outcome
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.reports.report import StageData, StudyData, render_report
-from stagescreen.statistics import synthetic
-from stagescreen.study.parse import load_study
-
-FLIP = load_study(
-    """
-apiVersion: stagescreen.dev/v1alpha1
-kind: ScreeningStudy
-metadata: {name: flip}
-spec:
-  factors:
-    - {name: DEPTH, code: A, low: 1, high: 2, scale: integer}
-    - {name: ASPECT_RATIO, code: B, low: 32, high: 64, scale: integer}
-    - {name: MATRIX_LR, code: C, low: 0.02, high: 0.04}
-  design: {type: full}
-  stages:
-    - {name: screen, kind: screen, budgets: [10s, 20s], seeds: [1]}
-    - name: long
-      kind: confirm
-      budgets: [20s, 80s]
-      seeds: 4
-      select:
-        - {from: screen, rule: best, k: 2, role: best}
-        - {from: screen, rule: worst, role: worst}
-  pools: [{name: cpu, gpus: 0}]
-  storage: {local: {path: ./runs}}
-"""
-)
-SPEC = FLIP.spec
-# Lower is better. At 20 s C's high level costs 0.02, so c01 (A-,B-,C-) ranks first and c02
-# (A-,B-,C+) second; at 80 s C's high level gains 0.02, so c02 beats c01 by 0.02 on every seed.
-MODEL = synthetic.ResponseModel(
-    effects={"A": 0.05, "B": 0.03, "C": 0.02},
-    effect_points={20: {"A": 0.05, "B": 0.03, "C": 0.02}, 80: {"A": 0.05, "B": 0.03, "C": -0.02}},
-    noise_sd=0.001,
-)
 
 
 @pytest.fixture(scope="module")
 def study() -> tuple[pd.DataFrame, StageOutcome, StageOutcome]:
-    results = synthetic.simulate_stage(SPEC, "screen", pd.DataFrame(), MODEL)
-    results = synthetic.simulate_stage(SPEC, "long", results, MODEL)
-    screen = stage_outcome(SPEC, SPEC.stage("screen"), results, "flip")
-    long = stage_outcome(SPEC, SPEC.stage("long"), results, "flip")
-    return results, screen, long
+    return planted_study()
 
 
 def test_the_planted_reversal_is_flagged_in_the_outcome(
@@ -81,6 +42,13 @@ def test_the_planted_reversal_is_flagged_in_the_outcome(
     assert reversal.level == pytest.approx(1 - 0.05 / 3)  # c01-c02, c01-c08, c02-c08 tested
     # Stored and read back as outcome.json holds it.
     assert StageOutcome.model_validate(long.to_json()).reversals == long.reversals
+
+
+def test_without_the_planted_flip_no_reversal_is_flagged() -> None:
+    """The same study with C's effect held: the screen's order stands at 80 s."""
+    _, screen, long = planted_study(STEADY)
+    assert [p.condition_id for p in screen.promoted] == ["c01", "c02", "c08"]
+    assert long.reversals == []
 
 
 def test_rank_agreement_across_budgets_and_against_the_source(

@@ -341,3 +341,10 @@ def test_a_paired_difference_reads_within_seeds() -> None:
     welch = stats.ttest_ind(left.drop(4), right.drop(4), equal_var=False)
     assert welch.confidence_interval().low < 0  # unpaired, they do not
     assert paired_difference(left, right.loc[[1]]).reason == "fewer than two common seeds"
+    # a seed run twice counts once, at its mean: its runs are not two independent pairs
+    twice = pd.concat([left, left.loc[[1]] + 0.002])
+    once = left.copy()
+    once.loc[1] += 0.001
+    assert (
+        paired_difference(twice, right).model_dump() == paired_difference(once, right).model_dump()
+    )

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from planted import planted_study
 
 from stagescreen.statistics import synthetic
-from stagescreen.statistics.stability import Reversal
 from stagescreen.storage.keys import OUTCOME, RESULT, StudyKeys
 from stagescreen.storage.ownership import ADOPT, claim_folder
 from stagescreen.storage.publish import publish_stage
@@ -260,32 +260,16 @@ def test_an_analysed_stages_rank_reversals_are_announced_once_and_counted(
     screen = [run.run_id for run in look(store, []).decision.planned]
     store = store_with(tmp_path, dict.fromkeys(screen, "succeeded"))
     outcome = publish_stage(store, STUDY, "screen", look(store, []).decision.results)
-    # the outcome as an analysis Job wrote it, with one reversal: what the operator reads
-    reversal = Reversal(
-        pool="cpu",
-        budget_s=20,
-        source="pilot",
-        source_budget_s=10,
-        ahead="c01",
-        ahead_role="best",
-        ahead_rank=1,
-        behind="c04",
-        behind_rank=2,
-        difference=0.0123,
-        ci_low=0.004,
-        ci_high=0.0206,
-        p=0.01,
-        level=0.975,
-        seeds=4,
-    )
+    # the outcome as an analysis Job wrote it, carrying the reversal the planted study flags
+    (reversal,) = planted_study()[2].reversals
     written = outcome.model_copy(update={"reversals": [reversal]}).to_json()
     store.put_json(StudyKeys("quickstart").stage("screen", OUTCOME), written)
     ended = [job(f"j{i}", run_id=run_id, condition="Complete") for i, run_id in enumerate(screen)]
     analysis = "quickstart-analyse-screen"
     message = (
-        "stage screen: c01 (best), ranked 1 by pilot at 10s ahead of c04 (ranked 2), loses to "
-        "it at 20s on pool cpu: difference +0.0123 (97.50% CI [+0.0040, +0.0206], paired over 4 "
-        "seeds)"
+        "stage screen: c01 (best-1), ranked 1 by screen at 20s ahead of c02 (ranked 2), loses "
+        f"to it at 80s on pool cpu: difference {reversal.difference:+.4f} (98.33% CI "
+        f"[{reversal.ci_low:+.4f}, {reversal.ci_high:+.4f}], paired over 4 seeds)"
     )
     for announced, events, annotate in [
         (False, [("Warning", "RankReversal", message)], [analysis]),
