@@ -274,13 +274,15 @@ def _stage_status(name: str, status: pd.Series, outcome: StageOutcome | None) ->
 
 def stage_summary(outcome: StageOutcome) -> str:
     """One line for a status table: retained factors (for a kind that fits effects), best,
-    promoted anchors; the notes when it has none of these."""
+    rank reversals, promoted anchors; the notes when it has none of these."""
     parts = []
     kind = KINDS.get(outcome.kind)
     if kind is not None and kind.fits_effects:
         parts.append("retained " + (", ".join(outcome.retained) or "none"))
     if outcome.best is not None:
         parts.append(f"best {outcome.best.condition_id} {outcome.best.mean:.4f}")
+    for reversal in outcome.reversals:
+        parts.append(f"reversal: {reversal.ahead} loses to {reversal.behind}")
     promoted = sorted({(p.role or "", p.condition_id) for p in outcome.promoted})
     if promoted:
         parts.append("promoted " + ", ".join(f"{r} {c}".strip() for r, c in promoted))

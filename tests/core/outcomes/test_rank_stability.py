@@ -9,6 +9,7 @@ import pytest
 from planted import FLIP, SPEC, STEADY, planted_study
 
 from stagescreen.outcomes.model import StageOutcome
+from stagescreen.outcomes.status import stage_summary
 from stagescreen.reports.report import StageData, StudyData, render_report
 
 
@@ -40,6 +41,7 @@ def test_the_planted_reversal_is_flagged_in_the_outcome(
     assert 0 < reversal.ci_low < reversal.difference < reversal.ci_high
     assert reversal.seeds == 4
     assert reversal.level == pytest.approx(1 - 0.05 / 3)  # c01-c02, c01-c08, c02-c08 tested
+    assert "; reversal: c01 loses to c02" in stage_summary(long)  # the status line says it
     # Stored and read back as outcome.json holds it.
     assert StageOutcome.model_validate(long.to_json()).reversals == long.reversals
 
