@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlparse
 
 import typer
 
 from stagescreen_operator.cli.app import fail
+
+if TYPE_CHECKING:
+    from stagescreen.storage.store import Store
+    from stagescreen.study.parse import Study
 
 StudyFolder = Annotated[
     str,
@@ -45,6 +49,25 @@ def split_study_uri(uri: str) -> tuple[str, str]:
     if path.name in ("", ".", ".."):
         raise ValueError("names no study; expected a study directory such as ./runs/quickstart")
     return str(path.parent), path.name
+
+
+def open_study(uri: str) -> tuple[Store, Study]:
+    """The store a study folder lives in and the study its spec.yaml holds, as `status` and
+    `simulate --noise-from` read one. Raises ValueError for a URI that names no study or a
+    folder without a spec (the message says which), StoreError when the store cannot be read.
+    """
+    import yaml
+
+    from stagescreen.storage.keys import SPEC, StudyKeys
+    from stagescreen.storage.store import open_store
+    from stagescreen.study.parse import parse_study
+
+    root, name = split_study_uri(uri)
+    store = open_store(root)
+    keys = StudyKeys(name)
+    if not store.exists(keys.spec()):
+        raise ValueError(f"no study there (expected {SPEC} in it)")
+    return store, parse_study(yaml.safe_load(store.get_text(keys.spec())))
 
 
 def report(

@@ -231,22 +231,13 @@ def _overridden(
 def _measured_noise(uri: str) -> dict[int, float]:
     """The run noise sd per budget a finished study measured (`noise.pooled_noise` over its
     stage outcomes' noise floors), read as `report` and `status` read a stored study."""
-    import yaml
-
     from stagescreen.statistics.noise import pooled_noise
-    from stagescreen.storage.keys import SPEC, StoreError, StudyKeys
+    from stagescreen.storage.keys import StoreError
     from stagescreen.storage.publish import read_outcomes
-    from stagescreen.storage.store import open_store
-    from stagescreen.study.parse import parse_study
-    from stagescreen_operator.cli.report import split_study_uri
+    from stagescreen_operator.cli.report import open_study
 
     try:
-        root, name = split_study_uri(uri)
-        store = open_store(root)
-        keys = StudyKeys(name)
-        if not store.exists(keys.spec()):
-            raise fail(f"--noise-from {uri!r}: no study there (expected {SPEC} in it)")
-        study = parse_study(yaml.safe_load(store.get_text(keys.spec())))
+        store, study = open_study(uri)
         stages = [stage.name for stage in study.spec.stages]
         outcomes, _ = read_outcomes(store, study, stages)
     except (ValueError, StoreError) as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from stagescreen_operator.cli.app import fail
-from stagescreen_operator.cli.report import StudyFolder, split_study_uri
+from stagescreen_operator.cli.report import StudyFolder, open_study
 
 
 def status(
@@ -17,23 +17,14 @@ def status(
 
     Example: stagescreen status runs/demo/quickstart
     """
-    import yaml
-
-    from stagescreen.storage.keys import SPEC, StoreError, StudyKeys
-    from stagescreen.storage.store import open_store
-    from stagescreen.study.parse import parse_study
+    from stagescreen.storage.keys import StoreError
     from stagescreen_operator.local.progress import status_lines
     from stagescreen_operator.snapshot import snapshot
 
     try:
-        root, name = split_study_uri(uri)
-        store = open_store(root)
-        keys = StudyKeys(name)
-        if not store.exists(keys.spec()):
-            raise fail(f"no study at {uri!r} (expected {SPEC} there)")
-        study = parse_study(yaml.safe_load(store.get_text(keys.spec())))
+        store, study = open_study(uri)
     except (ValueError, StoreError) as error:
-        raise fail(f"DIR_OR_S3_URI {uri!r}: {error}") from None
+        raise fail(f"no study at {uri!r}: {error}") from None
     seen = snapshot(store, study)
     for line in status_lines(study.spec, seen.status):
         typer.echo(line)
