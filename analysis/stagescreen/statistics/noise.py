@@ -100,17 +100,8 @@ def effect_floors(
             sd = None  # judged by Lenth's margin, if at all: no replicate measured the noise
         ses = [e.se for e in family.effects if e.se is not None]
         se = max(ses) if ses and sd is not None else None
-        floors.append(
-            NoiseFloor(
-                budget_s=int(family.by["budget_s"]),  # type: ignore[arg-type]
-                pool=None if pool is None else str(pool),
-                contrast="effect",
-                sd=sd,
-                df=df if sd is not None else None,
-                se=se,
-                detectable=None if se is None else detectable(se, df),
-            )
-        )
+        budget = int(family.by["budget_s"])  # type: ignore[arg-type]
+        floors.append(_floor(budget, pool, "effect", sd, df, se))
     return floors
 
 
@@ -125,18 +116,23 @@ def difference_floors(usable: pd.DataFrame, metric: str) -> list[NoiseFloor]:
         sd, df = residual_sd(x, cell[metric].to_numpy(float))
         seeds = cell["seed"].nunique()
         se = None if sd is None else sd * math.sqrt(2 / seeds)
-        floors.append(
-            NoiseFloor(
-                budget_s=int(budget),
-                pool=str(pool),
-                contrast="difference",
-                sd=sd,
-                df=df if sd is not None else None,
-                se=se,
-                detectable=None if se is None else detectable(se, df),
-            )
-        )
+        floors.append(_floor(int(budget), pool, "difference", sd, df, se))
     return floors
+
+
+def _floor(
+    budget_s: int, pool: object, contrast: str, sd: float | None, df: int, se: float | None
+) -> NoiseFloor:
+    """One record; no df and no detectable size where no sd was measured."""
+    return NoiseFloor(
+        budget_s=budget_s,
+        pool=None if pool is None else str(pool),
+        contrast=contrast,
+        sd=sd,
+        df=df if sd is not None else None,
+        se=se,
+        detectable=None if se is None else detectable(se, df),
+    )
 
 
 def pooled_noise(floors: Iterable[NoiseFloor]) -> dict[int, float]:
