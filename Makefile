@@ -99,6 +99,7 @@ images-test: install $(IMAGE_TOOLS)
 bench: install
 	$(BIN)/python bench/analysis_speed.py --write docs/benchmarks.md
 	$(BIN)/python bench/power_speed.py --write docs/benchmarks.md
+	$(BIN)/python bench/lenth_reference.py --write docs/benchmarks.md
 
 # Prints the trainer's throughput table (CPU here, the paper's model on CUDA) for docs/benchmarks.md.
 bench-trainer: install

@@ -255,8 +255,8 @@ class LenthReference:
 def lenth_reference(effects: int) -> LenthReference:
     """Lenth's t under the null for `effects` effects, from `LENTH_DRAWS` screens of iid
     N(0, 1) contrasts (t does not depend on their scale). Deterministic (seeded by the number
-    of effects) and computed once per number of effects: 0.2-0.8 s for 7 to 15 effects,
-    13-26 MB held."""
+    of effects) and computed once per number of effects: 0.1-0.3 s and 12-24 MB held for 7 to
+    15 effects, 1.3 s and 98 MB for 63 (bench/lenth_reference.py)."""
     if effects < 2:
         raise EffectsError("Lenth's method needs at least two effects")
     rng = np.random.default_rng([LENTH_SEED, effects])
