@@ -53,6 +53,7 @@ def condition_name(levels: Mapping[str, int], spec: StudySpec) -> str:
     return full_space_id(levels, codes)
 
 
-def decode_levels(levels: Mapping[str, int], spec: StudySpec) -> dict[str, int | float]:
-    """Coded levels to the trainer's hyperparameters, by factor name."""
+def decode_levels(levels: Mapping[str, int], spec: StudySpec) -> dict[str, int | float | str]:
+    """Coded levels to the trainer's hyperparameters, by factor name (a categorical factor's
+    level as written)."""
     return {factor.name: factor.decode(levels[factor.code or ""]) for factor in spec.factors}

@@ -54,7 +54,7 @@ class PlannedRun:
     stage: str
     condition_id: str
     levels: Mapping[str, int]
-    hyperparameters: Mapping[str, int | float]
+    hyperparameters: Mapping[str, int | float | str]
     budget_s: int
     seed: int
     pool: str

@@ -52,7 +52,7 @@ from stagescreen.study.parse import load_study
 
 if TYPE_CHECKING:
     from stagescreen.storage.store import Store
-    from stagescreen.study.spec import Stage, Study
+    from stagescreen.study.spec import Factor, Stage, Study
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,6 +108,29 @@ class Report:
 # Markdown sections
 
 
+def _factor_row(factor: Factor) -> list[str]:
+    """A factor's line of the factors table: a categorical factor shows its two levels, no
+    centre, and which way its effect reads (b minus a, +1 minus -1 as for every factor)."""
+    if factor.levels is not None:
+        low, high = factor.levels
+        return [
+            fmt_text(factor.code),
+            f"`{factor.name}`",
+            fmt_text(low),
+            fmt_text(high),
+            DASH,
+            f"categorical: effect = {high} minus {low}",
+        ]
+    return [
+        fmt_text(factor.code),
+        f"`{factor.name}`",
+        fmt_text(factor.low),
+        fmt_text(factor.high),
+        fmt_text(factor.centre_value),
+        factor.scale,
+    ]
+
+
 def _study_summary(study: Study) -> str:
     spec = study.spec
     lines = [
@@ -118,17 +141,7 @@ def _study_summary(study: Study) -> str:
         "",
         md_table(
             ["code", "name", "low", "high", "centre", "scale"],
-            [
-                [
-                    fmt_text(f.code),
-                    f"`{f.name}`",
-                    fmt_text(f.low),
-                    fmt_text(f.high),
-                    fmt_text(f.centre_value),
-                    f.scale,
-                ]
-                for f in spec.factors
-            ],
+            [_factor_row(f) for f in spec.factors],
         ),
         "",
         "### Design",

@@ -35,7 +35,7 @@ from stagescreen.study.spec import (
     screen_design,
 )
 from stagescreen_contract.checks import CROSS_CHECKS, CrossCheck, defaults, value_problem
-from stagescreen_contract.variables import SET_PER_RUN, VARIABLES
+from stagescreen_contract.variables import SET_PER_RUN, TYPE_NAMES, VARIABLES, type_of
 
 
 def cross_problems(
@@ -67,6 +67,7 @@ def cross_problems(
         *design_problems,
         *pool_check,
         *_check_stages(stages, codes, pool_names, screen_runs),
+        *([] if factor_problems else _check_centres(factors, codes, stages)),
         *(_check_trainer(trainer, factors) if trainer is not None else []),
         *(
             _trainer_refuses(factors, stages, trainer)
@@ -98,6 +99,45 @@ def _check_factors(factors: list[Factor], codes: list[str]) -> list[tuple[str, s
                 )
             )
         first_code.setdefault(code, index)
+    return problems
+
+
+def _check_centres(
+    factors: list[Factor], codes: list[str], stages: list[Stage]
+) -> list[tuple[str, str]]:
+    """Every place a stage would put a categorical factor at level 0, which it does not have
+    (a bridge, a control, a followup's fixed level or a greedy start at 0)."""
+    categorical = {code: f for code, f in zip(codes, factors, strict=True) if f.categorical}
+    if not categorical:
+        return []
+    problems: list[tuple[str, str]] = []
+
+    def refuse(path: str, code: str, what: str, fix: str) -> None:
+        problems.append(
+            (
+                path,
+                f"factor {categorical[code].described()} is categorical: it has no centre, "
+                f"so {what} cannot set it to 0; {fix}",
+            )
+        )
+
+    for index, stage in enumerate(stages):
+        base = f"stages[{index}]"
+        for field, levels in (("fix", stage.fix), ("start", stage.start)):
+            for code, level in levels.items():
+                if level == 0 and code in categorical:
+                    refuse(f"{base}.{field}.{code}", code, field, "use -1 or +1")
+        for number, selection in enumerate(stage.select):
+            path = f"{base}.select[{number}]"
+            if selection.rule == "bridge":
+                for code in selection.factors:
+                    if code in categorical:
+                        refuse(
+                            f"{path}.factors", code, "rule bridge", "bridge numeric factors only"
+                        )
+            for code, level in selection.levels.items():
+                if level == 0 and code in categorical:
+                    refuse(f"{path}.levels.{code}", code, f"rule {selection.rule}", "use -1 or +1")
     return problems
 
 
@@ -415,14 +455,45 @@ def _unknown(name: str, path: str) -> tuple[str, str]:
     return path, f"{name} is not a variable the trainer reads{hint}"
 
 
-def _levels_run(factor: Factor, stages: Sequence[Stage]) -> dict[str, int | float]:
-    """The values a study can give the factor: low, high, and the centre when used."""
+def _kind_mismatch(factor: Factor) -> str | None:
+    """Why a categorical factor cannot name a numeric hyperparameter (or a numeric factor a
+    string one), naming the hyperparameters that would fit; None when the kinds agree."""
+    kind = type_of(factor.name)
+    if factor.categorical == (kind is str):
+        return None
+    strings = sorted(
+        name
+        for name, variable in VARIABLES.items()
+        if variable.metadata["kind"] == "hyper" and name not in SET_PER_RUN and type_of(name) is str
+    )
+    if factor.categorical:
+        fits = (
+            f"the trainer's string hyperparameters: {', '.join(strings)}"
+            if strings
+            else "the trainer has no string hyperparameter"
+        )
+        return (
+            f"factor {factor.described()} is categorical but {factor.name} takes "
+            f"{'an' if kind is int else 'a'} {TYPE_NAMES[kind]}; a categorical factor needs a "
+            f"string hyperparameter ({fits}), or give {factor.name} low and high"
+        )
+    return (
+        f"{factor.name} takes a string; give the factor levels: [a, b] (categorical) "
+        "instead of low and high"
+    )
+
+
+def _levels_run(factor: Factor, stages: Sequence[Stage]) -> dict[str, int | float | str]:
+    """The values a study can give the factor: low, high, and the centre when used (never
+    for a categorical factor: `_check_centres` refuses a bridge on it)."""
+    if factor.categorical:
+        return {"levels[0]": factor.decode(-1), "levels[1]": factor.decode(1)}
     centred = factor.centre is not None or any(
         selection.rule == "bridge" and factor.code in selection.factors
         for stage in stages
         for selection in stage.select
     )
-    levels = {"low": factor.decode(-1), "high": factor.decode(1)}
+    levels: dict[str, int | float | str] = {"low": factor.decode(-1), "high": factor.decode(1)}
     if centred:
         levels["centre"] = factor.decode(0)
     return levels
@@ -433,7 +504,7 @@ def _trainer_refuses(
 ) -> list[tuple[str, str]]:
     """Every reason the trainer would refuse a run of this study, with its field path."""
     found: list[tuple[str, str]] = []
-    usable: dict[int, dict[str, int | float]] = {}
+    usable: dict[int, dict[str, int | float | str]] = {}
     for index, factor in enumerate(factors):
         path = f"factors[{index}]"
         if factor.name not in VARIABLES:
@@ -441,6 +512,9 @@ def _trainer_refuses(
             continue
         if VARIABLES[factor.name].metadata["kind"] != "hyper" or factor.name in SET_PER_RUN:
             found.append((f"{path}.name", f"{factor.name} is a run setting, not a hyperparameter"))
+            continue
+        if why := _kind_mismatch(factor):
+            found.append((f"{path}.{'levels' if factor.categorical else 'name'}", why))
             continue
         levels = _levels_run(factor, stages)
         bad = [(f"{path}.{field}", value_problem(factor.name, v)) for field, v in levels.items()]
@@ -474,9 +548,9 @@ def _trainer_refuses(
 def _failing_combination(
     check: CrossCheck,
     factors: Sequence[Factor],
-    usable: Mapping[int, Sequence[tuple[str, int | float]]],
+    usable: Mapping[int, Sequence[tuple[str, int | float | str]]],
     base: Mapping[str, int | float | str | bool],
-) -> tuple[tuple[int, ...], dict[int, tuple[str, int | float]], str] | None:
+) -> tuple[tuple[int, ...], dict[int, tuple[str, int | float | str]], str] | None:
     """The first combination of every usable factor's levels (in product order, factors in
     spec order, levels low, high, centre) that fails `check`, as level positions, the levels
     and the message; None if none does.
@@ -500,7 +574,7 @@ def _failing_combination(
 
 def _combination_problems(
     factors: Sequence[Factor],
-    usable: Mapping[int, Mapping[str, int | float]],
+    usable: Mapping[int, Mapping[str, int | float | str]],
     fixed: Mapping[str, int | float | str | bool],
 ) -> list[tuple[str, str]]:
     """The trainer's cross-checks over every combination of the factors' levels; each check

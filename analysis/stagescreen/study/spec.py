@@ -277,7 +277,8 @@ def _fmt(value: float) -> str:
 
 
 class Factor(_Model):
-    """A hyperparameter varied at two coded levels, low (-1) and high (+1), plus a centre (0)."""
+    """A hyperparameter varied at two coded levels, -1 and +1: numeric (low, high, and a
+    centre at 0 for bridge points) or categorical (`levels: [a, b]`, no centre)."""
 
     name: str = Field(
         pattern=r"^[A-Z][A-Z0-9_]*$",
@@ -291,8 +292,20 @@ class Factor(_Model):
             "identity). Defaults to the next letter by position."
         ),
     )
-    low: Number = Field(description="Value at coded level -1.")
-    high: Number = Field(description="Value at coded level +1; must differ from low.")
+    low: Number | None = Field(
+        default=None, description="Value at coded level -1 (numeric factors; or give levels)."
+    )
+    high: Number | None = Field(
+        default=None, description="Value at coded level +1; must differ from low."
+    )
+    levels: list[Annotated[str, Field(max_length=MAX_NAME)]] | None = Field(
+        default=None,
+        description=(
+            "Categorical factor, instead of low/high: two distinct strings [a, b] passed to "
+            "the trainer as written (e.g. [AdamW, Muon]); a is coded -1, b +1, so its effect "
+            "reads b minus a. It has no centre: bridge points and level 0 refuse it."
+        ),
+    )
     centre: Number | None = Field(
         default=None,
         description=(
@@ -304,7 +317,8 @@ class Factor(_Model):
         default="float",
         description=(
             "integer: whole-number values; float: linear between levels; log: linear in "
-            "log space, positive values only, whole numbers when low and high are."
+            "log space, positive values only, whole numbers when low and high are. Numeric "
+            "factors only."
         ),
     )
 
@@ -326,9 +340,28 @@ class Factor(_Model):
     def _levels_fit_scale(self, info: ValidationInfo) -> Factor:
         if _lenient(info):
             return self
+        if self.levels is not None:
+            _raise_if(self._categorical_problems())
+            return self
+        if self.low is None or self.high is None:
+            missing = (
+                "low and high"
+                if self.low is None and self.high is None
+                else ("low" if self.low is None else "high")
+            )
+            _raise_if(
+                [
+                    (
+                        "low" if self.low is None else "high",
+                        f"missing {missing}: a numeric factor gives low and high, a "
+                        "categorical one levels: [a, b] instead",
+                    )
+                ]
+            )
+            return self
         problems: list[tuple[str, str]] = []
-        levels = {"low": self.low, "high": self.high, "centre": self.centre}
-        for field, value in levels.items():
+        values = {"low": self.low, "high": self.high, "centre": self.centre}
+        for field, value in values.items():
             if value is None:
                 continue
             if self.scale == "integer" and value != int(value):
@@ -350,6 +383,51 @@ class Factor(_Model):
         _raise_if(problems)
         return self
 
+    def _categorical_problems(self) -> list[tuple[str, str]]:
+        """Each mistake in a categorical factor, once, with the fix."""
+        levels = self.levels or []
+        problems: list[tuple[str, str]] = []
+        given = [field for field in ("low", "high") if getattr(self, field) is not None]
+        if given:
+            problems.append(
+                (
+                    given[0],
+                    f"give levels (categorical) or low/high (numeric), not both; remove "
+                    f"{' and '.join(given)}",
+                )
+            )
+        for field in ("centre", "scale"):
+            if field in self.model_fields_set:
+                problems.append(
+                    (
+                        field,
+                        f"a categorical factor (levels {', '.join(levels)}) has no {field}; "
+                        f"remove {field}",
+                    )
+                )
+        if len(levels) != 2:
+            problems.append(
+                (
+                    "levels",
+                    f"a categorical factor takes exactly two levels (got {len(levels)}: "
+                    f"{levels}); write levels: [a, b], e.g. [AdamW, Muon]",
+                )
+            )
+        elif any(not level.strip() for level in levels):
+            problems.append(("levels", f"each level needs a non-empty name (got {levels})"))
+        elif levels[0] == levels[1]:
+            problems.append(("levels", f"the two levels must differ (both {levels[0]!r})"))
+        return problems
+
+    @property
+    def categorical(self) -> bool:
+        """Whether the factor names two strings (`levels`) rather than two numbers."""
+        return self.levels is not None
+
+    def described(self) -> str:
+        """`OPTIMIZER (levels AdamW, Muon)`: how messages name a categorical factor."""
+        return f"{self.name} (levels {', '.join(self.levels or [])})"
+
     @property
     def whole(self) -> bool:
         """Whether decoded values are whole numbers (integer scale, or log between two ints)."""
@@ -357,24 +435,30 @@ class Factor(_Model):
             self.scale == "log" and isinstance(self.low, int) and isinstance(self.high, int)
         )
 
+    def _numbers(self) -> tuple[int | float, int | float]:
+        """low and high of a numeric factor; a categorical one has no numbers to move between."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"factor {self.described()} is categorical: it has no centre")
+        return self.low, self.high
+
     @property
     def centre_value(self) -> int | float:
         """The level-0 value: declared centre, else the (geometric for log) midpoint, as a
         person would write it: whole numbers rounded, others to three significant figures
         (0.02..0.04 on a log scale centres at 0.0283, not 0.0282842712474619). The trainer
-        gets exactly the value reports print."""
+        gets exactly the value reports print. A categorical factor has none (ValueError)."""
+        low, high = self._numbers()
         if self.centre is not None:
             return self.centre
-        if self.scale == "log":
-            middle = math.sqrt(self.low * self.high)
-        else:
-            middle = (self.low + self.high) / 2
+        middle = math.sqrt(low * high) if self.scale == "log" else (low + high) / 2
         return math.floor(middle + 0.5) if self.whole else float(f"{middle:.3g}")
 
-    def decode(self, level: float) -> int | float:
+    def decode(self, level: float) -> int | float | str:
         """Real value at a coded level in [-1, +1]; the project's one decoder of levels.
 
-        -1, 0 and +1 give low, `centre_value` and high exactly. A level in between moves
+        A categorical factor gives its first level at -1 and its second at +1, as written,
+        and nothing in between. For a numeric one, -1, 0 and +1 give low, `centre_value` and
+        high exactly. A level in between moves
         linearly (in log space for log scale) from the centre towards high (level > 0) or low
         (level < 0), so a centre off the midpoint still decodes exactly at 0: ASPECT_RATIO
         48/64/72 gives 68 at +0.5, not the 66 of one line from low to high. Whole-number
@@ -382,10 +466,13 @@ class Factor(_Model):
         """
         if not -1 <= level <= 1:
             raise ValueError(f"coded level must lie in [-1, +1] (got {level})")
+        if self.levels is not None and level in (-1, 1):
+            return self.levels[0] if level == -1 else self.levels[1]
+        low, high = self._numbers()
         if level in (-1, 0, 1):
-            value = {-1: self.low, 0: self.centre_value, 1: self.high}[int(level)]
+            value = {-1: low, 0: self.centre_value, 1: high}[int(level)]
         else:
-            end = self.high if level > 0 else self.low
+            end = high if level > 0 else low
             if self.scale == "log":
                 centre_log = math.log(self.centre_value)
                 value = math.exp(centre_log + abs(level) * (math.log(end) - centre_log))
