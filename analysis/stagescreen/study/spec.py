@@ -26,8 +26,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     WithJsonSchema,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -382,6 +384,17 @@ class Factor(_Model):
             )
         _raise_if(problems)
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_scale_when_categorical(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        """A categorical factor is written without the numeric default `scale: float`, so the
+        spec a study stores reads back as valid (scale beside levels is refused)."""
+        data: dict[str, Any] = handler(self)
+        if self.levels is not None:
+            data.pop("scale", None)
+        return data
 
     def _categorical_problems(self) -> list[tuple[str, str]]:
         """Each mistake in a categorical factor, once, with the fix."""
