@@ -279,8 +279,7 @@ def _fmt(value: float) -> str:
 
 
 class Factor(_Model):
-    """A hyperparameter varied at two coded levels, -1 and +1: numeric (low, high, and a
-    centre at 0 for bridge points) or categorical (`levels: [a, b]`, no centre)."""
+    """A hyperparameter at coded levels -1/+1: numeric (low, high, centre 0) or categorical."""
 
     name: str = Field(
         pattern=r"^[A-Z][A-Z0-9_]*$",
@@ -340,10 +339,10 @@ class Factor(_Model):
 
     @model_validator(mode="after")
     def _levels_fit_scale(self, info: ValidationInfo) -> Factor:
-        if _lenient(info):
-            return self
+        # The form (two levels, or low and high) counts even when lenient: every decode needs it.
         if self.levels is not None:
-            _raise_if(self._categorical_problems())
+            shape = [p for p in self._categorical_problems() if p[0] == "levels"]
+            _raise_if(shape if _lenient(info) else self._categorical_problems())
             return self
         if self.low is None or self.high is None:
             missing = (
@@ -351,7 +350,7 @@ class Factor(_Model):
                 if self.low is None and self.high is None
                 else ("low" if self.low is None else "high")
             )
-            _raise_if(
+            raise _Problems(
                 [
                     (
                         "low" if self.low is None else "high",
@@ -360,6 +359,7 @@ class Factor(_Model):
                     )
                 ]
             )
+        if _lenient(info):
             return self
         problems: list[tuple[str, str]] = []
         values = {"low": self.low, "high": self.high, "centre": self.centre}
