@@ -24,6 +24,13 @@ def spec(d: Spec) -> Any:
     return d["spec"]
 
 
+def windows(d: Spec, **fields: Any) -> Spec:
+    """Factor B as the categorical window pattern, L vs SSSL, with `fields` added."""
+    spec(d)["factors"][1] = {"name": "WINDOW_PATTERN", "code": "B", "levels": ["L", "SSSL"]}
+    spec(d)["factors"][1].update(fields)
+    return d
+
+
 BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
     "no factors": (lambda d: spec(d).pop("factors"), "spec.factors"),
     "factor low equals high": (
@@ -39,6 +46,26 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
         "HEAD_DIMM",
     ),
     "factor also fixed": (lambda d: spec(d)["trainer"]["hyperparameters"].update(DEPTH=2), "DEPTH"),
+    "categorical levels and low": (lambda d: windows(d, low=1), "spec.factors[1].low"),
+    "one categorical level": (lambda d: windows(d, levels=["L"]), "spec.factors[1].levels"),
+    "equal categorical levels": (
+        lambda d: windows(d, levels=["L", "L"]),
+        "spec.factors[1].levels",
+    ),
+    "categorical centre": (lambda d: windows(d, centre=1), "spec.factors[1].centre"),
+    "categorical factor on a number": (
+        lambda d: (
+            spec(d)["factors"].insert(0, {"name": "DEPTH", "code": "A", "levels": ["1", "2"]})
+            or spec(d)["factors"].pop(1)
+        ),
+        "spec.factors[0].levels: factor DEPTH (levels 1, 2) is categorical but DEPTH takes",
+    ),
+    "bridge on a categorical factor": (
+        lambda d: spec(windows(d))["stages"][1]["select"].append(
+            {"from": "screen", "rule": "bridge", "factors": ["B"]}
+        ),
+        "spec.stages[1].select[2].factors: factor WINDOW_PATTERN (levels L, SSSL) is categorical",
+    ),
     "wrong type level": (lambda d: spec(d)["factors"][0].update(low="one"), "spec.factors[0].low"),
     "bad generator": (
         lambda d: spec(d).update(design={"type": "fractional", "generators": ["B=AZ"]}),
