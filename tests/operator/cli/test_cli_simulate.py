@@ -318,3 +318,8 @@ def test_a_half_fraction_confirms_the_corner_its_model_predicts_and_never_ran(
     }
     outcome = json.loads((out / "half/stages/confirm/outcome.json").read_text())
     assert outcome["ranking"][0]["condition_id"] == "full32_c01"
+    report = runner.invoke(app, ["report", str(out / "half")])
+    assert report.exit_code == 0, report.output
+    text = "\n".join(path.read_text() for path in (out / "half").rglob("*.md"))
+    assert "predicted-1 `full32_c01`: the model of screen predicts " in text
+    assert "(never run there)." in text
