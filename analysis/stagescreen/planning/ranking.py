@@ -1,8 +1,9 @@
 """Ranking conditions and choosing anchors: the one ranking every decision reads.
 
 `rank_conditions` orders a stage's conditions at one budget; `select_anchors` applies a
-`select` rule to that ranking. Ties break on condition id, so a ranking and everything
-promoted from it are reproducible.
+`select` rule to that ranking (rule `predicted` reads the source's fitted model instead,
+`planning.predicted`, and the ranking only for its fallback and the best run condition).
+Ties break on condition id, so a ranking and everything promoted from it are reproducible.
 """
 
 from __future__ import annotations

@@ -132,3 +132,22 @@ def test_a_followup_with_interactions_predicts_with_the_interactions_that_hold()
     # A-B+: -0.02 - 0.05 - 0.08 = -0.15 beats A+B-: +0.02 + 0.05 - 0.08 = -0.01 and A+B+
     assert (anchor.levels["A"], anchor.levels["B"], anchor.levels["E"]) == (-1, 1, -1)
     assert anchor.ran is True
+
+
+def test_on_two_pools_and_a_shorter_budget_the_pick_is_the_same_corner() -> None:
+    spec = half_fraction("{from: screen, rule: predicted, at: 60s}")
+    two_pools = spec.model_copy(
+        update={
+            "pools": [*spec.pools, spec.pools[0].model_copy(update={"name": "gpu2"})],
+            "stages": [
+                spec.stages[0].model_copy(update={"pools": ["gpu", "gpu2"]}),
+                *spec.stages[1:],
+            ],
+        }
+    )
+    results = screened(two_pools, RISING)
+    assert set(results["pool"]) == {"gpu", "gpu2"}
+    (anchor,) = select_anchors(two_pools, two_pools.stage("confirm").select[0], results)
+    assert anchor.condition_id == "full32_c01" and anchor.ran is False
+    at_60 = results[results["budget_s"] == 60]["val_bpb"]
+    assert anchor.predicted is not None and anchor.predicted < at_60.min()
