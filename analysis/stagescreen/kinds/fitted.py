@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from stagescreen.kinds.base import Section, StageKind, StageResults
 from stagescreen.outcomes.model import StageOutcome
-from stagescreen.planning.plans import stage_pools
 from stagescreen.reports.formatting import (
     DASH,
     fmt_budget,
@@ -24,9 +23,13 @@ from stagescreen.reports.formatting import (
     md_table,
 )
 from stagescreen.statistics import families as fx
-from stagescreen.statistics.coding import model_terms
 from stagescreen.statistics.noise import effect_floors
-from stagescreen.statistics.retention import judged_budget, retained_factors
+from stagescreen.statistics.retention import (
+    free_factors,
+    judged_budget,
+    retained_factors,
+    stage_families,
+)
 from stagescreen.storage.jsonvalues import Scalar
 
 
@@ -38,11 +41,12 @@ class EffectKind(StageKind):
 
     def summarise(self, at: StageResults, out: StageOutcome) -> None:
         """Main effects per budget, the factors they retain, relaxation with budget."""
-        families = effect_families(at, free_factors(at))
+        factors = free_factors(at.spec, at.stage)
+        families = stage_families(at.spec, at.stage, at.usable, factors)
         out.effects = fx.EffectFamilies(families=tuple(families))
         out.retained = retained_factors(families)
         out.retained_at = judged_budget(families)
-        out.noise_floor = effect_floors(families, at.usable, at.spec.metric.name, free_factors(at))
+        out.noise_floor = effect_floors(families, at.usable, at.spec.metric.name, factors)
         if at.usable["budget_s"].nunique() > 1:
             out.relaxation = fx.relaxation_table(families, "budget_s")
 
@@ -70,33 +74,6 @@ class EffectKind(StageKind):
         if outcome.relaxation:
             sections.append(("Relaxation with budget", _relaxation_section(outcome.relaxation)))
         return sections
-
-
-def free_factors(at: StageResults) -> list[str]:
-    """The factors the stage varies: every factor it does not `fix`."""
-    return [code for code in at.spec.codes if code not in at.stage.fix]
-
-
-def effect_families(at: StageResults, factors: Sequence[str], order: int = 1) -> list[fx.Family]:
-    """Effects per budget (and pool); on several pools each factor's p-values over a budget's
-    pools are combined (Simes) and BH runs over the factors, so retaining a factor is one
-    claim per factor (factor-level FDR 0.041 with two pools and 0.037 with four, where BH
-    across every pool's effects reached 0.056 and 0.082, and BH per pool 0.069 and 0.158)."""
-    spec, stage, rows = at.spec, at.stage, at.usable
-    block = "seed" if len(stage.seeds) > 1 else None
-    groups = ["budget_s", "pool"] if len(stage_pools(spec, stage)) > 1 else ["budget_s"]
-    terms = len(model_terms(factors, order))
-    saturated = block is None and rows.groupby(groups).size().max() <= terms + 1
-    return fx.fit_effects(
-        rows,
-        spec.metric.name,
-        factors,
-        by=groups,
-        block=block,
-        order=order,
-        lenth=saturated,
-        q_across=["pool"] if "pool" in groups else (),
-    )
 
 
 # --- report sections -------------------------------------------------------------------------

@@ -8,13 +8,14 @@ import pandas as pd
 
 from stagescreen import design as designs
 from stagescreen.kinds.base import StageResults
-from stagescreen.kinds.fitted import EffectKind, effect_families, free_factors
+from stagescreen.kinds.fitted import EffectKind
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.planning.ids import condition_name
 from stagescreen.planning.plans import StagePlan, expand_runs, stage_pools
 from stagescreen.statistics import families as fx
 from stagescreen.statistics.coding import EffectsError
 from stagescreen.statistics.pooled import PooledBudgetFit, pooled_budget_effects
+from stagescreen.statistics.retention import free_factors, stage_families
 from stagescreen.study.bounds import MAX_DESIGN_RUNS
 from stagescreen.study.spec import Stage, StudySpec
 
@@ -78,8 +79,10 @@ class Followup(EffectKind):
         super().summarise(at, out)
         if not at.stage.interactions:
             return
-        factors = free_factors(at)
-        out.interactions = fx.EffectFamilies(families=tuple(effect_families(at, factors, 2)))
+        factors = free_factors(at.spec, at.stage)
+        out.interactions = fx.EffectFamilies(
+            families=tuple(stage_families(at.spec, at.stage, at.usable, factors, 2))
+        )
         if at.usable["budget_s"].nunique() > 1:
             out.pooled = _pooled(at, factors, out.notes)
 

@@ -160,7 +160,8 @@ class PairWins(_Record):
 
 class AnchorRecord(_Record):
     """A condition carried into a stage, with the rule and source stage that chose it, and
-    its ended and failed runs at the source (`plans.Anchor`)."""
+    its ended and failed runs at the source (`plans.Anchor`); a `predicted` anchor adds its
+    predicted metric, whether the source ran it, and a note when the rule fell back."""
 
     condition_id: str
     role: str | None = None
@@ -169,6 +170,9 @@ class AnchorRecord(_Record):
     levels: dict[str, int] = Field(default_factory=dict)
     runs: int = 0
     failed: int = 0
+    predicted: JsonFloat = Field(default=None, exclude_if=lambda value: value is None)
+    ran: bool | None = Field(default=None, exclude_if=lambda value: value is None)
+    note: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class Promotion(AnchorRecord):

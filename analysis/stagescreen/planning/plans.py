@@ -34,7 +34,10 @@ class Anchor:
     """A condition carried into a stage, with the rule and source stage that chose it.
 
     `runs` and `failed` are the source condition's ended runs at the ranked budget and how
-    many of them failed or diverged: an anchor promoted despite failures says so.
+    many of them failed or diverged: an anchor promoted despite failures says so. A
+    `predicted` anchor also carries the metric its source's model predicts (`predicted`),
+    whether the source ran it (`ran`: a half fraction's model may pick a corner it never
+    ran), and a `note` when the rule fell back to the best run condition.
     """
 
     condition_id: str
@@ -44,6 +47,9 @@ class Anchor:
     source: str | None
     runs: int = 0
     failed: int = 0
+    predicted: float | None = None
+    ran: bool | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Ranking conditions and choosing anchors: the one ranking every decision reads.
 
 `rank_conditions` orders a stage's conditions at one budget; `select_anchors` applies a
-`select` rule to that ranking. Ties break on condition id, so a ranking and everything
-promoted from it are reproducible.
+`select` rule to that ranking (rule `predicted` reads the source's fitted model instead,
+`planning.predicted`, and the ranking only for its fallback and the best run condition).
+Ties break on condition id, so a ranking and everything promoted from it are reproducible.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 
 from stagescreen.planning.ids import condition_name
 from stagescreen.planning.plans import Anchor, Unplannable
+from stagescreen.planning.predicted import kept_terms, predicted_corners
 from stagescreen.statistics.coding import EffectsError
 from stagescreen.statistics.means import ConditionMean, adjusted_means, condition_means
 from stagescreen.study.spec import WINNER_RULES, Selection, StudySpec
@@ -151,6 +153,8 @@ def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame)
             f"select rule {selection.rule!r} from stage {source!r}: no succeeded runs to rank "
             f"at {at} s"
         )
+    if selection.rule == "predicted":
+        return _predicted_anchors(spec, selection, rows, ranking, int(at))
     if selection.rule == "worst":
         # the worst recipe by its metric, a contrast for the best: failures do not enter
         worst_first = ranking["mean"] if spec.metric.goal == "maximize" else -ranking["mean"]
@@ -185,6 +189,62 @@ def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame)
                 source,
                 runs=int(source_row["runs"]),
                 failed=int(source_row["failed"]),
+            )
+        )
+    return anchors
+
+
+def _predicted_anchors(
+    spec: StudySpec, selection: Selection, rows: pd.DataFrame, ranking: pd.DataFrame, at: int
+) -> list[Anchor]:
+    """The k corners the source's model predicts best (`planning.predicted`), each with its
+    prediction and whether the source ran it; with no effect retained at `at`, the k best
+    run conditions, each saying so in its note."""
+    source = spec.stage(selection.from_ or "")
+    codes = spec.codes
+    usable = succeeded(rows, spec.metric.name)
+    terms = kept_terms(spec, source, usable, at)
+    record = ranking.set_index("condition_id")
+    roles = _roles(selection, selection.k)
+    if not terms:
+        note = f"no effect retained at {at} s: the best run condition instead"
+        picked = list(ranking["condition_id"].iloc[: selection.k])
+        return [
+            Anchor(
+                cid,
+                _levels_of(rows, cid, codes),
+                role,
+                selection.rule,
+                source.name,
+                runs=int(record.loc[cid, "runs"]),
+                failed=int(record.loc[cid, "failed"]),
+                ran=True,
+                note=note,
+            )
+            for role, cid in zip(roles, picked, strict=False)
+        ]
+    best = _levels_of(rows, str(ranking["condition_id"].iloc[0]), codes)
+    ran = {
+        tuple(int(level) for level in point): str(cid)
+        for *point, cid in rows[[*codes, "condition_id"]].drop_duplicates().itertuples(index=False)
+    }
+    anchors = []
+    corners = predicted_corners(spec, source, usable, at, best, terms)
+    for role, corner in zip(roles, corners, strict=False):
+        key = tuple(corner.levels[code] for code in codes)
+        cid = ran.get(key) or condition_name(corner.levels, spec)
+        counted = cid in record.index
+        anchors.append(
+            Anchor(
+                cid,
+                dict(corner.levels),
+                role,
+                selection.rule,
+                source.name,
+                runs=int(record.loc[cid, "runs"]) if counted else 0,
+                failed=int(record.loc[cid, "failed"]) if counted else 0,
+                predicted=corner.predicted,
+                ran=key in ran,
             )
         )
     return anchors

@@ -173,7 +173,21 @@ def _anchor_rows(entries: Sequence[AnchorRecord]) -> str:
     text = md_table(header, rows)
     if any(entry.failed for entry in entries):
         text += "\n\nAn anchor with failures at its source was promoted despite them."
+    predictions = [_prediction(entry) for entry in entries if entry.rule == "predicted"]
+    if predictions:
+        text += "\n\n" + "\n".join(f"- {line}" for line in predictions)
     return text
+
+
+def _prediction(entry: AnchorRecord) -> str:
+    """What the `predicted` rule saw for one anchor: the metric the source's model predicts
+    and whether the source ran the corner, or why it fell back to the best run condition."""
+    name = f"{fmt_text(entry.role)} `{fmt_text(entry.condition_id)}`"
+    if entry.note:
+        return f"{name}: {entry.note}."
+    ran = "run there" if entry.ran else "never run there"
+    source = fmt_text(entry.source)
+    return f"{name}: the model of {source} predicts {fmt_mean(entry.predicted)} ({ran})."
 
 
 def _best_interval(best: Best) -> str:

@@ -10,7 +10,8 @@ answers how often it would. Each replicate draws every run of the study's fixed-
 - per anchor rule that picks from a fixed-design stage (best, worst, bridge): how often its
   pick, ranked as `ranking.select_anchors` ranks (for best and bridge, a condition that lost
   runs behind every one that lost fewer), is the true optimum, the condition with the best
-  (or worst) noise-free mean at the budget the rule ranks at.
+  (or worst) noise-free mean at the budget the rule ranks at. Rule predicted is named as
+  not rehearsed: its pick is a refit and a corner search per replicate.
 
 Departures from calling `families.fit_effects` once per replicate, each for speed: within a
 stage the design matrix is the same in every replicate, so all replicates of a family are
@@ -445,6 +446,13 @@ def _picks(
             if selection.rule == "control" or selection.from_ is None:
                 continue
             source = spec.stage(selection.from_)
+            if selection.rule == "predicted":
+                notes.append(
+                    f"stage {stage.name!r}: rule predicted from {source.name!r} is not "
+                    "rehearsed: its pick is a model refit and a search of the 2^k corners per "
+                    "replicate, not a ranking of the conditions the source ran"
+                )
+                continue
             if selection.rule not in RANKING_RULES or not kind_of(source).fits_effects:
                 notes.append(
                     f"stage {stage.name!r}: rule {selection.rule} from {source.name!r} "

@@ -12,10 +12,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
+
+from stagescreen.planning.plans import stage_pools
 from stagescreen.statistics import families as fx
+from stagescreen.statistics.coding import model_terms
+from stagescreen.study.spec import Stage, StudySpec
 
 FDR = 0.05
 """The q threshold at which a main effect counts as retained (paper 4.4)."""
+
+
+def free_factors(spec: StudySpec, stage: Stage) -> list[str]:
+    """The factors a stage varies: every factor it does not `fix`."""
+    return [code for code in spec.codes if code not in stage.fix]
+
+
+def stage_families(
+    spec: StudySpec, stage: Stage, rows: pd.DataFrame, factors: Sequence[str], order: int = 1
+) -> list[fx.Family]:
+    """A screen's or follow-up's effects per budget (and pool), as its outcome fits them and
+    the `predicted` select rule refits them: seed as a block when the stage runs several
+    seeds, Lenth's margin for a saturated family. On several pools each factor's p-values
+    over a budget's pools are combined (Simes) and BH runs over the factors, so retaining a
+    factor is one claim per factor (factor-level FDR 0.041 with two pools and 0.037 with
+    four, where BH across every pool's effects reached 0.056 and 0.082, and BH per pool 0.069
+    and 0.158)."""
+    block = "seed" if len(stage.seeds) > 1 else None
+    groups = ["budget_s", "pool"] if len(stage_pools(spec, stage)) > 1 else ["budget_s"]
+    terms = len(model_terms(factors, order))
+    saturated = block is None and rows.groupby(groups).size().max() <= terms + 1
+    return fx.fit_effects(
+        rows,
+        spec.metric.name,
+        factors,
+        by=groups,
+        block=block,
+        order=order,
+        lenth=saturated,
+        q_across=["pool"] if "pool" in groups else (),
+    )
 
 
 def judged_budget(families: Sequence[fx.Family]) -> int | None:

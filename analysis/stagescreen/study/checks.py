@@ -22,6 +22,7 @@ from stagescreen import design as designs
 from stagescreen.kinds import KINDS
 from stagescreen.study.bounds import MAX_DESIGN_RUNS, MAX_RUNS
 from stagescreen.study.spec import (
+    MODEL_RULES,
     RANKING_RULES,
     WINNER_RULES,
     DesignSpec,
@@ -328,6 +329,16 @@ def _check_selection(
             (
                 f"{path}.from",
                 f"rule {selection.rule} needs a {needs} stage ({source_name!r} is {source.kind})",
+            )
+        )
+    fitted = KINDS.get(source.kind)
+    if selection.rule in MODEL_RULES and fitted is not None and not fitted.fits_effects:
+        effect_kinds = " or ".join(name for name, kind in KINDS.items() if kind.fits_effects)
+        problems.append(
+            (
+                f"{path}.from",
+                f"rule {selection.rule} predicts from fitted effects, so it needs a "
+                f"{effect_kinds} stage ({source_name!r} is {source.kind}, which fits none)",
             )
         )
     if selection.among:

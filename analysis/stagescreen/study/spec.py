@@ -67,7 +67,14 @@ KIND = "ScreeningStudy"
 FACTOR_LETTERS = "ABCDEFGHJKLMNOPQRSTUVWXYZ"
 
 SelectionRule = Literal[
-    "best", "worst", "bridge", "control", "greedy-winner", "random-winner", "halving-winner"
+    "best",
+    "worst",
+    "bridge",
+    "predicted",
+    "control",
+    "greedy-winner",
+    "random-winner",
+    "halving-winner",
 ]
 
 WINNER_RULES: dict[str, str] = {
@@ -77,8 +84,12 @@ WINNER_RULES: dict[str, str] = {
 }
 """Rules that pick the one incumbent of a baseline stage, and the kind of stage each reads."""
 
-RANKING_RULES = ("best", "worst", "bridge")
+RANKING_RULES = ("best", "worst", "bridge", "predicted")
 """Rules whose picks are ranked conditions of the source stage (k of them)."""
+
+MODEL_RULES = ("predicted",)
+"""Rules that read the source's fitted effects, so their source must be a screen or
+follow-up (a kind that `fits_effects`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,7 +572,10 @@ class Selection(_Model):
     rule: SelectionRule = Field(
         description=(
             "best / worst: the k conditions with the best / worst mean at budget `at`; "
-            "bridge: the k best, with `factors` moved to their centre level; control: the "
+            "bridge: the k best, with `factors` moved to their centre level; predicted: the k "
+            "corners of the 2^k space the source's retained effects at `at` predict best, "
+            "run or not (a screen or follow-up source; nothing retained: the best run "
+            "conditions); control: the "
             "predeclared coded `levels`; greedy-winner / random-winner / halving-winner: the "
             "incumbent of a greedy / random / halving stage."
         )

@@ -228,3 +228,16 @@ def test_a_pick_follows_the_studys_failure_ordering() -> None:
         results = power.replicate_results(PAPER, model, seed=9, replicate=r)
         [anchor] = select_anchors(PAPER, selection, results)
         assert pick.conditions[chosen[r]] == anchor.condition_id, r
+
+
+def test_a_predicted_pick_is_named_as_not_rehearsed() -> None:
+    text = (ROOT / "examples" / "quickstart.yaml").read_text()
+    spec = load_study(
+        text.replace("{from: screen, rule: best, role: best}", "{from: screen, rule: predicted}")
+    ).spec
+    report = power.power_study(spec, PLAIN, replicates=20)
+    assert all(anchor.rule != "predicted" for anchor in report.anchors)
+    assert any(
+        "rule predicted from 'screen' is not rehearsed: its pick is a model refit" in note
+        for note in report.notes
+    )

@@ -261,3 +261,65 @@ def test_noise_from_reads_a_study_in_s3(s3_bucket: S3Bucket) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"run noise sd measured in {finished}: " in result.stdout
+
+
+HALF_FRACTION = """
+apiVersion: stagescreen.dev/v1alpha1
+kind: ScreeningStudy
+metadata: {name: half}
+spec:
+  factors:
+    - {name: DEPTH, code: A, low: 6, high: 8, scale: integer}
+    - {name: ASPECT_RATIO, code: B, low: 48, high: 72, scale: integer}
+    - {name: MATRIX_LR, code: C, low: 0.03, high: 0.05}
+    - {name: TOTAL_BATCH_SIZE, code: D, low: 262144, high: 524288, scale: log}
+    - {name: WARMDOWN_RATIO, code: E, low: 0.25, high: 0.5}
+  design: {type: fractional, generators: [E=ABCD]}
+  metric: {name: val_bpb, goal: minimize}
+  stages:
+    - {name: screen, kind: screen, budgets: [60s, 120s], seeds: 2}
+    - name: confirm
+      kind: confirm
+      budgets: [120s]
+      seeds: 2
+      select:
+        - {from: screen, rule: predicted, k: 2}
+        - {from: screen, rule: best}
+  pools:
+    - {name: gpu, gpus: 1}
+"""
+
+
+def test_a_half_fraction_confirms_the_corner_its_model_predicts_and_never_ran(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "half.yaml"
+    spec.write_text(HALF_FRACTION)
+    out = tmp_path / "sim"
+    # Every high level raises the metric: the best corner, all low, is outside E=ABCD.
+    plain = ["--noise", "0.004", "--relaxation", "0.8", "--spread", "0", "--divergence", "0"]
+    effects = "A=0.2,B=0.1,C=0.15,D=0.06,E=0.12"
+    result = runner.invoke(
+        app, ["simulate", str(spec), "--effects", effects, *plain, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    screen = json.loads((out / "half/stages/screen/outcome.json").read_text())
+    promoted = {p["role"]: p for p in screen["promoted"]}
+    first = promoted["predicted-1"]
+    assert first["condition_id"] == "full32_c01"
+    assert first["ran"] is False and first["levels"] == dict.fromkeys("ABCDE", -1)
+    assert "predicted" not in promoted["best"]  # only the predicted rule predicts
+    assert promoted["predicted-2"]["ran"] is True
+    confirm = pd.read_parquet(out / "half/stages/confirm/results.parquet")
+    assert set(confirm["condition_id"]) == {
+        "full32_c01",
+        promoted["predicted-2"]["condition_id"],
+        promoted["best"]["condition_id"],
+    }
+    outcome = json.loads((out / "half/stages/confirm/outcome.json").read_text())
+    assert outcome["ranking"][0]["condition_id"] == "full32_c01"
+    report = runner.invoke(app, ["report", str(out / "half")])
+    assert report.exit_code == 0, report.output
+    text = "\n".join(path.read_text() for path in (out / "half").rglob("*.md"))
+    assert "predicted-1 `full32_c01`: the model of screen predicts " in text
+    assert "(never run there)." in text

@@ -125,3 +125,13 @@ def test_a_worst_rule_labelled_best_is_refused(tmp_path: Path) -> None:
         "spec.stages[1].select[1].role: a worst rule labelled 'best-2' would read as the best "
         "condition in every report; name it worst or neutrally"
     ]
+
+
+def test_a_predicted_rule_needs_a_stage_that_fits_effects(tmp_path: Path) -> None:
+    problems = invalid(
+        tmp_path, "{from: confirm, rule: best, role: best}", "{from: confirm, rule: predicted}"
+    )
+    assert problems == [
+        "spec.stages[2].select[0].from: rule predicted predicts from fitted effects, so it "
+        "needs a screen or followup stage ('confirm' is confirm, which fits none)"
+    ]
