@@ -89,6 +89,7 @@ def _coded(column: pd.Series, factor: Factor) -> tuple[pd.Series, str]:
     if by_code.notna().all():
         return by_code.astype(int), "codes"
     bad = column[by_value.isna()].iloc[0]
+    bad = bad.item() if isinstance(bad, np.generic) else bad
     shown = ", ".join(str(v) for _, v in sorted(values.items()))
     raise ReplayError(
         f"column {factor.name}: {bad!r} is not a level of {factor.name} (its values {shown}, "
