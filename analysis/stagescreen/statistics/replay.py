@@ -106,8 +106,8 @@ class Table:
 
     name: str
     rows: pd.DataFrame
-    """Coded levels per factor code, `budget_s` (NaN without a budget column), `seed`
-    (NaN without a seed column) and the metric, indexed by the source table's rows."""
+    """Coded levels per factor code, `budget_s` (NaN without a budget column), `seed` (with
+    a seed column only) and the metric, indexed as the source table's rows (from 0)."""
     factors: Mapping[str, Factor]
     """Factor code -> factor, in spec order."""
     read_as: Mapping[str, str]

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from replayed import FACTORS, SWEEP, measured_table
+from replayed import FACTORS, SWEEP, SWEEP_FILE, measured_table
 
 from stagescreen.statistics import replay, synthetic
+from stagescreen.study.parse import load_study
 
 SPEC = SWEEP.spec
 
@@ -156,3 +157,27 @@ def test_only_csv_and_parquet_tables_are_read(tmp_path: Path) -> None:
 
 def test_the_table_columns_are_the_factor_names() -> None:
     assert [factor.name for factor in SPEC.factors] == FACTORS
+
+
+def test_sequential_stages_replay_step_by_step() -> None:
+    """Greedy and random stages plan from what they measured: each step is a table lookup."""
+    text = SWEEP_FILE.read_text().replace(
+        "  pools:\n",
+        "    - {name: climb, kind: greedy, budgets: [30m], maxRuns: 6}\n"
+        "    - {name: draws, kind: random, budgets: [30m], batches: 2, drawsPerBatch: 3}\n"
+        "  pools:\n",
+        1,
+    )
+    spec = load_study(text, trains=False).spec
+    frame = measured_table()
+    table = replay.table_for(spec, frame, "sweep.csv")
+    results = pd.DataFrame()
+    for stage in spec.stages:
+        results = synthetic.simulate_stage(spec, stage.name, results, table)
+    key = ["A", "B", "C", "budget_s", "seed"]
+    measured = coded(frame).set_index(key)["val_loss"]
+    later = results[results["stage"].isin(["climb", "draws"])]
+    assert len(later[later["stage"] == "climb"]) == 6 and len(later[later["stage"] == "draws"]) == 6
+    assert later["val_loss"].tolist() == [
+        measured.loc[tuple(row)] for row in later[key].itertuples(index=False)
+    ]
