@@ -381,7 +381,8 @@ def _replay(study: Study, path: Path, seed: int, out: str) -> None:
 
 def _write_study(study: Study, source: RunSource, out: str, word: str, header: list[str]) -> None:
     """Every stage answered by `source` (planted model or measured table), written as a real
-    study would be; every printed line starts with `word`."""
+    study would be; every printed line starts with `word`. All stages are answered before
+    anything is written, so a table that cannot answer a run leaves no half-written study."""
     import pandas as pd
 
     from stagescreen.statistics import synthetic
@@ -393,17 +394,23 @@ def _write_study(study: Study, source: RunSource, out: str, word: str, header: l
     try:
         store = open_store(out)
         _refuse_study_storage(study, store, out)
+    except StoreError as error:
+        raise fail(f"--out {out!r}: {error}") from None
+    results = pd.DataFrame()
+    so_far = {}
+    for stage in spec.stages:
+        results = synthetic.simulate_stage(spec, stage.name, results, source)
+        so_far[stage.name] = results
+    try:
         publish.publish_spec(store, study)
     except StoreError as error:
         raise fail(f"--out {out!r}: {error}") from None
     for line in header:
         typer.echo(line)
-    results = pd.DataFrame()
     records = {}
-    for stage in spec.stages:
-        results = synthetic.simulate_stage(spec, stage.name, results, source)
-        records[stage.name] = publish.publish_stage(store, study, stage.name, results)
-        typer.echo(_summary(records[stage.name], word))
+    for name, stage_results in so_far.items():
+        records[name] = publish.publish_stage(store, study, name, stage_results)
+        typer.echo(_summary(records[name], word))
     typer.echo(_verdict(spec, records, word))
     typer.echo(f"{word} study written to {store.uri(study.metadata.name)}/")
 

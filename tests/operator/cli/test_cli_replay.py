@@ -72,6 +72,7 @@ def test_a_bad_table_is_one_error_line_and_exit_2(
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: --table {str(path)!r}: ") and message in result.stderr
+    assert not (tmp_path / "o").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize(
