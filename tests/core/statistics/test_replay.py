@@ -10,6 +10,7 @@ from replayed import FACTORS, SWEEP, SWEEP_FILE, measured_table
 
 from stagescreen.statistics import replay, synthetic
 from stagescreen.study.parse import load_study
+from stagescreen.study.spec import SpecError
 
 SPEC = SWEEP.spec
 
@@ -181,3 +182,14 @@ def test_sequential_stages_replay_step_by_step() -> None:
     assert later["val_loss"].tolist() == [
         measured.loc[tuple(row)] for row in later[key].itertuples(index=False)
     ]
+
+
+def test_a_replayed_study_skips_only_the_trainer_contract_checks() -> None:
+    """Its factors are table columns, not trainer hyperparameters; every other check stands."""
+    text = SWEEP_FILE.read_text()
+    with pytest.raises(SpecError, match="WIDTH is not a variable the trainer reads"):
+        load_study(text)
+    broken = text.replace("factors: [C], role: bridge", "factors: [Z], role: bridge")
+    with pytest.raises(SpecError) as error:
+        load_study(broken, trains=False)
+    assert "Z" in str(error.value) and "trainer reads" not in str(error.value)
