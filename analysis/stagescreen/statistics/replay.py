@@ -37,7 +37,6 @@ from stagescreen_contract.status import RunStatus
 
 BUDGET = "budget"
 SEED = "seed"
-REPLICATE = "replicate"
 
 
 class ReplayError(ValueError):
@@ -106,8 +105,8 @@ class Table:
 
     name: str
     rows: pd.DataFrame
-    """Coded levels per factor code, `budget_s` (NaN without a budget column), `seed` (with
-    a seed column only) and the metric, indexed as the source table's rows (from 0)."""
+    """Coded levels per factor code, `budget_s` and `seed` (where the table has those
+    columns) and the metric, indexed as the source table's rows (from 0)."""
     factors: Mapping[str, Factor]
     """Factor code -> factor, in spec order."""
     read_as: Mapping[str, str]
@@ -227,15 +226,17 @@ def _budget_s(entry: object) -> int:
 
 
 def table_for(spec: StudySpec, frame: pd.DataFrame, name: str, draw_seed: int = 0) -> Table:
-    """The table indexed for replaying `spec`'s runs, or ReplayError naming what is wrong."""
+    """The table indexed for replaying `spec`'s runs (`name` marks the results), or
+    ReplayError naming what is wrong; `draw_seed` orders the replicates of a table without
+    a seed column."""
     metric = spec.metric.name
     if frame.empty:
-        raise ReplayError(f"{name}: the table has no rows")
+        raise ReplayError("the table has no rows")
     needed = [factor.name for factor in spec.factors] + [metric]
     missing = [column for column in needed if column not in frame.columns]
     if missing:
         raise ReplayError(
-            f"{name}: no column {', '.join(missing)} (a column per factor, named as the factor, "
+            f"no column {', '.join(missing)} (a column per factor, named as the factor, "
             f"and the metric {metric}; the table has {', '.join(map(str, frame.columns))})"
         )
     frame = frame.reset_index(drop=True)
@@ -248,14 +249,12 @@ def table_for(spec: StudySpec, frame: pd.DataFrame, name: str, draw_seed: int = 
     if BUDGET in frame.columns:
         rows["budget_s"] = frame[BUDGET].map(_budget_s)
         budgets = sorted(int(b) for b in rows["budget_s"].unique())
-    else:
-        rows["budget_s"] = math.nan
     seeded = SEED in frame.columns
     if seeded:
         seeds = pd.to_numeric(frame[SEED], errors="coerce")
         if seeds.isna().any() or (seeds != seeds.round()).any():
             bad = frame[SEED][seeds.isna() | (seeds != seeds.round())].iloc[0]
-            raise ReplayError(f"{name}: column {SEED}: {bad!r} is not a whole-number seed")
+            raise ReplayError(f"column {SEED}: {bad!r} is not a whole-number seed")
         rows[SEED] = seeds.astype(int)
     rows[metric] = pd.to_numeric(frame[metric], errors="coerce")
     return Table(name, rows, factors, read_as, budgets, seeded, draw_seed)
