@@ -204,6 +204,7 @@ def stage_outcome(spec: StudySpec, stage: Stage, results: pd.DataFrame, study: s
         runs=_run_counts(plan, rows),
         ranking=ranking,
         synthetic=bool("synthetic" in rows and rows["synthetic"].fillna(False).astype(bool).any()),
+        replay=next(iter(rows["replay"].dropna()), None) if "replay" in rows else None,
         best_per_pool=_bests(spec, stage, rows, ranking),
         anchors=[AnchorRecord.model_validate(a, from_attributes=True) for a in plan.anchors],
     )

@@ -277,6 +277,9 @@ class StageOutcome(_Record):
     kind: str
     synthetic: bool = False
     """Results simulated by `stagescreen simulate` on planted effects: no model was trained."""
+    replay: str | None = None
+    """The table of measured runs the results were replayed from (`stagescreen simulate
+    --table`): no model was trained. None for results of real or synthetic runs."""
     metric: str
     goal: str
     runs: StageRuns

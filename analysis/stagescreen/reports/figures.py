@@ -360,18 +360,19 @@ def search_figure(
     return figure
 
 
-def mark_synthetic(figure: Figure) -> Figure:
-    """A watermark no crop removes: a synthetic figure must never pass for a measured one."""
+def watermark(figure: Figure, word: str) -> Figure:
+    """A watermark no crop removes (SYNTHETIC, REPLAY): a rehearsal's figure must never pass
+    for one of a study that trained."""
     figure.text(
         0.5,
         0.5,
-        "SYNTHETIC",
+        word,
         fontsize=44,
         color="#d62728",
         alpha=0.18,
         rotation=25,
         ha="center",
         va="center",
-        gid="synthetic",
+        gid=word.lower(),
     )
     return figure

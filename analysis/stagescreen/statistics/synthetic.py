@@ -19,6 +19,7 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -141,6 +142,10 @@ class ResponseModel:
             + float(pair.normal(0.0, self.seed_condition_sd))
             + float(noise)
         )
+
+    def run_rows(self, runs: Sequence[PlannedRun], metric: str) -> pd.DataFrame:
+        """The planned runs' results drawn from this model (`simulate_runs`)."""
+        return simulate_runs(runs, self, metric)
 
     def diverges(self, seed: int, run_id: str) -> bool:
         """Whether a run diverges: deterministic from (seed, run_id) like its draw."""
@@ -427,10 +432,18 @@ def simulate_runs(runs: Sequence[PlannedRun], model: ResponseModel, metric: str)
     return pd.DataFrame(rows)
 
 
+class RunSource(Protocol):
+    """Where a rehearsal's values come from: a planted `ResponseModel`, or a table of measured
+    runs (`statistics.replay.Table`). Either answers planned runs with results-table rows."""
+
+    def run_rows(self, runs: Sequence[PlannedRun], metric: str) -> pd.DataFrame: ...
+
+
 def simulate_stage(
-    spec: StudySpec, stage_name: str, results: pd.DataFrame, model: ResponseModel
+    spec: StudySpec, stage_name: str, results: pd.DataFrame, source: RunSource
 ) -> pd.DataFrame:
-    """Results of one stage appended to `results`; greedy stages are simulated step by step."""
+    """Results of one stage appended to `results`, its runs answered by `source`; sequential
+    stages (greedy, halving) are planned and answered step by step, as they would run."""
     stage = spec.stage(stage_name)
     while True:
         plan = plan_stage(spec, stage, results)
@@ -438,7 +451,7 @@ def simulate_stage(
         new = [run for run in plan.runs if run.run_id not in done]
         if new:
             results = pd.concat(
-                [results, simulate_runs(new, model, spec.metric.name)], ignore_index=True
+                [results, source.run_rows(new, spec.metric.name)], ignore_index=True
             )
         if plan.finished:
             return results

@@ -45,9 +45,13 @@ def cross_problems(
     pools: list[Pool] | None,
     design: DesignSpec | None,
     trainer: Trainer | None,
+    *,
+    trains: bool = True,
 ) -> list[tuple[str, str]]:
     """Checks across sections; factors, pools, design or trainer are None when they did not
-    parse, and then the checks that need them are left out rather than guessed at."""
+    parse, and then the checks that need them are left out rather than guessed at. Without
+    `trains` the trainer's own checks (`_trainer_refuses`) are left out: the study is
+    replayed or read, never run."""
     pool_check = _check_pools(pools or [])
     pool_names = [pool.name for pool in pools or []]
     if factors is None:
@@ -72,7 +76,7 @@ def cross_problems(
         *(_check_trainer(trainer, factors) if trainer is not None else []),
         *(
             _trainer_refuses(factors, stages, trainer)
-            if trainer is not None and not factor_problems
+            if trains and trainer is not None and not factor_problems
             else []
         ),
     ]

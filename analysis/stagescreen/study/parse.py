@@ -41,8 +41,12 @@ from stagescreen.study.spec import (
 )
 
 
-def parse_study(data: Any) -> Study:
+def parse_study(data: Any, *, trains: bool = True) -> Study:
     """A validated Study from already-parsed YAML/JSON (e.g. the body kopf hands over).
+
+    `trains=False` leaves out only the trainer-contract checks (factor names are variables the
+    trainer reads, levels it accepts): for a study replayed on a table of measured runs, whose
+    factors are the table's columns, and for a stored study read to report on, not to run.
 
     The one way a Study is made: each section validates itself in the model, then the
     checks across sections (`study.checks`, which consults the stage kinds) run here, so the
@@ -62,11 +66,11 @@ def parse_study(data: Any) -> Study:
         items = error.errors()
         problems = _problems_from(items)
         if not _too_large(items):
-            problems += _cross_problems_of_parts(data.get("spec"), problems)
+            problems += _cross_problems_of_parts(data.get("spec"), problems, trains)
         raise SpecError(_shortened(problems)) from None
     spec = study.spec
     cross = cross_problems(
-        spec.factors, spec.stages, spec.pools, spec.design, spec.trainer
+        spec.factors, spec.stages, spec.pools, spec.design, spec.trainer, trains=trains
     ) or runs_problems(spec)
     if cross:
         found = [Problem(_path(("spec", *_split(sub))), message) for sub, message in cross]
@@ -118,7 +122,7 @@ def _too_large(items: list[ErrorDetails]) -> bool:
     return any(isinstance((item.get("ctx") or {}).get("error"), TooLarge) for item in items)
 
 
-def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
+def _cross_problems_of_parts(spec: Any, known: list[Problem], trains: bool) -> list[Problem]:
     """Cross-section checks of a spec whose other sections failed, so one pass shows all.
 
     They need every stage and pool to parse; checks on sections that did not are left out
@@ -143,7 +147,7 @@ def _cross_problems_of_parts(spec: Any, known: list[Problem]) -> list[Problem]:
         # Stage checks need every stage and pool; the sections that parsed are still checked.
         parts["stages"], parts["pools"] = [], None
     try:
-        cross = cross_problems(**parts)
+        cross = cross_problems(**parts, trains=trains)
     except (ValueError, KeyError, TypeError, AttributeError):
         # Leniently parsed parts may break what the checks assume; the problems already
         # found still stand and name the part to fix first.
@@ -191,12 +195,13 @@ def _salvage(adapter: TypeAdapter[Any], value: Any) -> Any:
     return None
 
 
-def load_study(path_or_text: str | Path) -> Study:
+def load_study(path_or_text: str | Path, *, trains: bool = True) -> Study:
     """Read and validate a study from a file path, or from YAML text (any str with a newline).
 
     Raises SpecError naming the file, the YAML line and column, or each bad field. A file
     over `MAX_FILE_BYTES` is refused before it is read, and one whose aliases expand to more
-    than `MAX_VALUES` values before it is checked (YAML's "billion laughs").
+    than `MAX_VALUES` values before it is checked (YAML's "billion laughs"). `trains` as
+    in `parse_study`.
     """
     if isinstance(path_or_text, Path) or "\n" not in path_or_text:
         path = Path(path_or_text)
@@ -238,7 +243,7 @@ def load_study(path_or_text: str | Path) -> Study:
                 )
             ]
         )
-    return parse_study(documents[0])
+    return parse_study(documents[0], trains=trains)
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

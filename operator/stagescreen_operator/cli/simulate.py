@@ -3,13 +3,15 @@
 Answers "with these seeds and budgets, would the screen find effects of this size?" twice
 over: once as one simulated study written as a real one would be, and with `--replicates N`
 as a power table (`stagescreen.statistics.power`) over N repetitions of the study. All of it is
-labelled synthetic.
+labelled synthetic. With `--table` the same path answers each run from a table of measured
+runs instead (`stagescreen.statistics.replay`), labelled REPLAY.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
     from stagescreen.outcomes.model import StageOutcome
     from stagescreen.statistics.power import PowerReport
-    from stagescreen.statistics.synthetic import ResponseModel
+    from stagescreen.statistics.synthetic import ResponseModel, RunSource
     from stagescreen.storage.store import Store
     from stagescreen.study.spec import Study, StudySpec
 
@@ -133,10 +135,27 @@ def simulate(
             ),
         ),
     ] = 0,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help=(
+                "Replay the study on a table of measured runs (.csv or .parquet) instead of "
+                "planted effects: a column per factor (its values or codes -1/0/+1), the metric, "
+                "optional budget and seed (or replicate) columns; each run takes a measured "
+                "value of its condition. Not with --replicates or the model options."
+            ),
+        ),
+    ] = None,
     seed: Annotated[
         int,
         typer.Option(
-            metavar="N", min=0, help="Base seed of the replicates: replicate r uses (seed, r)."
+            metavar="N",
+            min=0,
+            help=(
+                "Base seed of the replicates: replicate r uses (seed, r). With --table and no "
+                "seed column: the seed of the order replicates are drawn in."
+            ),
         ),
     ] = 0,
     json_output: Annotated[
@@ -174,10 +193,35 @@ def simulate(
 
     The model defaults are calibrated to the paper (docs/analysis.md, "Rehearsing a study");
     each option below overrides one of them. Everything printed is SYNTHETIC.
+
+    With --table FILE: every run takes a measured value of its condition from the table
+    (docs/analysis.md, "Replaying measured tables"), written as above and printed as REPLAY.
     """
     from stagescreen.statistics import synthetic
     from stagescreen.study.spec import parse_duration
 
+    if table is not None:
+        model_options = {
+            "--effects": effects,
+            "--noise": noise,
+            "--noise-from": noise_from,
+            "--seed-sd": seed_sd,
+            "--seed-condition-sd": seed_condition_sd,
+            "--spread": spread,
+            "--divergence": divergence,
+            "--relaxation": relaxation,
+            "--reference": reference,
+            "--replicates": replicates or None,
+            "--json": json_output or None,
+        }
+        given = [name for name, value in model_options.items() if value is not None]
+        if given:
+            raise fail(
+                f"--table replays measured values; it takes no model or power option "
+                f"(got {', '.join(given)})"
+            )
+        _replay(load_or_exit(study_file, trains=False), table, seed, out or SINGLE_STUDY_OUT)
+        return
     if noise is not None and noise_from is not None:
         raise fail("give --noise or --noise-from, not both")
     study = load_or_exit(study_file)
@@ -297,6 +341,48 @@ def _planted_text(model: ResponseModel) -> str:
 
 def _one_study(study: Study, model: ResponseModel, out: str, noise_from: str | None) -> None:
     """Simulate every stage once and write it as a real study would be written."""
+    header = [
+        f"SYNTHETIC study {study.metadata.name!r}: planted effects {_planted_text(model)}",
+        _describe(model, noise_from),
+    ]
+    _write_study(study, model, out, "SYNTHETIC", header)
+
+
+def _replay(study: Study, path: Path, seed: int, out: str) -> None:
+    """Answer every stage's runs from the table and write it as a real study would be."""
+    from stagescreen.planning.ids import format_budget
+    from stagescreen.statistics import replay
+
+    try:
+        table = replay.table_for(study.spec, replay.read_table(path), path.name, seed)
+    except replay.ReplayError as error:
+        raise fail(f"--table {str(path)!r}: {error}") from None
+    read = ", ".join(f"{name} as {how}" for name, how in table.read_as.items())
+    budgets = (
+        "every budget from the whole table (no budget column)"
+        if table.budgets is None
+        else f"budgets {', '.join(map(format_budget, table.budgets))}"
+    )
+    draws = (
+        "the run with seed s takes seed s's value"
+        if table.seeded
+        else f"replicates drawn without reuse (seed {seed})"
+    )
+    header = [
+        f"REPLAY study {study.metadata.name!r}: measured values from {path} "
+        f"({len(table.rows)} rows), no model was trained",
+        f"REPLAY table: factors read {read}; {budgets}; {draws}",
+    ]
+    try:
+        _write_study(study, table, out, "REPLAY", header)
+    except replay.ReplayError as error:
+        raise fail(f"--table {str(path)!r}: {error}") from None
+
+
+def _write_study(study: Study, source: RunSource, out: str, word: str, header: list[str]) -> None:
+    """Every stage answered by `source` (planted model or measured table), written as a real
+    study would be; every printed line starts with `word`. All stages are answered before
+    anything is written, so a table that cannot answer a run leaves no half-written study."""
     import pandas as pd
 
     from stagescreen.statistics import synthetic
@@ -308,19 +394,25 @@ def _one_study(study: Study, model: ResponseModel, out: str, noise_from: str | N
     try:
         store = open_store(out)
         _refuse_study_storage(study, store, out)
+    except StoreError as error:
+        raise fail(f"--out {out!r}: {error}") from None
+    results = pd.DataFrame()
+    so_far = {}
+    for stage in spec.stages:
+        results = synthetic.simulate_stage(spec, stage.name, results, source)
+        so_far[stage.name] = results
+    try:
         publish.publish_spec(store, study)
     except StoreError as error:
         raise fail(f"--out {out!r}: {error}") from None
-    typer.echo(f"SYNTHETIC study {study.metadata.name!r}: planted effects {_planted_text(model)}")
-    typer.echo(_describe(model, noise_from))
-    results = pd.DataFrame()
+    for line in header:
+        typer.echo(line)
     records = {}
-    for stage in spec.stages:
-        results = synthetic.simulate_stage(spec, stage.name, results, model)
-        records[stage.name] = publish.publish_stage(store, study, stage.name, results)
-        typer.echo(_summary(records[stage.name]))
-    typer.echo(_verdict(spec, records))
-    typer.echo(f"SYNTHETIC study written to {store.uri(study.metadata.name)}/")
+    for name, stage_results in so_far.items():
+        records[name] = publish.publish_stage(store, study, name, stage_results)
+        typer.echo(_summary(records[name], word))
+    typer.echo(_verdict(spec, records, word))
+    typer.echo(f"{word} study written to {store.uri(study.metadata.name)}/")
 
 
 def _power(
@@ -439,13 +531,13 @@ def _refuse_study_storage(study: Study, store: Store, out: str) -> None:
         )
 
 
-def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
+def _verdict(spec: StudySpec, records: dict[str, StageOutcome], word: str) -> str:
     """The study's answer, from the stage that decides it (`status.deciding_outcome`)."""
     from stagescreen.outcomes.status import deciding_outcome
 
     chosen = deciding_outcome(spec, records)
     if chosen is None or chosen.best is None:
-        return "SYNTHETIC outcome: no stage has a best condition"
+        return f"{word} outcome: no stage has a best condition"
     best = chosen.best
     levels = ",".join(
         f"{code}{'+' if v > 0 else '-' if v < 0 else '0'}" for code, v in best.levels.items()
@@ -456,17 +548,17 @@ def _verdict(spec: StudySpec, records: dict[str, StageOutcome]) -> str:
     if interval and (best.candidates or 1) > 1:
         interval += f" as the best of {best.candidates}"
     return (
-        f"SYNTHETIC outcome: best {best.condition_id} ({levels}: {recipe}) "
+        f"{word} outcome: best {best.condition_id} ({levels}: {recipe}) "
         f"{chosen.metric} {best.mean:.4f}{interval} at {best.budget_s} s in stage "
         f"{chosen.stage!r}"
     )
 
 
-def _summary(record: StageOutcome) -> str:
+def _summary(record: StageOutcome, word: str) -> str:
     """One line per stage: runs, what it retained, its best condition and what it promoted."""
     from stagescreen.outcomes.status import stage_summary
 
     return (
-        f"SYNTHETIC {record.stage:<14} {record.kind:<12} {record.runs.succeeded:>4} runs  "
+        f"{word} {record.stage:<14} {record.kind:<12} {record.runs.succeeded:>4} runs  "
         + stage_summary(record)
     )

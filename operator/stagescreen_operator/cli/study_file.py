@@ -28,13 +28,14 @@ def report_problems(path: Path, error: SpecError) -> None:
         typer.echo(f"error: {path}: {where}{problem.message}", err=True)
 
 
-def load_or_exit(path: Path) -> Study:
-    """The study in `path`; on any problem print them all (as `validate` does) and exit 2."""
+def load_or_exit(path: Path, *, trains: bool = True) -> Study:
+    """The study in `path`; on any problem print them all (as `validate` does) and exit 2.
+    `trains=False` leaves out the trainer-contract checks (`parse.parse_study`)."""
     from stagescreen.study.parse import load_study
     from stagescreen.study.spec import SpecError
 
     try:
-        return load_study(path)
+        return load_study(path, trains=trains)
     except SpecError as error:
         report_problems(path, error)
         raise fail(f"{path}: not a valid study; fix the lines above (see docs/spec.md)") from None

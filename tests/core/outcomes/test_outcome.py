@@ -454,7 +454,7 @@ def test_an_older_outcome_with_only_best_and_null_parts_still_reads(screen: pd.D
     """An outcome.json of an older writer: its best only as `best`, no noise floor, and parts
     it had nothing for written as null rather than left out."""
     current = record(screen, "screen").to_json()
-    newer = ("best_per_pool", "noise_floor", "rank_agreement", "reversals")
+    newer = ("best_per_pool", "noise_floor", "rank_agreement", "reversals", "replay")
     older = {key: value for key, value in current.items() if key not in newer}
     older |= {"ranking": None, "win_counts": None, "anchors": None, "promoted": None}
     read = outcome.StageOutcome.model_validate(older)
@@ -462,4 +462,5 @@ def test_an_older_outcome_with_only_best_and_null_parts_still_reads(screen: pd.D
     assert (read.ranking, read.win_counts, read.anchors, read.promoted) == ([], [], [], [])
     assert read.noise_floor == [] and current["noise_floor"]
     assert (read.rank_agreement, read.reversals) == ([], [])
+    assert read.replay is None  # written before replay existed
     assert read.to_json()["effects"] == current["effects"]

@@ -1,0 +1,97 @@
+"""`stagescreen simulate --table`: a study replayed on measured runs, marked REPLAY."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from replayed import SWEEP_FILE, measured_table
+from typer.testing import CliRunner
+
+from stagescreen_operator.cli import app
+
+runner = CliRunner()
+
+
+def test_a_replayed_study_is_written_marked_replay_and_reported_with_its_decisions(
+    tmp_path: Path,
+) -> None:
+    table = tmp_path / "sweep.csv"
+    measured_table().to_csv(table, index=False)
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["simulate", str(SWEEP_FILE), "--table", str(table), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(line.startswith("REPLAY ") for line in lines) and "SYNTHETIC" not in result.stdout
+    assert lines[0] == (
+        f"REPLAY study 'sweep': measured values from {table} (96 rows), no model was trained"
+    )
+    assert lines[1] == (
+        "REPLAY table: factors read WIDTH as values, LEARNING_RATE as values, DROPOUT as "
+        "codes; budgets 10m, 30m; the run with seed s takes seed s's value"
+    )
+    assert "as the best of 3 at 1800 s in stage 'confirm'" in lines[-2]
+    screen = pd.read_parquet(out / "sweep/stages/screen/results.parquet")
+    assert (screen["replay"] == "sweep.csv").all() and "synthetic" not in screen
+    outcome = json.loads((out / "sweep/stages/confirm/outcome.json").read_text())
+    assert outcome["replay"] == "sweep.csv" and outcome["synthetic"] is False
+
+    reported = runner.invoke(app, ["report", str(out / "sweep")])
+    assert reported.exit_code == 0, reported.output
+    report = (out / "sweep/report.md").read_text()
+    assert "> **REPLAY**: measured values from `sweep.csv`, no model was trained" in report
+    assert "SYNTHETIC" not in report
+    # The decision rules apply unchanged: the selection-aware best, the paired runner-up.
+    assert "as the best of 3 (selection-aware" in report
+    assert "paired over 3 seeds, 95% CI" in report
+    stage = (out / "sweep/stages/screen/report.md").read_text()
+    assert "REPLAY: " in stage and "> **REPLAY**" in stage
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (measured_table().drop(columns="val_loss"), "no column val_loss"),
+        (measured_table().iloc[:0], "the table has no rows"),
+        (measured_table().query("budget == '10m'"), "the table has no run at budget 30m"),
+    ],
+    ids=["no metric", "empty", "budget missing"],
+)
+def test_a_bad_table_is_one_error_line_and_exit_2(
+    tmp_path: Path, table: pd.DataFrame, message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    table.to_csv(path, index=False)
+    result = runner.invoke(
+        app, ["simulate", str(SWEEP_FILE), "--table", str(path), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: --table {str(path)!r}: ") and message in result.stderr
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [(["--replicates", "10"], "--replicates"), (["--effects", "A=0.1"], "--effects")],
+)
+def test_table_refuses_the_planted_model_and_power_options(
+    tmp_path: Path, options: list[str], named: str
+) -> None:
+    path = tmp_path / "t.csv"
+    measured_table().to_csv(path, index=False)
+    result = runner.invoke(app, ["simulate", str(SWEEP_FILE), "--table", str(path), *options])
+    assert result.exit_code == 2
+    assert f"--table replays measured values; it takes no model or power option (got {named})" in (
+        result.stderr
+    )
+
+
+def test_without_table_the_study_is_held_to_the_trainer_contract(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["simulate", str(SWEEP_FILE), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "WIDTH is not a variable the trainer reads" in result.stderr
