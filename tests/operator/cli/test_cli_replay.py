@@ -95,3 +95,32 @@ def test_without_table_the_study_is_held_to_the_trainer_contract(tmp_path: Path)
     result = runner.invoke(app, ["simulate", str(SWEEP_FILE), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "WIDTH is not a variable the trainer reads" in result.stderr
+
+
+def test_a_categorical_factor_replays_by_its_levels_as_written(tmp_path: Path) -> None:
+    """An activation measured as text: the table's `relu`/`gelu` are the factor's levels, the
+    runs take their rows' values, and the effect reads gelu minus relu."""
+    spec = SWEEP_FILE.read_text().replace(
+        "{name: WIDTH, code: A, low: 16, high: 64, scale: integer}",
+        "{name: ACTIVATION, code: A, levels: [relu, gelu]}",
+    )
+    study = tmp_path / "study.yaml"
+    study.write_text(spec)
+    frame = measured_table()
+    frame["ACTIVATION"] = frame.pop("WIDTH").map({16: "relu", 64: "gelu"})
+    table = tmp_path / "sweep.parquet"
+    frame.to_parquet(table)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["simulate", str(study), "--table", str(table), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "factors read ACTIVATION as values" in result.stdout
+    screen = pd.read_parquet(out / "sweep/stages/screen/results.parquet")
+    measured = frame.set_index(["ACTIVATION", "LEARNING_RATE", "DROPOUT", "budget", "seed"])
+    for run in screen.itertuples():
+        activation = "gelu" if run.A == 1 else "relu"
+        rate = 0.01 if run.B == 1 else 0.001
+        budget = f"{run.budget_s // 60}m"
+        assert run.val_loss == measured.loc[(activation, rate, run.C, budget, run.seed), "val_loss"]
+    outcome = json.loads((out / "sweep/stages/screen/outcome.json").read_text())
+    effect = outcome["effects"]["families"][-1]["effects"][0]
+    assert effect["term"] == "A" and effect["effect"] > 0.09  # gelu (was WIDTH 64) costs 0.1
