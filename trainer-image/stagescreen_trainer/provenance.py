@@ -75,9 +75,16 @@ def sha256_files(files: Mapping[str, Path]) -> dict[str, str]:
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({**known, **_hashed}, indent=1))
+            kept = {k: v for k, v in {**known, **_hashed}.items() if _exists(k)}
+            tmp.write_text(json.dumps(kept, indent=1))
             os.replace(tmp, path)
     return digests
+
+
+def _exists(key: str) -> bool:
+    """Whether a cache entry's file is still there (a run's downloaded copies are removed
+    with the run: their entries are dropped rather than kept forever)."""
+    return Path(key.split("|", 1)[0]).is_file()
 
 
 def sha256_file(path: Path) -> str:
