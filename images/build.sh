@@ -78,7 +78,9 @@ for target in "$@"; do
     case $target in
         base) base ;;
         operator) bud stagescreen-operator:dev -f Dockerfile.operator ;;
-        trainer) bud stagescreen-trainer:dev -f Dockerfile.trainer --build-arg "TRAINER_COMMIT=$(commit)" ;;
+        trainer)
+            bud stagescreen-trainer:dev -f Dockerfile.trainer --build-arg "TRAINER_COMMIT=$(commit)"
+            ;;
         trainer-cpu)
             wheels=$(torch_cpu_wheels)
             bud stagescreen-trainer:cpu -f Dockerfile.trainer \
