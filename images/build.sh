@@ -60,6 +60,12 @@ bud() {
     fi
 }
 
+# commit: the checkout's git commit, recorded in the trainer image (empty outside a checkout
+# and, with uncommitted changes, the commit with "-dirty": the image is not that commit).
+commit() {
+    git describe --always --dirty --abbrev=40 --match=none 2> /dev/null || true
+}
+
 torch_cpu_wheels() {
     pin=$(sed -n 's/.*"torch==\([0-9.]*\)".*/\1/p' Dockerfile.trainer)
     rm -rf "$WORK/wheels" && mkdir -p "$WORK/wheels"
@@ -72,11 +78,14 @@ for target in "$@"; do
     case $target in
         base) base ;;
         operator) bud stagescreen-operator:dev -f Dockerfile.operator ;;
-        trainer) bud stagescreen-trainer:dev -f Dockerfile.trainer ;;
+        trainer)
+            bud stagescreen-trainer:dev -f Dockerfile.trainer --build-arg "TRAINER_COMMIT=$(commit)"
+            ;;
         trainer-cpu)
             wheels=$(torch_cpu_wheels)
             bud stagescreen-trainer:cpu -f Dockerfile.trainer \
-                --volume "$wheels:/wheels:ro" --build-arg TORCH_FIND_LINKS=/wheels
+                --volume "$wheels:/wheels:ro" --build-arg TORCH_FIND_LINKS=/wheels \
+                --build-arg "TRAINER_COMMIT=$(commit)"
             ;;
         *) say "unknown target $target (base, operator, trainer, trainer-cpu)" && exit 2 ;;
     esac

@@ -9,6 +9,7 @@ it measured; a field a run did not get to measure is None.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -28,6 +29,46 @@ class ResumedFrom(BaseModel):
     step: int
     training_s: float
     saved_at: str | None = None
+
+
+class Provenance(BaseModel):
+    """What produced a run, so two runs of one study that disagree can be told apart: the
+    trainer's code, the image, the data and tokenizer files, the device and its software. Every
+    field is None (or empty) where the writer does not know it; records written before this
+    model have none of it."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    trainer_version: str | None = None  # the stagescreen_trainer package version
+    trainer_commit: str | None = None  # the git commit the image was built from, if recorded
+    image_digest: str | None = None  # the container image digest, where the executor knows it
+    # SHA-256 of each file this process read, by file name
+    data_sha256: dict[str, str] = Field(default_factory=dict)
+    tokenizer_sha256: dict[str, str] = Field(default_factory=dict)
+    device: str | None = None  # the CUDA device's name, or the CPU model
+    torch: str | None = None
+    cuda_runtime: str | None = None  # torch.version.cuda; None on a CPU build
+    cuda_driver: str | None = None  # the NVIDIA kernel driver, where one is loaded
+    python: str | None = None
+
+    def columns(self) -> dict[str, str | None]:
+        """The results table's `provenance.*` columns: one text value per field, so runs can be
+        grouped by it. A file set becomes one digest: the SHA-256 of its `sha256sum` manifest
+        (`<sha256>  <name>` lines, sorted by name), None when no file was recorded."""
+        return {
+            f"provenance.{name}": _manifest_digest(value) if isinstance(value, dict) else value
+            for name, value in self.model_dump(exclude=set(self.model_extra or ())).items()
+        }
+
+
+def _manifest_digest(files: dict[str, str]) -> str | None:
+    if not files:
+        return None
+    manifest = "".join(f"{digest}  {name}\n" for name, digest in sorted(files.items()))
+    return hashlib.sha256(manifest.encode()).hexdigest()
+
+
+PROVENANCE_COLUMNS = tuple(f"provenance.{name}" for name in Provenance.model_fields)
 
 
 class RunRecord(BaseModel):
@@ -90,6 +131,7 @@ class RunRecord(BaseModel):
     versions: dict[str, str | None] = Field(default_factory=dict)
     code_version: str | None = None
     resumed_from: ResumedFrom | None = None
+    provenance: Provenance | None = None  # None: written before provenance was recorded
     started_at: str | None = None
     finished_at: str | None = None
 

@@ -4,14 +4,17 @@ failure record is a `RunRecord` too."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import platform
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from trainer_support import Prepared, trainer_command
 
 from stagescreen.planning.environment import run_environment, run_folder
@@ -21,8 +24,9 @@ from stagescreen.planning.results import failure_record, results_table
 from stagescreen.storage.keys import RESULT, StudyKeys
 from stagescreen.storage.store import LocalStore
 from stagescreen.study.parse import load_study
-from stagescreen_contract.record import RunRecord
+from stagescreen_contract.record import PROVENANCE_COLUMNS, Provenance, RunRecord
 from stagescreen_contract.status import RunStatus
+from stagescreen_trainer import __version__
 
 STUDY = """
 apiVersion: stagescreen.dev/v1alpha1
@@ -83,6 +87,24 @@ def test_a_planned_runs_environment_trains_it_and_its_record_joins_the_plan(
     )
     assert record.coded_levels == dict(run.levels) and record.budget_s == 30.0
     assert record.hyperparameters["DEPTH"] == 2 and record.hyperparameters["MATRIX_LR"] == 0.04
+    # provenance: the files it read, hashed; the device and its software
+    provenance = record.provenance
+    assert provenance is not None
+    validation = sorted(quickstart.data.glob("*.parquet"))[-1].name
+    assert validation in provenance.data_sha256
+    assert provenance.data_sha256 == {
+        name: hashlib.sha256((quickstart.data / name).read_bytes()).hexdigest()
+        for name in provenance.data_sha256
+    }
+    assert provenance.tokenizer_sha256 == {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in quickstart.tokenizer.iterdir()
+        if path.name in provenance.tokenizer_sha256
+    }
+    assert len(provenance.tokenizer_sha256) == 3
+    assert provenance.trainer_version == __version__ and provenance.image_digest is None
+    assert provenance.device == record.device_name and provenance.torch == torch.__version__
+    assert provenance.python == platform.python_version()
 
     joined = results_table(
         plan.runs, {run.run_id: record}, "val_bpb", running=[plan.runs[0].run_id]
@@ -92,6 +114,9 @@ def test_a_planned_runs_environment_trains_it_and_its_record_joins_the_plan(
     assert row["status"] == "succeeded" and row["val_bpb"] == record.val_bpb
     assert (row["A"], row["B"], row["budget_s"], row["condition_id"]) == (1, 1, 30, "c04")
     assert row["steps"] == 3 and row["wall_s"] > 0
+    assert row["provenance.device"] == provenance.device
+    assert row["provenance.data_sha256"] == provenance.columns()["provenance.data_sha256"]
+    assert pd.isna(table.loc[plan.runs[0].run_id, "provenance.device"])
     assert table.loc[plan.runs[0].run_id, "status"] == "running"
     assert table.loc[plan.runs[1].run_id, "status"] == "pending"
     assert math.isnan(table.loc[plan.runs[1].run_id, "val_bpb"])
@@ -142,6 +167,26 @@ def test_an_older_record_reads_through_the_one_before_validator() -> None:
         {"status": " Succeeded ", "val_bpb": float("nan"), "steps": None, "pool": None}
     )
     assert (read.status, read.val_bpb, read.steps, read.pool) == (RunStatus.SUCCEEDED, None, 0, "")
+
+
+def test_a_record_with_provenance_reads_back_and_one_without_reads_as_none() -> None:
+    provenance = Provenance(
+        trainer_version="0.1.0",
+        data_sha256={"shard_01.parquet": "b" * 64, "shard_00.parquet": "a" * 64},
+        device="NVIDIA A100-SXM4-80GB",
+    )
+    record = RunRecord(status=RunStatus.SUCCEEDED, provenance=provenance)
+    read = RunRecord.model_validate(json.loads(json.dumps(record.model_dump(mode="json"))))
+    assert read == record and read.provenance == provenance
+    columns = provenance.columns()
+    manifest = f"{'a' * 64}  shard_00.parquet\n{'b' * 64}  shard_01.parquet\n"
+    assert columns["provenance.data_sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
+    assert columns["provenance.tokenizer_sha256"] is None
+    assert columns["provenance.device"] == "NVIDIA A100-SXM4-80GB"
+    assert tuple(columns) == PROVENANCE_COLUMNS
+    older = RunRecord.model_validate({"status": "succeeded", "val_bpb": 1.2})
+    assert older.provenance is None
+    assert RunRecord.model_validate({"status": "failed", "provenance": None}).provenance is None
 
 
 def _base_env() -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,12 @@ class MissingObject(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Location:
-    """A folder-like place: `root` is a local path or `s3://bucket/prefix`."""
+    """A folder-like place: `root` is a local path or `s3://bucket/prefix`. `fetched` keeps
+    every object this process read through `local_copy` (key -> local path), which the run's
+    provenance hashes."""
 
     root: str
+    fetched: dict[str, Path] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def is_s3(self) -> bool:
@@ -103,6 +106,7 @@ class Location:
             path = self._path(key)
             if not path.is_file():
                 raise MissingObject(self.uri(key))
+            self.fetched[key] = path
             return path
         target = cache / key
         if not target.is_file():
@@ -111,6 +115,7 @@ class Location:
             tmp = target.with_suffix(target.suffix + ".part")
             tmp.write_bytes(data)
             os.replace(tmp, target)
+        self.fetched[key] = target
         return target
 
 

@@ -70,6 +70,7 @@ from stagescreen_trainer.device import (
 from stagescreen_trainer.evaluate import Evaluation, evaluate_bpb
 from stagescreen_trainer.model import GPT, GPTConfig, reference_lr_scale
 from stagescreen_trainer.muon import MuonAdamW
+from stagescreen_trainer.provenance import provenance
 from stagescreen_trainer.schedule import (
     lr_multiplier,
     muon_momentum,
@@ -225,6 +226,7 @@ class Run:
     def setup_data(self) -> None:
         c = self.config
         tokenizer_location = Location(c.TOKENIZER_URI)
+        self.tokenizer_location = tokenizer_location
         folder = self.cache / "tokenizer"
         for name in (RANKS_FILE, META_FILE, BYTES_FILE):
             copy = tokenizer_location.local_copy(name, folder)
@@ -556,6 +558,11 @@ class Run:
             versions=library_versions(),
             code_version=c.CODE_VERSION or __version__,
             resumed_from=self.resumed_from,
+            provenance=provenance(
+                self.facts.get("device_name") or (device_name(device) if device else None),
+                self.data.fetched if hasattr(self, "data") else {},
+                self.tokenizer_location.fetched if hasattr(self, "tokenizer_location") else {},
+            ),
             started_at=self.started_at,
             finished_at=datetime.now(UTC).isoformat(),
         )
@@ -733,6 +740,7 @@ def record_rejected(reason: str, raw: dict[str, str]) -> None:
         host=socket.gethostname(),
         versions=library_versions(),
         code_version=raw.get("CODE_VERSION") or __version__,
+        provenance=provenance(None, {}, {}),
         started_at=now,
         finished_at=now,
     )

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
 
 from stagescreen.planning.plans import PlannedRun
-from stagescreen_contract.record import RunRecord
+from stagescreen_contract.record import PROVENANCE_COLUMNS, RunRecord
 from stagescreen_contract.status import TERMINAL, RunStatus
 
 
@@ -44,6 +44,10 @@ class ResultRow:
     mfu: float = math.nan
     peak_memory_bytes: float = math.nan
     eval_tokens: float = math.nan
+    # `provenance.*` columns (Provenance.columns), all None without a record's provenance
+    provenance: Mapping[str, str | None] = field(
+        default_factory=lambda: dict.fromkeys(PROVENANCE_COLUMNS)
+    )
 
     @classmethod
     def of(cls, run: PlannedRun, record: RunRecord | None, metric: str, running: bool) -> ResultRow:
@@ -56,16 +60,27 @@ class ResultRow:
             record.status,
             _number(record.number(metric)),
             reason=record.reason,
+            provenance=record.provenance.columns()
+            if record.provenance
+            else dict.fromkeys(PROVENANCE_COLUMNS),
             **numbers,
         )
 
     def to_row(self, metric: str) -> dict[str, Any]:
         measured = {name: getattr(self, name) for name in ("reason", *RECORD_NUMBERS)}
-        return {**self.run.to_row(), "status": str(self.status), metric: self.value, **measured}
+        return {
+            **self.run.to_row(),
+            "status": str(self.status),
+            metric: self.value,
+            **measured,
+            **self.provenance,
+        }
 
 
 RECORD_NUMBERS = tuple(
-    f.name for f in fields(ResultRow) if f.name not in ("run", "status", "value", "reason")
+    f.name
+    for f in fields(ResultRow)
+    if f.name not in ("run", "status", "value", "reason", "provenance")
 )
 
 

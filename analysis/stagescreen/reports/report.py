@@ -45,6 +45,7 @@ from stagescreen.reports.formatting import (
     fmt_text,
     md_table,
 )
+from stagescreen.reports.provenance import provenance_section
 from stagescreen.reports.sections import best_section, outcome_sections
 from stagescreen.storage.keys import MANIFEST, OUTCOME, REPORT, RESULTS, StudyKeys
 from stagescreen.storage.publish import read_record
@@ -470,6 +471,7 @@ def render_report(data: StudyData) -> Report:
                 stage, study, stage_figures[stage.name], f"stages/{stage.name}/", level=3
             )
         )
+    parts += ["## Provenance", "", provenance_section([s.results for s in data.stages]), ""]
     parts += ["## Run manifest", "", _manifest_section(data.manifest, data.manifest_unreadable), ""]
     files[REPORT] = ("\n".join(parts).rstrip() + "\n").encode()
     return Report(files)

@@ -39,6 +39,7 @@ class JobState:
     ran: bool = False  # a pod of it started (a container ran): what it did is the recipe's
     why_waiting: str = ""  # the scheduler's, kubelet's or Job controller's reason, if waiting
     wait_announced: bool = False
+    image_digest: str | None = None  # the image its pod ran, by digest (containerStatuses)
 
     @property
     def wait_code(self) -> str:
@@ -85,7 +86,20 @@ def job_state(
         why_waiting="Queued: suspended until admitted"
         if suspended
         else (_why_waiting(pods, refused) if waiting and not ran else ""),
+        image_digest=_image_digest(pods),
     )
+
+
+def _image_digest(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The image a container of the Job's pods ran, as the kubelet resolved it: the
+    containerStatuses' imageID (`registry/name@sha256:...`, without a runtime's
+    `docker-pullable://` scheme); None before a pod's image was pulled."""
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            image_id = str(container.get("imageID") or "")
+            if image_id:
+                return image_id.split("://", 1)[-1]
+    return None
 
 
 def _started(pod: Mapping[str, Any]) -> bool:

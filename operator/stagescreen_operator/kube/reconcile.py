@@ -50,7 +50,7 @@ from stagescreen.storage.ownership import claim_folder
 from stagescreen.storage.publish import publish_record, publish_spec
 from stagescreen.storage.store import Store
 from stagescreen.study.spec import Study
-from stagescreen_contract.record import RunRecord
+from stagescreen_contract.record import Provenance, RunRecord
 from stagescreen_contract.status import RunStatus
 from stagescreen_operator.controller import AnalyseStage, Decision, StartRun
 from stagescreen_operator.corpus import corpus_uris
@@ -332,6 +332,10 @@ def lost_runs(
         why = job.reason or "the Job ended"
         reason = f"Job {job.name} ended without a run record: {why}"
         record = failure_record(study, run, reason, _seconds_since(job.started, now))
+        if job.image_digest:
+            record = record.model_copy(
+                update={"provenance": Provenance(image_digest=job.image_digest)}
+            )
         lost.append(
             LostRun(run_id, record, Event("Warning", "RunFailed", f"run {run_id} failed: {reason}"))
         )

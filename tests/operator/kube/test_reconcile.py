@@ -138,6 +138,28 @@ def test_a_run_whose_job_failed_without_a_record_gets_a_failed_record(tmp_path: 
     assert lost[0].event == Event("Warning", "RunFailed", f"run {SCREEN[0]} failed: {reason}")
 
 
+def test_a_lost_runs_record_names_the_image_its_pod_ran_by_digest(tmp_path: Path) -> None:
+    """The kubelet's imageID (without a runtime's scheme) is the record's image digest; a
+    pod that never pulled its image leaves it unknown."""
+    digest = "registry.example/stagescreen-trainer@sha256:" + "a" * 64
+    ran = {
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [
+                {"imageID": f"docker-pullable://{digest}", "state": {"terminated": {}}}
+            ],
+        }
+    }
+    failed = job("j1", run_id=SCREEN[0], condition="Failed", reason="BackoffLimitExceeded")
+    assert job_state(failed, [ran]).image_digest == digest
+    assert job_state(failed, [{"status": {"phase": "Pending"}}]).image_digest is None
+    jobs = [job_state(failed, [ran])]
+    lost = lost_runs("quickstart", look(store_with(tmp_path, {}), jobs), jobs, NOW)
+    provenance = lost[0].record.provenance
+    assert provenance is not None and provenance.image_digest == digest
+    assert provenance.data_sha256 == {} and provenance.device is None
+
+
 @pytest.mark.parametrize(
     ("records", "jobs", "creates", "events", "annotate", "phase"),
     [
