@@ -39,7 +39,8 @@ class Provenance(BaseModel):
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    trainer_version: str | None = None  # the stagescreen_trainer package version
+    # the trainer's version (CODE_VERSION when the executor sets one, else the package's)
+    trainer_version: str | None = None
     trainer_commit: str | None = None  # the git commit the image was built from, if recorded
     image_digest: str | None = None  # the container image digest, where the executor knows it
     # SHA-256 of each file this process read, by file name
@@ -50,15 +51,23 @@ class Provenance(BaseModel):
     cuda_runtime: str | None = None  # torch.version.cuda; None on a CPU build
     cuda_driver: str | None = None  # the NVIDIA kernel driver, where one is loaded
     python: str | None = None
+    # the other libraries a run's numbers depend on (pyarrow, tiktoken, boto3), by name
+    libraries: dict[str, str | None] = Field(default_factory=dict)
+    host: str | None = None  # the machine's host name: where, not what, so no column
 
     def columns(self) -> dict[str, str | None]:
         """The results table's `provenance.*` columns: one text value per field, so runs can be
         grouped by it. A file set becomes one digest: the SHA-256 of its `sha256sum` manifest
-        (`<sha256>  <name>` lines, sorted by name), None when no file was recorded."""
-        return {
-            f"provenance.{name}": _manifest_digest(value) if isinstance(value, dict) else value
-            for name, value in self.model_dump(exclude=set(self.model_extra or ())).items()
-        }
+        (`<sha256>  <name>` lines, sorted by name), None when no file was recorded; the
+        libraries read as `name version` pairs."""
+        out: dict[str, str | None] = {}
+        for name, value in self.model_dump(exclude={"host", *(self.model_extra or ())}).items():
+            if name == "libraries":
+                value = ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or None
+            elif isinstance(value, dict):
+                value = _manifest_digest(value)
+            out[f"provenance.{name}"] = value
+        return out
 
 
 def _manifest_digest(files: dict[str, str]) -> str | None:
@@ -68,7 +77,27 @@ def _manifest_digest(files: dict[str, str]) -> str | None:
     return hashlib.sha256(manifest.encode()).hexdigest()
 
 
-PROVENANCE_COLUMNS = tuple(f"provenance.{name}" for name in Provenance.model_fields)
+PROVENANCE_COLUMNS = tuple(
+    f"provenance.{name}" for name in Provenance.model_fields if name != "host"
+)
+
+
+OLDER_PROVENANCE = ("host", "versions", "code_version", "device_name")
+"""Fields records kept before `Provenance` held them."""
+
+
+def _older_provenance(older: dict[str, Any]) -> dict[str, Any]:
+    """An older record's host, library versions, code version and device name as provenance."""
+    versions = dict(older.get("versions") or {})
+    return {
+        "trainer_version": older.get("code_version") or versions.pop("stagescreen_trainer", None),
+        "device": older.get("device_name"),
+        "torch": versions.pop("torch", None),
+        "cuda_runtime": versions.pop("cuda", None),
+        "python": versions.pop("python", None),
+        "libraries": versions,
+        "host": older.get("host"),
+    }
 
 
 class RunRecord(BaseModel):
@@ -119,19 +148,16 @@ class RunRecord(BaseModel):
     peak_memory_bytes: int | None = None
     peak_memory_kind: str | None = None
     device: str | None = None
-    device_name: str | None = None
     attention: str | None = None
     compute_dtype: str | None = None
     orthogonal_dtype: str | None = None
     compiled: bool | None = None
     compile_error: str | None = None
     threads: int | None = None
-    # --- provenance ---
-    host: str | None = None
-    versions: dict[str, str | None] = Field(default_factory=dict)
-    code_version: str | None = None
     resumed_from: ResumedFrom | None = None
-    provenance: Provenance | None = None  # None: written before provenance was recorded
+    # what produced the run; older records' host, versions, code_version and device_name are
+    # read into it, and a record from before any of them has None
+    provenance: Provenance | None = None
     started_at: str | None = None
     finished_at: str | None = None
 
@@ -150,6 +176,9 @@ class RunRecord(BaseModel):
         status = read.get("status")
         if isinstance(status, str):
             read["status"] = status.strip().lower()
+        older = {key: read.pop(key) for key in OLDER_PROVENANCE if key in read}
+        if older and read.get("provenance") is None:
+            read["provenance"] = _older_provenance(older)
         return {
             key: value
             for key, value in read.items()

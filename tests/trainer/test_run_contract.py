@@ -103,7 +103,8 @@ def test_a_planned_runs_environment_trains_it_and_its_record_joins_the_plan(
     }
     assert len(provenance.tokenizer_sha256) == 3
     assert provenance.trainer_version == __version__ and provenance.image_digest is None
-    assert provenance.device == record.device_name and provenance.torch == torch.__version__
+    assert provenance.device and provenance.torch == torch.__version__ and provenance.host
+    assert set(provenance.libraries) == {"pyarrow", "tiktoken", "boto3"}
     assert provenance.python == platform.python_version()
 
     joined = results_table(
@@ -187,6 +188,25 @@ def test_a_record_with_provenance_reads_back_and_one_without_reads_as_none() -> 
     older = RunRecord.model_validate({"status": "succeeded", "val_bpb": 1.2})
     assert older.provenance is None
     assert RunRecord.model_validate({"status": "failed", "provenance": None}).provenance is None
+    # a record of a trainer before provenance kept its host, versions and device name apart
+    before = {
+        "status": "succeeded",
+        "host": "node-7",
+        "device_name": "NVIDIA L40S",
+        "code_version": "abc123",
+        "versions": {"python": "3.11.7", "torch": "2.13.0", "cuda": None, "pyarrow": "21.0"},
+    }
+    moved = RunRecord.model_validate(before).provenance
+    assert moved == Provenance(
+        trainer_version="abc123",
+        device="NVIDIA L40S",
+        torch="2.13.0",
+        python="3.11.7",
+        libraries={"pyarrow": "21.0"},
+        host="node-7",
+    )
+    assert "host" not in RunRecord.model_validate(before).model_dump()
+    assert moved.columns()["provenance.libraries"] == "pyarrow 21.0"
 
 
 def _base_env() -> dict[str, str]:

@@ -30,7 +30,7 @@ CONTRACT_FIELDS = {
     "schema_version", "study", "stage", "run_id", "condition_id", "coded_levels",
     "hyperparameters", "budget_s", "seed", "pool", "status", "val_bpb", "train_loss", "steps",
     "tokens", "parameters", "training_s", "eval_s", "wall_s", "tokens_per_s", "mfu",
-    "peak_memory_bytes", "device", "host", "versions", "code_version", "resumed_from",
+    "peak_memory_bytes", "device", "provenance", "resumed_from",
     "started_at", "finished_at", "attention",
 }  # fmt: skip
 CURVE_COLUMNS = {"step", "elapsed_s", "tokens", "train_loss", "lr"}
@@ -112,7 +112,8 @@ def test_a_cpu_run_writes_a_complete_record_curve_and_log(reference: Path) -> No
     assert "band mask" in record["attention"]  # masks made at set-up, before any compile
     expected_dtype = str(compute_dtype(torch.device("cpu"), "auto")).removeprefix("torch.")
     assert record["compute_dtype"] == record["orthogonal_dtype"] == expected_dtype
-    assert all(record["versions"][name] for name in ("python", "torch", "pyarrow", "tiktoken"))
+    assert all(record["provenance"][name] for name in ("python", "torch", "device", "host"))
+    assert all(record["provenance"]["libraries"][name] for name in ("pyarrow", "tiktoken"))
     curve = pq.read_table(reference / "curve.parquet")
     assert set(curve.column_names) >= CURVE_COLUMNS
     assert curve.column("step").to_pylist() == list(range(1, STEPS + 1))

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,10 +40,13 @@ def provenance(
     device_name: str | None,
     data: Mapping[str, Path],
     tokenizer: Mapping[str, Path],
+    *,
+    code_version: str | None = None,
 ) -> Provenance:
-    """The run's provenance from the files it read (name -> local path) and its device."""
+    """The run's provenance from the files it read (name -> local path) and its device;
+    `code_version` (the executor's CODE_VERSION) names the trainer's code when given."""
     return Provenance(
-        trainer_version=__version__,
+        trainer_version=code_version or __version__,
         trainer_commit=os.environ.get(COMMIT_VARIABLE) or None,
         data_sha256=sha256_files(data),
         tokenizer_sha256=sha256_files(tokenizer),
@@ -51,7 +55,22 @@ def provenance(
         cuda_runtime=torch.version.cuda,
         cuda_driver=nvidia_driver(),
         python=platform.python_version(),
+        libraries=libraries(),
+        host=socket.gethostname(),
     )
+
+
+def libraries() -> dict[str, str | None]:
+    """The other libraries a run's numbers depend on, by name (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for package in ("pyarrow", "tiktoken", "boto3"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def sha256_files(files: Mapping[str, Path]) -> dict[str, str]:

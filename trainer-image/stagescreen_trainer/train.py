@@ -20,11 +20,9 @@ import gc
 import json
 import math
 import os
-import platform
 import random
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -48,7 +46,6 @@ from stagescreen_contract.status import (
     RunStatus,
 )
 from stagescreen_contract.variables import VARIABLES
-from stagescreen_trainer import __version__
 from stagescreen_trainer.checkpoint import load_checkpoint, save_checkpoint
 from stagescreen_trainer.config import (
     ConfigError,
@@ -546,7 +543,6 @@ class Run:
             peak_memory_bytes=memory,
             peak_memory_kind=memory_kind,
             device=str(device) if device is not None else None,
-            device_name=self.facts.get("device_name"),
             attention=self.facts.get("attention"),
             compute_dtype=_dtype_name(getattr(self, "compute_dtype", None)),
             orthogonal_dtype=_dtype_name(getattr(self, "orthogonal_dtype", None)),
@@ -554,14 +550,12 @@ class Run:
             compile_error=self.facts.get("compile_error")
             or getattr(getattr(self, "optimizer", None), "compile_error", None),
             threads=torch.get_num_threads(),
-            host=socket.gethostname(),
-            versions=library_versions(),
-            code_version=c.CODE_VERSION or __version__,
             resumed_from=self.resumed_from,
             provenance=provenance(
                 self.facts.get("device_name") or (device_name(device) if device else None),
                 self.data.fetched if hasattr(self, "data") else {},
                 self.tokenizer_location.fetched if hasattr(self, "tokenizer_location") else {},
+                code_version=c.CODE_VERSION or None,
             ),
             started_at=self.started_at,
             finished_at=datetime.now(UTC).isoformat(),
@@ -737,10 +731,7 @@ def record_rejected(reason: str, raw: dict[str, str]) -> None:
         status=RunStatus.FAILED,
         reason=reason,
         wall_s=0.0,
-        host=socket.gethostname(),
-        versions=library_versions(),
-        code_version=raw.get("CODE_VERSION") or __version__,
-        provenance=provenance(None, {}, {}),
+        provenance=provenance(None, {}, {}, code_version=raw.get("CODE_VERSION") or None),
         started_at=now,
         finished_at=now,
     )
@@ -748,24 +739,6 @@ def record_rejected(reason: str, raw: dict[str, str]) -> None:
         Location(result_uri).put_bytes("result.json", record_bytes(record))
     except Exception as error:  # the reason is on stderr already; say why it is not stored
         print(f"could not write results to RESULT_URI={result_uri!r}: {error}", file=sys.stderr)
-
-
-def library_versions() -> dict[str, str | None]:
-    """Python and the libraries a run's numbers depend on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions: dict[str, str | None] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "stagescreen_trainer": __version__,
-    }
-    for package in ("pyarrow", "tiktoken", "boto3"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return versions
 
 
 def out_of_memory(error: BaseException) -> bool:
