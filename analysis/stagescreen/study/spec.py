@@ -29,6 +29,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -333,6 +334,19 @@ class Factor(_Model):
             "factors only."
         ),
     )
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _levels_are_text(cls, levels: Any) -> Any:
+        """YAML reads yes/no, on/off, true/false and numbers as other types than text: say
+        how to write them as levels instead of "should be a valid string"."""
+        if isinstance(levels, list) and any(not isinstance(level, str) for level in levels):
+            raise ValueError(
+                f"categorical levels are text, but YAML read {levels} as "
+                f"{', '.join(sorted({type(level).__name__ for level in levels}))}: quote them, "
+                'e.g. levels: ["yes", "no"] or ["1", "2"] (a numeric factor takes low and high)'
+            )
+        return levels
 
     @model_validator(mode="before")
     @classmethod

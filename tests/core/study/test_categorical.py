@@ -101,6 +101,12 @@ def test_a_categorical_study_parses_dumps_and_reads_back() -> None:
             "['L', 'S', 'SSSL']); write levels: [a, b], e.g. [AdamW, Muon]",
         ),
         (
+            {"levels": [True, False]},  # YAML's yes/no
+            "spec.factors[2].levels: categorical levels are text, but YAML read [True, False] "
+            'as bool: quote them, e.g. levels: ["yes", "no"] or ["1", "2"] (a numeric factor '
+            "takes low and high)",
+        ),
+        (
             {"levels": ["L", "L"]},
             "spec.factors[2].levels: the two levels must differ (both 'L')",
         ),
