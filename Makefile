@@ -42,7 +42,7 @@ $(IMAGE_TOOLS) &:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[trainer,operator,dev]'
+	$(BIN)/python -m pip install -q -e '.[trainer,operator,dev,bench]'
 	touch $(STAMP)
 
 # The quickstart study trained for real on this machine's CPU (about 6 minutes on 2 cores):
