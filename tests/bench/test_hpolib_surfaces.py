@@ -101,6 +101,10 @@ def test_a_replayed_staged_study_records_the_tables_values() -> None:
         key = (*(f.decode(int(run[f.code])) for f in spec.factors), int(run["seed"]))
         assert run["val_loss"] == table.loc[key]
     assert set(results.loc[results["stage"] == "confirm", "seed"]) == {2, 3, 4}
+    screened = results.loc[results["stage"] == "screen", spec.codes].drop_duplicates()
+    assert len(screened) == 16
+    ran = {tuple(int(level) for level in row) for row in screened.itertuples(index=False)}
+    assert bench.best_in_half(SUBSPACE) == (SUBSPACE.best in ran)
     outcomes = {s.name: analyse.stage_outcome(spec, s, results, "t") for s in spec.stages}
     answer = status.deciding_outcome(spec, outcomes)
     assert answer is not None and answer.stage == "confirm" and answer.replay == "hpolib"
@@ -117,7 +121,9 @@ def test_the_true_best_is_the_lowest_corner_mean() -> None:
 
 
 def test_a_quick_comparison_runs_end_to_end() -> None:
-    rows = bench.run(repetitions=1, k=4, jobs=1)
+    sweep = bench.run(repetitions=1, k=4, jobs=1)
+    rows = sweep.rows
+    assert sweep.best_in_half in (0.0, 1.0)
     assert [(r.method, r.label) for r in rows] == [(v.method, v.label) for v in bench.variants(4)]
     assert {r.method for r in rows} == set(bench.METHODS)
     for row in rows:
