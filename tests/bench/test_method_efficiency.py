@@ -5,31 +5,14 @@ repetitions of every method size behave as a sweep should."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from benchscript import load
 
 from stagescreen.statistics import synthetic
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "bench"))  # its benchdoc import, as when run as a script
-    spec = importlib.util.spec_from_file_location(
-        "method_efficiency", ROOT / "bench" / "method_efficiency.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # the process pool pickles its functions by module name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load("method_efficiency")
 SPEC = bench.study_for(bench.VARIANTS[0], 1)
 SURFACE = bench.paper_surface(SPEC)
 
