@@ -419,7 +419,7 @@ def main() -> None:
     smoke = (
         f" SMOKE RUN ({repetitions} repetitions): rates are not estimates; the full run is "
         "`.venv/bin/python bench/hpolib_surfaces.py --repetitions 600 --write "
-        "docs/benchmarks.md` (about 25 minutes on 2 cores)."
+        "docs/benchmarks.md` (9 min 15 s on 2 cores, 2 processes)."
         if repetitions < 100
         else ""
     )
