@@ -231,9 +231,46 @@ def study_status(
         best=best,
         gpu_seconds={pool: s * gpus.get(pool, 1) for pool, s in run_seconds.items()},
         run_seconds=run_seconds,
-        waiting=list(waiting),
+        waiting=list(dict.fromkeys(waiting)),
         report_uri=report_uri,
         observed_generation=generation,
+    )
+
+
+def rehearsal(outcomes: Mapping[str, StageOutcome]) -> str | None:
+    """SYNTHETIC when a stage's results came from `stagescreen simulate`'s planted model,
+    REPLAY when from a table of measured runs (`simulate --table`); None for a study that
+    trained. Printed before anything a rehearsal shows, so no line of it reads as real."""
+    if any(outcome.synthetic for outcome in outcomes.values()):
+        return "SYNTHETIC"
+    if any(outcome.replay for outcome in outcomes.values()):
+        return "REPLAY"
+    return None
+
+
+def rehearsed_status(
+    spec: StudySpec,
+    results: pd.DataFrame,
+    outcomes: Mapping[str, StageOutcome],
+    unreadable: Mapping[str, str],
+) -> StudyStatus:
+    """The status of a study `stagescreen simulate` wrote. It has no run records: every
+    stage's results table and outcome were written at once, so its runs are the tables'
+    rows and it has ended: Succeeded once every stage has its outcome, else Failed, naming
+    each stage without one (`unreadable`: why a stage's outcome.json cannot be read)."""
+    missing = [
+        f"stage {stage.name}: "
+        + (
+            f"its outcome.json {unreadable[stage.name]}"
+            if stage.name in unreadable
+            else "no outcome"
+        )
+        for stage in spec.stages
+        if stage.name not in outcomes
+    ]
+    reason = "; ".join(missing) + "; simulate the study again" if missing else ""
+    return study_status(
+        spec, "Failed" if missing else "Succeeded", results, outcomes, reason=reason
     )
 
 

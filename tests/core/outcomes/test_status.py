@@ -13,7 +13,14 @@ from crdschema import openapi, pruned
 
 from stagescreen.outcomes import analyse
 from stagescreen.outcomes import model as outcome
-from stagescreen.outcomes.status import StudyStatus, stage_summary, study_conditions, study_status
+from stagescreen.outcomes.status import (
+    StudyStatus,
+    rehearsal,
+    rehearsed_status,
+    stage_summary,
+    study_conditions,
+    study_status,
+)
 from stagescreen.statistics import synthetic
 from stagescreen.study.parse import load_study
 from stagescreen_contract.status import RunStatus
@@ -89,6 +96,42 @@ def test_nothing_started_is_pending_and_an_unplanned_stage_has_no_row(both: pd.D
     assert list(status.stages) == ["screen"]
     assert status.current_stage is None
     assert status.progress == "0/16"
+
+
+def test_a_waiting_reason_is_listed_once(both: pd.DataFrame) -> None:
+    """Several stages held back by the same stage give the same reason: one line says it."""
+    fresh = both[both["stage"] == "screen"].assign(status="pending", val_bpb=None)
+    why = "stage 'confirm' waits for stage 'screen': 16 of its 16 planned runs have not ended"
+    status = study_status(SPEC, "Pending", fresh, {}, waiting=[why, why, "other", why])
+    assert status.waiting == [why, "other"]
+
+
+def test_a_simulated_study_has_ended_with_every_simulated_run(both: pd.DataFrame) -> None:
+    """`simulate` writes results and outcomes, never run records: its status counts the
+    results tables' runs as ended and says which rehearsal it is."""
+    outcomes = {
+        name: analyse.stage_outcome(SPEC, SPEC.stage(name), both, "quickstart").model_copy(
+            update={"synthetic": True}
+        )
+        for name in ("screen", "confirm")
+    }
+    assert rehearsal(outcomes) == "SYNTHETIC"
+    replayed = {
+        name: o.model_copy(update={"synthetic": False, "replay": "t.csv"})
+        for name, o in outcomes.items()
+    }
+    assert rehearsal(replayed) == "REPLAY"
+    assert rehearsal({}) is None
+    status = rehearsed_status(SPEC, both, outcomes, {})
+    assert (status.phase, status.progress, status.message) == ("Succeeded", "28/28", None)
+    assert {name: stage.phase for name, stage in status.stages.items()} == {
+        "screen": "Succeeded",
+        "confirm": "Succeeded",
+    }
+    assert status.best is not None and status.best.stage == "confirm"
+    cut = rehearsed_status(SPEC, both, {"screen": outcomes["screen"]}, {"confirm": "is not JSON"})
+    assert cut.phase == "Failed"
+    assert cut.message == "stage confirm: its outcome.json is not JSON; simulate the study again"
 
 
 def test_conditions_say_ready_progressing_degraded_and_stalled_with_transition_times() -> None:
