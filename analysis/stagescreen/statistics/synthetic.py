@@ -194,6 +194,16 @@ RELAXING_TERMS = ("A", "B", "C", "D")
 """Factors whose seeded intervals exclude zero at both 5 and 10 minutes (5.1); E's do not,
 and its sign flips, so it carries no information about the rate of relaxation."""
 
+PAPER_FACTORS: Mapping[str, str] = {
+    "DEPTH": "A",
+    "ASPECT_RATIO": "B",
+    "MATRIX_LR": "C",
+    "TOTAL_BATCH_SIZE": "D",
+    "WARMDOWN_RATIO": "E",
+}
+"""The paper's factors by hyperparameter name, and their code in its tables (its 2^(5-1)
+screen, examples/paper.yaml): its measured effects belong to these names only."""
+
 PAPER_SEEDED_HALF_WIDTH: Mapping[int, float] = {300: 0.0142, 600: 0.00385}
 """Half the width of every seeded main-effect interval (5.1; e.g. A at 5 min [+0.0426,
 +0.0710], at 10 min [+0.0141, +0.0218]): one width per budget, as the design is orthogonal."""
@@ -286,10 +296,11 @@ def paper_model(
     """The response model calibrated to the paper, for any study.
 
     - effects: with neither `planted` nor `relaxation`, the paper's measured table per budget
-      (`paper_effect_points`); otherwise `planted` (terms with ':' are interactions), else
-      `default_effects` plus an interaction of the first two factors sized to read the
-      paper's A:B at 5 minutes (+0.0101) at 2.5x the reference, at the reference and shrunk
-      with budget by `relaxation` (default `fit_relaxation()`, 1.38);
+      on the factors it measured, by name (`paper_effect_points`); otherwise `planted`
+      (terms with ':' are interactions), else that table's 2-minute main effects plus
+      DEPTH:ASPECT_RATIO sized to read the paper's A:B at 5 minutes (+0.0101) at 2.5x the
+      reference; at the reference and shrunk with budget by `relaxation` (default
+      `fit_relaxation()`, 1.38);
     - per-run noise: `paper_noise()` (0.032 at 5 min, 0.0086 at 10 min), held flat outside:
       continuing the 5-to-10-minute slope (sd ~ budget^-1.9) would claim 0.0003 at 60 min,
       below the paper's own 60-minute seed spreads (sd 0.0008-0.0015 from the intervals of
@@ -311,10 +322,11 @@ def paper_model(
         points = paper_effect_points(spec, stretch)
         planted = points[min(points)]
     elif planted is None:
-        planted = dict(default_effects(spec))
-        if len(spec.codes) >= 2:
-            at_5m = 300 / PILOT_BUDGET_S
-            planted[f"{spec.codes[0]}:{spec.codes[1]}"] = PAPER_AB[300] * at_5m**exponent
+        pilot = paper_effect_points(spec)[PILOT_BUDGET_S]
+        planted = {term: effect for term, effect in pilot.items() if ":" not in term}
+        pair = paper_interaction(spec)
+        if pair is not None:
+            planted[pair] = PAPER_AB[300] * (300 / PILOT_BUDGET_S) ** exponent
     return ResponseModel(
         effects={t: v for t, v in planted.items() if ":" not in t},
         interactions={t: v for t, v in planted.items() if ":" in t},
@@ -329,36 +341,50 @@ def paper_model(
 
 
 def paper_effect_points(spec: StudySpec, stretch: float = 1.0) -> dict[int, dict[str, float]]:
-    """The paper's measured effects at its 2, 5 and 10 minutes (times `stretch`), mapped to
-    the study's factors by position as `default_effects` maps its pattern.
+    """The paper's measured effects at its 2, 5 and 10 minutes (times `stretch`), planted on
+    the study's factors that the paper measured, found by name (`PAPER_FACTORS`) whatever
+    code the study gives them: a code letter names a position in a design, not a
+    hyperparameter, so the paper's batch-size effect must not land on another study's D.
 
-    - the first four factors (and every eighth after) take A-D's measured main effects (5.1);
-    - the fifth keeps the pattern's null, as E's seeded intervals hold zero and its sign
-      flips; the sixth to eighth keep the pattern's small sizes at 2 minutes, shrunk at 5 and
-      10 by the fitted relaxation (the paper has no such factors to measure);
-    - the first two factors interact as A:B did (5.3: +0.0101 at 5, +0.0049 at 10 minutes);
+    - DEPTH, ASPECT_RATIO, MATRIX_LR and TOTAL_BATCH_SIZE take A-D's measured main effects
+      (5.1); WARMDOWN_RATIO is planted null, as E's seeded intervals hold zero and its sign
+      flips; every other factor is planted null too (`unplanted` names them);
+    - DEPTH and ASPECT_RATIO interact as A:B did (5.3: +0.0101 at 5, +0.0049 at 10 minutes);
       at 2 minutes, where the paper has no A:B, the 5-minute value grown back by the fitted
       relaxation (+0.036).
     """
     exponent = fit_relaxation()
-    pattern = default_effects(spec)
-    codes = spec.codes
+    names = [factor.name for factor in spec.factors]
+    paper = {code: PAPER_FACTORS.get(name) for code, name in zip(spec.codes, names, strict=True)}
+    pair = paper_interaction(spec)
     points: dict[int, dict[str, float]] = {}
     for budget, measured in PAPER_MAIN_EFFECTS.items():
-        shrink = (PILOT_BUDGET_S / budget) ** exponent
-        row: dict[str, float] = {}
-        for i, code in enumerate(codes):
-            position = i % len(DEFAULT_PATTERN)
-            row[code] = (
-                measured[RELAXING_TERMS[position]]
-                if position < len(RELAXING_TERMS)
-                else pattern[code] * shrink
-            )
-        if len(codes) >= 2:
+        row = {
+            code: measured[term] if term in RELAXING_TERMS else 0.0 for code, term in paper.items()
+        }
+        if pair is not None:
             grown = PAPER_AB[300] * (300 / budget) ** exponent
-            row[f"{codes[0]}:{codes[1]}"] = PAPER_AB.get(budget, grown)
+            row[pair] = PAPER_AB.get(budget, grown)
         points[max(1, round(budget * stretch))] = row
     return points
+
+
+def paper_interaction(spec: StudySpec) -> str | None:
+    """The study's term for the paper's A:B (DEPTH:ASPECT_RATIO), in its codes and factor
+    order; None unless it has both factors."""
+    names = [factor.name for factor in spec.factors]
+    pair = [
+        code
+        for code, name in zip(spec.codes, names, strict=True)
+        if PAPER_FACTORS.get(name) in ("A", "B")
+    ]
+    return ":".join(pair) if len(pair) == 2 else None
+
+
+def unplanted(spec: StudySpec) -> list[str]:
+    """The study's factors the paper measured no effect of (not in `PAPER_FACTORS`): the
+    paper's defaults plant nothing on them, so a rehearsal must say so or be given effects."""
+    return [factor.name for factor in spec.factors if factor.name not in PAPER_FACTORS]
 
 
 def parse_effects(text: str, codes: Sequence[str]) -> dict[str, float]:
@@ -408,7 +434,9 @@ DEFAULT_PATTERN = (0.11, 0.11, -0.06, 0.18, 0.0, 0.03, -0.02, 0.01)
 
 
 def default_effects(spec: StudySpec) -> dict[str, float]:
-    """Paper-like planted effects (section 5.1 pilot): a few large, one null, signs mixed."""
+    """Paper-like planted effects (section 5.1 pilot) by factor position, for models built in
+    code (tests, benchmarks): a few large, one null, signs mixed. `simulate` plants by
+    factor name instead (`paper_effect_points`)."""
     return {code: DEFAULT_PATTERN[i % len(DEFAULT_PATTERN)] for i, code in enumerate(spec.codes)}
 
 

@@ -42,8 +42,11 @@ def simulate(
                 "Planted high-minus-low effects at the reference budget, e.g. "
                 "'A=0.1,D=0.18,A:B=0.02'; they replace every default term and shrink with "
                 "budget by --relaxation. Default: the paper's effects as measured at 2, 5 and "
-                "10 minutes (A-D and A:B; E null), linear in log-budget between, held flat "
-                "outside, stretched so the study's shortest budget plays 2 min."
+                "10 minutes, on the factors it measured, by name (DEPTH, ASPECT_RATIO, "
+                "MATRIX_LR, TOTAL_BATCH_SIZE and DEPTH:ASPECT_RATIO; WARMDOWN_RATIO null), "
+                "linear in log-budget between, held flat outside, stretched so the study's "
+                "shortest budget plays 2 min; other factors get none (a study with none of "
+                "these factors needs --effects)."
             ),
         ),
     ] = None,
@@ -232,6 +235,8 @@ def simulate(
         model = synthetic.paper_model(spec, planted, reference_s, relaxation)
     except ValueError as error:
         raise fail(f"{error}") from None
+    if planted is None:
+        _say_what_is_not_planted(spec, err=json_output)
     try:
         model = _overridden(model, noise, seed_sd, seed_condition_sd, spread, divergence)
     except ValueError as error:
@@ -242,6 +247,31 @@ def simulate(
         _power(study.metadata.name, spec, model, replicates, seed, json_output, out, noise_from)
     else:
         _one_study(study, model, out or SINGLE_STUDY_OUT, noise_from)
+
+
+def _say_what_is_not_planted(spec: StudySpec, err: bool) -> None:
+    """The paper's default effects belong to the factors it measured, by name: refuse a study
+    with none of them, and name the factors that get no effect in one with some."""
+    from stagescreen.statistics import synthetic
+
+    missing = synthetic.unplanted(spec)
+    if not missing:
+        return
+    paper = ", ".join(synthetic.PAPER_FACTORS)
+    example = ",".join(f"{code}=0.05" for code in spec.codes[:2])
+    if len(missing) == len(spec.factors):
+        raise fail(
+            f"give --effects: the default effects are the paper's, measured on {paper}, and "
+            f"this study has none of those factors (it has {', '.join(missing)}); plant the "
+            f"effect sizes you expect by factor code, e.g. --effects '{example}'"
+        )
+    codes = {factor.name: factor.code for factor in spec.factors}
+    named = ", ".join(f"{name} ({codes[name]})" for name in missing)
+    typer.echo(
+        f"SYNTHETIC note: no effect planted on {named}: the paper measured no such factor "
+        f"(its defaults cover {paper}); to plant one, give every term with --effects",
+        err=err,
+    )
 
 
 def _overridden(

@@ -185,7 +185,7 @@ def test_the_paper_calibration_is_what_its_docstrings_say() -> None:
 def test_own_effects_or_a_relaxation_keep_the_relaxation_law() -> None:
     law = synthetic.paper_model(PAPER, relaxation=1.0)
     assert not law.effect_points
-    assert law.effect_at("D", 120) == 0.18 and law.effect_at("D", 600) == pytest.approx(0.036)
+    assert law.effect_at("D", 120) == 0.1847 and law.effect_at("D", 600) == pytest.approx(0.03694)
     # A:B still reads the paper's +0.0101 at 5 minutes, shrunk by the exponent given.
     assert law.effect_at("A:B", 300) == pytest.approx(0.0101)
     own = synthetic.paper_model(PAPER, {"A": 0.1})
@@ -193,17 +193,32 @@ def test_own_effects_or_a_relaxation_keep_the_relaxation_law() -> None:
     assert own.effect_at("A", 240) == pytest.approx(0.1 * 2**-own.relaxation)
 
 
-def test_the_table_is_stretched_and_mapped_by_position() -> None:
+def test_the_table_is_stretched_and_planted_by_factor_name() -> None:
     quickstart = load_study(ROOT / "tests" / "data" / "quickstart-two-stages.yaml").spec
     points = synthetic.paper_effect_points(quickstart, stretch=10 / 120)
     assert sorted(points) == [10, 25, 50]
     assert points[50] == {"A": 0.0180, "B": 0.0059, "C": -0.0045, "A:B": 0.0049}
-    wide = PAPER.model_copy(
-        update={"factors": [*PAPER.factors, PAPER.factors[0].model_copy(update={"code": "F"})]}
-    )
-    sixth = synthetic.paper_effect_points(wide)
-    assert sixth[120]["F"] == 0.03  # beyond the table: the pattern's small size, relaxed
-    assert sixth[600]["F"] == pytest.approx(0.03 * 5 ** -synthetic.fit_relaxation())
+    # A code names a position in a design, not a hyperparameter: the paper's effects follow
+    # their factors' names, and a factor the paper never measured gets none.
+    paper = {factor.name: factor for factor in PAPER.factors}
+    recoded = [
+        paper["TOTAL_BATCH_SIZE"].model_copy(update={"code": "A"}),
+        paper["ASPECT_RATIO"].model_copy(update={"code": "B"}),
+        paper["MATRIX_LR"].model_copy(update={"code": "C"}),
+        paper["DEPTH"].model_copy(update={"name": "WARMUP_RATIO", "code": "D"}),
+        paper["DEPTH"].model_copy(update={"code": "E"}),
+    ]
+    mine = PAPER.model_copy(update={"factors": recoded})
+    assert synthetic.paper_effect_points(mine)[600] == {
+        "A": 0.0346,  # TOTAL_BATCH_SIZE, the paper's D
+        "B": 0.0059,
+        "C": -0.0045,
+        "D": 0.0,  # WARMUP_RATIO: not the paper's batch-size D
+        "E": 0.0180,  # DEPTH, the paper's A
+        "B:E": 0.0049,  # DEPTH:ASPECT_RATIO in this study's codes and factor order
+    }
+    assert synthetic.unplanted(mine) == ["WARMUP_RATIO"]
+    assert synthetic.unplanted(PAPER) == []
 
 
 def test_cell_factors_have_unit_root_mean_square_and_grow_with_the_penalty() -> None:

@@ -196,6 +196,64 @@ def test_status_and_report_name_an_outcome_that_does_not_validate(tmp_path: Path
     assert report.exit_code == 0, report.output
 
 
+def test_status_of_a_simulated_study_shows_what_simulate_wrote(tmp_path: Path) -> None:
+    """`status sim/paper` (its --help's example): every simulated run ended, every stage
+    analysed, each line marked SYNTHETIC; nothing waits and no line repeats."""
+    out = tmp_path / "sim"
+    assert runner.invoke(app, ["simulate", str(QUICKSTART), "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["status", str(out / "quickstart")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("SYNTHETIC: `stagescreen simulate` wrote this study; no model")
+    assert lines[1] == "SYNTHETIC study phase Succeeded, 28/28 runs ended"
+    assert lines[3].split() == ["SYNTHETIC", "screen", "screen", "Succeeded", "16", "16", "0", "0"]
+    assert lines[4].split()[:6] == ["SYNTHETIC", "confirm", "confirm", "Succeeded", "12", "12"]
+    assert all(line.startswith("SYNTHETIC") for line in lines)
+    assert not any("waiting" in line for line in lines)
+    assert len(set(lines)) == len(lines)
+
+
+def test_simulate_plants_the_papers_effects_by_factor_name(tmp_path: Path) -> None:
+    """A study's own factor coded D is not the paper's batch size: it gets no effect, and the
+    output says so; a study with none of the paper's factors must give --effects."""
+    text = QUICKSTART.read_text()
+    study = tmp_path / "warmup.yaml"
+    study.write_text(
+        text.replace(
+            "{name: MATRIX_LR, code: C, low: 0.02, high: 0.04}",
+            "{name: WARMUP_RATIO, code: C, low: 0.0, high: 0.1}",
+        ).replace("      WARMUP_RATIO: 0.0\n", "")
+    )
+    result = runner.invoke(app, ["simulate", str(study), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("SYNTHETIC note: no effect planted on WARMUP_RATIO (C): the paper")
+    assert lines[1].endswith("at 50s A=+0.018, B=+0.0059, C=+0, A:B=+0.0049")
+    own = runner.invoke(
+        app, ["simulate", str(study), "--effects", "C=0.05", "--out", str(tmp_path / "o")]
+    )
+    assert own.exit_code == 0 and "note" not in own.stdout
+    none = tmp_path / "none.yaml"
+    none.write_text(
+        study.read_text()
+        .replace(
+            "{name: DEPTH, code: A, low: 1, high: 2, scale: integer}",
+            "{name: EMBEDDING_LR, code: A, low: 0.1, high: 0.3}",
+        )
+        .replace(
+            "{name: ASPECT_RATIO, code: B, low: 32, high: 64, scale: integer}",
+            "{name: WEIGHT_DECAY, code: B, low: 0.0, high: 0.2}",
+        )
+    )
+    refused = runner.invoke(app, ["simulate", str(none), "--out", str(tmp_path / "n")])
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.startswith(
+        "error: give --effects: the default effects are the paper's, measured on DEPTH, "
+    )
+    assert "(it has EMBEDDING_LR, WEIGHT_DECAY, WARMUP_RATIO)" in refused.stderr
+    assert not (tmp_path / "n").exists()
+
+
 def test_noise_from_a_finished_study_replaces_the_papers(tmp_path: Path) -> None:
     """The noise of a study `simulate` wrote (any stored study reads the same way): each
     budget's residual sd pooled over its analysed stages, printed with where it came from."""
