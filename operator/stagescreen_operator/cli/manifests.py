@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -11,6 +12,9 @@ from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
+NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+"""A Kubernetes namespace is a DNS label (RFC 1123)."""
+NAMESPACE_MAX = 63
 
 
 def manifests(
@@ -20,8 +24,15 @@ def manifests(
         typer.Option(metavar="STAGE", help="Stage whose Jobs to print. Default: the first."),
     ] = None,
     namespace: Annotated[
-        str, typer.Option(metavar="NAMESPACE", help="Namespace the study is applied in.")
-    ] = "default",
+        str | None,
+        typer.Option(
+            metavar="NAMESPACE",
+            help=(
+                "Namespace the study is applied in. Default: the study's metadata.namespace, "
+                "else default."
+            ),
+        ),
+    ] = None,
     vocab: Annotated[
         int,
         typer.Option(
@@ -29,11 +40,12 @@ def manifests(
         ),
     ] = CORPUS_VOCAB,
 ) -> None:
-    """Print, as YAML, the training Jobs the operator creates for one stage: what to read
-    before `kubectl apply` and what a reviewer diffs. Stages that select anchors from earlier
-    stages have Jobs only once those have run; ask for the first stage, or a screen.
+    """Preview, as YAML, the training Jobs the operator creates for one stage.
 
-    The owner reference's uid is a placeholder: the operator fills in the study's own.
+    What to read before applying the study and what a reviewer diffs; not for `kubectl
+    apply`: the owner reference's uid is a placeholder (the operator fills in the study's
+    own), and the output opens with a comment saying so. Stages that select anchors from
+    earlier stages have Jobs only once those have run; ask for the first stage, or a screen.
 
     Example: stagescreen manifests examples/paper.yaml --stage screen > screen-jobs.yaml
     """
@@ -47,6 +59,7 @@ def manifests(
 
     study = load_or_exit(study_file)
     spec = study.spec
+    namespace = _namespace(namespace, study.metadata.namespace)
     chosen = (
         spec.stages[0] if stage is None else next((s for s in spec.stages if s.name == stage), None)
     )
@@ -71,4 +84,34 @@ def manifests(
         )
         for run in plan.runs
     ]
+    typer.echo(
+        f"# PREVIEW of the {len(jobs)} Jobs the StageScreen operator creates for stage "
+        f"{chosen.name!r} of study {study.metadata.name!r} in namespace {namespace!r}.\n"
+        f"# Not for `kubectl apply`: each Job's owner uid is a placeholder ({PLACEHOLDER_UID})"
+        " that the operator replaces\n# with its ScreeningStudy's; apply the study itself and "
+        "the operator creates these Jobs."
+    )
     typer.echo(yaml.safe_dump_all(jobs, sort_keys=False), nl=False)
+
+
+def _namespace(option: str | None, declared: str | None) -> str:
+    """The namespace the Jobs land in: the study's own (metadata.namespace) unless --namespace
+    names one, and the two must agree, as `kubectl apply` refuses an object whose namespace
+    differs from its --namespace. Either must be a namespace Kubernetes accepts."""
+    if option is not None and declared is not None and option != declared:
+        raise fail(
+            f"--namespace {option!r}: the study declares metadata.namespace {declared!r}; "
+            "leave --namespace out, or change the study's namespace"
+        )
+    chosen, source = (
+        (option, "--namespace")
+        if option is not None
+        else (declared or "default", "metadata.namespace")
+    )
+    if len(chosen) > NAMESPACE_MAX or not NAMESPACE.fullmatch(chosen):
+        raise fail(
+            f"{source} {chosen!r} is not a Kubernetes namespace: use lowercase letters, digits "
+            f"and '-', starting and ending with a letter or digit, at most {NAMESPACE_MAX} "
+            "characters, e.g. ml-team"
+        )
+    return chosen

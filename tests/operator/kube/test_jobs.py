@@ -9,6 +9,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pandas as pd
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -213,6 +214,37 @@ def test_manifests_prints_the_first_stage_jobs_as_valid_yaml() -> None:
     assert len(jobs) == 48
     for job in jobs:
         kubernetes_validate.validate(job, K8S, strict=True)
+
+
+def test_manifests_say_they_are_a_preview_and_honour_the_studys_namespace(
+    tmp_path: Path,
+) -> None:
+    paper = ROOT / "examples" / "paper.yaml"
+    result = CliRunner().invoke(app, ["manifests", str(paper)])
+    header = result.stdout.splitlines()[:3]
+    assert header[0].startswith("# PREVIEW of the 48 Jobs the StageScreen operator creates")
+    assert "Not for `kubectl apply`" in header[1] and "placeholder" in header[1]
+    study = tmp_path / "team.yaml"
+    study.write_text(
+        paper.read_text().replace("  name: paper\n", "  name: paper\n  namespace: ml\n")
+    )
+    jobs = list(yaml.safe_load_all(CliRunner().invoke(app, ["manifests", str(study)]).stdout))
+    assert {job["metadata"]["namespace"] for job in jobs} == {"ml"}
+    other = CliRunner().invoke(app, ["manifests", str(study), "--namespace", "other"])
+    assert other.exit_code == 2 and "declares metadata.namespace 'ml'" in other.stderr
+
+
+@pytest.mark.parametrize("namespace", ["ML Team", "-ml", "ml_team", "a" * 64, ""])
+def test_manifests_refuse_a_namespace_kubernetes_refuses_in_words(namespace: str) -> None:
+    result = CliRunner().invoke(
+        app, ["manifests", str(ROOT / "examples" / "paper.yaml"), "--namespace", namespace]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: --namespace {namespace!r} is not a Kubernetes namespace: use lowercase "
+        "letters, digits and '-', starting and ending with a letter or digit, at most 63 "
+        "characters, e.g. ml-team\n"
+    )
 
 
 def test_manifests_of_an_anchor_stage_say_they_wait_for_earlier_results() -> None:
