@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlparse
@@ -66,10 +68,61 @@ def open_study(uri: str) -> tuple[Store, Study]:
     store = open_store(root)
     keys = StudyKeys(name)
     if not store.exists(keys.spec()):
-        raise ValueError(f"no study there (expected {SPEC} in it)")
+        raise ValueError(f"no study there (expected {SPEC} in it){did_you_mean(uri)}")
     # Read to report on, never run: the trainer-contract checks are left out (a replayed
     # study's factors are a table's columns).
     return store, parse_study(yaml.safe_load(store.get_text(keys.spec())), trains=False)
+
+
+def did_you_mean(uri: str) -> str:
+    """A hint such as "; did you mean runs/demo/quickstart?" for a local folder that holds
+    no study: the studies inside it when it is their parent, study folders of a name close to
+    its own beside it, and those of its name a few levels below its parent or the working
+    directory (`make demo` writes runs/demo/quickstart, a plain `run` runs/quickstart).
+    Empty when there are none, or for s3:// URIs."""
+    try:
+        root, name = split_study_uri(uri)
+    except ValueError:
+        return ""
+    if "://" in uri:
+        return ""
+    given = Path(uri.strip().rstrip("/"))
+    found = _study_folders(given, 1)
+    beside = _study_folders(Path(root), 1)
+    close = difflib.get_close_matches(name, [study.name for study in beside], cutoff=0.8)
+    found += [study for study in beside if study.name in close]
+    for base in dict.fromkeys([Path(root), Path()]):
+        found += [study for study in _study_folders(base, 3) if study.name == name]
+    unique: dict[Path, Path] = {}
+    for study in found:
+        unique.setdefault(study.resolve(), study)
+    unique.pop(given.resolve(), None)
+    if not unique:
+        return ""
+    return "; did you mean " + " or ".join(map(str, list(unique.values())[:3])) + "?"
+
+
+def _study_folders(base: Path, depth: int) -> list[Path]:
+    """Folders holding a spec.yaml at most `depth` levels below `base`, shallowest first;
+    hidden folders (.venv, .git) are skipped."""
+    from stagescreen.storage.keys import SPEC
+
+    found, level = [], [base]
+    for _ in range(depth):
+        below = []
+        for folder in level:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+            except OSError:
+                continue
+            below += [
+                Path(folder, entry.name)
+                for entry in entries
+                if entry.is_dir() and not entry.name.startswith(".")
+            ]
+        found += [folder for folder in below if (folder / SPEC).is_file()]
+        level = below
+    return found
 
 
 def report(
@@ -107,6 +160,7 @@ def report(
             raise fail(
                 f"no study at {uri!r}: expected {SPEC} at {store.uri(keys.spec())} "
                 "(give the study's folder, e.g. ./runs/quickstart or s3://bucket/prefix/paper)"
+                + did_you_mean(uri)
             )
         written = write_report(store, study, target)
     except SpecError as error:
