@@ -6,6 +6,8 @@ each imports the heavy parts of the core inside its function so `--help` stays f
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 from stagescreen_operator.cli import (
@@ -40,7 +42,9 @@ COMMANDS = (
     version.version,
 )
 for command in COMMANDS:
-    app.command()(command)
+    # The first paragraph of its docstring, whole: Click would cut the command list's line
+    # at the terminal's width with "...".
+    app.command(short_help=inspect.cleandoc(command.__doc__ or "").partition("\n\n")[0])(command)
 
 __all__ = ["COMMANDS", "app", "main"]
 

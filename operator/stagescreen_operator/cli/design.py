@@ -118,7 +118,7 @@ def design(
         ),
     ] = False,
 ) -> None:
-    """Print a two-level design: its runs, defining relation, resolution and alias chains.
+    """Print a two-level design: runs, defining relation, aliases.
 
     Runs are numbered c01, c02, ... with the first factor varying slowest (the paper's order:
     with E=ABCD, c07 is A-,B+,C+,D-,E+); --yates numbers them first factor fastest.

@@ -199,7 +199,9 @@ def effects(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the families as JSON.")] = False,
 ) -> None:
-    """Estimate high-minus-low effects (2*beta under -1/+1 coding) with intervals, p and BH q.
+    """Estimate a results table's effects with intervals, p and BH q.
+
+    Effects are high minus low (2*beta under -1/+1 coding).
 
     Rows whose status is not 'succeeded' or whose response is missing are left out and listed
     by their line in a CSV file (by row number, from 1, in a parquet file).

@@ -32,8 +32,10 @@ def operator(
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
 ) -> None:
-    """Run the Kubernetes operator: reconcile every ScreeningStudy into training Jobs on its
-    pools, analysis Jobs after each stage, and status (what `helm install` deploys).
+    """Run the Kubernetes operator (what `helm install` deploys).
+
+    It reconciles every ScreeningStudy into training Jobs on its pools, analysis Jobs after
+    each stage, and status.
 
     S3 credentials come from AWS_* variables; the cluster from the pod's ServiceAccount, or
     KUBECONFIG outside a cluster.
@@ -71,9 +73,10 @@ def analyse(
         str, typer.Option(metavar="NAMESPACE", help="Namespace of the study.")
     ] = "default",
 ) -> None:
-    """Analyse one finished stage of a cluster study (what the analysis Job runs): read its
-    runs from S3, write results.parquet, outcome.json and the report there, and patch the
-    stage's outcome into the study's status.
+    """Analyse a finished stage of a cluster study (its analysis Job).
+
+    Reads its runs from S3, writes results.parquet, outcome.json and the report there, and
+    patches the stage's outcome into the study's status.
 
     Example: stagescreen analyse paper screen --namespace ml-research
     """

@@ -40,7 +40,7 @@ def manifests(
         ),
     ] = CORPUS_VOCAB,
 ) -> None:
-    """Preview, as YAML, the training Jobs the operator creates for one stage.
+    """Preview, as YAML, the Jobs the operator creates for a stage.
 
     What to read before applying the study and what a reviewer diffs; not for `kubectl
     apply`: the owner reference's uid is a placeholder (the operator fills in the study's

@@ -46,8 +46,9 @@ def plan(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Price a study: runs, GPU-hours per pool (CPU run-hours for pools with gpus: 0) and
-    wall-clock per stage.
+    """Price a study: runs, GPU-hours per pool and wall-clock per stage.
+
+    Pools with gpus: 0 are priced in CPU run-hours.
 
     Anchor stages count one condition per pick, greedy stages their run limit and halving
     stages every rung of their ladder, so the totals are known before the first run.

@@ -135,8 +135,10 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Write report.md and the figures (main effects by budget, variance shares, anchor seeds)
-    for every stage that has run; stages not run yet are listed as such.
+    """Write a stored study's report.md and figures beside its data.
+
+    The figures (main effects by budget, variance shares, anchor seeds) cover every stage
+    that has run; stages not run yet are listed as such.
 
     S3 endpoint and credentials come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY and AWS_REGION.

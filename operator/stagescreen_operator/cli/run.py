@@ -46,8 +46,10 @@ def run(
         ),
     ] = CORPUS_VOCAB,
 ) -> None:
-    """Train every stage of a study here: plan, run the trainers, analyse each stage, promote
-    its anchors, and write the report.
+    """Train every stage of a study on this machine, then report.
+
+    Plans each stage, runs the trainers, analyses the stage, promotes its anchors, and
+    writes the report.
 
     Kill it at any point (Ctrl-C checkpoints the running trainers; even SIGKILL loses at most
     a checkpoint interval) and run the same command again: finished runs are kept, interrupted

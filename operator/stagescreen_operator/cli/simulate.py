@@ -177,7 +177,7 @@ def simulate(
         ),
     ] = None,
 ) -> None:
-    """Simulate every stage on planted effects: one study, or its power over N replicates.
+    """Simulate a study on planted effects, or its power (--replicates).
 
     Without --replicates: writes spec.yaml, stages/<stage>/results.parquet and outcome.json,
     and manifest.json under OUT/<study>/; `stagescreen report OUT/<study>` renders them.

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def status(
     uri: StudyFolder,
 ) -> None:
-    """Where a study stands: its stages, best condition so far and compute spent.
+    """Where a study stands: stages, best so far, compute spent.
 
     The stage table (runs ended, failed, waiting of those planned, and each analysed stage's
     outcome), the best condition so far, compute spent per pool, and the runs started but not

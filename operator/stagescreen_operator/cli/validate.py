@@ -19,7 +19,7 @@ def validate(
         typer.Argument(metavar="FILE", help="ScreeningStudy YAML files, e.g. examples/paper.yaml."),
     ],
 ) -> None:
-    """Check ScreeningStudy files; list every problem with its field path.
+    """Check ScreeningStudy files; name every problem's field path.
 
     Exits 0 when every file is a valid study, 2 otherwise (one line per problem, on stderr).
     """
