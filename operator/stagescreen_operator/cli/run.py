@@ -25,14 +25,15 @@ def run(
         ),
     ] = None,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             metavar="N",
             min=1,
-            help="Runs at once (at most limits.parallelism). On CPU they share the cores; on "
-            "CUDA each takes one visible GPU, so at most that many run.",
+            help="Runs at once on this machine, in place of the study's limits.parallelism "
+            "(the default). On CPU they share the cores; on CUDA each takes one visible GPU, "
+            "so at most that many run.",
         ),
-    ] = 2,
+    ] = None,
     device: Annotated[
         str,
         typer.Option(
@@ -55,7 +56,7 @@ def run(
     a checkpoint interval) and run the same command again: finished runs are kept, interrupted
     ones resume, and the study ends with the same runs as an uninterrupted one.
 
-    Example: stagescreen run examples/quickstart.yaml --workers 2
+    Example: stagescreen run examples/quickstart.yaml
     """
     from datetime import UTC, datetime
 
@@ -81,7 +82,7 @@ def run(
     gpus = _visible_gpus() if device == "cuda" else []
     if device == "cuda" and not gpus:
         raise fail("--device=cuda: no CUDA device is visible; use --device cpu")
-    slots = min(workers, spec.limits.parallelism, len(gpus) or workers)
+    slots = runs_at_once(spec.limits.parallelism, workers, len(gpus))
     events = progress_events(study, slots)
     corpus = corpus_for(study, opened, vocab, events.say)
     limits = spec.limits.model_copy(update={"parallelism": slots})
@@ -106,6 +107,14 @@ def run(
     if not decision.ended:  # stopped by Ctrl-C
         typer.echo(f"stopped; run the same command again to resume: stagescreen run {study_file}")
         raise typer.Exit(130)
+
+
+def runs_at_once(parallelism: int, workers: int | None, gpus: int) -> int:
+    """One meaning of "runs at once": the study's limits.parallelism unless --workers sets
+    another number for this machine; on CUDA (`gpus` visible, else 0) a GPU runs one at a
+    time, so never more than there are."""
+    wanted = parallelism if workers is None else workers
+    return min(wanted, gpus) if gpus else wanted
 
 
 def _visible_gpus() -> list[str]:
