@@ -14,8 +14,10 @@ labels rows) each run takes a measured replicate of its condition at its budget 
 earlier run took, in an order drawn from `seed`; a study needing more replicates than the
 table has is refused rather than shown a repeated value as a new measurement.
 
-Every problem is a `ReplayError` with a one-line message naming the column, condition, budget
-or seed at fault. Results are marked `replay` (the table's name) and never synthetic.
+The table arrives as a DataFrame: the CLI reads the file (`simulate --table`, with the
+reader `effects` uses), so the core does no file I/O. Every problem is a `ReplayError` with a
+one-line message naming the column, condition, budget, seed or row at fault. Results are
+marked `replay` (the table's name) and never synthetic.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,20 +42,6 @@ SEED = "seed"
 
 class ReplayError(ValueError):
     """A table cannot answer the study's runs; the message says what is missing or wrong."""
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A table of measured runs from a .csv or .parquet file."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except (OSError, ValueError) as error:
-        raise ReplayError(f"{path}: cannot read: {error}") from None
-    raise ReplayError(f"{path}: expected a .csv or .parquet table (got {suffix or 'no suffix'!r})")
 
 
 def _same(value: object, level: object) -> bool:
@@ -115,6 +102,10 @@ class Table:
     """The budgets the table measured; None when it has no budget column."""
     seeded: bool
     draw_seed: int = 0
+    places: Sequence[str] = ()
+    """Where each row sits in its file, for messages: "line 7" or "row 3" where the frame's
+    index is named line or row (the CLI's reader names a CSV's file lines and a parquet
+    file's rows so), else "row n" counting from 1."""
     _order: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     _used: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -200,7 +191,7 @@ class Table:
             value = float(self.rows.at[index, metric])
             if not math.isfinite(value):
                 raise ReplayError(
-                    f"table row {index + 1}: {metric} is {value} for condition "
+                    f"table {self.places[index]}: {metric} is {value} for condition "
                     f"{run.condition_id} at {format_budget(run.budget_s)}; each run replayed "
                     "needs a finite value (drop the row or give it one)"
                 )
@@ -239,6 +230,11 @@ def table_for(spec: StudySpec, frame: pd.DataFrame, name: str, draw_seed: int = 
             f"no column {', '.join(missing)} (a column per factor, named as the factor, "
             f"and the metric {metric}; the table has {', '.join(map(str, frame.columns))})"
         )
+    places = (
+        [f"{frame.index.name} {label}" for label in frame.index]
+        if frame.index.name in ("line", "row")
+        else [f"row {number}" for number in range(1, len(frame) + 1)]
+    )
     frame = frame.reset_index(drop=True)
     rows = pd.DataFrame(index=frame.index)
     read_as = {}
@@ -257,4 +253,4 @@ def table_for(spec: StudySpec, frame: pd.DataFrame, name: str, draw_seed: int = 
             raise ReplayError(f"column {SEED}: {bad!r} is not a whole-number seed")
         rows[SEED] = seeds.astype(int)
     rows[metric] = pd.to_numeric(frame[metric], errors="coerce")
-    return Table(name, rows, factors, read_as, budgets, seeded, draw_seed)
+    return Table(name, rows, factors, read_as, budgets, seeded, draw_seed, places)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 from replayed import FACTORS, SWEEP, SWEEP_FILE, measured_table
@@ -58,18 +56,6 @@ def test_without_a_seed_column_runs_draw_distinct_replicates_of_their_condition(
         assert runs["val_loss"].is_unique  # no replicate taken twice, across stages too
     again = replayed(replay.table_for(SPEC, frame, "sweep.csv", draw_seed=3))
     assert again["val_loss"].tolist() == results["val_loss"].tolist()
-
-
-def test_values_and_codes_read_alike_and_parquet_reads_as_csv(tmp_path: Path) -> None:
-    frame = measured_table()
-    codes = frame.assign(WIDTH=frame["WIDTH"].map({16: -1, 64: 1}))
-    values = frame.assign(DROPOUT=frame["DROPOUT"].map({-1: 0.0, 0: 0.15, 1: 0.3}))
-    codes.to_parquet(tmp_path / "t.parquet")
-    values.to_csv(tmp_path / "t.csv", index=False)
-    by_code = replay.table_for(SPEC, replay.read_table(tmp_path / "t.parquet"), "t.parquet")
-    by_value = replay.table_for(SPEC, replay.read_table(tmp_path / "t.csv"), "t.csv")
-    assert by_code.read_as["WIDTH"] == "codes" and by_value.read_as["DROPOUT"] == "values"
-    assert replayed(by_code)["val_loss"].tolist() == replayed(by_value)["val_loss"].tolist()
 
 
 def _without(frame: pd.DataFrame, **levels: object) -> pd.DataFrame:
@@ -146,14 +132,6 @@ def test_a_bad_table_is_refused_in_one_line_naming_what_is_wrong(change, message
         replayed(replay.table_for(SPEC, change(measured_table()), "sweep.csv"))
     text = str(error.value)
     assert message in text and "\n" not in text
-
-
-def test_only_csv_and_parquet_tables_are_read(tmp_path: Path) -> None:
-    (tmp_path / "t.json").write_text("{}")
-    with pytest.raises(replay.ReplayError, match=r"expected a \.csv or \.parquet table"):
-        replay.read_table(tmp_path / "t.json")
-    with pytest.raises(replay.ReplayError, match="cannot read"):
-        replay.read_table(tmp_path / "absent.csv")
 
 
 def test_the_table_columns_are_the_factor_names() -> None:
