@@ -7,6 +7,10 @@ number or a string as the spec writes it) or the coded levels -1/0/+1; the colum
 values when every entry is one of them, else as codes. An optional `budget` column (seconds,
 or a duration such as 10m) says at which budget a row was measured; without one every budget
 takes its values from the whole table. The metric column is named as `spec.metric.name`.
+An optional `status` column (succeeded, diverged or failed; empty or absent reads as
+succeeded) says how a measured run ended: a run that takes a diverged or failed row ends so,
+without a metric, as the trainer would have recorded it, so a past sweep's losses count in
+the replayed decisions as they did in the sweep.
 
 A `seed` column keeps seed effects shared: the run with seed s takes seed s's value of its
 condition at its budget, in every stage that runs it. Without one (a `replicate` column only
@@ -38,6 +42,9 @@ from stagescreen_contract.status import RunStatus
 
 BUDGET = "budget"
 SEED = "seed"
+STATUS = "status"
+ENDINGS = (RunStatus.SUCCEEDED, RunStatus.DIVERGED, RunStatus.FAILED)
+"""The statuses a `status` column may give a row: how the measured run ended."""
 
 
 class ReplayError(ValueError):
@@ -188,18 +195,28 @@ class Table:
         out = []
         for run in runs:
             index = self._row(run)
+            status = RunStatus(self.rows.at[index, STATUS])
             value = float(self.rows.at[index, metric])
-            if not math.isfinite(value):
+            ended: dict[str, object] = {"status": status.value}
+            if status != RunStatus.SUCCEEDED:
+                # As a trainer's record of such a run: no metric, and why, where the user looks.
+                ended |= {
+                    metric: math.nan,
+                    "reason": f"{status} in {self.name}, {self.places[index]}",
+                }
+            elif not math.isfinite(value):
                 raise ReplayError(
                     f"table {self.places[index]}: {metric} is {value} for condition "
                     f"{run.condition_id} at {format_budget(run.budget_s)}; each run replayed "
-                    "needs a finite value (drop the row or give it one)"
+                    "as succeeded needs a finite value (drop the row, give it one, or mark it "
+                    "diverged or failed in a status column)"
                 )
+            else:
+                ended[metric] = value
             out.append(
                 run.to_row()
+                | ended
                 | {
-                    "status": RunStatus.SUCCEEDED.value,
-                    metric: value,
                     "training_s": float(run.budget_s),
                     "wall_s": float(run.budget_s),
                     "replay": self.name,
@@ -214,6 +231,20 @@ def _budget_s(entry: object) -> int:
         return parse_duration(str(entry))
     except ValueError as error:
         raise ReplayError(f"column {BUDGET}: {error}") from None
+
+
+def _status(entry: object) -> str:
+    """A status column entry: how the measured run ended; an empty entry reads as succeeded,
+    so a table need mark only the runs that did not."""
+    if entry is None or (isinstance(entry, float) and math.isnan(entry)) or not str(entry).strip():
+        return RunStatus.SUCCEEDED.value
+    text = str(entry).strip().lower()
+    if text not in ENDINGS:
+        raise ReplayError(
+            f"column {STATUS}: {entry!r} is not how a run ended (succeeded, diverged or "
+            "failed; an empty entry reads as succeeded)"
+        )
+    return text
 
 
 def table_for(spec: StudySpec, frame: pd.DataFrame, name: str, draw_seed: int = 0) -> Table:
@@ -252,5 +283,6 @@ def table_for(spec: StudySpec, frame: pd.DataFrame, name: str, draw_seed: int = 
             bad = frame[SEED][seeds.isna() | (seeds != seeds.round())].iloc[0]
             raise ReplayError(f"column {SEED}: {bad!r} is not a whole-number seed")
         rows[SEED] = seeds.astype(int)
+    rows[STATUS] = frame[STATUS].map(_status) if STATUS in frame.columns else ENDINGS[0].value
     rows[metric] = pd.to_numeric(frame[metric], errors="coerce")
     return Table(name, rows, factors, read_as, budgets, seeded, draw_seed, places)

@@ -105,14 +105,21 @@ BAD_TABLES = [
     (
         "a missing value",
         lambda f: f.assign(val_loss=f["val_loss"].where(f.index != 0)),
-        "table row 1: val_loss is nan for condition c01 at 10m; each run replayed needs a "
-        "finite value",
+        "table row 1: val_loss is nan for condition c01 at 10m; each run replayed as "
+        "succeeded needs a finite value (drop the row, give it one, or mark it diverged or "
+        "failed in a status column)",
     ),
     (
         "too few replicates",
         lambda f: f.drop(columns="seed"),
         "the table's 4 replicates of condition c03 at 10m are all taken (stage 'confirm' "
         "needs one more)",
+    ),
+    (
+        "a status no run ends with",
+        lambda f: f.assign(status=["crashed"] + [""] * (len(f) - 1)),
+        "column status: 'crashed' is not how a run ended (succeeded, diverged or failed; an "
+        "empty entry reads as succeeded)",
     ),
     (
         "a bad budget",
@@ -132,6 +139,32 @@ def test_a_bad_table_is_refused_in_one_line_naming_what_is_wrong(change, message
         replayed(replay.table_for(SPEC, change(measured_table()), "sweep.csv"))
     text = str(error.value)
     assert message in text and "\n" not in text
+
+
+def test_diverged_and_failed_rows_replay_as_such_runs_without_a_metric() -> None:
+    """A past sweep's losses count in the replayed decisions: a run that takes a diverged or
+    failed row ends so, with no metric and a reason naming the row; a diverged row needs no
+    value, and an empty status reads as succeeded."""
+    frame = measured_table()
+    first = (frame["WIDTH"] == 16) & (frame["LEARNING_RATE"] == 0.001) & (frame["DROPOUT"] == -1)
+    ended = {1: "diverged", 2: "failed"}
+    frame["status"] = ""
+    for seed, status in ended.items():
+        frame.loc[first & (frame["budget"] == "10m") & (frame["seed"] == seed), "status"] = status
+    frame.loc[frame["status"] == "diverged", "val_loss"] = float("nan")
+    results = replayed(replay.table_for(SPEC, frame, "sweep.csv"))
+    lost = results[results["status"] != "succeeded"]
+    assert sorted(zip(lost["stage"], lost["seed"], lost["status"], strict=True)) == [
+        ("screen", 1, "diverged"),
+        ("screen", 2, "failed"),
+    ]
+    assert (lost["condition_id"] == "c01").all() and (lost["budget_s"] == 600).all()
+    assert lost["val_loss"].isna().all()
+    assert lost["reason"].tolist() == ["diverged in sweep.csv, row 1", "failed in sweep.csv, row 2"]
+    assert results.loc[results["status"] == "succeeded", "val_loss"].notna().all()
+    # Without the status column the same table replays every run as succeeded.
+    plain = replayed(replay.table_for(SPEC, measured_table(), "sweep.csv"))
+    assert (plain["status"] == "succeeded").all() and len(plain) == len(results)
 
 
 def test_the_table_columns_are_the_factor_names() -> None:

@@ -165,3 +165,38 @@ def test_a_categorical_factor_replays_by_its_levels_as_written(tmp_path: Path) -
     outcome = json.loads((out / "sweep/stages/screen/outcome.json").read_text())
     effect = outcome["effects"]["families"][-1]["effects"][0]
     assert effect["term"] == "A" and effect["effect"] > 0.09  # gelu (was WIDTH 64) costs 0.1
+
+
+def test_a_past_sweeps_diverged_and_failed_runs_count_in_the_replayed_study(
+    tmp_path: Path,
+) -> None:
+    """A status column: the runs that take a diverged or failed row are written so, and the
+    stage's outcome counts them as it would a real study's."""
+    frame = measured_table()
+    frame["status"] = ""
+    screen_c01 = (frame["WIDTH"] == 16) & (frame["LEARNING_RATE"] == 0.001)
+    screen_c01 &= (frame["DROPOUT"] == -1) & (frame["budget"] == "10m")
+    frame.loc[screen_c01 & (frame["seed"] == 1), ["status", "val_loss"]] = ["diverged", None]
+    frame.loc[screen_c01 & (frame["seed"] == 2), "status"] = "failed"
+    table = tmp_path / "sweep.csv"
+    frame.to_csv(table, index=False)
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["simulate", str(SWEEP_FILE), "--table", str(table), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    screen = pd.read_parquet(out / "sweep/stages/screen/results.parquet")
+    lost = screen[screen["status"] != "succeeded"].sort_values("seed")
+    assert lost["status"].tolist() == ["diverged", "failed"]
+    assert lost["reason"].tolist() == [
+        "diverged in sweep.csv, line 2",
+        "failed in sweep.csv, line 3",
+    ]
+    outcome = json.loads((out / "sweep/stages/screen/outcome.json").read_text())
+    assert outcome["runs"] | {"missing": []} == {
+        "planned": 32,
+        "succeeded": 30,
+        "diverged": 1,
+        "failed": 1,
+        "missing": [],
+    }
