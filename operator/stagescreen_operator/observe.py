@@ -5,7 +5,8 @@ own processes or Jobs, never from here."""
 
 from __future__ import annotations
 
-from stagescreen.storage.keys import CKPT, OUTCOME, RESULT, StudyKeys
+from stagescreen.planning.results import with_image_digest
+from stagescreen.storage.keys import CKPT, IMAGE, OUTCOME, RESULT, StudyKeys
 from stagescreen.storage.store import Store, open_store
 from stagescreen.study.spec import SpecError, Study
 from stagescreen_contract.record import RunRecord
@@ -20,17 +21,26 @@ def observe_store(
     record (they resume), stages whose outcome is published. Nothing about processes.
 
     `records` caches records read before (a written record never changes) and is updated.
+    A record read here without an image digest takes the one the kube operator wrote beside
+    it (`IMAGE`), if any: the trainer cannot see its own image.
     """
     records = {} if records is None else records
     keys = StudyKeys(study.metadata.name)
     prefix = keys.runs_prefix()
-    checkpointed = set()
+    checkpointed, imaged, new = set(), set(), {}
     for key in store.list(prefix):
         run_id, _, name = key[len(prefix) :].partition("/")
         if name == RESULT and run_id not in records:
-            records[run_id] = RunRecord.model_validate(store.get_json(key))
+            new[run_id] = key
+        elif name == IMAGE:
+            imaged.add(run_id)
         elif name.startswith(CKPT):
             checkpointed.add(run_id)
+    for run_id, key in new.items():
+        record = RunRecord.model_validate(store.get_json(key))
+        if run_id in imaged:
+            record = with_image_digest(record, store.get_text(keys.run(run_id, IMAGE)).strip())
+        records[run_id] = record
     analysed = {
         stage.name for stage in study.spec.stages if store.exists(keys.stage(stage.name, OUTCOME))
     }

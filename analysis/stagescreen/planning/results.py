@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from stagescreen.planning.plans import PlannedRun
-from stagescreen_contract.record import PROVENANCE_COLUMNS, RunRecord
+from stagescreen_contract.record import PROVENANCE_COLUMNS, Provenance, RunRecord
 from stagescreen_contract.status import TERMINAL, RunStatus
 
 
@@ -170,3 +170,15 @@ def failure_record(study: str, run: PlannedRun, reason: str, wall_s: float) -> R
         reason=reason,
         wall_s=wall_s,
     )
+
+
+def with_image_digest(record: RunRecord, digest: str) -> RunRecord:
+    """The record with the image digest its executor saw the run's pod run (the kube operator
+    writes it beside the record, `runs/<run_id>/image.txt`), where the record has none: a
+    trainer cannot see its own image, so its records get the digest here, as they are read.
+    A digest the record carries, or an empty one, leaves the record as it is."""
+    provenance = record.provenance or Provenance()
+    if provenance.image_digest or not digest:
+        return record
+    joined = provenance.model_copy(update={"image_digest": digest})
+    return record.model_copy(update={"provenance": joined})

@@ -7,6 +7,10 @@ number or a string as the spec writes it) or the coded levels -1/0/+1; the colum
 values when every entry is one of them, else as codes. An optional `budget` column (seconds,
 or a duration such as 10m) says at which budget a row was measured; without one every budget
 takes its values from the whole table. The metric column is named as `spec.metric.name`.
+An optional `status` column (succeeded, diverged or failed; empty or absent reads as
+succeeded) says how a measured run ended: a run that takes a diverged or failed row ends so,
+without a metric, as the trainer would have recorded it, so a past sweep's losses count in
+the replayed decisions as they did in the sweep.
 
 A `seed` column keeps seed effects shared: the run with seed s takes seed s's value of its
 condition at its budget, in every stage that runs it. Without one (a `replicate` column only
@@ -14,8 +18,10 @@ labels rows) each run takes a measured replicate of its condition at its budget 
 earlier run took, in an order drawn from `seed`; a study needing more replicates than the
 table has is refused rather than shown a repeated value as a new measurement.
 
-Every problem is a `ReplayError` with a one-line message naming the column, condition, budget
-or seed at fault. Results are marked `replay` (the table's name) and never synthetic.
+The table arrives as a DataFrame: the CLI reads the file (`simulate --table`, with the
+reader `effects` uses), so the core does no file I/O. Every problem is a `ReplayError` with a
+one-line message naming the column, condition, budget, seed or row at fault. Results are
+marked `replay` (the table's name) and never synthetic.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,24 +42,13 @@ from stagescreen_contract.status import RunStatus
 
 BUDGET = "budget"
 SEED = "seed"
+STATUS = "status"
+ENDINGS = (RunStatus.SUCCEEDED, RunStatus.DIVERGED, RunStatus.FAILED)
+"""The statuses a `status` column may give a row: how the measured run ended."""
 
 
 class ReplayError(ValueError):
     """A table cannot answer the study's runs; the message says what is missing or wrong."""
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A table of measured runs from a .csv or .parquet file."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except (OSError, ValueError) as error:
-        raise ReplayError(f"{path}: cannot read: {error}") from None
-    raise ReplayError(f"{path}: expected a .csv or .parquet table (got {suffix or 'no suffix'!r})")
 
 
 def _same(value: object, level: object) -> bool:
@@ -115,6 +109,10 @@ class Table:
     """The budgets the table measured; None when it has no budget column."""
     seeded: bool
     draw_seed: int = 0
+    places: Sequence[str] = ()
+    """Where each row sits in its file, for messages: "line 7" or "row 3" where the frame's
+    index is named line or row (the CLI's reader names a CSV's file lines and a parquet
+    file's rows so), else "row n" counting from 1."""
     _order: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     _used: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -197,18 +195,28 @@ class Table:
         out = []
         for run in runs:
             index = self._row(run)
+            status = RunStatus(self.rows.at[index, STATUS])
             value = float(self.rows.at[index, metric])
-            if not math.isfinite(value):
+            ended: dict[str, object] = {"status": status.value}
+            if status != RunStatus.SUCCEEDED:
+                # As a trainer's record of such a run: no metric, and why, where the user looks.
+                ended |= {
+                    metric: math.nan,
+                    "reason": f"{status} in {self.name}, {self.places[index]}",
+                }
+            elif not math.isfinite(value):
                 raise ReplayError(
-                    f"table row {index + 1}: {metric} is {value} for condition "
+                    f"table {self.places[index]}: {metric} is {value} for condition "
                     f"{run.condition_id} at {format_budget(run.budget_s)}; each run replayed "
-                    "needs a finite value (drop the row or give it one)"
+                    "as succeeded needs a finite value (drop the row, give it one, or mark it "
+                    "diverged or failed in a status column)"
                 )
+            else:
+                ended[metric] = value
             out.append(
                 run.to_row()
+                | ended
                 | {
-                    "status": RunStatus.SUCCEEDED.value,
-                    metric: value,
                     "training_s": float(run.budget_s),
                     "wall_s": float(run.budget_s),
                     "replay": self.name,
@@ -225,6 +233,20 @@ def _budget_s(entry: object) -> int:
         raise ReplayError(f"column {BUDGET}: {error}") from None
 
 
+def _status(entry: object) -> str:
+    """A status column entry: how the measured run ended; an empty entry reads as succeeded,
+    so a table need mark only the runs that did not."""
+    if entry is None or (isinstance(entry, float) and math.isnan(entry)) or not str(entry).strip():
+        return RunStatus.SUCCEEDED.value
+    text = str(entry).strip().lower()
+    if text not in ENDINGS:
+        raise ReplayError(
+            f"column {STATUS}: {entry!r} is not how a run ended (succeeded, diverged or "
+            "failed; an empty entry reads as succeeded)"
+        )
+    return text
+
+
 def table_for(spec: StudySpec, frame: pd.DataFrame, name: str, draw_seed: int = 0) -> Table:
     """The table indexed for replaying `spec`'s runs (`name` marks the results), or
     ReplayError naming what is wrong; `draw_seed` orders the replicates of a table without
@@ -239,6 +261,11 @@ def table_for(spec: StudySpec, frame: pd.DataFrame, name: str, draw_seed: int = 
             f"no column {', '.join(missing)} (a column per factor, named as the factor, "
             f"and the metric {metric}; the table has {', '.join(map(str, frame.columns))})"
         )
+    places = (
+        [f"{frame.index.name} {label}" for label in frame.index]
+        if frame.index.name in ("line", "row")
+        else [f"row {number}" for number in range(1, len(frame) + 1)]
+    )
     frame = frame.reset_index(drop=True)
     rows = pd.DataFrame(index=frame.index)
     read_as = {}
@@ -256,5 +283,6 @@ def table_for(spec: StudySpec, frame: pd.DataFrame, name: str, draw_seed: int = 
             bad = frame[SEED][seeds.isna() | (seeds != seeds.round())].iloc[0]
             raise ReplayError(f"column {SEED}: {bad!r} is not a whole-number seed")
         rows[SEED] = seeds.astype(int)
+    rows[STATUS] = frame[STATUS].map(_status) if STATUS in frame.columns else ENDINGS[0].value
     rows[metric] = pd.to_numeric(frame[metric], errors="coerce")
-    return Table(name, rows, factors, read_as, budgets, seeded, draw_seed)
+    return Table(name, rows, factors, read_as, budgets, seeded, draw_seed, places)

@@ -19,6 +19,7 @@ MANIFEST = "manifest.json"
 RESULT = "result.json"
 CURVE = "curve.parquet"
 LOG = "log.txt"
+IMAGE = "image.txt"  # the image digest the kube operator saw the run's pod run
 CKPT = "ckpt/"
 RESULTS = "results.parquet"
 OUTCOME = "outcome.json"
@@ -98,7 +99,7 @@ class StudyKeys:
         return f"{self.runs_prefix()}{_check_segment('run_id', run_id)}/"
 
     def run(self, run_id: str, name: str) -> str:
-        """`name` is RESULT, CURVE, LOG, or CKPT and paths under it."""
+        """`name` is RESULT, CURVE, LOG, IMAGE, or CKPT and paths under it."""
         return check_key(self.run_prefix(run_id) + name, prefix=name.endswith("/"))
 
     def stage_prefix(self, stage: str) -> str:

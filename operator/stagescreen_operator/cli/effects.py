@@ -25,32 +25,44 @@ def _names(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def read_table(location: str) -> pd.DataFrame:
-    """A results table from CSV (lines starting with '#' are comments) or parquet, in a local
-    file or at an s3://bucket/key URI."""
+def read_table(location: str, label: str = "RESULTS") -> pd.DataFrame:
+    """A table of runs from CSV (lines starting with '#' are comments) or parquet, in a local
+    file or at an s3://bucket/key URI: the one reader of a user's table (`effects RESULTS`,
+    `simulate --table`). Each problem (a folder, no such file, another file type, a file that
+    does not parse, no rows) exits 2 with one `error:` line naming `label`, the argument or
+    option that gave the location, and what to give instead. Rows are indexed by their line in
+    a CSV file (index name "line"), by their number from 1 in a parquet file ("row"), so a
+    message can name a row where the user looks."""
     import pandas as pd
 
     from stagescreen.storage.keys import MissingKey, StoreError
     from stagescreen.storage.store import open_store
 
+    where = f"{label} {location!r}"
+    wanted = "give a .csv or .parquet file"
+    local = not location.startswith("s3://")
+    if local and Path(location).is_dir():
+        raise fail(f"{where} is a folder: {wanted}")
     suffix = PurePosixPath(location).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise fail(
-            f"RESULTS {location!r}: unknown file type {suffix or '(none)'!r}; "
-            f"accepted: {', '.join(TABLE_SUFFIXES)}"
+            f"{where}: unknown file type {suffix or '(none)'!r}: {wanted} "
+            f"(accepted: {', '.join(TABLE_SUFFIXES)})"
         )
     try:
-        if location.startswith("s3://"):
+        if not local:
             root, _, key = location.rpartition("/")
             data = open_store(root).get_bytes(key)
         elif Path(location).is_file():
             data = Path(location).read_bytes()
         else:
-            raise fail(f"RESULTS {location!r}: no such file")
+            raise fail(f"{where}: no such file; check the path")
     except MissingKey:
-        raise fail(f"RESULTS {location!r}: no such object") from None
+        raise fail(f"{where}: no such object; check the bucket and key") from None
     except StoreError as error:
-        raise fail(f"RESULTS {location!r}: {error}") from None
+        raise fail(f"{where}: {error}") from None
+    except OSError as error:
+        raise fail(f"{where}: cannot be read: {error.strerror or error}") from None
     try:
         if suffix == ".csv":
             lines = data.decode("utf-8-sig").splitlines(keepends=True)
@@ -72,9 +84,9 @@ def read_table(location: str) -> pd.DataFrame:
         # all ValueErrors; a user should see which file and why, not a traceback.
         kind = "a CSV table with a header line" if suffix == ".csv" else "a parquet file"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise fail(f"RESULTS {location!r}: cannot be read as {kind}: {reason}") from None
+        raise fail(f"{where}: cannot be read as {kind}: {reason}") from None
     if table.empty:
-        raise fail(f"RESULTS {location!r}: no rows (only a header)")
+        raise fail(f"{where}: no rows (only a header)")
     return table
 
 

@@ -382,9 +382,11 @@ def _replay(study: Study, path: Path, seed: int, out: str) -> None:
     """Answer every stage's runs from the table and write it as a real study would be."""
     from stagescreen.planning.ids import format_budget
     from stagescreen.statistics import replay
+    from stagescreen_operator.cli.effects import read_table
 
+    frame = read_table(str(path), "--table")
     try:
-        table = replay.table_for(study.spec, replay.read_table(path), path.name, seed)
+        table = replay.table_for(study.spec, frame, path.name, seed)
     except replay.ReplayError as error:
         raise fail(f"--table {str(path)!r}: {error}") from None
     read = ", ".join(f"{name} as {how}" for name, how in table.read_as.items())

@@ -11,6 +11,7 @@ from stagescreen_operator.cli.study_file import report_problems
 
 if TYPE_CHECKING:
     from stagescreen.design import Design
+    from stagescreen.study.spec import SpecError
 
 
 def validate(
@@ -18,6 +19,16 @@ def validate(
         list[Path],
         typer.Argument(metavar="FILE", help="ScreeningStudy YAML files, e.g. examples/paper.yaml."),
     ],
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help=(
+                "The study is only replayed on a measured table (simulate --table): skip the "
+                "checks that the trainer can run it (its factors are the table's columns)."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Check ScreeningStudy files; name every problem's field path.
 
@@ -29,10 +40,12 @@ def validate(
     failed = False
     for path in files:
         try:
-            study = load_study(path)
+            study = load_study(path, trains=not replay)
         except SpecError as error:
             failed = True
             report_problems(path, error)
+            if not replay:
+                _suggest_replay(path, error)
             continue
         spec = study.spec
         typer.echo(
@@ -41,6 +54,25 @@ def validate(
         )
     if failed:
         raise typer.Exit(2)
+
+
+def _suggest_replay(path: Path, error: SpecError) -> None:
+    """Where some problems are the trainer's checks alone, one more line names `--replay`: a
+    study only replayed on a table has table columns, not trainer variables, as factors."""
+    from stagescreen.study.parse import load_study
+    from stagescreen.study.spec import SpecError
+
+    left = 0
+    try:
+        load_study(path, trains=False)
+    except SpecError as replayed:
+        left = len(replayed.problems)
+    if len(error.problems) > left:
+        typer.echo(
+            f"error: {path}: a study only replayed on a measured table (simulate --table) "
+            "skips the trainer's checks above: validate it with --replay",
+            err=True,
+        )
 
 
 def describe_design(design: Design) -> str:

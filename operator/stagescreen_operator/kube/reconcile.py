@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -45,7 +46,7 @@ from stagescreen.planning.ids import format_budget
 from stagescreen.planning.plans import PlannedRun
 from stagescreen.planning.results import failure_record
 from stagescreen.statistics.stability import Reversal
-from stagescreen.storage.keys import StudyKeys
+from stagescreen.storage.keys import IMAGE, StudyKeys
 from stagescreen.storage.ownership import claim_folder
 from stagescreen.storage.publish import publish_record, publish_spec
 from stagescreen.storage.store import Store
@@ -99,6 +100,7 @@ class Cache:
 
     records: dict[str, RunRecord] = field(default_factory=dict)
     outcomes: dict[str, StageOutcome] = field(default_factory=dict)
+    images: set[str] = field(default_factory=set)  # runs whose image digest is in the store
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,11 @@ def reconcile(
         for job in cluster.jobs(resource.namespace, study.metadata.name)
     )
     known = frozenset(cache.records)
+    for run_id, digest in run_images(jobs, cache.images).items():  # before records are read
+        key = keys.run(run_id, IMAGE)
+        if not store.exists(key):
+            store.put_text(key, digest + "\n")
+        cache.images.add(run_id)
 
     def look() -> Snapshot:
         report = store.uri(keys.report()) if store.exists(keys.report()) else None
@@ -289,6 +296,17 @@ def refused_folder(study: Study, resource: Resource, message: str, now: datetime
         failed_analyses=(),
     )
     return Plan(status.model_dump(mode="json", exclude_none=True), events, (), (), sample)
+
+
+def run_images(jobs: Sequence[JobState], recorded: AbstractSet[str]) -> dict[str, str]:
+    """Run id -> the image digest its latest Job's pod ran, for the runs not yet `recorded`:
+    written once beside the run's record, where reading the record joins it in
+    (`observe_store`), since the trainer cannot see its own image."""
+    return {
+        run_id: job.image_digest
+        for run_id, job in _runs(jobs).items()
+        if job.image_digest and run_id not in recorded
+    }
 
 
 def running_runs(jobs: Sequence[JobState]) -> frozenset[str]:

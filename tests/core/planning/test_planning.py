@@ -794,3 +794,30 @@ def test_a_greedy_climb_does_not_step_past_a_point_still_pending() -> None:
     listed = results_table(plan.runs, {}, "val_bpb", running=[plan.runs[0].run_id]).table
     assert set(listed["status"]) == {"pending", "running"}
     assert plan_stage(spec, stage, listed) == plan
+
+
+def test_a_records_image_digest_is_joined_from_its_executor_where_it_has_none() -> None:
+    """The trainer cannot see its image; the kube operator writes the digest its pod ran
+    beside the record, and the join puts it in the record's provenance and the results
+    table's `provenance.image_digest` column. A digest the record carries stays."""
+    from stagescreen.planning.results import results_table, with_image_digest
+    from stagescreen_contract.record import Provenance, RunRecord
+
+    digest = "registry.example/stagescreen-trainer@sha256:" + "c" * 64
+    own = "registry.example/other@sha256:" + "d" * 64
+    trainers = RunRecord(status="succeeded", provenance=Provenance(device="H100", torch="2.9"))
+    cases = [
+        (RunRecord(status="succeeded"), digest, digest),
+        (trainers, digest, digest),
+        (trainers, "", None),
+        (RunRecord(status="failed", provenance=Provenance(image_digest=own)), digest, own),
+    ]
+    for record, seen, expected in cases:
+        joined = with_image_digest(record, seen)
+        assert (joined.provenance.image_digest if joined.provenance else None) == expected
+    joined = with_image_digest(trainers, digest)
+    assert joined.provenance is not None and joined.provenance.device == "H100"
+    assert trainers.provenance is not None and trainers.provenance.image_digest is None
+    plan = plan_stage(PAPER, PAPER.stage("screen"), pd.DataFrame())
+    table = results_table(plan.runs[:1], {plan.runs[0].run_id: joined}, "val_bpb").table
+    assert table.loc[0, "provenance.image_digest"] == digest

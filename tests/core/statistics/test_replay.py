@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 from replayed import FACTORS, SWEEP, SWEEP_FILE, measured_table
@@ -60,18 +58,6 @@ def test_without_a_seed_column_runs_draw_distinct_replicates_of_their_condition(
     assert again["val_loss"].tolist() == results["val_loss"].tolist()
 
 
-def test_values_and_codes_read_alike_and_parquet_reads_as_csv(tmp_path: Path) -> None:
-    frame = measured_table()
-    codes = frame.assign(WIDTH=frame["WIDTH"].map({16: -1, 64: 1}))
-    values = frame.assign(DROPOUT=frame["DROPOUT"].map({-1: 0.0, 0: 0.15, 1: 0.3}))
-    codes.to_parquet(tmp_path / "t.parquet")
-    values.to_csv(tmp_path / "t.csv", index=False)
-    by_code = replay.table_for(SPEC, replay.read_table(tmp_path / "t.parquet"), "t.parquet")
-    by_value = replay.table_for(SPEC, replay.read_table(tmp_path / "t.csv"), "t.csv")
-    assert by_code.read_as["WIDTH"] == "codes" and by_value.read_as["DROPOUT"] == "values"
-    assert replayed(by_code)["val_loss"].tolist() == replayed(by_value)["val_loss"].tolist()
-
-
 def _without(frame: pd.DataFrame, **levels: object) -> pd.DataFrame:
     drop = pd.Series(True, index=frame.index)
     for column, value in levels.items():
@@ -119,14 +105,21 @@ BAD_TABLES = [
     (
         "a missing value",
         lambda f: f.assign(val_loss=f["val_loss"].where(f.index != 0)),
-        "table row 1: val_loss is nan for condition c01 at 10m; each run replayed needs a "
-        "finite value",
+        "table row 1: val_loss is nan for condition c01 at 10m; each run replayed as "
+        "succeeded needs a finite value (drop the row, give it one, or mark it diverged or "
+        "failed in a status column)",
     ),
     (
         "too few replicates",
         lambda f: f.drop(columns="seed"),
         "the table's 4 replicates of condition c03 at 10m are all taken (stage 'confirm' "
         "needs one more)",
+    ),
+    (
+        "a status no run ends with",
+        lambda f: f.assign(status=["crashed"] + [""] * (len(f) - 1)),
+        "column status: 'crashed' is not how a run ended (succeeded, diverged or failed; an "
+        "empty entry reads as succeeded)",
     ),
     (
         "a bad budget",
@@ -148,12 +141,30 @@ def test_a_bad_table_is_refused_in_one_line_naming_what_is_wrong(change, message
     assert message in text and "\n" not in text
 
 
-def test_only_csv_and_parquet_tables_are_read(tmp_path: Path) -> None:
-    (tmp_path / "t.json").write_text("{}")
-    with pytest.raises(replay.ReplayError, match=r"expected a \.csv or \.parquet table"):
-        replay.read_table(tmp_path / "t.json")
-    with pytest.raises(replay.ReplayError, match="cannot read"):
-        replay.read_table(tmp_path / "absent.csv")
+def test_diverged_and_failed_rows_replay_as_such_runs_without_a_metric() -> None:
+    """A past sweep's losses count in the replayed decisions: a run that takes a diverged or
+    failed row ends so, with no metric and a reason naming the row; a diverged row needs no
+    value, and an empty status reads as succeeded."""
+    frame = measured_table()
+    first = (frame["WIDTH"] == 16) & (frame["LEARNING_RATE"] == 0.001) & (frame["DROPOUT"] == -1)
+    ended = {1: "diverged", 2: "failed"}
+    frame["status"] = ""
+    for seed, status in ended.items():
+        frame.loc[first & (frame["budget"] == "10m") & (frame["seed"] == seed), "status"] = status
+    frame.loc[frame["status"] == "diverged", "val_loss"] = float("nan")
+    results = replayed(replay.table_for(SPEC, frame, "sweep.csv"))
+    lost = results[results["status"] != "succeeded"]
+    assert sorted(zip(lost["stage"], lost["seed"], lost["status"], strict=True)) == [
+        ("screen", 1, "diverged"),
+        ("screen", 2, "failed"),
+    ]
+    assert (lost["condition_id"] == "c01").all() and (lost["budget_s"] == 600).all()
+    assert lost["val_loss"].isna().all()
+    assert lost["reason"].tolist() == ["diverged in sweep.csv, row 1", "failed in sweep.csv, row 2"]
+    assert results.loc[results["status"] == "succeeded", "val_loss"].notna().all()
+    # Without the status column the same table replays every run as succeeded.
+    plain = replayed(replay.table_for(SPEC, measured_table(), "sweep.csv"))
+    assert (plain["status"] == "succeeded").all() and len(plain) == len(results)
 
 
 def test_the_table_columns_are_the_factor_names() -> None:

@@ -217,14 +217,29 @@ def test_bad_input_exits_2_naming_the_option_and_what_exists(
     assert message in result.stderr
 
 
-def test_unknown_file_type_and_missing_file_exit_2(tmp_path: Path) -> None:
+def test_a_folder_a_missing_file_and_another_file_type_each_say_what_to_give(
+    tmp_path: Path,
+) -> None:
+    """The one table reader (`effects RESULTS`, `simulate --table`): one `error:` line each,
+    exit 2, naming the argument, the location and what to give instead."""
     sheet = tmp_path / "results.xlsx"
     sheet.write_bytes(b"not a table")
-    result = run(str(sheet), "--response", "val_bpb", "--factors", "A")
-    assert result.exit_code == 2
-    assert "unknown file type '.xlsx'; accepted: .csv, .parquet, .pq" in result.stderr
-    result = run(str(tmp_path / "absent.csv"), "--response", "val_bpb", "--factors", "A")
-    assert result.exit_code == 2 and "no such file" in result.stderr
+    cases = [
+        (str(tmp_path), f"RESULTS {str(tmp_path)!r} is a folder: give a .csv or .parquet file"),
+        (
+            str(sheet),
+            f"RESULTS {str(sheet)!r}: unknown file type '.xlsx': give a .csv or .parquet file "
+            "(accepted: .csv, .parquet, .pq)",
+        ),
+        (
+            str(tmp_path / "absent.csv"),
+            f"RESULTS {str(tmp_path / 'absent.csv')!r}: no such file; check the path",
+        ),
+    ]
+    for location, message in cases:
+        result = run(location, "--response", "val_bpb", "--factors", "A")
+        assert result.exit_code == 2
+        assert result.stderr == f"error: {message}\n"
 
 
 def test_rows_with_missing_response_are_excluded_and_listed(tmp_path: Path) -> None:

@@ -56,10 +56,14 @@ def test_a_replayed_study_is_written_marked_replay_and_reported_with_its_decisio
     ("table", "message"),
     [
         (measured_table().drop(columns="val_loss"), "no column val_loss"),
-        (measured_table().iloc[:0], "the table has no rows"),
+        (measured_table().iloc[:0], "no rows (only a header)"),
+        (
+            measured_table().assign(val_loss=lambda f: f["val_loss"].where(f.index != 0)),
+            "table line 2: val_loss is nan for condition c01 at 10m",  # the header is line 1
+        ),
         (measured_table().query("budget == '10m'"), "the table has no run at budget 30m"),
     ],
-    ids=["no metric", "empty", "budget missing"],
+    ids=["no metric", "empty", "a missing value", "budget missing"],
 )
 def test_a_bad_table_is_one_error_line_and_exit_2(
     tmp_path: Path, table: pd.DataFrame, message: str
@@ -73,6 +77,43 @@ def test_a_bad_table_is_one_error_line_and_exit_2(
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: --table {str(path)!r}: ") and message in result.stderr
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_the_table_is_read_by_the_one_reader_naming_the_option(tmp_path: Path) -> None:
+    """`--table` is read as `effects` reads RESULTS: a folder, another file type or a file
+    that does not parse is one error line naming --table and what to give."""
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"junk")
+    cases = [
+        (tmp_path, f"--table {str(tmp_path)!r} is a folder: give a .csv or .parquet file"),
+        (junk, f"--table {str(junk)!r}: cannot be read as a parquet file"),
+    ]
+    for path, message in cases:
+        out = tmp_path / "o"
+        result = runner.invoke(
+            app, ["simulate", str(SWEEP_FILE), "--table", str(path), "--out", str(out)]
+        )
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1
+        assert result.stderr.startswith(f"error: {message}")
+        assert not out.exists()
+
+
+def test_values_and_codes_read_alike_and_parquet_replays_as_csv(tmp_path: Path) -> None:
+    frame = measured_table()
+    codes = frame.assign(WIDTH=frame["WIDTH"].map({16: -1, 64: 1}))
+    values = frame.assign(DROPOUT=frame["DROPOUT"].map({-1: 0.0, 0: 0.15, 1: 0.3}))
+    codes.to_parquet(tmp_path / "t.parquet")
+    values.to_csv(tmp_path / "t.csv", index=False)
+    measured = {}
+    for name, read in (("t.parquet", "WIDTH as codes"), ("t.csv", "DROPOUT as values")):
+        out = tmp_path / name.replace(".", "-")
+        result = runner.invoke(
+            app, ["simulate", str(SWEEP_FILE), "--table", str(tmp_path / name), "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert read in result.stdout
+        measured[name] = pd.read_parquet(out / "sweep/stages/confirm/results.parquet")["val_loss"]
+    assert measured["t.parquet"].tolist() == measured["t.csv"].tolist()
 
 
 @pytest.mark.parametrize(
@@ -124,3 +165,38 @@ def test_a_categorical_factor_replays_by_its_levels_as_written(tmp_path: Path) -
     outcome = json.loads((out / "sweep/stages/screen/outcome.json").read_text())
     effect = outcome["effects"]["families"][-1]["effects"][0]
     assert effect["term"] == "A" and effect["effect"] > 0.09  # gelu (was WIDTH 64) costs 0.1
+
+
+def test_a_past_sweeps_diverged_and_failed_runs_count_in_the_replayed_study(
+    tmp_path: Path,
+) -> None:
+    """A status column: the runs that take a diverged or failed row are written so, and the
+    stage's outcome counts them as it would a real study's."""
+    frame = measured_table()
+    frame["status"] = ""
+    screen_c01 = (frame["WIDTH"] == 16) & (frame["LEARNING_RATE"] == 0.001)
+    screen_c01 &= (frame["DROPOUT"] == -1) & (frame["budget"] == "10m")
+    frame.loc[screen_c01 & (frame["seed"] == 1), ["status", "val_loss"]] = ["diverged", None]
+    frame.loc[screen_c01 & (frame["seed"] == 2), "status"] = "failed"
+    table = tmp_path / "sweep.csv"
+    frame.to_csv(table, index=False)
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["simulate", str(SWEEP_FILE), "--table", str(table), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    screen = pd.read_parquet(out / "sweep/stages/screen/results.parquet")
+    lost = screen[screen["status"] != "succeeded"].sort_values("seed")
+    assert lost["status"].tolist() == ["diverged", "failed"]
+    assert lost["reason"].tolist() == [
+        "diverged in sweep.csv, line 2",
+        "failed in sweep.csv, line 3",
+    ]
+    outcome = json.loads((out / "sweep/stages/screen/outcome.json").read_text())
+    assert outcome["runs"] | {"missing": []} == {
+        "planned": 32,
+        "succeeded": 30,
+        "diverged": 1,
+        "failed": 1,
+        "missing": [],
+    }

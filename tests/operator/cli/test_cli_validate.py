@@ -135,3 +135,47 @@ def test_a_predicted_rule_needs_a_stage_that_fits_effects(tmp_path: Path) -> Non
         "spec.stages[2].select[0].from: rule predicted predicts from fitted effects, so it "
         "needs a screen or followup stage ('confirm' is confirm, which fits none)"
     ]
+
+
+def test_a_replay_only_study_is_valid_with_replay_and_without_it_is_told_the_flag() -> None:
+    """Its factors are a table's columns: the trainer's checks refuse them, and name the fix."""
+    path = ROOT / "tests" / "data" / "replay-sweep.yaml"
+    result = runner.invoke(app, ["validate", "--replay", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"{path}: valid ScreeningStudy 'sweep' (3 factors, 2^3 full factorial, 2 stages)\n"
+    )
+    refused = runner.invoke(app, ["validate", str(path)])
+    assert refused.exit_code == 2
+    lines = refused.stderr.splitlines()
+    assert any("WIDTH is not a variable the trainer reads" in line for line in lines)
+    assert lines[-1] == (
+        f"error: {path}: a study only replayed on a measured table (simulate --table) skips "
+        "the trainer's checks above: validate it with --replay"
+    )
+
+
+def test_replay_keeps_every_other_check_and_names_no_flag_it_would_not_fix(
+    tmp_path: Path,
+) -> None:
+    text = (ROOT / "tests" / "data" / "replay-sweep.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("factors: [C], role: bridge", "factors: [Z], role: bridge"))
+    for args in (["--replay", str(bad)], [str(bad)]):
+        result = runner.invoke(app, ["validate", *args])
+        assert result.exit_code == 2
+        assert "Z" in result.stderr
+    assert "--replay" not in runner.invoke(app, ["validate", "--replay", str(bad)]).stderr
+    quickstart = tmp_path / "q.yaml"
+    quickstart.write_text(
+        (ROOT / "examples" / "quickstart.yaml")
+        .read_text()
+        .replace("parallelism: 2", "parallelism: 0")
+    )
+    result = runner.invoke(app, ["validate", str(quickstart)])
+    assert result.exit_code == 2 and "--replay" not in result.stderr
+
+
+def test_validate_help_says_when_replay_applies() -> None:
+    result = runner.invoke(app, ["validate", "--help"], terminal_width=200)
+    assert "only replayed on a measured table (simulate --table)" in result.stdout

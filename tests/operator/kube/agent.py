@@ -8,7 +8,8 @@ operator image `stagescreen ARGS`), KUBECONFIG pointing at the test API server a
 ServiceAccount would. Each pod is also a Pod object in the API server (labels of the Job's
 template plus `batch.kubernetes.io/job-name`, owned by its Job) whose status says what a
 kubelet's would: Pending with the scheduler's reason, the container waiting, running or
-terminated with its exit code.
+terminated with its exit code, and once its image is pulled (running or ended) the image's
+digest as containerd reports it (`imageID`: `registry/name@sha256:<64 hex>`).
 
 It writes the Job's status as the Job controller does: startTime when the Job starts (not
 when its pod runs: activeDeadlineSeconds counts from there), active and ready; Complete with
@@ -29,6 +30,7 @@ What a real GPU cluster does in its first week, on demand:
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -324,8 +326,11 @@ class NodeAgent:
     ) -> None:
         """The Pod's status as the scheduler and the kubelet report it."""
         assert run.pod is not None
-        name = run.job["spec"]["template"]["spec"]["containers"][0]["name"]
-        container: dict[str, Any] = {"name": name, "ready": phase == "Running"}
+        spec = run.job["spec"]["template"]["spec"]["containers"][0]
+        container: dict[str, Any] = {"name": spec["name"], "ready": phase == "Running"}
+        container["image"] = spec.get("image", "")
+        if phase == "Running" or terminated is not None:  # pulled: the kubelet knows its digest
+            container["imageID"] = image_id(container["image"])
         if waiting is not None:
             container["state"] = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
         elif terminated is not None:
@@ -390,6 +395,23 @@ def _on_this_node(value: str, mounts: dict[str, Path]) -> str:
             folder.mkdir(parents=True, exist_ok=True)
             return f"{folder}{value[len(path) :]}"
     return value
+
+
+def image_id(image: str) -> str:
+    """The containerStatuses imageID a containerd kubelet reports for `image` (k3s, RKE2):
+    the repository normalised as containerd does (a name without a registry is Docker Hub's,
+    `stagescreen-trainer:dev` -> `docker.io/library/stagescreen-trainer`), without its tag,
+    and the digest of the manifest it pulled, here SHA-256 of the reference, so each image
+    name has its own stable digest."""
+    repository = image.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    first = repository.split("/", 1)[0]
+    if "/" not in repository:
+        repository = f"docker.io/library/{repository}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        repository = f"docker.io/{repository}"
+    return f"{repository}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
 
 
 def _now() -> str:

@@ -5,11 +5,13 @@ command), results in a real SeaweedFS S3."""
 from __future__ import annotations
 
 import os
+import re
 import urllib.request
 from typing import Any
 
 import pytest
 import yaml
+from agent import image_id
 from binaries import Tool
 from kube_cluster import (
     GROUP,
@@ -75,6 +77,14 @@ def test_a_study_applied_to_the_cluster_runs_to_succeeded(cluster: Cluster, kube
     records = [k for k in store.list(keys.runs_prefix()) if k.endswith("/result.json")]
     assert len(records) == 8
     assert store.exists(keys.report())
+    # The image each run's pod ran, as the kubelet reported it, is in its results: the
+    # operator wrote it beside the record, and the analysis joined it in.
+    digest = image_id(runs[0]["spec"]["template"]["spec"]["containers"][0]["image"])
+    assert re.fullmatch(r"docker\.io/library/stagescreen-trainer@sha256:[0-9a-f]{64}", digest)
+    for stage in ("screen", "confirm"):
+        results = store.get_frame(keys.stage(stage, "results.parquet"))
+        assert (results["status"] == "succeeded").all()
+        assert (results["provenance.image_digest"] == digest).all(), results
     shown = on_the_cluster(kubectl, "get", "sstudy", "-n", NAMESPACE)
     described = on_the_cluster(kubectl, "describe", "sstudy", "tiny", "-n", NAMESPACE)
     print(f"$ kubectl get sstudy -n {NAMESPACE}\n{shown}")

@@ -12,12 +12,13 @@ import pytest
 from planted import planted_study
 
 from stagescreen.statistics import synthetic
-from stagescreen.storage.keys import OUTCOME, RESULT, StudyKeys
+from stagescreen.storage.keys import IMAGE, OUTCOME, RESULT, StudyKeys
 from stagescreen.storage.ownership import ADOPT, claim_folder
 from stagescreen.storage.publish import publish_stage
 from stagescreen.storage.store import Store, open_store
 from stagescreen.study.parse import load_study
 from stagescreen_operator.kube.job_state import ANNOUNCED, JobState, job_state
+from stagescreen_operator.kube.jobs import JOB_NAME
 from stagescreen_operator.kube.metrics import Metrics
 from stagescreen_operator.kube.reconcile import (
     Cache,
@@ -28,6 +29,7 @@ from stagescreen_operator.kube.reconcile import (
     lost_runs,
     plan,
     reconcile,
+    run_images,
     running_runs,
     stuck_runs,
 )
@@ -503,3 +505,68 @@ def test_a_study_refused_its_folder_fails_saying_why_and_reads_and_creates_nothi
     assert not cache.records and not cache.outcomes
     assert {key: store.get_bytes(key) for key in store.list()} == before  # nothing written
     assert once(done.status).events == ()  # announced once
+
+
+class Ran:
+    """A cluster holding one run's Job, Complete, and its pod, which ran `image_id`."""
+
+    def __init__(self, run_id: str, image_id: str) -> None:
+        self.job = job("j1", run_id=run_id, stage="screen", condition="Complete")
+        container = {"imageID": image_id, "state": {"terminated": {"exitCode": 0}}}
+        self.pod = {
+            "metadata": {"labels": {JOB_NAME: "j1"}},
+            "status": {"phase": "Succeeded", "containerStatuses": [container]},
+        }
+
+    def jobs(self, namespace: str, study: str) -> list[dict[str, Any]]:
+        return [self.job]
+
+    def pods(self, namespace: str, study: str) -> list[dict[str, Any]]:
+        return [self.pod]
+
+    def refused_pods(self, namespace: str) -> dict[str, str]:
+        return {}
+
+    def create_job(self, job: dict[str, Any]) -> bool:
+        return True
+
+    def annotate_job(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        pass
+
+
+def test_the_image_a_runs_pod_ran_is_written_once_beside_its_record_and_joined_into_it(
+    tmp_path: Path,
+) -> None:
+    """The trainer cannot see its image: the operator writes the pod's digest beside the
+    run's record, once, and reading the record joins it into its provenance."""
+    run_id = SCREEN[0]
+    digest = "registry.example/stagescreen-trainer@sha256:" + "b" * 64
+    store = store_with(tmp_path, {run_id: "succeeded"})
+    cluster = Ran(run_id, f"docker-pullable://{digest}")
+    image = StudyKeys("quickstart").run(run_id, IMAGE)
+    cache = Cache()
+
+    def once() -> Plan:
+        return reconcile(
+            STUDY,
+            Resource(namespace="ml", uid="u1"),
+            cluster=cluster,  # type: ignore[arg-type]
+            store=store,
+            cache=cache,
+            settings=SETTINGS,
+            now=NOW,
+        )
+
+    assert run_images([job_state(cluster.job, [cluster.pod])], set()) == {run_id: digest}
+    assert run_images([job_state(cluster.job, [cluster.pod])], {run_id}) == {}
+    done = once()
+    assert store.get_text(image) == digest + "\n"
+    provenance = cache.records[run_id].provenance
+    assert provenance is not None and provenance.image_digest == digest
+    results = done.sample.results.set_index("run_id")
+    assert results.at[run_id, "provenance.image_digest"] == digest
+    store.put_text(image, "written before\n")
+    once()  # this operator wrote it: not again
+    cache = Cache()
+    once()  # a restarted one finds it in the store
+    assert store.get_text(image) == "written before\n"
