@@ -20,12 +20,14 @@ DASH = "—"
 
 # Precision. A reported mean, effect or interval is only as exact as its standard error, so it
 # prints two significant figures of that SE (SE 0.0034 -> 4 decimals: 0.7339, not 0.733874).
-# One precision per table or sentence, from its *smallest* SE (the finest rule), so every row
-# keeps two figures of its own SE and numbers in one column line up; never more than
-# MAX_DECIMALS. A number with no SE at all (a single run, a baseline's batch best) prints
-# FALLBACK_DECIMALS, the paper's tables' four. A value that rounds to zero prints as an
-# unsigned zero ("0.0000", never "-0.0000" or "+0.0000"): at this precision it is zero, and a
-# sign would claim a direction the digits do not show.
+# One precision per table, from its *smallest* SE (the finest rule), so every row keeps two
+# figures of its own SE and a column lines up; never more than MAX_DECIMALS. A sentence
+# prints the means it names at their table's precision (the best condition's line: its
+# ranking table's) and a difference at its own paired SE's. A number with no SE at all (a
+# single run, a baseline's batch best) prints FALLBACK_DECIMALS, the paper's tables' four. A
+# value that rounds to zero prints as an unsigned zero ("0.0000", never "-0.0000" or
+# "+0.0000"): at this precision it is zero, and a sign would claim a direction the digits do
+# not show.
 MAX_DECIMALS = 6
 FALLBACK_DECIMALS = 4
 
@@ -41,15 +43,17 @@ def decimals(ses: Iterable[float | None]) -> int:
 
 
 def se_from_interval(
-    low: float | None, high: float | None, df: float | None = None
+    low: float | None, high: float | None, df: float | None = None, level: float = 0.95
 ) -> float | None:
-    """The standard error behind a two-sided 95% interval: its half-width over t(0.975, df)
-    (the normal quantile when df is unknown), for records that keep the interval, not the SE."""
+    """The standard error behind a two-sided interval at `level`: its half-width over the t
+    quantile on df (the normal's when df is unknown), for records that keep the interval,
+    not the SE."""
     a, b = json_number(low), json_number(high)
     if a is None or b is None:
         return None
-    quantile = 1.959964 if df is None or df <= 0 else float(stats.t.ppf(0.975, df))
-    return abs(b - a) / 2 / quantile
+    upper = (1 + level) / 2
+    quantile = stats.norm.ppf(upper) if df is None or df <= 0 else stats.t.ppf(upper, df)
+    return abs(b - a) / 2 / float(quantile)
 
 
 def fmt_number(value: float | None, digits: int = FALLBACK_DECIMALS, signed: bool = False) -> str:

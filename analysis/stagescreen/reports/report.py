@@ -296,7 +296,7 @@ def _answer(data: StudyData) -> str:
     chosen = deciding_outcome(data.study.spec, outcomes)
     if chosen is None:
         return "No stage has a best condition yet."
-    return f"From stage `{chosen.stage}`:\n\n" + best_section(chosen.best_per_pool)
+    return f"From stage `{chosen.stage}`:\n\n" + best_section(chosen)
 
 
 def _reversals(data: StudyData) -> list[str]:

@@ -20,9 +20,10 @@ import pytest
 import yaml
 from matplotlib.collections import PathCollection
 
+from stagescreen.kinds import KINDS
 from stagescreen.outcomes.analyse import stage_outcome
 from stagescreen.outcomes.manifest import Manifest, manifest
-from stagescreen.outcomes.model import Best, StageOutcome
+from stagescreen.outcomes.model import StageOutcome
 from stagescreen.reports.figures import (
     anchor_figure,
     effects_figure,
@@ -45,7 +46,7 @@ from stagescreen.reports.report import (
     render_report,
     write_report,
 )
-from stagescreen.reports.sections import best_section
+from stagescreen.reports.sections import best_section, outcome_sections
 from stagescreen.statistics import synthetic
 from stagescreen.statistics.families import Effect, EffectFamilies, Family, relaxation_table
 from stagescreen.statistics.means import VarianceShare
@@ -236,6 +237,11 @@ def section(markdown: str, stage: str) -> str:
 # --- formatting -----------------------------------------------------------------------------
 
 
+def shows(text: str, value: float) -> bool:
+    """`text` prints `value` at the decimals it has (which the SE chose, `formatting.decimals`)."""
+    return text == f"{value:.{len(text.partition('.')[2])}f}"
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [
@@ -400,7 +406,7 @@ def test_greedy_and_random_summaries(paper_data: StudyData, paper_report: dict[s
     (climb,) = outcome_of(paper_data, "greedy-10m")["greedy"]["climbs"]
     at_best = next(s for s in climb["steps"] if s["step"] == climb["best_step"])
     assert (
-        f"| 10m | a100 | {len(climb['steps'])} | {climb['accepted']} | {climb['best']:.6f} "
+        f"| 10m | a100 | {len(climb['steps'])} | {climb['accepted']} | {climb['best']:.4f} "
         f"| {climb['best_step']} | `{at_best['condition_id']}` {fmt_levels(at_best['levels'])} |"
     ) in greedy
     random = section(markdown, "random")
@@ -410,14 +416,14 @@ def test_greedy_and_random_summaries(paper_data: StudyData, paper_report: dict[s
     for batch in batches:
         row = (
             f"| {batch['batch']} | `{batch['condition_id']}` | {fmt_levels(batch['levels'])} "
-            f"| {batch['best']:.6f} |"
+            f"| {batch['best']:.4f} |"
         )
         assert row in random
     summary = record["random"]
     assert (
-        f"Batch best: mean {summary['mean_batch_best']:.6f}, "
-        f"median {summary['median_batch_best']:.6f}, min {summary['min_batch_best']:.6f}, "
-        f"max {summary['max_batch_best']:.6f}."
+        f"Batch best: mean {summary['mean_batch_best']:.4f}, "
+        f"median {summary['median_batch_best']:.4f}, min {summary['min_batch_best']:.4f}, "
+        f"max {summary['max_batch_best']:.4f}."
     ) in random
     # The last draw has no record yet: counted and named as missing.
     (missing,) = record["runs"]["missing"]
@@ -437,7 +443,7 @@ def test_null_ranking_values_are_dashes_and_failures_are_counted(
     prefix = f"| {control['rank']} | `{control['condition_id']}` | control | 1 | 3/4 | "
     (row,) = [line for line in bridge.splitlines() if line.startswith(prefix)]
     cells = row.strip("|").split(" | ")
-    assert cells[5].strip().startswith(f"{control['mean']:.6f}")
+    assert shows(cells[5].split()[0], control["mean"])
     assert cells[6].strip() == DASH
 
 
@@ -450,12 +456,14 @@ def test_the_study_is_answered_by_its_last_analysed_stage_on_each_pool(
     bests = outcome_of(paper_data, "long-horizon")["best_per_pool"]
     assert [best["pool"] for best in bests] == ["a100", "l40s"]
     lines = [
-        f"- `{best['condition_id']}` ({best['role']}) at 24h on {best['pool']}: "
-        f"mean {best['mean']:.6f}, 95% CI "
+        f"- `{best['condition_id']}` ({best['role']}) at 24h on {best['pool']}: mean "
         for best in bests
     ]
     assert answer.startswith("\n\nFrom stage `long-horizon`:\n\n" + lines[0])
     assert f"\n{lines[1]}" in answer
+    for line, best in zip(lines, bests, strict=True):
+        mean = answer.split(line)[1].split(",")[0]
+        assert shows(mean, best["mean"])
     for best in bests:
         assert f"as the best of {best['candidates']} (selection-aware, Bonferroni" in answer
 
@@ -731,14 +739,14 @@ def test_halving_summary_lists_each_rung_and_the_winner() -> None:
     markdown = render_report(StudyData(study, (StageData(stage, out, results),))).markdown
     halving = markdown[markdown.index("#### Successive halving") : markdown.index("#### Best")]
     rungs = record["halving"]["ladders"][0]["rungs"]
-    went_on = ", ".join(f"`{s['condition_id']}` {s['mean']:.6f}" for s in rungs[1]["survivors"])
+    went_on = ", ".join(f"`{s['condition_id']}` {s['mean']:.4f}" for s in rungs[1]["survivors"])
     assert "| budget | pool | configurations | went on (mean at this budget) |" in halving
     assert f"| 20s | cpu | 4 | {went_on} |" in halving
     assert f"| 40s | cpu | 2 | {DASH} |" in halving
     winner = record["halving"]["ladders"][0]["winner"]
     assert (
         f"Each rung keeps the best 1/2, rounded up. Winner on cpu: `{winner['condition_id']}` "
-        f"{fmt_levels(winner['levels'])}, mean {winner['mean']:.6f} at 40s." in halving
+        f"{fmt_levels(winner['levels'])}, mean {winner['mean']:.4f} at 40s." in halving
     )
 
 
@@ -780,6 +788,22 @@ def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
         line = next(x for x in figure.axes[0].get_lines() if x.get_gid() == "effect:s:D")
         colours.append(line.get_color())
     assert colours[0] == colours[1]
+
+
+def _deciding(best: dict[str, Any], **parts: Any) -> StageOutcome:
+    """A stage outcome that holds just this best (and `parts`), as the report reads it."""
+    return StageOutcome.model_validate(
+        {
+            "study": "s",
+            "stage": "bridge",
+            "kind": "bridge",
+            "metric": "val_bpb",
+            "goal": "minimize",
+            "runs": {"planned": 0},
+            "best_per_pool": [best],
+            **parts,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -833,14 +857,36 @@ def test_the_best_is_named_with_its_runner_up_and_whether_they_are_separated(
             **runner_up,
         },
     }
-    text = best_section([Best.model_validate(best)])
+    text = best_section(_deciding(best))
     assert text.startswith(
-        "- `c07` (best) at 24h on a100: mean 0.982100, 95% CI [0.975000, 0.989000] as the best"
-        " of 4 (selection-aware, Bonferroni over the 4; its own [0.978000, 0.986000])"
+        "- `c07` (best) at 24h on a100: mean 0.9821, 95% CI [0.9750, 0.9890] as the best"
+        " of 4 (selection-aware, Bonferroni over the 4; its own [0.9780, 0.9860])"
     )
-    assert "Runner-up `c03-b0` 0.986300, difference +0.0042" in text
+    assert "Runner-up `c03-b0` 0.9863, difference +0.0042" in text
     assert "`c07` wins 7/9 seed pairings" in text
     assert text.endswith(verdict)
+
+
+def test_the_best_repeats_its_ranking_tables_precision_from_the_stages_run_noise() -> None:
+    """Means print two significant figures of their SE (the stage's run sd over sqrt(n):
+    0.0068 / sqrt(2) = 0.0048 -> 4 decimals), in the ranking table and in the best's line."""
+    best = {
+        "condition_id": "c07",
+        "budget_s": 600,
+        "pool": "a100",
+        "mean": 0.733874,
+        "levels": {"A": -1},
+        "hyperparameters": {},
+    }
+    ranked = [
+        {"budget_s": 600, "pool": "a100", "condition_id": cid, "n": 2, "mean": mean, "rank": rank}
+        for rank, (cid, mean) in enumerate([("c07", 0.733874), ("c03", 0.7411)], 1)
+    ]
+    floor = {"budget_s": 600, "contrast": "difference", "sd": 0.0068, "df": 2, "se": 0.0068}
+    outcome = _deciding(best, ranking=ranked, noise_floor=[floor])
+    assert "mean 0.7339, 95% CI" in best_section(outcome)
+    ranking = dict(outcome_sections(KINDS["bridge"], outcome, "minimize"))["Ranking"]
+    assert "| 0.7339 |" in ranking and "| 0.7411 |" in ranking
 
 
 def test_a_best_from_an_older_outcome_reads_as_before() -> None:
@@ -865,6 +911,6 @@ def test_a_best_from_an_older_outcome_reads_as_before() -> None:
             "separated": False,
         },
     }
-    text = best_section([Best.model_validate(best)])
-    assert "95% CI [0.978000, 0.986000] (not adjusted for having been picked as best)" in text
+    text = best_section(_deciding(best))
+    assert "95% CI [0.9780, 0.9860] (not adjusted for having been picked as best)" in text
     assert "difference +0.0042 (95% CI [-0.0010, +0.0090]); `c07` wins 7/9" in text
