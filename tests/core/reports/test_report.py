@@ -25,6 +25,11 @@ from stagescreen.outcomes.analyse import stage_outcome
 from stagescreen.outcomes.manifest import Manifest, manifest
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.reports.figures import (
+    ADJUSTED_LABEL,
+    MEAN_LABEL,
+    NOT_RETAINED_LABEL,
+    RETAINED_LABEL,
+    SEED_LABEL,
     anchor_figure,
     effects_figure,
     png_bytes,
@@ -621,6 +626,46 @@ def test_long_horizon_figure_has_a_panel_per_pool_and_budget_with_every_seed(
     reference = {line.get_gid(): line.get_ydata() for line in figure.axes[1].lines}
     shown = [float(np.asarray(reference[f"mean:{label}"])[0]) for label in orders[0]]
     assert shown == sorted(shown)
+    # The panels of one budget share their y-axis across pools.
+    assert figure.axes[0].get_ylim() == figure.axes[2].get_ylim()
+    assert figure.axes[1].get_ylim() == figure.axes[3].get_ylim()
+
+
+def test_anchors_are_drawn_in_the_ranking_tables_order_with_failures_marked(
+    paper_data: StudyData,
+) -> None:
+    """The bridge control failed on three of four seeds: the table ranks it last whatever its
+    mean, the figure too; its three failed runs are marked, and its seed-adjusted mean is a
+    hollow diamond the legend names."""
+    stage = stage_data(paper_data, "bridge")
+    assert stage.outcome is not None and stage.results is not None
+    longest = max(r.budget_s for r in stage.outcome.ranking)
+    table = sorted(
+        (r for r in stage.outcome.ranking if r.budget_s == longest), key=lambda r: r.rank
+    )
+    # a control whose mean would rank it first, were failures not ranked behind
+    ranking = [
+        r.model_copy(update={"mean": 0.1}) if r.role == "control" else r
+        for r in stage.outcome.ranking
+    ]
+    figure = anchor_figure(stage.results, ranking)
+    assert figure is not None
+    axes = figure.axes[-1]
+    ticks = [t.get_text() for t in axes.get_xticklabels()]
+    assert ticks == [f"{r.role}\n({r.condition_id})" for r in table]
+    assert ticks[-1].startswith("control")
+    statuses = stage.results["status"].astype(str)
+    failed = [c for c in axes.collections if str(c.get_gid()).startswith(("failed:", "diverged:"))]
+    assert sum(len(c.get_offsets()) for c in failed) == int(
+        statuses[(stage.results["budget_s"] == longest)].isin(["failed", "diverged"]).sum()
+    )
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend[:2] == [SEED_LABEL, MEAN_LABEL]
+    assert "failed run (no value)" in legend or "diverged run (no value)" in legend
+    if any(r.adjusted for r in table):
+        assert ADJUSTED_LABEL in legend
+        means = [line for line in axes.lines if str(line.get_gid()).startswith("mean:")]
+        assert {line.get_marker() for line in means} == {"D"}
 
 
 def test_anchor_means_come_from_the_outcome_ranking(paper_data: StudyData) -> None:
@@ -636,6 +681,28 @@ def test_anchor_means_come_from_the_outcome_ranking(paper_data: StudyData) -> No
     assert figure is not None
     means = {line.get_gid(): line.get_ydata()[0] for line in figure.axes[0].lines if line.get_gid()}
     assert means[f"mean:control\n({control.condition_id})"] == 1.5
+
+
+def test_the_main_effects_figure_fills_what_was_retained_and_says_so() -> None:
+    paper = load_study(PAPER)
+    families = EffectFamilies(
+        families=(published_family(300, PAPER_5M), published_family(600, PAPER_10M))
+    )
+    figure = effects_figure(
+        [("screen", families)], study=paper, retained={"screen": (600, ("A", "D"))}
+    )
+    assert figure is not None
+    (axes,) = figure.axes
+    filled = {
+        str(line.get_gid()).split(":")[-1]: list(line.get_xdata())
+        for line in axes.get_lines()
+        if str(line.get_gid()).startswith("retained:")
+    }
+    assert sorted(filled) == ["A", "D"] and all(len(x) == 1 for x in filled.values())
+    hollow = [line for line in axes.get_lines() if str(line.get_gid()).startswith("effect:")]
+    assert hollow and all(line.get_markerfacecolor() == "white" for line in hollow)
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert RETAINED_LABEL in legend and NOT_RETAINED_LABEL in legend
 
 
 def test_no_runs_no_figure() -> None:
