@@ -44,6 +44,8 @@ from stagescreen.statistics.noise import NoiseFloor
 from stagescreen.statistics.stability import Reversal
 
 RANKING_TOP, RANKING_BOTTOM = 5, 2
+MIN_OWN_SD = 3
+"""Runs a condition needs before its own sd sets its mean's precision (`_mean_se`)."""
 MISSING_SHOWN = 10
 
 
@@ -116,12 +118,13 @@ def _noise_section(floors: Sequence[NoiseFloor]) -> str:
 
 
 def _mean_se(entry: RankedCondition, floors: Sequence[NoiseFloor]) -> float | None:
-    """A ranked mean's standard error: the stage's run sd at its budget and pool (pooled over
-    every condition, so steadier than two seeds' own sd) over sqrt(n), else its own sd over
-    sqrt(n); a screen's single-run means print at the precision of the noise they carry."""
-    sds = [
-        f.sd for f in floors if f.budget_s == entry.budget_s and f.pool in (None, entry.pool)
-    ] + [entry.sd]
+    """A ranked mean's standard error: its own sd over sqrt(n) once it has three runs; with
+    fewer, the stage's run sd at its budget and pool (pooled over every condition, steadier
+    than two seeds' sd) over sqrt(n), else what sd it has. A screen's single-run means so
+    print at the precision of the noise they carry."""
+    own = [entry.sd] if entry.n >= MIN_OWN_SD else []
+    pooled = [f.sd for f in floors if f.budget_s == entry.budget_s and f.pool in (None, entry.pool)]
+    sds = [*own, *pooled, entry.sd]
     sd = next((sd for sd in sds if sd is not None and math.isfinite(sd) and sd > 0), None)
     return None if sd is None or entry.n < 1 else sd / math.sqrt(entry.n)
 
