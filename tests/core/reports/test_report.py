@@ -10,6 +10,7 @@ Expected text is computed from the outcome records, never copied from a hand-mad
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,17 @@ def test_summary_names_factors_design_defining_relation_and_resolution(
     assert "| B | `ASPECT_RATIO` | 48 | 72 | 64 | integer |" in markdown
     assert "| 2^(5-1) regular fraction | 16 | E=ABCD | I = ABCDE | V |" in markdown
     assert "Metric: `val_bpb` (minimize)" in markdown
+
+
+def test_no_number_in_any_report_is_a_signed_zero_or_past_six_decimals(
+    paper_report: dict[str, bytes],
+) -> None:
+    """ "[-0.0000, +0.0126]" read as a direction the digits do not show."""
+    for name, content in paper_report.items():
+        if name.endswith(".md"):
+            text = content.decode()
+            assert not re.search(r"[-+]0\.0+(?![0-9])", text), name
+            assert not re.search(r"\d\.\d{7,}", text), name
 
 
 def test_published_effects_table_reproduces_the_papers_numbers(
