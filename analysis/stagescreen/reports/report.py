@@ -453,11 +453,7 @@ def render_report(data: StudyData) -> Report:
         for s in data.stages
         if kind_of(s.stage).in_study_effects and s.outcome is not None
     ]
-    judged = {
-        s.name: (s.outcome.retained_at, s.outcome.retained)
-        for s in data.stages
-        if kind_of(s.stage).in_study_effects and s.outcome is not None
-    }
+    judged = {s.name: (s.outcome.retained_at, s.outcome.retained) for s in data.stages if s.outcome}
     main = effects_figure(screens, metric=metric, study=study, retained=judged)
     if main is not None and rehearsal:
         main = watermark(main, rehearsal.word)
