@@ -14,6 +14,7 @@ from stagescreen.kinds.base import Section, StageKind, StageResults
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.reports.formatting import (
     DASH,
+    decimals,
     fmt_budget,
     fmt_count,
     fmt_effect,
@@ -21,6 +22,7 @@ from stagescreen.reports.formatting import (
     fmt_p,
     fmt_text,
     md_table,
+    se_from_interval,
 )
 from stagescreen.statistics import families as fx
 from stagescreen.statistics.noise import effect_floors
@@ -72,7 +74,10 @@ class EffectKind(StageKind):
                 )
             )
         if outcome.relaxation:
-            sections.append(("Relaxation with budget", _relaxation_section(outcome.relaxation)))
+            digits = _effect_digits(outcome.effects.families if outcome.effects else ())
+            sections.append(
+                ("Relaxation with budget", _relaxation_section(outcome.relaxation, digits))
+            )
         return sections
 
 
@@ -101,6 +106,16 @@ def _effects_tables(
     return "\n\n".join(_family_table(f, retained, judged) for f in document.families)
 
 
+def _effect_digits(families: Sequence[fx.Family]) -> int:
+    """One precision for effects from these families: their SEs, read back from the stored
+    95% intervals on each family's residual df (`formatting.decimals`)."""
+    return decimals(
+        se_from_interval(e.ci_low, e.ci_high, family.df_resid)
+        for family in families
+        for e in family.effects
+    )
+
+
 def _family_table(family: fx.Family, retained: Sequence[str], judged: int | None) -> str:
     header = (
         f"**{_group_label(family.by)}** (n = {fmt_count(family.n)}, "
@@ -108,12 +123,13 @@ def _family_table(family: fx.Family, retained: Sequence[str], judged: int | None
     )
     mark = judged is not None and family.budget == judged
     columns = ["term", "effect", "95% CI", "p", "q"] + (["retained"] if mark else [])
+    digits = _effect_digits([family])
     rows = []
     for effect in family.effects:
         row = [
             f"`{fmt_text(effect.term)}`",
-            fmt_effect(effect.effect),
-            fmt_interval(effect.ci_low, effect.ci_high),
+            fmt_effect(effect.effect, digits),
+            fmt_interval(effect.ci_low, effect.ci_high, digits),
             fmt_p(effect.p),
             fmt_p(effect.q),
         ]
@@ -140,7 +156,7 @@ def _retained_section(retained: Sequence[str], judged: int | None) -> str:
     return ", ".join(f"`{r}`" for r in retained) + f" ({rule})."
 
 
-def _relaxation_section(rows: Sequence[fx.Relaxation]) -> str:
+def _relaxation_section(rows: Sequence[fx.Relaxation], digits: int) -> str:
     budgets = sorted({r.budget for r in rows if isinstance(r.budget, int | float)})
     groups: dict[tuple[str, str], dict[float, fx.Relaxation]] = {}
     for r in rows:
@@ -159,7 +175,7 @@ def _relaxation_section(rows: Sequence[fx.Relaxation]) -> str:
                 row.append(DASH)
                 continue
             suffix = "" if cell.ratio is None else f" (×{cell.ratio:.2f})"
-            row.append(fmt_effect(cell.effect) + suffix)
+            row.append(fmt_effect(cell.effect, digits) + suffix)
         table.append(row)
     return (
         "Effect at each budget and its ratio to the effect at the shortest budget:\n\n"

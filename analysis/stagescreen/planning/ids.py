@@ -32,15 +32,19 @@ def run_id(
 
 
 def full_space_id(levels: Mapping[str, int], codes: Sequence[str]) -> str:
-    """Id of a point of the full 2^k space, numbered as the paper does (`full32_c14`).
+    """Id of a point of the full 2^k space: `f32-14` is the paper's full32_c14.
 
-    Factors at their centre (0) are named after the low-level point with a suffix, so a
-    bridge point with B centred reads `full32_c06-b0`.
+    The screen's ids are `c<nn>` in its fraction; a point outside it is `f<2^k>-<nn>`, its
+    number in the full space, so `f32-06` (a follow-up's corner) never reads as the screen's
+    `c06` (another condition). Lowercase letters, digits and '-' only: the id is a Kubernetes
+    label value and part of DNS-safe run ids as it stands. Factors at their centre (0) are
+    named after the low-level point with a suffix, so a bridge point with B centred reads
+    `f32-06-b0`.
     """
     corner = {code: -1 if levels[code] == 0 else levels[code] for code in codes}
-    base = designs.condition_id(corner, codes)
+    number = designs.condition_id(corner, codes).removeprefix("c")
     centred = "".join(f"{code.lower()}0" for code in codes if levels[code] == 0)
-    return f"full{2 ** len(codes)}_{base}" + (f"-{centred}" if centred else "")
+    return f"f{2 ** len(codes)}-{number}" + (f"-{centred}" if centred else "")
 
 
 def condition_name(levels: Mapping[str, int], spec: StudySpec) -> str:

@@ -17,7 +17,7 @@ import contextlib
 import io
 import math
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
@@ -54,6 +54,8 @@ STYLE: dict[str, Any] = {
     "savefig.dpi": DPI,
     "svg.hashsalt": "stagescreen",
 }
+RETAINED_LABEL = "filled: retained\n(at the budget judged)"
+NOT_RETAINED_LABEL = "hollow: not retained"
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
@@ -94,16 +96,22 @@ def effects_figure(
     *,
     metric: str = "val_bpb",
     study: Study | None = None,
+    retained: Mapping[str, tuple[int | None, Collection[str]]] | None = None,
 ) -> Figure | None:
     """Paper fig. 1: each main effect against budget, 95% interval bars, a zero line.
 
     `series` pairs a label (a stage name, with the pool when a stage has several) with an
-    effects document; series share the budget axis and are told apart by marker. Only main
-    effects (terms without ':') are drawn. None when there is no effect to draw.
+    effects document; series share the budget axis and are told apart by marker. `retained`
+    gives a series' retention (by its label): the budget it was judged at and the factors it
+    retained; those points are filled, every other point hollow, as the report's table ticks
+    `retained` only at the judged budget. Only main effects (terms without ':') are drawn.
+    None when there is no effect to draw.
     """
     points: list[tuple[str, str, float, float, float | None, float | None]] = []
     labels = []
+    kept: set[tuple[str, str, float]] = set()
     for label, document in series:
+        judged, terms = (retained or {}).get(label, (None, ()))
         for family in document.families if document is not None else ():
             budget = family.budget
             if not isinstance(budget, int | float):
@@ -115,6 +123,8 @@ def effects_figure(
                 if not term or ":" in term or value is None:
                     continue
                 points.append((name, term, budget, value, effect.ci_low, effect.ci_high))
+                if budget == judged and term in terms:
+                    kept.add((name, term, budget))
                 if name not in labels:
                     labels.append(name)
     if not points:
@@ -140,18 +150,32 @@ def effects_figure(
                 y = np.array([p[3] for p in rows])
                 lower = np.array([p[3] - p[4] if p[4] is not None else np.nan for p in rows])
                 upper = np.array([p[5] - p[3] if p[5] is not None else np.nan for p in rows])
+                colour = _factor_colour(study, term, t)
                 bars = axes.errorbar(
                     x,
                     y,
                     yerr=np.clip(np.vstack([lower, upper]), 0.0, None),
-                    color=_factor_colour(study, term, t),
+                    color=colour,
                     marker=MARKERS[s % len(MARKERS)],
                     markersize=5,
+                    markerfacecolor="white",
                     capsize=3,
                     linewidth=1.2,
                     label=_factor_label(study, term) if s == 0 else None,
                 )
                 bars.lines[0].set_gid(f"effect:{name}:{term}")
+                filled = [i for i, p in enumerate(rows) if (name, term, p[2]) in kept]
+                if filled:
+                    axes.plot(
+                        x[filled],
+                        y[filled],
+                        color=colour,
+                        marker=MARKERS[s % len(MARKERS)],
+                        markersize=5,
+                        linestyle="",
+                        zorder=3,
+                        gid=f"retained:{name}:{term}",
+                    )
         axes.axhline(0.0, color="black", linewidth=0.8)
         axes.set_xticks(range(len(budgets)), [fmt_budget(b) for b in budgets])
         axes.set_xlim(-0.6, len(budgets) - 0.4)
@@ -165,6 +189,12 @@ def effects_figure(
                     Line2D([], [], color="grey", marker=MARKERS[s % len(MARKERS)], linestyle="")
                 )
                 names.append(name)
+        if retained is not None:
+            handles += [
+                Line2D([], [], color="grey", marker="o", linestyle=""),
+                Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle=""),
+            ]
+            names += [RETAINED_LABEL, NOT_RETAINED_LABEL]
         figure.legend(handles, names, loc="outside right center")
     return figure
 
@@ -203,6 +233,13 @@ def _anchor_label(role: object, condition: object) -> str:
     return str(role or condition or DASH)
 
 
+SEED_LABEL = "seed run"
+MEAN_LABEL = "mean, 95% interval"
+ADJUSTED_LABEL = "seed-adjusted mean, 95% interval"
+UNFINISHED = {"diverged": ("X", "#d62728"), "failed": ("v", "#7f7f7f")}
+"""A run with no value, drawn at its panel's top edge: the marker and colour of each status."""
+
+
 def anchor_figure(
     results: pd.DataFrame | None,
     ranking: Sequence[RankedCondition] | None = None,
@@ -214,41 +251,46 @@ def anchor_figure(
 ) -> Figure | None:
     """Paper figs. 3 and 4: each seed run as a point, the mean and its 95% interval in black.
 
-    One panel per (pool, budget): pools are rows, budgets columns. Anchors keep one order in
-    every panel, best first by their mean in the first pool at the longest budget, so a
-    pool-sensitive ordering shows as a change in shape. Means and intervals come from the
-    outcome's ranking when it has the cell, else from the runs themselves.
+    One panel per (pool, budget): pools are rows, budgets columns, and the panels of one
+    budget share their y-axis, so pools compare by eye. Anchors keep one order in every
+    panel, the ranking table's at the longest budget on the first pool (failures behind,
+    then by mean), so a pool-sensitive ordering shows as a change in shape. Means and
+    intervals come from the outcome's ranking when it has the cell (a seed-adjusted mean
+    drawn as a hollow diamond, so one drawn away from its points says why), else from the
+    runs themselves. Runs that diverged or failed have no value: each is a marker at the
+    panel's top edge above its anchor.
     """
     if results is None or metric not in results.columns or "budget_s" not in results.columns:
         return None
-    runs = succeeded(results, metric).copy()
+    results = results.reset_index(drop=True)
+    runs = succeeded(results, metric)
     if runs.empty:
         return None
-    runs["_pool"] = runs["pool"].fillna("").astype(str) if "pool" in runs.columns else ""
-    runs["_label"] = [
-        _anchor_label(row.get("role"), row.get("condition_id")) for row in runs.to_dict("records")
-    ]
-    runs["_y"] = pd.to_numeric(runs[metric]).astype(float)
+    table = results.assign(
+        _pool=results["pool"].fillna("").astype(str) if "pool" in results.columns else "",
+        _label=[
+            _anchor_label(row.get("role"), row.get("condition_id"))
+            for row in results.to_dict("records")
+        ],
+    )
+    runs = table.loc[runs.index].assign(_y=pd.to_numeric(runs[metric]).astype(float))
+    unfinished = table.drop(index=runs.index)
+    unfinished = unfinished[unfinished["status"].astype(str).isin(list(UNFINISHED))]
     present = list(dict.fromkeys(runs["_pool"]))
     pool_order = [p for p in pools if p in present] + [p for p in present if p not in pools]
     budgets = sorted(runs["budget_s"].unique().tolist())
     cells = {(r.pool, r.budget_s, _anchor_label(r.role, r.condition_id)): r for r in ranking or ()}
-    first = runs[(runs["_pool"] == pool_order[0]) & (runs["budget_s"] == budgets[-1])]
-    means = first.groupby("_label")["_y"].mean()
-    sign = -1.0 if goal == "maximize" else 1.0
-    order = sorted(
-        runs["_label"].unique(),
-        key=lambda lab: (lab not in means, sign * means.get(lab, 0.0), lab),
-    )
+    order = _anchor_order(runs, cells, pool_order[0], budgets[-1], goal)
     colour = {label: COLOURS[i % len(COLOURS)] for i, label in enumerate(order)}
+    adjusted = any(cell.adjusted for cell in cells.values())
     rows, cols = len(pool_order), len(budgets)
     with _styled():
         figure = Figure(
-            figsize=(max(4.2, 0.9 * len(order) + 1.5) * cols, 3.6 * rows + 0.6),
+            figsize=(max(4.2, 0.9 * len(order) + 1.5) * cols + 1.8, 3.6 * rows + 0.6),
             dpi=DPI,
             layout="constrained",
         )
-        grid = figure.subplots(rows, cols, squeeze=False)
+        grid = figure.subplots(rows, cols, squeeze=False, sharey="col")
         for r, pool in enumerate(pool_order):
             for c, budget in enumerate(budgets):
                 axes = grid[r][c]
@@ -268,7 +310,9 @@ def anchor_figure(
                         zorder=2,
                         gid=f"seeds:{label}",
                     )
-                    mean, low, high = _cell_interval(cells, pool, budget, label, values)
+                    mean, low, high, seed_adjusted = _cell_interval(
+                        cells, pool, budget, label, values
+                    )
                     # An interval that misses its mean (inconsistent input) draws as none.
                     bars = axes.errorbar(
                         [i + 0.12],
@@ -277,23 +321,94 @@ def anchor_figure(
                         if low is None or high is None
                         else [[max(mean - low, 0.0)], [max(high - mean, 0.0)]],
                         color="black",
-                        marker="o",
+                        marker="D" if seed_adjusted else "o",
+                        markerfacecolor="white" if seed_adjusted else "black",
                         markersize=6,
                         capsize=4,
                         zorder=3,
                     )
                     bars.lines[0].set_gid(f"mean:{label}")
+                here = unfinished[
+                    (unfinished["_pool"] == pool) & (unfinished["budget_s"] == budget)
+                ]
+                for status, (marker, tint) in UNFINISHED.items():
+                    xs = [
+                        order.index(label)
+                        for label in here.loc[here["status"] == status, "_label"]
+                        if label in order
+                    ]
+                    if xs:
+                        axes.scatter(
+                            xs,
+                            [0.97] * len(xs),
+                            marker=marker,
+                            s=40,
+                            color=tint,
+                            zorder=4,
+                            clip_on=False,
+                            transform=axes.get_xaxis_transform(),
+                            gid=f"{status}:{pool}:{budget}",
+                        )
                 axes.set_xticks(range(len(order)), order, fontsize=8)
                 axes.set_xlim(-0.6, len(order) - 0.4)
                 where = f"{pool}, " if pool else ""
                 axes.set_title(f"{where}{fmt_budget(budget)}")
                 if c == 0:
                     axes.set_ylabel(metric)
+        statuses = set(unfinished["status"].astype(str))
+        figure.legend(
+            *_anchor_legend(adjusted, [s for s in UNFINISHED if s in statuses]),
+            loc="outside right center",
+        )
         width = figure.get_figwidth()
         heading = title or f"{metric} per anchor"
-        key = "points: seed runs; black: mean and 95% interval"
-        figure.suptitle("\n".join([*textwrap.wrap(heading, int(width * 11)), key]), fontsize=10)
+        figure.suptitle("\n".join(textwrap.wrap(heading, int(width * 11))), fontsize=10)
     return figure
+
+
+def _anchor_order(
+    runs: pd.DataFrame,
+    cells: Mapping[tuple[str, int, str], RankedCondition],
+    pool: str,
+    budget: int,
+    goal: str,
+) -> list[str]:
+    """The anchors in the ranking table's order at (pool, budget); those it does not rank
+    after them, by their mean there (best first), then by label."""
+    ranked = {label: cell.rank for (p, b, label), cell in cells.items() if (p, b) == (pool, budget)}
+    first = runs[(runs["_pool"] == pool) & (runs["budget_s"] == budget)]
+    means = first.groupby("_label")["_y"].mean()
+    sign = -1.0 if goal == "maximize" else 1.0
+    return sorted(
+        runs["_label"].unique(),
+        key=lambda lab: (
+            lab not in ranked,
+            ranked.get(lab, 0),
+            lab not in means,
+            sign * means.get(lab, 0.0),
+            lab,
+        ),
+    )
+
+
+def _anchor_legend(adjusted: bool, unfinished: Sequence[str]) -> tuple[list[Line2D], list[str]]:
+    """What the anchor panels draw: seed runs, means (seed-adjusted where the stage adjusts
+    them) and the runs with no value, by status."""
+    handles = [
+        Line2D([], [], color="grey", marker="o", markersize=4, linestyle=""),
+        Line2D([], [], color="black", marker="o", linestyle=""),
+    ]
+    labels = [SEED_LABEL, MEAN_LABEL]
+    if adjusted:
+        handles.append(
+            Line2D([], [], color="black", marker="D", markerfacecolor="white", linestyle="")
+        )
+        labels.append(ADJUSTED_LABEL)
+    for status in unfinished:
+        marker, tint = UNFINISHED[status]
+        handles.append(Line2D([], [], color=tint, marker=marker, linestyle=""))
+        labels.append(f"{status} run (no value)")
+    return handles, labels
 
 
 def _cell_interval(
@@ -302,11 +417,13 @@ def _cell_interval(
     budget: int,
     label: str,
     values: np.ndarray,
-) -> tuple[float, float | None, float | None]:
+) -> tuple[float, float | None, float | None, bool]:
+    """A cell's mean, its 95% interval and whether the mean is seed-adjusted: the outcome's
+    ranking where it has the cell, else the runs' own."""
     cell = cells.get((pool, budget, label))
     if cell is not None and cell.mean is not None:
-        return cell.mean, cell.ci_low, cell.ci_high
-    return mean_interval(values)
+        return cell.mean, cell.ci_low, cell.ci_high, cell.adjusted
+    return (*mean_interval(values), False)
 
 
 def search_figure(

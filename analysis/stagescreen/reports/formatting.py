@@ -8,28 +8,76 @@ text: no figures, no storage.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+
+from scipy import stats
 
 from stagescreen.planning.ids import format_budget
 from stagescreen.storage.jsonvalues import json_number
 
 DASH = "—"
 
+# Precision. A reported mean, effect or interval is only as exact as its standard error, so it
+# prints two significant figures of that SE (SE 0.0034 -> 4 decimals: 0.7339, not 0.733874).
+# One precision per table, from its *smallest* SE (the finest rule), so every row keeps two
+# figures of its own SE and a column lines up; never more than MAX_DECIMALS. A sentence
+# prints the means it names at their table's precision (the best condition's line: its
+# ranking table's) and a difference at its own paired SE's. A number with no SE at all (a
+# single run, a baseline's batch best) prints FALLBACK_DECIMALS, the paper's tables' four. A
+# value that rounds to zero prints as an unsigned zero ("0.0000", never "-0.0000" or
+# "+0.0000"): at this precision it is zero, and a sign would claim a direction the digits do
+# not show.
+MAX_DECIMALS = 6
+FALLBACK_DECIMALS = 4
 
-def fmt_effect(value: float | None) -> str:
-    """Effects on the metric scale: signed, four decimals (the paper's tables)."""
+
+def decimals(ses: Iterable[float | None]) -> int:
+    """Decimals that show two significant figures of the smallest finite positive SE in
+    `ses` (0.0034 -> 4, 0.034 -> 3, 0.34 -> 2, 3.4 -> 1, 34 -> 0), at most MAX_DECIMALS;
+    FALLBACK_DECIMALS when none is known."""
+    known = [se for se in map(json_number, ses) if se is not None and se > 0]
+    if not known:
+        return FALLBACK_DECIMALS
+    return min(MAX_DECIMALS, max(0, 1 - math.floor(math.log10(min(known)))))
+
+
+def se_from_interval(
+    low: float | None, high: float | None, df: float | None = None, level: float = 0.95
+) -> float | None:
+    """The standard error behind a two-sided interval at `level`: its half-width over the t
+    quantile on df (the normal's when df is unknown), for records that keep the interval,
+    not the SE."""
+    a, b = json_number(low), json_number(high)
+    if a is None or b is None:
+        return None
+    upper = (1 + level) / 2
+    quantile = stats.norm.ppf(upper) if df is None or df <= 0 else stats.t.ppf(upper, df)
+    return abs(b - a) / 2 / float(quantile)
+
+
+def fmt_number(value: float | None, digits: int = FALLBACK_DECIMALS, signed: bool = False) -> str:
+    """A number at `digits` decimals (`signed`: "+" before positives); what rounds to zero
+    prints as an unsigned zero."""
     number = json_number(value)
-    return DASH if number is None else f"{number:+.4f}"
+    if number is None:
+        return DASH
+    text = f"{number:{'+' if signed else ''}.{digits}f}"
+    return text.lstrip("+-") if not text.strip("+-0.") else text
+
+
+def fmt_effect(value: float | None, digits: int = FALLBACK_DECIMALS) -> str:
+    """Effects and differences on the metric scale: signed, `digits` decimals."""
+    return fmt_number(value, digits, signed=True)
 
 
 def fmt_interval(
-    low: float | None, high: float | None, digits: int = 4, signed: bool = True
+    low: float | None, high: float | None, digits: int = FALLBACK_DECIMALS, signed: bool = True
 ) -> str:
-    a, b = json_number(low), json_number(high)
-    if a is None or b is None:
+    """An interval at the precision of the value it brackets."""
+    if json_number(low) is None or json_number(high) is None:
         return DASH
-    spec = f"{'+' if signed else ''}.{digits}f"
-    return f"[{a:{spec}}, {b:{spec}}]"
+    return f"[{fmt_number(low, digits, signed)}, {fmt_number(high, digits, signed)}]"
 
 
 def fmt_p(value: float | None) -> str:
@@ -42,15 +90,14 @@ def fmt_p(value: float | None) -> str:
     return f"{number:.2e}" if abs(number) < 1e-3 else f"{number:.3g}"
 
 
-def fmt_mean(value: float | None) -> str:
-    """Metric means: six decimals, enough to separate anchors at long budgets (paper 5.9)."""
-    number = json_number(value)
-    return DASH if number is None else f"{number:.6f}"
+def fmt_mean(value: float | None, digits: int = FALLBACK_DECIMALS) -> str:
+    """Metric means (and sds): unsigned, `digits` decimals."""
+    return fmt_number(value, digits)
 
 
 def fmt_fixed(value: float | None, digits: int) -> str:
-    number = json_number(value)
-    return DASH if number is None else f"{number:.{digits}f}"
+    """A number that is no estimate of the metric (GPU-hours, tau, a share) at fixed decimals."""
+    return fmt_number(value, digits)
 
 
 def fmt_count(value: int | None) -> str:

@@ -296,7 +296,7 @@ def _answer(data: StudyData) -> str:
     chosen = deciding_outcome(data.study.spec, outcomes)
     if chosen is None:
         return "No stage has a best condition yet."
-    return f"From stage `{chosen.stage}`:\n\n" + best_section(chosen.best_per_pool)
+    return f"From stage `{chosen.stage}`:\n\n" + best_section(chosen)
 
 
 def _reversals(data: StudyData) -> list[str]:
@@ -324,7 +324,12 @@ def _effects(data: StageData, study: Study) -> Drawn:
     metric = study.spec.metric.name
     if data.outcome is None:
         return None
-    figure = effects_figure([(data.name, data.outcome.effects)], metric=metric, study=study)
+    figure = effects_figure(
+        [(data.name, data.outcome.effects)],
+        metric=metric,
+        study=study,
+        retained={data.name: (data.outcome.retained_at, data.outcome.retained)},
+    )
     return None if figure is None else (figure, f"Main effects on {metric} by budget ({data.name})")
 
 
@@ -448,7 +453,8 @@ def render_report(data: StudyData) -> Report:
         for s in data.stages
         if kind_of(s.stage).in_study_effects and s.outcome is not None
     ]
-    main = effects_figure(screens, metric=metric, study=study)
+    judged = {s.name: (s.outcome.retained_at, s.outcome.retained) for s in data.stages if s.outcome}
+    main = effects_figure(screens, metric=metric, study=study, retained=judged)
     if main is not None and rehearsal:
         main = watermark(main, rehearsal.word)
     parts = [f"# Study `{study.name}`", ""]

@@ -13,6 +13,7 @@ as a dash.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from stagescreen.kinds.base import Section, StageKind
@@ -26,6 +27,7 @@ from stagescreen.outcomes.model import (
 )
 from stagescreen.reports.formatting import (
     DASH,
+    decimals,
     fmt_budget,
     fmt_count,
     fmt_effect,
@@ -36,11 +38,14 @@ from stagescreen.reports.formatting import (
     fmt_p,
     fmt_text,
     md_table,
+    se_from_interval,
 )
 from stagescreen.statistics.noise import NoiseFloor
 from stagescreen.statistics.stability import Reversal
 
 RANKING_TOP, RANKING_BOTTOM = 5, 2
+MIN_OWN_SD = 3
+"""Runs a condition needs before its own sd sets its mean's precision (`_mean_se`)."""
 MISSING_SHOWN = 10
 
 
@@ -52,7 +57,7 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
     if outcome.noise_floor:
         sections.append(("Noise floor", _noise_section(outcome.noise_floor)))
     if outcome.ranking:
-        sections.append(("Ranking", _ranking_section(outcome.ranking)))
+        sections.append(("Ranking", _ranking_section(outcome.ranking, _ranking_digits(outcome))))
     sections += kind.ranking_sections(outcome, goal)
     if outcome.anchors:
         sections.append(("Anchors", _anchor_rows(outcome.anchors)))
@@ -61,7 +66,7 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
     sections += kind.search_sections(outcome)
     if outcome.reversals or any(a.tau is not None for a in outcome.rank_agreement):
         sections.append(("Rank stability", stability_section(outcome)))
-    sections.append(("Best condition", best_section(outcome.best_per_pool)))
+    sections.append(("Best condition", best_section(outcome)))
     return sections
 
 
@@ -88,15 +93,16 @@ def _runs_section(runs: StageRuns) -> str:
 def _noise_section(floors: Sequence[NoiseFloor]) -> str:
     """Each budget's run noise and the smallest contrast the stage detects (`statistics.noise`)."""
     pools = any(floor.pool for floor in floors)
+    digits = decimals(floor.se for floor in floors)
     rows = [
         [fmt_budget(floor.budget_s)]
         + ([fmt_text(floor.pool)] if pools else [])
         + [
-            fmt_mean(floor.sd),
+            fmt_mean(floor.sd, digits),
             fmt_count(floor.df),
             floor.contrast,
-            fmt_mean(floor.se),
-            fmt_mean(floor.detectable),
+            fmt_mean(floor.se, digits),
+            fmt_mean(floor.detectable, digits),
         ]
         for floor in floors
     ]
@@ -111,7 +117,32 @@ def _noise_section(floors: Sequence[NoiseFloor]) -> str:
     )
 
 
-def _ranking_section(ranking: Sequence[RankedCondition]) -> str:
+def _mean_se(entry: RankedCondition, floors: Sequence[NoiseFloor]) -> float | None:
+    """A ranked mean's standard error: its own sd over sqrt(n) once it has three runs; with
+    fewer, the stage's run sd at its budget and pool (pooled over every condition, steadier
+    than two seeds' sd) over sqrt(n), else what sd it has. A screen's single-run means so
+    print at the precision of the noise they carry."""
+    own = [entry.sd] if entry.n >= MIN_OWN_SD else []
+    pooled = [f.sd for f in floors if f.budget_s == entry.budget_s and f.pool in (None, entry.pool)]
+    sds = [*own, *pooled, entry.sd]
+    sd = next((sd for sd in sds if sd is not None and math.isfinite(sd) and sd > 0), None)
+    return None if sd is None or entry.n < 1 else sd / math.sqrt(entry.n)
+
+
+def _ranking_digits(outcome: StageOutcome) -> dict[tuple[int, str], int]:
+    """One precision per ranking table (a budget and pool): the means', sds' and intervals',
+    which the best condition's sentence repeats."""
+    groups: dict[tuple[int, str], list[float | None]] = {}
+    for entry in outcome.ranking:
+        groups.setdefault((entry.budget_s, entry.pool), []).append(
+            _mean_se(entry, outcome.noise_floor)
+        )
+    return {group: decimals(ses) for group, ses in groups.items()}
+
+
+def _ranking_section(
+    ranking: Sequence[RankedCondition], precision: dict[tuple[int, str], int]
+) -> str:
     groups: dict[tuple[int, str], list[RankedCondition]] = {}
     for entry in ranking:
         groups.setdefault((entry.budget_s, entry.pool), []).append(entry)
@@ -122,6 +153,7 @@ def _ranking_section(ranking: Sequence[RankedCondition]) -> str:
         cut = len(entries) > RANKING_TOP + RANKING_BOTTOM
         if cut:
             shown = entries[:RANKING_TOP] + entries[-RANKING_BOTTOM:]
+        digits = precision[(budget, pool)]
         rows = [
             [
                 fmt_count(e.rank),
@@ -129,9 +161,9 @@ def _ranking_section(ranking: Sequence[RankedCondition]) -> str:
                 fmt_text(e.role),
                 fmt_count(e.n),
                 _failures(e.failed, e.runs),
-                fmt_mean(e.mean) + (" †" if e.adjusted else ""),
-                fmt_mean(e.sd),
-                fmt_interval(e.ci_low, e.ci_high, digits=6, signed=False),
+                fmt_mean(e.mean, digits) + (" †" if e.adjusted else ""),
+                fmt_mean(e.sd, digits),
+                fmt_interval(e.ci_low, e.ci_high, digits, signed=False),
             ]
             for e in shown
         ]
@@ -190,23 +222,37 @@ def _prediction(entry: AnchorRecord) -> str:
     return f"{name}: the model of {source} predicts {fmt_mean(entry.predicted)} ({ran})."
 
 
-def _best_interval(best: Best) -> str:
+def _best_digits(best: Best, ranking: dict[tuple[int, str], int]) -> tuple[int, int]:
+    """The precisions of a best's sentence: its means at its ranking table's (else its own
+    interval's), its difference to the runner-up at the paired interval's (else the means')."""
+    runs = best.runs - best.failed
+    own = se_from_interval(best.ci_low, best.ci_high, runs - 1 if runs > 1 else None)
+    means = ranking.get((best.budget_s, best.pool), decimals([own]))
+    runner = best.runner_up
+    if runner is None or se_from_interval(runner.ci_low, runner.ci_high) is None:
+        return means, means
+    seeds = runner.seeds
+    paired = se_from_interval(runner.ci_low, runner.ci_high, seeds - 1 if seeds else None)
+    return means, decimals([paired])
+
+
+def _best_interval(best: Best, digits: int) -> str:
     """The best's 95% interval as the decision reads it: selection-aware over its `candidates`
     (Bonferroni), its own beside it; the own one alone, said to be unadjusted, in outcomes
     written before the selection-aware one existed."""
-    own = fmt_interval(best.ci_low, best.ci_high, digits=6, signed=False)
+    own = fmt_interval(best.ci_low, best.ci_high, digits, signed=False)
     if best.candidates is None:
         return f"95% CI {own} (not adjusted for having been picked as best)"
     if best.candidates == 1:
         return f"95% CI {own} (the only condition with a result)"
-    aware = fmt_interval(best.selection_ci_low, best.selection_ci_high, digits=6, signed=False)
+    aware = fmt_interval(best.selection_ci_low, best.selection_ci_high, digits, signed=False)
     return (
         f"95% CI {aware} as the best of {best.candidates} "
         f"(selection-aware, Bonferroni over the {best.candidates}; its own {own})"
     )
 
 
-def _best_line(best: Best) -> str:
+def _best_line(best: Best, ranking: dict[tuple[int, str], int]) -> str:
     """One best condition with its evidence: its selection-aware interval, failures, and the
     runner-up with the paired difference, its interval, the win count and, in words, whether
     the two are separated."""
@@ -215,10 +261,11 @@ def _best_line(best: Best) -> str:
     pool = f" on {best.pool}" if best.pool else ""
     budget = fmt_budget(best.budget_s)
     settings = ", ".join(f"{k}={fmt_text(v)}" for k, v in best.hyperparameters.items())
+    digits, gap_digits = _best_digits(best, ranking)
     text = (
-        f"`{name}`{role} at {budget}{pool}: mean {fmt_mean(best.mean)}"
+        f"`{name}`{role} at {budget}{pool}: mean {fmt_mean(best.mean, digits)}"
         + (" (seed-adjusted)" if best.adjusted else "")
-        + f", {_best_interval(best)}"
+        + f", {_best_interval(best, digits)}"
         f"; levels {fmt_levels(best.levels)}" + (f"; {settings}" if settings else "")
     )
     if best.failed:
@@ -228,7 +275,10 @@ def _best_line(best: Best) -> str:
     if runner is None:
         return text + ". No other condition to compare with."
     other = fmt_text(runner.condition_id)
-    gap = f"Runner-up `{other}` {fmt_mean(runner.mean)}, difference {fmt_effect(runner.difference)}"
+    gap = (
+        f"Runner-up `{other}` {fmt_mean(runner.mean, digits)}, "
+        f"difference {fmt_effect(runner.difference, gap_digits)}"
+    )
     seeds = runner.seeds
     paired = "" if seeds is None else f"paired over {seeds} seed{'s' * (seeds != 1)}, "
     if runner.separated is None:
@@ -237,7 +287,7 @@ def _best_line(best: Best) -> str:
         verdict = f"{reason}: no interval, so `{name}` and `{other}` are not "
         verdict += f"distinguishable at {budget} from this stage"
     else:
-        gap += f" ({paired}95% CI {fmt_interval(runner.ci_low, runner.ci_high)})"
+        gap += f" ({paired}95% CI {fmt_interval(runner.ci_low, runner.ci_high, gap_digits)})"
         verdict = (
             f"`{name}` is ahead of `{other}` at {budget}"
             if runner.separated
@@ -246,10 +296,12 @@ def _best_line(best: Best) -> str:
     return f"{text}. {gap}; `{name}` wins {runner.wins}/{runner.total} seed pairings: {verdict}."
 
 
-def best_section(bests: Sequence[Best]) -> str:
-    """The best condition on each pool (`StageOutcome.best_per_pool`): the stage section's
-    last part, and the study report's answer when this stage decides it."""
-    return "\n".join(f"- {_best_line(best)}" for best in bests) or DASH
+def best_section(outcome: StageOutcome) -> str:
+    """The best condition on each pool (`StageOutcome.best_per_pool`), at the precision of its
+    ranking table: the stage section's last part, and the study report's answer when this
+    stage decides it."""
+    ranking = _ranking_digits(outcome)
+    return "\n".join(f"- {_best_line(best, ranking)}" for best in outcome.best_per_pool) or DASH
 
 
 def stability_section(outcome: StageOutcome) -> str:
@@ -286,10 +338,12 @@ def reversal_line(reversal: Reversal) -> str:
     r = reversal
     ahead = f"`{fmt_text(r.ahead)}`" + (f" ({r.ahead_role})" if r.ahead_role else "")
     behind = f"`{fmt_text(r.behind)}` (" + (f"{r.behind_role}, " if r.behind_role else "")
+    digits = decimals([se_from_interval(r.ci_low, r.ci_high, r.seeds - 1, r.level)])
     return (
         f"**Reversal**: {ahead}, ranked {r.ahead_rank} by `{fmt_text(r.source)}` at "
         f"{fmt_budget(r.source_budget_s)}, ahead of {behind}ranked {r.behind_rank}), loses to "
         f"it at {fmt_budget(r.budget_s)} on {fmt_text(r.pool)}: difference "
-        f"{fmt_effect(r.difference)} ({r.level:.2%} CI {fmt_interval(r.ci_low, r.ci_high)}, "
+        f"{fmt_effect(r.difference, digits)} ({r.level:.2%} CI "
+        f"{fmt_interval(r.ci_low, r.ci_high, digits)}, "
         f"paired over {r.seeds} seeds)."
     )

@@ -173,7 +173,7 @@ def interpolate_points(
 
 
 def condition_key(levels: Mapping[str, float]) -> str:
-    """A recipe's identity across stages (ids differ for one recipe: c07 vs full32_c14)."""
+    """A recipe's identity across stages (ids differ for one recipe: c07 vs f32-14)."""
     return ",".join(f"{code}{levels[code]:+g}" for code in sorted(levels))
 
 

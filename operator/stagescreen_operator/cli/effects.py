@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated
 
@@ -90,18 +89,6 @@ def read_table(location: str, label: str = "RESULTS") -> pd.DataFrame:
     return table
 
 
-def _decimals(families: list[Family]) -> int:
-    """One precision for every effect of a table: five significant figures of the largest,
-    so +0.051767 sits above +0.000044, not beside +4.375e-05."""
-    largest = max(
-        (abs(e.effect) for family in families for e in family.effects if e.effect is not None),
-        default=0.0,
-    )
-    if largest == 0 or not math.isfinite(largest):
-        return 4
-    return min(10, max(1, 4 - math.floor(math.log10(largest))))
-
-
 def _p(value: float | None) -> str:
     """p and q as the report prints them (`formatting.fmt_p`), a plain '-' for none."""
     from stagescreen.reports.formatting import fmt_p
@@ -109,17 +96,20 @@ def _p(value: float | None) -> str:
     return "-" if value is None else fmt_p(value)
 
 
-def _row(effect: Effect, fdr: float, decimals: int) -> list[str]:
-    number = f"+.{decimals}f"
+def _row(effect: Effect, fdr: float, digits: int) -> list[str]:
+    """Effects and intervals as the report prints them (`formatting.fmt_effect`), at the
+    table's precision; a plain '-' for none."""
+    from stagescreen.reports.formatting import fmt_effect, fmt_interval
+
     interval = (
         "-"
         if effect.ci_low is None or effect.ci_high is None
-        else f"[{effect.ci_low:{number}}, {effect.ci_high:{number}}]"
+        else fmt_interval(effect.ci_low, effect.ci_high, digits)
     )
     mark = "*" if effect.q is not None and effect.q <= fdr else ""
     return [
         effect.term,
-        "-" if effect.effect is None else f"{effect.effect:{number}}",
+        "-" if effect.effect is None else fmt_effect(effect.effect, digits),
         interval,
         _p(effect.p),
         _p(effect.q),
@@ -130,13 +120,16 @@ def _row(effect: Effect, fdr: float, decimals: int) -> list[str]:
 def format_families(families: list[Family], fdr: float, unit: str = "row") -> str:
     """One aligned table per family, rows with q <= fdr marked '*', then what was left out,
     each excluded run named by `unit` ("line" for a CSV's file lines) and its number."""
+    from stagescreen.reports.formatting import decimals
+
     blocks = []
-    decimals = _decimals(families)
+    # One precision for every effect printed, from their standard errors (the report's rule).
+    digits = decimals(e.se for family in families for e in family.effects)
     for family in families:
         title = " ".join(f"{k}={v}" for k, v in family.by.items()) or "all rows"
         df = "-" if family.df_resid is None else str(family.df_resid)
         lines = [f"{title}  n={family.n}  residual df={df}"]
-        rows = [_row(effect, fdr, decimals) for effect in family.effects]
+        rows = [_row(effect, fdr, digits) for effect in family.effects]
         lines.append(text_table(["term", "effect", "95% CI", "p", "q", ""], rows))
         if family.missing:
             lines.append(f"missing runs ({len(family.missing)}): {', '.join(family.missing)}")

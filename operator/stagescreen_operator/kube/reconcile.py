@@ -45,6 +45,7 @@ from stagescreen.planning.cost import RUN_OVERHEAD_S
 from stagescreen.planning.ids import format_budget
 from stagescreen.planning.plans import PlannedRun
 from stagescreen.planning.results import failure_record
+from stagescreen.reports.formatting import decimals, fmt_effect, fmt_interval, se_from_interval
 from stagescreen.statistics.stability import Reversal
 from stagescreen.storage.keys import IMAGE, StudyKeys
 from stagescreen.storage.ownership import claim_folder
@@ -543,14 +544,16 @@ def plan(
 def _reversal_event(stage: str, reversal: Reversal) -> Event:
     """A RankReversal warning: an anchor of `stage` lost to one its source ranked behind it."""
     r = reversal
+    # the report's precision (two significant figures of the difference's SE), no signed zero
+    digits = decimals([se_from_interval(r.ci_low, r.ci_high, r.seeds - 1, r.level)])
     return Event(
         "Warning",
         "RankReversal",
         f"stage {stage}: {r.ahead} ({r.ahead_role or 'anchor'}), ranked {r.ahead_rank} by "
         f"{r.source} at {format_budget(r.source_budget_s)} ahead of {r.behind} (ranked "
         f"{r.behind_rank}), loses to it at {format_budget(r.budget_s)} on pool {r.pool}: "
-        f"difference {r.difference:+.4f} "
-        f"({r.level:.2%} CI [{r.ci_low:+.4f}, {r.ci_high:+.4f}], paired over {r.seeds} seeds)",
+        f"difference {fmt_effect(r.difference, digits)} ({r.level:.2%} CI "
+        f"{fmt_interval(r.ci_low, r.ci_high, digits)}, paired over {r.seeds} seeds)",
     )
 
 

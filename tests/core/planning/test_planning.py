@@ -116,8 +116,8 @@ def test_budget_is_spelled_in_its_largest_exact_unit(seconds: int, text: str) ->
         (("screen", "c07", 300, 1, "a100"), "screen-c07-5m-s1-a100"),
         (("screen", "c01", 90, 3, "cpu"), "screen-c01-90s-s3-cpu"),
         (("bridge", "c03-b0", 3600, 2, "l40s"), "bridge-c03-b0-1h-s2-l40s"),
-        (("long-horizon", "full32_c06", 86400, 2, "a100"), "long-horizon-full32-c06-24h-s2-a100"),
-        (("random", "full32_c14", 600, 1, "a100", "b1d03"), "random-b1d03-full32-c14-10m-s1-a100"),
+        (("long-horizon", "f32-06", 86400, 2, "a100"), "long-horizon-f32-06-24h-s2-a100"),
+        (("random", "f32-14", 600, 1, "a100", "b1d03"), "random-b1d03-f32-14-10m-s1-a100"),
     ],
 )
 def test_run_id_is_deterministic_and_dns_safe(args: tuple, expected: str) -> None:
@@ -128,13 +128,13 @@ def test_run_id_is_deterministic_and_dns_safe(args: tuple, expected: str) -> Non
 @pytest.mark.parametrize(
     ("point", "codes", "expected"),
     [
-        ("-----", CODES, "full32_c01"),
-        ("+++++", CODES, "full32_c32"),
-        ("-++-+", CODES, "full32_c14"),
-        ("-0+-+", CODES, "full32_c06-b0"),
-        ("-0+0+", CODES, "full32_c06-b0d0"),
-        ("+++", ("A", "B", "C"), "full8_c08"),
-        ("+0+", ("A", "B", "C"), "full8_c06-b0"),
+        ("-----", CODES, "f32-01"),
+        ("+++++", CODES, "f32-32"),
+        ("-++-+", CODES, "f32-14"),
+        ("-0+-+", CODES, "f32-06-b0"),
+        ("-0+0+", CODES, "f32-06-b0d0"),
+        ("+++", ("A", "B", "C"), "f8-08"),
+        ("+0+", ("A", "B", "C"), "f8-06-b0"),
     ],
 )
 def test_full_space_id_numbers_like_the_paper_and_suffixes_centred_factors(
@@ -144,14 +144,23 @@ def test_full_space_id_numbers_like_the_paper_and_suffixes_centred_factors(
     assert full_space_id(coded, codes) == expected
 
 
+def test_full_space_ids_are_label_safe_and_never_read_as_a_screen_id() -> None:
+    """`f32-06` beside the screen's `c06` (another condition): no full-space id has the
+    screen's `c<nn>` shape, and each is a Kubernetes label value as it stands."""
+    for indices in np.ndindex(*(3,) * len(CODES)):
+        point = {code: index - 1 for code, index in zip(CODES, indices, strict=True)}
+        cid = full_space_id(point, CODES)
+        assert DNS_LABEL.match(cid) and not re.match(r"^c\d", cid), cid
+
+
 @pytest.mark.parametrize(
     ("point", "name"),
     [
         ("-++-+", "c07"),
         ("+--++", "c10"),
         ("++-+-", "c14"),
-        ("-++--", "full32_c13"),  # not in the E=ABCD half fraction
-        ("-0+-+", "full32_c06-b0"),
+        ("-++--", "f32-13"),  # not in the E=ABCD half fraction
+        ("-0+-+", "f32-06-b0"),
     ],
 )
 def test_condition_name_is_the_screen_id_inside_the_fraction(point: str, name: str) -> None:
@@ -361,7 +370,7 @@ def test_random_draws_are_reproducible_from_the_draw_seed_and_use_replacement() 
     for run in first.runs:
         inside = condition_name(run.levels, PAPER) in screen_ids
         assert (run.condition_id in screen_ids) is inside
-        assert inside or run.condition_id.startswith("full32_c")
+        assert inside or run.condition_id.startswith("f32-")
     assert {r.condition_id for r in first.runs} & screen_ids  # some draws do land inside
     repeats = Counter((run.batch, run.condition_id) for run in first.runs)
     assert max(repeats.values()) > 1  # with replacement: a condition recurs within a batch
@@ -551,8 +560,8 @@ def test_halving_plans_each_rung_once_the_rung_before_has_ended() -> None:
     assert not first.finished
     assert len(first.runs) == 32 * 2 and {run.budget_s for run in first.runs} == {120}
     # A-,B-,C-,D-,E- lies outside the E=ABCD fraction: its full-space id.
-    assert first.runs[0].run_id == "halving-full32-c01-2m-s1-a100"
-    assert first.runs[1].condition_id == "full32_c01" and first.runs[1].seed == 2
+    assert first.runs[0].run_id == "halving-f32-01-2m-s1-a100"
+    assert first.runs[1].condition_id == "f32-01" and first.runs[1].seed == 2
     rung_1 = synthetic.simulate_runs(first.runs, model, "val_bpb")
     # One run still to end holds the ladder at its first rung.
     assert plan_stage(spec, stage, rung_1.iloc[:-1]) == first

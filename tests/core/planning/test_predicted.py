@@ -60,7 +60,7 @@ def test_a_half_fraction_promotes_the_best_corner_it_never_ran() -> None:
     results = screened(spec, RISING)
     (anchor,) = plan_stage(spec, spec.stage("confirm"), results).anchors
     assert dict(anchor.levels) == dict.fromkeys("ABCDE", -1)
-    assert anchor.condition_id == "full32_c01"
+    assert anchor.condition_id == "f32-01"
     assert (anchor.ran, anchor.runs, anchor.note) == (False, 0, None)
     assert anchor.role == "predicted" and anchor.rule == "predicted"
     # the prediction: every retained effect at its low level, below every run condition
@@ -148,6 +148,6 @@ def test_on_two_pools_and_a_shorter_budget_the_pick_is_the_same_corner() -> None
     results = screened(two_pools, RISING)
     assert set(results["pool"]) == {"gpu", "gpu2"}
     (anchor,) = select_anchors(two_pools, two_pools.stage("confirm").select[0], results)
-    assert anchor.condition_id == "full32_c01" and anchor.ran is False
+    assert anchor.condition_id == "f32-01" and anchor.ran is False
     at_60 = results[results["budget_s"] == 60]["val_bpb"]
     assert anchor.predicted is not None and anchor.predicted < at_60.min()

@@ -10,6 +10,7 @@ Expected text is computed from the outcome records, never copied from a hand-mad
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,16 @@ import pytest
 import yaml
 from matplotlib.collections import PathCollection
 
+from stagescreen.kinds import KINDS
 from stagescreen.outcomes.analyse import stage_outcome
 from stagescreen.outcomes.manifest import Manifest, manifest
-from stagescreen.outcomes.model import Best, StageOutcome
+from stagescreen.outcomes.model import StageOutcome
 from stagescreen.reports.figures import (
+    ADJUSTED_LABEL,
+    MEAN_LABEL,
+    NOT_RETAINED_LABEL,
+    RETAINED_LABEL,
+    SEED_LABEL,
     anchor_figure,
     effects_figure,
     png_bytes,
@@ -45,7 +52,7 @@ from stagescreen.reports.report import (
     render_report,
     write_report,
 )
-from stagescreen.reports.sections import best_section
+from stagescreen.reports.sections import best_section, outcome_sections
 from stagescreen.statistics import synthetic
 from stagescreen.statistics.families import Effect, EffectFamilies, Family, relaxation_table
 from stagescreen.statistics.means import VarianceShare
@@ -236,6 +243,11 @@ def section(markdown: str, stage: str) -> str:
 # --- formatting -----------------------------------------------------------------------------
 
 
+def shows(text: str, value: float) -> bool:
+    """`text` prints `value` at the decimals it has (which the SE chose, `formatting.decimals`)."""
+    return text == f"{value:.{len(text.partition('.')[2])}f}"
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [
@@ -293,6 +305,17 @@ def test_summary_names_factors_design_defining_relation_and_resolution(
     assert "| B | `ASPECT_RATIO` | 48 | 72 | 64 | integer |" in markdown
     assert "| 2^(5-1) regular fraction | 16 | E=ABCD | I = ABCDE | V |" in markdown
     assert "Metric: `val_bpb` (minimize)" in markdown
+
+
+def test_no_number_in_any_report_is_a_signed_zero_or_past_six_decimals(
+    paper_report: dict[str, bytes],
+) -> None:
+    """ "[-0.0000, +0.0126]" read as a direction the digits do not show."""
+    for name, content in paper_report.items():
+        if name.endswith(".md"):
+            text = content.decode()
+            assert not re.search(r"[-+]0\.0+(?![0-9])", text), name
+            assert not re.search(r"\d\.\d{7,}", text), name
 
 
 def test_published_effects_table_reproduces_the_papers_numbers(
@@ -400,7 +423,7 @@ def test_greedy_and_random_summaries(paper_data: StudyData, paper_report: dict[s
     (climb,) = outcome_of(paper_data, "greedy-10m")["greedy"]["climbs"]
     at_best = next(s for s in climb["steps"] if s["step"] == climb["best_step"])
     assert (
-        f"| 10m | a100 | {len(climb['steps'])} | {climb['accepted']} | {climb['best']:.6f} "
+        f"| 10m | a100 | {len(climb['steps'])} | {climb['accepted']} | {climb['best']:.4f} "
         f"| {climb['best_step']} | `{at_best['condition_id']}` {fmt_levels(at_best['levels'])} |"
     ) in greedy
     random = section(markdown, "random")
@@ -410,14 +433,14 @@ def test_greedy_and_random_summaries(paper_data: StudyData, paper_report: dict[s
     for batch in batches:
         row = (
             f"| {batch['batch']} | `{batch['condition_id']}` | {fmt_levels(batch['levels'])} "
-            f"| {batch['best']:.6f} |"
+            f"| {batch['best']:.4f} |"
         )
         assert row in random
     summary = record["random"]
     assert (
-        f"Batch best: mean {summary['mean_batch_best']:.6f}, "
-        f"median {summary['median_batch_best']:.6f}, min {summary['min_batch_best']:.6f}, "
-        f"max {summary['max_batch_best']:.6f}."
+        f"Batch best: mean {summary['mean_batch_best']:.4f}, "
+        f"median {summary['median_batch_best']:.4f}, min {summary['min_batch_best']:.4f}, "
+        f"max {summary['max_batch_best']:.4f}."
     ) in random
     # The last draw has no record yet: counted and named as missing.
     (missing,) = record["runs"]["missing"]
@@ -437,7 +460,7 @@ def test_null_ranking_values_are_dashes_and_failures_are_counted(
     prefix = f"| {control['rank']} | `{control['condition_id']}` | control | 1 | 3/4 | "
     (row,) = [line for line in bridge.splitlines() if line.startswith(prefix)]
     cells = row.strip("|").split(" | ")
-    assert cells[5].strip().startswith(f"{control['mean']:.6f}")
+    assert shows(cells[5].split()[0], control["mean"])
     assert cells[6].strip() == DASH
 
 
@@ -450,12 +473,14 @@ def test_the_study_is_answered_by_its_last_analysed_stage_on_each_pool(
     bests = outcome_of(paper_data, "long-horizon")["best_per_pool"]
     assert [best["pool"] for best in bests] == ["a100", "l40s"]
     lines = [
-        f"- `{best['condition_id']}` ({best['role']}) at 24h on {best['pool']}: "
-        f"mean {best['mean']:.6f}, 95% CI "
+        f"- `{best['condition_id']}` ({best['role']}) at 24h on {best['pool']}: mean "
         for best in bests
     ]
     assert answer.startswith("\n\nFrom stage `long-horizon`:\n\n" + lines[0])
     assert f"\n{lines[1]}" in answer
+    for line, best in zip(lines, bests, strict=True):
+        mean = answer.split(line)[1].split(",")[0]
+        assert shows(mean, best["mean"])
     for best in bests:
         assert f"as the best of {best['candidates']} (selection-aware, Bonferroni" in answer
 
@@ -613,6 +638,46 @@ def test_long_horizon_figure_has_a_panel_per_pool_and_budget_with_every_seed(
     reference = {line.get_gid(): line.get_ydata() for line in figure.axes[1].lines}
     shown = [float(np.asarray(reference[f"mean:{label}"])[0]) for label in orders[0]]
     assert shown == sorted(shown)
+    # The panels of one budget share their y-axis across pools.
+    assert figure.axes[0].get_ylim() == figure.axes[2].get_ylim()
+    assert figure.axes[1].get_ylim() == figure.axes[3].get_ylim()
+
+
+def test_anchors_are_drawn_in_the_ranking_tables_order_with_failures_marked(
+    paper_data: StudyData,
+) -> None:
+    """The bridge control failed on three of four seeds: the table ranks it last whatever its
+    mean, the figure too; its three failed runs are marked, and its seed-adjusted mean is a
+    hollow diamond the legend names."""
+    stage = stage_data(paper_data, "bridge")
+    assert stage.outcome is not None and stage.results is not None
+    longest = max(r.budget_s for r in stage.outcome.ranking)
+    table = sorted(
+        (r for r in stage.outcome.ranking if r.budget_s == longest), key=lambda r: r.rank
+    )
+    # a control whose mean would rank it first, were failures not ranked behind
+    ranking = [
+        r.model_copy(update={"mean": 0.1}) if r.role == "control" else r
+        for r in stage.outcome.ranking
+    ]
+    figure = anchor_figure(stage.results, ranking)
+    assert figure is not None
+    axes = figure.axes[-1]
+    ticks = [t.get_text() for t in axes.get_xticklabels()]
+    assert ticks == [f"{r.role}\n({r.condition_id})" for r in table]
+    assert ticks[-1].startswith("control")
+    statuses = stage.results["status"].astype(str)
+    failed = [c for c in axes.collections if str(c.get_gid()).startswith(("failed:", "diverged:"))]
+    assert sum(len(c.get_offsets()) for c in failed) == int(
+        statuses[(stage.results["budget_s"] == longest)].isin(["failed", "diverged"]).sum()
+    )
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend[:2] == [SEED_LABEL, MEAN_LABEL]
+    assert "failed run (no value)" in legend or "diverged run (no value)" in legend
+    if any(r.adjusted for r in table):
+        assert ADJUSTED_LABEL in legend
+        means = [line for line in axes.lines if str(line.get_gid()).startswith("mean:")]
+        assert {line.get_marker() for line in means} == {"D"}
 
 
 def test_anchor_means_come_from_the_outcome_ranking(paper_data: StudyData) -> None:
@@ -628,6 +693,28 @@ def test_anchor_means_come_from_the_outcome_ranking(paper_data: StudyData) -> No
     assert figure is not None
     means = {line.get_gid(): line.get_ydata()[0] for line in figure.axes[0].lines if line.get_gid()}
     assert means[f"mean:control\n({control.condition_id})"] == 1.5
+
+
+def test_the_main_effects_figure_fills_what_was_retained_and_says_so() -> None:
+    paper = load_study(PAPER)
+    families = EffectFamilies(
+        families=(published_family(300, PAPER_5M), published_family(600, PAPER_10M))
+    )
+    figure = effects_figure(
+        [("screen", families)], study=paper, retained={"screen": (600, ("A", "D"))}
+    )
+    assert figure is not None
+    (axes,) = figure.axes
+    filled = {
+        str(line.get_gid()).split(":")[-1]: list(line.get_xdata())
+        for line in axes.get_lines()
+        if str(line.get_gid()).startswith("retained:")
+    }
+    assert sorted(filled) == ["A", "D"] and all(len(x) == 1 for x in filled.values())
+    hollow = [line for line in axes.get_lines() if str(line.get_gid()).startswith("effect:")]
+    assert hollow and all(line.get_markerfacecolor() == "white" for line in hollow)
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert RETAINED_LABEL in legend and NOT_RETAINED_LABEL in legend
 
 
 def test_no_runs_no_figure() -> None:
@@ -731,14 +818,14 @@ def test_halving_summary_lists_each_rung_and_the_winner() -> None:
     markdown = render_report(StudyData(study, (StageData(stage, out, results),))).markdown
     halving = markdown[markdown.index("#### Successive halving") : markdown.index("#### Best")]
     rungs = record["halving"]["ladders"][0]["rungs"]
-    went_on = ", ".join(f"`{s['condition_id']}` {s['mean']:.6f}" for s in rungs[1]["survivors"])
+    went_on = ", ".join(f"`{s['condition_id']}` {s['mean']:.4f}" for s in rungs[1]["survivors"])
     assert "| budget | pool | configurations | went on (mean at this budget) |" in halving
     assert f"| 20s | cpu | 4 | {went_on} |" in halving
     assert f"| 40s | cpu | 2 | {DASH} |" in halving
     winner = record["halving"]["ladders"][0]["winner"]
     assert (
         f"Each rung keeps the best 1/2, rounded up. Winner on cpu: `{winner['condition_id']}` "
-        f"{fmt_levels(winner['levels'])}, mean {winner['mean']:.6f} at 40s." in halving
+        f"{fmt_levels(winner['levels'])}, mean {winner['mean']:.4f} at 40s." in halving
     )
 
 
@@ -780,6 +867,22 @@ def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
         line = next(x for x in figure.axes[0].get_lines() if x.get_gid() == "effect:s:D")
         colours.append(line.get_color())
     assert colours[0] == colours[1]
+
+
+def _deciding(best: dict[str, Any], **parts: Any) -> StageOutcome:
+    """A stage outcome that holds just this best (and `parts`), as the report reads it."""
+    return StageOutcome.model_validate(
+        {
+            "study": "s",
+            "stage": "bridge",
+            "kind": "bridge",
+            "metric": "val_bpb",
+            "goal": "minimize",
+            "runs": {"planned": 0},
+            "best_per_pool": [best],
+            **parts,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -833,14 +936,36 @@ def test_the_best_is_named_with_its_runner_up_and_whether_they_are_separated(
             **runner_up,
         },
     }
-    text = best_section([Best.model_validate(best)])
+    text = best_section(_deciding(best))
     assert text.startswith(
-        "- `c07` (best) at 24h on a100: mean 0.982100, 95% CI [0.975000, 0.989000] as the best"
-        " of 4 (selection-aware, Bonferroni over the 4; its own [0.978000, 0.986000])"
+        "- `c07` (best) at 24h on a100: mean 0.9821, 95% CI [0.9750, 0.9890] as the best"
+        " of 4 (selection-aware, Bonferroni over the 4; its own [0.9780, 0.9860])"
     )
-    assert "Runner-up `c03-b0` 0.986300, difference +0.0042" in text
+    assert "Runner-up `c03-b0` 0.9863, difference +0.0042" in text
     assert "`c07` wins 7/9 seed pairings" in text
     assert text.endswith(verdict)
+
+
+def test_the_best_repeats_its_ranking_tables_precision_from_the_stages_run_noise() -> None:
+    """Means print two significant figures of their SE (the stage's run sd over sqrt(n):
+    0.0068 / sqrt(2) = 0.0048 -> 4 decimals), in the ranking table and in the best's line."""
+    best = {
+        "condition_id": "c07",
+        "budget_s": 600,
+        "pool": "a100",
+        "mean": 0.733874,
+        "levels": {"A": -1},
+        "hyperparameters": {},
+    }
+    ranked = [
+        {"budget_s": 600, "pool": "a100", "condition_id": cid, "n": 2, "mean": mean, "rank": rank}
+        for rank, (cid, mean) in enumerate([("c07", 0.733874), ("c03", 0.7411)], 1)
+    ]
+    floor = {"budget_s": 600, "contrast": "difference", "sd": 0.0068, "df": 2, "se": 0.0068}
+    outcome = _deciding(best, ranking=ranked, noise_floor=[floor])
+    assert "mean 0.7339, 95% CI" in best_section(outcome)
+    ranking = dict(outcome_sections(KINDS["bridge"], outcome, "minimize"))["Ranking"]
+    assert "| 0.7339 |" in ranking and "| 0.7411 |" in ranking
 
 
 def test_a_best_from_an_older_outcome_reads_as_before() -> None:
@@ -865,6 +990,6 @@ def test_a_best_from_an_older_outcome_reads_as_before() -> None:
             "separated": False,
         },
     }
-    text = best_section([Best.model_validate(best)])
-    assert "95% CI [0.978000, 0.986000] (not adjusted for having been picked as best)" in text
+    text = best_section(_deciding(best))
+    assert "95% CI [0.9780, 0.9860] (not adjusted for having been picked as best)" in text
     assert "difference +0.0042 (95% CI [-0.0010, +0.0090]); `c07` wins 7/9" in text

@@ -369,7 +369,9 @@ def test_results_are_read_from_an_s3_uri_as_given(screen_csv: Path, s3_bucket: S
 
 
 def test_every_effect_of_a_table_has_one_precision(tmp_path: Path) -> None:
-    """Not +4.375e-05 beside +0.00052955: one number of decimals per table, from the largest."""
+    """Not +4.375e-05 beside +0.00052955: one number of decimals per table, two significant
+    figures of the effects' standard error (0.0038 here: 4 decimals), E's +0.00004 an
+    unsigned zero."""
     data = paper_like_screen()
     data = data[data.budget_s == 300]
     path = tmp_path / "results.csv"
@@ -378,4 +380,5 @@ def test_every_effect_of_a_table_has_one_precision(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines()[2:7]]
     decimals = {len(row[1].split(".")[1]) for row in rows}
-    assert decimals == {6} and all("e" not in row[1] for row in rows)
+    assert decimals == {4} and all("e" not in row[1] for row in rows)
+    assert rows[4][:2] == ["E", "0.0000"]

@@ -368,20 +368,20 @@ def test_a_half_fraction_confirms_the_corner_its_model_predicts_and_never_ran(
     screen = json.loads((out / "half/stages/screen/outcome.json").read_text())
     promoted = {p["role"]: p for p in screen["promoted"]}
     first = promoted["predicted-1"]
-    assert first["condition_id"] == "full32_c01"
+    assert first["condition_id"] == "f32-01"
     assert first["ran"] is False and first["levels"] == dict.fromkeys("ABCDE", -1)
     assert "predicted" not in promoted["best"]  # only the predicted rule predicts
     assert promoted["predicted-2"]["ran"] is True
     confirm = pd.read_parquet(out / "half/stages/confirm/results.parquet")
     assert set(confirm["condition_id"]) == {
-        "full32_c01",
+        "f32-01",
         promoted["predicted-2"]["condition_id"],
         promoted["best"]["condition_id"],
     }
     outcome = json.loads((out / "half/stages/confirm/outcome.json").read_text())
-    assert outcome["ranking"][0]["condition_id"] == "full32_c01"
+    assert outcome["ranking"][0]["condition_id"] == "f32-01"
     report = runner.invoke(app, ["report", str(out / "half")])
     assert report.exit_code == 0, report.output
     text = "\n".join(path.read_text() for path in (out / "half").rglob("*.md"))
-    assert "predicted-1 `full32_c01`: the model of screen predicts " in text
+    assert "predicted-1 `f32-01`: the model of screen predicts " in text
     assert "(never run there)." in text

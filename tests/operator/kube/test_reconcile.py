@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from planted import planted_study
 
+from stagescreen.reports.formatting import decimals, se_from_interval
 from stagescreen.statistics import synthetic
 from stagescreen.storage.keys import IMAGE, OUTCOME, RESULT, StudyKeys
 from stagescreen.storage.ownership import ADOPT, claim_folder
@@ -290,10 +291,13 @@ def test_an_analysed_stages_rank_reversals_are_announced_once_and_counted(
     store.put_json(StudyKeys("quickstart").stage("screen", OUTCOME), written)
     ended = [job(f"j{i}", run_id=run_id, condition="Complete") for i, run_id in enumerate(screen)]
     analysis = "quickstart-analyse-screen"
+    # at the report's precision: two significant figures of the difference's SE
+    se = se_from_interval(reversal.ci_low, reversal.ci_high, reversal.seeds - 1, reversal.level)
+    digits = decimals([se])
     message = (
         "stage screen: c01 (best-1), ranked 1 by screen at 20s ahead of c02 (ranked 2), loses "
-        f"to it at 80s on pool cpu: difference {reversal.difference:+.4f} (98.33% CI "
-        f"[{reversal.ci_low:+.4f}, {reversal.ci_high:+.4f}], paired over 4 seeds)"
+        f"to it at 80s on pool cpu: difference {reversal.difference:+.{digits}f} (98.33% CI "
+        f"[{reversal.ci_low:+.{digits}f}, {reversal.ci_high:+.{digits}f}], paired over 4 seeds)"
     )
     for announced, events, annotate in [
         (False, [("Warning", "RankReversal", message)], [analysis]),
