@@ -24,22 +24,9 @@ class _Record(BaseModel):
 
 
 class RunCounts(_Record):
-    """Runs planned and ended in each terminal state, with the GPU-seconds they took."""
+    """Runs planned and ended in each terminal state, with the GPU-seconds they took:
+    planned = succeeded + diverged + failed + pending."""
 
-    planned: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    diverged: int = 0
-    gpu_seconds: float = 0.0
-
-
-class ManifestLine(_Record):
-    """One stage on one pool."""
-
-    stage: str
-    kind: str
-    pool: str
-    budgets_s: list[int]
     planned: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -49,6 +36,20 @@ class ManifestLine(_Record):
     @property
     def ended(self) -> int:
         return self.succeeded + self.failed + self.diverged
+
+    @property
+    def pending(self) -> int:
+        """Planned runs not ended yet (not launched, queued or running)."""
+        return max(0, self.planned - self.ended)
+
+
+class ManifestLine(RunCounts):
+    """One stage on one pool."""
+
+    stage: str
+    kind: str
+    pool: str
+    budgets_s: list[int]
 
 
 class PoolUse(_Record):

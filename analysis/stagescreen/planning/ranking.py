@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -251,8 +252,11 @@ def _predicted_anchors(
 
 
 def unique_anchors(anchors: Sequence[Anchor]) -> list[Anchor]:
-    """One anchor per condition; a condition picked by two rules keeps the first role."""
+    """One anchor per condition; a condition picked by two rules runs under the first role
+    and keeps the others in `also`, so a control that is also the best is reported as both."""
     unique: dict[str, Anchor] = {}
     for anchor in anchors:
-        unique.setdefault(anchor.condition_id, anchor)
+        first = unique.setdefault(anchor.condition_id, anchor)
+        if first is not anchor and anchor.role not in (first.role, *first.also):
+            unique[anchor.condition_id] = replace(first, also=(*first.also, anchor.role))
     return list(unique.values())

@@ -24,6 +24,7 @@ from stagescreen.outcomes.model import (
     StageOutcome,
     StageRuns,
 )
+from stagescreen.reports.decision import anchor_roles, behind_on_failures
 from stagescreen.reports.formatting import (
     DASH,
     fmt_budget,
@@ -52,7 +53,9 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
     if outcome.noise_floor:
         sections.append(("Noise floor", _noise_section(outcome.noise_floor)))
     if outcome.ranking:
-        sections.append(("Ranking", _ranking_section(outcome.ranking)))
+        sections.append(
+            ("Ranking", _ranking_section(outcome.ranking, anchor_roles(outcome.anchors)))
+        )
     sections += kind.ranking_sections(outcome, goal)
     if outcome.anchors:
         sections.append(("Anchors", _anchor_rows(outcome.anchors)))
@@ -61,20 +64,24 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
     sections += kind.search_sections(outcome)
     if outcome.reversals or any(a.tau is not None for a in outcome.rank_agreement):
         sections.append(("Rank stability", stability_section(outcome)))
-    sections.append(("Best condition", best_section(outcome.best_per_pool)))
+    sections.append(("Best condition", best_section(outcome)))
     return sections
 
 
 def _runs_section(runs: StageRuns) -> str:
+    """The stage's runs by state, adding up: planned = succeeded + diverged + failed +
+    missing (no record) + pending (recorded, not ended)."""
     missing = runs.missing
     table = md_table(
-        ["planned", "succeeded", "failed", "missing"],
+        ["planned", "succeeded", "diverged", "failed", "missing", "pending"],
         [
             [
                 fmt_count(runs.planned),
                 fmt_count(runs.succeeded),
+                fmt_count(runs.diverged),
                 fmt_count(runs.failed),
                 str(len(missing)),
+                fmt_count(runs.pending),
             ]
         ],
     )
@@ -111,7 +118,12 @@ def _noise_section(floors: Sequence[NoiseFloor]) -> str:
     )
 
 
-def _ranking_section(ranking: Sequence[RankedCondition]) -> str:
+def _roles(role: str | None, roles: Sequence[str] | None) -> str:
+    """Every role of a condition, listed together ("best, control"); a dash when none."""
+    return ", ".join(roles) if roles else fmt_text(role)
+
+
+def _ranking_section(ranking: Sequence[RankedCondition], roles: dict[str, list[str]]) -> str:
     groups: dict[tuple[int, str], list[RankedCondition]] = {}
     for entry in ranking:
         groups.setdefault((entry.budget_s, entry.pool), []).append(entry)
@@ -126,7 +138,7 @@ def _ranking_section(ranking: Sequence[RankedCondition]) -> str:
             [
                 fmt_count(e.rank),
                 f"`{fmt_text(e.condition_id)}`",
-                fmt_text(e.role),
+                _roles(e.role, roles.get(e.condition_id)),
                 fmt_count(e.n),
                 _failures(e.failed, e.runs),
                 fmt_mean(e.mean) + (" †" if e.adjusted else ""),
@@ -164,7 +176,11 @@ def _anchor_rows(entries: Sequence[AnchorRecord]) -> str:
         first = [fmt_text(entry.to_stage)] if isinstance(entry, Promotion) else []
         rows.append(
             first
-            + [fmt_text(entry.role), f"`{fmt_text(entry.condition_id)}`", fmt_text(entry.rule)]
+            + [
+                _roles(entry.role, anchor_roles([entry]).get(entry.condition_id)),
+                f"`{fmt_text(entry.condition_id)}`",
+                fmt_text(entry.rule),
+            ]
             + ([] if promoted else [fmt_text(entry.source)])
             + [fmt_levels(entry.levels), _failures(entry.failed, entry.runs)]
         )
@@ -206,12 +222,14 @@ def _best_interval(best: Best) -> str:
     )
 
 
-def _best_line(best: Best) -> str:
+def _best_line(best: Best, outcome: StageOutcome) -> str:
     """One best condition with its evidence: its selection-aware interval, failures, and the
     runner-up with the paired difference, its interval, the win count and, in words, whether
-    the two are separated."""
+    the two are separated; then each condition with a better mean that ranks behind it on
+    failures, and why."""
     name = fmt_text(best.condition_id)
-    role = f" ({best.role})" if best.role else ""
+    roles = anchor_roles(outcome.anchors).get(best.condition_id)
+    role = f" ({_roles(best.role, roles)})" if roles or best.role else ""
     pool = f" on {best.pool}" if best.pool else ""
     budget = fmt_budget(best.budget_s)
     settings = ", ".join(f"{k}={fmt_text(v)}" for k, v in best.hyperparameters.items())
@@ -227,6 +245,14 @@ def _best_line(best: Best) -> str:
     runner = best.runner_up
     if runner is None:
         return text + ". No other condition to compare with."
+    better = "lower" if outcome.goal == "minimize" else "higher"
+    why = "".join(
+        f" `{fmt_text(e.condition_id)}` has the {better}"
+        f" mean ({fmt_mean(e.mean)}) but ranks behind `{name}` because it failed or diverged on "
+        f"{e.failed} of its {e.runs} runs: a condition that failed or diverged ranks behind "
+        "every condition with a smaller failure share."
+        for e in behind_on_failures(best, outcome.ranking, outcome.goal)
+    )
     other = fmt_text(runner.condition_id)
     gap = f"Runner-up `{other}` {fmt_mean(runner.mean)}, difference {fmt_effect(runner.difference)}"
     seeds = runner.seeds
@@ -243,13 +269,14 @@ def _best_line(best: Best) -> str:
             if runner.separated
             else f"`{name}` and `{other}` are not distinguishable at {budget}"
         )
-    return f"{text}. {gap}; `{name}` wins {runner.wins}/{runner.total} seed pairings: {verdict}."
+    wins = f"`{name}` wins {runner.wins}/{runner.total} seed pairings"
+    return f"{text}. {gap}; {wins}: {verdict}.{why}"
 
 
-def best_section(bests: Sequence[Best]) -> str:
+def best_section(outcome: StageOutcome) -> str:
     """The best condition on each pool (`StageOutcome.best_per_pool`): the stage section's
     last part, and the study report's answer when this stage decides it."""
-    return "\n".join(f"- {_best_line(best)}" for best in bests) or DASH
+    return "\n".join(f"- {_best_line(best, outcome)}" for best in outcome.best_per_pool) or DASH
 
 
 def stability_section(outcome: StageOutcome) -> str:

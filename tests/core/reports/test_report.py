@@ -22,7 +22,7 @@ from matplotlib.collections import PathCollection
 
 from stagescreen.outcomes.analyse import stage_outcome
 from stagescreen.outcomes.manifest import Manifest, manifest
-from stagescreen.outcomes.model import Best, StageOutcome
+from stagescreen.outcomes.model import Best, RankedCondition, StageOutcome, StageRuns
 from stagescreen.reports.figures import (
     anchor_figure,
     effects_figure,
@@ -318,8 +318,13 @@ def test_a_screen_that_retains_nothing_says_so(tmp_path: Path) -> None:
         StageData(s, outcome if s.name == "screen" else None, None) for s in study.spec.stages
     )
     markdown = render_report(StudyData(study, stages)).markdown
-    assert "#### Retained factors\n\nNo factor retained: no main effect has its interval " in (
-        markdown
+    assert (
+        "#### Retained factors\n\nNo factor retained: no main effect at 20s has an interval "
+        "excluding zero with q ≤ 0.05." in markdown
+    )
+    decision = markdown.split("## Decision")[1].split("## Summary")[0]
+    assert "`screen` retained no factor at 20s: no main effect's interval excludes zero" in (
+        decision
     )
 
 
@@ -346,7 +351,8 @@ def test_screen_section_has_runs_ranking_relaxation_promotions_and_best(
 ) -> None:
     screen = section(paper_report["report.md"].decode(), "screen")
     record = outcome_of(paper_data, "screen")
-    assert "| 48 | 47 | 1 | 0 |" in screen  # planned, succeeded, the failed first run, missing
+    # planned, succeeded, diverged, the failed first run, missing, pending: they add up
+    assert "| 48 | 47 | 0 | 1 | 0 | 0 |" in screen
     assert "Missing runs" not in screen
     assert "**budget 10m, pool a100** (top 5 and bottom 2 of 16)" in screen
     assert screen.count("| … " * 7 + "|") == 3  # one cut per budget
@@ -421,7 +427,7 @@ def test_greedy_and_random_summaries(paper_data: StudyData, paper_report: dict[s
     ) in random
     # The last draw has no record yet: counted and named as missing.
     (missing,) = record["runs"]["missing"]
-    assert "| 80 | 79 | 0 | 1 |" in random
+    assert "| 80 | 79 | 0 | 0 | 1 | 0 |" in random
     assert f"Missing runs: `{missing}`." in random
 
 
@@ -467,11 +473,16 @@ def test_manifest_is_table_one_with_totals_and_pools(
     assert paper_data.manifest is not None
     screen = next(line for line in paper_data.manifest.stages if line.stage == "screen")
     hours = screen.gpu_seconds / 3600
-    assert f"| `screen` | screen | a100 | 2m, 5m, 10m | 48 | 47 | 1 | 0 | {hours:.1f} |" in table
+    # planned, succeeded, diverged, failed, pending: they add up, the total row too
+    assert (
+        f"| `screen` | screen | a100 | 2m, 5m, 10m | 48 | 47 | 0 | 1 | 0 | {hours:.1f} |" in table
+    )
     total = paper_data.manifest.total
+    assert total.planned == total.succeeded + total.diverged + total.failed + total.pending
     assert (
         f"| **total** |  |  |  | **{total.planned}** | **{total.succeeded}** "
-        f"| **{total.failed}** |  | **{total.gpu_seconds / 3600:.1f}** |"
+        f"| **{total.diverged}** | **{total.failed}** | **{total.pending}** "
+        f"| **{total.gpu_seconds / 3600:.1f}** |"
     ) in table
     l40s = paper_data.manifest.pools["l40s"]
     assert l40s.runs == 24 + 12  # cross-host, and long-horizon's half on l40s
@@ -534,7 +545,7 @@ def test_a_stage_outcome_of_nothing_but_nulls_renders(paper_data: StudyData) -> 
     )
     report = render_report(StudyData(paper_data.study, (StageData(stage, empty, None),), None))
     markdown = report.markdown
-    assert "| 0 | 0 | 0 | 0 |" in markdown
+    assert "| 0 | 0 | 0 | 0 | 0 | 0 |" in markdown
     assert f"| 1 | `c01` | {DASH} | 0 |  | {DASH} | {DASH} | {DASH} |" in markdown
     assert "Not written yet: no `manifest.json`." in markdown
     assert "No stage has a best condition yet." in markdown
@@ -782,6 +793,20 @@ def test_a_factor_keeps_its_colour_when_a_stage_fixes_another() -> None:
     assert colours[0] == colours[1]
 
 
+def outcome_with(best: Best, ranking: list[RankedCondition] | None = None) -> StageOutcome:
+    """A bridge stage's outcome holding just this best (and a ranking, when given)."""
+    return StageOutcome(
+        study="paper",
+        stage="bridge",
+        kind="bridge",
+        metric="val_bpb",
+        goal="minimize",
+        runs=StageRuns(planned=0),
+        best_per_pool=[best],
+        ranking=ranking or [],
+    )
+
+
 @pytest.mark.parametrize(
     ("runner_up", "verdict"),
     [
@@ -833,7 +858,7 @@ def test_the_best_is_named_with_its_runner_up_and_whether_they_are_separated(
             **runner_up,
         },
     }
-    text = best_section([Best.model_validate(best)])
+    text = best_section(outcome_with(Best.model_validate(best)))
     assert text.startswith(
         "- `c07` (best) at 24h on a100: mean 0.982100, 95% CI [0.975000, 0.989000] as the best"
         " of 4 (selection-aware, Bonferroni over the 4; its own [0.978000, 0.986000])"
@@ -865,6 +890,6 @@ def test_a_best_from_an_older_outcome_reads_as_before() -> None:
             "separated": False,
         },
     }
-    text = best_section([Best.model_validate(best)])
+    text = best_section(outcome_with(Best.model_validate(best)))
     assert "95% CI [0.978000, 0.986000] (not adjusted for having been picked as best)" in text
     assert "difference +0.0042 (95% CI [-0.0010, +0.0090]); `c07` wins 7/9" in text
