@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 from matplotlib.figure import Figure
+from pydantic import JsonValue
 
 from stagescreen.kinds import kind_of
 from stagescreen.outcomes.manifest import Manifest, RunCounts
@@ -434,6 +435,42 @@ def study_decision(data: StudyData) -> Decision:
         manifest=data.manifest,
         rehearsal=None if rehearsal is None else rehearsal.word,
     )
+
+
+def _stage_state(stage: StageData) -> str:
+    if stage.unreadable:
+        return "outcome unreadable"
+    if stage.outcome is not None:
+        return "analysed"
+    return "analysis not run yet" if stage.ran else "not run yet"
+
+
+def decision_json(data: StudyData) -> dict[str, JsonValue]:
+    """What `stagescreen report --format json` prints: the decision as a record and in the
+    report's words, and each stage's state and run counts (planned = succeeded + diverged +
+    failed + missing + pending)."""
+    decision = study_decision(data)
+    stages: list[JsonValue] = []
+    for stage in data.stages:
+        entry: dict[str, JsonValue] = {"stage": stage.name, "kind": stage.stage.kind}
+        entry["state"] = _stage_state(stage)
+        if stage.outcome is not None:
+            runs = stage.outcome.runs
+            entry["runs"] = {
+                "planned": runs.planned,
+                "succeeded": runs.succeeded,
+                "diverged": runs.diverged,
+                "failed": runs.failed,
+                "missing": len(runs.missing),
+                "pending": runs.pending,
+            }
+        stages.append(entry)
+    return {
+        "study": data.study.name,
+        "decision": decision.model_dump(mode="json"),
+        "text": decision_section(decision),
+        "stages": stages,
+    }
 
 
 def render_report(data: StudyData) -> Report:
