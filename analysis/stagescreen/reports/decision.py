@@ -340,13 +340,13 @@ def _finding_line(finding: Finding, goal: str, metric: str) -> str:
             size = "it measured no run noise, so it cannot say how large an effect it missed"
         else:
             size = (
-                f"an effect smaller than {fmt_mean(finding.detectable)} (high minus low) can "
-                "still be there unseen; more seeds or a longer budget would detect a smaller one"
+                f"an effect on {metric} smaller than {fmt_mean(finding.detectable)} (high minus "
+                "low) would likely be missed; more seeds or a longer budget detect smaller ones"
             )
         return (
             f"{stage} retained no factor{at}: no main effect's interval excludes zero with "
-            f"q ≤ 0.05. The factors it screened move {metric} less than it can tell from "
-            f"noise: {size}."
+            "q ≤ 0.05, so none stands out from run noise. That is not evidence that the "
+            f"factors do not matter: {size}."
         )
     direction = "lower" if goal == "minimize" else "higher"
     parts = []

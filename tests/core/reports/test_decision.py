@@ -123,7 +123,8 @@ def test_retained_factors_are_named_with_their_direction_in_words() -> None:
 def test_a_screen_that_retains_nothing_says_what_that_means() -> None:
     text = decision_section(the_decision(screen([], {"A": 0.001})))
     assert "`screen` retained no factor at 15s: no main effect's interval excludes zero" in text
-    assert "an effect smaller than 0.016500 (high minus low) can still be there unseen" in text
+    assert "so none stands out from run noise. That is not evidence that the factors" in text
+    assert "an effect on val_bpb smaller than 0.016500 (high minus low) would likely be" in text
 
 
 @pytest.mark.parametrize(
