@@ -425,10 +425,13 @@ def _trust_line(decision: Decision) -> str:
         + (f", {runs.missing} missing" if runs.missing else "")
         + (f", {runs.pending} not ended" if runs.pending else "")
     )
-    text = (
-        f"{_plural(runs.planned, 'run')} planned ({ended}); "
-        f"{trust.analysed} of {_plural(trust.stages, 'stage')} analysed"
-    )
+    if not runs.planned and not trust.analysed:
+        text = f"Nothing has run yet: 0 of {_plural(trust.stages, 'stage')} analysed"
+    else:
+        text = (
+            f"{_plural(runs.planned, 'run')} planned ({ended}); "
+            f"{trust.analysed} of {_plural(trust.stages, 'stage')} analysed"
+        )
     if trust.seeds is not None and decision.stage is not None:
         text += f"; `{fmt_text(decision.stage)}` ran {_plural(trust.seeds, 'seed')}"
     floors = [
@@ -464,7 +467,7 @@ def decision_section(decision: Decision) -> str:
     metric, goal = decision.metric, decision.goal
     found = [_finding_line(f, goal, metric) for f in decision.findings]
     if not found:
-        found = ["no stage that fits factor effects has been analysed yet."]
+        found = ["No stage that fits factor effects has been analysed yet."]
     lines = ["**What the study found**", "", *(f"- {line}" for line in found), ""]
     lines += ["**What to run next**", ""]
     if decision.stage is None:

@@ -267,4 +267,5 @@ def test_a_study_with_nothing_analysed_says_to_run_its_next_stage() -> None:
     assert (decision.stage, decision.picks, decision.findings) == (None, [], [])
     text = decision_section(decision)
     assert "No stage has a best condition yet: run the study's next stage." in text
-    assert "0 runs planned" in text
+    assert "No stage that fits factor effects has been analysed yet." in text
+    assert "Nothing has run yet: 0 of 3 stages analysed." in text
