@@ -56,8 +56,9 @@ class StageRuns(_Record):
 class RankedCondition(_Record):
     """One condition in one (budget, pool) cell: its runs, failures, mean and interval.
 
-    `runs` counts ended runs, `failed` those that failed or diverged, `n` the succeeded ones
-    the mean is taken over; `adjusted` marks a seed-adjusted mean (`ranking.rank_conditions`).
+    `runs` counts ended runs, `failed` those that failed or diverged (`diverged` of them
+    diverged; 0 in outcomes written before it), `n` the succeeded ones the mean is taken over;
+    `adjusted` marks a seed-adjusted mean (`ranking.rank_conditions`).
     """
 
     budget_s: int
@@ -66,6 +67,7 @@ class RankedCondition(_Record):
     role: str | None = None
     runs: int = 0
     failed: int = 0
+    diverged: int = 0
     n: int
     mean: JsonFloat
     sd: JsonFloat = None

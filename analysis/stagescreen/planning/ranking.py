@@ -21,7 +21,7 @@ from stagescreen.planning.predicted import kept_terms, predicted_corners
 from stagescreen.statistics.coding import EffectsError
 from stagescreen.statistics.means import ConditionMean, adjusted_means, condition_means
 from stagescreen.study.spec import WINNER_RULES, Selection, StudySpec
-from stagescreen_contract.status import TERMINAL, reads_succeeded
+from stagescreen_contract.status import TERMINAL, RunStatus, reads_succeeded
 
 
 def succeeded(results: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -44,7 +44,8 @@ def rank_conditions(
     """Conditions at one budget, best first, the one ranking every decision reads.
 
     Columns: condition_id, role, budget_s, runs (ended runs), failed (of those, failed or
-    diverged), n (succeeded with a finite metric), mean, sd, ci_low, ci_high, adjusted.
+    diverged), diverged (of those, diverged), n (succeeded with a finite metric), mean, sd,
+    ci_low, ci_high, adjusted.
     - The mean is the raw mean with its Student-t interval (paper 4.4) when every condition
       ran every seed and pool the others did; when some lost runs, it is the seed- and
       pool-adjusted mean (`effects.adjusted_means`), so a condition is not flattered by the
@@ -69,6 +70,7 @@ def rank_conditions(
         role=("role", "first"),
         runs=("status", "size"),
         failed=("status", lambda status: int((~status.map(reads_succeeded).astype(bool)).sum())),
+        diverged=("status", lambda status: int((status == RunStatus.DIVERGED).sum())),
     )
     table["n"] = good.groupby("condition_id").size().reindex(table.index, fill_value=0)
     blocks = [b for b in BLOCKS if b in good.columns and good[b].nunique() > 1]

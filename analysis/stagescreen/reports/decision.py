@@ -60,11 +60,13 @@ class Finding(_Model):
 
 class Behind(_Model):
     """A condition whose mean beats the best's in its cell but that ranks behind it because
-    it failed or diverged on `failed` of its `runs` ended runs (`ranking.rank_conditions`)."""
+    it failed or diverged on `failed` of its `runs` ended runs (`diverged` of them diverged;
+    `ranking.rank_conditions`)."""
 
     condition_id: str
     mean: JsonFloat
     failed: int
+    diverged: int
     runs: int
 
 
@@ -168,6 +170,19 @@ def behind_on_failures(
     ]
 
 
+def failure_words(failed: int, diverged: int, runs: int) -> str:
+    """ "diverged on 1 of its 2 runs", "failed on 1 and diverged on 1 of its 3 runs"; an
+    outcome written before divergences were counted apart says "failed or diverged"."""
+    crashed = failed - diverged
+    if not diverged:
+        parts = f"failed or diverged on {failed}"
+    elif not crashed:
+        parts = f"diverged on {diverged}"
+    else:
+        parts = f"failed on {crashed} and diverged on {diverged}"
+    return f"{parts} of its {runs} run{'s' * (runs != 1)}"
+
+
 def anchor_roles(anchors: Sequence[AnchorRecord]) -> dict[str, list[str]]:
     """Condition -> every role the stage's rules gave it (a control that is also the best
     keeps both)."""
@@ -246,8 +261,8 @@ def _pick(best: Best, outcome: StageOutcome, findings: Sequence[Finding]) -> Pic
         difference=None if runner is None else runner.difference,
         paired_seeds=None if runner is None else runner.seeds,
         behind=[
-            Behind(condition_id=e.condition_id, mean=e.mean, failed=e.failed, runs=e.runs)
-            for e in behind_on_failures(best, outcome.ranking, outcome.goal)
+            Behind.model_validate(entry, from_attributes=True)
+            for entry in behind_on_failures(best, outcome.ranking, outcome.goal)
         ],
         against=_against(best.levels, findings),
         detectable=_floor(outcome.noise_floor, best.budget_s, best.pool),
@@ -396,9 +411,9 @@ def _pick_line(pick: Pick, decision: Decision) -> str:
         better = "lower" if goal == "minimize" else "higher"
         text += (
             f" `{fmt_text(other.condition_id)}` has the {better} mean ({fmt_mean(other.mean)}) "
-            f"but ranks behind {name} because it failed or diverged on {other.failed} of its "
-            f"{other.runs} runs (a condition that failed or diverged ranks behind every "
-            "condition with a smaller failure share)."
+            f"but ranks behind {name} because it "
+            f"{failure_words(other.failed, other.diverged, other.runs)} (a condition that "
+            "failed or diverged ranks behind every condition with a smaller failure share)."
         )
     return text
 

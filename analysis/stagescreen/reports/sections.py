@@ -24,7 +24,7 @@ from stagescreen.outcomes.model import (
     StageOutcome,
     StageRuns,
 )
-from stagescreen.reports.decision import anchor_roles, behind_on_failures
+from stagescreen.reports.decision import anchor_roles, behind_on_failures, failure_words
 from stagescreen.reports.formatting import (
     DASH,
     fmt_budget,
@@ -248,9 +248,9 @@ def _best_line(best: Best, outcome: StageOutcome) -> str:
     better = "lower" if outcome.goal == "minimize" else "higher"
     why = "".join(
         f" `{fmt_text(e.condition_id)}` has the {better}"
-        f" mean ({fmt_mean(e.mean)}) but ranks behind `{name}` because it failed or diverged on "
-        f"{e.failed} of its {e.runs} runs: a condition that failed or diverged ranks behind "
-        "every condition with a smaller failure share."
+        f" mean ({fmt_mean(e.mean)}) but ranks behind `{name}` because it "
+        f"{failure_words(e.failed, e.diverged, e.runs)}: a condition that failed or diverged "
+        "ranks behind every condition with a smaller failure share."
         for e in behind_on_failures(best, outcome.ranking, outcome.goal)
     )
     other = fmt_text(runner.condition_id)

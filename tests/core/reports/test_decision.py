@@ -17,7 +17,7 @@ from stagescreen.outcomes.model import (
     StageOutcome,
     StageRuns,
 )
-from stagescreen.reports.decision import Decision, decide, decision_section
+from stagescreen.reports.decision import Decision, decide, decision_section, failure_words
 from stagescreen.reports.sections import best_section, outcome_sections
 from stagescreen.statistics.families import Effect, EffectFamilies, Family
 from stagescreen.statistics.noise import NoiseFloor
@@ -157,8 +157,8 @@ ISSUE_LONGER = [
         mean=1.112167, rank=1,
     ),
     RankedCondition(
-        budget_s=45, pool="cpu", condition_id="c02", role="best", runs=2, failed=1, n=1,
-        mean=1.111639, rank=2,
+        budget_s=45, pool="cpu", condition_id="c02", role="best", runs=2, failed=1, diverged=1,
+        n=1, mean=1.111639, rank=2,
     ),
 ]  # fmt: skip
 
@@ -173,20 +173,35 @@ def issue_longer() -> StageOutcome:
 def test_a_better_mean_that_ranks_behind_on_failures_is_explained() -> None:
     decision = the_decision(issue_longer())
     (pick,) = decision.picks
-    assert [(b.condition_id, b.failed, b.runs) for b in pick.behind] == [("c02", 1, 2)]
+    assert [(b.condition_id, b.failed, b.diverged, b.runs) for b in pick.behind] == [
+        ("c02", 1, 1, 2)
+    ]
     why = (
-        "`c02` has the lower mean (1.111639) but ranks behind `c05` because it failed or "
-        "diverged on 1 of its 2 runs"
+        "`c02` has the lower mean (1.111639) but ranks behind `c05` because it diverged on 1 "
+        "of its 2 runs"
     )
     assert why in decision_section(decision)
     # the stage's own best sentence says the same
     assert why in best_section(issue_longer())
 
 
+@pytest.mark.parametrize(
+    ("failed", "diverged", "runs", "words"),
+    [
+        (1, 1, 2, "diverged on 1 of its 2 runs"),
+        (2, 0, 3, "failed or diverged on 2 of its 3 runs"),  # an outcome without `diverged`
+        (2, 1, 3, "failed on 1 and diverged on 1 of its 3 runs"),
+        (1, 1, 1, "diverged on 1 of its 1 run"),
+    ],
+)
+def test_failures_are_worded_by_kind(failed: int, diverged: int, runs: int, words: str) -> None:
+    assert failure_words(failed, diverged, runs) == words
+
+
 def test_a_condition_with_a_worse_mean_or_no_failures_is_not_explained() -> None:
     ranking = [
         ISSUE_LONGER[0],
-        ISSUE_LONGER[1].model_copy(update={"failed": 0}),
+        ISSUE_LONGER[1].model_copy(update={"failed": 0, "diverged": 0}),
     ]
     assert not the_decision(longer(best("c05", 1.112167), ranking=ranking)).picks[0].behind
 

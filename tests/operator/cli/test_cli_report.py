@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from stagescreen.outcomes.manifest import Manifest
 from stagescreen.outcomes.model import StageOutcome
-from stagescreen.reports.decision import Decision, behind_on_failures
+from stagescreen.reports.decision import Decision, behind_on_failures, failure_words
 from stagescreen.reports.formatting import fmt_mean
 from stagescreen.storage.store import LocalStore, open_store
 from stagescreen_operator.cli import app
@@ -193,8 +193,8 @@ def test_the_longer_best_sentence_explains_the_divergence_ordering(
     for entry in behind:
         why = (
             f"`{entry.condition_id}` has the lower mean ({fmt_mean(entry.mean)}) but ranks "
-            f"behind `{best.condition_id}` because it failed or diverged on {entry.failed} of "
-            f"its {entry.runs} runs"
+            f"behind `{best.condition_id}` because it "
+            + failure_words(entry.failed, entry.diverged, entry.runs)
         )
         assert why in markdown.split("# Best condition")[1]
         assert why in decision
