@@ -8,7 +8,7 @@ table.
 from __future__ import annotations
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from stagescreen.outcomes.analyse import TERMINAL_ORDER, stage_rows, status_counts
 from stagescreen.outcomes.model import SCHEMA_VERSION
@@ -37,9 +37,11 @@ class RunCounts(_Record):
     def ended(self) -> int:
         return self.succeeded + self.failed + self.diverged
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def pending(self) -> int:
-        """Planned runs not ended yet (not launched, queued or running)."""
+        """Planned runs not ended yet (not launched, queued or running); written to
+        manifest.json so that each line and the total add up there too."""
         return max(0, self.planned - self.ended)
 
 

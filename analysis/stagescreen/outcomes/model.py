@@ -46,9 +46,11 @@ class StageRuns(_Record):
     diverged: int = 0
     missing: list[str] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def pending(self) -> int:
-        """Planned runs with a record that has not ended (queued or running)."""
+        """Planned runs with a record that has not ended (queued or running); written to
+        outcome.json so that its run counts add up there too."""
         ended = self.succeeded + self.failed + self.diverged
         return max(0, self.planned - ended - len(self.missing))
 
