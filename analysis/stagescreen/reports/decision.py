@@ -126,6 +126,8 @@ class Trust(_Model):
     stages: int
     analysed: int
     seeds: int | None
+    waiting: list[str] = Field(default_factory=list)
+    """Stages of the spec with no outcome yet, in spec order: the answer may still move."""
 
 
 class Decision(_Model):
@@ -335,6 +337,7 @@ def decide(
             stages=len(spec.stages),
             analysed=len(ordered),
             seeds=None if chosen is None else len(spec.stage(chosen.stage).seeds),
+            waiting=[s.name for s in spec.stages if s.name not in outcomes],
         ),
     )
 
@@ -490,6 +493,10 @@ def decision_section(decision: Decision) -> str:
     else:
         lines.append(f"- From stage `{fmt_text(decision.stage)}`:")
         lines += [f"  - {_pick_line(p, decision)}" for p in decision.picks]
+    waiting = decision.trust.waiting
+    if waiting and decision.stage is not None:
+        listed = ", ".join(f"`{fmt_text(name)}`" for name in waiting)
+        lines.append(f"- Not analysed yet: {listed}. This answer is provisional until they finish.")
     if decision.reversals:
         listed = "; ".join(_reversal_line(item) for item in decision.reversals)
         lines.append(

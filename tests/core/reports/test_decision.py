@@ -252,6 +252,8 @@ def test_runs_add_up_and_trust_names_seeds_noise_and_the_rehearsal() -> None:
     text = decision_section(decision)
     assert "21 runs planned (18 succeeded, 1 diverged, 1 failed, 1 missing)" in text
     assert "2 of 3 stages analysed; `longer` ran 2 seeds" in text
+    assert decision.trust.waiting == ["confirm"]
+    assert "- Not analysed yet: `confirm`. This answer is provisional until they finish." in text
     assert "0.016500 for an effect in `screen`" in text
     assert "0.012300 between two conditions in `longer` on cpu" in text
     assert "**SYNTHETIC**" in text
