@@ -188,6 +188,8 @@ def test_the_longer_best_sentence_explains_the_divergence_ordering(
     (best,) = record.best_per_pool
     behind = behind_on_failures(best, record.ranking, record.goal)
     assert behind, "the default simulation makes a better-mean anchor of `longer` diverge"
+    # the simulator's runs only diverge, never fail, and the sentence says "diverged"
+    assert all(entry.diverged == entry.failed for entry in behind)
     markdown = (stage / "report.md").read_text()
     decision = decision_of((simulated_quickstart / "report.md").read_text())
     for entry in behind:
@@ -196,6 +198,7 @@ def test_the_longer_best_sentence_explains_the_divergence_ordering(
             f"behind `{best.condition_id}` because it "
             + failure_words(entry.failed, entry.diverged, entry.runs)
         )
+        assert "because it diverged on" in why
         assert why in markdown.split("# Best condition")[1]
         assert why in decision
 
