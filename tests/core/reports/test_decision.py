@@ -18,6 +18,7 @@ from stagescreen.outcomes.model import (
     StageRuns,
 )
 from stagescreen.reports.decision import Decision, decide, decision_section, failure_words
+from stagescreen.reports.formatting import fmt_effect, fmt_mean
 from stagescreen.reports.sections import best_section, outcome_sections
 from stagescreen.statistics.families import Effect, EffectFamilies, Family
 from stagescreen.statistics.noise import NoiseFloor
@@ -114,8 +115,9 @@ def test_a_retained_factor_says_which_level_is_better(
 def test_retained_factors_are_named_with_their_direction_in_words() -> None:
     text = decision_section(the_decision(screen(["A", "C"], {"A": 0.0316, "C": -0.0157})))
     assert (
-        "- `screen` retained 2 factors at 15s (high minus low): `DEPTH` (A) +0.0316, so DEPTH=1 "
-        "gives the lower val_bpb; `MATRIX_LR` (C) -0.0157, so MATRIX_LR=0.04 gives the lower "
+        f"- `screen` retained 2 factors at 15s (high minus low): `DEPTH` (A) {fmt_effect(0.0316)}, "
+        f"so DEPTH=1 gives the lower val_bpb; `MATRIX_LR` (C) {fmt_effect(-0.0157)}, so "
+        "MATRIX_LR=0.04 gives the lower "
         "val_bpb." in text
     )
 
@@ -124,15 +126,18 @@ def test_a_screen_that_retains_nothing_says_what_that_means() -> None:
     text = decision_section(the_decision(screen([], {"A": 0.001})))
     assert "`screen` retained no factor at 15s: no main effect's interval excludes zero" in text
     assert "so none stands out from run noise. That is not evidence that the factors" in text
-    assert "an effect on val_bpb smaller than 0.016500 (high minus low) would likely be" in text
+    assert (
+        f"an effect on val_bpb smaller than {fmt_mean(0.0165)} (high minus low) would likely be"
+        in text
+    )
 
 
 @pytest.mark.parametrize(
     ("runner", "verdict", "words"),
     [
-        (runner_up(True), "ahead", "ahead of `c01` (1.170000; the paired interval"),
-        (runner_up(False), "tied", "Tied with `c01` (1.170000, not distinguishable over 2 seeds)"
-         ": choose on cost."),
+        (runner_up(True), "ahead", f"ahead of `c01` ({fmt_mean(1.17)}; the paired interval"),
+        (runner_up(False), "tied", f"Tied with `c01` ({fmt_mean(1.17)}, not distinguishable "
+         "over 2 seeds): choose on cost."),
         (runner_up(None), "tied", "Tied with `c01`"),
         (None, "alone", ": the only condition with a result."),
     ],
@@ -177,8 +182,8 @@ def test_a_better_mean_that_ranks_behind_on_failures_is_explained() -> None:
         ("c02", 1, 1, 2)
     ]
     why = (
-        "`c02` has the lower mean (1.111639) but ranks behind `c05` because it diverged on 1 "
-        "of its 2 runs"
+        f"`c02` has the lower mean ({fmt_mean(1.111639)}) but ranks behind `c05` because it "
+        "diverged on 1 of its 2 runs"
     )
     assert why in decision_section(decision)
     # the stage's own best sentence says the same
@@ -254,8 +259,8 @@ def test_runs_add_up_and_trust_names_seeds_noise_and_the_rehearsal() -> None:
     assert "2 of 3 stages analysed; `longer` ran 2 seeds" in text
     assert decision.trust.waiting == ["confirm"]
     assert "- Not analysed yet: `confirm`. This answer is provisional until they finish." in text
-    assert "0.016500 for an effect in `screen`" in text
-    assert "0.012300 between two conditions in `longer` on cpu" in text
+    assert f"{fmt_mean(0.0165)} for an effect in `screen`" in text
+    assert f"{fmt_mean(0.0123)} between two conditions in `longer` on cpu" in text
     assert "**SYNTHETIC**" in text
 
 
@@ -275,7 +280,8 @@ def test_reversals_between_stages_are_listed() -> None:
     assert [(r.stage, r.reversal.ahead) for r in decision.reversals] == [("longer", "c02")]
     assert (
         "1 rank reversal between stages: `c02`, ranked ahead of `c07` by `confirm` at 15s, "
-        "loses to it in `longer` at 45s on cpu (difference +0.0200)" in decision_section(decision)
+        f"loses to it in `longer` at 45s on cpu (difference {fmt_effect(0.02)})"
+        in decision_section(decision)
     )
 
 
