@@ -121,6 +121,7 @@ SLOW_FIXTURES = frozenset(
         "reference",  # a reference trainer run
         "cluster",  # kopf running for real with a node agent
         "clean_clone",  # the docs' runnable blocks, run as written (tests/test_docs.py)
+        "simulated_paper",  # examples/paper.yaml simulated and reported (half a minute)
         "operator_image",  # a minute or two to build
         "trainer_image",
     }

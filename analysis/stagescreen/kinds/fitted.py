@@ -150,10 +150,11 @@ def _family_table(family: fx.Family, retained: Sequence[str], judged: int | None
 
 def _retained_section(retained: Sequence[str], judged: int | None) -> str:
     at = f" at {fmt_budget(judged)}" if judged is not None else ""
-    rule = f"interval excludes zero and q ≤ 0.05{at}"
     if not retained:
-        return f"No factor retained: no main effect has its {rule}."
-    return ", ".join(f"`{r}`" for r in retained) + f" ({rule})."
+        return (
+            f"No factor retained: no main effect{at} has an interval excluding zero with q ≤ 0.05."
+        )
+    return ", ".join(f"`{r}`" for r in retained) + f" (interval excludes zero and q ≤ 0.05{at})."
 
 
 def _relaxation_section(rows: Sequence[fx.Relaxation], digits: int) -> str:

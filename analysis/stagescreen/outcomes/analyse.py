@@ -78,6 +78,7 @@ def _ranking(spec: StudySpec, rows: pd.DataFrame) -> list[RankedCondition]:
                     role=None if pd.isna(row.role) else str(row.role),
                     runs=int(row.runs),
                     failed=int(row.failed),
+                    diverged=int(row.diverged),
                     n=int(row.n),
                     mean=row.mean,
                     sd=row.sd,

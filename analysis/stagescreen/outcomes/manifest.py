@@ -8,7 +8,7 @@ table.
 from __future__ import annotations
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from stagescreen.outcomes.analyse import TERMINAL_ORDER, stage_rows, status_counts
 from stagescreen.outcomes.model import SCHEMA_VERSION
@@ -24,22 +24,9 @@ class _Record(BaseModel):
 
 
 class RunCounts(_Record):
-    """Runs planned and ended in each terminal state, with the GPU-seconds they took."""
+    """Runs planned and ended in each terminal state, with the GPU-seconds they took:
+    planned = succeeded + diverged + failed + pending."""
 
-    planned: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    diverged: int = 0
-    gpu_seconds: float = 0.0
-
-
-class ManifestLine(_Record):
-    """One stage on one pool."""
-
-    stage: str
-    kind: str
-    pool: str
-    budgets_s: list[int]
     planned: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -49,6 +36,22 @@ class ManifestLine(_Record):
     @property
     def ended(self) -> int:
         return self.succeeded + self.failed + self.diverged
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def pending(self) -> int:
+        """Planned runs not ended yet (not launched, queued or running); written to
+        manifest.json so that each line and the total add up there too."""
+        return max(0, self.planned - self.ended)
+
+
+class ManifestLine(RunCounts):
+    """One stage on one pool."""
+
+    stage: str
+    kind: str
+    pool: str
+    budgets_s: list[int]
 
 
 class PoolUse(_Record):

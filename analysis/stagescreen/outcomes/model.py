@@ -37,7 +37,8 @@ class _Record(BaseModel):
 
 
 class StageRuns(_Record):
-    """A stage's planned runs by terminal state, and those with no record yet."""
+    """A stage's planned runs by terminal state, and those with no record yet: planned =
+    succeeded + diverged + failed + missing + pending."""
 
     planned: int
     succeeded: int = 0
@@ -45,12 +46,21 @@ class StageRuns(_Record):
     diverged: int = 0
     missing: list[str] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def pending(self) -> int:
+        """Planned runs with a record that has not ended (queued or running); written to
+        outcome.json so that its run counts add up there too."""
+        ended = self.succeeded + self.failed + self.diverged
+        return max(0, self.planned - ended - len(self.missing))
+
 
 class RankedCondition(_Record):
     """One condition in one (budget, pool) cell: its runs, failures, mean and interval.
 
-    `runs` counts ended runs, `failed` those that failed or diverged, `n` the succeeded ones
-    the mean is taken over; `adjusted` marks a seed-adjusted mean (`ranking.rank_conditions`).
+    `runs` counts ended runs, `failed` those that failed or diverged (`diverged` of them
+    diverged; 0 in outcomes written before it), `n` the succeeded ones the mean is taken over;
+    `adjusted` marks a seed-adjusted mean (`ranking.rank_conditions`).
     """
 
     budget_s: int
@@ -59,6 +69,7 @@ class RankedCondition(_Record):
     role: str | None = None
     runs: int = 0
     failed: int = 0
+    diverged: int = 0
     n: int
     mean: JsonFloat
     sd: JsonFloat = None
@@ -161,10 +172,12 @@ class PairWins(_Record):
 class AnchorRecord(_Record):
     """A condition carried into a stage, with the rule and source stage that chose it, and
     its ended and failed runs at the source (`plans.Anchor`); a `predicted` anchor adds its
-    predicted metric, whether the source ran it, and a note when the rule fell back."""
+    predicted metric, whether the source ran it, and a note when the rule fell back. `also`:
+    the roles of further rules that picked the same condition (it runs once, under `role`)."""
 
     condition_id: str
     role: str | None = None
+    also: list[str] = Field(default_factory=list, exclude_if=lambda roles: not roles)
     rule: str | None = None
     source: str | None = None
     levels: dict[str, int] = Field(default_factory=dict)

@@ -37,7 +37,9 @@ class Anchor:
     many of them failed or diverged: an anchor promoted despite failures says so. A
     `predicted` anchor also carries the metric its source's model predicts (`predicted`),
     whether the source ran it (`ran`: a half fraction's model may pick a corner it never
-    ran), and a `note` when the rule fell back to the best run condition.
+    ran), and a `note` when the rule fell back to the best run condition. `also` holds the
+    roles of further rules of the stage that picked the same condition (`unique_anchors`):
+    it runs once, under `role`, and the report names every role.
     """
 
     condition_id: str
@@ -50,6 +52,7 @@ class Anchor:
     predicted: float | None = None
     ran: bool | None = None
     note: str | None = None
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from stagescreen.planning.predicted import kept_terms, predicted_corners
 from stagescreen.statistics.coding import EffectsError
 from stagescreen.statistics.means import ConditionMean, adjusted_means, condition_means
 from stagescreen.study.spec import WINNER_RULES, Selection, StudySpec
-from stagescreen_contract.status import TERMINAL, reads_succeeded
+from stagescreen_contract.status import TERMINAL, RunStatus, reads_succeeded
 
 
 def succeeded(results: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -43,7 +44,8 @@ def rank_conditions(
     """Conditions at one budget, best first, the one ranking every decision reads.
 
     Columns: condition_id, role, budget_s, runs (ended runs), failed (of those, failed or
-    diverged), n (succeeded with a finite metric), mean, sd, ci_low, ci_high, adjusted.
+    diverged), diverged (of those, diverged), n (succeeded with a finite metric), mean, sd,
+    ci_low, ci_high, adjusted.
     - The mean is the raw mean with its Student-t interval (paper 4.4) when every condition
       ran every seed and pool the others did; when some lost runs, it is the seed- and
       pool-adjusted mean (`effects.adjusted_means`), so a condition is not flattered by the
@@ -68,6 +70,7 @@ def rank_conditions(
         role=("role", "first"),
         runs=("status", "size"),
         failed=("status", lambda status: int((~status.map(reads_succeeded).astype(bool)).sum())),
+        diverged=("status", lambda status: int((status == RunStatus.DIVERGED).sum())),
     )
     table["n"] = good.groupby("condition_id").size().reindex(table.index, fill_value=0)
     blocks = [b for b in BLOCKS if b in good.columns and good[b].nunique() > 1]
@@ -251,8 +254,11 @@ def _predicted_anchors(
 
 
 def unique_anchors(anchors: Sequence[Anchor]) -> list[Anchor]:
-    """One anchor per condition; a condition picked by two rules keeps the first role."""
+    """One anchor per condition; a condition picked by two rules runs under the first role
+    and keeps the others in `also`, so a control that is also the best is reported as both."""
     unique: dict[str, Anchor] = {}
     for anchor in anchors:
-        unique.setdefault(anchor.condition_id, anchor)
+        first = unique.setdefault(anchor.condition_id, anchor)
+        if first is not anchor and anchor.role not in (first.role, *first.also):
+            unique[anchor.condition_id] = replace(first, also=(*first.also, anchor.role))
     return list(unique.values())

@@ -11,8 +11,10 @@ but no outcome as "analysis not run yet", one whose stored outcome does not vali
 The parts live apart: number formatting in `stagescreen.reports.formatting`, the shared tables of a
 stage's outcome in `stagescreen.reports.sections` and the kind's in its module in
 `stagescreen.kinds`, the figures in `stagescreen.reports.figures` (a kind names those it draws from
-`FIGURES`). This module composes them: the study summary (spec, design, stages), the answer,
-one section per stage, and the run manifest as the paper's Table 1.
+`FIGURES`). This module composes them: the decision first (`stagescreen.reports.decision`:
+what the study found, what to run next, how far to trust it), then the study summary (spec,
+design, stages), the deciding stage's best, one section per stage, and the run manifest as
+the paper's Table 1.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 from matplotlib.figure import Figure
+from pydantic import JsonValue
 
 from stagescreen.kinds import kind_of
-from stagescreen.outcomes.manifest import Manifest
+from stagescreen.outcomes.manifest import Manifest, RunCounts
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.outcomes.status import deciding_outcome
+from stagescreen.reports.decision import Decision, decide, decision_section
 from stagescreen.reports.figures import (
     anchor_figure,
     effects_figure,
@@ -243,6 +247,19 @@ def _stage_section(
     return "\n".join(parts).rstrip() + "\n"
 
 
+def _counts(counts: RunCounts) -> list[str]:
+    """A manifest row's run cells, adding up: planned = succeeded + diverged + failed +
+    pending (not ended yet), then its GPU-hours."""
+    return [
+        fmt_count(counts.planned),
+        fmt_count(counts.succeeded),
+        fmt_count(counts.diverged),
+        fmt_count(counts.failed),
+        fmt_count(counts.pending),
+        fmt_fixed(counts.gpu_seconds / 3600, 1),
+    ]
+
+
 def _manifest_section(manifest: Manifest | None, unreadable: str | None = None) -> str:
     if unreadable:
         return f"**Manifest unreadable**: `{MANIFEST}` {unreadable}"
@@ -254,30 +271,13 @@ def _manifest_section(manifest: Manifest | None, unreadable: str | None = None) 
             fmt_text(line.kind),
             fmt_text(line.pool),
             ", ".join(fmt_budget(b) for b in line.budgets_s) or DASH,
-            fmt_count(line.planned),
-            fmt_count(line.succeeded),
-            fmt_count(line.failed),
-            fmt_count(line.diverged),
-            fmt_fixed(line.gpu_seconds / 3600, 1),
+            *_counts(line),
         ]
         for line in manifest.stages
     ]
-    total = manifest.total
-    rows.append(
-        [
-            "**total**",
-            "",
-            "",
-            "",
-            f"**{fmt_count(total.planned)}**",
-            f"**{fmt_count(total.succeeded)}**",
-            f"**{fmt_count(total.failed)}**",
-            "",
-            f"**{fmt_fixed(total.gpu_seconds / 3600, 1)}**",
-        ]
-    )
-    header = ["stage", "kind", "pool", "budgets", "planned", "succeeded", "failed", "diverged"]
-    text = md_table([*header, "GPU-hours"], rows)
+    rows.append(["**total**", "", "", "", *(f"**{cell}**" for cell in _counts(manifest.total))])
+    header = ["stage", "kind", "pool", "budgets", "planned", "succeeded", "diverged", "failed"]
+    text = md_table([*header, "pending", "GPU-hours"], rows)
     if manifest.pools:
         text += "\n\n" + md_table(
             ["pool", "runs", "GPU-hours"],
@@ -428,6 +428,56 @@ def _rehearsal(stages: Sequence[StageData]) -> Rehearsal | None:
     )
 
 
+def study_decision(data: StudyData) -> Decision:
+    """The study's decision (`decision.decide`) from what storage holds: the report's first
+    section and `stagescreen report --format json`."""
+    outcomes = {stage.name: stage.outcome for stage in data.stages if stage.outcome is not None}
+    rehearsal = _rehearsal(data.stages)
+    return decide(
+        data.study.spec,
+        data.study.name,
+        outcomes,
+        manifest=data.manifest,
+        rehearsal=None if rehearsal is None else rehearsal.word,
+    )
+
+
+def _stage_state(stage: StageData) -> str:
+    if stage.unreadable:
+        return "outcome unreadable"
+    if stage.outcome is not None:
+        return "analysed"
+    return "analysis not run yet" if stage.ran else "not run yet"
+
+
+def decision_json(data: StudyData) -> dict[str, JsonValue]:
+    """What `stagescreen report --format json` prints: the decision as a record and in the
+    report's words, and each stage's state and run counts (planned = succeeded + diverged +
+    failed + missing + pending)."""
+    decision = study_decision(data)
+    stages: list[JsonValue] = []
+    for stage in data.stages:
+        entry: dict[str, JsonValue] = {"stage": stage.name, "kind": stage.stage.kind}
+        entry["state"] = _stage_state(stage)
+        if stage.outcome is not None:
+            runs = stage.outcome.runs
+            entry["runs"] = {
+                "planned": runs.planned,
+                "succeeded": runs.succeeded,
+                "diverged": runs.diverged,
+                "failed": runs.failed,
+                "missing": len(runs.missing),
+                "pending": runs.pending,
+            }
+        stages.append(entry)
+    return {
+        "study": data.study.name,
+        "decision": decision.model_dump(mode="json"),
+        "text": decision_section(decision),
+        "stages": stages,
+    }
+
+
 def render_report(data: StudyData) -> Report:
     """Every file of a study's report: the study report.md, each stage's report.md, figures."""
     study = data.study
@@ -460,6 +510,7 @@ def render_report(data: StudyData) -> Report:
     parts = [f"# Study `{study.name}`", ""]
     if rehearsal:
         parts += [rehearsal.banner, ""]
+    parts += ["## Decision", "", decision_section(study_decision(data)), ""]
     parts += ["## Summary", "", _study_summary(study), ""]
     parts += ["## Best condition", "", _answer(data), "", *_reversals(data)]
     if main is not None:

@@ -25,6 +25,7 @@ from stagescreen.outcomes.model import (
     StageOutcome,
     StageRuns,
 )
+from stagescreen.reports.decision import anchor_roles, behind_on_failures, failure_words
 from stagescreen.reports.formatting import (
     DASH,
     decimals,
@@ -57,7 +58,14 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
     if outcome.noise_floor:
         sections.append(("Noise floor", _noise_section(outcome.noise_floor)))
     if outcome.ranking:
-        sections.append(("Ranking", _ranking_section(outcome.ranking, _ranking_digits(outcome))))
+        sections.append(
+            (
+                "Ranking",
+                _ranking_section(
+                    outcome.ranking, _ranking_digits(outcome), anchor_roles(outcome.anchors)
+                ),
+            )
+        )
     sections += kind.ranking_sections(outcome, goal)
     if outcome.anchors:
         sections.append(("Anchors", _anchor_rows(outcome.anchors)))
@@ -71,15 +79,19 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
 
 
 def _runs_section(runs: StageRuns) -> str:
+    """The stage's runs by state, adding up: planned = succeeded + diverged + failed +
+    missing (no record) + pending (recorded, not ended)."""
     missing = runs.missing
     table = md_table(
-        ["planned", "succeeded", "failed", "missing"],
+        ["planned", "succeeded", "diverged", "failed", "missing", "pending"],
         [
             [
                 fmt_count(runs.planned),
                 fmt_count(runs.succeeded),
+                fmt_count(runs.diverged),
                 fmt_count(runs.failed),
                 str(len(missing)),
+                fmt_count(runs.pending),
             ]
         ],
     )
@@ -117,6 +129,11 @@ def _noise_section(floors: Sequence[NoiseFloor]) -> str:
     )
 
 
+def _roles(role: str | None, roles: Sequence[str] | None) -> str:
+    """Every role of a condition, listed together ("best, control"); a dash when none."""
+    return ", ".join(roles) if roles else fmt_text(role)
+
+
 def _mean_se(entry: RankedCondition, floors: Sequence[NoiseFloor]) -> float | None:
     """A ranked mean's standard error: its own sd over sqrt(n) once it has three runs; with
     fewer, the stage's run sd at its budget and pool (pooled over every condition, steadier
@@ -141,7 +158,9 @@ def _ranking_digits(outcome: StageOutcome) -> dict[tuple[int, str], int]:
 
 
 def _ranking_section(
-    ranking: Sequence[RankedCondition], precision: dict[tuple[int, str], int]
+    ranking: Sequence[RankedCondition],
+    precision: dict[tuple[int, str], int],
+    roles: dict[str, list[str]],
 ) -> str:
     groups: dict[tuple[int, str], list[RankedCondition]] = {}
     for entry in ranking:
@@ -158,7 +177,7 @@ def _ranking_section(
             [
                 fmt_count(e.rank),
                 f"`{fmt_text(e.condition_id)}`",
-                fmt_text(e.role),
+                _roles(e.role, roles.get(e.condition_id)),
                 fmt_count(e.n),
                 _failures(e.failed, e.runs),
                 fmt_mean(e.mean, digits) + (" †" if e.adjusted else ""),
@@ -196,7 +215,11 @@ def _anchor_rows(entries: Sequence[AnchorRecord]) -> str:
         first = [fmt_text(entry.to_stage)] if isinstance(entry, Promotion) else []
         rows.append(
             first
-            + [fmt_text(entry.role), f"`{fmt_text(entry.condition_id)}`", fmt_text(entry.rule)]
+            + [
+                _roles(entry.role, anchor_roles([entry]).get(entry.condition_id)),
+                f"`{fmt_text(entry.condition_id)}`",
+                fmt_text(entry.rule),
+            ]
             + ([] if promoted else [fmt_text(entry.source)])
             + [fmt_levels(entry.levels), _failures(entry.failed, entry.runs)]
         )
@@ -252,12 +275,14 @@ def _best_interval(best: Best, digits: int) -> str:
     )
 
 
-def _best_line(best: Best, ranking: dict[tuple[int, str], int]) -> str:
+def _best_line(best: Best, outcome: StageOutcome, ranking: dict[tuple[int, str], int]) -> str:
     """One best condition with its evidence: its selection-aware interval, failures, and the
     runner-up with the paired difference, its interval, the win count and, in words, whether
-    the two are separated."""
+    the two are separated; then each condition with a better mean that ranks behind it on
+    failures, and why."""
     name = fmt_text(best.condition_id)
-    role = f" ({best.role})" if best.role else ""
+    roles = anchor_roles(outcome.anchors).get(best.condition_id)
+    role = f" ({_roles(best.role, roles)})" if roles or best.role else ""
     pool = f" on {best.pool}" if best.pool else ""
     budget = fmt_budget(best.budget_s)
     settings = ", ".join(f"{k}={fmt_text(v)}" for k, v in best.hyperparameters.items())
@@ -274,6 +299,14 @@ def _best_line(best: Best, ranking: dict[tuple[int, str], int]) -> str:
     runner = best.runner_up
     if runner is None:
         return text + ". No other condition to compare with."
+    better = "lower" if outcome.goal == "minimize" else "higher"
+    why = "".join(
+        f" `{fmt_text(e.condition_id)}` has the {better}"
+        f" mean ({fmt_mean(e.mean, digits)}) but ranks behind `{name}` because it "
+        f"{failure_words(e.failed, e.diverged, e.runs)}: a condition that failed or diverged "
+        "ranks behind every condition with a smaller failure share."
+        for e in behind_on_failures(best, outcome.ranking, outcome.goal)
+    )
     other = fmt_text(runner.condition_id)
     gap = (
         f"Runner-up `{other}` {fmt_mean(runner.mean, digits)}, "
@@ -293,7 +326,8 @@ def _best_line(best: Best, ranking: dict[tuple[int, str], int]) -> str:
             if runner.separated
             else f"`{name}` and `{other}` are not distinguishable at {budget}"
         )
-    return f"{text}. {gap}; `{name}` wins {runner.wins}/{runner.total} seed pairings: {verdict}."
+    wins = f"`{name}` wins {runner.wins}/{runner.total} seed pairings"
+    return f"{text}. {gap}; {wins}: {verdict}.{why}"
 
 
 def best_section(outcome: StageOutcome) -> str:
@@ -301,7 +335,10 @@ def best_section(outcome: StageOutcome) -> str:
     ranking table: the stage section's last part, and the study report's answer when this
     stage decides it."""
     ranking = _ranking_digits(outcome)
-    return "\n".join(f"- {_best_line(best, ranking)}" for best in outcome.best_per_pool) or DASH
+    return (
+        "\n".join(f"- {_best_line(best, outcome, ranking)}" for best in outcome.best_per_pool)
+        or DASH
+    )
 
 
 def stability_section(outcome: StageOutcome) -> str:

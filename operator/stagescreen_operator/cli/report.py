@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import enum
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -125,6 +126,13 @@ def _study_folders(base: Path, depth: int) -> list[Path]:
     return found
 
 
+class ReportFormat(enum.StrEnum):
+    """What `report` produces: the markdown report and its figures, or the decision as JSON."""
+
+    md = "md"
+    json = "json"
+
+
 def report(
     uri: StudyFolder,
     out: Annotated[
@@ -134,18 +142,32 @@ def report(
             help="Write here (a directory or s3:// URI) instead of beside the study's data.",
         ),
     ] = None,
+    output: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            help=(
+                "md: write report.md and the figures. json: write nothing and print the "
+                "report's decision (what the study found, what to run next, how far to trust "
+                "it) and each stage's run counts as JSON, for tools."
+            ),
+        ),
+    ] = ReportFormat.md,
 ) -> None:
     """Write a stored study's report.md and figures beside its data.
 
     The figures (main effects by budget, variance shares, anchor seeds) cover every stage
-    that has run; stages not run yet are listed as such.
+    that has run; stages not run yet are listed as such. The report opens with the
+    decision: what the study found, what to run next, how far to trust it.
 
     S3 endpoint and credentials come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY and AWS_REGION.
 
-    Example: stagescreen report runs/demo/quickstart
+    Example: stagescreen report runs/demo/quickstart --format json
     """
-    from stagescreen.reports.report import write_report
+    import json
+
+    from stagescreen.reports.report import decision_json, read_study_data, write_report
     from stagescreen.storage.keys import SPEC, MissingKey, StoreError, StudyKeys
     from stagescreen.storage.store import open_store
     from stagescreen.study.spec import SpecError
@@ -164,6 +186,11 @@ def report(
                 "(give the study's folder, e.g. ./runs/quickstart or s3://bucket/prefix/paper)"
                 + did_you_mean(uri)
             )
+        if output is ReportFormat.json:
+            if out is not None:
+                raise fail("--out writes report.md; --format json prints to stdout: give one")
+            typer.echo(json.dumps(decision_json(read_study_data(store, study)), indent=2))
+            return
         written = write_report(store, study, target)
     except SpecError as error:
         problems = "\n".join(f"  {problem}" for problem in error.problems)

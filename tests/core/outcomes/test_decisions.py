@@ -52,10 +52,12 @@ def test_a_condition_diverging_on_most_seeds_does_not_rank_best_on_its_survivors
     results.loc[bridge, "val_bpb"] = 0.5
     diverged = bridge & results["seed"].isin([1, 2, 3])
     results.loc[diverged, ["status", "val_bpb"]] = ["diverged", np.nan]
+    # and failed outright on a fourth: failures and divergences are counted apart too
+    results.loc[bridge & (results["seed"] == 4), ["status", "val_bpb"]] = ["failed", np.nan]
     out = analyse.stage_outcome(spec, spec.stage("confirm"), results, "q")
     assert out.best is not None and out.best.role == "best"
     row = next(r for r in out.ranking if r.budget_s == 20 and r.role == "bridge")
-    assert (row.runs, row.failed, row.n, row.rank) == (5, 3, 2, 3)
+    assert (row.runs, row.failed, row.diverged, row.n, row.rank) == (5, 4, 3, 1, 3)
 
 
 def test_promoted_anchors_say_how_many_of_their_runs_failed() -> None:

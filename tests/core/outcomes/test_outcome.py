@@ -225,6 +225,7 @@ def test_manifest_counts_runs_and_gpu_seconds_per_stage_and_pool(both: pd.DataFr
             "succeeded": 15,
             "failed": 1,
             "diverged": 0,
+            "pending": 0,
             "gpu_seconds": pytest.approx(screen_seconds),
         },
         {
@@ -236,6 +237,7 @@ def test_manifest_counts_runs_and_gpu_seconds_per_stage_and_pool(both: pd.DataFr
             "succeeded": 12,
             "failed": 0,
             "diverged": 0,
+            "pending": 0,
             "gpu_seconds": pytest.approx(confirm_seconds),
         },
     ]
@@ -244,6 +246,7 @@ def test_manifest_counts_runs_and_gpu_seconds_per_stage_and_pool(both: pd.DataFr
         "succeeded": 27,
         "failed": 1,
         "diverged": 0,
+        "pending": 0,
         "gpu_seconds": pytest.approx(screen_seconds + confirm_seconds),
     }
     assert table["pools"] == {
@@ -258,6 +261,9 @@ def test_manifest_before_any_run_plans_every_stage() -> None:
         ("screen", 16, 0.0),
         ("confirm", 12, 0.0),
     ]
+    # nothing ended: every planned run is pending, so each line adds up
+    assert [line.pending for line in table.stages] == [16, 12]
+    assert table.total.pending == 28
     assert table.total.succeeded == 0
 
 

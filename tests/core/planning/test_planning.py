@@ -264,6 +264,31 @@ def test_control_comes_from_predeclared_levels_and_gets_the_screen_id() -> None:
     assert dict(anchor.levels) == levels("+--++")
 
 
+def test_a_control_that_is_also_the_best_runs_once_and_keeps_both_roles() -> None:
+    spec = small_spec(
+        """
+    - {name: screen, kind: screen, budgets: [1m], seeds: 1}
+    - name: confirm
+      kind: confirm
+      budgets: [1m]
+      seeds: 2
+      select:
+        - {from: screen, rule: best}
+        - {rule: control, levels: {A: -1, B: -1}}
+        - {from: screen, rule: worst}
+"""
+    )
+    # A- and B- lower the metric: the best screen condition is the predeclared control.
+    screen = synthetic.simulate_stage(spec, "screen", pd.DataFrame(), noiseless({"A": 1, "B": 1}))
+    plan = plan_stage(spec, spec.stage("confirm"), screen)
+    best, worst = plan.anchors
+    assert (best.role, best.also, best.rule) == ("best", ("control",), "best")
+    assert dict(best.levels) == {"A": -1, "B": -1}
+    assert (worst.role, worst.also) == ("worst", ())
+    # one recipe, one id: the control is not run twice
+    assert len(plan.runs) == 2 * 2
+
+
 def test_among_ranks_only_the_anchors_with_those_roles(screen_results: pd.DataFrame) -> None:
     confirm = synthetic.simulate_stage(PAPER, "confirm", screen_results, noiseless(C07_BEST))
     among_bridge = PAPER.stage("bridge").select[0]

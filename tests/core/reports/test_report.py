@@ -341,8 +341,13 @@ def test_a_screen_that_retains_nothing_says_so(tmp_path: Path) -> None:
         StageData(s, outcome if s.name == "screen" else None, None) for s in study.spec.stages
     )
     markdown = render_report(StudyData(study, stages)).markdown
-    assert "#### Retained factors\n\nNo factor retained: no main effect has its interval " in (
-        markdown
+    assert (
+        "#### Retained factors\n\nNo factor retained: no main effect at 20s has an interval "
+        "excluding zero with q ≤ 0.05." in markdown
+    )
+    decision = markdown.split("## Decision")[1].split("## Summary")[0]
+    assert "`screen` retained no factor at 20s: no main effect's interval excludes zero" in (
+        decision
     )
 
 
@@ -369,7 +374,8 @@ def test_screen_section_has_runs_ranking_relaxation_promotions_and_best(
 ) -> None:
     screen = section(paper_report["report.md"].decode(), "screen")
     record = outcome_of(paper_data, "screen")
-    assert "| 48 | 47 | 1 | 0 |" in screen  # planned, succeeded, the failed first run, missing
+    # planned, succeeded, diverged, the failed first run, missing, pending: they add up
+    assert "| 48 | 47 | 0 | 1 | 0 | 0 |" in screen
     assert "Missing runs" not in screen
     assert "**budget 10m, pool a100** (top 5 and bottom 2 of 16)" in screen
     assert screen.count("| … " * 7 + "|") == 3  # one cut per budget
@@ -444,7 +450,7 @@ def test_greedy_and_random_summaries(paper_data: StudyData, paper_report: dict[s
     ) in random
     # The last draw has no record yet: counted and named as missing.
     (missing,) = record["runs"]["missing"]
-    assert "| 80 | 79 | 0 | 1 |" in random
+    assert "| 80 | 79 | 0 | 0 | 1 | 0 |" in random
     assert f"Missing runs: `{missing}`." in random
 
 
@@ -492,11 +498,16 @@ def test_manifest_is_table_one_with_totals_and_pools(
     assert paper_data.manifest is not None
     screen = next(line for line in paper_data.manifest.stages if line.stage == "screen")
     hours = screen.gpu_seconds / 3600
-    assert f"| `screen` | screen | a100 | 2m, 5m, 10m | 48 | 47 | 1 | 0 | {hours:.1f} |" in table
+    # planned, succeeded, diverged, failed, pending: they add up, the total row too
+    assert (
+        f"| `screen` | screen | a100 | 2m, 5m, 10m | 48 | 47 | 0 | 1 | 0 | {hours:.1f} |" in table
+    )
     total = paper_data.manifest.total
+    assert total.planned == total.succeeded + total.diverged + total.failed + total.pending
     assert (
         f"| **total** |  |  |  | **{total.planned}** | **{total.succeeded}** "
-        f"| **{total.failed}** |  | **{total.gpu_seconds / 3600:.1f}** |"
+        f"| **{total.diverged}** | **{total.failed}** | **{total.pending}** "
+        f"| **{total.gpu_seconds / 3600:.1f}** |"
     ) in table
     l40s = paper_data.manifest.pools["l40s"]
     assert l40s.runs == 24 + 12  # cross-host, and long-horizon's half on l40s
@@ -559,7 +570,7 @@ def test_a_stage_outcome_of_nothing_but_nulls_renders(paper_data: StudyData) -> 
     )
     report = render_report(StudyData(paper_data.study, (StageData(stage, empty, None),), None))
     markdown = report.markdown
-    assert "| 0 | 0 | 0 | 0 |" in markdown
+    assert "| 0 | 0 | 0 | 0 | 0 | 0 |" in markdown
     assert f"| 1 | `c01` | {DASH} | 0 |  | {DASH} | {DASH} | {DASH} |" in markdown
     assert "Not written yet: no `manifest.json`." in markdown
     assert "No stage has a best condition yet." in markdown

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 from seaweed import S3Bucket
-from test_report import PAPER, PNG_MAGIC, write_programme
+from test_report import PAPER, PNG_MAGIC, ROOT, write_programme
 from typer.testing import CliRunner
 
+from stagescreen.outcomes.manifest import Manifest
+from stagescreen.outcomes.model import StageOutcome
+from stagescreen.reports.decision import Decision, behind_on_failures, failure_words
+from stagescreen.reports.formatting import fmt_mean
 from stagescreen.storage.store import LocalStore, open_store
 from stagescreen_operator.cli import app
 from stagescreen_operator.cli.report import split_study_uri
@@ -124,3 +130,126 @@ def test_s3_uri_without_a_spec_exits_2(s3_bucket: S3Bucket) -> None:
     code, _, err = report(s3_bucket.uri("team/missing"))
     assert code == 2
     assert f"expected spec.yaml at {s3_bucket.uri('team/missing/spec.yaml')}" in err
+
+
+# --- the decision first, on the simulated quickstart and paper ----------------------------------
+
+
+def simulate(spec: Path, out: Path) -> Path:
+    """`stagescreen simulate SPEC --out OUT` then `report`: the study folder."""
+    result = runner.invoke(app, ["simulate", str(spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    study = out / yaml.safe_load(spec.read_text())["metadata"]["name"]
+    code, _, err = report(str(study))
+    assert code == 0, err
+    return study
+
+
+@pytest.fixture(scope="module")
+def simulated_quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return simulate(ROOT / "examples" / "quickstart.yaml", tmp_path_factory.mktemp("sim"))
+
+
+@pytest.fixture(scope="module")
+def simulated_paper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return simulate(PAPER, tmp_path_factory.mktemp("sim"))
+
+
+def decision_of(markdown: str) -> str:
+    """The report's first section after its title and banner, which must be the decision."""
+    sections = markdown.split("\n## ")
+    assert sections[0].startswith("# Study `")
+    assert "**SYNTHETIC**" in sections[0]
+    assert sections[1].startswith("Decision\n")
+    return sections[1]
+
+
+def assert_decision_first(study: Path) -> str:
+    decision = decision_of((study / "report.md").read_text())
+    for heading in ("What the study found", "What to run next", "How far to trust it"):
+        assert f"**{heading}**" in decision
+    assert "**SYNTHETIC**: simulated on planted effects" in decision
+    return decision
+
+
+def test_the_quickstart_report_opens_with_the_decision(simulated_quickstart: Path) -> None:
+    decision = assert_decision_first(simulated_quickstart)
+    assert "- `screen` retained " in decision
+    assert "- From stage `longer`:" in decision
+
+
+def test_the_longer_best_sentence_explains_the_divergence_ordering(
+    simulated_quickstart: Path,
+) -> None:
+    """The simulated quickstart's `longer` stage: its best ranks first although another
+    condition's mean is better, because that one diverged; both texts must say so."""
+    stage = simulated_quickstart / "stages" / "longer"
+    record = StageOutcome.model_validate_json((stage / "outcome.json").read_text())
+    (best,) = record.best_per_pool
+    behind = behind_on_failures(best, record.ranking, record.goal)
+    assert behind, "the default simulation makes a better-mean anchor of `longer` diverge"
+    # the simulator's runs only diverge, never fail, and the sentence says "diverged"
+    assert all(entry.diverged == entry.failed for entry in behind)
+    markdown = (stage / "report.md").read_text()
+    decision = decision_of((simulated_quickstart / "report.md").read_text())
+    for entry in behind:
+        why = (
+            f"`{entry.condition_id}` has the lower mean ({fmt_mean(entry.mean)}) but ranks "
+            f"behind `{best.condition_id}` because it "
+            + failure_words(entry.failed, entry.diverged, entry.runs)
+        )
+        assert "because it diverged on" in why
+        assert why in markdown.split("# Best condition")[1]
+        assert why in decision
+
+
+def test_report_format_json_prints_the_decision(simulated_quickstart: Path) -> None:
+    before = sorted(p.name for p in simulated_quickstart.rglob("*"))
+    code, out, err = report(str(simulated_quickstart), "--format", "json")
+    assert code == 0, err
+    printed = json.loads(out)
+    decision = Decision.model_validate(printed["decision"])
+    assert decision.study == "quickstart"
+    assert decision.stage == "longer"
+    assert decision.trust.rehearsal == "SYNTHETIC"
+    assert printed["text"] in (simulated_quickstart / "report.md").read_text()
+    for stage in printed["stages"]:
+        runs = stage["runs"]
+        assert runs["planned"] == sum(runs[k] for k in RUN_STATES), stage
+    assert sorted(p.name for p in simulated_quickstart.rglob("*")) == before  # wrote nothing
+
+
+def test_report_format_json_with_out_is_refused(simulated_quickstart: Path, tmp_path: Path) -> None:
+    code, _, err = report(str(simulated_quickstart), "--format", "json", "--out", str(tmp_path))
+    assert code == 2
+    assert "--format json prints to stdout" in err
+
+
+RUN_STATES = ("succeeded", "diverged", "failed", "missing", "pending")
+
+
+def test_the_paper_simulation_opens_with_the_decision_and_its_run_tables_add_up(
+    simulated_paper: Path,
+) -> None:
+    markdown = (simulated_paper / "report.md").read_text()
+    decision = assert_decision_first(simulated_paper)
+    assert "- From stage `long-horizon`:" in decision
+    stages = yaml.safe_load(PAPER.read_text())["spec"]["stages"]
+    header = "| planned | succeeded | diverged | failed | missing | pending |"
+    for stage in stages:
+        text = (simulated_paper / "stages" / stage["name"] / "report.md").read_text()
+        table = text.split("# Runs\n\n")[1]
+        assert table.startswith(header + "\n|---|"), stage["name"]
+        planned, *states = (int(cell) for cell in table.splitlines()[2].strip("| ").split(" | "))
+        assert planned == sum(states), stage["name"]
+        assert table.splitlines()[2] in markdown
+    manifest = Manifest.model_validate_json((simulated_paper / "manifest.json").read_text())
+    table = markdown.split("## Run manifest")[1]
+    assert "| planned | succeeded | diverged | failed | pending | GPU-hours |" in table
+    for line in [*manifest.stages, manifest.total]:
+        assert line.planned == line.succeeded + line.diverged + line.failed + line.pending
+    total = manifest.total
+    assert (
+        f"| **total** |  |  |  | **{total.planned}** | **{total.succeeded}** "
+        f"| **{total.diverged}** | **{total.failed}** | **{total.pending}** |"
+    ) in table

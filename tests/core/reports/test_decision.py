@@ -1,0 +1,294 @@
+"""The decision a report opens with (`reports.decision`): what the study found, what to run
+next and how far to trust it, from hand-made outcomes of the quickstart's three stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stagescreen.kinds import kind_of
+from stagescreen.outcomes.model import (
+    AnchorRecord,
+    Best,
+    RankedCondition,
+    RunnerUp,
+    StageOutcome,
+    StageRuns,
+)
+from stagescreen.reports.decision import Decision, decide, decision_section, failure_words
+from stagescreen.reports.formatting import fmt_effect, fmt_mean
+from stagescreen.reports.sections import best_section, outcome_sections
+from stagescreen.statistics.families import Effect, EffectFamilies, Family
+from stagescreen.statistics.noise import NoiseFloor
+from stagescreen.statistics.stability import Reversal
+from stagescreen.study.parse import load_study
+
+ROOT = Path(__file__).resolve().parents[3]
+QUICKSTART = load_study(ROOT / "examples" / "quickstart.yaml")
+SPEC = QUICKSTART.spec
+
+
+def outcome(stage: str, **parts: Any) -> StageOutcome:
+    return StageOutcome(
+        study="quickstart",
+        stage=stage,
+        kind=SPEC.stage(stage).kind,
+        metric="val_bpb",
+        goal=parts.pop("goal", "minimize"),
+        runs=parts.pop("runs", StageRuns(planned=4, succeeded=4)),
+        **parts,
+    )
+
+
+def screen(retained: list[str], effects: dict[str, float], **parts: Any) -> StageOutcome:
+    family = Family(
+        by={"budget_s": 15},
+        n=8,
+        df_resid=4,
+        effects=tuple(Effect(term=term, effect=value) for term, value in effects.items()),
+    )
+    return outcome(
+        "screen",
+        effects=EffectFamilies(families=(family,)),
+        retained=retained,
+        retained_at=15,
+        noise_floor=[NoiseFloor(budget_s=15, contrast="effect", sd=0.006, df=4, detectable=0.0165)],
+        runs=StageRuns(planned=16, succeeded=16),
+        **parts,
+    )
+
+
+def best(
+    condition: str = "c02", mean: float = 1.1613, runner: RunnerUp | None = None, **more: Any
+) -> Best:
+    return Best(
+        condition_id=condition,
+        budget_s=45,
+        pool="cpu",
+        mean=mean,
+        levels={"A": -1, "B": -1, "C": 1},
+        hyperparameters={"DEPTH": 1, "ASPECT_RATIO": 32, "MATRIX_LR": 0.04},
+        runner_up=runner,
+        runs=2,
+        **more,
+    )
+
+
+def runner_up(separated: bool | None, condition: str = "c01", mean: float = 1.17) -> RunnerUp:
+    return RunnerUp(
+        condition_id=condition, mean=mean, difference=0.01, seeds=2, wins=4, total=4,
+        separated=separated,
+    )  # fmt: skip
+
+
+def longer(*bests: Best, **parts: Any) -> StageOutcome:
+    return outcome("longer", best_per_pool=list(bests), **parts)
+
+
+def the_decision(*outcomes: StageOutcome, rehearsal: str | None = None) -> Decision:
+    return decide(SPEC, "quickstart", {o.stage: o for o in outcomes}, rehearsal=rehearsal)
+
+
+@pytest.mark.parametrize(
+    ("goal", "effect", "better", "value"),
+    [
+        ("minimize", 0.03, "low", "1"),  # high minus low raises the metric: low is better
+        ("minimize", -0.03, "high", "2"),
+        ("maximize", 0.03, "high", "2"),
+        ("maximize", -0.03, "low", "1"),
+        ("minimize", 0.0, None, None),
+    ],
+)
+def test_a_retained_factor_says_which_level_is_better(
+    goal: str, effect: float, better: str | None, value: str | None
+) -> None:
+    decision = the_decision(screen(["A"], {"A": effect, "B": 0.001}, goal=goal))
+    (finding,) = decision.findings
+    (factor,) = finding.retained
+    assert (factor.code, factor.name, factor.effect) == ("A", "DEPTH", effect)
+    assert (factor.better, factor.better_value) == (better, value)
+    assert finding.detectable == 0.0165
+
+
+def test_retained_factors_are_named_with_their_direction_in_words() -> None:
+    text = decision_section(the_decision(screen(["A", "C"], {"A": 0.0316, "C": -0.0157})))
+    assert (
+        f"- `screen` retained 2 factors at 15s (high minus low): `DEPTH` (A) {fmt_effect(0.0316)}, "
+        f"so DEPTH=1 gives the lower val_bpb; `MATRIX_LR` (C) {fmt_effect(-0.0157)}, so "
+        "MATRIX_LR=0.04 gives the lower "
+        "val_bpb." in text
+    )
+
+
+def test_a_screen_that_retains_nothing_says_what_that_means() -> None:
+    text = decision_section(the_decision(screen([], {"A": 0.001})))
+    assert "`screen` retained no factor at 15s: no main effect's interval excludes zero" in text
+    assert "so none stands out from run noise. That is not evidence that the factors" in text
+    assert (
+        f"an effect on val_bpb smaller than {fmt_mean(0.0165)} (high minus low) would likely be"
+        in text
+    )
+
+
+@pytest.mark.parametrize(
+    ("runner", "verdict", "words"),
+    [
+        (runner_up(True), "ahead", f"ahead of `c01` ({fmt_mean(1.17)}; the paired interval"),
+        (runner_up(False), "tied", f"Tied with `c01` ({fmt_mean(1.17)}, not distinguishable "
+         "over 2 seeds): choose on cost."),
+        (runner_up(None), "tied", "Tied with `c01`"),
+        (None, "alone", ": the only condition with a result."),
+    ],
+)  # fmt: skip
+def test_the_pick_is_ahead_of_its_runner_up_tied_with_it_or_alone(
+    runner: RunnerUp | None, verdict: str, words: str
+) -> None:
+    decision = the_decision(longer(best(runner=runner)))
+    assert decision.stage == "longer"
+    (pick,) = decision.picks
+    assert (pick.condition_id, pick.verdict) == ("c02", verdict)
+    text = decision_section(decision)
+    assert "- From stage `longer`:\n  - On cpu: `c02`, levels A-,B-,C+" in text
+    assert words in text
+
+
+ISSUE_LONGER = [
+    # The issue's synthetic quickstart: c05 ranks first although c02's mean is lower,
+    # because c02 diverged on one of its two runs.
+    RankedCondition(
+        budget_s=45, pool="cpu", condition_id="c05", role="worst", runs=2, failed=0, n=2,
+        mean=1.112167, rank=1,
+    ),
+    RankedCondition(
+        budget_s=45, pool="cpu", condition_id="c02", role="best", runs=2, failed=1, diverged=1,
+        n=1, mean=1.111639, rank=2,
+    ),
+]  # fmt: skip
+
+
+def issue_longer() -> StageOutcome:
+    first = best(
+        "c05", 1.112167, runner_up(None, "c02", 1.111639), role="worst", candidates=2, failed=0
+    )
+    return longer(first, ranking=ISSUE_LONGER)
+
+
+def test_a_better_mean_that_ranks_behind_on_failures_is_explained() -> None:
+    decision = the_decision(issue_longer())
+    (pick,) = decision.picks
+    assert [(b.condition_id, b.failed, b.diverged, b.runs) for b in pick.behind] == [
+        ("c02", 1, 1, 2)
+    ]
+    why = (
+        f"`c02` has the lower mean ({fmt_mean(1.111639)}) but ranks behind `c05` because it "
+        "diverged on 1 of its 2 runs"
+    )
+    assert why in decision_section(decision)
+    # the stage's own best sentence says the same
+    assert why in best_section(issue_longer())
+
+
+@pytest.mark.parametrize(
+    ("failed", "diverged", "runs", "words"),
+    [
+        (1, 1, 2, "diverged on 1 of its 2 runs"),
+        (2, 0, 3, "failed or diverged on 2 of its 3 runs"),  # an outcome without `diverged`
+        (2, 1, 3, "failed on 1 and diverged on 1 of its 3 runs"),
+        (1, 1, 1, "diverged on 1 of its 1 run"),
+    ],
+)
+def test_failures_are_worded_by_kind(failed: int, diverged: int, runs: int, words: str) -> None:
+    assert failure_words(failed, diverged, runs) == words
+
+
+def test_a_condition_with_a_worse_mean_or_no_failures_is_not_explained() -> None:
+    ranking = [
+        ISSUE_LONGER[0],
+        ISSUE_LONGER[1].model_copy(update={"failed": 0, "diverged": 0}),
+    ]
+    assert not the_decision(longer(best("c05", 1.112167), ranking=ranking)).picks[0].behind
+
+
+def test_a_condition_with_several_roles_keeps_all_of_them() -> None:
+    anchors = [
+        AnchorRecord(condition_id="c02", role="best", also=["control"], rule="best"),
+        AnchorRecord(condition_id="c07", role="worst", rule="worst"),
+    ]
+    ranking = [
+        RankedCondition(
+            budget_s=45, pool="cpu", condition_id="c02", role="best", runs=2, n=2, mean=1.1,
+            rank=1,
+        ),
+        RankedCondition(
+            budget_s=45, pool="cpu", condition_id="c07", role="worst", runs=2, n=2, mean=1.2,
+            rank=2,
+        ),
+    ]  # fmt: skip
+    stage = longer(best(role="best"), anchors=anchors, ranking=ranking)
+    (pick,) = the_decision(stage).picks
+    assert pick.roles == ["best", "control"]
+    sections = dict(outcome_sections(kind_of(SPEC.stage("longer")), stage, "minimize"))
+    assert "| 1 | `c02` | best, control | 2 |" in sections["Ranking"]
+    assert "| 2 | `c07` | worst | 2 |" in sections["Ranking"]
+    assert "| best, control | `c02` | best |" in sections["Anchors"]
+    assert sections["Best condition"].startswith("- `c02` (best, control) at 45s on cpu")
+
+
+def test_runs_add_up_and_trust_names_seeds_noise_and_the_rehearsal() -> None:
+    runs = StageRuns(planned=5, succeeded=2, failed=1, diverged=1, missing=["r5"])
+    floor = NoiseFloor(budget_s=45, pool="cpu", contrast="difference", detectable=0.0123)
+    decision = the_decision(
+        screen(["A"], {"A": 0.03}),
+        longer(best(runner=runner_up(False)), runs=runs, noise_floor=[floor]),
+        rehearsal="SYNTHETIC",
+    )
+    tally = decision.trust.runs
+    assert tally.model_dump() == {
+        "planned": 21,
+        "succeeded": 18,
+        "diverged": 1,
+        "failed": 1,
+        "missing": 1,
+        "pending": 0,
+    }
+    assert (decision.trust.analysed, decision.trust.stages, decision.trust.seeds) == (2, 3, 2)
+    text = decision_section(decision)
+    assert "21 runs planned (18 succeeded, 1 diverged, 1 failed, 1 missing)" in text
+    assert "2 of 3 stages analysed; `longer` ran 2 seeds" in text
+    assert decision.trust.waiting == ["confirm"]
+    assert "- Not analysed yet: `confirm`. This answer is provisional until they finish." in text
+    assert f"{fmt_mean(0.0165)} for an effect in `screen`" in text
+    assert f"{fmt_mean(0.0123)} between two conditions in `longer` on cpu" in text
+    assert "**SYNTHETIC**" in text
+
+
+def test_a_pending_run_is_counted_as_pending() -> None:
+    runs = StageRuns(planned=4, succeeded=1, failed=1, missing=["r4"])
+    assert runs.pending == 1
+    assert runs.planned == runs.succeeded + runs.diverged + runs.failed + 1 + runs.pending
+
+
+def test_reversals_between_stages_are_listed() -> None:
+    reversal = Reversal(
+        pool="cpu", budget_s=45, source="confirm", source_budget_s=15, ahead="c02",
+        ahead_rank=1, behind="c07", behind_rank=3, difference=0.02, ci_low=0.01, ci_high=0.03,
+        level=0.95, seeds=2,
+    )  # fmt: skip
+    decision = the_decision(longer(best(), reversals=[reversal]))
+    assert [(r.stage, r.reversal.ahead) for r in decision.reversals] == [("longer", "c02")]
+    assert (
+        "1 rank reversal between stages: `c02`, ranked ahead of `c07` by `confirm` at 15s, "
+        f"loses to it in `longer` at 45s on cpu (difference {fmt_effect(0.02)})"
+        in decision_section(decision)
+    )
+
+
+def test_a_study_with_nothing_analysed_says_to_run_its_next_stage() -> None:
+    decision = the_decision()
+    assert (decision.stage, decision.picks, decision.findings) == (None, [], [])
+    text = decision_section(decision)
+    assert "No stage has a best condition yet: run the study's next stage." in text
+    assert "No stage that fits factor effects has been analysed yet." in text
+    assert "Nothing has run yet: 0 of 3 stages analysed." in text
