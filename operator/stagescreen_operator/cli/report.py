@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 import typer
 
 from stagescreen_operator.cli.app import fail
+from stagescreen_operator.cli.outputs import output_store
 
 if TYPE_CHECKING:
     from stagescreen.storage.store import Store
@@ -98,10 +99,10 @@ def report(
     try:
         root, study = split_study_uri(uri)
         store = open_store(root)
-        target = None if out is None else open_store(out)
         keys = StudyKeys(study)
     except (ValueError, StoreError) as error:
         raise fail(f"DIR_OR_S3_URI {uri!r}: {error}") from None
+    target = None if out is None else output_store("--out", out)
     try:
         if not store.exists(keys.spec()):
             raise fail(

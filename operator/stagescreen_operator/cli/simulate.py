@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from stagescreen_operator.cli.app import fail
+from stagescreen_operator.cli.outputs import output_store
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
@@ -388,14 +389,10 @@ def _write_study(study: Study, source: RunSource, out: str, word: str, header: l
     from stagescreen.statistics import synthetic
     from stagescreen.storage import publish
     from stagescreen.storage.keys import StoreError
-    from stagescreen.storage.store import open_store
 
     spec = study.spec
-    try:
-        store = open_store(out)
-        _refuse_study_storage(study, store, out)
-    except StoreError as error:
-        raise fail(f"--out {out!r}: {error}") from None
+    store = output_store("--out", out)
+    _refuse_study_storage(study, store, out)
     results = pd.DataFrame()
     so_far = {}
     for stage in spec.stages:
@@ -403,14 +400,14 @@ def _write_study(study: Study, source: RunSource, out: str, word: str, header: l
         so_far[stage.name] = results
     try:
         publish.publish_spec(store, study)
+        for line in header:
+            typer.echo(line)
+        records = {}
+        for name, stage_results in so_far.items():
+            records[name] = publish.publish_stage(store, study, name, stage_results)
+            typer.echo(_summary(records[name], word))
     except StoreError as error:
         raise fail(f"--out {out!r}: {error}") from None
-    for line in header:
-        typer.echo(line)
-    records = {}
-    for name, stage_results in so_far.items():
-        records[name] = publish.publish_stage(store, study, name, stage_results)
-        typer.echo(_summary(records[name], word))
     typer.echo(_verdict(spec, records, word))
     typer.echo(f"{word} study written to {store.uri(study.metadata.name)}/")
 
@@ -431,8 +428,8 @@ def _power(
 
     from stagescreen.statistics import power
     from stagescreen.storage.keys import StoreError
-    from stagescreen.storage.store import open_store
 
+    store = None if out is None else output_store("--out", out)
     progress_console = Console(stderr=True)
     if progress_console.is_terminal:
         with Progress(console=progress_console, transient=True) as bar:
@@ -448,9 +445,8 @@ def _power(
         typer.echo(json.dumps(document, indent=2))
     else:
         _print_power(name, model, report, noise_from)
-    if out is not None:
+    if store is not None:
         try:
-            store = open_store(out)
             store.put_json(f"{name}/power.json", document)
         except StoreError as error:
             raise fail(f"--out {out!r}: {error}") from None
