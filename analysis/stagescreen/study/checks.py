@@ -262,7 +262,7 @@ def _check_kind(base: str, stage: Stage, codes: list[str] | None) -> list[tuple[
     if kind is None:
         names = [repr(name) for name in KINDS]
         accepted = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
-        return [(f"{base}.kind", f"Input should be {accepted} (got {stage.kind!r})")]
+        return [(f"{base}.kind", f"expected {accepted} (got {stage.kind!r})")]
     problems = []
     for field in Stage.model_fields:
         readers = [other.name for other in KINDS.values() if field in other.fields]

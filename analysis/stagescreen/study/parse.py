@@ -295,12 +295,100 @@ def _message(item: Any, loc: tuple[int | str, ...]) -> str:
         accepted = _fields_at(loc[:-1])
         listing = f"; accepted: {', '.join(accepted)}" if accepted else ""
         return f"unknown field{listing}"
-    message = str(item["msg"]).removeprefix("Value error, ")
+    message = _in_words(item, loc) or str(item["msg"]).removeprefix("Value error, ")
     value = item.get("input")
     scalar = isinstance(value, str | int | float | bool) or value is None
     if scalar and f"(got {value!r})" not in message:
         message += f" (got {_short(repr(value), SHOWN_VALUE)})"
     return message
+
+
+PATTERN_WORDS = {
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": (
+        "lowercase letters, digits and '-', starting and ending with a letter or digit, "
+        "e.g. my-study"
+    ),
+    r"^[A-HJ-Z]$": (
+        "one capital letter other than I, e.g. A (I is reserved: it is the identity in "
+        "defining relations such as I = ABCDE)"
+    ),
+    r"^[A-Z][A-Z0-9_]*$": (
+        "capital letters, digits and '_', starting with a letter, e.g. MATRIX_LR (the "
+        "variable the trainer reads)"
+    ),
+    r"^[a-z]([a-z0-9_-]*[a-z0-9])?$": (
+        "lowercase letters, digits, '_' and '-', starting with a letter and ending with a "
+        "letter or digit, e.g. best-narrow"
+    ),
+    r"^\S+$": "an image reference without spaces, e.g. ghcr.io/org/trainer:1.0",
+}
+"""What each pattern a field must match means, in words with an example: a message quotes
+these, never the regular expression (a test checks every pattern of the model is here)."""
+
+LIST_EXAMPLES = {
+    "factors": "- {name: MATRIX_LR, code: A, low: 0.02, high: 0.04}",
+    "stages": "- {name: screen, kind: screen, budgets: [5m], seeds: 2}",
+    "pools": "- {name: cpu, gpus: 0}",
+    "budgets": "[5m, 10m]",
+    "seeds": "[1, 2, 3] or a count such as 3",
+    "generators": "[E=ABCD]",
+}
+"""An entry to write in a list that must not be empty, by the list's field name."""
+
+
+def _in_words(item: Any, loc: tuple[int | str, ...]) -> str | None:
+    """Pydantic's message for a generic check, said as what the value must be (with an
+    example where one helps); None for a message the model wrote itself."""
+    kind = item["type"]
+    ctx = item.get("ctx") or {}
+    field = next((part for part in reversed(loc) if isinstance(part, str)), "")
+    if kind == "string_pattern_mismatch":
+        words = PATTERN_WORDS.get(ctx.get("pattern", ""), "a value in the form docs/spec.md gives")
+        return f"expected {words}"
+    if kind == "string_too_short":
+        return f"needs at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters"
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        if isinstance(item.get("input"), str):
+            return f"needs at least {least} characters"
+        example = LIST_EXAMPLES.get(str(field))
+        entries = "one entry" if least == 1 else f"{least} entries"
+        return f"needs at least {entries}" + (f", e.g. {example}" if example else "")
+    if kind == "too_long":
+        most = ctx.get("max_length")
+        unit = "characters" if isinstance(item.get("input"), str) else "entries"
+        return f"at most {most} {unit}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', 'one of the documented values')}"
+    bounds = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("more than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {ctx.get(key)}"
+    types = {
+        "int_parsing": "a whole number, e.g. 2",
+        "int_type": "a whole number, e.g. 2",
+        "int_from_float": "a whole number, e.g. 2",
+        "float_parsing": "a number, e.g. 0.5",
+        "float_type": "a number, e.g. 0.5",
+        "finite_number": "a finite number, e.g. 0.5",
+        "bool_parsing": "true or false",
+        "bool_type": "true or false",
+        "string_type": "text, e.g. a name in quotes",
+        "list_type": "a list, e.g. [a, b]",
+        "dict_type": "a mapping of keys to values, e.g. {key: value}",
+        "model_type": "a mapping of fields, e.g. {name: value}",
+        "model_attributes_type": "a mapping of fields, e.g. {name: value}",
+    }
+    if kind in types:
+        return f"expected {types[kind]}"
+    return None
 
 
 def _fields_at(loc: tuple[int | str, ...]) -> list[str]:

@@ -190,7 +190,7 @@ def _number(value: Any) -> Any:
     """Keep YAML ints as ints, and read strings such as `3e-4` that YAML 1.1 leaves as text;
     infinities and NaN are no level (they break every decode and check after)."""
     if isinstance(value, bool):
-        raise ValueError("Input should be a valid number")
+        raise ValueError("expected a number, e.g. 0.02")
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"[-+]?\d+", text):
@@ -201,9 +201,9 @@ def _number(value: Any) -> Any:
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError("Input should be a finite number")
+            raise ValueError("expected a finite number, e.g. 0.02 (not inf or nan)")
         return value
-    raise ValueError("Input should be a valid number")
+    raise ValueError("expected a number, e.g. 0.02")
 
 
 def _budget(value: Any) -> int:
@@ -224,6 +224,8 @@ def _seeds(value: Any) -> Any:
         return list(range(1, value + 1))
     if value == []:
         raise ValueError("needs at least one seed, e.g. [1], or a count such as 3")
+    if not isinstance(value, list):
+        raise ValueError("expected a count (e.g. 3) or a list of seeds (e.g. [1, 2, 3])")
     if isinstance(value, list) and len(value) > MAX_SEEDS:
         raise TooLarge(len(value), MAX_SEEDS, "seeds per stage")
     return value

@@ -434,10 +434,10 @@ def test_a_halving_stage_reads_its_rungs_eta_initial_and_draw_seed() -> None:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"eta": 1}, "spec.stages[1].eta: Input should be greater than or equal to 2 (got 1)"),
+        ({"eta": 1}, "spec.stages[1].eta: must be at least 2 (got 1)"),
         (
             {"initial": 0},
-            "spec.stages[1].initial: Input should be greater than or equal to 1 (got 0)",
+            "spec.stages[1].initial: must be at least 1 (got 0)",
         ),
         (
             {"initial": 33},
@@ -503,18 +503,21 @@ def test_a_selection_from_a_later_stage_is_refused() -> None:
         (
             "spec.factors.0.low",
             "x",
-            "spec.factors[0].low: Input should be a valid number (got 'x')",
+            "spec.factors[0].low: expected a number, e.g. 0.02 (got 'x')",
         ),
         ("spec.factors.0.name", DELETE, "spec.factors[0].name: required field is missing"),
         (
             "spec.factors.0.name",
             "depth",
-            "spec.factors[0].name: String should match pattern '^[A-Z][A-Z0-9_]*$' (got 'depth')",
+            (
+                "spec.factors[0].name: expected capital letters, digits and '_', starting "
+                "with a letter, e.g. MATRIX_LR (the variable the trainer reads) (got 'depth')"
+            ),
         ),
         (
             "spec.factors.0.scale",
             "int",
-            "spec.factors[0].scale: Input should be 'integer', 'float' or 'log' (got 'int')",
+            "spec.factors[0].scale: expected 'integer', 'float' or 'log' (got 'int')",
         ),
         (
             "spec.stages.0.budgets",
@@ -525,7 +528,7 @@ def test_a_selection_from_a_later_stage_is_refused() -> None:
         (
             "spec.stages.0.kind",
             "scren",
-            "spec.stages[0].kind: Input should be 'screen', 'confirm', 'followup', 'bridge', "
+            "spec.stages[0].kind: expected 'screen', 'confirm', 'followup', 'bridge', "
             "'long-horizon', 'random', 'greedy' or 'halving' (got 'scren')",
         ),
         (
@@ -538,17 +541,17 @@ def test_a_selection_from_a_later_stage_is_refused() -> None:
         (
             "spec.stages.2.select.3.levels",
             {**CONTROL, "A": 2},
-            "spec.stages[2].select[3].levels.A: Input should be less than or equal to 1 (got 2)",
+            "spec.stages[2].select[3].levels.A: must be at most 1 (got 2)",
         ),
         (
             "spec.pools.0.gpus",
             -1,
-            "spec.pools[0].gpus: Input should be greater than or equal to 0 (got -1)",
+            "spec.pools[0].gpus: must be at least 0 (got -1)",
         ),
         (
             "apiVersion",
             "stagescreen.dev/v1",
-            "apiVersion: Input should be 'stagescreen.dev/v1alpha1' (got 'stagescreen.dev/v1')",
+            "apiVersion: expected 'stagescreen.dev/v1alpha1' (got 'stagescreen.dev/v1')",
         ),
     ],
 )
@@ -676,7 +679,7 @@ def test_references_are_checked_even_when_a_factor_is_broken() -> None:
     data = mutate("spec.factors.0.low", "x")
     data["spec"]["stages"][2]["pools"] = ["h100"]
     assert [str(problem) for problem in problems_of(data)] == [
-        "spec.factors[0].low: Input should be a valid number (got 'x')",
+        "spec.factors[0].low: expected a number, e.g. 0.02 (got 'x')",
         "spec.stages[2].pools[0]: no pool named 'h100' (declared: a100, l40s)",
     ]
 
