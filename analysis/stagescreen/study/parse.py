@@ -29,6 +29,7 @@ from stagescreen.study.bounds import (
 from stagescreen.study.checks import cross_problems, runs_problems
 from stagescreen.study.spec import (
     LENIENT,
+    STORED,
     DesignSpec,
     Factor,
     Pool,
@@ -41,12 +42,14 @@ from stagescreen.study.spec import (
 )
 
 
-def parse_study(data: Any, *, trains: bool = True) -> Study:
+def parse_study(data: Any, *, trains: bool = True, stored: bool = False) -> Study:
     """A validated Study from already-parsed YAML/JSON (e.g. the body kopf hands over).
 
     `trains=False` leaves out only the trainer-contract checks (factor names are variables the
     trainer reads, levels it accepts): for a study replayed on a table of measured runs, whose
     factors are the table's columns, and for a stored study read to report on, not to run.
+    `stored=True` reads a spec StageScreen wrote itself (a study folder's spec.yaml), whose
+    budgets are whole seconds where a person must write a unit (`spec.STORED`).
 
     The one way a Study is made: each section validates itself in the model, then the
     checks across sections (`study.checks`, which consults the stage kinds) run here, so the
@@ -59,7 +62,7 @@ def parse_study(data: Any, *, trains: bool = True) -> Study:
         kind = type(data).__name__
         raise SpecError([Problem("(document)", f"expected a ScreeningStudy mapping (got {kind})")])
     try:
-        study = Study.model_validate(data)
+        study = Study.model_validate(data, context=STORED if stored else None)
     except ValidationError as error:
         if error.error_count() > MAX_PROBLEMS:
             raise SpecError([_too_many_problems(data, error.error_count())]) from None
@@ -195,13 +198,13 @@ def _salvage(adapter: TypeAdapter[Any], value: Any) -> Any:
     return None
 
 
-def load_study(path_or_text: str | Path, *, trains: bool = True) -> Study:
+def load_study(path_or_text: str | Path, *, trains: bool = True, stored: bool = False) -> Study:
     """Read and validate a study from a file path, or from YAML text (any str with a newline).
 
     Raises SpecError naming the file, the YAML line and column, or each bad field. A file
     over `MAX_FILE_BYTES` is refused before it is read, and one whose aliases expand to more
-    than `MAX_VALUES` values before it is checked (YAML's "billion laughs"). `trains` as
-    in `parse_study`.
+    than `MAX_VALUES` values before it is checked (YAML's "billion laughs"). `trains` and
+    `stored` as in `parse_study`.
     """
     if isinstance(path_or_text, Path) or "\n" not in path_or_text:
         path = Path(path_or_text)
@@ -243,7 +246,7 @@ def load_study(path_or_text: str | Path, *, trains: bool = True) -> Study:
                 )
             ]
         )
-    return parse_study(documents[0], trains=trains)
+    return parse_study(documents[0], trains=trains, stored=stored)
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -138,6 +138,15 @@ def _lenient(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("lenient"))
 
 
+STORED = {"stored": True}
+"""Validation context of a spec StageScreen wrote itself (a study folder's spec.yaml): its
+budgets are whole seconds, as the model holds them, where a person must write a unit."""
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
+
 def _raise_if(problems: list[tuple[str, str]]) -> None:
     if problems:
         raise _Problems(problems)
@@ -173,10 +182,7 @@ def parse_duration(text: str | int) -> int:
                 for number, unit in _DURATION_PART.findall(compact)
             )
         else:
-            raise ValueError(
-                "expected a duration such as 120s, 10m, 24h, 1h30m or a number of seconds "
-                f"(got {text!r})"
-            )
+            raise ValueError(f"expected a duration such as 120s, 10m, 24h or 1h30m (got {text!r})")
     else:
         raise ValueError(f"expected a duration such as 120s, 10m or 24h (got {text!r})")
     if isinstance(seconds, float) and not math.isfinite(seconds):
@@ -206,8 +212,20 @@ def _number(value: Any) -> Any:
     raise ValueError("expected a number, e.g. 0.02")
 
 
-def _budget(value: Any) -> int:
-    """A budget in seconds, at most `MAX_BUDGET_S`."""
+def _unit_required(value: Any, info: ValidationInfo) -> None:
+    """A budget a person writes names its unit: a bare 2 read as seconds silently runs a
+    study 60 times shorter than one who meant minutes expects."""
+    bare = (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, str) and re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", value) is not None
+    )
+    if bare and not _stored(info):
+        number = str(value).strip()
+        raise ValueError(f"a budget needs a unit: write {number}s or {number}m (got {value!r})")
+
+
+def _budget(value: Any, info: ValidationInfo) -> int:
+    """A budget in seconds, at most `MAX_BUDGET_S`; written with a unit (`_unit_required`)."""
+    _unit_required(value, info)
     seconds = parse_duration(value)
     if seconds > MAX_BUDGET_S:
         raise TooLarge(seconds, MAX_BUDGET_S, "seconds per budget (7 days)", unit="seconds")
@@ -243,8 +261,11 @@ def _at_most(bound: int, what: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _at(value: Any) -> Any:
-    return value if value == "longest" else parse_duration(value)
+def _at(value: Any, info: ValidationInfo) -> Any:
+    if value == "longest":
+        return value
+    _unit_required(value, info)
+    return parse_duration(value)
 
 
 _INT_OR_STRING = {

@@ -70,7 +70,9 @@ def open_study(uri: str) -> tuple[Store, Study]:
         raise ValueError(f"no study there (expected {SPEC} in it)")
     # Read to report on, never run: the trainer-contract checks are left out (a replayed
     # study's factors are a table's columns).
-    return store, parse_study(yaml.safe_load(store.get_text(keys.spec())), trains=False)
+    return store, parse_study(
+        yaml.safe_load(store.get_text(keys.spec())), trains=False, stored=True
+    )
 
 
 def report(

@@ -42,7 +42,7 @@ def changed(study: Study, change: dict[str, Any]) -> Study:
             node[int(last)] = value
         else:
             node[last] = value
-    return parse_study(document)
+    return parse_study(document, stored=True)
 
 
 OTHER_LEVELS = changed(STUDY, {"factors.0.high": 3})
