@@ -20,8 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -936,13 +938,67 @@ class SecretRef(_Model):
     )
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _bucket_problem(bucket: str) -> str | None:
+    """Why `bucket` is no S3 bucket name, in words, or None."""
+    if not bucket:
+        return "the s3:// URI names no bucket; write s3://BUCKET/prefix, e.g. s3://my-bucket/data"
+    if not _BUCKET.fullmatch(bucket):
+        return (
+            f"bucket {bucket!r} is not a bucket name: 3 to 63 lowercase letters, digits, '.' "
+            "and '-', starting and ending with a letter or digit, e.g. my-bucket"
+        )
+    return None
+
+
+def _data_location(value: str) -> str:
+    """A local folder or s3://bucket[/prefix], the two places the trainer reads from."""
+    parsed = urlparse(value)
+    if not value.strip():
+        raise ValueError("expected a local folder or s3://bucket/prefix, e.g. s3://my-bucket/data")
+    if parsed.scheme == "s3":
+        problem = _bucket_problem(parsed.netloc)
+        if problem:
+            raise ValueError(f"{problem} (got {value!r})")
+    elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", value):
+        raise ValueError(
+            f"the trainer reads a local folder or s3://bucket/prefix, not {parsed.scheme}:// "
+            f"(got {value!r})"
+        )
+    return value
+
+
+def _s3_bucket(value: str) -> str:
+    problem = _bucket_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _endpoint(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(
+            f"expected an http:// or https:// URL with a host, e.g. http://seaweedfs:8333 "
+            f"(got {value!r})"
+        )
+    return value
+
+
+DataLocation = Annotated[str, AfterValidator(_data_location)]
+
+
 class S3Storage(_Model):
     """An S3-compatible bucket (AWS, MinIO, SeaweedFS, ...)."""
 
-    endpoint: str | None = Field(
+    endpoint: Annotated[str, AfterValidator(_endpoint)] | None = Field(
         default=None, description="Endpoint URL, e.g. http://seaweedfs:8333; empty: AWS."
     )
-    bucket: str = Field(min_length=3, description="Bucket name.")
+    bucket: Annotated[str, AfterValidator(_s3_bucket)] = Field(
+        min_length=3, description="Bucket name."
+    )
     prefix: str = Field(default="", description="Key prefix under which each study is stored.")
     region: str | None = Field(default=None, description="Region, e.g. us-east-1.")
     secret_ref: SecretRef | None = Field(
@@ -1030,10 +1086,10 @@ class Trainer(_Model):
             ),
         )
     )
-    data_uri: str | None = Field(
+    data_uri: DataLocation | None = Field(
         default=None, description="Training and validation shards (DATA_URI), local path or s3://."
     )
-    tokenizer_uri: str | None = Field(
+    tokenizer_uri: DataLocation | None = Field(
         default=None, description="Tokenizer artifacts (TOKENIZER_URI), local path or s3://."
     )
     env: dict[EnvName, str] = Field(
