@@ -10,6 +10,7 @@ runs instead (`stagescreen.statistics.replay`), labelled REPLAY.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -229,6 +230,10 @@ def simulate(
     spec = study.spec
     try:
         planted = synthetic.parse_effects(effects, spec.codes) if effects else None
+        if reference and re.fullmatch(r"\d+(?:\.\d+)?", reference.strip()):
+            raise ValueError(
+                f"--reference: a budget needs a unit: write {reference}s or {reference}m"
+            )
         reference_s = parse_duration(reference) if reference else None
         model = synthetic.paper_model(spec, planted, reference_s, relaxation)
     except ValueError as error:

@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from stagescreen.study.parse import load_study, parse_study
-from stagescreen.study.spec import Factor, Problem, SpecError, default_codes, parse_duration
+from stagescreen.study.parse import PATTERN_WORDS, load_study, parse_study
+from stagescreen.study.spec import (
+    Factor,
+    Problem,
+    SpecError,
+    Study,
+    default_codes,
+    parse_duration,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -708,3 +715,22 @@ def test_a_computed_centre_is_a_value_a_person_would_write() -> None:
         {"name": "MATRIX_LR", "low": 0.02, "high": 0.04, "centre": 0.02828, "scale": "log"}
     )
     assert declared.centre_value == 0.02828  # a declared centre is kept as written
+
+
+def test_every_pattern_a_field_must_match_is_described_in_words() -> None:
+    """A message quotes `parse.PATTERN_WORDS`, never the regular expression: every pattern
+    pydantic enforces anywhere in the model has its words."""
+    patterns: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "str" and "pattern" in node:
+                patterns.add(node["pattern"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list | tuple):
+            for value in node:
+                walk(value)
+
+    walk(Study.__pydantic_core_schema__)
+    assert patterns and patterns <= set(PATTERN_WORDS)

@@ -192,6 +192,16 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "a budget needs a unit: write 2s or 2m",
     ),
     (
+        "design with factor I",
+        lambda t: ["design", "--factors", "A,B,I"],
+        "I is reserved: it is the identity in defining relations",
+    ),
+    (
+        "simulate --reference without a unit",
+        lambda t: ["simulate", str(QUICKSTART), "--reference", "2", "--out", str(t / "sim")],
+        "a budget needs a unit: write 2s or 2m",
+    ),
+    (
         "plan over maxGpuHours",
         lambda t: ["validate", over_cap(t)],
         "more than maxGpuHours 100; raise maxGpuHours to at least",
