@@ -622,7 +622,10 @@ class Selection(_Model):
     k: int = Field(default=1, ge=1, description="How many conditions this rule picks.")
     at: At = Field(
         default="longest",
-        description="Budget whose means rank the conditions: longest, or a budget such as 10m.",
+        description=(
+            "Budget whose means rank the conditions: longest, or a budget with its unit "
+            "such as 10m."
+        ),
     )
     among: Annotated[list[str], _at_most(MAX_SELECTIONS, "roles")] = Field(
         default_factory=list,
@@ -705,7 +708,8 @@ class Stage(_Model):
         min_length=1,
         max_length=MAX_BUDGETS,
         description=(
-            "Training wall-clock budgets, shortest first, e.g. [120s, 5m, 10m]; every "
+            "Training wall-clock budgets, shortest first, e.g. [120s, 5m, 10m], each with "
+            "its unit (s, m, h, d; a bare number is refused: write 2s or 2m); every "
             "condition runs at each (halving: the rungs, each running the survivors of the "
             f"one before). At most {MAX_BUDGETS}, each at most 7 days."
         ),
@@ -1087,10 +1091,14 @@ class Trainer(_Model):
         )
     )
     data_uri: DataLocation | None = Field(
-        default=None, description="Training and validation shards (DATA_URI), local path or s3://."
+        default=None,
+        description=(
+            "Training and validation shards (DATA_URI): a local path or s3://bucket/prefix."
+        ),
     )
     tokenizer_uri: DataLocation | None = Field(
-        default=None, description="Tokenizer artifacts (TOKENIZER_URI), local path or s3://."
+        default=None,
+        description="Tokenizer artifacts (TOKENIZER_URI): a local path or s3://bucket/prefix.",
     )
     env: dict[EnvName, str] = Field(
         default_factory=dict, description="Extra environment variables for every run."
@@ -1126,7 +1134,12 @@ class Limits(_Model):
         default=3, ge=0, description="Failed runs tolerated before the study fails."
     )
     max_gpu_hours: float | None = Field(
-        default=None, gt=0, description="GPU-hours after which no new run starts; empty: no cap."
+        default=None,
+        gt=0,
+        description=(
+            "GPU-hours after which no new run starts; empty: no cap. `stagescreen validate` "
+            "refuses a study whose plan (`stagescreen plan`) needs more, naming the figure."
+        ),
     )
 
 
