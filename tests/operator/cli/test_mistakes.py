@@ -11,6 +11,7 @@ expression.
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from stagescreen_operator.cli import app
+from stagescreen_operator.cli import app, main
 
 ROOT = Path(__file__).resolve().parents[3]
 QUICKSTART = ROOT / "tests" / "data" / "quickstart-two-stages.yaml"
@@ -264,3 +265,19 @@ def test_a_long_horizon_no_longer_than_the_screen_is_a_warning(tmp_path: Path) -
     (warning,) = result.stderr.splitlines()
     assert warning.startswith(f"warning: {study}: spec.stages[")
     assert "runs 1m, no longer than screen 'screen' already runs (10m)" in warning
+
+
+def test_what_no_command_caught_is_one_line_asking_for_a_bug_report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("stagescreen.study.parse.load_study", broken)
+    monkeypatch.setattr(sys, "argv", ["stagescreen", "validate", str(QUICKSTART)])
+    monkeypatch.delenv("STAGESCREEN_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: RuntimeError: boom (this is a bug, please report it")
