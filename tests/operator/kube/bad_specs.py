@@ -327,7 +327,9 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
         "spec.stages[2].drawSeed",
     ),
     "too many runs": (
-        lambda d: spec(d)["stages"][0].update(seeds=1000, budgets=[f"{s}s" for s in range(10, 70, 10)]),
+        lambda d: spec(d)["stages"][0].update(
+            seeds=1000, budgets=[f"{s}s" for s in range(10, 70, 10)]
+        ),
         "spec.stages: at most 10000 runs per study (got 24004",
     ),
 }
