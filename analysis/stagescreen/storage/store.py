@@ -173,18 +173,23 @@ def _file_in_the_way(path: Path) -> str | None:
     return None
 
 
-def write_problem(store: Store) -> str | None:
-    """Why nothing can be written under a local store's root (a file where the folder would
-    be, a folder that cannot be created or written), or None; checked before a command works
-    for minutes towards a write that would fail. An S3 store answers at its first write."""
+def ready_to_write(store: Store) -> str | None:
+    """Create a local store's folder if missing, or say why nothing can be written under it
+    (a file where the folder would be, a folder that cannot be created or written); checked
+    before a command works for minutes towards a write that would fail. An S3 store answers
+    at its first write."""
     if not isinstance(store, LocalStore):
         return None
     in_the_way = _file_in_the_way(store.root)
     if in_the_way:
         return in_the_way
-    existing = next(parent for parent in (store.root, *store.root.parents) if parent.is_dir())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"cannot write in {existing} (permission denied); give a folder you can write to"
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        return f"cannot create the folder {store.root}: {reason}; give a folder you can write to"
+    if not os.access(store.root, os.W_OK | os.X_OK):
+        return f"cannot write in {store.root} (permission denied); give a folder you can write to"
     return None
 
 

@@ -396,13 +396,14 @@ def _write_study(study: Study, source: RunSource, out: str, word: str, header: l
     from stagescreen.storage.keys import StoreError
 
     spec = study.spec
-    store = output_store("--out", out)
-    _refuse_study_storage(study, store, out)
     results = pd.DataFrame()
     so_far = {}
     for stage in spec.stages:
         results = synthetic.simulate_stage(spec, stage.name, results, source)
         so_far[stage.name] = results
+    store = output_store(
+        "--out", out, refuse=lambda store: _refuse_study_storage(study, store, out)
+    )
     try:
         publish.publish_spec(store, study)
         for line in header:

@@ -13,7 +13,7 @@ import pytest
 from seaweed import S3Bucket, S3Endpoint
 
 from stagescreen.storage.keys import TEMP_PREFIX, InvalidKey, MissingKey, StoreError, StudyKeys
-from stagescreen.storage.store import LocalStore, S3Store, Store, open_store, write_problem
+from stagescreen.storage.store import LocalStore, S3Store, Store, open_store, ready_to_write
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
@@ -173,10 +173,11 @@ def test_local_write_under_a_file_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "out").write_text("a file")
     store = LocalStore(tmp_path / "out")
     named = f"{tmp_path / 'out'} is a file, not a folder"
-    assert (write_problem(store) or "").startswith(named)
+    assert (ready_to_write(store) or "").startswith(named)
     with pytest.raises(StoreError, match="is a file, not a folder"):
         store.put_text("study/spec.yaml", "x")
-    assert write_problem(LocalStore(tmp_path / "new" / "folder")) is None
+    assert ready_to_write(LocalStore(tmp_path / "new" / "folder")) is None
+    assert (tmp_path / "new" / "folder").is_dir()
 
 
 def test_local_list_skips_partial_writes(tmp_path: Path) -> None:

@@ -114,6 +114,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "is a file, not a folder; give a folder",
     ),
     (
+        "report --out unwritable",
+        lambda t: ["report", a_simulated_study(t), "--out", "/proc/stagescreen"],
+        "--out '/proc/stagescreen': cannot create the folder",
+    ),
+    (
         "run --store a file",
         lambda t: ["run", str(QUICKSTART), "--store", a_file(t)],
         "is a file, not a folder; give a folder",
