@@ -328,6 +328,9 @@ PATTERN_WORDS = {
 """What each pattern a field must match means, in words with an example: a message quotes
 these, never the regular expression (a test checks every pattern of the model is here)."""
 
+NAME_EXAMPLES = {"stages": "screen", "pools": "a100", "metadata": "my-study"}
+"""The example a name's message gives, by what it names (a stage, a pool, the study)."""
+
 LIST_EXAMPLES = {
     "factors": "- {name: MATRIX_LR, code: A, low: 0.02, high: 0.04}",
     "stages": "- {name: screen, kind: screen, budgets: [5m], seeds: 2}",
@@ -347,6 +350,10 @@ def _in_words(item: Any, loc: tuple[int | str, ...]) -> str | None:
     field = next((part for part in reversed(loc) if isinstance(part, str)), "")
     if kind == "string_pattern_mismatch":
         words = PATTERN_WORDS.get(ctx.get("pattern", ""), "a value in the form docs/spec.md gives")
+        names = [part for part in loc if isinstance(part, str)]
+        owner = names[-2] if len(names) > 1 and names[-1] == "name" else ""
+        if words.endswith("e.g. my-study") and owner in NAME_EXAMPLES:
+            words = words.removesuffix("my-study") + NAME_EXAMPLES[owner]
         return f"expected {words}"
     if kind == "string_too_short":
         return f"needs at least {ctx.get('min_length')} characters"
