@@ -24,10 +24,10 @@ spec:
     - {name: ASPECT_RATIO, code: B, low: 32, high: 64, centre: 48, scale: integer}
   design: {type: full}
   stages:
-    - {name: screen, kind: screen, budgets: [10], seeds: [1]}
+    - {name: screen, kind: screen, budgets: [10s], seeds: [1]}
     - name: confirm
       kind: confirm
-      budgets: [20]
+      budgets: [20s]
       seeds: [1, 2]
       select:
         - {rule: best, from: screen, k: 1}

@@ -31,10 +31,10 @@ spec:
     - {{name: MATRIX_LR, code: B, low: 0.02, high: 0.06}}
   design: {{type: full}}
   stages:
-    - {{name: screen, kind: screen, budgets: [30], seeds: [1]}}
+    - {{name: screen, kind: screen, budgets: [30s], seeds: [1]}}
     - name: confirm
       kind: confirm
-      budgets: [30]
+      budgets: [30s]
       seeds: [1, 2]
       select:
         - {{from: screen, rule: best, role: best}}

@@ -38,7 +38,7 @@ spec:
     - {name: MATRIX_LR, code: B, low: 0.02, high: 0.04}
   design: {type: full}
   stages:
-    - {name: screen, kind: screen, budgets: [30], seeds: [3]}
+    - {name: screen, kind: screen, budgets: [30s], seeds: [3]}
   pools: [{name: cpu}]
   trainer:
     hyperparameters: {ASPECT_RATIO: 32, HEAD_DIM: 32, SEQ_LEN: 64, DEVICE_BATCH_SIZE: 8,

@@ -80,3 +80,24 @@ def programme_cost(spec: StudySpec, overhead_s: int = 0) -> list[StageCost]:
 def budget_hours(costs: Sequence[StageCost]) -> float:
     """Total GPU-hours across stages and pools."""
     return math.fsum(hours for cost in costs for hours in cost.gpu_hours.values())
+
+
+def over_cap(spec: StudySpec, overhead_s: int = RUN_OVERHEAD_S) -> str | None:
+    """Why the plan does not fit `limits.maxGpuHours` (its GPU-hours, the limit, what to
+    change), or None: a study that cannot finish within its cap is refused before it starts,
+    rather than stopped part-way with the stages that decide it never run."""
+    limit = spec.limits.max_gpu_hours
+    if limit is None:
+        return None
+    costs = programme_cost(spec, overhead_s)
+    total = budget_hours(costs)
+    if total <= limit:
+        return None
+    largest = max(costs, key=lambda cost: math.fsum(cost.gpu_hours.values()))
+    return (
+        f"the plan needs {total:,.1f} GPU-hours ({overhead_s} s of overhead per run "
+        f"included), more than maxGpuHours {limit:g}; raise maxGpuHours to at least "
+        f"{math.ceil(total):,}, or cut budgets, seeds or stages (stage {largest.stage!r} "
+        f"alone needs {math.fsum(largest.gpu_hours.values()):,.1f}; `stagescreen plan` "
+        "prices every stage)"
+    )

@@ -544,7 +544,7 @@ def read_study_data(store: Store, study: str) -> StudyData:
     Raises MissingKey when the study has no spec.yaml.
     """
     keys = StudyKeys(study)
-    spec = load_study(store.get_text(keys.spec()), trains=False)
+    spec = load_study(store.get_text(keys.spec()), trains=False, stored=True)
     stages = []
     for stage in spec.spec.stages:
         outcome, unreadable = read_record(store, keys.stage(stage.name, OUTCOME), StageOutcome)

@@ -74,6 +74,8 @@ def code_factor(values: pd.Series, name: str) -> tuple[pd.Series, str | None]:
     distinct = np.sort(numeric.dropna().unique())
     if distinct.size == 0:
         raise EffectsError(f"factor column {name!r} has no values")
+    if distinct.size == 1:  # one level: coded 0, which the aliasing check names as constant
+        return numeric - distinct[0], None
     if distinct.size == 2:
         low, high = distinct
         if (low, high) == (-1.0, 1.0):
@@ -125,6 +127,15 @@ def check_aliasing(matrix: np.ndarray, terms: Sequence[str], factors: Sequence[s
     model matter: in a 2^(5-1) with E=ABCD, A:B is fine unless C:D:E is fitted too.
     """
     columns = _term_columns(matrix, terms, factors)
+    constant = [
+        term for i, term in enumerate(terms) if ":" not in term and np.ptp(columns[:, i]) < TOL
+    ]
+    if constant:
+        raise EffectsError(
+            f"factor {', '.join(constant)} takes one level in every run (constant), so it has "
+            "no effect to estimate; leave it out of the factors (--factors), or give runs "
+            "at both of its levels"
+        )
     problems: list[str] = []
     for i, term in enumerate(terms):
         if np.ptp(columns[:, i]) < TOL:
@@ -191,6 +202,11 @@ def _exclusion_reasons(data: pd.DataFrame, response: str, required: Sequence[str
     for column in (response, *required):
         gap = data[column].isna() & (reasons == "")
         reasons[gap] = f"{column} is missing"
+        if pd.api.types.is_numeric_dtype(data[column]):
+            # An infinite value (a diverged loss written as inf) would turn every estimate
+            # into nan; like a missing one, it is excluded and named.
+            infinite = np.isinf(data[column].astype(float)) & (reasons == "")
+            reasons[infinite] = f"{column} is " + data.loc[infinite, column].astype(str)
     return reasons
 
 

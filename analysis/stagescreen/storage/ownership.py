@@ -210,7 +210,7 @@ def _found(store: Store, keys: StudyKeys) -> Found:
     if not store.exists(keys.spec()):
         return Found()
     try:
-        stored = parse_study(yaml.safe_load(store.get_text(keys.spec())))
+        stored = parse_study(yaml.safe_load(store.get_text(keys.spec())), stored=True)
     except (SpecError, yaml.YAMLError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         return Found(broken_spec=f"holds a spec.yaml that is not a valid study ({first})")

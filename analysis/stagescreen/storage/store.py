@@ -106,17 +106,22 @@ class LocalStore(Store):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+        except OSError as error:
+            raise StoreError(_unwritable(path, error)) from None
         try:
             with os.fdopen(descriptor, "wb") as sink:
                 sink.write(data)
                 sink.flush()
                 os.fsync(sink.fileno())
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+            if isinstance(error, OSError):  # a folder in the way, a full disk
+                raise StoreError(_unwritable(path, error)) from None
             raise
 
     def get_bytes(self, key: str) -> bytes:
@@ -147,6 +152,45 @@ class LocalStore(Store):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+def _unwritable(path: Path, error: OSError) -> str:
+    """Why `path` cannot be written, in the words a user fixes it with: a file where a folder
+    must be, a folder that cannot be created, or no permission."""
+    if path.is_dir():
+        return f"{path} is a folder where a file is to be written; move it away"
+    reason = error.strerror or type(error).__name__
+    in_the_way = _file_in_the_way(path.parent)
+    return in_the_way or f"cannot write {path}: {reason}; give a folder you can write to"
+
+
+def _file_in_the_way(path: Path) -> str | None:
+    for parent in (path, *path.parents):
+        if parent.is_file():
+            return f"{parent} is a file, not a folder; give a folder (it is created if missing)"
+        if parent.is_dir():
+            return None
+    return None
+
+
+def ready_to_write(store: Store) -> str | None:
+    """Create a local store's folder if missing, or say why nothing can be written under it
+    (a file where the folder would be, a folder that cannot be created or written); checked
+    before a command works for minutes towards a write that would fail. An S3 store answers
+    at its first write."""
+    if not isinstance(store, LocalStore):
+        return None
+    in_the_way = _file_in_the_way(store.root)
+    if in_the_way:
+        return in_the_way
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        return f"cannot create the folder {store.root}: {reason}; give a folder you can write to"
+    if not os.access(store.root, os.W_OK | os.X_OK):
+        return f"cannot write in {store.root} (permission denied); give a folder you can write to"
+    return None
 
 
 class S3Store(Store):

@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from stagescreen import design as designs
 from stagescreen.kinds import KINDS
+from stagescreen.planning.ids import format_budget
 from stagescreen.study.bounds import MAX_DESIGN_RUNS, MAX_RUNS
 from stagescreen.study.spec import (
     MODEL_RULES,
@@ -262,7 +263,7 @@ def _check_kind(base: str, stage: Stage, codes: list[str] | None) -> list[tuple[
     if kind is None:
         names = [repr(name) for name in KINDS]
         accepted = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
-        return [(f"{base}.kind", f"Input should be {accepted} (got {stage.kind!r})")]
+        return [(f"{base}.kind", f"expected {accepted} (got {stage.kind!r})")]
     problems = []
     for field in Stage.model_fields:
         readers = [other.name for other in KINDS.values() if field in other.fields]
@@ -622,3 +623,27 @@ def runs_problems(spec: StudySpec) -> list[tuple[str, str]]:
     largest = sorted(range(len(runs)), key=lambda index: -runs[index])[:3]
     most = ", ".join(f"stages[{i}] ({spec.stages[i].name}) {runs[i]}" for i in largest)
     return [("stages", f"at most {MAX_RUNS} runs per study (got {total}; most in {most})")]
+
+
+def spec_warnings(spec: StudySpec) -> list[tuple[str, str]]:
+    """(field path, message) for what is valid but likely not meant: a long-horizon stage
+    with a budget no longer than the longest a screen already ran answers nothing the
+    screen did not (the stage exists to ask whether the ordering holds further out)."""
+    screens = [stage for stage in spec.stages if stage.kind == "screen"]
+    if not screens:
+        return []
+    screen = max(screens, key=lambda stage: max(stage.budgets))
+    longest = max(screen.budgets)
+    found = []
+    for index, stage in enumerate(spec.stages):
+        short = [b for b in stage.budgets if b <= longest]
+        if stage.kind == "long-horizon" and short:
+            found.append(
+                (
+                    f"stages[{index}].budgets",
+                    f"long-horizon stage {stage.name!r} runs {format_budget(short[0])}, no longer "
+                    f"than screen {screen.name!r} already runs ({format_budget(longest)}); give "
+                    f"it budgets beyond the screen's, e.g. {format_budget(longest * 4)}",
+                )
+            )
+    return found

@@ -239,7 +239,10 @@ def markdown_reference() -> str:
         "not this file. -->",
         "",
         f"`apiVersion: {API_VERSION}`, `kind: {KIND}`, `metadata.name` names the study. "
-        "Budgets are written `120s`, `10m`, `24h`, `1h30m` or as seconds. "
+        "Budgets are written with their unit: `120s`, `10m`, `24h`, `1h30m`; a bare number "
+        "such as `2` is refused (write `2s` or `2m`: read as seconds it would silently run "
+        "a study sixty times shorter than one meant in minutes). A study whose plan needs "
+        "more GPU-hours than `limits.maxGpuHours` is refused by `stagescreen validate`. "
         "Examples: `examples/quickstart.yaml`, `examples/paper.yaml`.",
         "",
         "Every size is bounded, far above a real study and low enough that `stagescreen "

@@ -29,6 +29,7 @@ from stagescreen.study.bounds import (
 from stagescreen.study.checks import cross_problems, runs_problems
 from stagescreen.study.spec import (
     LENIENT,
+    STORED,
     DesignSpec,
     Factor,
     Pool,
@@ -41,12 +42,14 @@ from stagescreen.study.spec import (
 )
 
 
-def parse_study(data: Any, *, trains: bool = True) -> Study:
+def parse_study(data: Any, *, trains: bool = True, stored: bool = False) -> Study:
     """A validated Study from already-parsed YAML/JSON (e.g. the body kopf hands over).
 
     `trains=False` leaves out only the trainer-contract checks (factor names are variables the
     trainer reads, levels it accepts): for a study replayed on a table of measured runs, whose
     factors are the table's columns, and for a stored study read to report on, not to run.
+    `stored=True` reads a spec StageScreen wrote itself (a study folder's spec.yaml), whose
+    budgets are whole seconds where a person must write a unit (`spec.STORED`).
 
     The one way a Study is made: each section validates itself in the model, then the
     checks across sections (`study.checks`, which consults the stage kinds) run here, so the
@@ -59,7 +62,7 @@ def parse_study(data: Any, *, trains: bool = True) -> Study:
         kind = type(data).__name__
         raise SpecError([Problem("(document)", f"expected a ScreeningStudy mapping (got {kind})")])
     try:
-        study = Study.model_validate(data)
+        study = Study.model_validate(data, context=STORED if stored else None)
     except ValidationError as error:
         if error.error_count() > MAX_PROBLEMS:
             raise SpecError([_too_many_problems(data, error.error_count())]) from None
@@ -195,13 +198,13 @@ def _salvage(adapter: TypeAdapter[Any], value: Any) -> Any:
     return None
 
 
-def load_study(path_or_text: str | Path, *, trains: bool = True) -> Study:
+def load_study(path_or_text: str | Path, *, trains: bool = True, stored: bool = False) -> Study:
     """Read and validate a study from a file path, or from YAML text (any str with a newline).
 
     Raises SpecError naming the file, the YAML line and column, or each bad field. A file
     over `MAX_FILE_BYTES` is refused before it is read, and one whose aliases expand to more
-    than `MAX_VALUES` values before it is checked (YAML's "billion laughs"). `trains` as
-    in `parse_study`.
+    than `MAX_VALUES` values before it is checked (YAML's "billion laughs"). `trains` and
+    `stored` as in `parse_study`.
     """
     if isinstance(path_or_text, Path) or "\n" not in path_or_text:
         path = Path(path_or_text)
@@ -243,7 +246,7 @@ def load_study(path_or_text: str | Path, *, trains: bool = True) -> Study:
                 )
             ]
         )
-    return parse_study(documents[0], trains=trains)
+    return parse_study(documents[0], trains=trains, stored=stored)
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -295,12 +298,107 @@ def _message(item: Any, loc: tuple[int | str, ...]) -> str:
         accepted = _fields_at(loc[:-1])
         listing = f"; accepted: {', '.join(accepted)}" if accepted else ""
         return f"unknown field{listing}"
-    message = str(item["msg"]).removeprefix("Value error, ")
+    message = _in_words(item, loc) or str(item["msg"]).removeprefix("Value error, ")
     value = item.get("input")
     scalar = isinstance(value, str | int | float | bool) or value is None
     if scalar and f"(got {value!r})" not in message:
         message += f" (got {_short(repr(value), SHOWN_VALUE)})"
     return message
+
+
+PATTERN_WORDS = {
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": (
+        "lowercase letters, digits and '-', starting and ending with a letter or digit, "
+        "e.g. my-study"
+    ),
+    r"^[A-HJ-Z]$": (
+        "one capital letter other than I, e.g. A (I is reserved: it is the identity in "
+        "defining relations such as I = ABCDE)"
+    ),
+    r"^[A-Z][A-Z0-9_]*$": (
+        "capital letters, digits and '_', starting with a letter, e.g. MATRIX_LR (the "
+        "variable the trainer reads)"
+    ),
+    r"^[a-z]([a-z0-9_-]*[a-z0-9])?$": (
+        "lowercase letters, digits, '_' and '-', starting with a letter and ending with a "
+        "letter or digit, e.g. best-narrow"
+    ),
+    r"^\S+$": "an image reference without spaces, e.g. ghcr.io/org/trainer:1.0",
+}
+"""What each pattern a field must match means, in words with an example: a message quotes
+these, never the regular expression (a test checks every pattern of the model is here)."""
+
+NAME_EXAMPLES = {"stages": "screen", "pools": "a100", "metadata": "my-study"}
+"""The example a name's message gives, by what it names (a stage, a pool, the study)."""
+
+LIST_EXAMPLES = {
+    "factors": "- {name: MATRIX_LR, code: A, low: 0.02, high: 0.04}",
+    "stages": "- {name: screen, kind: screen, budgets: [5m], seeds: 2}",
+    "pools": "- {name: cpu, gpus: 0}",
+    "budgets": "[5m, 10m]",
+    "seeds": "[1, 2, 3] or a count such as 3",
+    "generators": "[E=ABCD]",
+}
+"""An entry to write in a list that must not be empty, by the list's field name."""
+
+
+def _in_words(item: Any, loc: tuple[int | str, ...]) -> str | None:
+    """Pydantic's message for a generic check, said as what the value must be (with an
+    example where one helps); None for a message the model wrote itself."""
+    kind = item["type"]
+    ctx = item.get("ctx") or {}
+    field = next((part for part in reversed(loc) if isinstance(part, str)), "")
+    if kind == "string_pattern_mismatch":
+        words = PATTERN_WORDS.get(ctx.get("pattern", ""), "a value in the form docs/spec.md gives")
+        names = [part for part in loc if isinstance(part, str)]
+        owner = names[-2] if len(names) > 1 and names[-1] == "name" else ""
+        if words.endswith("e.g. my-study") and owner in NAME_EXAMPLES:
+            words = words.removesuffix("my-study") + NAME_EXAMPLES[owner]
+        return f"expected {words}"
+    if kind == "string_too_short":
+        return f"needs at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters"
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        if isinstance(item.get("input"), str):
+            return f"needs at least {least} characters"
+        example = LIST_EXAMPLES.get(str(field))
+        entries = "one entry" if least == 1 else f"{least} entries"
+        return f"needs at least {entries}" + (f", e.g. {example}" if example else "")
+    if kind == "too_long":
+        most = ctx.get("max_length")
+        unit = "characters" if isinstance(item.get("input"), str) else "entries"
+        return f"at most {most} {unit}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', 'one of the documented values')}"
+    bounds = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("more than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {ctx.get(key)}"
+    types = {
+        "int_parsing": "a whole number, e.g. 2",
+        "int_type": "a whole number, e.g. 2",
+        "int_from_float": "a whole number, e.g. 2",
+        "float_parsing": "a number, e.g. 0.5",
+        "float_type": "a number, e.g. 0.5",
+        "finite_number": "a finite number, e.g. 0.5",
+        "bool_parsing": "true or false",
+        "bool_type": "true or false",
+        "string_type": "text, e.g. a name in quotes",
+        "list_type": "a list, e.g. [a, b]",
+        "dict_type": "a mapping of keys to values, e.g. {key: value}",
+        "model_type": "a mapping of fields, e.g. {name: value}",
+        "model_attributes_type": "a mapping of fields, e.g. {name: value}",
+    }
+    if kind in types:
+        return f"expected {types[kind]}"
+    return None
 
 
 def _fields_at(loc: tuple[int | str, ...]) -> list[str]:

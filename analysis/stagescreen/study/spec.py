@@ -20,8 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -138,6 +140,15 @@ def _lenient(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("lenient"))
 
 
+STORED = {"stored": True}
+"""Validation context of a spec StageScreen wrote itself (a study folder's spec.yaml): its
+budgets are whole seconds, as the model holds them, where a person must write a unit."""
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
+
 def _raise_if(problems: list[tuple[str, str]]) -> None:
     if problems:
         raise _Problems(problems)
@@ -173,10 +184,7 @@ def parse_duration(text: str | int) -> int:
                 for number, unit in _DURATION_PART.findall(compact)
             )
         else:
-            raise ValueError(
-                "expected a duration such as 120s, 10m, 24h, 1h30m or a number of seconds "
-                f"(got {text!r})"
-            )
+            raise ValueError(f"expected a duration such as 120s, 10m, 24h or 1h30m (got {text!r})")
     else:
         raise ValueError(f"expected a duration such as 120s, 10m or 24h (got {text!r})")
     if isinstance(seconds, float) and not math.isfinite(seconds):
@@ -190,7 +198,7 @@ def _number(value: Any) -> Any:
     """Keep YAML ints as ints, and read strings such as `3e-4` that YAML 1.1 leaves as text;
     infinities and NaN are no level (they break every decode and check after)."""
     if isinstance(value, bool):
-        raise ValueError("Input should be a valid number")
+        raise ValueError("expected a number, e.g. 0.02")
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"[-+]?\d+", text):
@@ -201,13 +209,25 @@ def _number(value: Any) -> Any:
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError("Input should be a finite number")
+            raise ValueError("expected a finite number, e.g. 0.02 (not inf or nan)")
         return value
-    raise ValueError("Input should be a valid number")
+    raise ValueError("expected a number, e.g. 0.02")
 
 
-def _budget(value: Any) -> int:
-    """A budget in seconds, at most `MAX_BUDGET_S`."""
+def _unit_required(value: Any, info: ValidationInfo) -> None:
+    """A budget a person writes names its unit: a bare 2 read as seconds silently runs a
+    study 60 times shorter than one who meant minutes expects."""
+    bare = (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, str) and re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", value) is not None
+    )
+    if bare and not _stored(info):
+        number = str(value).strip()
+        raise ValueError(f"a budget needs a unit: write {number}s or {number}m (got {value!r})")
+
+
+def _budget(value: Any, info: ValidationInfo) -> int:
+    """A budget in seconds, at most `MAX_BUDGET_S`; written with a unit (`_unit_required`)."""
+    _unit_required(value, info)
     seconds = parse_duration(value)
     if seconds > MAX_BUDGET_S:
         raise TooLarge(seconds, MAX_BUDGET_S, "seconds per budget (7 days)", unit="seconds")
@@ -224,6 +244,8 @@ def _seeds(value: Any) -> Any:
         return list(range(1, value + 1))
     if value == []:
         raise ValueError("needs at least one seed, e.g. [1], or a count such as 3")
+    if not isinstance(value, list):
+        raise ValueError("expected a count (e.g. 3) or a list of seeds (e.g. [1, 2, 3])")
     if isinstance(value, list) and len(value) > MAX_SEEDS:
         raise TooLarge(len(value), MAX_SEEDS, "seeds per stage")
     return value
@@ -241,8 +263,11 @@ def _at_most(bound: int, what: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _at(value: Any) -> Any:
-    return value if value == "longest" else parse_duration(value)
+def _at(value: Any, info: ValidationInfo) -> Any:
+    if value == "longest":
+        return value
+    _unit_required(value, info)
+    return parse_duration(value)
 
 
 _INT_OR_STRING = {
@@ -597,7 +622,10 @@ class Selection(_Model):
     k: int = Field(default=1, ge=1, description="How many conditions this rule picks.")
     at: At = Field(
         default="longest",
-        description="Budget whose means rank the conditions: longest, or a budget such as 10m.",
+        description=(
+            "Budget whose means rank the conditions: longest, or a budget with its unit "
+            "such as 10m."
+        ),
     )
     among: Annotated[list[str], _at_most(MAX_SELECTIONS, "roles")] = Field(
         default_factory=list,
@@ -680,7 +708,8 @@ class Stage(_Model):
         min_length=1,
         max_length=MAX_BUDGETS,
         description=(
-            "Training wall-clock budgets, shortest first, e.g. [120s, 5m, 10m]; every "
+            "Training wall-clock budgets, shortest first, e.g. [120s, 5m, 10m], each with "
+            "its unit (s, m, h, d; a bare number is refused: write 2s or 2m); every "
             "condition runs at each (halving: the rungs, each running the survivors of the "
             f"one before). At most {MAX_BUDGETS}, each at most 7 days."
         ),
@@ -913,13 +942,67 @@ class SecretRef(_Model):
     )
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _bucket_problem(bucket: str) -> str | None:
+    """Why `bucket` is no S3 bucket name, in words, or None."""
+    if not bucket:
+        return "the s3:// URI names no bucket; write s3://BUCKET/prefix, e.g. s3://my-bucket/data"
+    if not _BUCKET.fullmatch(bucket):
+        return (
+            f"bucket {bucket!r} is not a bucket name: 3 to 63 lowercase letters, digits, '.' "
+            "and '-', starting and ending with a letter or digit, e.g. my-bucket"
+        )
+    return None
+
+
+def _data_location(value: str) -> str:
+    """A local folder or s3://bucket[/prefix], the two places the trainer reads from."""
+    parsed = urlparse(value)
+    if not value.strip():
+        raise ValueError("expected a local folder or s3://bucket/prefix, e.g. s3://my-bucket/data")
+    if parsed.scheme == "s3":
+        problem = _bucket_problem(parsed.netloc)
+        if problem:
+            raise ValueError(f"{problem} (got {value!r})")
+    elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", value):
+        raise ValueError(
+            f"the trainer reads a local folder or s3://bucket/prefix, not {parsed.scheme}:// "
+            f"(got {value!r})"
+        )
+    return value
+
+
+def _s3_bucket(value: str) -> str:
+    problem = _bucket_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _endpoint(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(
+            f"expected an http:// or https:// URL with a host, e.g. http://seaweedfs:8333 "
+            f"(got {value!r})"
+        )
+    return value
+
+
+DataLocation = Annotated[str, AfterValidator(_data_location)]
+
+
 class S3Storage(_Model):
     """An S3-compatible bucket (AWS, MinIO, SeaweedFS, ...)."""
 
-    endpoint: str | None = Field(
+    endpoint: Annotated[str, AfterValidator(_endpoint)] | None = Field(
         default=None, description="Endpoint URL, e.g. http://seaweedfs:8333; empty: AWS."
     )
-    bucket: str = Field(min_length=3, description="Bucket name.")
+    bucket: Annotated[str, AfterValidator(_s3_bucket)] = Field(
+        min_length=3, description="Bucket name."
+    )
     prefix: str = Field(default="", description="Key prefix under which each study is stored.")
     region: str | None = Field(default=None, description="Region, e.g. us-east-1.")
     secret_ref: SecretRef | None = Field(
@@ -1007,11 +1090,15 @@ class Trainer(_Model):
             ),
         )
     )
-    data_uri: str | None = Field(
-        default=None, description="Training and validation shards (DATA_URI), local path or s3://."
+    data_uri: DataLocation | None = Field(
+        default=None,
+        description=(
+            "Training and validation shards (DATA_URI): a local path or s3://bucket/prefix."
+        ),
     )
-    tokenizer_uri: str | None = Field(
-        default=None, description="Tokenizer artifacts (TOKENIZER_URI), local path or s3://."
+    tokenizer_uri: DataLocation | None = Field(
+        default=None,
+        description="Tokenizer artifacts (TOKENIZER_URI): a local path or s3://bucket/prefix.",
     )
     env: dict[EnvName, str] = Field(
         default_factory=dict, description="Extra environment variables for every run."
@@ -1047,7 +1134,12 @@ class Limits(_Model):
         default=3, ge=0, description="Failed runs tolerated before the study fails."
     )
     max_gpu_hours: float | None = Field(
-        default=None, gt=0, description="GPU-hours after which no new run starts; empty: no cap."
+        default=None,
+        gt=0,
+        description=(
+            "GPU-hours after which no new run starts; empty: no cap. `stagescreen validate` "
+            "refuses a study whose plan (`stagescreen plan`) needs more, naming the figure."
+        ),
     )
 
 

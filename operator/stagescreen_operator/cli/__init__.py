@@ -51,7 +51,11 @@ __all__ = ["COMMANDS", "app", "main"]
 
 def main() -> None:
     """Console-script entry point: a storage problem no command caught is one `error:` line
-    (which store, what failed, what to set), never a traceback."""
+    (which store, what failed, what to set), never a traceback; anything else no command
+    caught is a bug, said as one line that asks for a report (STAGESCREEN_TRACEBACK=1 shows
+    the traceback to put in it)."""
+    import os
+
     from stagescreen.storage.keys import StoreError
 
     try:
@@ -59,3 +63,12 @@ def main() -> None:
     except StoreError as error:
         typer.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
+    except Exception as error:
+        if os.environ.get("STAGESCREEN_TRACEBACK"):
+            raise
+        typer.echo(
+            f"error: {type(error).__name__}: {error} (this is a bug, please report it with "
+            "the command you ran; STAGESCREEN_TRACEBACK=1 shows where it happened)",
+            err=True,
+        )
+        raise SystemExit(1) from None

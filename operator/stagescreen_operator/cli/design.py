@@ -137,6 +137,12 @@ def design(
     )
 
     names = _split_factors(factors)
+    if "I" in names:
+        _fail(
+            "--factors",
+            "I is reserved: it is the identity in defining relations (I = ABCD); use another "
+            "letter, e.g. J",
+        )
     words = _split_generators(generators or [])
     if words and resolution is not None:
         _fail(

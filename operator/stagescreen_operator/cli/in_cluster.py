@@ -47,9 +47,14 @@ def operator(
 
     import kopf
 
+    from stagescreen_operator.kube.cluster import NoCluster, load_config
     from stagescreen_operator.kube.handlers import operator_registry
     from stagescreen_operator.kube.settings import Settings
 
+    try:  # once, here: kopf itself would retry its login forever
+        load_config()
+    except NoCluster as error:
+        raise fail(str(error)) from None
     settings = Settings.from_env(os.environ)  # the chart's STAGESCREEN_* variables; flags win
     settings = dataclasses.replace(
         settings,
@@ -80,6 +85,9 @@ def analyse(
 
     Example: stagescreen analyse paper screen --namespace ml-research
     """
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import MaxRetryError
+
     from stagescreen.outcomes.status import stage_summary
     from stagescreen.planning.results import stage_counts
     from stagescreen.reports.report import write_report
@@ -87,13 +95,33 @@ def analyse(
     from stagescreen.study.parse import parse_resource
     from stagescreen.study.spec import SpecError
     from stagescreen_contract.record import RunRecord
-    from stagescreen_operator.kube.cluster import Cluster, load_config
+    from stagescreen_operator.kube.cluster import Cluster, NoCluster, load_config
     from stagescreen_operator.observe import study_store
     from stagescreen_operator.snapshot import snapshot
 
-    load_config()
-    cluster = Cluster()
-    body = cluster.study(namespace, study)
+    try:
+        load_config()
+        cluster = Cluster()
+        body = cluster.study(namespace, study)
+    except NoCluster as error:
+        raise fail(str(error)) from None
+    except ApiException as error:
+        if error.status == 404:
+            raise fail(
+                f"STUDY {study!r}: no ScreeningStudy of that name in namespace {namespace!r} "
+                "(kubectl get screeningstudies -A lists them; --namespace picks another)"
+            ) from None
+        raise fail(
+            f"reading ScreeningStudy {study!r}: the API server answered {error.status} "
+            f"{error.reason}",
+            1,
+        ) from None
+    except MaxRetryError as error:
+        raise fail(
+            f"cannot reach the Kubernetes API server ({error.reason}); check KUBECONFIG's "
+            "server address or the cluster",
+            1,
+        ) from None
     try:
         parsed = parse_resource(body)
         store = study_store(parsed)

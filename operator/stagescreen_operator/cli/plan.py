@@ -13,7 +13,10 @@ from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from stagescreen.planning.cost import StageCost
+    from stagescreen.study.spec import StudySpec
 
 
 def _hours(hours: float) -> str:
@@ -76,7 +79,6 @@ def plan(
     on_cpu = {pool.name for pool in spec.pools if pool.gpus == 0}
     total_gpu = budget_hours(costs)
     total_wall = sum(cost.wall_hours for cost in costs)
-    limit = spec.limits.max_gpu_hours
     if as_json:
         document = {
             "study": study.metadata.name,
@@ -101,9 +103,10 @@ def plan(
                 },
                 "wall_hours": total_wall,
             },
-            "max_gpu_hours": limit,
+            "max_gpu_hours": spec.limits.max_gpu_hours,
         }
         typer.echo(json.dumps(document, indent=2))
+        _refuse_over_cap(study_file, spec, overhead_s)
         return
     rows = []
     for cost, stage in zip(costs, spec.stages, strict=True):
@@ -153,9 +156,14 @@ def plan(
         )
     if on_cpu:
         typer.echo("CPU run-hours: each run's duration on its share of the cores (gpus: 0 pools).")
-    if limit is not None and total_gpu > limit:
-        typer.echo(
-            f"warning: {total_gpu:,.1f} GPU-hours exceeds spec.limits.maxGpuHours ({limit:g}); "
-            "the operator stops launching runs at the limit.",
-            err=True,
-        )
+    _refuse_over_cap(study_file, spec, overhead_s)
+
+
+def _refuse_over_cap(study_file: Path, spec: StudySpec, overhead_s: int) -> None:
+    """After the prices: a plan over `limits.maxGpuHours` exits 2 (as `validate` refuses it),
+    with the figure and what to change."""
+    from stagescreen.planning.cost import over_cap
+
+    problem = over_cap(spec, overhead_s)
+    if problem is not None:
+        raise fail(f"{study_file}: spec.limits.maxGpuHours: {problem}")

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import typer
 
 from stagescreen_operator.cli.app import fail
+from stagescreen_operator.cli.outputs import output_store
 
 if TYPE_CHECKING:
     from stagescreen.storage.store import Store
@@ -72,7 +73,9 @@ def open_study(uri: str) -> tuple[Store, Study]:
         raise ValueError(f"no study there (expected {SPEC} in it){did_you_mean(uri)}")
     # Read to report on, never run: the trainer-contract checks are left out (a replayed
     # study's factors are a table's columns).
-    return store, parse_study(yaml.safe_load(store.get_text(keys.spec())), trains=False)
+    return store, parse_study(
+        yaml.safe_load(store.get_text(keys.spec())), trains=False, stored=True
+    )
 
 
 def did_you_mean(uri: str) -> str:
@@ -175,10 +178,10 @@ def report(
     try:
         root, study = split_study_uri(uri)
         store = open_store(root)
-        target = None if out is None else open_store(out)
         keys = StudyKeys(study)
     except (ValueError, StoreError) as error:
         raise fail(f"DIR_OR_S3_URI {uri!r}: {error}") from None
+    target = None if out is None else output_store("--out", out)
     try:
         if not store.exists(keys.spec()):
             raise fail(

@@ -8,6 +8,7 @@ import typer
 
 from stagescreen_contract.variables import CORPUS_VOCAB
 from stagescreen_operator.cli.app import fail
+from stagescreen_operator.cli.outputs import output_store
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ def run(
 
     from stagescreen.storage.keys import StoreError
     from stagescreen.storage.ownership import claim_folder
-    from stagescreen.storage.store import open_store
     from stagescreen_operator.corpus import corpus_for
     from stagescreen_operator.local.executor import LocalExecutor
     from stagescreen_operator.local.progress import progress_events
@@ -72,8 +72,8 @@ def run(
     if device not in ("cpu", "cuda"):
         raise fail(f"--device={device!r}: expected cpu or cuda")
     root, endpoint = (store, None) if store else _storage(study)
+    opened = output_store("--store", root, endpoint_url=endpoint)
     try:
-        opened = open_store(root, endpoint_url=endpoint)
         refusal = claim_folder(opened, study, uid=None, now=datetime.now(UTC))
     except StoreError as error:
         raise fail(f"--store={root!r}: {error}") from None

@@ -10,6 +10,7 @@ runs instead (`stagescreen.statistics.replay`), labelled REPLAY.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from stagescreen_operator.cli.app import fail
+from stagescreen_operator.cli.outputs import output_store
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 from stagescreen_operator.tables import text_table
 
@@ -231,6 +233,10 @@ def simulate(
     spec = study.spec
     try:
         planted = synthetic.parse_effects(effects, spec.codes) if effects else None
+        if reference and re.fullmatch(r"\d+(?:\.\d+)?", reference.strip()):
+            raise ValueError(
+                f"--reference: a budget needs a unit: write {reference}s or {reference}m"
+            )
         reference_s = parse_duration(reference) if reference else None
         model = synthetic.paper_model(spec, planted, reference_s, relaxation)
     except ValueError as error:
@@ -420,29 +426,26 @@ def _write_study(study: Study, source: RunSource, out: str, word: str, header: l
     from stagescreen.statistics import synthetic
     from stagescreen.storage import publish
     from stagescreen.storage.keys import StoreError
-    from stagescreen.storage.store import open_store
 
     spec = study.spec
-    try:
-        store = open_store(out)
-        _refuse_study_storage(study, store, out)
-    except StoreError as error:
-        raise fail(f"--out {out!r}: {error}") from None
     results = pd.DataFrame()
     so_far = {}
     for stage in spec.stages:
         results = synthetic.simulate_stage(spec, stage.name, results, source)
         so_far[stage.name] = results
+    store = output_store(
+        "--out", out, refuse=lambda store: _refuse_study_storage(study, store, out)
+    )
     try:
         publish.publish_spec(store, study)
+        for line in header:
+            typer.echo(line)
+        records = {}
+        for name, stage_results in so_far.items():
+            records[name] = publish.publish_stage(store, study, name, stage_results)
+            typer.echo(_summary(records[name], word))
     except StoreError as error:
         raise fail(f"--out {out!r}: {error}") from None
-    for line in header:
-        typer.echo(line)
-    records = {}
-    for name, stage_results in so_far.items():
-        records[name] = publish.publish_stage(store, study, name, stage_results)
-        typer.echo(_summary(records[name], word))
     typer.echo(_verdict(spec, records, word))
     typer.echo(f"{word} study written to {store.uri(study.metadata.name)}/")
 
@@ -463,8 +466,8 @@ def _power(
 
     from stagescreen.statistics import power
     from stagescreen.storage.keys import StoreError
-    from stagescreen.storage.store import open_store
 
+    store = None if out is None else output_store("--out", out)
     progress_console = Console(stderr=True)
     if progress_console.is_terminal:
         with Progress(console=progress_console, transient=True) as bar:
@@ -480,9 +483,8 @@ def _power(
         typer.echo(json.dumps(document, indent=2))
     else:
         _print_power(name, model, report, noise_from)
-    if out is not None:
+    if store is not None:
         try:
-            store = open_store(out)
             store.put_json(f"{name}/power.json", document)
         except StoreError as error:
             raise fail(f"--out {out!r}: {error}") from None

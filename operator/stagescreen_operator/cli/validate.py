@@ -33,7 +33,11 @@ def validate(
     """Check ScreeningStudy files; name every problem's field path.
 
     Exits 0 when every file is a valid study, 2 otherwise (one line per problem, on stderr).
+    A study whose plan (`stagescreen plan`, 5 s of overhead per run) needs more GPU-hours
+    than its limits.maxGpuHours is refused: it would stop before its last stages.
     """
+    from stagescreen.planning.cost import over_cap
+    from stagescreen.study.checks import spec_warnings
     from stagescreen.study.parse import load_study
     from stagescreen.study.spec import SpecError
 
@@ -48,6 +52,13 @@ def validate(
                 _suggest_replay(path, error)
             continue
         spec = study.spec
+        problem = over_cap(spec)
+        if problem is not None:
+            failed = True
+            typer.echo(f"error: {path}: spec.limits.maxGpuHours: {problem}", err=True)
+            continue
+        for where, message in spec_warnings(spec):
+            typer.echo(f"warning: {path}: spec.{where}: {message}", err=True)
         typer.echo(
             f"{path}: valid ScreeningStudy {study.name!r} ({len(spec.factors)} factors, "
             f"{describe_design(spec.build_design())}, {len(spec.stages)} stages)"

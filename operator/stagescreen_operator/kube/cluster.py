@@ -58,12 +58,28 @@ CRD_CALLS = frozenset(
 )
 
 
+class NoCluster(Exception):
+    """Neither a pod's ServiceAccount nor a kubeconfig says which cluster to talk to."""
+
+
 def load_config() -> None:
-    """In a pod, its ServiceAccount; elsewhere, KUBECONFIG or ~/.kube/config."""
+    """In a pod, its ServiceAccount; elsewhere, KUBECONFIG or ~/.kube/config. Raises
+    NoCluster saying what to set when there is neither, rather than retrying forever."""
     try:
         config.load_incluster_config()
     except config.ConfigException:  # KUBECONFIG as it is now, not as it was at import
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        where = os.environ.get("KUBECONFIG")
+        try:
+            config.load_kube_config(config_file=where)
+        except (config.ConfigException, OSError) as error:
+            named = f"KUBECONFIG ({where})" if where else "~/.kube/config (KUBECONFIG is unset)"
+            raise NoCluster(
+                f"no Kubernetes cluster to talk to: not in a pod (no in-cluster service "
+                f"account: KUBERNETES_SERVICE_HOST is unset or its token is missing) and "
+                f"{named} holds no usable kubeconfig ({error}); set KUBECONFIG to your "
+                "cluster's kubeconfig file (e.g. export KUBECONFIG=~/.kube/config) or run "
+                "this in the cluster, where the chart's ServiceAccount is mounted"
+            ) from None
 
 
 class Cluster:

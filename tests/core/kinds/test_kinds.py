@@ -157,7 +157,7 @@ def test_an_unregistered_kind_is_rejected_with_the_registered_names() -> None:
     with pytest.raises(SpecError) as error:
         load_study(toy_study(TOY))
     assert [str(problem) for problem in error.value.problems] == [
-        "spec.stages[1].kind: Input should be 'screen', 'confirm', 'followup', 'bridge', "
+        "spec.stages[1].kind: expected 'screen', 'confirm', 'followup', 'bridge', "
         "'long-horizon', 'random', 'greedy' or 'halving' (got 'corners')"
     ]
 

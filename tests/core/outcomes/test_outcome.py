@@ -310,7 +310,7 @@ def check_published(store: Store, results: pd.DataFrame) -> None:
     assert set(screen["stage"]) == {"screen"}
     assert store.get_json("quickstart/stages/confirm/outcome.json")["runs"]["succeeded"] == 12
     assert store.get_json("quickstart/manifest.json")["total"]["planned"] == 28
-    assert load_study(store.get_text("quickstart/spec.yaml")) == QUICKSTART
+    assert load_study(store.get_text("quickstart/spec.yaml"), stored=True) == QUICKSTART
 
 
 def test_publish_writes_the_design_keys_to_a_local_store(

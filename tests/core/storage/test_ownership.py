@@ -42,7 +42,7 @@ def changed(study: Study, change: dict[str, Any]) -> Study:
             node[int(last)] = value
         else:
             node[last] = value
-    return parse_study(document)
+    return parse_study(document, stored=True)
 
 
 OTHER_LEVELS = changed(STUDY, {"factors.0.high": 3})
@@ -67,7 +67,7 @@ SPEC, OTHER = spec_hash(STUDY.spec), spec_hash(OTHER_LEVELS.spec)
         ({"stages.1.select": [{"from": "screen", "rule": "best"}]}, "spec.stages"),
         ({"metric": {"name": "val_loss"}}, "spec.metric"),
         ({"trainer.hyperparameters.EVAL_TOKENS": 65536}, "spec.trainer.hyperparameters"),
-        ({"trainer.dataUri": "s3://b/other-corpus"}, "spec.trainer.dataUri"),
+        ({"trainer.dataUri": "s3://corpora/other-corpus"}, "spec.trainer.dataUri"),
     ],
 )
 def test_the_spec_hash_follows_what_defines_the_runs(change: dict[str, Any], differs: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 from seaweed import S3Bucket, S3Endpoint
 
 from stagescreen.storage.keys import TEMP_PREFIX, InvalidKey, MissingKey, StoreError, StudyKeys
-from stagescreen.storage.store import LocalStore, S3Store, Store, open_store
+from stagescreen.storage.store import LocalStore, S3Store, Store, open_store, ready_to_write
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
@@ -163,10 +163,21 @@ def test_local_write_that_fails_at_replace_cleans_up(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     store.put_bytes("d/ckpt/step1.pt", b"weights")
     # "d/ckpt" is a folder, so the final rename onto it fails after the bytes were written.
-    with pytest.raises(OSError):
+    with pytest.raises(StoreError, match="is a folder where a file is to be written"):
         store.put_bytes("d/ckpt", b"not a folder")
     assert os.listdir(tmp_path / "d") == ["ckpt"]
     assert store.get_bytes("d/ckpt/step1.pt") == b"weights"
+
+
+def test_local_write_under_a_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("a file")
+    store = LocalStore(tmp_path / "out")
+    named = f"{tmp_path / 'out'} is a file, not a folder"
+    assert (ready_to_write(store) or "").startswith(named)
+    with pytest.raises(StoreError, match="is a file, not a folder"):
+        store.put_text("study/spec.yaml", "x")
+    assert ready_to_write(LocalStore(tmp_path / "new" / "folder")) is None
+    assert (tmp_path / "new" / "folder").is_dir()
 
 
 def test_local_list_skips_partial_writes(tmp_path: Path) -> None:

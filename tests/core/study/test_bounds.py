@@ -78,7 +78,7 @@ def sixteen(spec: Spec) -> None:
         for name, low, high, centre, scale in SIXTEEN
     ]
     spec["design"] = {"type": "fractional", "generators": GENERATORS}
-    spec["stages"] = [{"name": "screen", "kind": "screen", "budgets": [5, 15]}]
+    spec["stages"] = [{"name": "screen", "kind": "screen", "budgets": ["5s", "15s"]}]
     spec["trainer"]["hyperparameters"] = {
         "SEQ_LEN": 128,
         "TOTAL_BATCH_SIZE": 2048,
@@ -139,7 +139,7 @@ OVER: list[tuple[str, Edit, str, str]] = [
         lambda s: s.update(
             factors=factors(14),
             design={"type": "fractional", "resolution": 3},
-            stages=[{"name": "f", "kind": "followup", "budgets": [5], "fix": {"A": 1}}],
+            stages=[{"name": "f", "kind": "followup", "budgets": ["5s"], "fix": {"A": 1}}],
         ),
         f"spec.stages[0].fix: at most {bounds.MAX_DESIGN_RUNS} conditions per design",
         "got 8192",
@@ -171,7 +171,7 @@ OVER: list[tuple[str, Edit, str, str]] = [
     (
         "2,001 stages",
         lambda s: s.update(
-            stages=[{"name": f"s{i}", "kind": "screen", "budgets": [5]} for i in range(2001)]
+            stages=[{"name": f"s{i}", "kind": "screen", "budgets": ["5s"]} for i in range(2001)]
         ),
         f"spec.stages: at most {bounds.MAX_STAGES} stages per study",
         "got 2001",
@@ -229,7 +229,9 @@ OVER: list[tuple[str, Edit, str, str]] = [
         lambda s: (
             s["pools"].append({"name": "gpu", "gpus": 1}),
             s["stages"][0].update(
-                budgets=[5, 10, 15, 20, 25, 30, 35, 40], seeds=200, pools=["cpu", "gpu"]
+                budgets=["5s", "10s", "15s", "20s", "25s", "30s", "35s", "40s"],
+                seeds=200,
+                pools=["cpu", "gpu"],
             ),
         ),
         f"spec.stages: at most {bounds.MAX_RUNS} runs per study",
@@ -241,7 +243,7 @@ OVER: list[tuple[str, Edit, str, str]] = [
             {
                 "name": "rnd",
                 "kind": "random",
-                "budgets": [5],
+                "budgets": ["5s"],
                 "batches": 10**6,
                 "drawsPerBatch": 1000,
             }
@@ -252,7 +254,7 @@ OVER: list[tuple[str, Edit, str, str]] = [
     (
         "a greedy climb of a trillion runs",
         lambda s: s["stages"].append(
-            {"name": "g", "kind": "greedy", "budgets": [5], "maxRuns": 10**12}
+            {"name": "g", "kind": "greedy", "budgets": ["5s"], "maxRuns": 10**12}
         ),
         f"spec.stages: at most {bounds.MAX_RUNS} runs per study",
         "stages[3] (g) 1000000000000",
@@ -307,7 +309,7 @@ def test_a_spec_as_large_as_the_bounds_allow_is_answered_at_once() -> None:
             {
                 "name": f"c{i}",
                 "kind": "confirm",
-                "budgets": [15],
+                "budgets": ["15s"],
                 "select": [
                     {"from": "screen" if i == 0 else f"c{i - 1}", "rule": "best"},
                     {"from": "screen" if i == 0 else f"c{i - 1}", "rule": "worst"},
@@ -354,7 +356,7 @@ def test_a_circle_of_sources_is_refused_not_followed_forever() -> None:
             {
                 "name": name,
                 "kind": "confirm",
-                "budgets": [5],
+                "budgets": ["5s"],
                 "select": [{"from": source, "rule": "best"}],
             }
             for name, source in (("a", "b"), ("b", "a"))

@@ -79,7 +79,7 @@ def test_a_categorical_study_parses_dumps_and_reads_back() -> None:
     study = parse_study(base())
     dumped = study.model_dump(mode="json", by_alias=True, exclude_none=True)
     assert dumped["spec"]["factors"][2] == WINDOWS  # no numeric default scale beside levels
-    assert parse_study(dumped) == study
+    assert parse_study(dumped, stored=True) == study
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from stagescreen.study.parse import load_study, parse_study
-from stagescreen.study.spec import Factor, Problem, SpecError, default_codes, parse_duration
+from stagescreen.study.parse import PATTERN_WORDS, load_study, parse_study
+from stagescreen.study.spec import (
+    Factor,
+    Problem,
+    SpecError,
+    Study,
+    default_codes,
+    parse_duration,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -168,7 +175,7 @@ def test_dump_uses_yaml_names_and_parses_back_to_the_same_study() -> None:
     dumped = study.model_dump()
     assert dumped["spec"]["stages"][1]["maxRuns"] == 20
     assert dumped["spec"]["stages"][2]["select"][0]["from"] == "screen"
-    assert parse_study(dumped) == study
+    assert parse_study(dumped, stored=True) == study
 
 
 def mutate(path: str, value: Any) -> dict[str, Any]:
@@ -434,10 +441,10 @@ def test_a_halving_stage_reads_its_rungs_eta_initial_and_draw_seed() -> None:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"eta": 1}, "spec.stages[1].eta: Input should be greater than or equal to 2 (got 1)"),
+        ({"eta": 1}, "spec.stages[1].eta: must be at least 2 (got 1)"),
         (
             {"initial": 0},
-            "spec.stages[1].initial: Input should be greater than or equal to 1 (got 0)",
+            "spec.stages[1].initial: must be at least 1 (got 0)",
         ),
         (
             {"initial": 33},
@@ -503,29 +510,32 @@ def test_a_selection_from_a_later_stage_is_refused() -> None:
         (
             "spec.factors.0.low",
             "x",
-            "spec.factors[0].low: Input should be a valid number (got 'x')",
+            "spec.factors[0].low: expected a number, e.g. 0.02 (got 'x')",
         ),
         ("spec.factors.0.name", DELETE, "spec.factors[0].name: required field is missing"),
         (
             "spec.factors.0.name",
             "depth",
-            "spec.factors[0].name: String should match pattern '^[A-Z][A-Z0-9_]*$' (got 'depth')",
+            (
+                "spec.factors[0].name: expected capital letters, digits and '_', starting "
+                "with a letter, e.g. MATRIX_LR (the variable the trainer reads) (got 'depth')"
+            ),
         ),
         (
             "spec.factors.0.scale",
             "int",
-            "spec.factors[0].scale: Input should be 'integer', 'float' or 'log' (got 'int')",
+            "spec.factors[0].scale: expected 'integer', 'float' or 'log' (got 'int')",
         ),
         (
             "spec.stages.0.budgets",
             ["2 min"],
-            "spec.stages[0].budgets[0]: expected a duration such as 120s, 10m, 24h, 1h30m or "
-            "a number of seconds (got '2 min')",
+            "spec.stages[0].budgets[0]: expected a duration such as 120s, 10m, 24h or 1h30m "
+            "(got '2 min')",
         ),
         (
             "spec.stages.0.kind",
             "scren",
-            "spec.stages[0].kind: Input should be 'screen', 'confirm', 'followup', 'bridge', "
+            "spec.stages[0].kind: expected 'screen', 'confirm', 'followup', 'bridge', "
             "'long-horizon', 'random', 'greedy' or 'halving' (got 'scren')",
         ),
         (
@@ -538,17 +548,17 @@ def test_a_selection_from_a_later_stage_is_refused() -> None:
         (
             "spec.stages.2.select.3.levels",
             {**CONTROL, "A": 2},
-            "spec.stages[2].select[3].levels.A: Input should be less than or equal to 1 (got 2)",
+            "spec.stages[2].select[3].levels.A: must be at most 1 (got 2)",
         ),
         (
             "spec.pools.0.gpus",
             -1,
-            "spec.pools[0].gpus: Input should be greater than or equal to 0 (got -1)",
+            "spec.pools[0].gpus: must be at least 0 (got -1)",
         ),
         (
             "apiVersion",
             "stagescreen.dev/v1",
-            "apiVersion: Input should be 'stagescreen.dev/v1alpha1' (got 'stagescreen.dev/v1')",
+            "apiVersion: expected 'stagescreen.dev/v1alpha1' (got 'stagescreen.dev/v1')",
         ),
     ],
 )
@@ -676,7 +686,7 @@ def test_references_are_checked_even_when_a_factor_is_broken() -> None:
     data = mutate("spec.factors.0.low", "x")
     data["spec"]["stages"][2]["pools"] = ["h100"]
     assert [str(problem) for problem in problems_of(data)] == [
-        "spec.factors[0].low: Input should be a valid number (got 'x')",
+        "spec.factors[0].low: expected a number, e.g. 0.02 (got 'x')",
         "spec.stages[2].pools[0]: no pool named 'h100' (declared: a100, l40s)",
     ]
 
@@ -705,3 +715,22 @@ def test_a_computed_centre_is_a_value_a_person_would_write() -> None:
         {"name": "MATRIX_LR", "low": 0.02, "high": 0.04, "centre": 0.02828, "scale": "log"}
     )
     assert declared.centre_value == 0.02828  # a declared centre is kept as written
+
+
+def test_every_pattern_a_field_must_match_is_described_in_words() -> None:
+    """A message quotes `parse.PATTERN_WORDS`, never the regular expression: every pattern
+    pydantic enforces anywhere in the model has its words."""
+    patterns: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "str" and "pattern" in node:
+                patterns.add(node["pattern"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list | tuple):
+            for value in node:
+                walk(value)
+
+    walk(Study.__pydantic_core_schema__)
+    assert patterns and patterns <= set(PATTERN_WORDS)

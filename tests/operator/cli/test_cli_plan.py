@@ -97,13 +97,19 @@ def test_paper_table_has_a_column_per_pool_and_no_warning_under_the_limit() -> N
     assert "warning" not in result.stderr
 
 
-def test_more_gpu_hours_than_the_limit_warns(tmp_path: Path) -> None:
+def test_more_gpu_hours_than_the_limit_prices_then_refuses(tmp_path: Path) -> None:
     study = tmp_path / "tight.yaml"
     study.write_text(PAPER.read_text().replace("maxGpuHours: 600", "maxGpuHours: 100"))
     result = runner.invoke(app, ["plan", str(study)])
-    assert result.exit_code == 0, result.output
-    assert "exceeds spec.limits.maxGpuHours (100)" in result.stderr
-    assert plan_json(study)["max_gpu_hours"] == 100
+    assert result.exit_code == 2, result.output
+    assert "total" in result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {study}: spec.limits.maxGpuHours: the plan needs ")
+    assert "more than maxGpuHours 100; raise maxGpuHours to at least " in line
+    answer = runner.invoke(app, ["plan", str(study), "--json"])
+    assert answer.exit_code == 2 and json.loads(answer.stdout)["max_gpu_hours"] == 100
+    refused = runner.invoke(app, ["validate", str(study)])
+    assert refused.exit_code == 2 and refused.stderr.splitlines() == [line]
 
 
 def test_invalid_study_exits_2_naming_the_field(tmp_path: Path) -> None:

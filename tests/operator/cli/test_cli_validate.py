@@ -44,8 +44,7 @@ def test_every_problem_is_listed_with_its_path_and_exit_code_2(tmp_path: Path) -
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         f"error: {bad}: spec.factors[2].high: must differ from low (both 0.02)",
-        f"error: {bad}: spec.limits.parallelism: Input should be greater than or equal to 1 "
-        "(got 0)",
+        f"error: {bad}: spec.limits.parallelism: must be at least 1 (got 0)",
         f"error: {bad}: spec.stages[1].select[1].from: no stage named 'later' "
         "(stages: screen, confirm, longer)",
     ]

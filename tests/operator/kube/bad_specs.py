@@ -81,7 +81,7 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
         "spec.stages[0].budgets",
     ),
     "budgets out of order": (
-        lambda d: spec(d)["stages"][0].update(budgets=[30, 10]),
+        lambda d: spec(d)["stages"][0].update(budgets=["30s", "10s"]),
         "spec.stages[0].budgets",
     ),
     "no seeds": (lambda d: spec(d)["stages"][0].update(seeds=[]), "spec.stages[0].seeds"),
@@ -300,7 +300,7 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
     ),
     "too many stages": (
         lambda d: spec(d)["stages"].extend(
-            {"name": f"s{i}", "kind": "screen", "budgets": [30]} for i in range(31)
+            {"name": f"s{i}", "kind": "screen", "budgets": ["30s"]} for i in range(31)
         ),
         "spec.stages: at most 32 stages per study (got 33)",
     ),
@@ -322,12 +322,14 @@ BROKEN: dict[str, tuple[Callable[[Spec], Any], str]] = {
     ),
     "negative draw seed": (
         lambda d: spec(d)["stages"].append(
-            {"name": "rnd", "kind": "random", "budgets": [30], "drawSeed": -1}
+            {"name": "rnd", "kind": "random", "budgets": ["30s"], "drawSeed": -1}
         ),
         "spec.stages[2].drawSeed",
     ),
     "too many runs": (
-        lambda d: spec(d)["stages"][0].update(seeds=1000, budgets=list(range(10, 70, 10))),
+        lambda d: spec(d)["stages"][0].update(
+            seeds=1000, budgets=[f"{s}s" for s in range(10, 70, 10)]
+        ),
         "spec.stages: at most 10000 runs per study (got 24004",
     ),
 }

@@ -39,7 +39,7 @@ def test_factors_design_and_a_started_stage_cannot_change() -> None:
     old = started(base())
     new = copy.deepcopy(old)
     new["spec"]["factors"][1]["high"] = 0.08
-    new["spec"]["stages"][0]["budgets"] = [60]
+    new["spec"]["stages"][0]["budgets"] = ["60s"]
     new["spec"]["design"] = {"type": "full", "resolution": None}
     problems = admission_problems(new, old)
     assert any(p.startswith("spec.factors: cannot change") for p in problems)
