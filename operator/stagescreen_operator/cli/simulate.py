@@ -500,6 +500,7 @@ def _print_power(
 ) -> None:
     """Two tables, every line of them starting with SYNTHETIC so no row reads as real."""
     from stagescreen.planning.ids import format_budget
+    from stagescreen.reports.formatting import fmt_effect
 
     typer.echo(
         f"SYNTHETIC power of study {name!r}: {report.replicates} replicates (seed "
@@ -519,11 +520,11 @@ def _print_power(
                 format_budget(term.budget_s),
                 *([term.pool or ""] if pools else []),
                 term.term,
-                f"{term.planted:+.4f}",
+                fmt_effect(term.planted),
                 _rate(term.power),
                 _rate(term.sign_errors),
                 _rate(term.coverage),
-                "-" if term.mean_estimate is None else f"{term.mean_estimate:+.4f}",
+                "-" if term.mean_estimate is None else fmt_effect(term.mean_estimate),
                 str(term.fitted),
             ]
             for term in report.terms

@@ -199,4 +199,5 @@ def test_a_past_sweeps_diverged_and_failed_runs_count_in_the_replayed_study(
         "diverged": 1,
         "failed": 1,
         "missing": [],
+        "pending": 0,
     }
