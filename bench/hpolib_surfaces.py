@@ -442,22 +442,30 @@ def tally(trials: Sequence[Trial], k: int) -> list[Row]:
 
 @dataclass(frozen=True)
 class Sweep:
-    """Every method size's row, and how often the true best was in the half fraction."""
+    """Every method size's row, how often the true best was in the half fraction, and how
+    many repetitions finished."""
 
     rows: list[Row]
     best_in_half: float
+    repetitions: int
 
 
-def run(repetitions: int, k: int, jobs: int) -> Sweep:
-    """Every repetition, spread over `jobs` processes; the tally does not depend on `jobs`."""
+def run(repetitions: int, k: int, jobs: int, limit_s: float | None = None) -> Sweep:
+    """Repetitions 1..n in order, spread over `jobs` processes; the tally does not depend on
+    `jobs`. With `limit_s`, no result is taken after that many seconds: the sweep is the
+    repetitions 1..m finished by then (a busy machine still publishes a stated m < n)."""
     indices = list(range(1, repetitions + 1))
-    if jobs <= 1:
-        batches = [repetition_trials(r, k) for r in indices]
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            batches = list(pool.map(repetition_trials, indices, [k] * repetitions))
+    stop = math.inf if limit_s is None else time.monotonic() + limit_s
+    batches: list[tuple[list[Trial], bool]] = []
+    with ProcessPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        for batch in pool.map(repetition_trials, indices, [k] * repetitions):
+            batches.append(batch)
+            if time.monotonic() > stop:
+                pool.shutdown(cancel_futures=True)
+                break
     trials = [trial for mine, _ in batches for trial in mine]
-    return Sweep(tally(trials, k), float(np.mean([inside for _, inside in batches])))
+    inside = float(np.mean([inside for _, inside in batches]))
+    return Sweep(tally(trials, k), inside, len(batches))
 
 
 # --- the verdict ----------------------------------------------------------------------------
@@ -650,19 +658,30 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 repetitions: a smoke test")
     parser.add_argument("--write", type=Path, help="update this markdown file's section")
     parser.add_argument("--plot", type=Path, help="write the P(true best)-vs-cost PNG here")
+    parser.add_argument(
+        "--minutes", type=float, help="stop after this long with the repetitions finished"
+    )
     args = parser.parse_args()
     repetitions = 4 if args.quick else args.repetitions
     start = time.perf_counter()
-    sweep = run(repetitions, args.factors, args.jobs)
+    sweep = run(repetitions, args.factors, args.jobs, args.minutes and args.minutes * 60)
     seconds = time.perf_counter() - start
+    stopped = (
+        f" Stopped at its {args.minutes:g}-minute limit after {sweep.repetitions} of "
+        f"{repetitions} repetitions: the figures are over those {sweep.repetitions}."
+        if sweep.repetitions < repetitions
+        else ""
+    )
     command = " ".join(
         [
             ".venv/bin/python bench/hpolib_surfaces.py",
             f"--repetitions {repetitions} --factors {args.factors} --jobs {args.jobs}",
         ]
+        + ([f"--minutes {args.minutes:g}"] if args.minutes else [])
         + ([f"--write {args.write}"] if args.write else [])
         + ([f"--plot {args.plot}"] if args.plot else [])
     )
+    repetitions = sweep.repetitions
     smoke = (
         f" SMOKE RUN ({repetitions} repetitions): rates are not estimates; the full run is "
         "`make bench`'s."
@@ -674,7 +693,7 @@ def main() -> None:
         "",
         f"`{command}`: {repetitions} random 2^{args.factors} sub-spaces of the HPOLib tables "
         f"(MEASURED, replayed: 4 real seeds per corner), {len(sweep.rows)} method sizes, "
-        f"{seconds:.0f} s with {args.jobs} process(es) on {machine()}.{smoke}",
+        f"{seconds:.0f} s with {args.jobs} process(es) on {machine()}.{stopped}{smoke}",
         "",
         *table(sweep.rows),
         "",
