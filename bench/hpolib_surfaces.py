@@ -623,8 +623,8 @@ READING = (
     "staged size whose mean compute-h is at most 5% above the baseline size's.",
     "- Halving is left out here: the tables have no budget axis (each configuration was "
     "trained to its end), so successive halving has no rungs to promote between, and the "
-    "cheap baseline's short screen is one seed of the full 2^k (top-K). Halving, and top-K "
-    "after the shortest budget, are benchmarked on the randomised budget surfaces of "
+    "cheap baseline's short screen is one seed of the full 2^k (top-K). Halving is "
+    "benchmarked where budgets exist: on the randomised budget surfaces of "
     "bench/method_efficiency.py.",
     "- Scoring bias: a confirm on seeds 2-4 is scored against the mean of all 4 seeds, 3 of "
     "which it measured, so its pick is partly graded by its own data (so is top-K's, and so, "
