@@ -545,7 +545,8 @@ def held_out_line(rows: Sequence[Row]) -> str:
     beside the same gap for the full factorial on one seed."""
     scored = [r for r in rows if r.held_out is not None]
     parts = [
-        f"{r.method} {r.label} {r.correct:.1%} -> {r.held_out:.1%}"
+        f"{r.method} {r.label} {r.correct:.1%} -> {r.held_out:.1%} "
+        f"({100 * (r.held_out - r.correct):+.1f} points)"
         for r in scored
         if r.method in ("staged", "full", "top-K") and r.held_out is not None
     ]
