@@ -100,7 +100,8 @@ class InstantNode:
     def loop(self) -> None:
         while not self.stop.is_set():
             try:
-                answer = self.batch.list_namespaced_job(NAMESPACE, _preload_content=False)
+                # raw JSON (_preload_content=False), not the client's models
+                answer: Any = self.batch.list_namespaced_job(NAMESPACE, _preload_content=False)
                 for job in json.loads(answer.data)["items"]:
                     if job["metadata"]["name"] not in self.done:
                         self.complete(job)
@@ -154,7 +155,7 @@ def unrelated_jobs(api: client.ApiClient, count: int) -> None:
     batch = client.BatchV1Api(api)
 
     def create(index: int) -> None:
-        job = {
+        job: Any = {  # the client sends a dict as it is
             "metadata": {"name": f"train-{index}", "labels": {"team": "other"}},
             "spec": {
                 "suspend": True,
@@ -201,19 +202,17 @@ def measure(seeds: int, parallelism: int, unrelated: int) -> None:
         kubeconfig = running.write_kubeconfig(Path(tmp) / "kubeconfig")
         api = config.new_client_from_config(str(kubeconfig))
         api.user_agent = NODE
-        client.CoreV1Api(api).create_namespaced_secret(
-            NAMESPACE,
-            {
-                "metadata": {"name": "s3"},
-                "data": {
-                    k: base64.b64encode(v.encode()).decode()
-                    for k, v in {
-                        "AWS_ACCESS_KEY_ID": s3.access_key,
-                        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-                    }.items()
-                },
+        secret: Any = {  # the client sends a dict as it is
+            "metadata": {"name": "s3"},
+            "data": {
+                k: base64.b64encode(v.encode()).decode()
+                for k, v in {
+                    "AWS_ACCESS_KEY_ID": s3.access_key,
+                    "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                }.items()
             },
-        )
+        }
+        client.CoreV1Api(api).create_namespaced_secret(NAMESPACE, secret)
         unrelated_jobs(api, unrelated)
         env = {**s3.env(), "KUBECONFIG": str(kubeconfig), "STAGESCREEN_RECONCILE_S": "5"}
         node = InstantNode(api, s3, bucket, env)
@@ -237,12 +236,10 @@ def measure(seeds: int, parallelism: int, unrelated: int) -> None:
                 created = len([n for n in running.server.created("jobs") if n.startswith("scale-")])
                 if first_wave is None and created >= min(parallelism, runs):
                     first_wave = time.monotonic() - applied
-                status = (
-                    custom.get_namespaced_custom_object(
-                        GROUP, VERSION, NAMESPACE, PLURAL, "scale"
-                    ).get("status")
-                    or {}
+                scale: Any = custom.get_namespaced_custom_object(
+                    GROUP, VERSION, NAMESPACE, PLURAL, "scale"
                 )
+                status = scale.get("status") or {}
                 largest = max(largest, len(json.dumps(status)))
                 if status.get("phase") in ("Succeeded", "Failed", "Degraded"):
                     break
