@@ -255,9 +255,9 @@ def variants(k: int) -> tuple[Variant, ...]:
         *(_random(draws) for draws in (half, half + 6, half + 12, 2 * half, 2 * half + 6)),
         _greedy(2 * half, [1]),
         _greedy(4 * half, [1, 2]),
-        Variant("full", "full x1", True, (_screen([1]),)),
-        Variant("top-K", "full x1, top 2 x1", True, (_screen([1]), _confirm([_best(2)], [2]))),
-        Variant("top-K", "full x1, top 2 x3", True, (_screen([1]), _confirm([_best(2)], rest))),
+        Variant("full", "2^k x1", True, (_screen([1]),)),
+        Variant("top-K", "2^k x1, top 2 x1", True, (_screen([1]), _confirm([_best(2)], [2]))),
+        Variant("top-K", "2^k x1, top 2 x3", True, (_screen([1]), _confirm([_best(2)], rest))),
     )
 
 

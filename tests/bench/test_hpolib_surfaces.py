@@ -196,12 +196,10 @@ def test_a_quick_comparison_runs_end_to_end() -> None:
         assert row.repetitions == 1 and row.runs > 0 and row.regret >= 0 and row.compute_h > 0
         assert row.correct in (0.0, 1.0) and (row.correct == 1.0) == (row.regret == 0.0)
     by_label = {r.label: r for r in rows}
-    assert by_label["full x1"].runs == 16 and by_label["half x1, 2 best x3"].runs == 8 + 6
-    assert by_label["full x1, top 2 x3"].runs == 16 + 6
-    assert by_label["half x1 (the screen alone)"].compute_h < by_label["full x1"].compute_h
-    assert (
-        by_label["full x1"].held_out is not None and by_label["full x1, top 2 x3"].held_out is None
-    )
+    assert by_label["2^k x1"].runs == 16 and by_label["half x1, 2 best x3"].runs == 8 + 6
+    assert by_label["2^k x1, top 2 x3"].runs == 16 + 6
+    assert by_label["half x1 (the screen alone)"].compute_h < by_label["2^k x1"].compute_h
+    assert by_label["2^k x1"].held_out is not None and by_label["2^k x1, top 2 x3"].held_out is None
     assert bench.verdict(rows)[0].startswith("Goal")
     png = bench.png_bytes(bench.figure(rows, "test"))
     assert png.startswith(b"\x89PNG")
