@@ -113,6 +113,14 @@ def test_a_study_runs_to_its_report(uninterrupted: Path) -> None:
         assert (study / name).is_file(), name
     outcome = json.loads((study / "stages" / "confirm" / "outcome.json").read_text())
     assert outcome["stage"] == "confirm"
+    # a trained study's report answers first: what it found, what to run next, how sure
+    report = (study / "report.md").read_text()
+    assert report.split("\n## ")[1].startswith("Decision\n")
+    decision = report.split("## Decision")[1].split("\n## ")[0]
+    for part in ("What the study found", "What to run next", "How far to trust it"):
+        assert f"**{part}**" in decision
+    assert f"`{outcome['best_per_pool'][0]['condition_id']}`" in decision
+    assert "SYNTHETIC" not in decision and "8 runs planned (8 succeeded" in decision
 
 
 @pytest.mark.parametrize(
