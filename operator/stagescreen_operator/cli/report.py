@@ -136,6 +136,16 @@ class ReportFormat(enum.StrEnum):
     json = "json"
 
 
+def _report_format(value: str) -> ReportFormat:
+    """`--format` in words (typer's own enum check opens with pydantic's "Value error,")."""
+    try:
+        return ReportFormat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r}: give md (report.md and its figures) or json (the decision, printed)"
+        ) from None
+
+
 def report(
     uri: StudyFolder,
     out: Annotated[
@@ -149,6 +159,8 @@ def report(
         ReportFormat,
         typer.Option(
             "--format",
+            parser=_report_format,
+            metavar="[md|json]",
             help=(
                 "md: write report.md and the figures. json: write nothing and print the "
                 "report's decision (what the study found, what to run next, how far to trust "

@@ -286,3 +286,12 @@ def test_what_no_command_caught_is_one_line_asking_for_a_bug_report(
     assert exited.value.code == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: RuntimeError: boom (this is a bug, please report it")
+
+
+def test_an_unknown_report_format_says_what_to_give(tmp_path: Path) -> None:
+    """A choice typer would check (its words open with pydantic's "Value error,") is checked
+    in words: what each format gives."""
+    result = runner.invoke(app, ["report", a_simulated_study(tmp_path), "--format", "xml"])
+    assert result.exit_code == 2
+    assert "'xml': give md (report.md and its figures) or json" in result.stderr
+    assert "Value error" not in result.output
