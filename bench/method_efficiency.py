@@ -188,42 +188,50 @@ def paper_noise_points(spec: StudySpec) -> dict[int, float]:
 
 @dataclass(frozen=True)
 class SurfaceShape:
-    """How `random_surface` draws a surface. Sizes are high-minus-low effects in val_bpb,
-    as (2-minute sd, 60-minute sd), on the paper's scale: its 2-minute main effects are
-    0.06-0.18 and A:B 0.036 (5.1), its 60-minute contrasts 0.0004-0.017 (5.9), and
-    ASPECT_RATIO's centre shift moves from +0.060 at 2 minutes to -0.0097 at 60."""
+    """How `random_surface` draws a surface, on the paper's scale. Sizes are high-minus-low
+    effects in val_bpb at 2 minutes; the paper's 2-minute main effects are 0.06-0.18, its A:B
+    0.036 and ASPECT_RATIO's centre shift 0.060 (5.1, 5.7), and its largest 60-minute
+    contrast (D, 0.017 from 0.18) is about a tenth of its 2-minute size (5.9)."""
 
-    main_sd: tuple[float, float] = (0.08, 0.010)
+    main_sd: float = 0.08
     interactions: int = 3
     """Two-factor interactions per surface, on distinct random pairs of factors."""
-    interaction_sd: tuple[float, float] = (0.03, 0.004)
-    reversal_share: float = 0.2
-    """Probability that a term (main effect or interaction) has opposite signs at 2 and 60
-    minutes (the centre shift included): a budget-dependent rank reversal between the
-    screen's budgets and the horizon."""
-    centre_sd: tuple[float, float] | None = (0.03, 0.006)
+    interaction_sd: float = 0.03
+    centre_sd: float | None = 0.03
     """A centre shift (level 0 minus the mean of the two levels) for each factor that
     declares a centre, drawn as a term; None: no centre term."""
+    shrink: float = 0.1
+    """A term's 60-minute size over its 2-minute size, before `jitter`."""
+    jitter: float = 0.5
+    """Sd of log(60-minute size / (shrink x 2-minute size)): terms relax at different rates,
+    so their order by size changes with budget."""
+    reversal_share: float = 0.2
+    """Probability that a term (main effect, interaction or centre shift) has opposite signs
+    at 2 and 60 minutes: a budget-dependent rank reversal between the screen's budgets and
+    the horizon. The paper's own surface has about this share: of its six non-null terms,
+    ASPECT_RATIO's centre shift changes sign (+0.060 at 2 minutes, -0.0097 at 60)."""
     seed_sd: float = synthetic.PAPER_SEED_SD
 
 
+SHAPE = SurfaceShape()
+"""The headline's surfaces."""
 SURFACE_SEED = 19
 """Repetition r draws its surface from default_rng([SURFACE_SEED, r])."""
 
 
 def random_surface(
-    spec: StudySpec, rng: np.random.Generator, shape: SurfaceShape = SurfaceShape()
+    spec: StudySpec, rng: np.random.Generator, shape: SurfaceShape = SHAPE
 ) -> synthetic.ResponseModel:
     """One randomised surface: every term has a 2-minute value and a 60-minute value, and
     relaxes from one to the other linearly in log budget (`ResponseModel.effect_points`,
     held flat outside), so a term's size, and for a reversed term its sign, changes between
     the screen's budgets and the horizon.
 
-    - Main effects and `shape.interactions` interactions: the 2-minute value is
-      N(0, sd_2m), the 60-minute size |N(0, sd_60m)| independently, with the 2-minute sign
-      kept, or flipped with probability `shape.reversal_share`. Independent sizes make the
-      ranking of the terms change with budget; the planted flips make the best level of a
-      factor change, which ranking at a short budget cannot see.
+    - Main effects and `shape.interactions` interactions: the 2-minute value is N(0, sd);
+      the 60-minute value is it times `shrink` times a log-normal `jitter` (so the terms'
+      order by size drifts with budget), its sign flipped with probability
+      `reversal_share`. The flips make a factor's best level change between the screen's
+      budgets and the horizon, which ranking at a short budget cannot see.
     - Centre: for each factor with a declared centre, a shift (level 0 minus the mean of
       its two levels, a quadratic term) drawn the same way, so the optimum is a centre level
       on some surfaces and the centre's sign too reverses at `reversal_share`.
@@ -241,12 +249,12 @@ def random_surface(
         centred = [factor.code or "" for factor in spec.factors if factor.centre is not None]
         terms += [(f"centre:{code}", shape.centre_sd) for code in centred]
     points: dict[int, dict[str, float]] = {short: {}, long: {}}
-    for term, (sd_short, sd_long) in terms:
-        early = float(rng.normal(0.0, sd_short))
-        size = abs(float(rng.normal(0.0, sd_long)))
+    for term, sd in terms:
+        early = float(rng.normal(0.0, sd))
+        relaxed = early * shape.shrink * math.exp(float(rng.normal(0.0, shape.jitter)))
         flip = -1.0 if rng.random() < shape.reversal_share else 1.0
         points[short][term] = early
-        points[long][term] = math.copysign(size, early) * flip
+        points[long][term] = relaxed * flip
     centres = {
         budget: {
             term.removeprefix("centre:"): value
@@ -664,7 +672,11 @@ def equal_cost_verdict(rows: Sequence[Row]) -> list[str]:
         lines.append(
             f"At {mine.gpu_hours:.1f} GPU-h: staged {mine.correct:.0%} ({mine.label}); "
             f"{listing}: "
-            + (f"not beaten by {', '.join(beaten_by)}." if beaten_by else "staged beats all.")
+            + (
+                f"staged does not beat {', '.join(beaten_by)}."
+                if beaten_by
+                else "staged beats all."
+            )
         )
     repetitions = max((row.repetitions for row in rows), default=1)
     noise = 100 * 1.96 * math.sqrt(2 * 0.25 / max(repetitions, 1))
@@ -793,13 +805,14 @@ READING: Mapping[str, tuple[str, ...]] = {
     "random": (
         "How to read it, and what limits it:",
         "",
-        "- The surfaces (SYNTHETIC, `random_surface`): each repetition draws its own main "
-        "effects and three two-factor interactions with a 2-minute value and an independent "
-        "60-minute size on the paper's scale, each relaxing from one to the other linearly in "
-        "log budget; each term changes sign between 2 and 60 minutes with probability 0.2; "
-        "ASPECT_RATIO has a centre shift drawn at both budgets; run noise and seed shifts as "
-        "the paper measured them. The ranking a method sees at 5 or 10 minutes is a blend of "
-        "the two ends, so a reversed term may still point the wrong way there.",
+        "- The surfaces (SYNTHETIC, `random_surface`): each repetition draws its own five "
+        f"main effects, {SHAPE.interactions} two-factor interactions and ASPECT_RATIO's "
+        "centre shift at 2 minutes on the paper's scale; each term's 60-minute value is it "
+        f"times {SHAPE.shrink} times a log-normal jitter (sd {SHAPE.jitter}), its sign "
+        f"flipped with probability {SHAPE.reversal_share}; between the two a term is linear "
+        "in log budget. Run noise and seed shifts are the paper's. A reversed term keeps its "
+        "2-minute sign until late (about 45 minutes for a typical one), so a ranking at 5 or "
+        "10 minutes carries the wrong sign for it.",
         *COMMON,
         "- What limits the staged workflow: it ranks at its screen's budgets and carries the "
         "best k (and their bridges) to 60 minutes; a winner whose advantage only appears late "

@@ -207,7 +207,7 @@ def test_the_equal_cost_verdict_compares_each_staged_size_with_its_matches() -> 
     ]
     lines = bench.equal_cost_verdict(rows)
     assert lines[0].endswith("staged beats all.")
-    assert lines[1].endswith("not beaten by greedy.")
+    assert lines[1].endswith("staged does not beat greedy.")
     assert lines[-1].startswith(
         "Goal (issue 19: staged beats every baseline at equal GPU-h) not met"
     )
