@@ -100,6 +100,7 @@ bench: install
 	$(BIN)/python bench/analysis_speed.py --write docs/benchmarks.md
 	$(BIN)/python bench/power_speed.py --write docs/benchmarks.md
 	$(BIN)/python bench/lenth_reference.py --write docs/benchmarks.md
+	$(BIN)/python bench/method_efficiency.py --surface random --write docs/benchmarks.md --plot docs/method-efficiency-random.png
 
 # Prints the trainer's throughput table (CPU here, the paper's model on CUDA) for docs/benchmarks.md.
 bench-trainer: install
