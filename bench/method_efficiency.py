@@ -88,11 +88,6 @@ SECTIONS: Mapping[str, str] = {
     ),
 }
 """Each surface's section of docs/benchmarks.md; the random surfaces are the headline."""
-PLOTS: Mapping[str, str] = {
-    "random": "docs/method-efficiency-random.png",
-    "paper": "docs/method-efficiency.png",
-    "paper-no-centre": "docs/method-efficiency-no-centre.png",
-}
 SHORTEST_S = 120
 """The shortest budget any method runs: halving's first rung and top-K's screen."""
 HORIZON_S = 3600
@@ -425,8 +420,9 @@ SEED_STRIDE = 100
 
 
 def study_for(variant: Variant, repetition: int) -> StudySpec:
-    """The variant as a validated spec on examples/paper.yaml's factors, pools and design (a
-    ladder's spec has no stages of its own: `run_ladder` plans its runs)."""
+    """The variant as a validated spec on examples/paper.yaml's factors, pools and design. A
+    ladder borrows the smallest staged plan's stages: `run_ladder` reads only the factors,
+    metric and pools, and a stage to copy, and plans its own runs."""
     document = yaml.safe_load((ROOT / "examples" / "paper.yaml").read_text())
     stages = []
     for stage in variant.stages or _staged(1, STAGED[0]).stages:
@@ -937,6 +933,7 @@ def main() -> None:
         f"about {196 * math.sqrt(0.05 * 0.95 / repetitions):.0f}.",
         "",
         describe(sweep, args.surface),
+        *([f"Figure: {args.plot}."] if args.plot else []),
         "",
         *table(sweep.rows),
         "",
