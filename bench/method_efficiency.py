@@ -272,11 +272,13 @@ def random_surface(
     )
 
 
-def surface_model(surface: str, spec: StudySpec, repetition: int) -> synthetic.ResponseModel:
-    """The surface a repetition runs on: a fresh random one, or the paper's (the same in
-    every repetition; only the seeds differ)."""
+def surface_model(
+    surface: str, spec: StudySpec, repetition: int, shape: SurfaceShape = SHAPE
+) -> synthetic.ResponseModel:
+    """The surface a repetition runs on: a fresh random one drawn to `shape`, or the
+    paper's (the same in every repetition; only the seeds differ)."""
     if surface == "random":
-        return random_surface(spec, np.random.default_rng([SURFACE_SEED, repetition]))
+        return random_surface(spec, np.random.default_rng([SURFACE_SEED, repetition]), shape)
     return paper_surface(spec, centre=surface == "paper")
 
 
@@ -589,10 +591,12 @@ def surface_facts(spec: StudySpec, model: synthetic.ResponseModel) -> Facts:
     )
 
 
-def repetition_trials(repetition: int, surface: str = "random") -> tuple[list[Trial], Facts]:
+def repetition_trials(
+    repetition: int, surface: str = "random", shape: SurfaceShape = SHAPE
+) -> tuple[list[Trial], Facts]:
     """Every variant once, on one repetition's surface and noise."""
     spec = study_for(VARIANTS[0], repetition)
-    model = surface_model(surface, spec, repetition)
+    model = surface_model(surface, spec, repetition, shape)
     trials = [run_variant(variant, repetition, model) for variant in VARIANTS]
     return trials, surface_facts(spec, model)
 
@@ -805,7 +809,8 @@ READING: Mapping[str, tuple[str, ...]] = {
         f"main effects, {SHAPE.interactions} two-factor interactions and ASPECT_RATIO's "
         "centre shift at 2 minutes on the paper's scale; each term's 60-minute value is it "
         f"times {SHAPE.shrink} times a log-normal jitter (sd {SHAPE.jitter}), its sign "
-        f"flipped with probability {SHAPE.reversal_share}; between the two a term is linear "
+        "flipped with probability `--reversal-share` (default "
+        f"{SHAPE.reversal_share}); between the two a term is linear "
         "in log budget. Run noise and seed shifts are the paper's. A reversed term keeps its "
         "2-minute sign until late (about 45 minutes for a typical one), so a ranking at 5 or "
         "10 minutes carries the wrong sign for it.",
@@ -868,15 +873,16 @@ READING: Mapping[str, tuple[str, ...]] = {
 """What each surface's table means, in words that hold whatever the draws."""
 
 
-def run(repetitions: int, jobs: int, surface: str = "random") -> Sweep:
+def run(repetitions: int, jobs: int, surface: str = "random", shape: SurfaceShape = SHAPE) -> Sweep:
     """Every repetition, spread over `jobs` processes; the tally does not depend on `jobs`."""
     indices = range(1, repetitions + 1)
     kinds = [surface] * repetitions
+    shapes = [shape] * repetitions
     if jobs <= 1:
-        batches = [repetition_trials(r, s) for r, s in zip(indices, kinds, strict=True)]
+        batches = list(map(repetition_trials, indices, kinds, shapes))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            batches = list(pool.map(repetition_trials, indices, kinds))
+            batches = list(pool.map(repetition_trials, indices, kinds, shapes))
     facts = [fact for _, fact in batches]
     return Sweep(
         rows=tally([trial for trials, _ in batches for trial in trials]),
@@ -904,10 +910,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 repetitions: a smoke test")
     parser.add_argument("--write", type=Path, help="update this markdown file's section")
     parser.add_argument("--plot", type=Path, help="write the quality-vs-GPU-hours PNG here")
+    parser.add_argument(
+        "--reversal-share",
+        type=float,
+        default=SHAPE.reversal_share,
+        help="random surfaces' sign-flip probability (a sensitivity: printed, not written)",
+    )
     args = parser.parse_args()
+    sensitivity = args.reversal_share != SHAPE.reversal_share
+    if sensitivity and (args.write or args.surface != "random"):
+        parser.error("--reversal-share other than the default: random surfaces, no --write")
     repetitions = 3 if args.quick else args.repetitions
     start = time.perf_counter()
-    sweep = run(repetitions, args.jobs, args.surface)
+    shape = dataclasses.replace(SHAPE, reversal_share=args.reversal_share)
+    sweep = run(repetitions, args.jobs, args.surface, shape)
     seconds = time.perf_counter() - start
     command = " ".join(
         [
@@ -915,6 +931,7 @@ def main() -> None:
             f"--surface {args.surface}",
             f"--repetitions {repetitions}",
         ]
+        + ([f"--reversal-share {args.reversal_share}"] if sensitivity else [])
         + ([f"--write {args.write}"] if args.write else [])
         + ([f"--plot {args.plot}"] if args.plot else [])
     )
