@@ -819,6 +819,10 @@ READING: Mapping[str, tuple[str, ...]] = {
         "best k (and their bridges) to 60 minutes; a winner whose advantage only appears late "
         "is out of its reach unless it is among those k. Methods that evaluate at 60 minutes "
         "(greedy, halving's last rung, top-K's K) can see a reversal that the screen cannot.",
+        "- The staged sizes above 10 GPU-h add seeds to the same 2+2 anchors: they rank the "
+        "anchors better but add no candidate, so the staged rate can rise no higher than the "
+        "share of surfaces whose winner is among them. More anchors (a larger k, or the "
+        "screen's runner-ups at 60 minutes) is the lever, not more seeds.",
         "- The shares of surfaces above are the difficulty: a winner that moved between 10 "
         "and 60 minutes is one no method ranking at 10 minutes can find without luck.",
         "- Retained factors: exactly the five factors with their planted signs at the "
