@@ -324,18 +324,21 @@ class Variant:
 
 @dataclass(frozen=True)
 class StagedSize:
-    """A staged workflow: screen budgets and seeds, k best + k bridges, anchor seeds."""
+    """A staged workflow: screen budgets and seeds, k best + k bridges (+ `predicted`
+    corners the screen's model predicts best, run or not), anchor seeds."""
 
     label: str
     screen: tuple[str, ...]
     seeds: int
     k: int
     long_seeds: int
+    predicted: int = 0
 
 
 STAGED = (
     StagedSize("screen 5m x1, 1+1 anchors x1", ("5m",), 1, 1, 1),
     StagedSize("screen 10m x1, 2+2 anchors x2", ("10m",), 1, 2, 2),
+    StagedSize("screen 10m x1, 2+2 anchors + 2 predicted x2", ("10m",), 1, 2, 2, predicted=2),
     StagedSize("screen 10m x1, 2+2 anchors x4", ("10m",), 1, 2, 4),
     StagedSize("screen 5m,10m x5, 2+2 anchors x4", ("5m", "10m"), 5, 2, 4),
 )
@@ -346,6 +349,10 @@ def _staged(size: int, staged: StagedSize) -> Variant:
         {"from": "screen", "rule": "best", "k": staged.k, "role": "best"},
         {"from": "screen", "rule": "bridge", "k": staged.k, "factors": ["B"], "role": "bridge"},
     ]
+    if staged.predicted:
+        select.append(
+            {"from": "screen", "rule": "predicted", "k": staged.predicted, "role": "predicted"}
+        )
     screen = {
         "name": "screen",
         "kind": "screen",
@@ -819,10 +826,11 @@ READING: Mapping[str, tuple[str, ...]] = {
         "best k (and their bridges) to 60 minutes; a winner whose advantage only appears late "
         "is out of its reach unless it is among those k. Methods that evaluate at 60 minutes "
         "(greedy, halving's last rung, top-K's K) can see a reversal that the screen cannot.",
-        "- The staged sizes above 10 GPU-h add seeds to the same 2+2 anchors: they rank the "
-        "anchors better but add no candidate, so the staged rate can rise no higher than the "
-        "share of surfaces whose winner is among them. More anchors (a larger k, or the "
-        "screen's runner-ups at 60 minutes) is the lever, not more seeds.",
+        "- Anchor seeds (x2 -> x4) rank the same anchors better but add no candidate, so "
+        "the staged rate can rise no higher than the share of surfaces whose winner is among "
+        "them; more anchors is the lever. The `predicted` size adds the two corners the "
+        "screen's model predicts best, run or not: it lifts the half fraction's ceiling (a "
+        "`best` pick is one of its 16 runs), not the 10-minute ranking's.",
         "- The shares of surfaces above are the difficulty: a winner that moved between 10 "
         "and 60 minutes is one no method ranking at 10 minutes can find without luck.",
         "- Retained factors: exactly the five factors with their planted signs at the "
