@@ -101,6 +101,7 @@ bench: install
 	$(BIN)/python bench/power_speed.py --write docs/benchmarks.md
 	$(BIN)/python bench/lenth_reference.py --write docs/benchmarks.md
 	$(BIN)/python bench/hpolib_surfaces.py --repetitions 600 --jobs 2 --write docs/benchmarks.md --plot docs/hpolib-surfaces.png
+	$(BIN)/python bench/method_efficiency.py --surface random --write docs/benchmarks.md --plot docs/method-efficiency-random.png
 
 # Prints the trainer's throughput table (CPU here, the paper's model on CUDA) for docs/benchmarks.md.
 bench-trainer: install
