@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pandas as pd
 
@@ -36,12 +37,16 @@ class AnchorKind(StageKind):
             [a for selection in stage.select for a in select_anchors(spec, selection, results)]
         )
         picked: list[Condition] = [(a.condition_id, a.levels, a.role) for a in anchors]
-        return StagePlan(stage.name, tuple(expand_runs(spec, stage, picked)), tuple(anchors))
+        also = {a.condition_id: a.also for a in anchors}
+        runs = [
+            replace(run, also=also[run.condition_id]) for run in expand_runs(spec, stage, picked)
+        ]
+        return StagePlan(stage.name, tuple(runs), tuple(anchors))
 
     def expected_runs(self, spec: StudySpec, stage: Stage) -> int:
         """One condition per pick (k per rule, one for control), the most the stage can run:
-        once the sources are complete, two rules picking the same condition plan it once
-        (one recipe, one id), and the manifest counts the plan."""
+        once the sources are complete, two rules reaching the same levels plan them once
+        (one recipe, one id: `unique_anchors`), and the manifest counts the plan."""
         picks = sum(selection.picks for selection in stage.select)
         return picks * self.runs_per_condition(spec, stage)
 

@@ -38,8 +38,9 @@ class Anchor:
     `predicted` anchor also carries the metric its source's model predicts (`predicted`),
     whether the source ran it (`ran`: a half fraction's model may pick a corner it never
     ran), and a `note` when the rule fell back to the best run condition. `also` holds the
-    roles of further rules of the stage that picked the same condition (`unique_anchors`):
-    it runs once, under `role`, and the report names every role.
+    roles of further rules of the stage that picked the same levels (`unique_anchors`), and
+    of a source that held several: it runs once, under `role` and `condition_id`, and the
+    report and later stages' `among` see every role.
     """
 
     condition_id: str
@@ -69,14 +70,18 @@ class PlannedRun:
     pool: str
     role: str | None = None
     batch: int | None = None
+    also: tuple[str, ...] = ()  # the anchor's further roles (`Anchor.also`)
 
     def to_row(self) -> dict[str, Any]:
-        """The run's identity columns of the results table (docs/architecture.md, run contract)."""
+        """The run's identity columns of the results table (docs/architecture.md, run contract).
+        `also` is the anchor's further roles joined by commas (None without), so a later
+        stage's `among` finds a control that runs under another role."""
         return {
             "stage": self.stage,
             "run_id": self.run_id,
             "condition_id": self.condition_id,
             "role": self.role,
+            "also": ",".join(self.also) or None,
             "batch": self.batch,
             "budget_s": self.budget_s,
             "seed": self.seed,
@@ -144,7 +149,10 @@ def expand_runs(
 
 def with_identity_columns(results: pd.DataFrame, codes: Sequence[str]) -> pd.DataFrame:
     """An empty or partial results table with the columns planning reads."""
-    needed = ["stage", "run_id", "condition_id", "role", "budget_s", "seed", "pool", "status"]
+    needed = [
+        *("stage", "run_id", "condition_id", "role", "also"),
+        *("budget_s", "seed", "pool", "status"),
+    ]
     missing = [column for column in [*needed, *codes] if column not in results.columns]
     if not missing:
         return results

@@ -117,10 +117,18 @@ def _levels_of(results: pd.DataFrame, condition: str, codes: Sequence[str]) -> d
     return {code: int(row[code]) for code in codes}
 
 
-def _source_role(results: pd.DataFrame, condition: str) -> str | None:
-    """The role an anchor already had in its source stage, so it keeps its name onwards."""
-    roles = results.loc[results["condition_id"] == condition, "role"].dropna()
-    return str(roles.iloc[0]) if len(roles) else None
+def _held_roles(role: object, also: object) -> tuple[str, ...]:
+    """Every role one row of a results table holds: its `role`, then its `also` roles."""
+    first = () if pd.isna(role) else (str(role),)
+    more = () if pd.isna(also) else tuple(str(also).split(","))
+    return first + more
+
+
+def _source_roles(results: pd.DataFrame, condition: str) -> tuple[str, ...]:
+    """The roles an anchor already had in its source stage (first the one it ran under), so
+    it keeps its names onwards: a control that ran as the screened best stays a control."""
+    rows = results[results["condition_id"] == condition]
+    return _held_roles(rows["role"].iloc[0], rows["also"].iloc[0]) if len(rows) else ()
 
 
 def _roles(selection: Selection, count: int) -> list[str]:
@@ -129,11 +137,16 @@ def _roles(selection: Selection, count: int) -> list[str]:
 
 
 def _among(results: pd.DataFrame, roles: Sequence[str]) -> pd.DataFrame:
+    """The rows of conditions holding one of `roles` (numbered role-1, role-2 count), under
+    the role they ran under or among their `also` roles."""
     if not roles:
         return results
-    role = results["role"].fillna("")
-    pattern = "|".join(re.escape(r) for r in roles)
-    return results[role.str.fullmatch(f"(?:{pattern})(?:-[0-9]+)?")]
+    pattern = re.compile("(?:" + "|".join(re.escape(r) for r in roles) + ")(?:-[0-9]+)?")
+    held = [
+        any(pattern.fullmatch(name) for name in _held_roles(role, also))
+        for role, also in zip(results["role"], results["also"], strict=True)
+    ]
+    return results[pd.Series(held, index=results.index, dtype=bool)]
 
 
 def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame) -> list[Anchor]:
@@ -174,8 +187,10 @@ def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame)
     anchors: list[Anchor] = []
     for role, cid in zip(_roles(selection, len(picked)), picked, strict=True):
         levels = _levels_of(rows, cid, codes)
+        also: tuple[str, ...] = ()
         if selection.role is None and selection.rule in ("best", "worst"):
-            role = _source_role(rows, cid) or role
+            role, *rest = _source_roles(rows, cid) or (role,)
+            also = tuple(rest)
         if selection.rule == "bridge":
             levels = {
                 code: 0 if code in selection.factors else level for code, level in levels.items()
@@ -192,6 +207,7 @@ def select_anchors(spec: StudySpec, selection: Selection, results: pd.DataFrame)
                 source,
                 runs=int(source_row["runs"]),
                 failed=int(source_row["failed"]),
+                also=also,
             )
         )
     return anchors
@@ -254,11 +270,18 @@ def _predicted_anchors(
 
 
 def unique_anchors(anchors: Sequence[Anchor]) -> list[Anchor]:
-    """One anchor per condition; a condition picked by two rules runs under the first role
-    and keeps the others in `also`, so a control that is also the best is reported as both."""
-    unique: dict[str, Anchor] = {}
+    """One anchor per recipe: anchors reaching the same levels (two rules picking one
+    condition, or two centred points that meet, as `c07-b0` and the greedy winner
+    `f32-06-b0`) run once, under the first anchor's id, role, rule and source, keeping every
+    further role in `also`; a control that is also the best is reported as both. The first
+    id survives so that the runs of a study under way keep their ids."""
+    unique: dict[tuple[tuple[str, int], ...], Anchor] = {}
     for anchor in anchors:
-        first = unique.setdefault(anchor.condition_id, anchor)
-        if first is not anchor and anchor.role not in (first.role, *first.also):
-            unique[anchor.condition_id] = replace(first, also=(*first.also, anchor.role))
+        key = tuple(sorted((code, int(level)) for code, level in anchor.levels.items()))
+        first = unique.setdefault(key, anchor)
+        if first is anchor:
+            continue
+        held = (first.role, *first.also)
+        more = [role for role in dict.fromkeys((anchor.role, *anchor.also)) if role not in held]
+        unique[key] = replace(first, also=(*first.also, *more))
     return list(unique.values())
