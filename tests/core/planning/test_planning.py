@@ -24,7 +24,7 @@ from stagescreen.planning.cost import expected_runs, programme_cost, stage_cost
 from stagescreen.planning.ids import condition_name, format_budget, full_space_id, run_id
 from stagescreen.planning.planner import plan_stage
 from stagescreen.planning.plans import Anchor, NotReady, Unplannable, stage_pools
-from stagescreen.planning.ranking import select_anchors
+from stagescreen.planning.ranking import select_anchors, unique_anchors
 from stagescreen.statistics import synthetic
 from stagescreen.study.parse import load_study, parse_study
 from stagescreen.study.spec import Stage, Study, StudySpec
@@ -289,6 +289,115 @@ def test_a_control_that_is_also_the_best_runs_once_and_keeps_both_roles() -> Non
     assert len(plan.runs) == 2 * 2
 
 
+def test_two_bridges_that_reach_the_same_levels_run_once_under_the_first_id() -> None:
+    spec = small_spec(
+        """
+    - {name: screen, kind: screen, budgets: [1m], seeds: 1}
+    - name: confirm
+      kind: confirm
+      budgets: [1m]
+      seeds: 2
+      select:
+        - {from: screen, rule: bridge, k: 2, factors: [B]}
+"""
+    )
+    # A- is far better than A+, B barely matters: the two best differ only in B, so centring
+    # B on each reaches one point, A-,B0.
+    screen = synthetic.simulate_stage(spec, "screen", pd.DataFrame(), noiseless({"A": 1, "B": 0.1}))
+    plan = plan_stage(spec, spec.stage("confirm"), screen)
+    (anchor,) = plan.anchors
+    best = screen.sort_values("val_bpb")["condition_id"].iloc[0]
+    assert (anchor.condition_id, anchor.role, anchor.also) == (
+        f"{best}-b0",
+        "bridge-1",
+        ("bridge-2",),
+    )
+    assert dict(anchor.levels) == {"A": -1, "B": 0}
+    assert {run.condition_id for run in plan.runs} == {anchor.condition_id}
+    assert len(plan.runs) == 2
+
+
+@pytest.mark.parametrize(
+    ("anchors", "expected"),
+    [
+        # the paper's bridge stage: c07 with B centred is the greedy winner f32-06-b0
+        (
+            [
+                Anchor("c07-b0", levels("-0+-+"), "bridge-best", "best", "confirm"),
+                Anchor("f32-06-b0", levels("-0+-+"), "greedy-winner", "greedy-winner", "g"),
+                Anchor("c03", levels("--+--"), "screened-best", "best", "seeded-screen"),
+            ],
+            [("c07-b0", "bridge-best", ("greedy-winner",)), ("c03", "screened-best", ())],
+        ),
+        # roles held at the source come along; a role already held is not repeated
+        (
+            [
+                Anchor("c03", levels("--+--"), "screened-best", "best", "s", also=("control",)),
+                Anchor("c03", levels("--+--"), "control", "control", None),
+                Anchor("f32-01", levels("--+--"), "best", "best", "s", also=("worst", "control")),
+            ],
+            [("c03", "screened-best", ("control", "best", "worst"))],
+        ),
+        # other levels, other anchors, in the order given
+        (
+            [
+                Anchor("c10", levels("+--++"), "control", "control", None),
+                Anchor("c07", levels("-++-+"), "best", "best", "screen"),
+            ],
+            [("c10", "control", ()), ("c07", "best", ())],
+        ),
+    ],
+)  # fmt: skip
+def test_unique_anchors_keep_one_per_levels_with_the_first_id_and_every_role(
+    anchors: list[Anchor], expected: list[tuple[str, str, tuple[str, ...]]]
+) -> None:
+    assert [(a.condition_id, a.role, a.also) for a in unique_anchors(anchors)] == expected
+
+
+def test_a_control_running_under_another_role_is_still_a_control_to_later_stages() -> None:
+    spec = small_spec(
+        """
+    - {name: screen, kind: screen, budgets: [1m], seeds: 1}
+    - name: confirm
+      kind: confirm
+      budgets: [1m]
+      seeds: 2
+      select:
+        - {from: screen, rule: best}
+        - {rule: control, levels: {A: -1, B: -1}}
+        - {from: screen, rule: worst}
+    - name: longer
+      kind: long-horizon
+      budgets: [2m]
+      seeds: 1
+      select:
+        - {from: confirm, rule: best, k: 2}
+    - name: controls
+      kind: long-horizon
+      budgets: [2m]
+      seeds: 1
+      select:
+        - {from: confirm, rule: best, among: [control]}
+"""
+    )
+    model = noiseless({"A": 1, "B": 1})  # the best screen condition is the control's
+    results = synthetic.simulate_stage(spec, "screen", pd.DataFrame(), model)
+    results = synthetic.simulate_stage(spec, "confirm", results, model)
+    confirm = results[results["stage"] == "confirm"]
+    assert set(zip(confirm["role"], confirm["also"].fillna(""), strict=True)) == {
+        ("best", "control"),
+        ("worst", ""),
+    }
+    # a rule without a role of its own keeps every role the anchor held
+    longer = plan_stage(spec, spec.stage("longer"), results)
+    assert [(a.role, a.also) for a in longer.anchors] == [("best", ("control",)), ("worst", ())]
+    assert {run.also for run in longer.runs} == {("control",), ()}
+    # `among: [control]` finds the control under its other role
+    (anchor,) = plan_stage(spec, spec.stage("controls"), results).anchors
+    assert dict(anchor.levels) == {"A": -1, "B": -1}
+    assert (anchor.role, anchor.also) == ("best", ("control",))
+
+
 def test_among_ranks_only_the_anchors_with_those_roles(screen_results: pd.DataFrame) -> None:
     confirm = synthetic.simulate_stage(PAPER, "confirm", screen_results, noiseless(C07_BEST))
     among_bridge = PAPER.stage("bridge").select[0]
@@ -318,6 +427,14 @@ def test_long_horizon_picks_among_named_roles_on_both_pools(paper_results: pd.Da
     plan = plan_stage(PAPER, PAPER.stage("long-horizon"), paper_results)
     assert sorted(a.role for a in plan.anchors) == ["bridge-best", "control", "greedy-winner"]
     assert Counter(run.pool for run in plan.runs) == {"a100": 12, "l40s": 12}
+
+
+def test_no_anchor_stage_of_the_paper_plans_one_recipe_twice(paper_results: pd.DataFrame) -> None:
+    for stage in (stage for stage in PAPER.stages if stage.select):
+        plan = plan_stage(PAPER, stage, paper_results)
+        points = [tuple(sorted(a.levels.items())) for a in plan.anchors]
+        assert len(points) == len(set(points)), stage.name
+        assert {run.condition_id for run in plan.runs} == {a.condition_id for a in plan.anchors}
 
 
 def test_a_stage_whose_source_has_no_results_is_not_ready_yet() -> None:
