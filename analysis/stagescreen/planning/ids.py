@@ -2,7 +2,9 @@
 
 A run id is a pure function of (stage, condition, budget, seed, pool), and a condition has one
 name across the study (the screen design's id when it is one of its runs, else its id in the
-full 2^k space), so one id always means one set of levels.
+full 2^k space), so one id always means one set of levels. A bridge point is named after the
+condition it centres (`c07-b0`), so one set of levels can have two ids across stages; within
+a stage `ranking.unique_anchors` keeps one, the first rule's.
 """
 
 from __future__ import annotations
