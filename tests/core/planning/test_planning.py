@@ -313,8 +313,12 @@ def test_two_bridges_that_reach_the_same_levels_run_once_under_the_first_id() ->
         ("bridge-2",),
     )
     assert dict(anchor.levels) == {"A": -1, "B": 0}
-    assert {run.condition_id for run in plan.runs} == {anchor.condition_id}
-    assert len(plan.runs) == 2
+    # the first pick's runs keep the ids they had before the second was merged into them, so
+    # a study under way loses only the duplicate's runs
+    assert [run.run_id for run in plan.runs] == [
+        run_id("confirm", f"{best}-b0", 60, seed, "gpu") for seed in (1, 2)
+    ]
+    assert {run.also for run in plan.runs} == {("bridge-2",)}
 
 
 @pytest.mark.parametrize(
