@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stagescreen_contract.variables import CORPUS_VOCAB
+from stagescreen_contract.variables import CORPUS_VOCAB, CORPUS_VOCAB_MIN
 from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 
@@ -36,7 +36,9 @@ def manifests(
     vocab: Annotated[
         int,
         typer.Option(
-            metavar="N", help="Vocabulary of the prepared corpus, when the spec names none."
+            metavar="N",
+            min=CORPUS_VOCAB_MIN,
+            help="Vocabulary of the prepared corpus, when the spec names none.",
         ),
     ] = CORPUS_VOCAB,
 ) -> None:

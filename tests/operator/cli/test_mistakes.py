@@ -295,3 +295,61 @@ def test_an_unknown_report_format_says_what_to_give(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "'xml': give md (report.md and its figures) or json" in result.stderr
     assert "Value error" not in result.output
+
+
+# (case, args built from tmp_path, the words the usage error must say)
+OPTION_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
+    ("run --workers 0", lambda t: ["run", str(QUICKSTART), "--workers", "0"], "must be at least 1"),
+    (
+        "run --workers two",
+        lambda t: ["run", str(QUICKSTART), "--workers", "two"],
+        "'two' must be a whole number, e.g. 2",
+    ),
+    (
+        "simulate --replicates -3",
+        lambda t: ["simulate", str(QUICKSTART), "--replicates", "-3"],
+        "must be at least 0",
+    ),
+    (
+        "simulate --seed abc",
+        lambda t: ["simulate", str(QUICKSTART), "--seed", "abc"],
+        "must be a whole number",
+    ),
+    (
+        "simulate --divergence 2",
+        lambda t: ["simulate", str(QUICKSTART), "--divergence", "2"],
+        "must be at most 1",
+    ),
+    (
+        "effects --fdr a word",
+        lambda t: ["effects", a_csv(t, CONSTANT_A), "--response", "y", "--fdr", "low"],
+        "must be a number, e.g. 0.05",
+    ),
+    (
+        "manifests --vocab -1",
+        lambda t: ["manifests", str(QUICKSTART), "--vocab", "-1"],
+        "must be at least 260",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"), [c[1:] for c in OPTION_CASES], ids=[c[0] for c in OPTION_CASES]
+)
+def test_an_option_value_is_checked_in_words(
+    args: Callable[[Path], list[str]], words: str, tmp_path: Path
+) -> None:
+    """Typer checks an option's type and bounds with pydantic; its usage error says what the
+    value must be in words instead."""
+    result = runner.invoke(app, args(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr
+    for phrase in ("Input should", "Value error", "x>=", "x<="):
+        assert phrase not in result.output, phrase
+
+
+def test_help_states_bounds_in_words() -> None:
+    result = runner.invoke(app, ["run", "-h"])
+    assert result.exit_code == 0
+    assert "[at least 1]" in result.stdout
+    assert "x>=" not in result.stdout
