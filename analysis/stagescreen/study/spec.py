@@ -55,6 +55,7 @@ from stagescreen.study.kube_rules import (
     DnsSubdomain,
     EnvName,
     LabelValue,
+    Namespace,
     PositiveQuantity,
     QualifiedName,
     Quantity,
@@ -1254,7 +1255,7 @@ class Metadata(BaseModel):
         max_length=40,
         description="Study name (lowercase, digits, '-'); prefixes Job names and storage keys.",
     )
-    namespace: str | None = Field(default=None, description="Kubernetes namespace.")
+    namespace: Namespace | None = Field(default=None, description="Kubernetes namespace.")
     labels: dict[str, str] = Field(default_factory=dict, description="Kubernetes labels.")
 
 

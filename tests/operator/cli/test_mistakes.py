@@ -190,6 +190,15 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ),
     # --- accepted before, wrong: now refused with the fix ----------------------------------
     (
+        "namespace Kubernetes refuses",
+        lambda t: [
+            "validate",
+            study_with(t, lambda d: d["metadata"].update(namespace="ML_Research")),
+        ],
+        "metadata.namespace: must be a Kubernetes namespace: lowercase letters, digits and "
+        "'-', starting and ending with a letter or digit, at most 63 characters, e.g. ml-team",
+    ),
+    (
         "bare budgets",
         lambda t: [
             "validate",
