@@ -207,6 +207,15 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "a budget needs a unit: write 2s or 2m",
     ),
     (
+        "a number in quotes",
+        lambda t: [
+            "validate",
+            study_with(t, lambda d: spec_of(d)["factors"][0].update(low="1")),
+        ],
+        "low: a number is written without quotes: write 1, or use levels: [a, b] for a "
+        "categorical factor",
+    ),
+    (
         "design with factor I",
         lambda t: ["design", "--factors", "A,B,I"],
         "I is reserved: it is the identity in defining relations",
