@@ -70,6 +70,12 @@ def a_file(tmp_path: Path) -> str:
     return str(path)
 
 
+def empty_file(tmp_path: Path) -> str:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    return str(path)
+
+
 def a_simulated_study(tmp_path: Path) -> str:
     result = runner.invoke(app, ["simulate", str(QUICKSTART), "--out", str(tmp_path / "sim")])
     assert result.exit_code == 0, result.output
@@ -124,11 +130,16 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "is a file, not a folder; give a folder",
     ),
     # --- inputs: nothing there, a file for a folder, a folder for a file -------------------
-    ("validate a folder", lambda t: ["validate", str(t)], "cannot read"),
+    ("validate a folder", lambda t: ["validate", str(t)], "cannot read: it is a folder"),
     ("validate nothing", lambda t: ["validate", str(t / "nope.yaml")], "no such file"),
-    ("plan a folder", lambda t: ["plan", str(t)], "cannot read"),
+    ("plan a folder", lambda t: ["plan", "."], "give the study's YAML file, e.g. examples/"),
     ("simulate a folder", lambda t: ["simulate", str(t)], "cannot read"),
-    ("run a folder", lambda t: ["run", str(t)], "cannot read"),
+    ("run a folder", lambda t: ["run", "."], "give the study's YAML file, e.g. examples/"),
+    (
+        "validate an empty file",
+        lambda t: ["validate", empty_file(t)],
+        "the file is empty: write a ScreeningStudy (see examples/quickstart.yaml)",
+    ),
     ("manifests a folder", lambda t: ["manifests", str(t)], "cannot read"),
     ("report a file", lambda t: ["report", a_file(t)], "no study at"),
     ("report nothing", lambda t: ["report", str(t / "nowhere" / "study")], "no study at"),
@@ -138,6 +149,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "effects a folder",
         lambda t: ["effects", str(t), "--response", "y", "--factors", "A"],
         "RESULTS",
+    ),
+    (
+        "simulate --table without an extension",
+        lambda t: ["simulate", str(QUICKSTART), "--table", a_file(t)],
+        "has no extension: give a .csv or .parquet file",
     ),
     (
         "effects nothing",
