@@ -24,6 +24,8 @@ VE_GATE_CHANNELS = 32
 # Vocabulary of the corpus StageScreen prepares when a study names none (`stagescreen run`,
 # `stagescreen manifests` and the operator all prepare or point at this one).
 CORPUS_VOCAB = 1024
+# The smallest vocabulary a corpus can be prepared with: the 256 bytes and 4 special tokens.
+CORPUS_VOCAB_MIN = 260
 # Set per run by the executors from the stage and the storage, never by the study.
 SET_PER_RUN = frozenset(
     {"TIME_BUDGET", "RUN_SEED", "DATA_URI", "TOKENIZER_URI", "RESULT_URI", "CHECKPOINT_URI"}

@@ -41,6 +41,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stagescreen_contract.variables import CORPUS_VOCAB_MIN
 from stagescreen_trainer.data import DataError, row_group_texts, text_shard
 from stagescreen_trainer.storage import Location
 from stagescreen_trainer.tokenizer import Tokenizer, train_tokenizer
@@ -292,8 +293,10 @@ def load_split(args: argparse.Namespace, cache: Path) -> tuple[str, Split]:
 
 def prepare(args: argparse.Namespace) -> str:
     """Read, split, deduplicate, check, train the tokenizer, write; returns the summary."""
-    if args.vocab < 260:
-        raise PrepareError(f"--vocab={args.vocab}: must be at least 260 (256 bytes + 4 specials)")
+    if args.vocab < CORPUS_VOCAB_MIN:
+        raise PrepareError(
+            f"--vocab={args.vocab}: must be at least {CORPUS_VOCAB_MIN} (256 bytes + 4 specials)"
+        )
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="stagescreen-prepare-") as cache:
         source, split = load_split(args, Path(cache))

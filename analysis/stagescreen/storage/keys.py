@@ -46,6 +46,22 @@ class MissingKey(StoreError, KeyError):
         return f"no object at {self.uri}"
 
 
+class UnreadableObject(StoreError, ValueError):
+    """An object that is there but cannot be read as what it should hold: damaged, or not
+    written by StageScreen."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(uri, reason)
+        self.uri = uri
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"{self.uri} cannot be read: {self.reason} (the file is damaged or was not "
+            "written by StageScreen)"
+        )
+
+
 def check_key(key: str, *, prefix: bool = False) -> str:
     """Return `key` if it is a clean relative key ("a/b.json"); a prefix may be "" or end in "/"."""
     accepted = "relative '/'-separated names without '.', '..', empty parts or a leading '/'"

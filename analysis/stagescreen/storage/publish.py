@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from stagescreen.outcomes.analyse import stage_outcome
 from stagescreen.outcomes.manifest import manifest
 from stagescreen.outcomes.model import StageOutcome
-from stagescreen.storage.keys import OUTCOME, RESULT, RESULTS, StudyKeys
+from stagescreen.storage.keys import OUTCOME, RESULT, RESULTS, StudyKeys, UnreadableObject
 from stagescreen.study.spec import Study
 from stagescreen_contract.record import RunRecord
 
@@ -61,7 +61,8 @@ Model = TypeVar("Model", bound=BaseModel)
 
 def read_record(store: Store, key: str, model: type[Model]) -> tuple[Model | None, str | None]:
     """The record stored at `key` validated as `model`, else None with why: None when nothing
-    is stored there, the validation error's first line when what is stored does not fit.
+    is stored there, the validation error's first line when what is stored does not fit,
+    where it is and why when it is not JSON.
 
     Every reader of a stored outcome or manifest goes through here, so a record an older or
     broken writer left is reported the same way everywhere instead of failing one reader.
@@ -70,6 +71,8 @@ def read_record(store: Store, key: str, model: type[Model]) -> tuple[Model | Non
         return None, None
     try:
         return model.model_validate(store.get_json(key)), None
+    except UnreadableObject as error:
+        return None, f"at {error.uri} cannot be read: {error.reason}"
     except ValidationError as error:
         count = error.error_count()
         first = error.errors()[0]

@@ -33,6 +33,7 @@ from stagescreen.storage.keys import (
     TEMP_PREFIX,
     MissingKey,
     StoreError,
+    UnreadableObject,
     check_key,
 )
 
@@ -77,7 +78,12 @@ class Store(Protocol):
         self.put_text(key, text + "\n")
 
     def get_json(self, key: str) -> Any:
-        return json.loads(self.get_bytes(key))
+        """Raises UnreadableObject naming the object when it is not JSON."""
+        data = self.get_bytes(key)
+        try:
+            return json.loads(data)
+        except ValueError as error:
+            raise UnreadableObject(self.uri(key), f"not JSON ({error})") from None
 
     def put_frame(self, key: str, frame: pd.DataFrame) -> None:
         """Parquet, serialised in memory first so a failure leaves the old object untouched."""
@@ -86,7 +92,12 @@ class Store(Protocol):
         self.put_bytes(key, buffer.getvalue())
 
     def get_frame(self, key: str) -> pd.DataFrame:
-        return pd.read_parquet(io.BytesIO(self.get_bytes(key)), engine="pyarrow")
+        """Raises UnreadableObject naming the object when it is not Parquet."""
+        data = self.get_bytes(key)
+        try:
+            return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+        except (ValueError, OSError):
+            raise UnreadableObject(self.uri(key), "not a Parquet table") from None
 
 
 class LocalStore(Store):

@@ -44,6 +44,18 @@ def _dns_subdomain(value: str) -> str:
     return value
 
 
+def namespace(value: str) -> str:
+    """`value` if it is a namespace Kubernetes accepts (a DNS label), else ValueError saying
+    what one looks like; `metadata.namespace` and `stagescreen manifests --namespace` both."""
+    if len(value) > DNS_LABEL_MAX or not re.fullmatch(_DNS_LABEL, value):
+        raise ValueError(
+            f"must be a Kubernetes namespace: lowercase letters, digits and '-', starting and "
+            f"ending with a letter or digit, at most {DNS_LABEL_MAX} characters, e.g. ml-team "
+            f"(got {value!r})"
+        )
+    return value
+
+
 def _qualified_name(value: str) -> str:
     """`name` or `prefix/name`, as label keys, annotation keys and resource names are."""
     prefix, slash, name = value.rpartition("/")
@@ -136,6 +148,9 @@ DnsSubdomain = Annotated[
     str,
     AfterValidator(_dns_subdomain),
     WithJsonSchema(_string(f"^{_DNS_SUBDOMAIN}$", DNS_SUBDOMAIN_MAX)),
+]
+Namespace = Annotated[
+    str, AfterValidator(namespace), WithJsonSchema(_string(f"^{_DNS_LABEL}$", DNS_LABEL_MAX))
 ]
 QualifiedName = Annotated[
     str,

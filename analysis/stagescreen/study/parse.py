@@ -214,7 +214,17 @@ def load_study(path_or_text: str | Path, *, trains: bool = True, stored: bool = 
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise SpecError([Problem(str(path), "no such file")]) from None
-        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        except IsADirectoryError:
+            raise SpecError(
+                [
+                    Problem(
+                        str(path),
+                        "cannot read: it is a folder; give the study's YAML file, e.g. "
+                        "examples/quickstart.yaml",
+                    )
+                ]
+            ) from None
+        except (PermissionError, UnicodeDecodeError) as error:
             raise SpecError([Problem(str(path), f"cannot read: {error}")]) from None
     else:
         text = path_or_text
@@ -231,6 +241,15 @@ def load_study(path_or_text: str | Path, *, trains: bool = True, stored: bool = 
         # PyYAML without libyaml composes nested collections by recursion (libyaml stops at
         # a depth of 1000 with a syntax error); no study nests this deep.
         raise SpecError([Problem("(document)", "YAML nested too deeply to read")]) from None
+    if not documents:
+        raise SpecError(
+            [
+                Problem(
+                    "(document)",
+                    "the file is empty: write a ScreeningStudy (see examples/quickstart.yaml)",
+                )
+            ]
+        )
     if len(documents) != 1:
         raise SpecError(
             [Problem("(document)", f"expected one YAML document (got {len(documents)})")]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -55,6 +56,7 @@ from stagescreen.study.kube_rules import (
     DnsSubdomain,
     EnvName,
     LabelValue,
+    Namespace,
     PositiveQuantity,
     QualifiedName,
     Quantity,
@@ -194,15 +196,26 @@ def parse_duration(text: str | int) -> int:
     return int(seconds)
 
 
+_YAML_RESOLVER = yaml.resolver.Resolver()
+_YAML_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+"""How YAML (1.1, PyYAML's) types a plain scalar: a string it would read as a number had
+to be quoted to stay text."""
+
+
 def _number(value: Any) -> Any:
     """Keep YAML ints as ints, and read strings such as `3e-4` that YAML 1.1 leaves as text;
-    infinities and NaN are no level (they break every decode and check after)."""
+    infinities and NaN are no level (they break every decode and check after). A number in
+    quotes (`low: '1'`), text only because it was quoted, is refused as categorical levels
+    that are not text are: which of the two was meant is the writer's to say."""
     if isinstance(value, bool):
         raise ValueError("expected a number, e.g. 0.02")
     if isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"[-+]?\d+", text):
-            return int(text)
+        if _YAML_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) in _YAML_NUMBERS:
+            raise ValueError(
+                f"a number is written without quotes: write {text}, or use levels: [a, b] "
+                "for a categorical factor"
+            )
         with contextlib.suppress(ValueError):
             value = float(text)
     if isinstance(value, int):
@@ -1254,7 +1267,7 @@ class Metadata(BaseModel):
         max_length=40,
         description="Study name (lowercase, digits, '-'); prefixes Job names and storage keys.",
     )
-    namespace: str | None = Field(default=None, description="Kubernetes namespace.")
+    namespace: Namespace | None = Field(default=None, description="Kubernetes namespace.")
     labels: dict[str, str] = Field(default_factory=dict, description="Kubernetes labels.")
 
 

@@ -23,7 +23,7 @@ from stagescreen_operator.cli import (
     validate,
     version,
 )
-from stagescreen_operator.cli.app import app
+from stagescreen_operator.cli.app import WordedCommand, app
 
 # The commands in the order `--help` lists them: a study's life, then the tools that work on
 # any factors or table, then the cluster side.
@@ -44,7 +44,10 @@ COMMANDS = (
 for command in COMMANDS:
     # The first paragraph of its docstring, whole: Click would cut the command list's line
     # at the terminal's width with "...".
-    app.command(short_help=inspect.cleandoc(command.__doc__ or "").partition("\n\n")[0])(command)
+    app.command(
+        cls=WordedCommand,
+        short_help=inspect.cleandoc(command.__doc__ or "").partition("\n\n")[0],
+    )(command)
 
 __all__ = ["COMMANDS", "app", "main"]
 

@@ -43,6 +43,8 @@ def read_table(location: str, label: str = "RESULTS") -> pd.DataFrame:
     if local and Path(location).is_dir():
         raise fail(f"{where} is a folder: {wanted}")
     suffix = PurePosixPath(location).suffix.lower()
+    if not suffix:
+        raise fail(f"{where} has no extension: {wanted}")
     if suffix not in TABLE_SUFFIXES:
         raise fail(
             f"{where}: unknown file type {suffix or '(none)'!r}: {wanted} "

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import typer
 
-from stagescreen_contract.variables import CORPUS_VOCAB
+from stagescreen_contract.variables import CORPUS_VOCAB, CORPUS_VOCAB_MIN
 from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
-NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-"""A Kubernetes namespace is a DNS label (RFC 1123)."""
-NAMESPACE_MAX = 63
 
 
 def manifests(
@@ -36,7 +32,9 @@ def manifests(
     vocab: Annotated[
         int,
         typer.Option(
-            metavar="N", help="Vocabulary of the prepared corpus, when the spec names none."
+            metavar="N",
+            min=CORPUS_VOCAB_MIN,
+            help="Vocabulary of the prepared corpus, when the spec names none.",
         ),
     ] = CORPUS_VOCAB,
 ) -> None:
@@ -108,10 +106,9 @@ def _namespace(option: str | None, declared: str | None) -> str:
         if option is not None
         else (declared or "default", "metadata.namespace")
     )
-    if len(chosen) > NAMESPACE_MAX or not NAMESPACE.fullmatch(chosen):
-        raise fail(
-            f"{source} {chosen!r} is not a Kubernetes namespace: use lowercase letters, digits "
-            f"and '-', starting and ending with a letter or digit, at most {NAMESPACE_MAX} "
-            "characters, e.g. ml-team"
-        )
-    return chosen
+    from stagescreen.study.kube_rules import namespace
+
+    try:
+        return namespace(chosen)
+    except ValueError as error:
+        raise fail(f"{source}: {error}") from None

@@ -38,6 +38,8 @@ def split_study_uri(uri: str) -> tuple[str, str]:
     The last path segment names the study, the rest is the store root the study lives under
     (the spec's storage prefix). Raises ValueError when the URI names no study segment.
     """
+    if not uri.strip():
+        raise ValueError("is empty; expected a study directory such as ./runs/quickstart")
     text = uri.strip().rstrip("/")
     parsed = urlparse(text)
     if parsed.scheme in ("s3", "file"):
@@ -47,10 +49,8 @@ def split_study_uri(uri: str) -> tuple[str, str]:
         if not study:
             raise ValueError(f"names no study; expected {parsed.scheme}://.../STUDY")
         return f"{parsed.scheme}://{parsed.netloc}{root or ''}", study
-    if not text:
-        raise ValueError("is empty; expected a study directory such as ./runs/quickstart")
     path = Path(text)
-    if path.name in ("", ".", ".."):
+    if not text or path.name in ("", ".", ".."):
         raise ValueError("names no study; expected a study directory such as ./runs/quickstart")
     return str(path.parent), path.name
 
@@ -59,10 +59,14 @@ def open_study(uri: str) -> tuple[Store, Study]:
     """The store a study folder lives in and the study its spec.yaml holds, as `status` and
     `simulate --noise-from` read one. Raises ValueError for a URI that names no study or a
     folder without a spec (the message says which), StoreError when the store cannot be read.
+
+    The study is named after its folder, as `report` reads it: a study copied to a folder of
+    another name (`cp -r runs/quickstart part2`) keeps its records under that folder, not
+    under its spec's metadata.name.
     """
     import yaml
 
-    from stagescreen.storage.keys import SPEC, StudyKeys
+    from stagescreen.storage.keys import StudyKeys
     from stagescreen.storage.store import open_store
     from stagescreen.study.parse import parse_study
 
@@ -70,12 +74,33 @@ def open_study(uri: str) -> tuple[Store, Study]:
     store = open_store(root)
     keys = StudyKeys(name)
     if not store.exists(keys.spec()):
-        raise ValueError(f"no study there (expected {SPEC} in it){did_you_mean(uri)}")
+        raise ValueError(no_study(uri, store.uri(keys.spec())))
     # Read to report on, never run: the trainer-contract checks are left out (a replayed
     # study's factors are a table's columns).
-    return store, parse_study(
-        yaml.safe_load(store.get_text(keys.spec())), trains=False, stored=True
+    study = parse_study(yaml.safe_load(store.get_text(keys.spec())), trains=False, stored=True)
+    return store, study.model_copy(
+        update={"metadata": study.metadata.model_copy(update={"name": name})}
     )
+
+
+def no_study(uri: str, spec: str) -> str:
+    """Why a URI with no spec.yaml (at `spec`, its full address) is not a study, and what to
+    give instead: a study's YAML file is not the folder a run wrote, a local folder may not
+    exist, and a folder that does may be near the one meant (`did_you_mean`)."""
+    from stagescreen.storage.keys import SPEC
+
+    given = Path(uri.strip())
+    expected = f"expected {SPEC} at {spec} (give the study's folder, e.g. "
+    if "://" in uri:
+        return expected + "s3://bucket/prefix/paper)"
+    if given.suffix in (".yaml", ".yml") and given.is_file():
+        return (
+            "this is a study's YAML file; give the folder `stagescreen run` or `simulate` "
+            "wrote for it, e.g. runs/demo/quickstart" + did_you_mean(str(given.with_suffix("")))
+        )
+    if not given.exists():
+        return "the folder does not exist" + did_you_mean(uri)
+    return expected + "./runs/quickstart)" + did_you_mean(uri)
 
 
 def did_you_mean(uri: str) -> str:
@@ -108,25 +133,41 @@ def did_you_mean(uri: str) -> str:
 
 def _study_folders(base: Path, depth: int) -> list[Path]:
     """Folders holding a spec.yaml at most `depth` levels below `base`, shallowest first;
-    hidden folders (.venv, .git) are skipped."""
-    from stagescreen.storage.keys import SPEC
-
+    hidden folders (.venv, .git) and folders that cannot be read are skipped. None below
+    the filesystem root: a search from there would walk the whole machine."""
+    if base.resolve() == base.resolve().parent:
+        return []
     found, level = [], [base]
     for _ in range(depth):
-        below = []
-        for folder in level:
-            try:
-                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-            except OSError:
-                continue
-            below += [
-                Path(folder, entry.name)
-                for entry in entries
-                if entry.is_dir() and not entry.name.startswith(".")
-            ]
-        found += [folder for folder in below if (folder / SPEC).is_file()]
+        below = [folder for parent in level for folder in _subfolders(parent)]
+        found += [folder for folder in below if _holds_spec(folder)]
         level = below
     return found
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """The visible folders directly in `folder`, by name; none when it cannot be read."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:
+        return []
+    below = []
+    for entry in entries:
+        try:
+            if entry.is_dir() and not entry.name.startswith("."):
+                below.append(Path(folder, entry.name))
+        except OSError:
+            continue
+    return below
+
+
+def _holds_spec(folder: Path) -> bool:
+    from stagescreen.storage.keys import SPEC
+
+    try:
+        return (folder / SPEC).is_file()
+    except OSError:
+        return False
 
 
 class ReportFormat(enum.StrEnum):
@@ -183,7 +224,7 @@ def report(
     import json
 
     from stagescreen.reports.report import decision_json, read_study_data, write_report
-    from stagescreen.storage.keys import SPEC, MissingKey, StoreError, StudyKeys
+    from stagescreen.storage.keys import MissingKey, StoreError, StudyKeys, UnreadableObject
     from stagescreen.storage.store import open_store
     from stagescreen.study.spec import SpecError
 
@@ -196,11 +237,7 @@ def report(
     target = None if out is None else output_store("--out", out)
     try:
         if not store.exists(keys.spec()):
-            raise fail(
-                f"no study at {uri!r}: expected {SPEC} at {store.uri(keys.spec())} "
-                "(give the study's folder, e.g. ./runs/quickstart or s3://bucket/prefix/paper)"
-                + did_you_mean(uri)
-            )
+            raise fail(f"no study at {uri!r}: {no_study(uri, store.uri(keys.spec()))}")
         if output is ReportFormat.json:
             if out is not None:
                 raise fail("--out writes report.md; --format json prints to stdout: give one")
@@ -210,7 +247,7 @@ def report(
     except SpecError as error:
         problems = "\n".join(f"  {problem}" for problem in error.problems)
         raise fail(f"{store.uri(keys.spec())} is not a valid study:\n{problems}") from None
-    except MissingKey as error:
+    except (MissingKey, UnreadableObject) as error:
         raise fail(str(error)) from None
     except StoreError as error:
         raise fail(str(error), 1) from None

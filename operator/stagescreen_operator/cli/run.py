@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stagescreen_contract.variables import CORPUS_VOCAB
+from stagescreen_contract.variables import CORPUS_VOCAB, CORPUS_VOCAB_MIN
 from stagescreen_operator.cli.app import fail
 from stagescreen_operator.cli.outputs import output_store
 from stagescreen_operator.cli.study_file import StudyFile, load_or_exit
@@ -44,7 +44,9 @@ def run(
     vocab: Annotated[
         int,
         typer.Option(
-            metavar="N", help="Vocabulary of the corpus prepared when the spec names none."
+            metavar="N",
+            min=CORPUS_VOCAB_MIN,
+            help="Vocabulary of the corpus prepared when the spec names none.",
         ),
     ] = CORPUS_VOCAB,
 ) -> None:

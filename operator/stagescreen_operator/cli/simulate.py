@@ -569,6 +569,7 @@ def _refuse_study_storage(study: Study, store: Store, out: str) -> None:
 def _verdict(spec: StudySpec, records: dict[str, StageOutcome], word: str) -> str:
     """The study's answer, from the stage that decides it (`status.deciding_outcome`)."""
     from stagescreen.outcomes.status import deciding_outcome
+    from stagescreen.planning.ids import format_budget
 
     chosen = deciding_outcome(spec, records)
     if chosen is None or chosen.best is None:
@@ -584,7 +585,7 @@ def _verdict(spec: StudySpec, records: dict[str, StageOutcome], word: str) -> st
         interval += f" as the best of {best.candidates}"
     return (
         f"{word} outcome: best {best.condition_id} ({levels}: {recipe}) "
-        f"{chosen.metric} {best.mean:.4f}{interval} at {best.budget_s} s in stage "
+        f"{chosen.metric} {best.mean:.4f}{interval} at {format_budget(best.budget_s)} in stage "
         f"{chosen.stage!r}"
     )
 

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from stagescreen.outcomes.status import StudyStatus
 from stagescreen.planning.cost import RUN_OVERHEAD_S, stage_cost
+from stagescreen.planning.ids import format_budget
 from stagescreen.study.spec import Study, StudySpec
 from stagescreen_operator.controller import Decision
 from stagescreen_operator.local.executor import Child, Events
@@ -206,7 +207,7 @@ def status_lines(spec: StudySpec, current: StudyStatus) -> list[str]:
         best = current.best
         lines.append(
             f"best so far: {best.condition_id} {spec.metric.name} {best.mean:.4f} at "
-            f"{best.budget_s} s on {best.pool} (stage {best.stage})"
+            f"{format_budget(best.budget_s)} on {best.pool} (stage {best.stage})"
         )
     gpus = {pool.name: pool.gpus for pool in spec.pools}
     spent = [

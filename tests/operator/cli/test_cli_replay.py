@@ -34,7 +34,7 @@ def test_a_replayed_study_is_written_marked_replay_and_reported_with_its_decisio
         "REPLAY table: factors read WIDTH as values, LEARNING_RATE as values, DROPOUT as "
         "codes; budgets 10m, 30m; the run with seed s takes seed s's value"
     )
-    assert "as the best of 3 at 1800 s in stage 'confirm'" in lines[-2]
+    assert "as the best of 3 at 30m in stage 'confirm'" in lines[-2]
     screen = pd.read_parquet(out / "sweep/stages/screen/results.parquet")
     assert (screen["replay"] == "sweep.csv").all() and "synthetic" not in screen
     outcome = json.loads((out / "sweep/stages/confirm/outcome.json").read_text())

@@ -93,11 +93,16 @@ def test_a_study_with_only_its_spec_reports_every_stage_as_not_run(tmp_path: Pat
 
 
 def test_no_spec_at_the_uri_exits_2_naming_the_uri_and_what_was_expected(tmp_path: Path) -> None:
-    code, out, err = report(str(tmp_path / "runs" / "nothing"))
+    folder = tmp_path / "runs" / "nothing"
+    code, out, err = report(str(folder))
     assert code == 2
     assert out == ""
-    assert f"no study at {str(tmp_path / 'runs' / 'nothing')!r}" in err
-    assert f"expected spec.yaml at {(tmp_path / 'runs' / 'nothing' / 'spec.yaml').as_uri()}" in err
+    assert f"no study at {str(folder)!r}: the folder does not exist" in err
+    folder.mkdir(parents=True)
+    code, out, err = report(str(folder))
+    assert code == 2
+    spec = (folder / "spec.yaml").as_uri()
+    assert f"no study at {str(folder)!r}: expected spec.yaml at {spec}" in err
 
 
 def test_an_invalid_spec_exits_2_with_its_field_paths(tmp_path: Path) -> None:

@@ -36,8 +36,8 @@ def test_simulate_writes_the_study_keys_and_says_it_is_synthetic(tmp_path: Path)
     # The last stage's best condition is the study's answer, with its recipe and interval.
     assert lines[4].startswith("SYNTHETIC outcome: best ")
     assert "A-,B+" in lines[4] and "DEPTH=1, ASPECT_RATIO=64" in lines[4]
-    assert "at 20 s in stage 'confirm'" in lines[4]
-    assert "] as the best of 3 at 20 s" in lines[4]  # the selection-aware interval
+    assert "at 20s in stage 'confirm'" in lines[4]
+    assert "] as the best of 3 at 20s" in lines[4]  # the selection-aware interval
     assert lines[-1] == f"SYNTHETIC study written to {(out / 'quickstart').as_uri()}/"
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == [
@@ -301,7 +301,9 @@ def test_noise_from_says_what_the_folder_lacks(tmp_path: Path) -> None:
         assert result.exit_code == 2, result.output
         return result.stderr
 
-    assert "no study there (expected spec.yaml in it)" in refused(tmp_path / "nothing")
+    assert "the folder does not exist" in refused(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    assert "expected spec.yaml at file://" in refused(tmp_path / "empty")
     for path in finished.glob("stages/*/outcome.json"):
         stored = json.loads(path.read_text())
         path.write_text(json.dumps({k: v for k, v in stored.items() if k != "noise_floor"}))

@@ -70,6 +70,12 @@ def a_file(tmp_path: Path) -> str:
     return str(path)
 
 
+def empty_file(tmp_path: Path) -> str:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    return str(path)
+
+
 def a_simulated_study(tmp_path: Path) -> str:
     result = runner.invoke(app, ["simulate", str(QUICKSTART), "--out", str(tmp_path / "sim")])
     assert result.exit_code == 0, result.output
@@ -124,11 +130,16 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "is a file, not a folder; give a folder",
     ),
     # --- inputs: nothing there, a file for a folder, a folder for a file -------------------
-    ("validate a folder", lambda t: ["validate", str(t)], "cannot read"),
+    ("validate a folder", lambda t: ["validate", str(t)], "cannot read: it is a folder"),
     ("validate nothing", lambda t: ["validate", str(t / "nope.yaml")], "no such file"),
-    ("plan a folder", lambda t: ["plan", str(t)], "cannot read"),
+    ("plan a folder", lambda t: ["plan", "."], "give the study's YAML file, e.g. examples/"),
     ("simulate a folder", lambda t: ["simulate", str(t)], "cannot read"),
-    ("run a folder", lambda t: ["run", str(t)], "cannot read"),
+    ("run a folder", lambda t: ["run", "."], "give the study's YAML file, e.g. examples/"),
+    (
+        "validate an empty file",
+        lambda t: ["validate", empty_file(t)],
+        "the file is empty: write a ScreeningStudy (see examples/quickstart.yaml)",
+    ),
     ("manifests a folder", lambda t: ["manifests", str(t)], "cannot read"),
     ("report a file", lambda t: ["report", a_file(t)], "no study at"),
     ("report nothing", lambda t: ["report", str(t / "nowhere" / "study")], "no study at"),
@@ -138,6 +149,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "effects a folder",
         lambda t: ["effects", str(t), "--response", "y", "--factors", "A"],
         "RESULTS",
+    ),
+    (
+        "simulate --table without an extension",
+        lambda t: ["simulate", str(QUICKSTART), "--table", a_file(t)],
+        "has no extension: give a .csv or .parquet file",
     ),
     (
         "effects nothing",
@@ -190,12 +206,30 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ),
     # --- accepted before, wrong: now refused with the fix ----------------------------------
     (
+        "namespace Kubernetes refuses",
+        lambda t: [
+            "validate",
+            study_with(t, lambda d: d["metadata"].update(namespace="ML_Research")),
+        ],
+        "metadata.namespace: must be a Kubernetes namespace: lowercase letters, digits and "
+        "'-', starting and ending with a letter or digit, at most 63 characters, e.g. ml-team",
+    ),
+    (
         "bare budgets",
         lambda t: [
             "validate",
             study_with(t, lambda d: spec_of(d)["stages"][0].update(budgets=[2, 5])),
         ],
         "a budget needs a unit: write 2s or 2m",
+    ),
+    (
+        "a number in quotes",
+        lambda t: [
+            "validate",
+            study_with(t, lambda d: spec_of(d)["factors"][0].update(low="1")),
+        ],
+        "low: a number is written without quotes: write 1, or use levels: [a, b] for a "
+        "categorical factor",
     ),
     (
         "design with factor I",
@@ -295,3 +329,61 @@ def test_an_unknown_report_format_says_what_to_give(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "'xml': give md (report.md and its figures) or json" in result.stderr
     assert "Value error" not in result.output
+
+
+# (case, args built from tmp_path, the words the usage error must say)
+OPTION_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
+    ("run --workers 0", lambda t: ["run", str(QUICKSTART), "--workers", "0"], "must be at least 1"),
+    (
+        "run --workers two",
+        lambda t: ["run", str(QUICKSTART), "--workers", "two"],
+        "'two' must be a whole number, e.g. 2",
+    ),
+    (
+        "simulate --replicates -3",
+        lambda t: ["simulate", str(QUICKSTART), "--replicates", "-3"],
+        "must be at least 0",
+    ),
+    (
+        "simulate --seed abc",
+        lambda t: ["simulate", str(QUICKSTART), "--seed", "abc"],
+        "must be a whole number",
+    ),
+    (
+        "simulate --divergence 2",
+        lambda t: ["simulate", str(QUICKSTART), "--divergence", "2"],
+        "must be at most 1",
+    ),
+    (
+        "effects --fdr a word",
+        lambda t: ["effects", a_csv(t, CONSTANT_A), "--response", "y", "--fdr", "low"],
+        "must be a number, e.g. 0.05",
+    ),
+    (
+        "manifests --vocab -1",
+        lambda t: ["manifests", str(QUICKSTART), "--vocab", "-1"],
+        "must be at least 260",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"), [c[1:] for c in OPTION_CASES], ids=[c[0] for c in OPTION_CASES]
+)
+def test_an_option_value_is_checked_in_words(
+    args: Callable[[Path], list[str]], words: str, tmp_path: Path
+) -> None:
+    """Typer checks an option's type and bounds with pydantic; its usage error says what the
+    value must be in words instead."""
+    result = runner.invoke(app, args(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr
+    for phrase in ("Input should", "Value error", "x>=", "x<="):
+        assert phrase not in result.output, phrase
+
+
+def test_help_states_bounds_in_words() -> None:
+    result = runner.invoke(app, ["run", "-h"])
+    assert result.exit_code == 0
+    assert "[at least 1]" in result.stdout
+    assert "x>=" not in result.stdout

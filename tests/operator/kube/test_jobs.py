@@ -241,9 +241,9 @@ def test_manifests_refuse_a_namespace_kubernetes_refuses_in_words(namespace: str
     )
     assert result.exit_code == 2
     assert result.stderr == (
-        f"error: --namespace {namespace!r} is not a Kubernetes namespace: use lowercase "
-        "letters, digits and '-', starting and ending with a letter or digit, at most 63 "
-        "characters, e.g. ml-team\n"
+        "error: --namespace: must be a Kubernetes namespace: lowercase letters, digits and "
+        "'-', starting and ending with a letter or digit, at most 63 characters, e.g. ml-team "
+        f"(got {namespace!r})\n"
     )
 
 
