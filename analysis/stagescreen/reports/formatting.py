@@ -13,7 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from scipy import stats
 
+from stagescreen.outcomes.model import Best, RankedCondition, StageOutcome
 from stagescreen.planning.ids import format_budget
+from stagescreen.statistics.noise import NoiseFloor
 from stagescreen.storage.jsonvalues import json_number
 
 DASH = "—"
@@ -40,6 +42,45 @@ def decimals(ses: Iterable[float | None]) -> int:
     if not known:
         return FALLBACK_DECIMALS
     return min(MAX_DECIMALS, max(0, 1 - math.floor(math.log10(min(known)))))
+
+
+def mean_se(entry: RankedCondition, floors: Sequence[NoiseFloor]) -> float | None:
+    """The standard error a ranked mean prints at: the larger of its own sd (two runs or
+    more) and the stage's run sd at its budget and pool, over sqrt(n). The run sd is seed
+    blocked, so it leaves out the seed shifts a mean carries (a condition whose seeds differ
+    by 0.05 would print five decimals on a 0.0003 run sd), and two runs' own sd can be small
+    by chance; the larger of the two keeps a mean at the precision of the spread its row
+    shows. A screen's single-run means print at the run noise they carry."""
+    own = [entry.sd] if entry.n >= 2 else []
+    pooled = [f.sd for f in floors if f.budget_s == entry.budget_s and f.pool in (None, entry.pool)]
+    sds = [sd for sd in map(json_number, [*own, *pooled[:1]]) if sd is not None and sd > 0]
+    return None if not sds or entry.n < 1 else max(sds) / math.sqrt(entry.n)
+
+
+def ranking_digits(outcome: StageOutcome) -> dict[tuple[int, str], int]:
+    """One precision per ranking table (a budget and pool): the means', sds' and intervals',
+    which the best condition's sentence and the decision's pick repeat."""
+    groups: dict[tuple[int, str], list[float | None]] = {}
+    for entry in outcome.ranking:
+        groups.setdefault((entry.budget_s, entry.pool), []).append(
+            mean_se(entry, outcome.noise_floor)
+        )
+    return {group: decimals(ses) for group, ses in groups.items()}
+
+
+def best_digits(best: Best, ranking: dict[tuple[int, str], int]) -> tuple[int, int]:
+    """The precisions of a best's sentence (and of the decision's pick): its means at its
+    ranking table's (else its own interval's), its difference to the runner-up at the paired
+    interval's (else the means')."""
+    runs = best.runs - best.failed
+    own = se_from_interval(best.ci_low, best.ci_high, runs - 1 if runs > 1 else None)
+    means = ranking.get((best.budget_s, best.pool), decimals([own]))
+    runner = best.runner_up
+    if runner is None or se_from_interval(runner.ci_low, runner.ci_high) is None:
+        return means, means
+    seeds = runner.seeds
+    paired = se_from_interval(runner.ci_low, runner.ci_high, seeds - 1 if seeds else None)
+    return means, decimals([paired])
 
 
 def se_from_interval(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from stagescreen.outcomes.model import RankedCondition
 from stagescreen.reports.formatting import (
     DASH,
     FALLBACK_DECIMALS,
@@ -14,8 +15,10 @@ from stagescreen.reports.formatting import (
     fmt_fixed,
     fmt_interval,
     fmt_mean,
+    mean_se,
     se_from_interval,
 )
+from stagescreen.statistics.noise import NoiseFloor
 
 
 @pytest.mark.parametrize(
@@ -83,3 +86,28 @@ def test_se_from_interval_divides_the_half_width_by_the_t_quantile(
 )
 def test_a_value_that_rounds_to_zero_prints_unsigned(text: str, expected: str) -> None:
     assert text == expected
+
+
+FLOOR = NoiseFloor(budget_s=15, pool="cpu", contrast="difference", sd=0.0003, df=2)
+
+
+@pytest.mark.parametrize(
+    ("n", "sd", "se"),
+    [
+        # the real quickstart's confirm: seeds 0.05 apart on a 0.0003 seed-blocked run sd;
+        # the mean prints at its own spread (3 decimals), not five
+        (2, 0.05119, 0.05119 / 2**0.5),
+        (2, 0.0001, 0.0003 / 2**0.5),  # two runs' sd small by chance: the run sd's
+        (1, None, 0.0003),  # a single run: the run noise it carries
+        (0, None, None),
+    ],
+)
+def test_a_ranked_means_se_is_the_larger_of_its_own_sd_and_the_run_sd(
+    n: int, sd: float | None, se: float | None
+) -> None:
+    entry = RankedCondition(
+        budget_s=15, pool="cpu", condition_id="c02", runs=n, n=n, mean=2.2204, sd=sd, rank=1
+    )
+    assert mean_se(entry, [FLOOR]) == pytest.approx(se)
+    if n == 2 and sd == 0.05119:
+        assert decimals([mean_se(entry, [FLOOR])]) == 3
