@@ -141,6 +141,25 @@ def fmt_fixed(value: float | None, digits: int) -> str:
     return fmt_number(value, digits)
 
 
+def fmt_significant(value: float | None, figures: int = 3) -> str:
+    """A magnitude with no SE to set its precision (a sum of squares) at `figures` significant
+    figures in plain decimals, never more than MAX_DECIMALS: 0.0142, 0.000681, 14.2,
+    0.000033; zero prints as 0."""
+    number = json_number(value)
+    if number is None:
+        return DASH
+    if number == 0:
+        return "0"
+    digits = max(0, figures - 1 - math.floor(math.log10(abs(number))))
+    return fmt_number(number, min(digits, MAX_DECIMALS))
+
+
+def fmt_percent(value: float | None, digits: int = 1) -> str:
+    """A share of a whole (0.538) as a percentage at `digits` decimals (53.8%)."""
+    number = json_number(value)
+    return DASH if number is None else f"{fmt_number(number * 100, digits)}%"
+
+
 def fmt_count(value: int | None) -> str:
     return DASH if value is None else str(int(value))
 

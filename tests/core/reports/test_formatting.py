@@ -15,6 +15,8 @@ from stagescreen.reports.formatting import (
     fmt_fixed,
     fmt_interval,
     fmt_mean,
+    fmt_percent,
+    fmt_significant,
     mean_se,
     se_from_interval,
 )
@@ -111,3 +113,18 @@ def test_a_ranked_means_se_is_the_larger_of_its_own_sd_and_the_run_sd(
     assert mean_se(entry, [FLOOR]) == pytest.approx(se)
     if n == 2 and sd == 0.05119:
         assert decimals([mean_se(entry, [FLOOR])]) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.014174, "0.0142"), (0.000015, "0.000015"), (14.174, "14.2"), (0.0, "0"), (None, DASH)],
+)
+def test_sums_of_squares_print_three_significant_figures(value: float | None, text: str) -> None:
+    assert fmt_significant(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(0.538, "53.8%"), (0.000015, "0.0%"), (1.0, "100.0%"), (None, DASH)]
+)
+def test_shares_print_as_percentages(value: float | None, text: str) -> None:
+    assert fmt_percent(value) == text

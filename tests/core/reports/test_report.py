@@ -44,6 +44,8 @@ from stagescreen.reports.formatting import (
     fmt_interval,
     fmt_levels,
     fmt_p,
+    fmt_percent,
+    fmt_significant,
 )
 from stagescreen.reports.report import (
     StageData,
@@ -405,7 +407,9 @@ def test_confirm_section_has_variance_shares_win_counts_and_anchor_rules(
     terms = [share["term"] for share in record["variance_shares"]]
     assert {"budget_s", "condition_id", "budget_s:condition_id", "seed", "residual"} == set(terms)
     for share in record["variance_shares"]:
-        assert f"| {share['term']} | {share['df']:.0f} | {share['sum_sq']:.6f} |" in confirm
+        ss, eta = fmt_significant(share["sum_sq"]), fmt_percent(share["eta_sq"])
+        assert f"| {share['term']} | {share['df']:.0f} | {ss} | {eta} |" in confirm
+        assert len(ss.replace(".", "").lstrip("0")) <= 3  # three figures, not six decimals
     assert len(record["win_counts"]) == 3 * 15  # 6 anchors: 15 pairs at each of 3 budgets
     for wins in record["win_counts"]:
         row = (

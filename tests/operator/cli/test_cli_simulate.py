@@ -17,6 +17,14 @@ QUICKSTART = ROOT / "tests" / "data" / "quickstart-two-stages.yaml"
 runner = CliRunner()
 
 
+def test_a_term_planted_at_zero_prints_without_a_sign(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["simulate", str(QUICKSTART), "--effects", "A=0.1,B=-0", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith("planted effects A=+0.1, B=0")
+
+
 def test_simulate_writes_the_study_keys_and_says_it_is_synthetic(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     # The plain model of before the paper calibration: one noise sd, no spread, no divergence.
