@@ -22,6 +22,7 @@ from stagescreen.outcomes.status import deciding_outcome
 from stagescreen.reports.formatting import (
     FALLBACK_DECIMALS,
     best_digits,
+    effect_digits,
     fmt_budget,
     fmt_effect,
     fmt_levels,
@@ -59,6 +60,8 @@ class Finding(_Model):
     budget_s: int | None
     retained: list[RetainedFactor]
     detectable: JsonFloat = None
+    digits: int = FALLBACK_DECIMALS
+    """The decimals of the judged budget's effects table, which the report prints them at."""
 
 
 class Behind(_Model):
@@ -216,12 +219,12 @@ def _floor(floors: Sequence[NoiseFloor], budget_s: int | None, pool: str | None)
 
 def _finding(spec: StudySpec, outcome: StageOutcome) -> Finding:
     judged = outcome.retained_at
-    effects = {
-        effect.term: effect.effect
+    families = [
+        family
         for family in (outcome.effects.families if outcome.effects else ())
         if family.by.get("budget_s") == judged
-        for effect in family.effects
-    }
+    ]
+    effects = {effect.term: effect.effect for family in families for effect in family.effects}
     retained = []
     for code in outcome.retained:
         factor = spec.factor(code)
@@ -245,6 +248,7 @@ def _finding(spec: StudySpec, outcome: StageOutcome) -> Finding:
         budget_s=judged,
         retained=retained,
         detectable=_floor(outcome.noise_floor, judged, None),
+        digits=effect_digits(families),
     )
 
 
@@ -452,7 +456,8 @@ def _finding_line(finding: Finding, goal: str, metric: str) -> str:
     direction = "lower" if goal == "minimize" else "higher"
     parts = []
     for factor in finding.retained:
-        text = f"`{fmt_text(factor.name)}` ({fmt_text(factor.code)}) {fmt_effect(factor.effect)}"
+        effect = fmt_effect(factor.effect, finding.digits)
+        text = f"`{fmt_text(factor.name)}` ({fmt_text(factor.code)}) {effect}"
         if factor.better is not None:
             text += f", so {factor.name}={factor.better_value} gives the {direction} {metric}"
         parts.append(text)

@@ -15,6 +15,7 @@ from scipy import stats
 
 from stagescreen.outcomes.model import Best, RankedCondition, StageOutcome
 from stagescreen.planning.ids import format_budget
+from stagescreen.statistics.families import Family
 from stagescreen.statistics.noise import NoiseFloor
 from stagescreen.storage.jsonvalues import json_number
 
@@ -81,6 +82,17 @@ def best_digits(best: Best, ranking: dict[tuple[int, str], int]) -> tuple[int, i
     seeds = runner.seeds
     paired = se_from_interval(runner.ci_low, runner.ci_high, seeds - 1 if seeds else None)
     return means, decimals([paired])
+
+
+def effect_digits(families: Sequence[Family]) -> int:
+    """One precision for effects from these families: their SEs, read back from the stored
+    95% intervals on each family's residual df (`decimals`): an effects table's, and
+    the decision's retained effects'."""
+    return decimals(
+        se_from_interval(e.ci_low, e.ci_high, family.df_resid)
+        for family in families
+        for e in family.effects
+    )
 
 
 def se_from_interval(

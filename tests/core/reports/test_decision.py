@@ -122,6 +122,20 @@ def test_retained_factors_are_named_with_their_direction_in_words() -> None:
     )
 
 
+def test_retained_effects_print_at_their_effects_tables_precision() -> None:
+    # SE 0.017 on 4 df (interval +-0.047): three decimals, as the screen's effects table
+    family = Family(
+        by={"budget_s": 15}, n=8, df_resid=4,
+        effects=(Effect(term="A", effect=0.11253, ci_low=0.06533, ci_high=0.15973),),
+    )  # fmt: skip
+    stage = screen(["A"], {}).model_copy(update={"effects": EffectFamilies(families=(family,))})
+    decision = the_decision(stage)
+    assert decision.findings[0].digits == 3
+    assert "`DEPTH` (A) +0.113, so DEPTH=1" in decision_section(decision)
+    tables = dict(outcome_sections(kind_of(SPEC.stage("screen")), stage, "minimize"))
+    assert "| `A` | +0.113 |" in tables["Main effects"]
+
+
 def test_a_screen_that_retains_nothing_says_what_that_means() -> None:
     text = decision_section(the_decision(screen([], {"A": 0.001})))
     assert "`screen` retained no factor at 15s: no main effect's interval excludes zero" in text
