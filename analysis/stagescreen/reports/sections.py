@@ -271,8 +271,17 @@ def _best_line(best: Best, outcome: StageOutcome, ranking: dict[tuple[int, str],
         f"; levels {fmt_levels(best.levels)}" + (f"; {settings}" if settings else "")
     )
     if best.failed:
-        failures = _failures(best.failed, best.runs).replace("/", " of ")
-        text += f". It failed or diverged on {failures} runs"
+        own = next(
+            (
+                e
+                for e in outcome.ranking
+                if (e.budget_s, e.pool, e.condition_id)
+                == (best.budget_s, best.pool, best.condition_id)
+            ),
+            None,
+        )
+        diverged = 0 if own is None else own.diverged
+        text += f". It {failure_words(best.failed, diverged, best.runs)}"
     runner = best.runner_up
     if runner is None:
         return text + ". No other condition to compare with."

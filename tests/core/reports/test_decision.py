@@ -272,6 +272,12 @@ def test_a_pick_against_any_stages_retained_factor_says_so_a_centre_level_includ
     )
 
 
+def test_the_best_says_whether_its_own_lost_runs_diverged_or_failed() -> None:
+    ranking = [ISSUE_LONGER[0].model_copy(update={"runs": 3, "failed": 1, "diverged": 1})]
+    stage = longer(best("c05", 1.112167, role="worst", runs=3, failed=1), ranking=ranking)
+    assert ". It diverged on 1 of its 3 runs." in best_section(stage)
+
+
 @pytest.mark.parametrize(
     ("failed", "diverged", "runs", "words"),
     [

@@ -236,7 +236,7 @@ def test_simulate_plants_the_papers_effects_by_factor_name(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("SYNTHETIC note: no effect planted on WARMUP_RATIO (C): the paper")
-    assert lines[1].endswith("at 50s A=+0.018, B=+0.0059, C=+0, A:B=+0.0049")
+    assert lines[1].endswith("at 50s A=+0.018, B=+0.0059, C=0, A:B=+0.0049")
     power = runner.invoke(app, ["simulate", str(study), "--replicates", "5", "--json"])
     assert power.exit_code == 0, power.output
     assert json.loads(power.stdout)["replicates"] == 5  # the note leaves the JSON alone
