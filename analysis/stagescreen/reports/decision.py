@@ -186,6 +186,14 @@ def behind_on_failures(
     ]
 
 
+def ranked_entry(
+    outcome: StageOutcome, budget_s: int, pool: str, condition_id: str
+) -> RankedCondition | None:
+    """A condition's line of the stage's ranking in one cell (its roles, lost runs)."""
+    cell = (budget_s, pool, condition_id)
+    return next((e for e in outcome.ranking if (e.budget_s, e.pool, e.condition_id) == cell), None)
+
+
 def failure_words(failed: int, diverged: int, runs: int) -> str:
     """ "diverged on 1 of its 2 runs", "failed on 1 and diverged on 1 of its 3 runs"; an
     outcome written before divergences were counted apart says "failed or diverged"."""
@@ -274,15 +282,7 @@ def _doubts(best: Best, outcome: StageOutcome, roles: Sequence[str]) -> list[str
     elif runner.seeds is None and runner.separated is None:
         doubts.append("too few seeds in common for a paired test")
     other = f"`{fmt_text(runner.condition_id)}`"
-    entry = next(
-        (
-            e
-            for e in outcome.ranking
-            if (e.budget_s, e.pool, e.condition_id)
-            == (best.budget_s, best.pool, runner.condition_id)
-        ),
-        None,
-    )
+    entry = ranked_entry(outcome, best.budget_s, best.pool, runner.condition_id)
     runner_roles = anchor_roles(outcome.anchors).get(runner.condition_id) or (
         [entry.role] if entry is not None and entry.role else []
     )

@@ -24,7 +24,12 @@ from stagescreen.outcomes.model import (
     StageOutcome,
     StageRuns,
 )
-from stagescreen.reports.decision import anchor_roles, behind_on_failures, failure_words
+from stagescreen.reports.decision import (
+    anchor_roles,
+    behind_on_failures,
+    failure_words,
+    ranked_entry,
+)
 from stagescreen.reports.formatting import (
     DASH,
     best_digits,
@@ -271,15 +276,7 @@ def _best_line(best: Best, outcome: StageOutcome, ranking: dict[tuple[int, str],
         f"; levels {fmt_levels(best.levels)}" + (f"; {settings}" if settings else "")
     )
     if best.failed:
-        own = next(
-            (
-                e
-                for e in outcome.ranking
-                if (e.budget_s, e.pool, e.condition_id)
-                == (best.budget_s, best.pool, best.condition_id)
-            ),
-            None,
-        )
+        own = ranked_entry(outcome, best.budget_s, best.pool, best.condition_id)
         diverged = 0 if own is None else own.diverged
         text += f". It {failure_words(best.failed, diverged, best.runs)}"
     runner = best.runner_up
