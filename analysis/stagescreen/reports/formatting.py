@@ -2,8 +2,10 @@
 
 The report reads validated outcome models (`stagescreen.outcomes.model`), so a value is a number
 or None (the analysis could not compute it); every formatter prints DASH for None and for
-what is not finite, so one missing value costs one cell of a table, never the report. Pure
-text: no figures, no storage.
+what is not finite, so one missing value costs one cell of a table, never the report. The
+precision of each table (`ranking_digits`, `effect_digits`, `best_digits`) lives here, so
+the stage sections and the decision print a number alike. Pure text: no figures, no
+storage.
 """
 
 from __future__ import annotations
