@@ -19,7 +19,15 @@ from stagescreen.kinds.base import Section, StageKind, StageResults
 from stagescreen.outcomes.model import PairWins, StageOutcome
 from stagescreen.planning.plans import Condition, StagePlan, expand_runs
 from stagescreen.planning.ranking import select_anchors, unique_anchors
-from stagescreen.reports.formatting import fmt_budget, fmt_count, fmt_fixed, fmt_text, md_table
+from stagescreen.reports.formatting import (
+    fmt_budget,
+    fmt_count,
+    fmt_fixed,
+    fmt_percent,
+    fmt_significant,
+    fmt_text,
+    md_table,
+)
 from stagescreen.statistics.means import VarianceShare, variance_shares, win_count
 from stagescreen.statistics.noise import difference_floors
 from stagescreen.study.spec import Stage, StudySpec
@@ -95,14 +103,16 @@ class AnchorKind(StageKind):
 
 
 def _variance_section(shares: Sequence[VarianceShare]) -> str:
+    """Sums of squares at three significant figures and each share as a percentage: a share is
+    no estimate on the metric's scale, so the SE rule does not set its precision."""
     return md_table(
         ["term", "df", "sum of squares", "η²"],
         [
             [
                 fmt_text(r.term),
                 fmt_fixed(r.df, 0),
-                fmt_fixed(r.sum_sq, 6),
-                fmt_fixed(r.eta_sq, 4),
+                fmt_significant(r.sum_sq, 3),
+                fmt_percent(r.eta_sq, 1),
             ]
             for r in shares
         ],

@@ -14,7 +14,7 @@ from stagescreen.kinds.base import Section, StageKind, StageResults
 from stagescreen.outcomes.model import StageOutcome
 from stagescreen.reports.formatting import (
     DASH,
-    decimals,
+    effect_digits,
     fmt_budget,
     fmt_count,
     fmt_effect,
@@ -22,7 +22,6 @@ from stagescreen.reports.formatting import (
     fmt_p,
     fmt_text,
     md_table,
-    se_from_interval,
 )
 from stagescreen.statistics import families as fx
 from stagescreen.statistics.noise import effect_floors
@@ -74,7 +73,7 @@ class EffectKind(StageKind):
                 )
             )
         if outcome.relaxation:
-            digits = _effect_digits(outcome.effects.families if outcome.effects else ())
+            digits = effect_digits(outcome.effects.families if outcome.effects else ())
             sections.append(
                 ("Relaxation with budget", _relaxation_section(outcome.relaxation, digits))
             )
@@ -106,16 +105,6 @@ def _effects_tables(
     return "\n\n".join(_family_table(f, retained, judged) for f in document.families)
 
 
-def _effect_digits(families: Sequence[fx.Family]) -> int:
-    """One precision for effects from these families: their SEs, read back from the stored
-    95% intervals on each family's residual df (`formatting.decimals`)."""
-    return decimals(
-        se_from_interval(e.ci_low, e.ci_high, family.df_resid)
-        for family in families
-        for e in family.effects
-    )
-
-
 def _family_table(family: fx.Family, retained: Sequence[str], judged: int | None) -> str:
     header = (
         f"**{_group_label(family.by)}** (n = {fmt_count(family.n)}, "
@@ -123,7 +112,7 @@ def _family_table(family: fx.Family, retained: Sequence[str], judged: int | None
     )
     mark = judged is not None and family.budget == judged
     columns = ["term", "effect", "95% CI", "p", "q"] + (["retained"] if mark else [])
-    digits = _effect_digits([family])
+    digits = effect_digits([family])
     rows = []
     for effect in family.effects:
         row = [

@@ -20,11 +20,15 @@ from stagescreen.outcomes.manifest import Manifest
 from stagescreen.outcomes.model import AnchorRecord, Best, RankedCondition, StageOutcome
 from stagescreen.outcomes.status import deciding_outcome
 from stagescreen.reports.formatting import (
+    FALLBACK_DECIMALS,
+    best_digits,
+    effect_digits,
     fmt_budget,
     fmt_effect,
     fmt_levels,
     fmt_mean,
     fmt_text,
+    ranking_digits,
 )
 from stagescreen.statistics.noise import NoiseFloor
 from stagescreen.statistics.stability import Reversal
@@ -56,12 +60,15 @@ class Finding(_Model):
     budget_s: int | None
     retained: list[RetainedFactor]
     detectable: JsonFloat = None
+    digits: int = FALLBACK_DECIMALS
+    """The decimals of the judged budget's effects table, which the report prints them at."""
 
 
 class Behind(_Model):
     """A condition whose mean beats the best's in its cell but that ranks behind it because
-    it failed or diverged on `failed` of its `runs` ended runs (`diverged` of them diverged;
-    `ranking.rank_conditions`)."""
+    of its lost runs (`ranking.rank_conditions`): of its `runs` ended runs, `failed` failed
+    and `diverged` diverged, counted apart as the run tables count them (in outcomes written
+    before divergences were counted apart, `failed` holds both)."""
 
     condition_id: str
     mean: JsonFloat
@@ -73,8 +80,12 @@ class Behind(_Model):
 class Pick(_Model):
     """What to run next on one pool: the deciding stage's best with every role it holds, and
     how it stands against its runner-up. `verdict`: "ahead" (the paired interval excludes
-    zero), "tied" (not distinguishable: choose on cost), "alone" (nothing to compare with).
-    `behind` lists the conditions with a better mean that rank behind on failures."""
+    zero), "tied" (not distinguishable by a comparison that could have told them apart:
+    choose on cost), "inconclusive" (not distinguishable, but the comparison had little
+    chance: `because` says why, and the answer is to rerun both with more seeds), "alone"
+    (nothing to compare with). `behind` lists the conditions with a better mean that rank
+    behind on failures. `digits`: the decimals of the pick's ranking table, which the report
+    prints its means at."""
 
     pool: str
     budget_s: int
@@ -86,17 +97,20 @@ class Pick(_Model):
     ci_high: JsonFloat
     levels: dict[str, int]
     hyperparameters: dict[str, Scalar]
-    verdict: Literal["ahead", "tied", "alone"]
+    verdict: Literal["ahead", "tied", "inconclusive", "alone"]
+    because: list[str] = Field(default_factory=list)
     runner_up: str | None = None
     runner_up_mean: JsonFloat = None
     difference: JsonFloat = None
     paired_seeds: int | None = None
     behind: list[Behind] = Field(default_factory=list)
     against: list[str] = Field(default_factory=list)
-    """Codes of retained factors (the last fitted stage that retained any) whose better
-    level the pick does not hold: the answer and the screen disagree there."""
+    """Codes of retained factors (each as the last fitted stage that retained it found it)
+    whose better level the pick does not hold, a centre level included: the answer and the
+    screen disagree there."""
     detectable: JsonFloat = None
     """The smallest difference between two conditions the stage detects in this cell."""
+    digits: int = FALLBACK_DECIMALS
 
 
 class StageReversal(_Model):
@@ -172,6 +186,14 @@ def behind_on_failures(
     ]
 
 
+def ranked_entry(
+    outcome: StageOutcome, budget_s: int, pool: str, condition_id: str
+) -> RankedCondition | None:
+    """A condition's line of the stage's ranking in one cell (its roles, lost runs)."""
+    cell = (budget_s, pool, condition_id)
+    return next((e for e in outcome.ranking if (e.budget_s, e.pool, e.condition_id) == cell), None)
+
+
 def failure_words(failed: int, diverged: int, runs: int) -> str:
     """ "diverged on 1 of its 2 runs", "failed on 1 and diverged on 1 of its 3 runs"; an
     outcome written before divergences were counted apart says "failed or diverged"."""
@@ -205,12 +227,12 @@ def _floor(floors: Sequence[NoiseFloor], budget_s: int | None, pool: str | None)
 
 def _finding(spec: StudySpec, outcome: StageOutcome) -> Finding:
     judged = outcome.retained_at
-    effects = {
-        effect.term: effect.effect
+    families = [
+        family
         for family in (outcome.effects.families if outcome.effects else ())
         if family.by.get("budget_s") == judged
-        for effect in family.effects
-    }
+    ]
+    effects = {effect.term: effect.effect for family in families for effect in family.effects}
     retained = []
     for code in outcome.retained:
         factor = spec.factor(code)
@@ -234,16 +256,59 @@ def _finding(spec: StudySpec, outcome: StageOutcome) -> Finding:
         budget_s=judged,
         retained=retained,
         detectable=_floor(outcome.noise_floor, judged, None),
+        digits=effect_digits(families),
     )
 
 
-def _pick(best: Best, outcome: StageOutcome, findings: Sequence[Finding]) -> Pick:
+MIN_PAIRED_SEEDS = 3
+"""Seeds the best and its runner-up need in common before "not distinguishable" means tied:
+with two, the paired t has one df and its interval is 12.7 standard errors wide, so a
+difference of several run sds still reads as a tie."""
+
+
+def _doubts(best: Best, outcome: StageOutcome, roles: Sequence[str]) -> list[str]:
+    """Why a comparison that did not separate the best from its runner-up had little chance
+    to: too few seeds in common, a runner-up that is the predeclared control or lost runs,
+    a best carried as the worst. Empty for a well-powered tie."""
     runner = best.runner_up
-    verdict: Literal["ahead", "tied", "alone"] = (
-        "alone" if runner is None else "ahead" if runner.separated else "tied"
+    if runner is None:
+        return []
+    doubts = []
+    if runner.seeds is not None and runner.seeds < MIN_PAIRED_SEEDS:
+        test = (
+            "no paired test" if runner.seeds < 2 else f"{runner.seeds - 1} df for the paired test"
+        )
+        doubts.append(f"only {_plural(runner.seeds, 'seed')} in common ({test})")
+    elif runner.seeds is None and runner.separated is None:
+        doubts.append("too few seeds in common for a paired test")
+    other = f"`{fmt_text(runner.condition_id)}`"
+    entry = ranked_entry(outcome, best.budget_s, best.pool, runner.condition_id)
+    runner_roles = anchor_roles(outcome.anchors).get(runner.condition_id) or (
+        [entry.role] if entry is not None and entry.role else []
     )
+    if "control" in runner_roles:
+        doubts.append(f"{other} is the predeclared control")
+    if entry is not None and entry.failed:
+        doubts.append(f"{other} {failure_words(entry.failed, entry.diverged, entry.runs)}")
+    if "worst" in roles:
+        doubts.append(f"`{fmt_text(best.condition_id)}` was carried as the worst")
+    return doubts
+
+
+def _pick(best: Best, outcome: StageOutcome, findings: Sequence[Finding], digits: int) -> Pick:
+    runner = best.runner_up
     roles = anchor_roles(outcome.anchors).get(best.condition_id) or (
         [best.role] if best.role else []
+    )
+    doubts = [] if runner is None or runner.separated else _doubts(best, outcome, roles)
+    verdict: Literal["ahead", "tied", "inconclusive", "alone"] = (
+        "alone"
+        if runner is None
+        else "ahead"
+        if runner.separated
+        else "inconclusive"
+        if doubts
+        else "tied"
     )
     low, high = best.decision_interval
     return Pick(
@@ -258,29 +323,46 @@ def _pick(best: Best, outcome: StageOutcome, findings: Sequence[Finding]) -> Pic
         levels=best.levels,
         hyperparameters=best.hyperparameters,
         verdict=verdict,
+        because=doubts,
         runner_up=None if runner is None else runner.condition_id,
         runner_up_mean=None if runner is None else runner.mean,
         difference=None if runner is None else runner.difference,
         paired_seeds=None if runner is None else runner.seeds,
         behind=[
-            Behind.model_validate(entry, from_attributes=True)
+            Behind(
+                condition_id=entry.condition_id,
+                mean=entry.mean,
+                failed=entry.failed - entry.diverged,
+                diverged=entry.diverged,
+                runs=entry.runs,
+            )
             for entry in behind_on_failures(best, outcome.ranking, outcome.goal)
         ],
-        against=_against(best.levels, findings),
+        against=[
+            code for code in _better_levels(findings) if _against(best.levels, code, findings)
+        ],
         detectable=_floor(outcome.noise_floor, best.budget_s, best.pool),
+        digits=digits,
     )
 
 
-def _against(levels: Mapping[str, int], findings: Sequence[Finding]) -> list[str]:
-    """Retained factors of the last fitted stage that retained any whose better level is not
-    the pick's (a centre level is neither)."""
-    retained = next((f.retained for f in reversed(findings) if f.retained), [])
+def _better_levels(findings: Sequence[Finding]) -> dict[str, tuple[Finding, RetainedFactor]]:
+    """Each retained factor with a direction, as the last fitted stage that retained it
+    found it."""
+    found: dict[str, tuple[Finding, RetainedFactor]] = {}
+    for finding in findings:
+        for factor in finding.retained:
+            if factor.better is not None:
+                found[factor.code] = (finding, factor)
+    return found
+
+
+def _against(levels: Mapping[str, int], code: str, findings: Sequence[Finding]) -> bool:
+    """Whether the pick's level of a retained factor is not the one found better (a centre
+    level is not the better level either)."""
+    _, factor = _better_levels(findings)[code]
     wanted = {"low": -1, "high": 1}
-    return [
-        factor.code
-        for factor in retained
-        if factor.better is not None and levels.get(factor.code) != wanted[factor.better]
-    ]
+    return code in levels and levels[code] != wanted[factor.better or ""]
 
 
 def _tally(outcomes: Sequence[StageOutcome], manifest: Manifest | None) -> RunTally:
@@ -322,7 +404,12 @@ def decide(
         for outcome in ordered
         if outcome.effects is not None and outcome.effects.families
     ]
-    picks = [] if chosen is None else [_pick(b, chosen, findings) for b in chosen.best_per_pool]
+    picks = []
+    if chosen is not None:
+        digits = ranking_digits(chosen)
+        picks = [
+            _pick(b, chosen, findings, best_digits(b, digits)[0]) for b in chosen.best_per_pool
+        ]
     return Decision(
         study=study,
         metric=spec.metric.name,
@@ -369,7 +456,8 @@ def _finding_line(finding: Finding, goal: str, metric: str) -> str:
     direction = "lower" if goal == "minimize" else "higher"
     parts = []
     for factor in finding.retained:
-        text = f"`{fmt_text(factor.name)}` ({fmt_text(factor.code)}) {fmt_effect(factor.effect)}"
+        effect = fmt_effect(factor.effect, finding.digits)
+        text = f"`{fmt_text(factor.name)}` ({fmt_text(factor.code)}) {effect}"
         if factor.better is not None:
             text += f", so {factor.name}={factor.better_value} gives the {direction} {metric}"
         parts.append(text)
@@ -378,7 +466,7 @@ def _finding_line(finding: Finding, goal: str, metric: str) -> str:
 
 
 def _pick_line(pick: Pick, decision: Decision) -> str:
-    metric, goal = decision.metric, decision.goal
+    metric, goal, digits = decision.metric, decision.goal, pick.digits
     name = f"`{fmt_text(pick.condition_id)}`"
     roles = f" ({', '.join(pick.roles)})" if pick.roles else ""
     settings = ", ".join(f"{k}={fmt_text(v)}" for k, v in pick.hyperparameters.items())
@@ -386,44 +474,49 @@ def _pick_line(pick: Pick, decision: Decision) -> str:
     text = (
         f"On {fmt_text(pick.pool)}: {name}{roles}, levels {fmt_levels(pick.levels)}"
         + (f" ({settings})" if settings else "")
-        + f"; {metric} {fmt_mean(pick.mean)}{adjusted} at {fmt_budget(pick.budget_s)}"
+        + f"; {metric} {fmt_mean(pick.mean, digits)}{adjusted} at {fmt_budget(pick.budget_s)}"
     )
     runner = f"`{fmt_text(pick.runner_up)}`"
+    runner_mean = fmt_mean(pick.runner_up_mean, digits)
+    seeds = "" if pick.paired_seeds is None else f" over {_plural(pick.paired_seeds, 'seed')}"
     if pick.verdict == "alone":
         text += ": the only condition with a result."
     elif pick.verdict == "ahead":
         text += (
-            f", ahead of {runner} ({fmt_mean(pick.runner_up_mean)}; the paired interval of "
+            f", ahead of {runner} ({runner_mean}; the paired interval of "
             "the difference excludes zero): run it."
         )
-    else:
-        seeds = "" if pick.paired_seeds is None else f" over {_plural(pick.paired_seeds, 'seed')}"
+    elif pick.verdict == "inconclusive":
         text += (
-            f". Tied with {runner} ({fmt_mean(pick.runner_up_mean)}, not distinguishable"
-            f"{seeds}): choose on cost."
+            f". Not separated from {runner} ({runner_mean}){seeds}, but inconclusive: "
+            f"{'; '.join(pick.because)}. Rerun {name} and {runner} with more seeds before "
+            "choosing."
         )
+    else:
+        text += f". Tied with {runner} ({runner_mean}, not distinguishable{seeds}): choose on cost."
+    better = _better_levels(decision.findings)
     if pick.against:
-        source = next(f for f in reversed(decision.findings) if f.retained)
-        names = ", ".join(f"`{fmt_text(_factor_name(code, source))}`" for code in pick.against)
+        found = []
+        for code in pick.against:
+            source, factor = better[code]
+            found.append(
+                f"`{fmt_text(factor.name)}` ({fmt_text(factor.better_value)} in "
+                f"`{fmt_text(source.stage)}` at {fmt_budget(source.budget_s)})"
+            )
         text += (
-            f" Its levels of {names} are not the ones `{fmt_text(source.stage)}` found better"
-            f" at {fmt_budget(source.budget_s)}: an effect that fades or turns with budget, or"
-            " a pick that noise made."
+            f" Its levels are not the ones found better for {', '.join(found)}: an effect "
+            "that fades or turns with budget, or a pick that noise made."
         )
     for other in pick.behind:
-        better = "lower" if goal == "minimize" else "higher"
+        lower = "lower" if goal == "minimize" else "higher"
+        lost = failure_words(other.failed + other.diverged, other.diverged, other.runs)
         text += (
-            f" `{fmt_text(other.condition_id)}` has the {better} mean ({fmt_mean(other.mean)}) "
-            f"but ranks behind {name} because it "
-            f"{failure_words(other.failed, other.diverged, other.runs)} (a condition that "
-            "failed or diverged ranks behind every condition with a smaller failure share)."
+            f" `{fmt_text(other.condition_id)}` has the {lower} mean "
+            f"({fmt_mean(other.mean, digits)}) but ranks behind {name} because it {lost} (a "
+            "condition that failed or diverged ranks behind every condition with a smaller "
+            "failure share)."
         )
     return text
-
-
-def _factor_name(code: str, finding: Finding) -> str:
-    """A retained factor's name by its code."""
-    return next(f.name for f in finding.retained if f.code == code)
 
 
 def _reversal_line(item: StageReversal) -> str:

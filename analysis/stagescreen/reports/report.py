@@ -278,6 +278,11 @@ def _manifest_section(manifest: Manifest | None, unreadable: str | None = None) 
     rows.append(["**total**", "", "", "", *(f"**{cell}**" for cell in _counts(manifest.total))])
     header = ["stage", "kind", "pool", "budgets", "planned", "succeeded", "diverged", "failed"]
     text = md_table([*header, "pending", "GPU-hours"], rows)
+    text += (
+        "\n\npending: planned runs not ended yet, with or without a record (the manifest counts"
+        " runs from `results.parquet` alone; each stage's Runs table splits them into missing"
+        " and pending)."
+    )
     if manifest.pools:
         text += "\n\n" + md_table(
             ["pool", "runs", "GPU-hours"],

@@ -13,7 +13,6 @@ as a dash.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from stagescreen.kinds.base import Section, StageKind
@@ -25,9 +24,15 @@ from stagescreen.outcomes.model import (
     StageOutcome,
     StageRuns,
 )
-from stagescreen.reports.decision import anchor_roles, behind_on_failures, failure_words
+from stagescreen.reports.decision import (
+    anchor_roles,
+    behind_on_failures,
+    failure_words,
+    ranked_entry,
+)
 from stagescreen.reports.formatting import (
     DASH,
+    best_digits,
     decimals,
     fmt_budget,
     fmt_count,
@@ -39,14 +44,14 @@ from stagescreen.reports.formatting import (
     fmt_p,
     fmt_text,
     md_table,
+    ranking_digits,
     se_from_interval,
 )
 from stagescreen.statistics.noise import NoiseFloor
 from stagescreen.statistics.stability import Reversal
+from stagescreen.storage.jsonvalues import json_number
 
 RANKING_TOP, RANKING_BOTTOM = 5, 2
-MIN_OWN_SD = 3
-"""Runs a condition needs before its own sd sets its mean's precision (`_mean_se`)."""
 MISSING_SHOWN = 10
 
 
@@ -62,7 +67,7 @@ def outcome_sections(kind: StageKind, outcome: StageOutcome, goal: str) -> list[
             (
                 "Ranking",
                 _ranking_section(
-                    outcome.ranking, _ranking_digits(outcome), anchor_roles(outcome.anchors)
+                    outcome.ranking, ranking_digits(outcome), anchor_roles(outcome.anchors)
                 ),
             )
         )
@@ -134,29 +139,6 @@ def _roles(role: str | None, roles: Sequence[str] | None) -> str:
     return ", ".join(roles) if roles else fmt_text(role)
 
 
-def _mean_se(entry: RankedCondition, floors: Sequence[NoiseFloor]) -> float | None:
-    """A ranked mean's standard error: its own sd over sqrt(n) once it has three runs; with
-    fewer, the stage's run sd at its budget and pool (pooled over every condition, steadier
-    than two seeds' sd) over sqrt(n), else what sd it has. A screen's single-run means so
-    print at the precision of the noise they carry."""
-    own = [entry.sd] if entry.n >= MIN_OWN_SD else []
-    pooled = [f.sd for f in floors if f.budget_s == entry.budget_s and f.pool in (None, entry.pool)]
-    sds = [*own, *pooled, entry.sd]
-    sd = next((sd for sd in sds if sd is not None and math.isfinite(sd) and sd > 0), None)
-    return None if sd is None or entry.n < 1 else sd / math.sqrt(entry.n)
-
-
-def _ranking_digits(outcome: StageOutcome) -> dict[tuple[int, str], int]:
-    """One precision per ranking table (a budget and pool): the means', sds' and intervals',
-    which the best condition's sentence repeats."""
-    groups: dict[tuple[int, str], list[float | None]] = {}
-    for entry in outcome.ranking:
-        groups.setdefault((entry.budget_s, entry.pool), []).append(
-            _mean_se(entry, outcome.noise_floor)
-        )
-    return {group: decimals(ses) for group, ses in groups.items()}
-
-
 def _ranking_section(
     ranking: Sequence[RankedCondition],
     precision: dict[tuple[int, str], int],
@@ -179,7 +161,7 @@ def _ranking_section(
                 f"`{fmt_text(e.condition_id)}`",
                 _roles(e.role, roles.get(e.condition_id)),
                 fmt_count(e.n),
-                _failures(e.failed, e.runs),
+                _lost(e.failed, e.diverged, e.runs),
                 fmt_mean(e.mean, digits) + (" †" if e.adjusted else ""),
                 fmt_mean(e.sd, digits),
                 fmt_interval(e.ci_low, e.ci_high, digits, signed=False),
@@ -190,16 +172,27 @@ def _ranking_section(
             rows.insert(RANKING_TOP, ["…"] * 8)
         title = f"budget {fmt_budget(budget)}" + (f", pool {pool}" if pool else "")
         note = f" (top {RANKING_TOP} and bottom {RANKING_BOTTOM} of {len(entries)})" if cut else ""
-        header = ["rank", "condition", "role", "n", "failed", "mean", "sd", "95% CI"]
+        header = ["rank", "condition", "role", "n", "lost", "mean", "sd", "95% CI"]
         blocks.append(f"**{title}**{note}\n\n" + md_table(header, rows))
     legend = (
-        "A condition that failed or diverged on any run ranks behind every condition with a "
-        "smaller failure share, then by mean."
+        "lost: a condition's ended runs that diverged or failed, counted as the Runs table "
+        "counts them. A condition that failed or diverged on any run ranks behind every "
+        "condition with a smaller failure share, then by mean."
     )
     if any(e.adjusted for e in ranking):
         legend += " † seed-adjusted mean: some conditions lost seeds, so means are compared "
         legend += "as if every condition had run every seed."
     return "\n\n".join([*blocks, legend])
+
+
+def _lost(failed: int, diverged: int, runs: int) -> str:
+    """A ranked condition's lost runs by kind, as its stage's Runs table counts them ("1/2
+    diverged", "1/3 failed, 1/3 diverged"); `failed` counts both (`RankedCondition`); blank
+    when none."""
+    crashed = failed - diverged
+    parts = [f"{crashed}/{runs} failed"] if crashed else []
+    parts += [f"{diverged}/{runs} diverged"] if diverged else []
+    return ", ".join(parts)
 
 
 def _failures(failed: int, runs: int) -> str:
@@ -224,7 +217,7 @@ def _anchor_rows(entries: Sequence[AnchorRecord]) -> str:
             + [fmt_levels(entry.levels), _failures(entry.failed, entry.runs)]
         )
     header = (["to stage"] if promoted else []) + ["role", "condition", "rule"]
-    header += ([] if promoted else ["source"]) + ["levels", "failed at source"]
+    header += ([] if promoted else ["source"]) + ["levels", "failed or diverged at source"]
     text = md_table(header, rows)
     if any(entry.failed for entry in entries):
         text += "\n\nAn anchor with failures at its source was promoted despite them."
@@ -245,24 +238,13 @@ def _prediction(entry: AnchorRecord) -> str:
     return f"{name}: the model of {source} predicts {fmt_mean(entry.predicted)} ({ran})."
 
 
-def _best_digits(best: Best, ranking: dict[tuple[int, str], int]) -> tuple[int, int]:
-    """The precisions of a best's sentence: its means at its ranking table's (else its own
-    interval's), its difference to the runner-up at the paired interval's (else the means')."""
-    runs = best.runs - best.failed
-    own = se_from_interval(best.ci_low, best.ci_high, runs - 1 if runs > 1 else None)
-    means = ranking.get((best.budget_s, best.pool), decimals([own]))
-    runner = best.runner_up
-    if runner is None or se_from_interval(runner.ci_low, runner.ci_high) is None:
-        return means, means
-    seeds = runner.seeds
-    paired = se_from_interval(runner.ci_low, runner.ci_high, seeds - 1 if seeds else None)
-    return means, decimals([paired])
-
-
 def _best_interval(best: Best, digits: int) -> str:
     """The best's 95% interval as the decision reads it: selection-aware over its `candidates`
     (Bonferroni), its own beside it; the own one alone, said to be unadjusted, in outcomes
-    written before the selection-aware one existed."""
+    written before the selection-aware one existed. Without an interval (one run, or a
+    seed-adjusted mean with no residual df) it says so in words."""
+    if json_number(best.ci_low) is None or json_number(best.ci_high) is None:
+        return "no 95% CI (too few runs to estimate one)"
     own = fmt_interval(best.ci_low, best.ci_high, digits, signed=False)
     if best.candidates is None:
         return f"95% CI {own} (not adjusted for having been picked as best)"
@@ -286,7 +268,7 @@ def _best_line(best: Best, outcome: StageOutcome, ranking: dict[tuple[int, str],
     pool = f" on {best.pool}" if best.pool else ""
     budget = fmt_budget(best.budget_s)
     settings = ", ".join(f"{k}={fmt_text(v)}" for k, v in best.hyperparameters.items())
-    digits, gap_digits = _best_digits(best, ranking)
+    digits, gap_digits = best_digits(best, ranking)
     text = (
         f"`{name}`{role} at {budget}{pool}: mean {fmt_mean(best.mean, digits)}"
         + (" (seed-adjusted)" if best.adjusted else "")
@@ -294,8 +276,9 @@ def _best_line(best: Best, outcome: StageOutcome, ranking: dict[tuple[int, str],
         f"; levels {fmt_levels(best.levels)}" + (f"; {settings}" if settings else "")
     )
     if best.failed:
-        failures = _failures(best.failed, best.runs).replace("/", " of ")
-        text += f". It failed or diverged on {failures} runs"
+        own = ranked_entry(outcome, best.budget_s, best.pool, best.condition_id)
+        diverged = 0 if own is None else own.diverged
+        text += f". It {failure_words(best.failed, diverged, best.runs)}"
     runner = best.runner_up
     if runner is None:
         return text + ". No other condition to compare with."
@@ -334,7 +317,7 @@ def best_section(outcome: StageOutcome) -> str:
     """The best condition on each pool (`StageOutcome.best_per_pool`), at the precision of its
     ranking table: the stage section's last part, and the study report's answer when this
     stage decides it."""
-    ranking = _ranking_digits(outcome)
+    ranking = ranking_digits(outcome)
     return (
         "\n".join(f"- {_best_line(best, outcome, ranking)}" for best in outcome.best_per_pool)
         or DASH

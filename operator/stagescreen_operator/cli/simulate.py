@@ -365,7 +365,8 @@ def _planted_text(model: ResponseModel) -> str:
     from stagescreen.planning.ids import format_budget
 
     def terms(planted: Mapping[str, float]) -> str:
-        return ", ".join(f"{t}={v:+.4g}" for t, v in planted.items())
+        # a term planted at zero has no direction: "E=0", never "E=+0" or "E=-0"
+        return ", ".join(f"{t}={v:+.4g}" if v else f"{t}=0" for t, v in planted.items())
 
     if model.effect_points:
         return "; ".join(

@@ -63,23 +63,23 @@ def screen(retained: list[str], effects: dict[str, float], **parts: Any) -> Stag
 def best(
     condition: str = "c02", mean: float = 1.1613, runner: RunnerUp | None = None, **more: Any
 ) -> Best:
+    parts = {
+        "levels": {"A": -1, "B": -1, "C": 1},
+        "hyperparameters": {"DEPTH": 1, "ASPECT_RATIO": 32, "MATRIX_LR": 0.04},
+        "runs": 2,
+    }
     return Best(
-        condition_id=condition,
-        budget_s=45,
-        pool="cpu",
-        mean=mean,
-        levels={"A": -1, "B": -1, "C": 1},
-        hyperparameters={"DEPTH": 1, "ASPECT_RATIO": 32, "MATRIX_LR": 0.04},
-        runner_up=runner,
-        runs=2,
-        **more,
-    )
+        condition_id=condition, budget_s=45, pool="cpu", mean=mean, runner_up=runner,
+        **(parts | more),
+    )  # fmt: skip
 
 
-def runner_up(separated: bool | None, condition: str = "c01", mean: float = 1.17) -> RunnerUp:
+def runner_up(
+    separated: bool | None, condition: str = "c01", mean: float = 1.17, seeds: int = 4
+) -> RunnerUp:
     return RunnerUp(
-        condition_id=condition, mean=mean, difference=0.01, seeds=2, wins=4, total=4,
-        separated=separated,
+        condition_id=condition, mean=mean, difference=0.01, seeds=seeds, wins=seeds,
+        total=seeds, separated=separated,
     )  # fmt: skip
 
 
@@ -122,6 +122,20 @@ def test_retained_factors_are_named_with_their_direction_in_words() -> None:
     )
 
 
+def test_retained_effects_print_at_their_effects_tables_precision() -> None:
+    # SE 0.017 on 4 df (interval +-0.047): three decimals, as the screen's effects table
+    family = Family(
+        by={"budget_s": 15}, n=8, df_resid=4,
+        effects=(Effect(term="A", effect=0.11253, ci_low=0.06533, ci_high=0.15973),),
+    )  # fmt: skip
+    stage = screen(["A"], {}).model_copy(update={"effects": EffectFamilies(families=(family,))})
+    decision = the_decision(stage)
+    assert decision.findings[0].digits == 3
+    assert "`DEPTH` (A) +0.113, so DEPTH=1" in decision_section(decision)
+    tables = dict(outcome_sections(kind_of(SPEC.stage("screen")), stage, "minimize"))
+    assert "| `A` | +0.113 |" in tables["Main effects"]
+
+
 def test_a_screen_that_retains_nothing_says_what_that_means() -> None:
     text = decision_section(the_decision(screen([], {"A": 0.001})))
     assert "`screen` retained no factor at 15s: no main effect's interval excludes zero" in text
@@ -137,12 +151,16 @@ def test_a_screen_that_retains_nothing_says_what_that_means() -> None:
     [
         (runner_up(True), "ahead", f"ahead of `c01` ({fmt_mean(1.17)}; the paired interval"),
         (runner_up(False), "tied", f"Tied with `c01` ({fmt_mean(1.17)}, not distinguishable "
-         "over 2 seeds): choose on cost."),
-        (runner_up(None), "tied", "Tied with `c01`"),
+         "over 4 seeds): choose on cost."),
+        (runner_up(False, seeds=2), "inconclusive", f"Not separated from `c01` "
+         f"({fmt_mean(1.17)}) over 2 seeds, but inconclusive: only 2 seeds in common (1 df for "
+         "the paired test). Rerun `c02` and `c01` with more seeds before choosing."),
+        (runner_up(None, seeds=1), "inconclusive", "inconclusive: only 1 seed in common (no "
+         "paired test). Rerun"),
         (None, "alone", ": the only condition with a result."),
     ],
 )  # fmt: skip
-def test_the_pick_is_ahead_of_its_runner_up_tied_with_it_or_alone(
+def test_the_pick_is_ahead_of_its_runner_up_tied_inconclusive_or_alone(
     runner: RunnerUp | None, verdict: str, words: str
 ) -> None:
     decision = the_decision(longer(best(runner=runner)))
@@ -178,8 +196,9 @@ def issue_longer() -> StageOutcome:
 def test_a_better_mean_that_ranks_behind_on_failures_is_explained() -> None:
     decision = the_decision(issue_longer())
     (pick,) = decision.picks
+    # one lost run, counted once: it diverged, it did not also fail
     assert [(b.condition_id, b.failed, b.diverged, b.runs) for b in pick.behind] == [
-        ("c02", 1, 1, 2)
+        ("c02", 0, 1, 2)
     ]
     why = (
         f"`c02` has the lower mean ({fmt_mean(1.111639)}) but ranks behind `c05` because it "
@@ -188,6 +207,75 @@ def test_a_better_mean_that_ranks_behind_on_failures_is_explained() -> None:
     assert why in decision_section(decision)
     # the stage's own best sentence says the same
     assert why in best_section(issue_longer())
+    # the ranking's lost column says what the Runs table says: diverged, not failed
+    sections = dict(outcome_sections(kind_of(SPEC.stage("longer")), issue_longer(), "minimize"))
+    assert "| 2 | `c02` | best | 1 | 1/2 diverged |" in sections["Ranking"]
+
+
+def test_a_tie_the_comparison_could_not_break_is_inconclusive_not_a_choice_on_cost() -> None:
+    # four seeds in common, yet the runner-up is the predeclared control and lost a run, and
+    # the best was carried as the worst: rerun, do not choose on cost
+    anchors = [
+        AnchorRecord(condition_id="c05", role="worst", rule="worst"),
+        AnchorRecord(condition_id="c02", role="control", rule="fixed"),
+    ]
+    ranking = [
+        ISSUE_LONGER[0],
+        ISSUE_LONGER[1].model_copy(update={"role": "control", "failed": 1, "diverged": 0}),
+    ]
+    first = best("c05", 1.112167, runner_up(False, "c02", 1.2), role="worst")
+    decision = the_decision(longer(first, anchors=anchors, ranking=ranking))
+    (pick,) = decision.picks
+    assert pick.verdict == "inconclusive"
+    assert pick.because == [
+        "`c02` is the predeclared control",
+        "`c02` failed or diverged on 1 of its 2 runs",
+        "`c05` was carried as the worst",
+    ]
+    text = decision_section(decision)
+    assert "choose on cost" not in text
+    assert "Rerun `c05` and `c02` with more seeds before choosing." in text
+
+
+def test_the_pick_prints_its_means_at_its_ranking_tables_precision() -> None:
+    ranking = [
+        RankedCondition(
+            budget_s=45, pool="cpu", condition_id="c02", runs=4, n=4, mean=2.0297123, sd=0.05,
+            rank=1,
+        ),
+        RankedCondition(
+            budget_s=45, pool="cpu", condition_id="c01", runs=4, n=4, mean=2.0712345, sd=0.06,
+            rank=2,
+        ),
+    ]  # fmt: skip
+    stage = longer(best(mean=2.0297123, runner=runner_up(False, mean=2.0712345)), ranking=ranking)
+    (pick,) = the_decision(stage).picks
+    assert pick.digits == 3  # SE 0.05 / 2 = 0.025: two significant figures
+    text = decision_section(the_decision(stage))
+    assert "val_bpb 2.030 at 45s" in text and "`c01` (2.071," in text
+    assert "mean 2.030" in best_section(stage)
+
+
+def test_a_pick_against_any_stages_retained_factor_says_so_a_centre_level_included() -> None:
+    # screen found B's high level better, a later fitted stage found A's low level better:
+    # the pick's centre level of B goes against the screen, its A- agrees with the later stage
+    later = screen(["A"], {"A": 0.03}).model_copy(update={"stage": "confirm"})
+    levels = {"A": -1, "B": 0, "C": 1}
+    decision = the_decision(
+        screen(["B"], {"B": -0.02}), later, longer(best(runner=runner_up(True), levels=levels))
+    )
+    (pick,) = decision.picks
+    assert pick.against == ["B"]
+    assert (
+        "Its levels are not the ones found better for `ASPECT_RATIO` (64 in `screen` at 15s)"
+        in decision_section(decision)
+    )
+
+
+def test_the_best_says_whether_its_own_lost_runs_diverged_or_failed() -> None:
+    ranking = [ISSUE_LONGER[0].model_copy(update={"runs": 3, "failed": 1, "diverged": 1})]
+    stage = longer(best("c05", 1.112167, role="worst", runs=3, failed=1), ranking=ranking)
+    assert ". It diverged on 1 of its 3 runs." in best_section(stage)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from stagescreen.outcomes.model import RankedCondition
 from stagescreen.reports.formatting import (
     DASH,
     FALLBACK_DECIMALS,
@@ -14,8 +15,12 @@ from stagescreen.reports.formatting import (
     fmt_fixed,
     fmt_interval,
     fmt_mean,
+    fmt_percent,
+    fmt_significant,
+    mean_se,
     se_from_interval,
 )
+from stagescreen.statistics.noise import NoiseFloor
 
 
 @pytest.mark.parametrize(
@@ -83,3 +88,43 @@ def test_se_from_interval_divides_the_half_width_by_the_t_quantile(
 )
 def test_a_value_that_rounds_to_zero_prints_unsigned(text: str, expected: str) -> None:
     assert text == expected
+
+
+FLOOR = NoiseFloor(budget_s=15, pool="cpu", contrast="difference", sd=0.0003, df=2)
+
+
+@pytest.mark.parametrize(
+    ("n", "sd", "se"),
+    [
+        # the real quickstart's confirm: seeds 0.05 apart on a 0.0003 seed-blocked run sd;
+        # the mean prints at its own spread (3 decimals), not five
+        (2, 0.05119, 0.05119 / 2**0.5),
+        (2, 0.0001, 0.0003 / 2**0.5),  # two runs' sd small by chance: the run sd's
+        (1, None, 0.0003),  # a single run: the run noise it carries
+        (0, None, None),
+    ],
+)
+def test_a_ranked_means_se_is_the_larger_of_its_own_sd_and_the_run_sd(
+    n: int, sd: float | None, se: float | None
+) -> None:
+    entry = RankedCondition(
+        budget_s=15, pool="cpu", condition_id="c02", runs=n, n=n, mean=2.2204, sd=sd, rank=1
+    )
+    assert mean_se(entry, [FLOOR]) == pytest.approx(se)
+    if n == 2 and sd == 0.05119:
+        assert decimals([mean_se(entry, [FLOOR])]) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.014174, "0.0142"), (0.000015, "0.000015"), (14.174, "14.2"), (0.0, "0"), (None, DASH)],
+)
+def test_sums_of_squares_print_three_significant_figures(value: float | None, text: str) -> None:
+    assert fmt_significant(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(0.538, "53.8%"), (0.000015, "0.0%"), (1.0, "100.0%"), (None, DASH)]
+)
+def test_shares_print_as_percentages(value: float | None, text: str) -> None:
+    assert fmt_percent(value) == text

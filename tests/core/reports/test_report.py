@@ -44,6 +44,8 @@ from stagescreen.reports.formatting import (
     fmt_interval,
     fmt_levels,
     fmt_p,
+    fmt_percent,
+    fmt_significant,
 )
 from stagescreen.reports.report import (
     StageData,
@@ -405,7 +407,9 @@ def test_confirm_section_has_variance_shares_win_counts_and_anchor_rules(
     terms = [share["term"] for share in record["variance_shares"]]
     assert {"budget_s", "condition_id", "budget_s:condition_id", "seed", "residual"} == set(terms)
     for share in record["variance_shares"]:
-        assert f"| {share['term']} | {share['df']:.0f} | {share['sum_sq']:.6f} |" in confirm
+        ss, eta = fmt_significant(share["sum_sq"]), fmt_percent(share["eta_sq"])
+        assert f"| {share['term']} | {share['df']:.0f} | {ss} | {eta} |" in confirm
+        assert len(ss.replace(".", "").lstrip("0")) <= 3  # three figures, not six decimals
     assert len(record["win_counts"]) == 3 * 15  # 6 anchors: 15 pairs at each of 3 budgets
     for wins in record["win_counts"]:
         row = (
@@ -463,7 +467,8 @@ def test_null_ranking_values_are_dashes_and_failures_are_counted(
     control = next(e for e in ranking if e["role"] == "control")
     assert (control["n"], control["runs"], control["failed"], control["sd"]) == (1, 4, 3, None)
     assert control["rank"] == len(ranking)  # failures rank it behind every clean anchor
-    prefix = f"| {control['rank']} | `{control['condition_id']}` | control | 1 | 3/4 | "
+    assert control["diverged"] == 0  # three crashed runs: the lost column says "failed"
+    prefix = f"| {control['rank']} | `{control['condition_id']}` | control | 1 | 3/4 failed | "
     (row,) = [line for line in bridge.splitlines() if line.startswith(prefix)]
     cells = row.strip("|").split(" | ")
     assert shows(cells[5].split()[0], control["mean"])
@@ -978,7 +983,7 @@ def test_the_best_repeats_its_ranking_tables_precision_from_the_stages_run_noise
     ]
     floor = {"budget_s": 600, "contrast": "difference", "sd": 0.0068, "df": 2, "se": 0.0068}
     outcome = _deciding(best, ranking=ranked, noise_floor=[floor])
-    assert "mean 0.7339, 95% CI" in best_section(outcome)
+    assert "mean 0.7339, no 95% CI (too few runs to estimate one)" in best_section(outcome)
     ranking = dict(outcome_sections(KINDS["bridge"], outcome, "minimize"))["Ranking"]
     assert "| 0.7339 |" in ranking and "| 0.7411 |" in ranking
 

@@ -222,6 +222,13 @@ def test_report_format_json_prints_the_decision(simulated_quickstart: Path) -> N
     assert decision.stage == "longer"
     assert decision.trust.rehearsal == "SYNTHETIC"
     assert printed["text"] in (simulated_quickstart / "report.md").read_text()
+    # the best is the worst anchor, ahead only because its rival diverged once, over one seed
+    # in common: rerun both with more seeds, not "choose on cost"
+    (pick,) = decision.picks
+    assert pick.verdict == "inconclusive" and "choose on cost" not in printed["text"]
+    assert f"Rerun `{pick.condition_id}` and `{pick.runner_up}` with more seeds" in printed["text"]
+    # one lost run is counted once: it diverged (the simulator's runs never fail)
+    assert pick.behind and all((b.failed, b.diverged) == (0, 1) for b in pick.behind)
     for stage in printed["stages"]:
         runs = stage["runs"]
         assert runs["planned"] == sum(runs[k] for k in RUN_STATES), stage
@@ -243,6 +250,15 @@ def test_the_paper_simulation_opens_with_the_decision_and_its_run_tables_add_up(
     markdown = (simulated_paper / "report.md").read_text()
     decision = assert_decision_first(simulated_paper)
     assert "- From stage `long-horizon`:" in decision
+    # two seeds in common (one df), one runner-up the control: inconclusive, never a choice
+    # on cost; the picks hold the centre of a retained factor, and the decision says so
+    code, out, err = report(str(simulated_paper), "--format", "json")
+    assert code == 0, err
+    picks = Decision.model_validate(json.loads(out)["decision"]).picks
+    assert {pick.verdict for pick in picks} == {"inconclusive"}
+    assert "choose on cost" not in decision
+    assert any(pick.against for pick in picks)
+    assert "Its levels are not the ones found better for `" in decision
     stages = yaml.safe_load(PAPER.read_text())["spec"]["stages"]
     header = "| planned | succeeded | diverged | failed | missing | pending |"
     for stage in stages:
@@ -255,6 +271,7 @@ def test_the_paper_simulation_opens_with_the_decision_and_its_run_tables_add_up(
     manifest = Manifest.model_validate_json((simulated_paper / "manifest.json").read_text())
     table = markdown.split("## Run manifest")[1]
     assert "| planned | succeeded | diverged | failed | pending | GPU-hours |" in table
+    assert "pending: planned runs not ended yet, with or without a record" in table
     for line in [*manifest.stages, manifest.total]:
         assert line.planned == line.succeeded + line.diverged + line.failed + line.pending
     total = manifest.total

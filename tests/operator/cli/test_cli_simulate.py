@@ -17,6 +17,14 @@ QUICKSTART = ROOT / "tests" / "data" / "quickstart-two-stages.yaml"
 runner = CliRunner()
 
 
+def test_a_term_planted_at_zero_prints_without_a_sign(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["simulate", str(QUICKSTART), "--effects", "A=0.1,B=-0", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith("planted effects A=+0.1, B=0")
+
+
 def test_simulate_writes_the_study_keys_and_says_it_is_synthetic(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     # The plain model of before the paper calibration: one noise sd, no spread, no divergence.
@@ -228,7 +236,7 @@ def test_simulate_plants_the_papers_effects_by_factor_name(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("SYNTHETIC note: no effect planted on WARMUP_RATIO (C): the paper")
-    assert lines[1].endswith("at 50s A=+0.018, B=+0.0059, C=+0, A:B=+0.0049")
+    assert lines[1].endswith("at 50s A=+0.018, B=+0.0059, C=0, A:B=+0.0049")
     power = runner.invoke(app, ["simulate", str(study), "--replicates", "5", "--json"])
     assert power.exit_code == 0, power.output
     assert json.loads(power.stdout)["replicates"] == 5  # the note leaves the JSON alone
