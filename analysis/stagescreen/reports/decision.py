@@ -26,7 +26,7 @@ from stagescreen.reports.formatting import (
     fmt_mean,
     fmt_text,
 )
-from stagescreen.statistics.noise import NoiseFloor
+from stagescreen.statistics.noise import NoiseFloor, difference_detectable
 from stagescreen.statistics.stability import Reversal
 from stagescreen.storage.jsonvalues import JsonFloat, Scalar
 from stagescreen.study.spec import StudySpec
@@ -196,10 +196,12 @@ def anchor_roles(anchors: Sequence[AnchorRecord]) -> dict[str, list[str]]:
     return roles
 
 
-def _floor(floors: Sequence[NoiseFloor], budget_s: int | None, pool: str | None) -> float | None:
+def _floor(
+    floors: Sequence[NoiseFloor], budget_s: int | None, pool: str | None
+) -> NoiseFloor | None:
     for floor in floors:
         if floor.budget_s == budget_s and (pool is None or floor.pool in (None, pool)):
-            return floor.detectable
+            return floor
     return None
 
 
@@ -229,11 +231,12 @@ def _finding(spec: StudySpec, outcome: StageOutcome) -> Finding:
                 better_value=None if value is None else str(value),
             )
         )
+    floor = _floor(outcome.noise_floor, judged, None)
     return Finding(
         stage=outcome.stage,
         budget_s=judged,
         retained=retained,
-        detectable=_floor(outcome.noise_floor, judged, None),
+        detectable=None if floor is None else floor.detectable,
     )
 
 
@@ -246,6 +249,7 @@ def _pick(best: Best, outcome: StageOutcome, findings: Sequence[Finding]) -> Pic
         [best.role] if best.role else []
     )
     low, high = best.decision_interval
+    floor = _floor(outcome.noise_floor, best.budget_s, best.pool)
     return Pick(
         pool=best.pool,
         budget_s=best.budget_s,
@@ -267,7 +271,7 @@ def _pick(best: Best, outcome: StageOutcome, findings: Sequence[Finding]) -> Pic
             for entry in behind_on_failures(best, outcome.ranking, outcome.goal)
         ],
         against=_against(best.levels, findings),
-        detectable=_floor(outcome.noise_floor, best.budget_s, best.pool),
+        detectable=None if floor is None else difference_detectable(floor, best.runs),
     )
 
 
@@ -464,7 +468,7 @@ def _trust_line(decision: Decision) -> str:
         if p.detectable is not None
     ]
     if floors:
-        text += "; smallest difference detected at 80% power: " + ", ".join(floors)
+        text += "; smallest difference detectable at 80% power: " + ", ".join(floors)
     unmeasured = [fmt_text(p.pool) for p in decision.picks if p.detectable is None]
     if unmeasured:
         text += (
