@@ -30,7 +30,7 @@ from stagescreen.reports.formatting import (
     fmt_text,
     ranking_digits,
 )
-from stagescreen.statistics.noise import NoiseFloor
+from stagescreen.statistics.noise import NoiseFloor, difference_detectable
 from stagescreen.statistics.stability import Reversal
 from stagescreen.storage.jsonvalues import JsonFloat, Scalar
 from stagescreen.study.spec import StudySpec
@@ -218,10 +218,12 @@ def anchor_roles(anchors: Sequence[AnchorRecord]) -> dict[str, list[str]]:
     return roles
 
 
-def _floor(floors: Sequence[NoiseFloor], budget_s: int | None, pool: str | None) -> float | None:
+def _floor(
+    floors: Sequence[NoiseFloor], budget_s: int | None, pool: str | None
+) -> NoiseFloor | None:
     for floor in floors:
         if floor.budget_s == budget_s and (pool is None or floor.pool in (None, pool)):
-            return floor.detectable
+            return floor
     return None
 
 
@@ -251,11 +253,12 @@ def _finding(spec: StudySpec, outcome: StageOutcome) -> Finding:
                 better_value=None if value is None else str(value),
             )
         )
+    floor = _floor(outcome.noise_floor, judged, None)
     return Finding(
         stage=outcome.stage,
         budget_s=judged,
         retained=retained,
-        detectable=_floor(outcome.noise_floor, judged, None),
+        detectable=None if floor is None else floor.detectable,
         digits=effect_digits(families),
     )
 
@@ -311,6 +314,7 @@ def _pick(best: Best, outcome: StageOutcome, findings: Sequence[Finding], digits
         else "tied"
     )
     low, high = best.decision_interval
+    floor = _floor(outcome.noise_floor, best.budget_s, best.pool)
     return Pick(
         pool=best.pool,
         budget_s=best.budget_s,
@@ -341,7 +345,7 @@ def _pick(best: Best, outcome: StageOutcome, findings: Sequence[Finding], digits
         against=[
             code for code in _better_levels(findings) if _against(best.levels, code, findings)
         ],
-        detectable=_floor(outcome.noise_floor, best.budget_s, best.pool),
+        detectable=None if floor is None else difference_detectable(floor, best.runs),
         digits=digits,
     )
 
@@ -557,7 +561,7 @@ def _trust_line(decision: Decision) -> str:
         if p.detectable is not None
     ]
     if floors:
-        text += "; smallest difference detected at 80% power: " + ", ".join(floors)
+        text += "; smallest difference detectable at 80% power: " + ", ".join(floors)
     unmeasured = [fmt_text(p.pool) for p in decision.picks if p.detectable is None]
     if unmeasured:
         text += (

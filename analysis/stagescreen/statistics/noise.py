@@ -14,6 +14,9 @@ and the smallest contrast that model detects at 80% power in a two-sided test at
 - anchor stages (confirm, bridge, long-horizon): the difference of two conditions within the
   seeds, from `metric ~ C(condition) + C(seed)`, se = sd * sqrt(2 / seeds) for two conditions
   that ran every seed of the cell.
+A decision read from an effect stage quotes the difference of two of its conditions, not its
+effect's figure (`difference_detectable`): two single runs differ with se sd * sqrt(2), twice a
+single-seed 2^3's effect se.
 
 The sd is what the model leaves unexplained: run noise and, for an effect model, any
 interaction it does not fit; seed shifts are blocked out when a stage has several seeds (with
@@ -63,6 +66,18 @@ class NoiseFloor(BaseModel):
 def detectable(se: float, df: int, power: float = POWER, alpha: float = ALPHA) -> float:
     """The contrast a two-sided t test at `alpha` on `df` df detects with `power`."""
     return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
+
+
+def difference_detectable(floor: NoiseFloor, seeds: int) -> float | None:
+    """The smallest difference between two conditions, each on `seeds` seeds, detected within
+    seeds: a difference record's own figure; from an effect record's run sd, se
+    sd * sqrt(2 / seeds) on its df. Not the effect's figure: a high-minus-low effect averages
+    half the design's runs on each side, two single runs differ with se sd * sqrt(2)."""
+    if floor.contrast == "difference":
+        return floor.detectable
+    if floor.sd is None or not floor.df:
+        return None
+    return detectable(floor.sd * math.sqrt(2 / max(seeds, 1)), floor.df)
 
 
 def residual_sd(x: np.ndarray, y: np.ndarray) -> tuple[float | None, int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.formula.api as smf
 from scipy import stats
 
 from stagescreen.outcomes import analyse
@@ -184,6 +185,42 @@ def test_an_adjusted_mean_without_residual_df_has_no_interval() -> None:
     assert (moved["a"].mean, moved["a"].ci_low) == pytest.approx(
         (means["a"].mean, means["a"].ci_low)
     )
+
+
+def test_conditions_sharing_one_residual_df_get_the_pooled_fits_interval() -> None:
+    """The paper simulation's long-horizon l40s cell at 24 h: two conditions on seeds 1 and 2,
+    a third left with seed 2. The fit has 1 residual df, half in each cell; each cell's sum of
+    squares is still a chi-square on 1 df, so the interval is the pooled fit's on 1 df (t 12.7),
+    not one on 0.5 df 13x wider (0.13 to 1.28 for a val_bpb of 0.706); and it covers 95%."""
+    values = {"best": [0.703875, 0.708120], "control": [0.750537, 0.764668], "one": [None, 0.7078]}
+    layout = pd.DataFrame(
+        [
+            {"condition_id": c, "seed": seed, "val_bpb": v}
+            for c, runs in values.items()
+            for seed, v in enumerate(runs, start=1)
+            if v is not None
+        ]
+    )
+    pooled = smf.ols("val_bpb ~ C(condition_id) + C(seed)", data=layout).fit()
+    assert pooled.df_resid == 1
+    half = stats.t.ppf(0.975, 1) * math.sqrt(pooled.scale / 2)  # a mean of 2 runs, 1 df
+    means = {m.key["condition_id"]: m for m in adjusted_means(layout, "val_bpb")}
+    best = means["best"]
+    assert (best.ci_low, best.ci_high) == pytest.approx((best.mean - half, best.mean + half))
+    assert 0.66 < best.ci_low < best.ci_high < 0.751
+    rng = np.random.default_rng(20)
+    truth = np.array([0.70, 0.75])
+    cond = pd.Categorical(layout["condition_id"]).codes
+    covered = []
+    for _ in range(400):
+        shifts = rng.normal(0, 0.003, 2)
+        planted = np.array([*truth, 0.70])[cond] + shifts[layout["seed"] - 1]
+        y = planted + rng.normal(0, 0.005, len(layout))
+        fit = adjusted_means(layout.assign(val_bpb=y), "val_bpb")[:2]
+        covered.append(
+            [m.ci_low <= t + shifts.mean() <= m.ci_high for m, t in zip(fit, truth, strict=True)]
+        )
+    assert 0.93 <= np.mean(covered) <= 0.97, np.mean(covered)
 
 
 def test_the_best_comes_with_its_runner_up_and_whether_they_are_separated() -> None:

@@ -3,6 +3,7 @@ next and how far to trust it, from hand-made outcomes of the quickstart's three 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from stagescreen.outcomes.model import (
 from stagescreen.reports.decision import Decision, decide, decision_section, failure_words
 from stagescreen.reports.formatting import fmt_effect, fmt_mean
 from stagescreen.reports.sections import best_section, outcome_sections
+from stagescreen.statistics import noise
 from stagescreen.statistics.families import Effect, EffectFamilies, Family
 from stagescreen.statistics.noise import NoiseFloor
 from stagescreen.statistics.stability import Reversal
@@ -350,6 +352,22 @@ def test_runs_add_up_and_trust_names_seeds_noise_and_the_rehearsal() -> None:
     assert f"{fmt_mean(0.0165)} for an effect in `screen`" in text
     assert f"{fmt_mean(0.0123)} between two conditions in `longer` on cpu" in text
     assert "**SYNTHETIC**" in text
+
+
+def test_a_pick_from_a_single_seed_screen_quotes_the_difference_of_two_runs() -> None:
+    """The screen decides (nothing later ran): its floor is an effect's, a high-minus-low mean
+    over half the runs a side; two conditions of one run each differ with se sd * sqrt(2)."""
+    pick = best("c03").model_copy(update={"budget_s": 15, "runs": 1})
+    decision = the_decision(screen(["A"], {"A": 0.03}, best_per_pool=[pick]))
+    assert decision.stage == "screen"
+    (finding,) = decision.findings
+    assert finding.detectable == 0.0165
+    (chosen,) = decision.picks
+    assert chosen.detectable == pytest.approx(noise.detectable(0.006 * math.sqrt(2), 4))
+    text = decision_section(decision)
+    assert "smallest difference detectable at 80% power: " in text
+    assert f"{fmt_mean(0.0165)} for an effect in `screen`" in text
+    assert f"{fmt_mean(chosen.detectable)} between two conditions in `screen` on cpu" in text
 
 
 def test_a_pending_run_is_counted_as_pending() -> None:

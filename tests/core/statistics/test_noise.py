@@ -54,6 +54,27 @@ def test_an_effect_floor_is_the_fits_residual_sd_and_its_se() -> None:
     assert (floor.budget_s, floor.pool, floor.contrast) == (600, None, "effect")
 
 
+def test_two_conditions_of_a_single_seed_screen_differ_by_more_than_an_effect() -> None:
+    """A single-seed 2^3 replicated nowhere but in its residual df: an effect averages 4 runs
+    on each side (se 2 sd / sqrt(8)), two conditions are one run each (se sd * sqrt(2)), so
+    the difference between two conditions detectable is twice the effect's."""
+    rows = full_factorial(seeds=1, rng=np.random.default_rng(3))
+    families = fx.fit_effects(rows, "y", ["A", "B", "C"], by="budget_s")
+    [floor] = noise.effect_floors(families, rows, "y", ["A", "B", "C"])
+    assert floor.se == pytest.approx(2 * floor.sd / math.sqrt(8), rel=1e-9)
+    assert floor.df == 4
+    difference = noise.difference_detectable(floor, seeds=1)
+    assert difference == pytest.approx(noise.detectable(floor.sd * math.sqrt(2), 4), rel=1e-12)
+    assert difference == pytest.approx(2 * floor.detectable, rel=1e-9)
+    # on 4 seeds each condition's mean halves the run noise's sd
+    assert noise.difference_detectable(floor, seeds=4) == pytest.approx(difference / 2)
+    # a difference record is its own figure
+    [own] = noise.difference_floors(full_factorial(4, np.random.default_rng(4)), "y")
+    assert noise.difference_detectable(own, seeds=1) == own.detectable
+    saturated = noise.NoiseFloor(budget_s=600, contrast="effect")
+    assert noise.difference_detectable(saturated, seeds=1) is None
+
+
 def test_a_contrast_of_the_detectable_size_is_found_about_80_percent_of_the_time() -> None:
     for df in (4, 18, 70):
         ncp = noise.detectable(1.0, df)
