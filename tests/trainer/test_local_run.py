@@ -183,7 +183,7 @@ def test_status_reads_where_the_study_stands_from_its_store(uninterrupted: Path)
     lines = done.stdout.splitlines()
     assert lines[0] == "study phase Succeeded, 8/8 runs ended"
     screen = next(line for line in lines if line.startswith("screen"))
-    assert screen.split() == ["screen", "screen", "Succeeded", "4", "4", "0", "0"]
+    assert screen.split() == ["screen", "screen", "Succeeded", "4", "4", "0", "0", "0"]
     assert any(line.startswith("  screen: retained ") for line in lines)
     assert next(line for line in lines if line.startswith("best so far: c0"))
     assert any(line.startswith("compute: cpu 0.0") and "CPU run-h" in line for line in lines)

@@ -193,14 +193,14 @@ def status_lines(spec: StudySpec, current: StudyStatus) -> list[str]:
     for stage in spec.stages:
         mine = current.stages.get(stage.name)
         if mine is None:
-            rows.append([stage.name, stage.kind, "Pending", "-", "-", "-", "-"])
+            rows.append([stage.name, stage.kind, "Pending", "-", "-", "-", "-", "-"])
             continue
         runs = mine.runs
-        numbers = (runs.total, runs.ended, runs.failed + runs.diverged, runs.running)
+        numbers = (runs.total, runs.ended, runs.diverged, runs.failed, runs.running)
         rows.append([stage.name, stage.kind, mine.phase, *(str(n) for n in numbers)])
         if mine.summary:
             outcomes.append(f"  {stage.name}: {mine.summary}")
-    header = ["stage", "kind", "phase", "planned", "ended", "failed", "running"]
+    header = ["stage", "kind", "phase", "planned", "ended", "diverged", "failed", "running"]
     lines += text_table(header, rows, left=3).splitlines()
     lines += outcomes
     if current.best is not None:

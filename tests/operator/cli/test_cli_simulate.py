@@ -214,7 +214,17 @@ def test_status_of_a_simulated_study_shows_what_simulate_wrote(tmp_path: Path) -
     lines = result.stdout.splitlines()
     assert lines[0].startswith("SYNTHETIC: `stagescreen simulate` wrote this study; no model")
     assert lines[1] == "SYNTHETIC study phase Succeeded, 28/28 runs ended"
-    assert lines[3].split() == ["SYNTHETIC", "screen", "screen", "Succeeded", "16", "16", "0", "0"]
+    assert lines[3].split() == [
+        "SYNTHETIC",
+        "screen",
+        "screen",
+        "Succeeded",
+        "16",
+        "16",
+        "0",
+        "0",
+        "0",
+    ]
     assert lines[4].split()[:6] == ["SYNTHETIC", "confirm", "confirm", "Succeeded", "12", "12"]
     assert all(line.startswith("SYNTHETIC") for line in lines)
     assert not any("waiting" in line for line in lines)

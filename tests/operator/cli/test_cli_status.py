@@ -70,6 +70,8 @@ def test_a_study_copied_under_another_name_is_read_from_its_folder(simulated: Pa
     result = runner.invoke(app, ["status", "sim/part2"])
     assert result.exit_code == 0, result.output
     assert "study phase Succeeded, 28/28 runs ended" in result.stdout
+    # diverged and failed runs are counted apart, as in the report's runs tables
+    assert "planned  ended  diverged  failed  running" in result.stdout
 
 
 @pytest.mark.usefixtures("demo")

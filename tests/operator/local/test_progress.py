@@ -84,7 +84,8 @@ def test_the_live_panel_shows_stages_clock_and_each_running_run(tmp_path: Path) 
     text = console.export_text()
     assert "study phase Running, 0/16 runs ended" in text
     assert "screen   screen   Running" in text
-    assert "confirm  confirm  Pending        -      -       -        -" in text
+    assert "phase    planned  ended  diverged  failed  running" in text
+    assert "confirm  confirm  Pending        -      -         -       -        -" in text
     assert "elapsed 1 min 15 s, about 5 min" in text
     assert f"{child.run.run_id}  207   3.8138  64%" in text
 
