@@ -156,6 +156,11 @@ def plan(
         )
     if on_cpu:
         typer.echo("CPU run-hours: each run's duration on its share of the cores (gpus: 0 pools).")
+    if any(stage.kind == "greedy" or stage.select for stage in spec.stages):
+        typer.echo(
+            "Runs are the most a stage can run: greedy stops once no move improves, and an "
+            "anchor two rules pick (the same levels) runs once."
+        )
     _refuse_over_cap(study_file, spec, overhead_s)
 
 

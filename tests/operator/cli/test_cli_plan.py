@@ -126,3 +126,11 @@ def test_bad_overhead_exits_2_naming_the_option() -> None:
     assert result.exit_code == 2
     assert "--overhead 'soon'" in result.stderr
     assert "120s" in result.stderr  # says what would be accepted
+
+
+def test_the_table_says_its_runs_are_the_most_a_stage_can_run() -> None:
+    """Greedy and anchor stages may run fewer than priced (greedy stops early; two rules
+    picking the same levels run them once): the table says its runs are an upper bound."""
+    result = runner.invoke(app, ["plan", str(PAPER)])
+    assert result.exit_code == 0, result.output
+    assert "Runs are the most a stage can run: greedy stops once no move improves" in result.stdout
