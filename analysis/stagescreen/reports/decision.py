@@ -373,14 +373,7 @@ def _tally(outcomes: Sequence[StageOutcome], manifest: Manifest | None) -> RunTa
     """The study's runs: the manifest's lines when written (every stage, planned or not), else
     the analysed stages' run counts."""
     if manifest is not None:
-        total = manifest.total
-        return RunTally(
-            planned=total.planned,
-            succeeded=total.succeeded,
-            diverged=total.diverged,
-            failed=total.failed,
-            pending=total.pending,
-        )
+        return RunTally.model_validate(manifest.total, from_attributes=True)
     runs = [outcome.runs for outcome in outcomes]
     return RunTally(
         planned=sum(r.planned for r in runs),

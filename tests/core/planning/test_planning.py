@@ -264,9 +264,7 @@ def test_control_comes_from_predeclared_levels_and_gets_the_screen_id() -> None:
     assert dict(anchor.levels) == levels("+--++")
 
 
-def test_a_control_that_is_also_the_best_runs_once_and_keeps_both_roles() -> None:
-    spec = small_spec(
-        """
+CONFIRM_WITH_CONTROL = """
     - {name: screen, kind: screen, budgets: [1m], seeds: 1}
     - name: confirm
       kind: confirm
@@ -277,7 +275,11 @@ def test_a_control_that_is_also_the_best_runs_once_and_keeps_both_roles() -> Non
         - {rule: control, levels: {A: -1, B: -1}}
         - {from: screen, rule: worst}
 """
-    )
+"""A screen, then a confirm of its best, a predeclared control (A-, B-) and its worst."""
+
+
+def test_a_control_that_is_also_the_best_runs_once_and_keeps_both_roles() -> None:
+    spec = small_spec(CONFIRM_WITH_CONTROL)
     # A- and B- lower the metric: the best screen condition is the predeclared control.
     screen = synthetic.simulate_stage(spec, "screen", pd.DataFrame(), noiseless({"A": 1, "B": 1}))
     plan = plan_stage(spec, spec.stage("confirm"), screen)
@@ -360,17 +362,8 @@ def test_unique_anchors_keep_one_per_levels_with_the_first_id_and_every_role(
 
 def test_a_control_running_under_another_role_is_still_a_control_to_later_stages() -> None:
     spec = small_spec(
-        """
-    - {name: screen, kind: screen, budgets: [1m], seeds: 1}
-    - name: confirm
-      kind: confirm
-      budgets: [1m]
-      seeds: 2
-      select:
-        - {from: screen, rule: best}
-        - {rule: control, levels: {A: -1, B: -1}}
-        - {from: screen, rule: worst}
-    - name: longer
+        CONFIRM_WITH_CONTROL
+        + """    - name: longer
       kind: long-horizon
       budgets: [2m]
       seeds: 1
